@@ -1,0 +1,245 @@
+// medqk._core: validate, release the GIL, call the C++ API. No arithmetic here.
+//
+// The Python layer (python/medqk) validates arguments first with friendlier messages shared by the
+// Numba backend; the checks here keep direct callers of _core from ever reaching a kernel with a bad
+// pointer or size. Inputs are used in place (no copies): they must be C-contiguous with the exact dtype.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "medqk/medqk.h"
+
+namespace py = pybind11;
+
+namespace {
+
+#ifndef MEDQK_VERSION
+#define MEDQK_VERSION "0+unknown"
+#endif
+
+template <typename T>
+const char* dtype_name();
+template <>
+const char* dtype_name<int8_t>() { return "int8"; }
+template <>
+const char* dtype_name<int32_t>() { return "int32"; }
+template <>
+const char* dtype_name<float>() { return "float32"; }
+
+template <typename T>
+void require(const py::array& x, const char* name, int ndim) {
+  if (!py::isinstance<py::array_t<T>>(x) || !x.dtype().is(py::dtype::of<T>())) {
+    throw py::type_error(std::string(name) + " must be a numpy array of dtype " + dtype_name<T>() + ", got " +
+                         std::string(py::str(x.dtype())));
+  }
+  if (x.ndim() != ndim) {
+    throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
+                          std::to_string(x.ndim()) + "-D");
+  }
+  if (!(x.flags() & py::array::c_style)) {
+    throw py::value_error(std::string(name) + " must be C-contiguous (use numpy.ascontiguousarray)");
+  }
+  for (int d = 0; d < ndim; ++d) {
+    if (x.shape(d) == 0) throw py::value_error(std::string(name) + " must not have an empty dimension");
+  }
+}
+
+medqk::Isa isa_or_throw(const std::string& name) {
+  medqk::Isa isa;
+  if (!medqk::isa_from_name(name, &isa)) {
+    throw py::value_error("unknown ISA '" + name + "' (known: scalar, avx2, neon, neon_dotprod)");
+  }
+  return isa;
+}
+
+// B packed for one ISA; immutable once made.
+struct PackedS8 {
+  medqk::Isa isa;
+  std::size_t n, k;
+  std::vector<uint8_t> data;
+};
+
+std::shared_ptr<PackedS8> pack_s8(const py::array& b, const std::string& isa_name) {
+  require<int8_t>(b, "b", 2);
+  const medqk::Isa isa = isa_name.empty() ? medqk::active_isa() : isa_or_throw(isa_name);
+  if (!medqk::isa_supported(isa)) throw py::value_error("ISA '" + isa_name + "' is not available here");
+  auto p = std::make_shared<PackedS8>();
+  p->isa = isa;
+  p->n = b.shape(0);
+  p->k = b.shape(1);
+  if (p->k > medqk::kMaxGemmK) throw py::value_error("b has K > 131071: int32 accumulation could overflow");
+  p->data.resize(medqk::pack_s8_bytes(isa, p->n, p->k));
+  const int8_t* src = static_cast<const int8_t*>(b.data());
+  {
+    py::gil_scoped_release release;
+    medqk::pack_s8(isa, src, p->n, p->k, p->k, p->data.data());
+  }
+  return p;
+}
+
+void check_a(const py::array& a, std::size_t k) {
+  require<int8_t>(a, "a", 2);
+  if (static_cast<std::size_t>(a.shape(1)) != k) {
+    throw py::value_error("a has K=" + std::to_string(a.shape(1)) + " columns but b has K=" + std::to_string(k));
+  }
+}
+
+py::array_t<int32_t> gemm_packed(const py::array& a, const PackedS8& b, int threads) {
+  check_a(a, b.k);
+  const std::size_t m = a.shape(0);
+  py::array_t<int32_t> c({m, b.n});
+  const int8_t* ap = static_cast<const int8_t*>(a.data());
+  int32_t* cp = c.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::gemm_s8s8_s32_packed(b.isa, ap, m, b.k, b.k, b.data.data(), b.n, cp, b.n, threads);
+  }
+  return c;
+}
+
+py::array_t<int32_t> gemm(const py::array& a, const py::array& b, int threads) {
+  require<int8_t>(b, "b", 2);
+  const std::size_t n = b.shape(0), k = b.shape(1);
+  if (k > medqk::kMaxGemmK) throw py::value_error("K > 131071: int32 accumulation could overflow");
+  check_a(a, k);
+  const std::size_t m = a.shape(0);
+  py::array_t<int32_t> c({m, n});
+  const int8_t* ap = static_cast<const int8_t*>(a.data());
+  const int8_t* bp = static_cast<const int8_t*>(b.data());
+  int32_t* cp = c.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::gemm_s8s8_s32(ap, m, k, k, bp, n, k, cp, n, threads);
+  }
+  return c;
+}
+
+py::tuple quantize_rows_s8(const py::array& x) {
+  require<float>(x, "x", 2);
+  const std::size_t m = x.shape(0), k = x.shape(1);
+  py::array_t<int8_t> q({m, k});
+  py::array_t<float> scales(m);
+  const float* xp = static_cast<const float*>(x.data());
+  int8_t* qp = q.mutable_data();
+  float* sp = scales.mutable_data();
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = medqk::quantize_rows_s8(xp, m, k, k, qp, sp);
+  }
+  if (!ok) throw py::value_error("x contains NaN or Inf");
+  return py::make_tuple(q, scales);
+}
+
+// Float in, float out: per-row dynamic int8 quantization of x, the GEMM against packed int8 weights,
+// then per-row x per-column rescaling and bias; one call, GIL released throughout.
+py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::array& w_scales,
+                             const py::object& bias, int threads) {
+  require<float>(x, "x", 2);
+  if (static_cast<std::size_t>(x.shape(1)) != w.k) {
+    throw py::value_error("x has " + std::to_string(x.shape(1)) + " features but the layer expects " +
+                          std::to_string(w.k));
+  }
+  require<float>(w_scales, "weight_scales", 1);
+  if (static_cast<std::size_t>(w_scales.shape(0)) != w.n) throw py::value_error("weight_scales must have N entries");
+  const float* bias_p = nullptr;
+  py::array bias_arr;
+  if (!bias.is_none()) {
+    bias_arr = bias.cast<py::array>();
+    require<float>(bias_arr, "bias", 1);
+    if (static_cast<std::size_t>(bias_arr.shape(0)) != w.n) throw py::value_error("bias must have N entries");
+    bias_p = static_cast<const float*>(bias_arr.data());
+  }
+  const std::size_t m = x.shape(0);
+  py::array_t<float> out({m, w.n});
+  const float* xp = static_cast<const float*>(x.data());
+  const float* sp = static_cast<const float*>(w_scales.data());
+  float* op = out.mutable_data();
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    std::vector<int8_t> q(m * w.k);
+    std::vector<float> row_scales(m);
+    std::vector<int32_t> acc(m * w.n);
+    ok = medqk::quantize_rows_s8(xp, m, w.k, w.k, q.data(), row_scales.data());
+    if (ok) {
+      medqk::gemm_s8s8_s32_packed(w.isa, q.data(), m, w.k, w.k, w.data.data(), w.n, acc.data(), w.n, threads);
+      medqk::dequantize_s32_f32(acc.data(), m, w.n, row_scales.data(), sp, bias_p, op);
+    }
+  }
+  if (!ok) throw py::value_error("x contains NaN or Inf");
+  return out;
+}
+
+py::dict cpu_features_dict() {
+  const medqk::CpuFeatures& f = medqk::cpu_features();
+  py::dict d;
+#if defined(__x86_64__) || defined(_M_X64)
+  d["arch"] = "x86_64";
+  d["sse2"] = f.sse2;
+  d["avx2"] = f.avx2;
+  d["fma"] = f.fma;
+  d["f16c"] = f.f16c;
+  d["avx512f"] = f.avx512f;
+  d["avx512bw"] = f.avx512bw;
+  d["avx512vnni"] = f.avx512vnni;
+  d["avx_vnni"] = f.avx_vnni;
+#elif defined(__aarch64__)
+  d["arch"] = "aarch64";
+  d["asimd"] = f.asimd;
+  d["asimddp"] = f.asimddp;
+  d["i8mm"] = f.i8mm;
+#else
+  d["arch"] = "other";
+#endif
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "medqk native kernels (C++, per-ISA SIMD). Use the medqk package, not this module directly.";
+  m.attr("__version__") = MEDQK_VERSION;
+  m.attr("MAX_GEMM_K") = medqk::kMaxGemmK;
+
+  m.def("cpu_features", &cpu_features_dict, "Features detected on this CPU (cpuid + xgetbv / getauxval).");
+  m.def("isas_built", [] {
+    std::vector<std::string> out;
+    for (int i = 0; i < medqk::kNumIsas; ++i) {
+      if (medqk::isa_built(static_cast<medqk::Isa>(i))) out.emplace_back(medqk::isa_name(static_cast<medqk::Isa>(i)));
+    }
+    return out;
+  });
+  m.def("isas_supported", [] {
+    std::vector<std::string> out;
+    for (medqk::Isa isa : medqk::supported_isas()) out.emplace_back(medqk::isa_name(isa));
+    return out;
+  });
+  m.def("active_isa", [] { return std::string(medqk::isa_name(medqk::active_isa())); });
+  m.def("set_isa", [](const std::string& name) {
+    const medqk::Isa isa = isa_or_throw(name);
+    if (!medqk::set_isa(isa)) {
+      throw py::value_error("ISA '" + name + "' is not available here (" +
+                            (medqk::isa_built(isa) ? "this CPU lacks it" : "this build does not contain it") + ")");
+    }
+  });
+  m.def("isa_env_error", [] { return medqk::isa_env_error(); });
+  m.def("hardware_threads", &medqk::hardware_threads);
+
+  py::class_<PackedS8, std::shared_ptr<PackedS8>>(m, "PackedS8")
+      .def_property_readonly("n", [](const PackedS8& p) { return p.n; })
+      .def_property_readonly("k", [](const PackedS8& p) { return p.k; })
+      .def_property_readonly("isa", [](const PackedS8& p) { return std::string(medqk::isa_name(p.isa)); })
+      .def_property_readonly("nbytes", [](const PackedS8& p) { return p.data.size(); });
+
+  m.def("pack_s8", &pack_s8, py::arg("b"), py::arg("isa") = "");
+  m.def("gemm_s8s8_s32", &gemm, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
+  m.def("gemm_s8s8_s32_packed", &gemm_packed, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
+  m.def("quantize_rows_s8", &quantize_rows_s8, py::arg("x"));
+  m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),
+        py::arg("threads") = 0);
+}

@@ -1,0 +1,86 @@
+// medqk public C++ API: plain functions on raw pointers and sizes. No intrinsics, no templates.
+//
+// Every function here is safe to call from any thread. Kernels are chosen once per process by
+// the dispatch table (csrc/runtime/dispatch.cpp), overridable with MEDQK_ISA or medqk::set_isa.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace medqk {
+
+// ----------------------------------------------------------------------------------------------
+// CPU features and dispatch
+// ----------------------------------------------------------------------------------------------
+enum class Isa : int { scalar = 0, avx2 = 1, neon = 2, neon_dotprod = 3 };
+constexpr int kNumIsas = 4;
+
+struct CpuFeatures {
+  // x86-64
+  bool sse2 = false, avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vnni = false, avx_vnni = false;
+  // aarch64
+  bool asimd = false, asimddp = false, i8mm = false;
+};
+
+const CpuFeatures& cpu_features();        // detected once (cpuid + xgetbv / getauxval)
+const char* isa_name(Isa isa);
+bool isa_from_name(const std::string& name, Isa* out);
+bool isa_built(Isa isa);                  // compiled into this binary
+bool isa_supported(Isa isa);              // built AND the CPU has it
+std::vector<Isa> supported_isas();        // in preference order, best first
+Isa best_isa();
+Isa active_isa();                         // the ISA kernels dispatch to now
+// Selects the ISA for every later call. Returns false (and changes nothing) if unsupported.
+bool set_isa(Isa isa);
+// Reads MEDQK_ISA once at start-up; an unknown or unsupported value is reported here
+// (empty string when the variable was absent or valid).
+const std::string& isa_env_error();
+
+// Threads: 0 means "all hardware threads".
+int hardware_threads();
+
+// ----------------------------------------------------------------------------------------------
+// INT8 GEMM: C[m, n] = sum_k A[m, k] * B[n, k]   (A @ B^T), int8 x int8 -> int32, exact.
+//
+// Exactness: |a*b| <= 128*128 = 2^14, so a sum of K products fits in int32 for K <= kMaxGemmK
+// (131071). Every kernel widens to at least 16 bits before multiplying and to 32 bits before
+// adding more than two products, so there is no saturation anywhere (unlike u8 x s8 vpmaddubsw).
+// ----------------------------------------------------------------------------------------------
+constexpr std::size_t kMaxGemmK = 131071;
+
+// B packed once for the ISA active at packing time; the layout belongs to that ISA's kernel.
+struct PackedS8Info {
+  Isa isa;
+  std::size_t n, k;
+  std::size_t bytes;   // size of the packed buffer
+};
+
+std::size_t pack_s8_bytes(Isa isa, std::size_t n, std::size_t k);
+// Packs B (n x k, row stride ldb elements) for `isa` into `packed` (pack_s8_bytes bytes, any alignment).
+void pack_s8(Isa isa, const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
+
+// C (m x n, row stride ldc) = A (m x k, row stride lda) @ unpack(packed)^T with the kernel of `isa`.
+// threads: 0 = all hardware threads.
+void gemm_s8s8_s32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
+                          const uint8_t* packed, std::size_t n, int32_t* c, std::size_t ldc, int threads);
+
+// Convenience: packs B on the fly with the active ISA, then multiplies.
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
+                   const int8_t* b, std::size_t n, std::size_t ldb, int32_t* c, std::size_t ldc,
+                   int threads);
+
+// ----------------------------------------------------------------------------------------------
+// Float helpers around the integer GEMM (portable code, compiled at the baseline ISA).
+// ----------------------------------------------------------------------------------------------
+// Per-row symmetric quantization: scale[i] = max|x[i,:]| / 127 (1 for an all-zero row),
+// q = clamp(round_half_even(x * (127 / max|x|)), -127, 127). Returns false on a non-finite value.
+bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q,
+                      float* scales);
+// out[i, j] = acc[i, j] * row_scale[i] * col_scale[j] + (bias ? bias[j] : 0)
+void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const float* row_scale,
+                        const float* col_scale, const float* bias, float* out);
+
+}  // namespace medqk

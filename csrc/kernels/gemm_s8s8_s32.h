@@ -1,0 +1,59 @@
+// Internal interface of the INT8 GEMM kernels: one namespace per ISA, same four functions in each.
+// Only raw pointers and sizes cross between ISA files (nothing here needs ISA flags to compile).
+//
+//   packed_bytes(n, k)          size of B packed in this ISA's layout
+//   pack(b, n, k, ldb, packed)  B (n x k) -> packed; padding is zero so kernels may read whole panels
+//   gemm(a, m, k, lda, packed, n, n0, n1, c, ldc)
+//       C[0:m, n0:n1] = A[0:m, :] @ B[n0:n1, :]^T, n0 a multiple of kPanelCols (threads split there)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace medqk {
+namespace kernels {
+
+// One row of the dispatch table.
+struct GemmS8Kernel {
+  std::size_t panel_cols;
+  std::size_t (*packed_bytes)(std::size_t n, std::size_t k);
+  void (*pack)(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
+  void (*gemm)(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+               std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
+};
+
+namespace scalar {
+extern const std::size_t kGemmS8PanelCols;
+std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
+void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
+}  // namespace scalar
+
+namespace avx2 {
+extern const std::size_t kGemmS8PanelCols;
+std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
+void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
+}  // namespace avx2
+
+namespace neon {
+extern const std::size_t kGemmS8PanelCols;
+std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
+void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
+}  // namespace neon
+
+namespace neon_dotprod {
+extern const std::size_t kGemmS8PanelCols;
+std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
+void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
+}  // namespace neon_dotprod
+
+
+}  // namespace kernels
+}  // namespace medqk

@@ -1,0 +1,139 @@
+// Runtime ISA choice = "built into this binary" AND "the CPU has it", best first, overridable once by
+// the environment (MEDQK_ISA) and later by set_isa(). Kernels are looked up per call from a table that
+// is filled once; the hot loops never test CPU features.
+#include "runtime/dispatch.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+namespace medqk {
+namespace {
+
+const char* const kIsaNames[kNumIsas] = {"scalar", "avx2", "neon", "neon_dotprod"};
+
+struct KernelTable {
+  const kernels::GemmS8Kernel* gemm_s8[kNumIsas] = {};
+};
+
+const KernelTable& table() {
+  static const KernelTable t = [] {
+    KernelTable k;
+    static const kernels::GemmS8Kernel scalar_gemm = {kernels::scalar::kGemmS8PanelCols,
+                                                      kernels::scalar::gemm_s8s8_s32_packed_bytes,
+                                                      kernels::scalar::gemm_s8s8_s32_pack,
+                                                      kernels::scalar::gemm_s8s8_s32};
+    k.gemm_s8[static_cast<int>(Isa::scalar)] = &scalar_gemm;
+#if defined(MEDQK_BUILD_AVX2)
+    static const kernels::GemmS8Kernel avx2_gemm = {kernels::avx2::kGemmS8PanelCols,
+                                                    kernels::avx2::gemm_s8s8_s32_packed_bytes,
+                                                    kernels::avx2::gemm_s8s8_s32_pack,
+                                                    kernels::avx2::gemm_s8s8_s32};
+    k.gemm_s8[static_cast<int>(Isa::avx2)] = &avx2_gemm;
+#endif
+#if defined(MEDQK_BUILD_NEON)
+    static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
+                                                    kernels::neon::gemm_s8s8_s32_packed_bytes,
+                                                    kernels::neon::gemm_s8s8_s32_pack,
+                                                    kernels::neon::gemm_s8s8_s32};
+    k.gemm_s8[static_cast<int>(Isa::neon)] = &neon_gemm;
+#endif
+#if defined(MEDQK_BUILD_NEON_DOTPROD)
+    static const kernels::GemmS8Kernel neon_dotprod_gemm = {kernels::neon_dotprod::kGemmS8PanelCols,
+                                                            kernels::neon_dotprod::gemm_s8s8_s32_packed_bytes,
+                                                            kernels::neon_dotprod::gemm_s8s8_s32_pack,
+                                                            kernels::neon_dotprod::gemm_s8s8_s32};
+    k.gemm_s8[static_cast<int>(Isa::neon_dotprod)] = &neon_dotprod_gemm;
+#endif
+    return k;
+  }();
+  return t;
+}
+
+bool cpu_has(Isa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case Isa::scalar: return true;
+    case Isa::avx2: return f.avx2 && f.fma && f.f16c;
+    case Isa::neon: return f.asimd;
+    case Isa::neon_dotprod: return f.asimd && f.asimddp;
+  }
+  return false;
+}
+
+struct ActiveIsa {
+  std::atomic<int> isa;
+  std::string env_error;
+  ActiveIsa() : isa(static_cast<int>(best_isa())) {
+    const char* env = std::getenv("MEDQK_ISA");
+    if (env == nullptr || *env == '\0') return;
+    Isa wanted;
+    if (!isa_from_name(env, &wanted)) {
+      env_error = std::string("MEDQK_ISA='") + env + "' is not an ISA medqk knows (scalar, avx2, neon, neon_dotprod)";
+    } else if (!isa_supported(wanted)) {
+      env_error = std::string("MEDQK_ISA='") + env + "' is not available here (" +
+                  (isa_built(wanted) ? "this CPU lacks it" : "this build does not contain it") + ")";
+    } else {
+      isa.store(static_cast<int>(wanted));
+    }
+  }
+};
+
+ActiveIsa& active() {
+  static ActiveIsa a;
+  return a;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  const int i = static_cast<int>(isa);
+  return (i >= 0 && i < kNumIsas) ? kIsaNames[i] : "unknown";
+}
+
+bool isa_from_name(const std::string& name, Isa* out) {
+  for (int i = 0; i < kNumIsas; ++i) {
+    if (name == kIsaNames[i]) {
+      *out = static_cast<Isa>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool isa_built(Isa isa) {
+  const int i = static_cast<int>(isa);
+  return i >= 0 && i < kNumIsas && table().gemm_s8[i] != nullptr;
+}
+
+bool isa_supported(Isa isa) { return isa_built(isa) && cpu_has(isa); }
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::avx2, Isa::neon_dotprod, Isa::neon, Isa::scalar}) {
+    if (isa_supported(isa)) out.push_back(isa);
+  }
+  return out;
+}
+
+Isa best_isa() { return supported_isas().front(); }
+
+Isa active_isa() { return static_cast<Isa>(active().isa.load()); }
+
+bool set_isa(Isa isa) {
+  if (!isa_supported(isa)) return false;
+  active().isa.store(static_cast<int>(isa));
+  return true;
+}
+
+const std::string& isa_env_error() { return active().env_error; }
+
+namespace runtime {
+
+const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
+  const int i = static_cast<int>(isa);
+  return (i >= 0 && i < kNumIsas) ? table().gemm_s8[i] : nullptr;
+}
+
+}  // namespace runtime
+}  // namespace medqk

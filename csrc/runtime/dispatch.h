@@ -1,0 +1,14 @@
+// The dispatch table: one row per ISA for each operation, filled once.
+#pragma once
+
+#include "kernels/gemm_s8s8_s32.h"
+#include "medqk/medqk.h"
+
+namespace medqk {
+namespace runtime {
+
+// nullptr when `isa` is not built into this binary.
+const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa);
+
+}  // namespace runtime
+}  // namespace medqk

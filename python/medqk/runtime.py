@@ -1,0 +1,116 @@
+"""Backend and ISA selection, and :func:`info`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from typing import Iterator
+
+from . import _backend
+
+# Operations and the kernel name each ISA runs for them (what medqk.info() reports).
+OPERATIONS = ("gemm_s8s8_s32", "quantize_rows_s8")
+
+
+def get_backend() -> str:
+    """The backend kernels run on now: ``"native"`` or ``"numba"``."""
+    return _backend.backend
+
+
+def set_backend(name: str) -> None:
+    """Selects ``"native"`` (C++ SIMD) or ``"numba"`` for every later kernel call."""
+    if name not in _backend.BACKENDS:
+        raise ValueError(f"backend must be one of {_backend.BACKENDS}, got {name!r}")
+    if name == "native" and _backend._core is None:
+        raise RuntimeError(f"the native module medqk._core is unavailable ({_backend.native_error})")
+    _backend.backend = name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Context manager: run the enclosed calls on backend ``name``, then restore the previous one."""
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def available_isas() -> list[str]:
+    """ISAs both built into the native module and present on this CPU, best first (empty without it)."""
+    return list(_backend._core.isas_supported()) if _backend._core is not None else []
+
+
+def get_isa() -> str | None:
+    """The ISA native kernels dispatch to now (None when the native module is unavailable)."""
+    return _backend._core.active_isa() if _backend._core is not None else None
+
+
+def set_isa(name: str) -> None:
+    """Forces native kernels to ISA ``name`` (scalar, avx2, neon, neon_dotprod) for later calls.
+
+    Raises ValueError naming the ISAs available when ``name`` is unknown or not usable on this CPU.
+    """
+    if _backend._core is None:
+        raise RuntimeError(f"set_isa needs the native module, which is unavailable ({_backend.native_error})")
+    try:
+        _backend._core.set_isa(name)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; available here: {', '.join(available_isas())}") from None
+
+
+@contextlib.contextmanager
+def use_isa(name: str) -> Iterator[None]:
+    """Context manager: run the enclosed native calls with ISA ``name``, then restore the previous one."""
+    previous = get_isa()
+    set_isa(name)
+    try:
+        yield
+    finally:
+        set_isa(previous)
+
+
+def _numba_threads() -> int | None:
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def info() -> dict:
+    """What medqk runs on: version, backend, ISAs built and present, chosen kernel per operation, threads."""
+    from . import __version__
+
+    core = _backend._core
+    backend = get_backend()
+    isa = get_isa()
+    kernels = {}
+    for op in OPERATIONS:
+        if backend == "numba":
+            kernels[op] = f"numba:{op}"
+        elif op == "gemm_s8s8_s32":
+            kernels[op] = f"{isa}:{op}"
+        else:
+            kernels[op] = f"portable:{op}"  # baseline-ISA C++ helper, not dispatched
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "backend": backend,
+        "native_available": core is not None,
+        "native_error": _backend.native_error,
+        "isa": isa,
+        "isas_built": list(core.isas_built()) if core is not None else [],
+        "isas_supported": available_isas(),
+        "cpu_features": dict(core.cpu_features()) if core is not None else {},
+        "kernels": kernels,
+        "threads": {
+            "native": core.hardware_threads() if core is not None else None,
+            "numba": _numba_threads(),
+            "cpu_count": os.cpu_count(),
+        },
+        "env": {k: os.environ[k] for k in ("MEDQK_BACKEND", "MEDQK_ISA") if k in os.environ},
+    }
