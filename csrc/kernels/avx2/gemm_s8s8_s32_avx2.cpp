@@ -26,9 +26,9 @@ namespace avx2 {
 namespace {
 
 constexpr std::size_t kNR = 16;   // columns per panel (two ymm of int32)
-constexpr int kMR = 6;            // rows per micro-tile: 12 accumulators + 2 B + 1 A = 15 ymm
+constexpr int kMR = 5;            // rows per micro-tile: 10 accumulators + 2 B + 1 A + 1 product = 14 ymm (6 rows spill)
 constexpr std::size_t kKC = 256;  // k-pairs per block: the B slice of one panel (8 KiB) stays in L1
-constexpr std::size_t kMC = 72;   // rows per block of widened A (72 x 512 x 2 B = 72 KiB in L2)
+constexpr std::size_t kMC = 80;   // rows per block of widened A (80 x 512 x 2 B = 80 KiB of L2 per k block)
 
 inline std::size_t k_pairs(std::size_t k) { return (k + 1) / 2; }
 
@@ -47,48 +47,76 @@ void widen_a(const int8_t* a, std::size_t rows, std::size_t k, std::size_t lda, 
   }
 }
 
+// Stores (or adds) one 16-column row of accumulators into C; ncols < 16 only at the right edge.
+inline void store_row(int32_t* c, __m256i lo, __m256i hi, bool accumulate, std::size_t ncols) {
+  if (ncols == kNR) {
+    __m256i* c0 = reinterpret_cast<__m256i*>(c);
+    __m256i* c1 = reinterpret_cast<__m256i*>(c + 8);
+    if (accumulate) {
+      lo = _mm256_add_epi32(lo, _mm256_loadu_si256(c0));
+      hi = _mm256_add_epi32(hi, _mm256_loadu_si256(c1));
+    }
+    _mm256_storeu_si256(c0, lo);
+    _mm256_storeu_si256(c1, hi);
+    return;
+  }
+  alignas(32) int32_t tile[kNR];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(tile), lo);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(tile + 8), hi);
+  for (std::size_t j = 0; j < ncols; ++j) c[j] = accumulate ? c[j] + tile[j] : tile[j];
+}
+
 // C tile (R x 16) = or += A (R rows of widened pairs, stride a_stride words) x one B panel slice.
+// Accumulators are named variables, not an array: GCC keeps arrays of vectors on the stack.
 template <int R>
 void micro_kernel(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, int32_t* c,
                   std::size_t ldc, bool accumulate, std::size_t ncols) {
-  __m256i acc0[R], acc1[R];
-  for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = _mm256_setzero_si256();
+  static_assert(R >= 1 && R <= kMR, "tile height");
+  __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00;
+  const int32_t* a0 = a;
+  const int32_t* a1 = a + a_stride;
+  const int32_t* a2 = a + 2 * a_stride;
+  const int32_t* a3 = a + 3 * a_stride;
+  const int32_t* a4 = a + 4 * a_stride;
   for (std::size_t p = 0; p < kc; ++p) {
     const __m256i b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 32 * p)));
     const __m256i b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 32 * p + 16)));
-    for (int r = 0; r < R; ++r) {
-      const __m256i av = _mm256_set1_epi32(a[r * a_stride + p]);
-      acc0[r] = _mm256_add_epi32(acc0[r], _mm256_madd_epi16(av, b0));
-      acc1[r] = _mm256_add_epi32(acc1[r], _mm256_madd_epi16(av, b1));
+    __m256i av = _mm256_set1_epi32(a0[p]);
+    c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(av, b0));
+    c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(av, b1));
+    if constexpr (R > 1) {
+      av = _mm256_set1_epi32(a1[p]);
+      c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(av, b0));
+      c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(av, b1));
+    }
+    if constexpr (R > 2) {
+      av = _mm256_set1_epi32(a2[p]);
+      c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(av, b0));
+      c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(av, b1));
+    }
+    if constexpr (R > 3) {
+      av = _mm256_set1_epi32(a3[p]);
+      c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(av, b0));
+      c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(av, b1));
+    }
+    if constexpr (R > 4) {
+      av = _mm256_set1_epi32(a4[p]);
+      c40 = _mm256_add_epi32(c40, _mm256_madd_epi16(av, b0));
+      c41 = _mm256_add_epi32(c41, _mm256_madd_epi16(av, b1));
     }
   }
-  if (ncols == kNR) {
-    for (int r = 0; r < R; ++r) {
-      __m256i* c0 = reinterpret_cast<__m256i*>(c + r * ldc);
-      __m256i* c1 = reinterpret_cast<__m256i*>(c + r * ldc + 8);
-      if (accumulate) {
-        acc0[r] = _mm256_add_epi32(acc0[r], _mm256_loadu_si256(c0));
-        acc1[r] = _mm256_add_epi32(acc1[r], _mm256_loadu_si256(c1));
-      }
-      _mm256_storeu_si256(c0, acc0[r]);
-      _mm256_storeu_si256(c1, acc1[r]);
-    }
-  } else {
-    alignas(32) int32_t tile[kNR];
-    for (int r = 0; r < R; ++r) {
-      _mm256_store_si256(reinterpret_cast<__m256i*>(tile), acc0[r]);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(tile + 8), acc1[r]);
-      int32_t* cr = c + r * ldc;
-      for (std::size_t j = 0; j < ncols; ++j) cr[j] = accumulate ? cr[j] + tile[j] : tile[j];
-    }
-  }
+  store_row(c, c00, c01, accumulate, ncols);
+  if constexpr (R > 1) store_row(c + ldc, c10, c11, accumulate, ncols);
+  if constexpr (R > 2) store_row(c + 2 * ldc, c20, c21, accumulate, ncols);
+  if constexpr (R > 3) store_row(c + 3 * ldc, c30, c31, accumulate, ncols);
+  if constexpr (R > 4) store_row(c + 4 * ldc, c40, c41, accumulate, ncols);
 }
 
 using MicroKernel = void (*)(const int32_t*, std::size_t, const uint8_t*, std::size_t, int32_t*, std::size_t,
                              bool, std::size_t);
 constexpr MicroKernel kMicroKernels[kMR + 1] = {nullptr,         micro_kernel<1>, micro_kernel<2>,
-                                                micro_kernel<3>, micro_kernel<4>, micro_kernel<5>,
-                                                micro_kernel<6>};
+                                                micro_kernel<3>, micro_kernel<4>, micro_kernel<5>};
 
 }  // namespace
 
