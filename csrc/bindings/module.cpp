@@ -175,6 +175,35 @@ py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::ar
   return out;
 }
 
+// Top-k inner-product search over an int8 database packed as a PackedS8 (see medqk.h).
+py::tuple search_s8_topk(const py::array& a, const PackedS8& db, const py::array& alpha, const py::object& bias,
+                         std::size_t topk, int threads) {
+  check_a(a, db.k);
+  const std::size_t nq = a.shape(0);
+  require<float>(alpha, "alpha", 1);
+  if (static_cast<std::size_t>(alpha.shape(0)) != nq) throw py::value_error("alpha must have one entry per query");
+  const float* bias_p = nullptr;
+  py::array bias_arr;
+  if (!bias.is_none()) {
+    bias_arr = bias.cast<py::array>();
+    require<float>(bias_arr, "bias", 1);
+    if (static_cast<std::size_t>(bias_arr.shape(0)) != db.n) throw py::value_error("bias must have one entry per vector");
+    bias_p = static_cast<const float*>(bias_arr.data());
+  }
+  if (topk == 0) throw py::value_error("k must be >= 1");
+  py::array_t<float> scores({nq, topk});
+  py::array_t<int64_t> ids({nq, topk});
+  const int8_t* ap = static_cast<const int8_t*>(a.data());
+  const float* alpha_p = static_cast<const float*>(alpha.data());
+  float* sp = scores.mutable_data();
+  int64_t* ip = ids.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::search_s8_topk(db.isa, ap, nq, db.k, db.data.data(), db.n, alpha_p, bias_p, topk, sp, ip, threads);
+  }
+  return py::make_tuple(scores, ids);
+}
+
 py::dict cpu_features_dict() {
   const medqk::CpuFeatures& f = medqk::cpu_features();
   py::dict d;
@@ -240,6 +269,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_s8s8_s32", &gemm, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("gemm_s8s8_s32_packed", &gemm_packed, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("quantize_rows_s8", &quantize_rows_s8, py::arg("x"));
+  m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),
+        py::arg("k"), py::arg("threads") = 0);
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),
         py::arg("threads") = 0);
 }

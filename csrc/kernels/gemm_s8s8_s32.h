@@ -5,6 +5,11 @@
 //   pack(b, n, k, ldb, packed)  B (n x k) -> packed; padding is zero so kernels may read whole panels
 //   gemm(a, m, k, lda, packed, n, n0, n1, c, ldc)
 //       C[0:m, n0:n1] = A[0:m, :] @ B[n0:n1, :]^T, n0 a multiple of kPanelCols (threads split there)
+//
+// Every layout is a sequence of self-contained panels of kPanelCols columns, each packed_bytes(kPanelCols, k)
+// bytes (anything a kernel precomputes per column, such as column sums, lives inside its panel). So
+// packed + (j / kPanelCols) * packed_bytes(kPanelCols, k) is a valid packed matrix of the columns from j on:
+// the search kernels scan a database block by block this way.
 #pragma once
 
 #include <cstddef>

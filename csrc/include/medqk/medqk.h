@@ -83,4 +83,14 @@ bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t 
 void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const float* row_scale,
                         const float* col_scale, const float* bias, float* out);
 
+// ----------------------------------------------------------------------------------------------
+// Exact int8 search with fused top-k (csrc/runtime/search_s8.cpp).
+// score(i, j) = alpha[i] * float(A_i . B_j) + (bias ? bias[j] : 0), computed in float32 without FMA.
+// Writes the topk best per query, best first; equal scores -> lower id first; when topk > n the tail
+// is score -inf, id -1. `packed` is B (n x k) packed for `isa` (pack_s8). threads: 0 = all.
+// ----------------------------------------------------------------------------------------------
+void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
+                    const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
+                    int threads);
+
 }  // namespace medqk

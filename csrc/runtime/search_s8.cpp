@@ -1,0 +1,138 @@
+// Exact int8 search with the top-k fused into the scan: the database (B, packed for one ISA) is
+// multiplied by a block of queries one block of columns at a time, and each int32 tile is folded into
+// per-query heaps at once, so nq x N scores are never materialized.
+//
+// score(i, j) = alpha[i] * float(dot(a_i, b_j)) + bias[j]   (bias optional; float32, no FMA contraction,
+// the same operations as the Numba twin so both pick the same ids). Order: larger score first, equal
+// scores -> lower id first. Missing results (topk > n) are score -inf, id -1.
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "medqk/medqk.h"
+#include "runtime/dispatch.h"
+#include "runtime/thread_pool.h"
+
+namespace medqk {
+
+namespace {
+
+constexpr std::size_t kQueryBlock = 32;   // queries per tile (rows of A)
+constexpr std::size_t kDbBlock = 1024;    // database vectors per tile: 32 x 1024 int32 = 128 KiB
+
+struct Hit {
+  float score;
+  int64_t id;
+};
+
+// "a ranks before b": higher score, then lower id.
+inline bool better(const Hit& a, const Hit& b) { return a.score > b.score || (a.score == b.score && a.id < b.id); }
+
+// A bounded heap whose top is the worst kept hit.
+class TopK {
+ public:
+  void reset(std::size_t k) {
+    k_ = k;
+    hits_.clear();
+    hits_.reserve(k);
+  }
+  // Candidates arrive in increasing id order within one scan, so an equal score never beats the worst.
+  inline void push(float score, int64_t id) {
+    if (hits_.size() < k_) {
+      hits_.push_back({score, id});
+      std::push_heap(hits_.begin(), hits_.end(), better);
+    } else if (better(Hit{score, id}, hits_.front())) {
+      std::pop_heap(hits_.begin(), hits_.end(), better);
+      hits_.back() = {score, id};
+      std::push_heap(hits_.begin(), hits_.end(), better);
+    }
+  }
+  bool full() const { return hits_.size() == k_; }
+  float worst_score() const { return hits_.front().score; }
+  std::vector<Hit>& hits() { return hits_; }
+
+ private:
+  std::size_t k_ = 0;
+  std::vector<Hit> hits_;
+};
+
+void write_sorted(std::vector<Hit>& hits, std::size_t topk, float* scores, int64_t* ids) {
+  std::sort(hits.begin(), hits.end(), better);
+  for (std::size_t t = 0; t < topk; ++t) {
+    if (t < hits.size()) {
+      scores[t] = hits[t].score;
+      ids[t] = hits[t].id;
+    } else {
+      scores[t] = -std::numeric_limits<float>::infinity();
+      ids[t] = -1;
+    }
+  }
+}
+
+}  // namespace
+
+void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
+                    const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
+                    int threads) {
+  const kernels::GemmS8Kernel& kernel = *runtime::gemm_s8_kernel(isa);
+  const std::size_t panel_bytes = kernel.packed_bytes(kernel.panel_cols, k);
+  if (threads <= 0) threads = hardware_threads();
+  const std::size_t q_blocks = (nq + kQueryBlock - 1) / kQueryBlock;
+  // Enough query blocks: one task each over the whole database. Otherwise split the database too and
+  // merge the partial top-k lists.
+  std::size_t parts = q_blocks >= static_cast<std::size_t>(threads) ? 1 : static_cast<std::size_t>(threads);
+  const std::size_t db_blocks = (n + kDbBlock - 1) / kDbBlock;
+  parts = std::max<std::size_t>(1, std::min(parts, db_blocks));
+  if (nq * n * k < (std::size_t(1) << 20)) {
+    threads = 1;
+    parts = 1;
+  }
+  std::vector<std::vector<Hit>> partial(parts > 1 ? nq * parts : 0);
+
+  const int tasks = static_cast<int>(q_blocks * parts);
+  runtime::parallel_for(tasks, threads, [&](int t) {
+    const std::size_t qb = static_cast<std::size_t>(t) / parts, part = static_cast<std::size_t>(t) % parts;
+    const std::size_t q0 = qb * kQueryBlock, mq = std::min(kQueryBlock, nq - q0);
+    const std::size_t b0 = db_blocks * part / parts * kDbBlock;
+    const std::size_t b1 = std::min(n, db_blocks * (part + 1) / parts * kDbBlock);
+    std::vector<int32_t> tile(mq * kDbBlock);
+    std::vector<TopK> heaps(mq);
+    for (auto& h : heaps) h.reset(topk);
+    for (std::size_t j0 = b0; j0 < b1; j0 += kDbBlock) {
+      const std::size_t nb = std::min(kDbBlock, b1 - j0);
+      // j0 is a multiple of kDbBlock, hence of the panel width: the panels from j0 on form a packed matrix.
+      const uint8_t* block = packed + (j0 / kernel.panel_cols) * panel_bytes;
+      kernel.gemm(a + q0 * k, mq, k, k, block, nb, 0, nb, tile.data(), nb);
+      for (std::size_t i = 0; i < mq; ++i) {
+        const float al = alpha[q0 + i];
+        const int32_t* row = tile.data() + i * nb;
+        TopK& heap = heaps[i];
+        for (std::size_t j = 0; j < nb; ++j) {
+          float s = al * static_cast<float>(row[j]);
+          if (bias != nullptr) s = s + bias[j0 + j];
+          if (heap.full() && !(s > heap.worst_score())) continue;  // quick reject (ties lose: higher id)
+          heap.push(s, static_cast<int64_t>(j0 + j));
+        }
+      }
+    }
+    for (std::size_t i = 0; i < mq; ++i) {
+      if (parts == 1) {
+        write_sorted(heaps[i].hits(), topk, scores + (q0 + i) * topk, ids + (q0 + i) * topk);
+      } else {
+        partial[(q0 + i) * parts + part] = std::move(heaps[i].hits());
+      }
+    }
+  });
+  if (parts > 1) {
+    for (std::size_t q = 0; q < nq; ++q) {
+      std::vector<Hit> all;
+      for (std::size_t p = 0; p < parts; ++p) {
+        auto& h = partial[q * parts + p];
+        all.insert(all.end(), h.begin(), h.end());
+      }
+      write_sorted(all, topk, scores + q * topk, ids + q * topk);
+    }
+  }
+}
+
+}  // namespace medqk

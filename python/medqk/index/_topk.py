@@ -1,0 +1,46 @@
+"""Top-k selection on float score blocks with medqk's tie rule: higher score first, equal -> lower id."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def block_topk(scores: np.ndarray, k: int, id_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``min(k, nb)`` of each row of ``scores`` (nq, nb), ids offset by ``id_offset``; sorted best first."""
+    nq, nb = scores.shape
+    kk = min(k, nb)
+    if kk < nb:
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        # argpartition breaks ties at the k-th value arbitrarily: redo rows with more candidates than slots.
+        ties = np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > kk)
+        for r in ties:
+            cand = np.flatnonzero(scores[r] >= kth[r])
+            order = np.lexsort((cand, -scores[r, cand]))
+            part[r] = cand[order[:kk]]
+    else:
+        part = np.broadcast_to(np.arange(nb), (nq, nb)).copy()
+    sel = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -sel), axis=1)
+    part = np.take_along_axis(part, order, axis=1)
+    return np.take_along_axis(sel, order, axis=1), part.astype(np.int64) + id_offset
+
+
+def merge_topk(s1, i1, s2, i2, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merges two sorted candidate lists per row into the best ``k`` (tie rule kept)."""
+    s = np.concatenate([s1, s2], axis=1)
+    i = np.concatenate([i1, i2], axis=1)
+    order = np.lexsort((i, -s), axis=1)[:, :k]
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+def pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pads to k columns with score -inf and id -1 (fewer than k vectors in the index)."""
+    missing = k - scores.shape[1]
+    if missing <= 0:
+        return scores, ids
+    nq = scores.shape[0]
+    return (
+        np.concatenate([scores, np.full((nq, missing), -np.inf, dtype=np.float32)], axis=1),
+        np.concatenate([ids, np.full((nq, missing), -1, dtype=np.int64)], axis=1),
+    )

@@ -1,0 +1,57 @@
+"""Index spec strings.
+
+Grammar (whitespace ignored, case-insensitive)::
+
+    spec    := base [ "+rerank:" codec ]
+    base    := codec
+    codec   := "float32" | "fp16" | "int8"
+
+- ``float32``: exact search over the vectors as given (the reference).
+- ``fp16``: vectors stored as IEEE half floats (2 bytes/dim), scored in float32.
+- ``int8``: per-dimension scalar quantization to int8 codes (1 byte/dim), queries quantized to int8 and
+  scored with the exact int8 GEMM; zero points and scales are folded back so scores approximate float
+  inner products (or squared L2 distances).
+- ``<base>+rerank:<codec>``: search the base codes for ``rerank_factor * k`` candidates, then re-score them
+  with a second, finer stored copy (e.g. ``int8+rerank:float32``).
+
+Later releases add ``int4``, ``cb4``/``cb3``/``cb2`` and product quantization (``pq<M>x<bits>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CODECS = ("float32", "fp16", "int8")
+BYTES_PER_DIM = {"float32": 4.0, "fp16": 2.0, "int8": 1.0}
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    base: str
+    rerank: str | None = None
+
+    def __str__(self) -> str:
+        return self.base + (f"+rerank:{self.rerank}" if self.rerank else "")
+
+
+def valid_specs() -> list[str]:
+    """Examples of every accepted form, for error messages and --help."""
+    return list(CODECS) + [f"{b}+rerank:{r}" for b in ("fp16", "int8") for r in ("float32",)]
+
+
+def parse_spec(spec: str) -> IndexSpec:
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a string such as 'int8', got {type(spec).__name__}")
+    text = "".join(spec.split()).lower()
+    base, sep, rest = text.partition("+")
+    rerank = None
+    if sep:
+        kind, colon, codec = rest.partition(":")
+        if kind != "rerank" or not colon or codec not in CODECS:
+            raise ValueError(
+                f"invalid spec {spec!r}: after '+' expected 'rerank:<codec>' with codec one of {', '.join(CODECS)}"
+            )
+        rerank = codec
+    if base not in CODECS:
+        raise ValueError(f"unknown index spec {spec!r}; valid specs: {', '.join(valid_specs())}")
+    return IndexSpec(base, rerank)

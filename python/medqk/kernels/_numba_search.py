@@ -1,0 +1,86 @@
+"""Numba twin of the native fused int8 search (csrc/runtime/search_s8.cpp): same scores, same ids."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(inline="always")
+def _better(s1, i1, s2, i2):
+    """(s1, i1) ranks before (s2, i2): higher score, then lower id."""
+    return s1 > s2 or (s1 == s2 and i1 < i2)
+
+
+@njit(boundscheck=False)
+def _sift_down(hs, hi, size, pos):
+    # Heap whose root is the worst kept hit: a parent is never better than its children.
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            return
+        worst = left
+        right = left + 1
+        if right < size and _better(hs[worst], hi[worst], hs[right], hi[right]):
+            worst = right
+        if _better(hs[pos], hi[pos], hs[worst], hi[worst]):
+            hs[pos], hs[worst] = hs[worst], hs[pos]
+            hi[pos], hi[worst] = hi[worst], hi[pos]
+            pos = worst
+        else:
+            return
+
+
+@njit(boundscheck=False)
+def _sift_up(hs, hi, pos):
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if _better(hs[parent], hi[parent], hs[pos], hi[pos]):
+            hs[pos], hs[parent] = hs[parent], hs[pos]
+            hi[pos], hi[parent] = hi[parent], hi[pos]
+            pos = parent
+        else:
+            return
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def search_s8_topk(a, b, alpha, bias, k, scores, ids):
+    """For each query row of int8 a (nq, d): the k best database rows of int8 b (n, d) by
+    score = alpha[i] * float32(a_i . b_j) + bias[j] (bias empty: none), written best first into
+    scores (nq, k) float32 / ids (nq, k) int64; equal scores -> lower id; missing -> -inf / -1."""
+    nq, d = a.shape
+    n = b.shape[0]
+    has_bias = bias.shape[0] == n
+    for i in prange(nq):
+        hs = np.empty(k, dtype=np.float32)
+        hi = np.empty(k, dtype=np.int64)
+        size = 0
+        al = alpha[i]
+        for j in range(n):
+            dot = np.int32(0)
+            for p in range(d):
+                dot += np.int32(a[i, p]) * np.int32(b[j, p])
+            s = al * np.float32(dot)
+            if has_bias:
+                s = s + bias[j]
+            if size < k:
+                hs[size] = s
+                hi[size] = j
+                _sift_up(hs, hi, size)
+                size += 1
+            elif s > hs[0]:  # ids increase, so an equal score never beats the worst kept hit
+                hs[0] = s
+                hi[0] = j
+                _sift_down(hs, hi, size, 0)
+        # heap -> best first: repeatedly move the worst to the end
+        for end in range(size - 1, 0, -1):
+            hs[0], hs[end] = hs[end], hs[0]
+            hi[0], hi[end] = hi[end], hi[0]
+            _sift_down(hs, hi, end, 0)
+        for t in range(k):
+            if t < size:
+                scores[i, t] = hs[t]
+                ids[i, t] = hi[t]
+            else:
+                scores[i, t] = -np.inf
+                ids[i, t] = -1

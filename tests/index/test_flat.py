@@ -1,0 +1,222 @@
+"""Flat indexes: exactness of float32, recall of the quantized codecs, tie rule, padding, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import medqk.index as mi
+
+SPECS = ["float32", "fp16", "int8", "int8+rerank:float32", "fp16+rerank:float32", "int8+rerank:int8"]
+
+
+def data(n=700, nq=60, d=48, seed=0, normalize=True):
+    rng = np.random.default_rng(seed)
+    # clustered data, like embeddings: a few directions plus noise
+    centers = rng.standard_normal((12, d))
+    x = centers[rng.integers(0, 12, n)] + 0.6 * rng.standard_normal((n, d))
+    q = centers[rng.integers(0, 12, nq)] + 0.6 * rng.standard_normal((nq, d))
+    if normalize:
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return x.astype(np.float32), q.astype(np.float32)
+
+
+def exact(x, q, k, metric):
+    x64, q64 = x.astype(np.float64), q.astype(np.float64)
+    if metric == "ip":
+        s = q64 @ x64.T
+        ids = np.lexsort((np.broadcast_to(np.arange(len(x)), s.shape), -s), axis=1)[:, :k]
+    else:
+        s = ((q64[:, None, :] - x64[None]) ** 2).sum(-1)
+        ids = np.lexsort((np.broadcast_to(np.arange(len(x)), s.shape), s), axis=1)[:, :k]
+    return np.take_along_axis(s, ids, axis=1), ids
+
+
+def recall(ids, ref):
+    return np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, ref)])
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("spec", SPECS)
+def test_search_quality_and_scores(backend, spec, metric):
+    x, q = data(normalize=metric == "ip")
+    index = mi.create(spec, x.shape[1], metric)
+    index.train(x)
+    index.add(x[:300]).add(x[300:])  # add is callable repeatedly; ids continue
+    assert index.ntotal == len(x)
+    scores, ids = index.search(q, 10)
+    assert scores.dtype == np.float32 and ids.dtype == np.int64 and scores.shape == ids.shape == (len(q), 10)
+    ref_s, ref_i = exact(x, q, 10, metric)
+    r = recall(ids, ref_i)
+    floor = {"float32": 1.0, "fp16": 0.99, "int8": 0.97}[spec.split("+")[0]]
+    if "rerank:float32" in spec:
+        floor = 0.995
+    assert r >= floor, f"{spec} {metric}: recall {r}"
+    # best first
+    if metric == "ip":
+        assert (np.diff(scores, axis=1) <= 0).all()
+    else:
+        assert (np.diff(scores, axis=1) >= 0).all()
+    # scores are in float units: close to the exact score of the returned id
+    x64, q64 = x.astype(np.float64), q.astype(np.float64)
+    true = np.einsum("qd,qkd->qk", q64, x64[ids]) if metric == "ip" else ((q64[:, None] - x64[ids]) ** 2).sum(-1)
+    tol = {"float32": 1e-5, "fp16": 2e-3}.get(spec.split("+")[0], 3e-2)
+    if "rerank:float32" in spec:
+        tol = 1e-5
+    np.testing.assert_allclose(scores, true, rtol=tol, atol=10 * tol)
+
+
+def test_float32_is_exact_with_tie_rule(backend):
+    rng = np.random.default_rng(1)
+    # many exact duplicates and ties: equal scores must come out by increasing id
+    base = rng.integers(-2, 3, size=(40, 8)).astype(np.float32)
+    x = np.concatenate([base, base, base])
+    q = rng.integers(-2, 3, size=(25, 8)).astype(np.float32)
+    for metric in ("ip", "l2"):
+        index = mi.create("float32", 8, metric).add(x)
+        scores, ids = index.search(q, 30)
+        ref_s, ref_i = exact(x, q, 30, metric)
+        np.testing.assert_array_equal(ids, ref_i)
+        np.testing.assert_allclose(scores, ref_s, atol=1e-5)
+
+
+def test_int8_ties_lower_id_first(backend):
+    # identical vectors get identical codes and scores: ids must be ascending among them
+    x = np.tile(np.linspace(-1, 1, 16, dtype=np.float32), (50, 1))
+    index = mi.create("int8", 16).train(x).add(x)
+    scores, ids = index.search(x[:3], 50)
+    np.testing.assert_array_equal(ids, np.tile(np.arange(50), (3, 1)))
+    assert (scores == scores[:, :1]).all()
+
+
+@pytest.mark.parametrize("spec", ["float32", "int8", "int8+rerank:float32"])
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_k_larger_than_ntotal_pads(backend, spec, metric):
+    x, q = data(n=7, nq=3, d=16)
+    index = mi.create(spec, 16, metric).train(x).add(x)
+    scores, ids = index.search(q, 10)
+    assert scores.shape == (3, 10)
+    assert sorted(ids[0, :7]) == list(range(7))
+    assert (ids[:, 7:] == -1).all()
+    assert (scores[:, 7:] == (-np.inf if metric == "ip" else np.inf)).all()
+    assert np.isfinite(scores[:, :7]).all()
+
+
+def test_backends_and_isas_return_identical_ids():
+    import medqk
+
+    x, q = data(n=3000, nq=80, d=64, seed=5)
+    results = []
+    combos = [("native", isa) for isa in medqk.available_isas()]
+    try:
+        import numba  # noqa: F401
+
+        combos.append(("numba", None))
+    except ImportError:
+        pass
+    for backend, isa in combos:
+        with medqk.use_backend(backend):
+            index = mi.create("int8", 64).train(x).add(x)
+            if isa:
+                with medqk.use_isa(isa):
+                    results.append(index.search(q, 20, threads=2))
+            else:
+                results.append(index.search(q, 20))
+    for s, i in results[1:]:
+        np.testing.assert_array_equal(i, results[0][1])
+        np.testing.assert_array_equal(s, results[0][0])
+
+
+def test_threads_do_not_change_results(backend):
+    x, q = data(n=5000, nq=5, d=32, seed=2)
+    index = mi.create("int8", 32).train(x).add(x)
+    s1, i1 = index.search(q, 15, threads=1)
+    s2, i2 = index.search(q, 15, threads=2)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_array_equal(s1, s2)
+
+
+def test_unnormalized_inner_products_are_right(backend):
+    # zero points and scales folded back: scores approximate raw inner products on shifted data
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((500, 24)) * 3 + 5).astype(np.float32)
+    q = (rng.standard_normal((20, 24)) * 2 - 1).astype(np.float32)
+    index = mi.create("int8", 24).train(x).add(x)
+    scores, ids = index.search(q, 5)
+    true = np.einsum("qd,qkd->qk", q.astype(np.float64), x.astype(np.float64)[ids])
+    np.testing.assert_allclose(scores, true, rtol=0.02, atol=0.5)
+    assert recall(ids, exact(x, q, 5, "ip")[1]) >= 0.9
+
+
+def test_single_query_vector_and_float64(backend):
+    x, q = data(n=100, nq=2, d=16)
+    index = mi.create("int8", 16).train(x.astype(np.float64)).add(x.astype(np.float64))
+    s, i = index.search(q[0].astype(np.float64), 3)
+    assert s.shape == (1, 3)
+
+
+def test_calibrations(backend):
+    x, q = data(n=800, nq=40, d=32, seed=4)
+    ref = exact(x, q, 10, "ip")[1]
+    for options in ({"calibration": "percentile"}, {"calibration": "mse"}, {"symmetric": True}, {"per_dim": False}):
+        index = mi.create("int8", 32, **options).train(x).add(x)
+        assert recall(index.search(q, 10)[1], ref) >= 0.9, options
+
+
+def test_nbytes_and_repr():
+    x, _ = data(n=100, d=16)
+    f32 = mi.create("float32", 16).add(x)
+    i8 = mi.create("int8", 16).train(x).add(x)
+    assert f32.nbytes >= 100 * 16 * 4 and i8.nbytes < f32.nbytes / 3
+    assert i8.bytes_per_vector == 16 and f32.bytes_per_vector == 64
+    assert "FlatInt8Index(spec='int8', dim=16, metric='ip', ntotal=100)" == repr(i8)
+
+
+BAD = [
+    (lambda: mi.create("int9", 8), ValueError, "unknown index spec 'int9'; valid specs: float32"),
+    (lambda: mi.create("int8+refine:float32", 8), ValueError, "rerank:<codec>"),
+    (lambda: mi.create("int8", 0), ValueError, "dim must be a positive int"),
+    (lambda: mi.create("int8", 8, metric="cos"), ValueError, "metric must be one of"),
+    (lambda: mi.create("float32", 8, calibration="mse"), TypeError, "takes no codec options"),
+    (lambda: mi.create("int8", 8, calibration="magic"), ValueError, "calibration must be one of"),
+    (lambda: mi.create("int8+rerank:float32", 8, rerank_factor=0), ValueError, "rerank_factor"),
+    (lambda: mi.create(8, 8), TypeError, "spec must be a string"),
+]
+
+
+@pytest.mark.parametrize("make,exc,match", BAD)
+def test_bad_create(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_bad_use(backend):
+    x, q = data(n=50, d=16)
+    index = mi.create("int8", 16)
+    with pytest.raises(RuntimeError, match="must be trained before add"):
+        index.add(x)
+    index.train(x)
+    with pytest.raises(RuntimeError, match="index is empty"):
+        index.search(q, 5)
+    index.add(x)
+    with pytest.raises(ValueError, match="dimension 15 but the index has dim=16"):
+        index.search(q[:, :15], 5)
+    for k in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="k must be a positive int"):
+            index.search(q, k)
+    bad = q.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="q contains NaN or Inf"):
+        index.search(bad, 5)
+    bad_x = x.copy()
+    bad_x[0, 0] = np.inf
+    with pytest.raises(ValueError, match="x contains NaN or Inf"):
+        index.add(bad_x)
+    with pytest.raises(TypeError, match="floating dtype"):
+        index.add(x.astype(np.int32))
+    with pytest.raises(ValueError, match="q is empty"):
+        index.search(q[:0], 5)
+    with pytest.raises(ValueError, match="2-D"):
+        index.search(q[None], 5)
+    assert index.ntotal == 50  # failed calls changed nothing
