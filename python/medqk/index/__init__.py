@@ -21,6 +21,10 @@ from .spec import CODECS, IndexSpec, parse_spec, valid_specs
 
 def _codec_index(codec: str, dim: int, metric: str, codec_options: dict) -> Index:
     spec = IndexSpec(codec)
+    if codec == "hnsw":
+        from .hnsw import HnswIndex
+
+        return HnswIndex(spec, dim, metric, **codec_options)
     if codec == "float32":
         return FlatFloatIndex(spec, dim, metric, np.float32)
     if codec == "fp16":
@@ -35,7 +39,8 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int = 4, *
     dim: vector dimension. metric: ``"ip"`` (inner product, default) or ``"l2"`` (squared Euclidean).
     rerank_factor: candidates re-scored per result with ``+rerank``.
     codec_options: for int8, ``per_dim`` (True), ``symmetric`` (False), ``calibration``
-    (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1).
+    (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1); for hnsw, ``M`` (16),
+    ``ef_construction`` (200), ``ef_search`` (64).
     """
     parsed = parse_spec(spec)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
@@ -43,9 +48,14 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int = 4, *
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     dim = int(dim)
+    hnsw_keys = {"M", "ef_construction", "ef_search"}
+    hnsw_options = {k: codec_options.pop(k) for k in list(codec_options) if k in hnsw_keys}
+    if hnsw_options and parsed.base != "hnsw":
+        raise TypeError(f"spec '{parsed}' takes no HNSW options, got {sorted(hnsw_options)}")
     if codec_options and "int8" not in (parsed.base, parsed.rerank):
         raise TypeError(f"spec '{parsed}' takes no codec options, got {sorted(codec_options)}")
-    base = _codec_index(parsed.base, dim, metric, codec_options if parsed.base == "int8" else {})
+    base_options = hnsw_options if parsed.base == "hnsw" else codec_options if parsed.base == "int8" else {}
+    base = _codec_index(parsed.base, dim, metric, base_options)
     if parsed.rerank is None:
         return base
     refine = _codec_index(parsed.rerank, dim, metric, codec_options if parsed.rerank == "int8" else {})

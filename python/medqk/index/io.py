@@ -159,6 +159,8 @@ def _options_from_config(config: dict) -> dict:
         options.update({k: v for k, v in codec.items() if k != "bits"})
     if "rerank_factor" in config:
         options["rerank_factor"] = config["rerank_factor"]
+    hnsw = config if "ef_search" in config else config.get("base", {})
+    options.update({k: hnsw[k] for k in ("M", "ef_construction", "ef_search") if k in hnsw})
     return options
 
 

@@ -3,7 +3,7 @@
 Grammar (whitespace ignored, case-insensitive)::
 
     spec    := base [ "+rerank:" codec ]
-    base    := codec
+    base    := codec | "hnsw"
     codec   := "float32" | "fp16" | "int8"
 
 - ``float32``: exact search over the vectors as given (the reference).
@@ -11,6 +11,7 @@ Grammar (whitespace ignored, case-insensitive)::
 - ``int8``: per-dimension scalar quantization to int8 codes (1 byte/dim), queries quantized to int8 and
   scored with the exact int8 GEMM; zero points and scales are folded back so scores approximate float
   inner products (or squared L2 distances).
+- ``hnsw``: hnswlib's float32 HNSW graph (optional dependency hnswlib), a graph baseline.
 - ``<base>+rerank:<codec>``: search the base codes for ``rerank_factor * k`` candidates, then re-score them
   with a second, finer stored copy (e.g. ``int8+rerank:float32``).
 
@@ -22,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CODECS = ("float32", "fp16", "int8")
-BYTES_PER_DIM = {"float32": 4.0, "fp16": 2.0, "int8": 1.0}
+BASES = CODECS + ("hnsw",)
+BYTES_PER_DIM = {"float32": 4.0, "fp16": 2.0, "int8": 1.0, "hnsw": 4.0}
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class IndexSpec:
 
 def valid_specs() -> list[str]:
     """Examples of every accepted form, for error messages and --help."""
-    return list(CODECS) + [f"{b}+rerank:{r}" for b in ("fp16", "int8") for r in ("float32",)]
+    return list(BASES) + ["int8+rerank:float32", "hnsw+rerank:int8"]
 
 
 def parse_spec(spec: str) -> IndexSpec:
@@ -52,6 +54,6 @@ def parse_spec(spec: str) -> IndexSpec:
                 f"invalid spec {spec!r}: after '+' expected 'rerank:<codec>' with codec one of {', '.join(CODECS)}"
             )
         rerank = codec
-    if base not in CODECS:
+    if base not in BASES:
         raise ValueError(f"unknown index spec {spec!r}; valid specs: {', '.join(valid_specs())}")
     return IndexSpec(base, rerank)

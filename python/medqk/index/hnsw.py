@@ -1,0 +1,93 @@
+"""``hnsw``: hnswlib's float32 HNSW graph as a medqk index (a graph baseline for ``medqk eval``).
+
+Parameters: M=16, ef_construction=200, and ef_search = max(ef_search, k) at search time (default 64);
+settable through ``create("hnsw", dim, M=..., ef_construction=..., ef_search=...)``. Needs the optional
+package hnswlib (``pip install hnswlib``). Inner-product scores and squared L2 distances are returned
+as for the flat indexes; ties follow hnswlib's order and then lower id first.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from .flat import Index
+
+
+def _hnswlib():
+    try:
+        import hnswlib
+    except ImportError:
+        raise ImportError("the 'hnsw' spec needs hnswlib: pip install hnswlib") from None
+    return hnswlib
+
+
+class HnswIndex(Index):
+    def __init__(self, spec, dim: int, metric: str, *, M: int = 16, ef_construction: int = 200, ef_search: int = 64,
+                 seed: int = 100):
+        super().__init__(spec, dim, metric)
+        _hnswlib()
+        for name, value in (("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.M, self.ef_construction, self.ef_search, self.seed = int(M), int(ef_construction), int(ef_search), seed
+        self._graph = None
+        self._vectors = np.empty((0, dim), dtype=np.float32)
+
+    def _new_graph(self, capacity: int):
+        g = _hnswlib().Index(space="ip" if self.metric == "ip" else "l2", dim=self.dim)
+        g.init_index(max_elements=max(capacity, 1), M=self.M, ef_construction=self.ef_construction,
+                     random_seed=self.seed)
+        return g
+
+    def _add(self, x: np.ndarray) -> None:
+        n0 = self._vectors.shape[0]
+        self._vectors = np.concatenate([self._vectors, x]) if n0 else x.copy()
+        if self._graph is None:
+            self._graph = self._new_graph(len(self._vectors))
+        else:
+            self._graph.resize_index(len(self._vectors))
+        self._graph.add_items(x, np.arange(n0, n0 + len(x)), num_threads=1)
+
+    def vectors(self, ids=None) -> np.ndarray:
+        return self._vectors if ids is None else self._vectors[ids]
+
+    def _scores_topk(self, q, k, threads):
+        self._graph.set_ef(max(self.ef_search, k))
+        labels, dist = self._graph.knn_query(q, k=k, num_threads=threads if threads > 0 else -1)
+        ids = labels.astype(np.int64)
+        if self.metric == "ip":
+            scores = (1.0 - dist).astype(np.float32)  # hnswlib's ip distance is 1 - q.x
+        else:
+            # higher-is-better form expected by Index.search: 2 q.x - |x|^2 = |q|^2 - dist
+            scores = (np.einsum("ij,ij->i", q, q)[:, None] - dist).astype(np.float32)
+        order = np.lexsort((ids, -scores), axis=1)
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+    def _state(self):
+        config = {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
+        arrays = {"vectors": self._vectors}
+        if self._graph is not None:
+            fd, tmp = tempfile.mkstemp(suffix=".hnsw")
+            os.close(fd)
+            try:
+                self._graph.save_index(tmp)
+                arrays["graph"] = np.fromfile(tmp, dtype=np.uint8)
+            finally:
+                os.unlink(tmp)
+        return config, arrays
+
+    def _load_state(self, config, arrays):
+        self._vectors = np.array(arrays["vectors"])
+        self._ntotal = len(self._vectors)
+        if "graph" in arrays:
+            fd, tmp = tempfile.mkstemp(suffix=".hnsw")
+            os.close(fd)
+            try:
+                np.asarray(arrays["graph"]).tofile(tmp)
+                self._graph = _hnswlib().Index(space="ip" if self.metric == "ip" else "l2", dim=self.dim)
+                self._graph.load_index(tmp, max_elements=max(self._ntotal, 1))
+            finally:
+                os.unlink(tmp)
