@@ -34,7 +34,6 @@ class HnswIndex(Index):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.M, self.ef_construction, self.ef_search, self.seed = int(M), int(ef_construction), int(ef_search), seed
         self._graph = None
-        self._vectors = np.empty((0, dim), dtype=np.float32)
 
     def _new_graph(self, capacity: int):
         g = _hnswlib().Index(space="ip" if self.metric == "ip" else "l2", dim=self.dim)
@@ -43,16 +42,22 @@ class HnswIndex(Index):
         return g
 
     def _add(self, x: np.ndarray) -> None:
-        n0 = self._vectors.shape[0]
-        self._vectors = np.concatenate([self._vectors, x]) if n0 else x.copy()
+        n0 = self._ntotal
         if self._graph is None:
-            self._graph = self._new_graph(len(self._vectors))
+            self._graph = self._new_graph(n0 + len(x))
         else:
-            self._graph.resize_index(len(self._vectors))
+            self._graph.resize_index(n0 + len(x))
         self._graph.add_items(x, np.arange(n0, n0 + len(x)), num_threads=1)
 
+    @property
+    def bytes_per_vector(self) -> float:
+        """Vectors plus graph links, measured on the serialized graph."""
+        return self.nbytes / max(self._ntotal, 1)
+
     def vectors(self, ids=None) -> np.ndarray:
-        return self._vectors if ids is None else self._vectors[ids]
+        """The float32 vectors held by the graph, all or those of ``ids``."""
+        ids = np.arange(self._ntotal) if ids is None else np.asarray(ids)
+        return np.asarray(self._graph.get_items(ids.reshape(-1)), dtype=np.float32).reshape(ids.shape + (self.dim,))
 
     def _scores_topk(self, q, k, threads):
         self._graph.set_ef(max(self.ef_search, k))
@@ -67,8 +72,9 @@ class HnswIndex(Index):
         return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
     def _state(self):
-        config = {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search}
-        arrays = {"vectors": self._vectors}
+        config = {"M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search,
+                  "ntotal": self._ntotal}
+        arrays = {}
         if self._graph is not None:
             fd, tmp = tempfile.mkstemp(suffix=".hnsw")
             os.close(fd)
@@ -80,14 +86,14 @@ class HnswIndex(Index):
         return config, arrays
 
     def _load_state(self, config, arrays):
-        self._vectors = np.array(arrays["vectors"])
-        self._ntotal = len(self._vectors)
+        self._ntotal = int(config.get("ntotal", 0))
         if "graph" in arrays:
             fd, tmp = tempfile.mkstemp(suffix=".hnsw")
             os.close(fd)
             try:
                 np.asarray(arrays["graph"]).tofile(tmp)
                 self._graph = _hnswlib().Index(space="ip" if self.metric == "ip" else "l2", dim=self.dim)
-                self._graph.load_index(tmp, max_elements=max(self._ntotal, 1))
+                self._graph.load_index(tmp)
+                self._ntotal = self._graph.get_current_count()
             finally:
                 os.unlink(tmp)
