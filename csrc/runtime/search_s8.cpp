@@ -96,6 +96,7 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
     const std::size_t b0 = db_blocks * part / parts * kDbBlock;
     const std::size_t b1 = std::min(n, db_blocks * (part + 1) / parts * kDbBlock);
     std::vector<int32_t> tile(mq * kDbBlock);
+    std::vector<float> row_scores(kDbBlock);
     std::vector<TopK> heaps(mq);
     for (auto& h : heaps) h.reset(topk);
     for (std::size_t j0 = b0; j0 < b1; j0 += kDbBlock) {
@@ -106,12 +107,24 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
       for (std::size_t i = 0; i < mq; ++i) {
         const float al = alpha[q0 + i];
         const int32_t* row = tile.data() + i * nb;
+        float* sc = row_scores.data();
+        // Two passes: a branch-free loop the compiler vectorizes, then a cheap scan against the
+        // current k-th score (most candidates fail it once the heap is full).
+        if (bias != nullptr) {
+          const float* bj = bias + j0;
+          for (std::size_t j = 0; j < nb; ++j) sc[j] = al * static_cast<float>(row[j]) + bj[j];
+        } else {
+          for (std::size_t j = 0; j < nb; ++j) sc[j] = al * static_cast<float>(row[j]);
+        }
         TopK& heap = heaps[i];
-        for (std::size_t j = 0; j < nb; ++j) {
-          float s = al * static_cast<float>(row[j]);
-          if (bias != nullptr) s = s + bias[j0 + j];
-          if (heap.full() && !(s > heap.worst_score())) continue;  // quick reject (ties lose: higher id)
-          heap.push(s, static_cast<int64_t>(j0 + j));
+        std::size_t j = 0;
+        for (; j < nb && !heap.full(); ++j) heap.push(sc[j], static_cast<int64_t>(j0 + j));
+        float worst = heap.full() ? heap.worst_score() : 0.0f;
+        for (; j < nb; ++j) {
+          if (sc[j] > worst) {  // ties lose: ids only increase
+            heap.push(sc[j], static_cast<int64_t>(j0 + j));
+            worst = heap.worst_score();
+          }
         }
       }
     }
