@@ -26,9 +26,13 @@ const char* dtype_name();
 template <>
 const char* dtype_name<int8_t>() { return "int8"; }
 template <>
+const char* dtype_name<uint8_t>() { return "uint8"; }
+template <>
 const char* dtype_name<int32_t>() { return "int32"; }
 template <>
 const char* dtype_name<float>() { return "float32"; }
+template <>
+const char* dtype_name<int64_t>() { return "int64"; }
 
 template <typename T>
 void require(const py::array& x, const char* name, int ndim) {
@@ -204,6 +208,98 @@ py::tuple search_s8_topk(const py::array& a, const PackedS8& db, const py::array
   return py::make_tuple(scores, ids);
 }
 
+py::array_t<uint8_t> lut4_pack(const py::array& codes) {
+  require<uint8_t>(codes, "codes", 2);
+  const std::size_t n = codes.shape(0), d = codes.shape(1);
+  py::array_t<uint8_t> packed(medqk::lut4_packed_bytes(n, d));
+  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
+  uint8_t* pp = packed.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::lut4_pack(cp, n, d, pp);
+  }
+  return packed;
+}
+
+// Top-k over 4-bit codes packed by lut4_pack, one uint8 table of 16 entries per subspace and query.
+py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::size_t n, std::size_t d,
+                           const py::array& alpha, const py::array& beta, std::size_t topk, int threads) {
+  require<uint8_t>(luts, "luts", 3);
+  const std::size_t nq = luts.shape(0), d_even = d + (d & 1);
+  if (static_cast<std::size_t>(luts.shape(1)) != d_even || luts.shape(2) != 16) {
+    throw py::value_error("luts must have shape (nq, d rounded up to even, 16)");
+  }
+  if (d == 0 || d > 1028) throw py::value_error("d must be in 1..1028");
+  require<uint8_t>(packed, "packed", 1);
+  if (static_cast<std::size_t>(packed.shape(0)) != medqk::lut4_packed_bytes(n, d)) {
+    throw py::value_error("packed does not hold n vectors of d sub-codes (use lut4_pack)");
+  }
+  require<float>(alpha, "alpha", 1);
+  require<float>(beta, "beta", 1);
+  if (static_cast<std::size_t>(alpha.shape(0)) != nq || static_cast<std::size_t>(beta.shape(0)) != nq) {
+    throw py::value_error("alpha and beta must have one entry per query");
+  }
+  if (topk == 0) throw py::value_error("k must be >= 1");
+  py::array_t<float> scores({nq, topk});
+  py::array_t<int64_t> ids({nq, topk});
+  const uint8_t* lp = static_cast<const uint8_t*>(luts.data());
+  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
+  const float* ap = static_cast<const float*>(alpha.data());
+  const float* bp = static_cast<const float*>(beta.data());
+  float* sp = scores.mutable_data();
+  int64_t* ip = ids.mutable_data();
+  const medqk::Isa isa = medqk::active_isa();
+  {
+    py::gil_scoped_release release;
+    medqk::lut4_search_topk(isa, lp, nq, d, pp, n, ap, bp, topk, sp, ip, threads);
+  }
+  return py::make_tuple(scores, ids);
+}
+
+py::tuple lut4_quantize_tables(const py::array& tables) {
+  require<float>(tables, "tables", 3);
+  const std::size_t nq = tables.shape(0), s = tables.shape(1);
+  if (tables.shape(2) != 16) throw py::value_error("tables must have shape (nq, S, 16)");
+  py::array_t<uint8_t> luts({nq, s + (s & 1), std::size_t(16)});
+  py::array_t<float> alpha(nq), beta(nq);
+  const float* tp = static_cast<const float*>(tables.data());
+  uint8_t* lp = luts.mutable_data();
+  float* ap = alpha.mutable_data();
+  float* bp = beta.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::lut4_quantize_tables(tp, nq, s, lp, ap, bp);
+  }
+  return py::make_tuple(luts, alpha, beta);
+}
+
+py::array_t<float> lut4_score_candidates(const py::array& tables, const py::array& packed, std::size_t n,
+                                         const py::array& cand) {
+  require<float>(tables, "tables", 3);
+  const std::size_t nq = tables.shape(0), s = tables.shape(1);
+  if (tables.shape(2) != 16) throw py::value_error("tables must have shape (nq, S, 16)");
+  require<uint8_t>(packed, "packed", 1);
+  if (static_cast<std::size_t>(packed.shape(0)) != medqk::lut4_packed_bytes(n, s)) {
+    throw py::value_error("packed does not hold n vectors of S sub-codes");
+  }
+  require<int64_t>(cand, "cand", 2);
+  if (static_cast<std::size_t>(cand.shape(0)) != nq) throw py::value_error("cand must have one row per query");
+  const std::size_t kc = cand.shape(1);
+  const int64_t* cp = static_cast<const int64_t*>(cand.data());
+  for (std::size_t i = 0; i < nq * kc; ++i) {
+    if (cp[i] >= static_cast<int64_t>(n)) throw py::value_error("cand holds an id past the stored vectors");
+  }
+  py::array_t<float> scores({nq, kc});
+  const float* tp = static_cast<const float*>(tables.data());
+  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
+  float* sp = scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::lut4_score_candidates(tp, nq, s, pp, cp, kc, sp);
+  }
+  return scores;
+}
+
 py::dict cpu_features_dict() {
   const medqk::CpuFeatures& f = medqk::cpu_features();
   py::dict d;
@@ -269,6 +365,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_s8s8_s32", &gemm, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("gemm_s8s8_s32_packed", &gemm_packed, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("quantize_rows_s8", &quantize_rows_s8, py::arg("x"));
+  m.def("lut4_pack", &lut4_pack, py::arg("codes"));
+  m.def("lut4_quantize_tables", &lut4_quantize_tables, py::arg("tables"));
+  m.def("lut4_score_candidates", &lut4_score_candidates, py::arg("tables"), py::arg("packed"), py::arg("n"),
+        py::arg("cand"));
+  m.def("lut4_search_topk", &lut4_search_topk, py::arg("luts"), py::arg("packed"), py::arg("n"), py::arg("d"),
+        py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0);
   m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),

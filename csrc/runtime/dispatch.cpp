@@ -14,6 +14,7 @@ const char* const kIsaNames[kNumIsas] = {"scalar", "avx2", "neon", "neon_dotprod
 
 struct KernelTable {
   const kernels::GemmS8Kernel* gemm_s8[kNumIsas] = {};
+  kernels::Lut4ScanFn lut4_scan[kNumIsas] = {};
 };
 
 const KernelTable& table() {
@@ -24,12 +25,14 @@ const KernelTable& table() {
                                                       kernels::scalar::gemm_s8s8_s32_pack,
                                                       kernels::scalar::gemm_s8s8_s32};
     k.gemm_s8[static_cast<int>(Isa::scalar)] = &scalar_gemm;
+    k.lut4_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::lut4_scan;
 #if defined(MEDQK_BUILD_AVX2)
     static const kernels::GemmS8Kernel avx2_gemm = {kernels::avx2::kGemmS8PanelCols,
                                                     kernels::avx2::gemm_s8s8_s32_packed_bytes,
                                                     kernels::avx2::gemm_s8s8_s32_pack,
                                                     kernels::avx2::gemm_s8s8_s32};
     k.gemm_s8[static_cast<int>(Isa::avx2)] = &avx2_gemm;
+    k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
 #endif
 #if defined(MEDQK_BUILD_NEON)
     static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
@@ -37,6 +40,7 @@ const KernelTable& table() {
                                                     kernels::neon::gemm_s8s8_s32_pack,
                                                     kernels::neon::gemm_s8s8_s32};
     k.gemm_s8[static_cast<int>(Isa::neon)] = &neon_gemm;
+    k.lut4_scan[static_cast<int>(Isa::neon)] = kernels::neon::lut4_scan;
 #endif
 #if defined(MEDQK_BUILD_NEON_DOTPROD)
     static const kernels::GemmS8Kernel neon_dotprod_gemm = {kernels::neon_dotprod::kGemmS8PanelCols,
@@ -44,6 +48,8 @@ const KernelTable& table() {
                                                             kernels::neon_dotprod::gemm_s8s8_s32_pack,
                                                             kernels::neon_dotprod::gemm_s8s8_s32};
     k.gemm_s8[static_cast<int>(Isa::neon_dotprod)] = &neon_dotprod_gemm;
+    // table lookups gain nothing from sdot: the dotprod path reuses the armv8-a scan
+    k.lut4_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::lut4_scan;
 #endif
     return k;
   }();
@@ -133,6 +139,11 @@ namespace runtime {
 const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
   const int i = static_cast<int>(isa);
   return (i >= 0 && i < kNumIsas) ? table().gemm_s8[i] : nullptr;
+}
+
+kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) {
+  const int i = static_cast<int>(isa);
+  return (i >= 0 && i < kNumIsas) ? table().lut4_scan[i] : nullptr;
 }
 
 }  // namespace runtime

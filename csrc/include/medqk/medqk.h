@@ -93,4 +93,25 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
                     int threads);
 
+// ----------------------------------------------------------------------------------------------
+// 4-bit table-scan search (csrc/runtime/lut4_search.cpp, kernels/lut4_scan.h): d sub-codes in 0..15
+// per vector, one 16-entry uint8 table per subspace and query. Ranking is by the exact uint32 sum of
+// table entries, larger first, ties -> lower id; the score written is alpha[q] * sum + beta[q]; when
+// topk > n the tail is score -inf, id -1. Requires d <= 1028 (sums below 2^24).
+// ----------------------------------------------------------------------------------------------
+std::size_t lut4_packed_bytes(std::size_t n, std::size_t d);
+void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* packed);
+// luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero).
+void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
+                      std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
+                      int64_t* ids, int threads);
+// Float tables (nq x s x 16) -> uint8 tables (nq x s_even x 16) with one step per query:
+// luts = clamp(round_half_even((t - min_c t[j]) / alpha), 0, 255), alpha = max_j (max_c - min_c) / 255,
+// beta = sum_j min_c t[j] (float32, in subspace order), so sum of t ~ alpha * sum of luts + beta.
+void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
+                          float* beta);
+// Exact float sums of the tables over the candidates' sub-codes (id -1 -> -inf), in subspace order.
+void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, const uint8_t* packed,
+                           const int64_t* cand, std::size_t kc, float* scores);
+
 }  // namespace medqk

@@ -29,6 +29,11 @@ def _codec_index(codec: str, dim: int, metric: str, codec_options: dict) -> Inde
         return FlatFloatIndex(spec, dim, metric, np.float32)
     if codec == "fp16":
         return FlatFloatIndex(spec, dim, metric, np.float16)
+    if codec in ("int4", "cb4", "cb3", "cb2"):
+        from .lut4 import FlatLUT4Index
+
+        return FlatLUT4Index(spec, dim, metric, **{k: v for k, v in codec_options.items()
+                                                    if k in ("calibration", "percentile")})
     return FlatInt8Index(spec, dim, metric, **codec_options)
 
 
@@ -52,13 +57,14 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int = 4, *
     hnsw_options = {k: codec_options.pop(k) for k in list(codec_options) if k in hnsw_keys}
     if hnsw_options and parsed.base != "hnsw":
         raise TypeError(f"spec '{parsed}' takes no HNSW options, got {sorted(hnsw_options)}")
-    if codec_options and "int8" not in (parsed.base, parsed.rerank):
+    quantized = ("int8", "int4", "cb4", "cb3", "cb2")
+    if codec_options and parsed.base not in quantized and parsed.rerank not in quantized:
         raise TypeError(f"spec '{parsed}' takes no codec options, got {sorted(codec_options)}")
-    base_options = hnsw_options if parsed.base == "hnsw" else codec_options if parsed.base == "int8" else {}
+    base_options = hnsw_options if parsed.base == "hnsw" else codec_options if parsed.base in quantized else {}
     base = _codec_index(parsed.base, dim, metric, base_options)
     if parsed.rerank is None:
         return base
-    refine = _codec_index(parsed.rerank, dim, metric, codec_options if parsed.rerank == "int8" else {})
+    refine = _codec_index(parsed.rerank, dim, metric, codec_options if parsed.rerank in quantized else {})
     return RerankIndex(parsed, dim, metric, base, refine, rerank_factor)
 
 

@@ -64,6 +64,10 @@ class Index:
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
         raise NotImplementedError
 
+    def _candidates(self, q: np.ndarray, k: int, threads: int) -> np.ndarray:
+        """Ids of k candidates for a re-ranking stage (codecs may skip their own final re-scoring)."""
+        return self._scores_topk(q, k, threads)[1]
+
     # -- public API ---------------------------------------------------------------------------
     @property
     def is_trained(self) -> bool:
@@ -223,8 +227,9 @@ class FlatInt8Index(Index):
         return self._packed
 
     def _scores_topk(self, q, k, threads):
-        k_out = k
-        k = min(self._ntotal, 2 * k)
+        return self._rescore(q, self._candidates(q, min(self._ntotal, 2 * k), threads), k)
+
+    def _candidates(self, q, k, threads):
         qs = q * self.quantizer.scale
         qcode, sigma = quantize_rows_s8(qs)
         if self.metric == "l2":
@@ -244,7 +249,7 @@ class FlatInt8Index(Index):
             empty = np.empty(0, dtype=np.float32)
             with nb.threads(threads):
                 _numba_search.search_s8_topk(qcode, packed._rows, alpha, bias if bias is not None else empty, k, scores, ids)
-        return self._rescore(q, ids, k_out)
+        return ids
 
     def _rescore(self, q: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact float scores q . x_hat (or 2 q . x_hat - |x_hat|^2) of the int8 candidates, best k kept.
@@ -308,7 +313,7 @@ class RerankIndex(Index):
 
     def _scores_topk(self, q, k, threads):
         kc = min(self._ntotal, self.rerank_factor * k)
-        _, cand = self.base._scores_topk(q, kc, threads)
+        cand = self.base._candidates(q, kc, threads)
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], 256):

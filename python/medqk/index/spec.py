@@ -4,13 +4,17 @@ Grammar (whitespace ignored, case-insensitive)::
 
     spec    := base [ "+rerank:" codec ]
     base    := codec | "hnsw"
-    codec   := "float32" | "fp16" | "int8"
+    codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2"
 
 - ``float32``: exact search over the vectors as given (the reference).
 - ``fp16``: vectors stored as IEEE half floats (2 bytes/dim), scored in float32.
 - ``int8``: per-dimension scalar quantization to int8 codes (1 byte/dim), queries quantized to int8 and
   scored with the exact int8 GEMM; zero points and scales are folded back so scores approximate float
   inner products (or squared L2 distances).
+- ``int4``: 16 evenly spaced levels per dimension (4 bits/dim, 192 B at 384-d); ``cb4`` / ``cb3`` /
+  ``cb2``: 16 / 8 / 4 levels per dimension trained by optimal 1-D k-means. All four are searched with
+  4-bit lookup tables (``vpshufb`` / ``vqtbl1q``); ``cb3`` is stored in the 4-bit layout (4 bits/dim),
+  ``cb2`` packs two dimensions per 4-bit code (2 bits/dim).
 - ``hnsw``: hnswlib's float32 HNSW graph (optional dependency hnswlib), a graph baseline.
 - ``<base>+rerank:<codec>``: search the base codes for ``rerank_factor * k`` candidates, then re-score them
   with a second, finer stored copy (e.g. ``int8+rerank:float32``).
@@ -22,9 +26,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CODECS = ("float32", "fp16", "int8")
+CODECS = ("float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2")
 BASES = CODECS + ("hnsw",)
-BYTES_PER_DIM = {"float32": 4.0, "fp16": 2.0, "int8": 1.0, "hnsw": 4.0}
+BYTES_PER_DIM = {"float32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5, "cb4": 0.5, "cb3": 0.5, "cb2": 0.25,
+                 "hnsw": 4.0}
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class IndexSpec:
 
 def valid_specs() -> list[str]:
     """Examples of every accepted form, for error messages and --help."""
-    return list(BASES) + ["int8+rerank:float32", "hnsw+rerank:int8"]
+    return list(BASES) + ["cb4+rerank:int8", "int8+rerank:float32", "hnsw+rerank:int8"]
 
 
 def parse_spec(spec: str) -> IndexSpec:

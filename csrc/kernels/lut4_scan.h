@@ -1,0 +1,37 @@
+// Internal interface of the 4-bit lookup-table scan ("fast scan" with one table per subspace).
+//
+// Codes: each vector has d sub-codes in 0..15 (a 4-bit scalar code per dimension, or a codebook
+// index). Layout, shared by every ISA (csrc/runtime/lut4_search.cpp packs it): blocks of 32 vectors;
+// a block holds, for each pair of subspaces (2p, 2p+1), 32 bytes:
+//     byte i      (i < 16): code[v=i][2p]     | code[v=i+16][2p]     << 4
+//     byte 16 + i (i < 16): code[v=i][2p + 1] | code[v=i+16][2p + 1] << 4
+// d is padded to even and n to a multiple of 32 with code 0 (the tables of padded subspaces are 0).
+// Block b starts at b * 16 * d_even bytes.
+//
+// Tables: per query, d_even x 16 uint8 entries, table[s][c] for subspace s and code c.
+// scan(lut, d_even, packed, nblocks, out): out[v] = sum_s table[s][code[v][s]] as uint32 for the
+// nblocks * 32 vectors of `packed`. Exact: every kernel accumulates in 16 bits for at most 256 pairs of
+// subspaces (255 * 257 < 65536) before widening to 32 bits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace medqk {
+namespace kernels {
+
+using Lut4ScanFn = void (*)(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks,
+                            uint32_t* out);
+
+namespace scalar {
+void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
+}  // namespace scalar
+namespace avx2 {
+void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
+}  // namespace avx2
+namespace neon {
+void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
+}  // namespace neon
+
+}  // namespace kernels
+}  // namespace medqk

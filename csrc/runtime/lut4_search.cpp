@@ -1,0 +1,152 @@
+// 4-bit table-scan search: packing of the codes (the layout of kernels/lut4_scan.h) and the top-k
+// front end. Ranking is by the exact uint32 table sums (ties -> lower id); the score returned is
+// alpha[i] * sum + beta[i], undoing the per-query quantization of the tables.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "medqk/medqk.h"
+#include "runtime/dispatch.h"
+#include "runtime/thread_pool.h"
+#include "runtime/topk.h"
+
+namespace medqk {
+
+namespace {
+constexpr std::size_t kBlockVectors = 32;
+constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per call, then selected
+}  // namespace
+
+std::size_t lut4_packed_bytes(std::size_t n, std::size_t d) {
+  const std::size_t d_even = d + (d & 1);
+  return (n + kBlockVectors - 1) / kBlockVectors * 16 * d_even;
+}
+
+void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* packed) {
+  const std::size_t d_even = d + (d & 1);
+  const std::size_t block_bytes = 16 * d_even;
+  std::memset(packed, 0, lut4_packed_bytes(n, d));
+  for (std::size_t v = 0; v < n; ++v) {
+    uint8_t* block = packed + (v / kBlockVectors) * block_bytes;
+    const std::size_t lane = v % 16, shift = (v % kBlockVectors) < 16 ? 0 : 4;
+    for (std::size_t s = 0; s < d; ++s) {
+      block[32 * (s / 2) + 16 * (s & 1) + lane] |= static_cast<uint8_t>((codes[v * d + s] & 15) << shift);
+    }
+  }
+}
+
+void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
+                      std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
+                      int64_t* ids, int threads) {
+  const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
+  const std::size_t d_even = d + (d & 1);
+  const std::size_t block_bytes = 16 * d_even;
+  const std::size_t nblocks = (n + kBlockVectors - 1) / kBlockVectors;
+  const std::size_t nchunks = (nblocks + kChunkBlocks - 1) / kChunkBlocks;
+  if (threads <= 0) threads = hardware_threads();
+  std::size_t parts = nq >= static_cast<std::size_t>(threads) ? 1 : std::min<std::size_t>(threads, nchunks);
+  parts = std::max<std::size_t>(parts, 1);
+  if (nq * n * d < (std::size_t(1) << 20)) {
+    threads = 1;
+    parts = 1;
+  }
+  std::vector<std::vector<runtime::Hit>> partial(parts > 1 ? nq * parts : 0);
+  const int tasks = static_cast<int>(nq * parts);
+  runtime::parallel_for(tasks, threads, [&](int t) {
+    const std::size_t q = static_cast<std::size_t>(t) / parts, part = static_cast<std::size_t>(t) % parts;
+    const std::size_t c0 = nchunks * part / parts, c1 = nchunks * (part + 1) / parts;
+    const uint8_t* lut = luts + q * d_even * 16;
+    std::vector<uint32_t> sums(kChunkBlocks * kBlockVectors);
+    runtime::TopK heap;
+    heap.reset(topk);
+    for (std::size_t c = c0; c < c1; ++c) {
+      const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
+      scan(lut, d_even, packed + b0 * block_bytes, nb, sums.data());
+      const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n - v0);
+      std::size_t j = 0;
+      for (; j < nv && !heap.full(); ++j) heap.push(static_cast<float>(sums[j]), static_cast<int64_t>(v0 + j));
+      // sums < 2^24 (at most 2 * 65535 * 255 for d <= 1028), so the float keys are exact
+      float worst = heap.full() ? heap.worst_score() : 0.0f;
+      for (; j < nv; ++j) {
+        const float s = static_cast<float>(sums[j]);
+        if (s > worst) {
+          heap.push(s, static_cast<int64_t>(v0 + j));
+          worst = heap.worst_score();
+        }
+      }
+    }
+    auto& hits = heap.hits();
+    for (auto& h : hits) h.score = alpha[q] * h.score + beta[q];
+    if (parts == 1) {
+      runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
+    } else {
+      partial[q * parts + part] = std::move(hits);
+    }
+  });
+  if (parts > 1) {
+    for (std::size_t q = 0; q < nq; ++q) {
+      std::vector<runtime::Hit> all;
+      for (std::size_t p = 0; p < parts; ++p) {
+        auto& h = partial[q * parts + p];
+        all.insert(all.end(), h.begin(), h.end());
+      }
+      runtime::write_sorted(all, topk, scores + q * topk, ids + q * topk);
+    }
+  }
+}
+
+void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
+                          float* beta) {
+  const std::size_t s_even = s + (s & 1);
+  for (std::size_t q = 0; q < nq; ++q) {
+    const float* t = tables + q * s * 16;
+    uint8_t* out = luts + q * s_even * 16;
+    float span = 0.0f, offset = 0.0f;
+    std::vector<float> lo(s);
+    for (std::size_t j = 0; j < s; ++j) {
+      float mn = t[j * 16], mx = t[j * 16];
+      for (int c = 1; c < 16; ++c) {
+        mn = std::min(mn, t[j * 16 + c]);
+        mx = std::max(mx, t[j * 16 + c]);
+      }
+      lo[j] = mn;
+      span = std::max(span, mx - mn);
+      offset += mn;  // sequential float32 sum, the same order as the Numba twin
+    }
+    const float step = span > 0.0f ? span / 255.0f : 1.0f;
+    for (std::size_t j = 0; j < s; ++j) {
+      for (int c = 0; c < 16; ++c) {
+        float v = std::nearbyint((t[j * 16 + c] - lo[j]) / step);
+        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+        out[j * 16 + c] = static_cast<uint8_t>(v);
+      }
+    }
+    if (s_even != s) std::memset(out + s * 16, 0, 16);
+    alpha[q] = step;
+    beta[q] = offset;
+  }
+}
+
+void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, const uint8_t* packed,
+                           const int64_t* cand, std::size_t kc, float* scores) {
+  const std::size_t s_even = s + (s & 1);
+  for (std::size_t q = 0; q < nq; ++q) {
+    const float* t = tables + q * s * 16;
+    for (std::size_t c = 0; c < kc; ++c) {
+      const int64_t v = cand[q * kc + c];
+      if (v < 0) {
+        scores[q * kc + c] = -std::numeric_limits<float>::infinity();
+        continue;
+      }
+      const uint8_t* block = packed + static_cast<std::size_t>(v / 32) * 16 * s_even + (v % 16);
+      const int shift = (v % 32) < 16 ? 0 : 4;
+      float acc = 0.0f;
+      for (std::size_t j = 0; j < s; ++j) acc += t[j * 16 + ((block[32 * (j / 2) + 16 * (j & 1)] >> shift) & 15)];
+      scores[q * kc + c] = acc;
+    }
+  }
+}
+
+}  // namespace medqk

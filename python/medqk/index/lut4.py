@@ -1,0 +1,162 @@
+"""Flat search over 4-bit sub-codes with quantized lookup tables: ``int4``, ``cb4``, ``cb3``, ``cb2``.
+
+Per query, a float table of 16 entries per subspace gives each sub-code's contribution to the score
+(asymmetric distance: the query stays in float). The tables are quantized to uint8 with one step per
+query (so sums stay comparable across subspaces) and scanned with ``vpshufb`` / ``vqtbl1q`` over codes
+stored in blocks of 32 vectors (medqk/kernels: lut4_search_topk). The 2k best by the quantized sum are
+then re-scored with the float tables, so the order of the returned results is the exact float ADC order
+of those candidates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from ..quantizers.codebook import LevelCodec
+from .flat import Index
+
+SPECS = {"int4": (4, "uniform"), "cb4": (4, "kmeans"), "cb3": (3, "kmeans"), "cb2": (2, "kmeans")}
+_QUERY_CHUNK = 512
+
+
+def quantize_tables(t: np.ndarray):
+    """Float tables (nq, S, 16) -> uint8 tables (nq, S_even, 16), step alpha (nq,), offset beta (nq,)."""
+    t = np.ascontiguousarray(t, dtype=np.float32)
+    if _backend.backend == "native":
+        return _backend._core.lut4_quantize_tables(t)
+    from ..kernels import _numba_lut4
+
+    nq, S, _ = t.shape
+    luts = np.empty((nq, S + (S & 1), 16), dtype=np.uint8)
+    alpha = np.empty(nq, dtype=np.float32)
+    beta = np.empty(nq, dtype=np.float32)
+    _numba_lut4.lut4_quantize_tables(t, luts, alpha, beta)
+    return luts, alpha, beta
+
+
+def score_candidates(tables: np.ndarray, packed: np.ndarray, n: int, cand: np.ndarray) -> np.ndarray:
+    """Exact float sums of the tables over the candidates' sub-codes (nq, kc)."""
+    cand = np.ascontiguousarray(cand, dtype=np.int64)
+    if _backend.backend == "native":
+        return _backend._core.lut4_score_candidates(tables, packed, n, cand)
+    from ..kernels import _numba_lut4
+
+    scores = np.empty(cand.shape, dtype=np.float32)
+    _numba_lut4.lut4_score_candidates(tables, packed, cand, scores)
+    return scores
+
+
+def unpack_codes(packed: np.ndarray, ids: np.ndarray, S: int) -> np.ndarray:
+    """Sub-codes (len(ids), S) of the given vectors, read back from the packed layout."""
+    S_even = S + (S & 1)
+    ids = np.asarray(ids, dtype=np.int64)
+    base = (ids // 32) * 16 * S_even + ids % 16
+    shift = np.where(ids % 32 < 16, 0, 4).astype(np.uint8)
+    s = np.arange(S)
+    offsets = 32 * (s // 2) + 16 * (s & 1)
+    return (packed[base[:, None] + offsets[None, :]] >> shift[:, None]) & 15
+
+
+class FlatLUT4Index(Index):
+    def __init__(self, spec, dim: int, metric: str, *, calibration: str = "minmax", percentile: float = 0.1):
+        super().__init__(spec, dim, metric)
+        bits, kind = SPECS[spec.base]
+        self.codec = LevelCodec(bits, kind, calibration=calibration, percentile=percentile)
+        self.n_sub = (dim + 1) // 2 if bits == 2 else dim
+        self._sub_codes = np.empty((0, self.n_sub), dtype=np.uint8)  # kept until packed
+        self._packed = np.empty(0, dtype=np.uint8)
+        self._packed_n = 0
+        self._sqnorms = np.empty(0, dtype=np.float32)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.codec.is_trained
+
+    @property
+    def bytes_per_vector(self) -> float:
+        return (self.n_sub + (self.n_sub & 1)) / 2
+
+    def _train(self, x):
+        self.codec.train(x)
+
+    def _add(self, x):
+        codes = self.codec.encode(x)
+        rec = self.codec.decode(codes)
+        self._sqnorms = np.concatenate([self._sqnorms, np.einsum("ij,ij->i", rec, rec)])
+        sub = self.codec.subspace_codes(codes)
+        old = unpack_codes(self._packed, np.arange(self._packed_n), self.n_sub) if self._packed_n else None
+        allcodes = np.concatenate([old, sub]) if old is not None else sub
+        self._packed = self._pack(np.ascontiguousarray(allcodes, dtype=np.uint8))
+        self._packed_n = allcodes.shape[0]
+
+    @staticmethod
+    def _pack(sub: np.ndarray) -> np.ndarray:
+        if _backend.backend == "native":
+            return _backend._core.lut4_pack(sub)
+        from ..kernels import _numba_lut4
+
+        S = sub.shape[1]
+        out = np.empty(((sub.shape[0] + 31) // 32) * 16 * (S + (S & 1)), dtype=np.uint8)
+        _numba_lut4.lut4_pack(sub, out)
+        return out
+
+    def vectors(self, ids=None) -> np.ndarray:
+        ids = np.arange(self._ntotal) if ids is None else np.asarray(ids).reshape(-1)
+        sub = unpack_codes(self._packed, ids, self.n_sub)
+        if self.codec.dims_per_subspace == 2:
+            codes = np.empty((len(ids), 2 * self.n_sub), dtype=np.uint8)
+            codes[:, 0::2], codes[:, 1::2] = sub & 3, sub >> 2
+            codes = codes[:, : self.dim]
+        else:
+            codes = sub
+        return self.codec.decode(codes)
+
+    def _candidates(self, q, k, threads):
+        return self._search(q, k, threads, rescore=False)[1]
+
+    def _scores_topk(self, q, k, threads):
+        return self._search(q, k, threads, rescore=True)
+
+    def _search(self, q, k, threads, rescore):
+        kc = min(self._ntotal, 2 * k) if rescore else k
+        out_s = np.empty((q.shape[0], k), dtype=np.float32)
+        out_i = np.empty((q.shape[0], k), dtype=np.int64)
+        for q0 in range(0, q.shape[0], _QUERY_CHUNK):
+            qc = q[q0 : q0 + _QUERY_CHUNK]
+            tables = self.codec.tables(qc, self.metric)
+            luts, alpha, beta = quantize_tables(tables)
+            if _backend.backend == "native":
+                _, cand = _backend._core.lut4_search_topk(
+                    luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc, threads
+                )
+            else:
+                from ..kernels import _numba_lut4
+
+                nb = _backend.numba_kernels()
+                sc = np.empty((qc.shape[0], kc), dtype=np.float32)
+                cand = np.empty((qc.shape[0], kc), dtype=np.int64)
+                with nb.threads(threads):
+                    _numba_lut4.lut4_search_topk(luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc, sc, cand)
+            if not rescore:
+                out_i[q0 : q0 + _QUERY_CHUNK] = cand
+                continue
+            s = score_candidates(tables, self._packed, self._ntotal, cand)  # exact float ADC scores
+            order = np.lexsort((cand, -s), axis=1)[:, :k]
+            out_s[q0 : q0 + _QUERY_CHUNK] = np.take_along_axis(s, order, axis=1)
+            out_i[q0 : q0 + _QUERY_CHUNK] = np.take_along_axis(cand, order, axis=1)
+        return out_s, out_i
+
+    def _state(self):
+        config = {"codec": {"calibration": self.codec.calibration, "percentile": self.codec.percentile}}
+        arrays = {"packed": self._packed, "sqnorms": self._sqnorms}
+        if self.codec.is_trained:
+            arrays["levels"] = self.codec.levels
+        return config, arrays
+
+    def _load_state(self, config, arrays):
+        if "levels" in arrays:
+            self.codec.levels = np.array(arrays["levels"])
+        self._packed = np.array(arrays["packed"])
+        self._sqnorms = np.array(arrays["sqnorms"])
+        self._packed_n = self._ntotal = len(self._sqnorms)

@@ -1,0 +1,113 @@
+"""Numba twins of the 4-bit table scan (csrc/runtime/lut4_search.cpp): same layout, same ids."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ._numba_search import _sift_down, _sift_up
+
+
+@njit(boundscheck=False, nogil=True)
+def lut4_pack(codes, packed):
+    """codes (n, d) uint8 in 0..15 -> packed (blocks of 32 vectors; layout of kernels/lut4_scan.h)."""
+    n, d = codes.shape
+    d_even = d + (d & 1)
+    packed[:] = 0
+    for v in range(n):
+        base = (v // 32) * 16 * d_even
+        lane = v % 16
+        shift = 0 if (v % 32) < 16 else 4
+        for s in range(d):
+            packed[base + 32 * (s // 2) + 16 * (s & 1) + lane] |= np.uint8((codes[v, s] & 15) << shift)
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
+    """Top-k by exact uint32 table sums (ties -> lower id); scores = alpha[q] * sum + beta[q]."""
+    nq = luts.shape[0]
+    d_even = d + (d & 1)
+    block_bytes = 16 * d_even
+    for q in prange(nq):
+        hs = np.empty(k, dtype=np.float32)
+        hi = np.empty(k, dtype=np.int64)
+        size = 0
+        for v in range(n):
+            base = (v // 32) * block_bytes
+            lane = v % 16
+            shift = 0 if (v % 32) < 16 else 4
+            acc = 0
+            for s in range(d):
+                code = (packed[base + 32 * (s // 2) + 16 * (s & 1) + lane] >> shift) & 15
+                acc += luts[q, s, code]
+            key = np.float32(acc)
+            if size < k:
+                hs[size] = key
+                hi[size] = v
+                _sift_up(hs, hi, size)
+                size += 1
+            elif key > hs[0]:
+                hs[0] = key
+                hi[0] = v
+                _sift_down(hs, hi, size, 0)
+        for end in range(size - 1, 0, -1):
+            hs[0], hs[end] = hs[end], hs[0]
+            hi[0], hi[end] = hi[end], hi[0]
+            _sift_down(hs, hi, end, 0)
+        for t in range(k):
+            if t < size:
+                scores[q, t] = alpha[q] * hs[t] + beta[q]
+                ids[q, t] = hi[t]
+            else:
+                scores[q, t] = -np.inf
+                ids[q, t] = -1
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def lut4_quantize_tables(tables, luts, alpha, beta):
+    """Twin of the native lut4_quantize_tables: same float32 steps, same uint8 tables."""
+    nq, S, _ = tables.shape
+    for q in prange(nq):
+        span = np.float32(0.0)
+        offset = np.float32(0.0)
+        lo = np.empty(S, dtype=np.float32)
+        for j in range(S):
+            mn = tables[q, j, 0]
+            mx = tables[q, j, 0]
+            for c in range(1, 16):
+                mn = min(mn, tables[q, j, c])
+                mx = max(mx, tables[q, j, c])
+            lo[j] = mn
+            span = max(span, mx - mn)
+            offset = offset + mn
+        step = span / np.float32(255.0) if span > 0 else np.float32(1.0)
+        for j in range(S):
+            for c in range(16):
+                v = np.rint((tables[q, j, c] - lo[j]) / step)
+                v = min(max(v, np.float32(0.0)), np.float32(255.0))
+                luts[q, j, c] = np.uint8(v)
+        for j in range(S, luts.shape[1]):
+            for c in range(16):
+                luts[q, j, c] = 0
+        alpha[q] = step
+        beta[q] = offset
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def lut4_score_candidates(tables, packed, cand, scores):
+    """Twin of the native lut4_score_candidates: exact float32 sums in subspace order."""
+    nq, S, _ = tables.shape
+    S_even = S + (S & 1)
+    kc = cand.shape[1]
+    for q in prange(nq):
+        for c in range(kc):
+            v = cand[q, c]
+            if v < 0:
+                scores[q, c] = -np.inf
+                continue
+            base = (v // 32) * 16 * S_even + v % 16
+            shift = 0 if (v % 32) < 16 else 4
+            acc = np.float32(0.0)
+            for j in range(S):
+                acc = acc + tables[q, j, (packed[base + 32 * (j // 2) + 16 * (j & 1)] >> shift) & 15]
+            scores[q, c] = acc

@@ -1,0 +1,183 @@
+"""Per-dimension level tables: uniform 4-bit (``int4``) and trained codebooks (``cb4``, ``cb3``, ``cb2``).
+
+Every codec here maps each dimension d to one of L sorted levels ``levels[d]``; encoding picks the
+nearest level. ``int4``: 16 evenly spaced levels between a calibrated lo and hi (minmax, percentile or
+MSE-optimal clipping, as for int8). ``cb<b>``: 2**b levels per dimension placed by optimal 1-D k-means
+(the exact minimum of the squared error over a sorted, bucketed sample -- dynamic programming with the
+divide-and-conquer speed-up, as in Wang & Song's Ckmeans.1d.dp -- then a few Lloyd steps on all the data).
+
+For the 4-bit table scan, codes are grouped into subspaces of 16 entries: one dimension per subspace for
+16 or 8 levels; for ``cb2`` two dimensions (4 x 4 levels) share one subspace, so it stores 2 bits/dim.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_DP_POINTS = 2048  # sorted sample compressed to this many weighted points per dimension
+_LLOYD_STEPS = 4
+
+
+@njit(cache=False, boundscheck=False)
+def _dp_kmeans_1d(x, w, k):
+    """Optimal k-means of weighted sorted points x (m,), returns the k cluster centres."""
+    m = x.shape[0]
+    s1 = np.zeros(m + 1)
+    s2 = np.zeros(m + 1)
+    sw = np.zeros(m + 1)
+    for i in range(m):
+        s1[i + 1] = s1[i] + w[i] * x[i]
+        s2[i + 1] = s2[i] + w[i] * x[i] * x[i]
+        sw[i + 1] = sw[i] + w[i]
+    inf = 1e300
+    prev = np.full(m + 1, inf)
+    for j in range(1, m + 1):  # one cluster over [0, j)
+        ww = sw[j]
+        prev[j] = s2[j] - s1[j] * s1[j] / ww if ww > 0 else 0.0
+    cut = np.zeros((k, m + 1), dtype=np.int64)
+    cur = np.full(m + 1, inf)
+    # stack-based divide and conquer: cur[j] = min_{opt_lo <= i <= opt_hi, i < j} prev[i] + cost(i, j)
+    for c in range(1, k):
+        cur[:] = inf
+        stack = [(c + 1, m, c, m - 1)]
+        while len(stack) > 0:
+            lo, hi, olo, ohi = stack.pop()
+            if lo > hi:
+                continue
+            mid = (lo + hi) // 2
+            best = inf
+            best_i = olo
+            for i in range(olo, min(ohi, mid - 1) + 1):
+                ww = sw[mid] - sw[i]
+                cost = (s2[mid] - s2[i]) - (s1[mid] - s1[i]) ** 2 / ww if ww > 0 else 0.0
+                v = prev[i] + cost
+                if v < best:
+                    best = v
+                    best_i = i
+            cur[mid] = best
+            cut[c, mid] = best_i
+            stack.append((lo, mid - 1, olo, best_i))
+            stack.append((mid + 1, hi, best_i, ohi))
+        prev, cur = cur, prev
+    centres = np.empty(k)
+    j = m
+    for c in range(k - 1, -1, -1):
+        i = cut[c, j] if c > 0 else 0
+        ww = sw[j] - sw[i]
+        centres[c] = (s1[j] - s1[i]) / ww if ww > 0 else x[min(i, m - 1)]
+        j = i
+    return centres
+
+
+def optimal_levels_1d(values: np.ndarray, k: int) -> np.ndarray:
+    """k sorted levels minimizing the squared error of ``values`` (1-D), bucketed to 2048 points."""
+    v = np.sort(values.astype(np.float64))
+    uniq = np.unique(v)
+    if uniq.size <= k:  # fewer distinct values than levels: each value is a level
+        return np.concatenate([uniq, np.full(k - uniq.size, uniq[-1])])
+    if v.size > _DP_POINTS:
+        edges = np.linspace(0, v.size, _DP_POINTS + 1).astype(np.int64)
+        sums = np.add.reduceat(v, edges[:-1])
+        w = np.diff(edges).astype(np.float64)
+        x = sums / w
+    else:
+        x, w = v, np.ones_like(v)
+    centres = _dp_kmeans_1d(x, w, k)
+    for _ in range(_LLOYD_STEPS):  # refine on all the data (the buckets blur the cuts a little)
+        cuts = (centres[1:] + centres[:-1]) / 2
+        idx = np.searchsorted(cuts, v)
+        counts = np.bincount(idx, minlength=k)
+        sums = np.bincount(idx, weights=v, minlength=k)
+        centres = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
+    return np.sort(centres)
+
+
+class LevelCodec:
+    """Per-dimension sorted levels; ``kind`` is ``"uniform"`` (int4) or ``"kmeans"`` (cb*)."""
+
+    def __init__(self, bits: int, kind: str, *, calibration: str = "minmax", percentile: float = 0.1):
+        if bits not in (2, 3, 4):
+            raise ValueError(f"bits must be 2, 3 or 4, got {bits!r}")
+        if kind not in ("uniform", "kmeans"):
+            raise ValueError(f"kind must be 'uniform' or 'kmeans', got {kind!r}")
+        from .scalar import CALIBRATIONS
+
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
+        self.bits, self.kind, self.calibration, self.percentile = bits, kind, calibration, percentile
+        self.levels: np.ndarray | None = None  # (d, 2**bits) float32, sorted per row
+
+    @property
+    def n_levels(self) -> int:
+        return 2**self.bits
+
+    @property
+    def is_trained(self) -> bool:
+        return self.levels is not None
+
+    @property
+    def dims_per_subspace(self) -> int:
+        return 2 if self.bits == 2 else 1
+
+    def config(self) -> dict:
+        return {"bits": self.bits, "kind": self.kind, "calibration": self.calibration, "percentile": self.percentile}
+
+    def train(self, x: np.ndarray) -> LevelCodec:
+        L = self.n_levels
+        if self.kind == "uniform":
+            from .scalar import ScalarQuantizer
+
+            sq = ScalarQuantizer(8, calibration=self.calibration, percentile=self.percentile)
+            lo, hi = sq._range(x)
+            steps = np.arange(L) / (L - 1)
+            levels = lo[:, None] + (hi - lo)[:, None] * steps[None, :]
+        else:
+            levels = np.stack([optimal_levels_1d(x[:, j], L) for j in range(x.shape[1])])
+        self.levels = np.ascontiguousarray(levels, dtype=np.float32)
+        return self
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """float32 (n, d) -> level indices (n, d) uint8."""
+        self._require_trained()
+        cuts = (self.levels[:, 1:] + self.levels[:, :-1]) / 2  # (d, L-1)
+        codes = np.empty(x.shape, dtype=np.uint8)
+        for j in range(x.shape[1]):
+            codes[:, j] = np.searchsorted(cuts[j], x[:, j])
+        return codes
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        self._require_trained()
+        return self.levels[np.arange(codes.shape[-1]), codes.astype(np.intp)]
+
+    def subspace_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Level indices (n, d) -> 4-bit sub-codes (n, S): one dim per subspace, or two for 2 bits."""
+        if self.dims_per_subspace == 1:
+            return codes
+        d = codes.shape[1]
+        padded = np.concatenate([codes, np.zeros((codes.shape[0], d & 1), np.uint8)], axis=1) if d & 1 else codes
+        return (padded[:, 0::2] | (padded[:, 1::2] << 2)).astype(np.uint8)
+
+    def tables(self, q: np.ndarray, metric: str) -> np.ndarray:
+        """Float tables (nq, S, 16): the contribution of each sub-code to the score of q (higher better).
+
+        ip: q_d * level; l2: 2 q_d level - level^2 (so the sum is 2 q.x_hat - |x_hat|^2).
+        """
+        lv = self.levels[None, :, :].astype(np.float32)  # (1, d, L)
+        t = q[:, :, None] * lv
+        if metric == "l2":
+            t = 2 * t - lv * lv
+        nq, d, L = t.shape
+        if self.dims_per_subspace == 2:
+            if d & 1:
+                t = np.concatenate([t, np.zeros((nq, 1, L), np.float32)], axis=1)
+            # joint code c = c0 + 4 * c1 of dims (2s, 2s+1)
+            t = (t[:, 0::2, None, :] + t[:, 1::2, :, None]).reshape(nq, -1, 16)
+        elif L < 16:
+            # unused entries: never indexed, set to the row minimum so they do not widen the u8 range
+            t = np.concatenate([t, np.repeat(t.min(axis=2, keepdims=True), 16 - L, axis=2)], axis=2)
+        return np.ascontiguousarray(t, dtype=np.float32)
+
+    def _require_trained(self) -> None:
+        if self.levels is None:
+            raise RuntimeError("the codec is not trained: call train(x) first")

@@ -1,0 +1,116 @@
+"""4-bit table scan: every ISA and the Numba twin equal a direct numpy sum, ids and scores."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import medqk
+from medqk import _backend
+
+pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+
+
+def reference(luts, codes, k):
+    nq, n, d = luts.shape[0], codes.shape[0], codes.shape[1]
+    sums = np.stack([luts[q, np.arange(d)[None, :], codes].astype(np.int64).sum(axis=1) for q in range(nq)])
+    ids = np.lexsort((np.broadcast_to(np.arange(n), sums.shape), -sums), axis=1)[:, :k]
+    return np.take_along_axis(sums, ids, axis=1), ids
+
+
+def make(rng, n, d, nq, fill="random"):
+    codes = rng.integers(0, 16, (n, d)).astype(np.uint8)
+    luts = np.zeros((nq, d + (d & 1), 16), dtype=np.uint8)
+    if fill == "random":
+        luts[:, :d] = rng.integers(0, 256, (nq, d, 16))
+    elif fill == "max":
+        luts[:, :d] = 255
+    elif fill == "ties":
+        luts[:, :d] = rng.integers(0, 2, (nq, d, 16))
+    return codes, luts
+
+
+CASES = [(1, 1, 1, 1), (33, 3, 2, 5), (100, 7, 3, 10), (31, 16, 2, 40), (1000, 384, 4, 10), (65, 600, 2, 20),
+         (129, 1028, 1, 7)]
+
+
+@pytest.mark.parametrize("n,d,nq,k", CASES)
+@pytest.mark.parametrize("fill", ["random", "max", "ties"])
+def test_scan_matches_reference(n, d, nq, k, fill):
+    rng = np.random.default_rng(n * 7 + d)
+    codes, luts = make(rng, n, d, nq, fill)
+    packed = _backend._core.lut4_pack(codes)
+    alpha = np.full(nq, 0.5, dtype=np.float32)
+    beta = np.full(nq, -1.0, dtype=np.float32)
+    ref_s, ref_i = reference(luts, codes, k)
+    m = min(k, n)
+    results = []
+    for isa in medqk.available_isas():
+        with medqk.use_isa(isa):
+            for threads in (1, 2):
+                s, i = _backend._core.lut4_search_topk(luts, packed, n, d, alpha, beta, k, threads)
+                np.testing.assert_array_equal(i[:, :m], ref_i[:, :m], err_msg=f"{isa} threads={threads}")
+                np.testing.assert_array_equal(s[:, :m], (0.5 * ref_s[:, :m].astype(np.float32) - 1.0))
+                assert (i[:, m:] == -1).all() and (s[:, m:] == -np.inf).all()
+                results.append((s, i))
+    if HAVE_NUMBA:
+        from medqk.kernels import _numba_lut4
+
+        p2 = np.empty_like(packed)
+        _numba_lut4.lut4_pack(codes, p2)
+        np.testing.assert_array_equal(p2, packed)
+        s2 = np.empty((nq, k), np.float32)
+        i2 = np.empty((nq, k), np.int64)
+        _numba_lut4.lut4_search_topk(luts, packed, n, d, alpha, beta, k, s2, i2)
+        np.testing.assert_array_equal(i2, results[0][1])
+        np.testing.assert_array_equal(s2, results[0][0])
+
+
+def test_table_quantization_and_exact_rescoring_twins():
+    pytest.importorskip("numba")
+    from medqk.kernels import _numba_lut4
+
+    rng = np.random.default_rng(2)
+    for S in (1, 7, 384):
+        t = rng.standard_normal((5, S, 16)).astype(np.float32)
+        t[0] = 0.0  # a flat query: step 1, all-zero tables
+        luts, alpha, beta = _backend._core.lut4_quantize_tables(t)
+        l2, a2, b2 = np.empty_like(luts), np.empty_like(alpha), np.empty_like(beta)
+        _numba_lut4.lut4_quantize_tables(t, l2, a2, b2)
+        np.testing.assert_array_equal(luts, l2)
+        np.testing.assert_array_equal(alpha, a2)
+        np.testing.assert_array_equal(beta, b2)
+        # the quantized sum approximates the float sum within half a step per subspace
+        codes = rng.integers(0, 16, (50, S)).astype(np.uint8)
+        exact = np.stack([t[q, np.arange(S)[None, :], codes].sum(1) for q in range(5)])
+        approx = np.stack([luts[q, np.arange(S)[None, :], codes].astype(np.float64).sum(1) for q in range(5)])
+        approx = alpha[:, None] * approx + beta[:, None]
+        assert (np.abs(approx - exact) <= alpha[:, None] * S / 2 + 1e-4).all()
+        packed = _backend._core.lut4_pack(codes)
+        cand = rng.integers(-1, 50, (5, 9)).astype(np.int64)
+        s1 = _backend._core.lut4_score_candidates(t, packed, 50, cand)
+        s2 = np.empty_like(s1)
+        _numba_lut4.lut4_score_candidates(t, packed, cand, s2)
+        np.testing.assert_array_equal(s1, s2)
+        valid = cand >= 0
+        want = np.stack([t[q, np.arange(S)[None, :], codes[np.maximum(cand[q], 0)]].sum(1) for q in range(5)])
+        np.testing.assert_allclose(s1[valid], want[valid], rtol=1e-5, atol=1e-4)
+        assert (s1[~valid] == -np.inf).all()
+
+
+def test_bad_arguments():
+    codes = np.zeros((10, 4), np.uint8)
+    packed = _backend._core.lut4_pack(codes)
+    luts = np.zeros((2, 4, 16), np.uint8)
+    one = np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="luts must have shape"):
+        _backend._core.lut4_search_topk(np.zeros((2, 3, 16), np.uint8), packed, 10, 4, one, one, 3)
+    with pytest.raises(ValueError, match="packed does not hold"):
+        _backend._core.lut4_search_topk(luts, packed, 33, 4, one, one, 3)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        _backend._core.lut4_search_topk(luts, packed, 10, 4, one, one, 0)
+    with pytest.raises(ValueError, match="past the stored vectors"):
+        _backend._core.lut4_score_candidates(np.zeros((2, 4, 16), np.float32), packed, 10, np.full((2, 1), 10))
