@@ -12,14 +12,22 @@ For the 4-bit table scan, codes are grouped into subspaces of 16 entries: one di
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit
 
 _DP_POINTS = 2048  # sorted sample compressed to this many weighted points per dimension
 _LLOYD_STEPS = 4
 
 
-@njit(cache=False, boundscheck=False)
+@functools.lru_cache(maxsize=None)
+def _dp_kernel():
+    """The DP compiled with Numba on first use (importing medqk never needs numba)."""
+    from numba import njit
+
+    return njit(boundscheck=False)(_dp_kmeans_1d)
+
+
 def _dp_kmeans_1d(x, w, k):
     """Optimal k-means of weighted sorted points x (m,), returns the k cluster centres."""
     m = x.shape[0]
@@ -83,7 +91,7 @@ def optimal_levels_1d(values: np.ndarray, k: int) -> np.ndarray:
         x = sums / w
     else:
         x, w = v, np.ones_like(v)
-    centres = _dp_kmeans_1d(x, w, k)
+    centres = _dp_kernel()(x, w, k)
     for _ in range(_LLOYD_STEPS):  # refine on all the data (the buckets blur the cuts a little)
         cuts = (centres[1:] + centres[:-1]) / 2
         idx = np.searchsorted(cuts, v)
