@@ -44,6 +44,8 @@ def test_cpu_features_match_the_build():
         assert features["sse2"]
         assert ("avx2" in info["isas_supported"]) == (features["avx2"] and features["fma"] and features["f16c"])
         assert not {"neon", "neon_dotprod"} & set(info["isas_supported"])
+        vnni = features["avx2"] and features["avx512f"] and features["avx512bw"] and features["avx512vnni"]
+        assert ("avx512vnni" in info["isas_supported"]) == vnni
     elif features["arch"] == "aarch64":
         assert features["asimd"] and "neon" in info["isas_supported"]
         assert ("neon_dotprod" in info["isas_supported"]) == features["asimddp"]
@@ -59,7 +61,7 @@ def test_set_isa_and_context_manager():
         assert medqk.get_isa() == before
     with pytest.raises(ValueError, match="unknown ISA 'sse9'"):
         medqk.set_isa("sse9")
-    unavailable = [i for i in ("avx2", "neon", "neon_dotprod") if i not in medqk.available_isas()]
+    unavailable = [i for i in ("avx2", "avx512vnni", "neon", "neon_dotprod") if i not in medqk.available_isas()]
     for isa in unavailable:
         with pytest.raises(ValueError, match=f"ISA '{isa}' is not available here.*available here: "):
             medqk.set_isa(isa)

@@ -55,7 +55,7 @@ void require(const py::array& x, const char* name, int ndim) {
 medqk::Isa isa_or_throw(const std::string& name) {
   medqk::Isa isa;
   if (!medqk::isa_from_name(name, &isa)) {
-    throw py::value_error("unknown ISA '" + name + "' (known: scalar, avx2, neon, neon_dotprod)");
+    throw py::value_error("unknown ISA '" + name + "' (known: scalar, avx2, avx512vnni, neon, neon_dotprod)");
   }
   return isa;
 }

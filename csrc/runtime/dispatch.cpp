@@ -10,7 +10,7 @@
 namespace medqk {
 namespace {
 
-const char* const kIsaNames[kNumIsas] = {"scalar", "avx2", "neon", "neon_dotprod"};
+const char* const kIsaNames[kNumIsas] = {"scalar", "avx2", "neon", "neon_dotprod", "avx512vnni"};
 
 struct KernelTable {
   const kernels::GemmS8Kernel* gemm_s8[kNumIsas] = {};
@@ -33,6 +33,15 @@ const KernelTable& table() {
                                                     kernels::avx2::gemm_s8s8_s32};
     k.gemm_s8[static_cast<int>(Isa::avx2)] = &avx2_gemm;
     k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
+#endif
+#if defined(MEDQK_BUILD_AVX512VNNI)
+    static const kernels::GemmS8Kernel avx512vnni_gemm = {kernels::avx512vnni::kGemmS8PanelCols,
+                                                          kernels::avx512vnni::gemm_s8s8_s32_packed_bytes,
+                                                          kernels::avx512vnni::gemm_s8s8_s32_pack,
+                                                          kernels::avx512vnni::gemm_s8s8_s32};
+    k.gemm_s8[static_cast<int>(Isa::avx512vnni)] = &avx512vnni_gemm;
+    // every AVX-512 VNNI CPU has AVX2: the table scan reuses the AVX2 kernel
+    k.lut4_scan[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::lut4_scan;
 #endif
 #if defined(MEDQK_BUILD_NEON)
     static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
@@ -63,6 +72,7 @@ bool cpu_has(Isa isa) {
     case Isa::avx2: return f.avx2 && f.fma && f.f16c;
     case Isa::neon: return f.asimd;
     case Isa::neon_dotprod: return f.asimd && f.asimddp;
+    case Isa::avx512vnni: return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vnni;
   }
   return false;
 }
@@ -75,7 +85,7 @@ struct ActiveIsa {
     if (env == nullptr || *env == '\0') return;
     Isa wanted;
     if (!isa_from_name(env, &wanted)) {
-      env_error = std::string("MEDQK_ISA='") + env + "' is not an ISA medqk knows (scalar, avx2, neon, neon_dotprod)";
+      env_error = std::string("MEDQK_ISA='") + env + "' is not an ISA medqk knows (scalar, avx2, avx512vnni, neon, neon_dotprod)";
     } else if (!isa_supported(wanted)) {
       env_error = std::string("MEDQK_ISA='") + env + "' is not available here (" +
                   (isa_built(wanted) ? "this CPU lacks it" : "this build does not contain it") + ")";
@@ -116,7 +126,7 @@ bool isa_supported(Isa isa) { return isa_built(isa) && cpu_has(isa); }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::avx2, Isa::neon_dotprod, Isa::neon, Isa::scalar}) {
+  for (Isa isa : {Isa::avx512vnni, Isa::avx2, Isa::neon_dotprod, Isa::neon, Isa::scalar}) {
     if (isa_supported(isa)) out.push_back(isa);
   }
   return out;

@@ -49,7 +49,7 @@ def get_isa() -> str | None:
 
 
 def set_isa(name: str) -> None:
-    """Forces native kernels to ISA ``name`` (scalar, avx2, neon, neon_dotprod) for later calls.
+    """Forces native kernels to ISA ``name`` (scalar, avx2, avx512vnni, neon, neon_dotprod) for later calls.
 
     Raises ValueError naming the ISAs available when ``name`` is unknown or not usable on this CPU.
     """

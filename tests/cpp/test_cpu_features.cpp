@@ -24,11 +24,14 @@ int main() {
 #if defined(__x86_64__)
   expect(f.sse2, "x86-64 always has SSE2");
   expect(!medqk::isa_supported(medqk::Isa::neon), "no NEON on x86");
+  expect(medqk::isa_supported(medqk::Isa::avx512vnni) == (f.avx2 && f.avx512f && f.avx512bw && f.avx512vnni),
+         "avx512vnni follows cpuid and the OS saving ZMM state");
   expect(medqk::isa_supported(medqk::Isa::avx2) == (f.avx2 && f.fma && f.f16c), "avx2 follows cpuid");
   expect(!medqk::set_isa(medqk::Isa::neon_dotprod), "set_isa refuses an ISA this CPU lacks");
 #elif defined(__aarch64__)
   expect(f.asimd, "aarch64 always has ASIMD");
   expect(!medqk::isa_supported(medqk::Isa::avx2), "no AVX2 on aarch64");
+  expect(!medqk::isa_supported(medqk::Isa::avx512vnni), "no AVX-512 on aarch64");
   expect(medqk::isa_supported(medqk::Isa::neon_dotprod) == f.asimddp, "neon_dotprod follows HWCAP_ASIMDDP");
   if (!f.asimddp) expect(!medqk::set_isa(medqk::Isa::neon_dotprod), "set_isa refuses dotprod without it");
 #endif

@@ -14,8 +14,8 @@ namespace medqk {
 // ----------------------------------------------------------------------------------------------
 // CPU features and dispatch
 // ----------------------------------------------------------------------------------------------
-enum class Isa : int { scalar = 0, avx2 = 1, neon = 2, neon_dotprod = 3 };
-constexpr int kNumIsas = 4;
+enum class Isa : int { scalar = 0, avx2 = 1, neon = 2, neon_dotprod = 3, avx512vnni = 4 };
+constexpr int kNumIsas = 5;
 
 struct CpuFeatures {
   // x86-64
