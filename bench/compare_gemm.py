@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 
 def _threads_from_argv(default: int = 1) -> str:
@@ -77,6 +78,7 @@ def torch_dynamic_linear(w: np.ndarray, threads: int):
         import torch
     except ImportError:
         return None
+    warnings.filterwarnings("ignore", module="torch")  # quantize_dynamic's deprecation notices
     torch.set_num_threads(threads)
     lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=True)
     with torch.no_grad():

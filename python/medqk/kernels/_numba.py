@@ -64,9 +64,9 @@ def quantize_rows_s8(x, q, scales):
         inv = np.float32(127.0) / amax if amax > 0 else np.float32(1.0)
         scales[i] = amax / np.float32(127.0) if amax > 0 else np.float32(1.0)
         for p in range(k):
-            v = x[i, p] * inv
+            v = np.rint(x[i, p] * inv)  # round half to even, then clamp: the order of the C++ code
             v = min(max(v, np.float32(-127.0)), np.float32(127.0))
-            q[i, p] = np.int8(np.rint(v))
+            q[i, p] = np.int8(v)
     return ok.all()
 
 
