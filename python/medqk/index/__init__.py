@@ -44,7 +44,8 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int = 4, *
     dim: vector dimension. metric: ``"ip"`` (inner product, default) or ``"l2"`` (squared Euclidean).
     rerank_factor: candidates re-scored per result with ``+rerank``.
     codec_options: for int8, ``per_dim`` (True), ``symmetric`` (False), ``calibration``
-    (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1); for hnsw, ``M`` (16),
+    (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1); for int4 the default is
+    ``calibration="percentile", percentile=0.3``; for hnsw, ``M`` (16),
     ``ef_construction`` (200), ``ef_search`` (64).
     """
     parsed = parse_spec(spec)

@@ -59,9 +59,16 @@ def unpack_codes(packed: np.ndarray, ids: np.ndarray, S: int) -> np.ndarray:
 
 
 class FlatLUT4Index(Index):
-    def __init__(self, spec, dim: int, metric: str, *, calibration: str = "minmax", percentile: float = 0.1):
+    def __init__(self, spec, dim: int, metric: str, *, calibration: str | None = None, percentile: float | None = None):
         super().__init__(spec, dim, metric)
         bits, kind = SPECS[spec.base]
+        if calibration is None:
+            # Uniform 4-bit levels waste codes on the tails: clipping 0.3% on each side per dimension gave
+            # R@10 0.947 on MedQuAD dev (min/max 0.931, MSE-optimal clipping 0.932). k-means levels
+            # already follow the density; clipping their training data lowered recall (0.951 -> 0.949).
+            calibration = "percentile" if kind == "uniform" else "minmax"
+        if percentile is None:
+            percentile = 0.3 if kind == "uniform" else 0.1
         self.codec = LevelCodec(bits, kind, calibration=calibration, percentile=percentile)
         self.n_sub = (dim + 1) // 2 if bits == 2 else dim
         self._sub_codes = np.empty((0, self.n_sub), dtype=np.uint8)  # kept until packed

@@ -141,7 +141,13 @@ class LevelCodec:
             steps = np.arange(L) / (L - 1)
             levels = lo[:, None] + (hi - lo)[:, None] * steps[None, :]
         else:
-            levels = np.stack([optimal_levels_1d(x[:, j], L) for j in range(x.shape[1])])
+            data = x
+            if self.calibration == "percentile" and self.percentile > 0:
+                # clip outliers first: they would otherwise pull the outer levels away from the bulk
+                lo = np.percentile(x, self.percentile, axis=0)
+                hi = np.percentile(x, 100 - self.percentile, axis=0)
+                data = np.clip(x, lo, hi)
+            levels = np.stack([optimal_levels_1d(data[:, j], L) for j in range(x.shape[1])])
         self.levels = np.ascontiguousarray(levels, dtype=np.float32)
         return self
 
