@@ -308,6 +308,25 @@ py::array_t<float> lut4_score_candidates(const py::array& tables, const py::arra
   return scores;
 }
 
+py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& codes, const py::array& cand) {
+  require<float>(qs, "qs", 2);
+  require<int8_t>(codes, "codes", 2);
+  require<int64_t>(cand, "cand", 2);
+  const std::size_t nq = qs.shape(0), d = qs.shape(1), n = codes.shape(0), kc = cand.shape(1);
+  if (static_cast<std::size_t>(codes.shape(1)) != d) throw py::value_error("codes and qs differ in dimension");
+  if (static_cast<std::size_t>(cand.shape(0)) != nq) throw py::value_error("cand must have one row per query");
+  py::array_t<float> out({nq, kc});
+  const float* qp = static_cast<const float*>(qs.data());
+  const int8_t* cp = static_cast<const int8_t*>(codes.data());
+  const int64_t* ip = static_cast<const int64_t*>(cand.data());
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::s8_score_candidates(qp, nq, d, cp, n, ip, kc, op);
+  }
+  return out;
+}
+
 py::dict cpu_features_dict() {
   const medqk::CpuFeatures& f = medqk::cpu_features();
   py::dict d;
@@ -379,6 +398,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cand"));
   m.def("lut4_search_topk", &lut4_search_topk, py::arg("luts"), py::arg("packed"), py::arg("n"), py::arg("d"),
         py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0);
+  m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"));
   m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),

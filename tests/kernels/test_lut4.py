@@ -114,3 +114,22 @@ def test_bad_arguments():
         _backend._core.lut4_search_topk(luts, packed, 10, 4, one, one, 0)
     with pytest.raises(ValueError, match="past the stored vectors"):
         _backend._core.lut4_score_candidates(np.zeros((2, 4, 16), np.float32), packed, 10, np.full((2, 1), 10))
+
+
+def test_s8_candidate_scores_twin():
+    pytest.importorskip("numba")
+    from medqk.kernels import _numba_search
+
+    rng = np.random.default_rng(5)
+    for d in (1, 3, 4, 7, 384):
+        qs = rng.standard_normal((6, d)).astype(np.float32)
+        codes = rng.integers(-128, 128, (40, d), dtype=np.int8)
+        cand = rng.integers(-1, 41, (6, 9)).astype(np.int64)  # includes -1 and n (out of range)
+        s1 = _backend._core.s8_score_candidates(qs, codes, cand)
+        s2 = np.empty_like(s1)
+        _numba_search.s8_score_candidates(qs, codes, cand, s2)
+        np.testing.assert_array_equal(s1, s2)
+        valid = (cand >= 0) & (cand < 40)
+        want = np.einsum("qd,qkd->qk", qs.astype(np.float64), codes[np.clip(cand, 0, 39)].astype(np.float64))
+        np.testing.assert_allclose(s1[valid], want[valid], rtol=1e-4, atol=1e-3)
+        assert (s1[~valid] == -np.inf).all()

@@ -92,6 +92,10 @@ void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const 
 void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
                     int threads);
+// out[q, c] = sum_j qs[q, j] * codes[cand[q, c], j] in float32 (four strided partial sums, added
+// (s0 + s1) + (s2 + s3)); an id outside [0, n) gives -inf. Re-scores candidates with a float query.
+void s8_score_candidates(const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
+                         const int64_t* cand, std::size_t kc, float* out);
 
 // ----------------------------------------------------------------------------------------------
 // 4-bit table-scan search (csrc/runtime/lut4_search.cpp, kernels/lut4_scan.h): d sub-codes in 0..15

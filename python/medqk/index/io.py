@@ -153,14 +153,14 @@ def load_index(path, *, mmap: bool = False):
 
 
 def _options_from_config(config: dict) -> dict:
+    """The create() options that rebuild an index of this config (codec parameters come from arrays)."""
     options = {}
-    codec = config.get("codec") or config.get("base", {}).get("codec") or config.get("refine", {}).get("codec")
-    if codec:
-        options.update({k: v for k, v in codec.items() if k != "bits"})
+    for part in (config, config.get("base", {}), config.get("refine", {})):
+        codec = part.get("codec") or {}
+        options.update({k: v for k, v in codec.items() if k not in ("bits", "kind", "M")})
+        options.update({k: part[k] for k in ("M", "ef_construction", "ef_search") if k in part})
     if "rerank_factor" in config:
         options["rerank_factor"] = config["rerank_factor"]
-    hnsw = config if "ef_search" in config else config.get("base", {})
-    options.update({k: hnsw[k] for k in ("M", "ef_construction", "ef_search") if k in hnsw})
     return options
 
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..quantizers.codebook import LevelCodec
 from .flat import Index
 
-SPECS = {"int4": (4, "uniform"), "cb4": (4, "kmeans"), "cb3": (3, "kmeans"), "cb2": (2, "kmeans")}
 _QUERY_CHUNK = 512
 
 
@@ -59,21 +57,17 @@ def unpack_codes(packed: np.ndarray, ids: np.ndarray, S: int) -> np.ndarray:
 
 
 class FlatLUT4Index(Index):
-    def __init__(self, spec, dim: int, metric: str, *, calibration: str | None = None, percentile: float | None = None):
+    """Flat index over 4-bit sub-codes of ``codec`` (a LevelCodec for int4/cb*, a PQ4Codec for pq*x4fs).
+
+    The codec provides ``n_sub``, ``train``, ``encode_sub`` (n, S) uint8, ``decode_sub`` -> float32 (n, d),
+    ``tables(q, metric)`` (nq, S, 16) float32, and ``state()`` / ``load_state()``.
+    """
+
+    def __init__(self, spec, dim: int, metric: str, codec):
         super().__init__(spec, dim, metric)
-        bits, kind = SPECS[spec.base]
-        if calibration is None:
-            # Uniform 4-bit levels waste codes on the tails: clipping 0.3% on each side per dimension gave
-            # R@10 0.947 on MedQuAD dev (min/max 0.931, MSE-optimal clipping 0.932). k-means levels
-            # already follow the density; clipping their training data lowered recall (0.951 -> 0.949).
-            calibration = "percentile" if kind == "uniform" else "minmax"
-        if percentile is None:
-            percentile = 0.3 if kind == "uniform" else 0.1
-        self.codec = LevelCodec(bits, kind, calibration=calibration, percentile=percentile)
-        self.n_sub = (dim + 1) // 2 if bits == 2 else dim
-        self._sub_codes = np.empty((0, self.n_sub), dtype=np.uint8)  # kept until packed
+        self.codec = codec
+        self.n_sub = codec.n_sub(dim)
         self._packed = np.empty(0, dtype=np.uint8)
-        self._packed_n = 0
         self._sqnorms = np.empty(0, dtype=np.float32)
 
     @property
@@ -88,14 +82,13 @@ class FlatLUT4Index(Index):
         self.codec.train(x)
 
     def _add(self, x):
-        codes = self.codec.encode(x)
-        rec = self.codec.decode(codes)
+        sub = self.codec.encode_sub(x)
+        rec = self.codec.decode_sub(sub)
         self._sqnorms = np.concatenate([self._sqnorms, np.einsum("ij,ij->i", rec, rec)])
-        sub = self.codec.subspace_codes(codes)
-        old = unpack_codes(self._packed, np.arange(self._packed_n), self.n_sub) if self._packed_n else None
+        n_old = self._ntotal
+        old = unpack_codes(self._packed, np.arange(n_old), self.n_sub) if n_old else None
         allcodes = np.concatenate([old, sub]) if old is not None else sub
         self._packed = self._pack(np.ascontiguousarray(allcodes, dtype=np.uint8))
-        self._packed_n = allcodes.shape[0]
 
     @staticmethod
     def _pack(sub: np.ndarray) -> np.ndarray:
@@ -109,15 +102,9 @@ class FlatLUT4Index(Index):
         return out
 
     def vectors(self, ids=None) -> np.ndarray:
+        """Reconstructed float32 vectors, all or those of ``ids``."""
         ids = np.arange(self._ntotal) if ids is None else np.asarray(ids).reshape(-1)
-        sub = unpack_codes(self._packed, ids, self.n_sub)
-        if self.codec.dims_per_subspace == 2:
-            codes = np.empty((len(ids), 2 * self.n_sub), dtype=np.uint8)
-            codes[:, 0::2], codes[:, 1::2] = sub & 3, sub >> 2
-            codes = codes[:, : self.dim]
-        else:
-            codes = sub
-        return self.codec.decode(codes)
+        return self.codec.decode_sub(unpack_codes(self._packed, ids, self.n_sub))
 
     def _candidates(self, q, k, threads):
         return self._search(q, k, threads, rescore=False)[1]
@@ -155,15 +142,12 @@ class FlatLUT4Index(Index):
         return out_s, out_i
 
     def _state(self):
-        config = {"codec": {"calibration": self.codec.calibration, "percentile": self.codec.percentile}}
-        arrays = {"packed": self._packed, "sqnorms": self._sqnorms}
-        if self.codec.is_trained:
-            arrays["levels"] = self.codec.levels
-        return config, arrays
+        config, arrays = self.codec.state()
+        arrays.update(packed=self._packed, sqnorms=self._sqnorms)
+        return {"codec": config}, arrays
 
     def _load_state(self, config, arrays):
-        if "levels" in arrays:
-            self.codec.levels = np.array(arrays["levels"])
+        self.codec.load_state(arrays)
         self._packed = np.array(arrays["packed"])
         self._sqnorms = np.array(arrays["sqnorms"])
-        self._packed_n = self._ntotal = len(self._sqnorms)
+        self._ntotal = len(self._sqnorms)

@@ -4,7 +4,7 @@ Grammar (whitespace ignored, case-insensitive)::
 
     spec    := base [ "+rerank:" codec ]
     base    := codec | "hnsw"
-    codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2"
+    codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2" | "pq" M "x4fs"
 
 - ``float32``: exact search over the vectors as given (the reference).
 - ``fp16``: vectors stored as IEEE half floats (2 bytes/dim), scored in float32.
@@ -15,6 +15,9 @@ Grammar (whitespace ignored, case-insensitive)::
   ``cb2``: 16 / 8 / 4 levels per dimension trained by optimal 1-D k-means. All four are searched with
   4-bit lookup tables (``vpshufb`` / ``vqtbl1q``); ``cb3`` is stored in the 4-bit layout (4 bits/dim),
   ``cb2`` packs two dimensions per 4-bit code (2 bits/dim).
+- ``pq<M>x4fs``: product quantization, M subspaces of 16 centroids (M / 2 bytes per vector, e.g.
+  ``pq96x4fs`` = 48 B at 384-d), scanned with the same 4-bit tables (faiss "fast scan"). M must divide
+  the dimension. 8-bit PQ (``pq<M>x8``) and OPQ come in a later release.
 - ``hnsw``: hnswlib's float32 HNSW graph (optional dependency hnswlib), a graph baseline.
 - ``<base>+rerank:<codec>``: search the base codes for ``rerank_factor * k`` candidates, then re-score them
   with a second, finer stored copy (e.g. ``int8+rerank:float32``).
@@ -24,6 +27,7 @@ Later releases add ``int4``, ``cb4``/``cb3``/``cb2`` and product quantization (`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 CODECS = ("float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2")
@@ -43,7 +47,32 @@ class IndexSpec:
 
 def valid_specs() -> list[str]:
     """Examples of every accepted form, for error messages and --help."""
-    return list(BASES) + ["cb4+rerank:int8", "int8+rerank:float32", "hnsw+rerank:int8"]
+    return list(BASES) + ["pq96x4fs", "pq96x4fs+rerank:int8", "cb4+rerank:int8", "hnsw+rerank:int8"]
+
+
+_PQ = re.compile(r"^pq(\d+)x(\d+)(fs)?$")
+
+
+def parse_pq(codec: str) -> tuple[int, int, bool] | None:
+    """(M, nbits, fast_scan) of a pq codec string, or None."""
+    m = _PQ.match(codec)
+    return (int(m.group(1)), int(m.group(2)), bool(m.group(3))) if m else None
+
+
+def _is_codec(codec: str) -> bool:
+    if codec in CODECS:
+        return True
+    pq = parse_pq(codec)
+    if pq is None:
+        return False
+    M, nbits, fs = pq
+    if M < 1:
+        raise ValueError(f"invalid spec '{codec}': M must be >= 1")
+    if nbits not in (4, 8):
+        raise ValueError(f"invalid spec '{codec}': PQ nbits must be 4 or 8, got {nbits}")
+    if not (nbits == 4 and fs):
+        raise ValueError(f"spec '{codec}' is not available yet: use pq<M>x4fs (4-bit fast scan), e.g. pq96x4fs")
+    return True
 
 
 def parse_spec(spec: str) -> IndexSpec:
@@ -54,11 +83,11 @@ def parse_spec(spec: str) -> IndexSpec:
     rerank = None
     if sep:
         kind, colon, codec = rest.partition(":")
-        if kind != "rerank" or not colon or codec not in CODECS:
+        if kind != "rerank" or not colon or not _is_codec(codec):
             raise ValueError(
                 f"invalid spec {spec!r}: after '+' expected 'rerank:<codec>' with codec one of {', '.join(CODECS)}"
             )
         rerank = codec
-    if base not in BASES:
+    if base not in BASES and not _is_codec(base):
         raise ValueError(f"unknown index spec {spec!r}; valid specs: {', '.join(valid_specs())}")
     return IndexSpec(base, rerank)

@@ -131,6 +131,29 @@ class LevelCodec:
     def config(self) -> dict:
         return {"bits": self.bits, "kind": self.kind, "calibration": self.calibration, "percentile": self.percentile}
 
+    # -- the sub-code interface of medqk.index.lut4.FlatLUT4Index ------------------------------------
+    def n_sub(self, dim: int) -> int:
+        return (dim + 1) // 2 if self.dims_per_subspace == 2 else dim
+
+    def encode_sub(self, x: np.ndarray) -> np.ndarray:
+        return self.subspace_codes(self.encode(x))
+
+    def decode_sub(self, sub: np.ndarray) -> np.ndarray:
+        if self.dims_per_subspace == 2:
+            d = self.levels.shape[0]
+            codes = np.empty((sub.shape[0], 2 * sub.shape[1]), dtype=np.uint8)
+            codes[:, 0::2], codes[:, 1::2] = sub & 3, sub >> 2
+            sub = codes[:, :d]
+        return self.decode(sub)
+
+    def state(self) -> tuple[dict, dict]:
+        config = {"calibration": self.calibration, "percentile": self.percentile}
+        return config, ({"levels": self.levels} if self.levels is not None else {})
+
+    def load_state(self, arrays: dict) -> None:
+        if "levels" in arrays:
+            self.levels = np.array(arrays["levels"])
+
     def train(self, x: np.ndarray) -> LevelCodec:
         L = self.n_levels
         if self.kind == "uniform":

@@ -1,0 +1,133 @@
+"""Product quantization with 16 centroids per subspace (``pq<M>x4fs``), searched by the 4-bit table scan.
+
+The d dimensions are cut into M contiguous subspaces of d/M dimensions; each subspace gets 16 centroids
+from k-means (k-means++ initialisation, seeded; at most ``max_iter`` Lloyd iterations, stopping when the
+relative drop of the error is below ``tol``; an empty cluster takes the point farthest from its centroid
+in the largest cluster). Training uses at most ``max_train`` vectors (a seeded sample; default 65,536).
+All M subspaces are trained together with array operations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+N_CENTROIDS = 16
+
+
+class PQ4Codec:
+    def __init__(self, M: int, dim: int, *, seed: int = 1234, max_iter: int = 25, tol: float = 1e-4,
+                 max_train: int = 65536):
+        if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
+            raise ValueError(f"M must be a positive int, got {M!r}")
+        if dim % M:
+            raise ValueError(f"M={M} does not divide the dimension {dim}: use an M that divides {dim}")
+        self.M, self.dsub = int(M), dim // M
+        self.seed, self.max_iter, self.tol, self.max_train = seed, max_iter, tol, max_train
+        self.centroids: np.ndarray | None = None  # (M, 16, dsub) float32
+        self.train_error: float | None = None
+
+    @property
+    def is_trained(self) -> bool:
+        return self.centroids is not None
+
+    def n_sub(self, dim: int) -> int:
+        return self.M
+
+    def _split(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], self.M, self.dsub)
+
+    def _assign(self, xs: np.ndarray, cents: np.ndarray):
+        """Nearest centroid per (vector, subspace): a small GEMM per subspace plus an argmin."""
+        d2 = (
+            np.einsum("nmd,nmd->nm", xs, xs)[:, :, None]
+            - 2 * np.einsum("nmd,mkd->nmk", xs, cents)
+            + np.einsum("mkd,mkd->mk", cents, cents)[None]
+        )
+        codes = d2.argmin(axis=2)
+        return codes, np.take_along_axis(d2, codes[..., None], axis=2)[..., 0].clip(min=0)
+
+    def train(self, x: np.ndarray) -> PQ4Codec:
+        n = x.shape[0]
+        if n < N_CENTROIDS:
+            raise ValueError(f"PQ training needs at least {N_CENTROIDS} vectors (16 centroids per subspace), got {n}")
+        rng = np.random.default_rng(self.seed)
+        if n > self.max_train:
+            x = x[np.sort(rng.choice(n, self.max_train, replace=False))]
+        xs = self._split(x.astype(np.float32))
+        M, n = self.M, xs.shape[0]
+        # k-means++: each next centroid drawn with probability proportional to the squared distance
+        cents = np.empty((M, N_CENTROIDS, self.dsub), dtype=np.float32)
+        first = rng.integers(0, n, M)
+        cents[:, 0] = xs[first, np.arange(M)]
+        best = ((xs - cents[None, :, 0]) ** 2).sum(-1)  # (n, M)
+        for c in range(1, N_CENTROIDS):
+            probs = best / np.maximum(best.sum(0, keepdims=True), 1e-30)
+            u = rng.random(M)
+            pick = np.array([min(np.searchsorted(np.cumsum(probs[:, m]), u[m]), n - 1) for m in range(M)])
+            cents[:, c] = xs[pick, np.arange(M)]
+            best = np.minimum(best, ((xs - cents[None, :, c]) ** 2).sum(-1))
+        prev = np.inf
+        for _ in range(self.max_iter):
+            codes, dist = self._assign(xs, cents)
+            err = float(dist.sum())
+            # centroid sums of all subspaces at once: bincount over (subspace, centroid) cells
+            cell = (codes + N_CENTROIDS * np.arange(M)[None, :]).ravel()
+            all_counts = np.bincount(cell, minlength=M * N_CENTROIDS).reshape(M, N_CENTROIDS)
+            all_sums = np.stack(
+                [np.bincount(cell, weights=xs[:, :, j].ravel(), minlength=M * N_CENTROIDS) for j in range(self.dsub)],
+                axis=-1,
+            ).reshape(M, N_CENTROIDS, self.dsub)
+            nonempty_all = all_counts > 0
+            cents[nonempty_all] = (all_sums[nonempty_all] / all_counts[nonempty_all][:, None]).astype(np.float32)
+            for m in np.flatnonzero(~nonempty_all.all(axis=1)):
+                counts = all_counts[m].copy()
+                for c in np.flatnonzero(counts == 0):  # repair: take the worst point of the largest cluster
+                    big = np.argmax(counts)
+                    members = np.flatnonzero(codes[:, m] == big)
+                    far = members[np.argmax(dist[members, m])]
+                    cents[m, c] = xs[far, m]
+                    codes[far, m], dist[far, m] = c, 0.0
+                    counts[big] -= 1
+                    counts[c] = 1
+            if prev - err <= self.tol * max(err, 1e-30):
+                break
+            prev = err
+        self.centroids = cents
+        self.train_error = err / (n * self.M * self.dsub)
+        return self
+
+    def encode_sub(self, x: np.ndarray) -> np.ndarray:
+        self._require_trained()
+        out = np.empty((x.shape[0], self.M), dtype=np.uint8)
+        for i in range(0, x.shape[0], 8192):
+            out[i : i + 8192] = self._assign(self._split(x[i : i + 8192]), self.centroids)[0]
+        return out
+
+    def decode_sub(self, sub: np.ndarray) -> np.ndarray:
+        self._require_trained()
+        rec = self.centroids[np.arange(self.M)[None, :], sub.astype(np.intp)]  # (n, M, dsub)
+        return rec.reshape(sub.shape[0], self.M * self.dsub)
+
+    def tables(self, q: np.ndarray, metric: str) -> np.ndarray:
+        t = np.einsum("qmd,mkd->qmk", self._split(q), self.centroids)
+        if metric == "l2":
+            t = 2 * t - np.einsum("mkd,mkd->mk", self.centroids, self.centroids)[None]
+        return np.ascontiguousarray(t, dtype=np.float32)
+
+    def state(self) -> tuple[dict, dict]:
+        config = {"M": self.M, "seed": self.seed, "max_iter": self.max_iter, "tol": self.tol,
+                  "max_train": self.max_train}
+        return config, ({"centroids": self.centroids} if self.centroids is not None else {})
+
+    def load_state(self, arrays: dict) -> None:
+        if "centroids" in arrays:
+            cents = np.array(arrays["centroids"])
+            if cents.shape != (self.M, N_CENTROIDS, self.dsub):
+                from ..index.io import IndexFileError
+
+                raise IndexFileError(f"corrupt PQ centroids: shape {cents.shape}")
+            self.centroids = cents
+
+    def _require_trained(self) -> None:
+        if self.centroids is None:
+            raise RuntimeError("the product quantizer is not trained: call train(x) first")

@@ -1,0 +1,93 @@
+"""pq<M>x4fs: training, encoding, fast-scan search, rerank, save/load, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import medqk
+import medqk.index as mi
+from medqk.quantizers.pq import PQ4Codec
+
+from .test_flat import data, exact, recall
+
+
+def test_training_is_deterministic_and_reduces_error():
+    x, _ = data(n=600, d=32, seed=3)
+    a = PQ4Codec(8, 32, seed=7).train(x)
+    b = PQ4Codec(8, 32, seed=7).train(x)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    codes = a.encode_sub(x)
+    assert codes.shape == (600, 8) and codes.max() < 16
+    rec = a.decode_sub(codes)
+    # each sub-vector is coded by its nearest centroid
+    xs = x.reshape(600, 8, 4)
+    d2 = ((xs[:, :, None, :] - a.centroids[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(codes, d2.argmin(axis=2))
+    err = float(((rec - x) ** 2).mean())
+    assert err == pytest.approx(a.train_error, rel=1e-3)
+    assert err < 0.5 * float(((x - x.mean(0)) ** 2).mean())
+
+
+def test_empty_clusters_are_repaired():
+    # 20 distinct points repeated: k-means++ may pick duplicates; every centroid must still be used
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((20, 8)).astype(np.float32)
+    x = np.repeat(base, 5, axis=0)
+    codec = PQ4Codec(2, 8).train(x)
+    assert np.isfinite(codec.centroids).all()
+    used = [len(np.unique(codec.encode_sub(x)[:, m])) for m in range(2)]
+    assert min(used) == 16
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_search_backends_agree_and_scores_are_adc(metric):
+    x, q = data(n=700, nq=30, d=32, normalize=metric == "ip")
+    results = []
+    combos = [("native", isa) for isa in medqk.available_isas()]
+    try:
+        import numba  # noqa: F401
+
+        combos.append(("numba", None))
+    except ImportError:
+        pass
+    for backend, isa in combos:
+        with medqk.use_backend(backend):
+            index = mi.create("pq8x4fs", 32, metric).train(x).add(x)
+            if isa:
+                with medqk.use_isa(isa):
+                    results.append(index.search(q, 10))
+            else:
+                results.append(index.search(q, 10))
+    for s, i in results[1:]:
+        np.testing.assert_array_equal(i, results[0][1])
+        np.testing.assert_array_equal(s, results[0][0])
+    scores, ids = results[0]
+    rec = index.vectors(ids.reshape(-1)).reshape(ids.shape + (32,)).astype(np.float64)
+    q64 = q.astype(np.float64)
+    want = np.einsum("qd,qkd->qk", q64, rec) if metric == "ip" else ((q64[:, None] - rec) ** 2).sum(-1)
+    np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-4)
+
+
+def test_rerank_and_round_trip(tmp_path):
+    x, q = data(n=800, nq=30, d=32)
+    index = mi.create("pq8x4fs+rerank:int8", 32).train(x).add(x)
+    assert index.rerank_factor == 20 and index.bytes_per_vector == 4 + 32
+    _, ids = index.search(q, 10)
+    assert recall(ids, exact(x, q, 10, "ip")[1]) >= 0.95
+    index.save(tmp_path / "pq.mqk")
+    loaded = mi.load(tmp_path / "pq.mqk")
+    np.testing.assert_array_equal(loaded.search(q, 10)[1], ids)
+
+
+def test_bad_specs_and_training():
+    with pytest.raises(ValueError, match="M=5 does not divide the dimension 32"):
+        mi.create("pq5x4fs", 32)
+    with pytest.raises(ValueError, match="PQ nbits must be 4 or 8"):
+        mi.create("pq8x6fs", 32)
+    with pytest.raises(ValueError, match="not available yet: use pq<M>x4fs"):
+        mi.create("pq8x8", 32)
+    with pytest.raises(ValueError, match="at least 16 vectors"):
+        mi.create("pq8x4fs", 32).train(np.zeros((10, 32), np.float32))
+    with pytest.raises(RuntimeError, match="must be trained before add"):
+        mi.create("pq8x4fs", 32).add(np.zeros((10, 32), np.float32))
