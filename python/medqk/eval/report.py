@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .._files import atomic_file
 from .runner import EvalResult
 
 
@@ -24,17 +25,8 @@ def check_writable(out_dir) -> Path:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".medqk-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def table(result: EvalResult) -> str:
@@ -185,15 +177,9 @@ def plot(result: EvalResult, path: Path) -> bool:
     fig.suptitle(f"medqk eval: {result.meta['dataset']} ({result.reference['n_docs']} docs, "
                  f"{result.reference['n_queries']} queries); * = float32 reference", fontsize=10)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=".medqk-", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_file(path) as f:
+            fig.savefig(f, format="png", dpi=110)
     finally:
         plt.close(fig)
     return True

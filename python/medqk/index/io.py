@@ -20,9 +20,10 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 
 import numpy as np
+
+from .._files import atomic_file
 
 MAGIC = b"MEDQKIDX"
 VERSION = 1
@@ -67,33 +68,22 @@ def save_index(index, path) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save index: folder {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".medqk-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            digest = hashlib.sha256()
+    with atomic_file(path) as f:
+        digest = hashlib.sha256()
 
-            def write(data) -> None:
-                data = memoryview(data).cast("B")
-                f.write(data)
-                digest.update(data)
+        def write(data) -> None:
+            data = memoryview(data).cast("B")
+            f.write(data)
+            digest.update(data)
 
-            write(MAGIC + struct.pack("<II", VERSION, len(hbytes)) + hbytes)
-            pos = 16 + len(hbytes)
-            for e, arr in zip(entries, arrays.values()):
-                write(b"\0" * (e["offset"] - pos))
-                write(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
-                pos = e["offset"] + e["nbytes"]
-            write(b"\0" * (_align(pos) - pos))
-            f.write(digest.digest())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        write(MAGIC + struct.pack("<II", VERSION, len(hbytes)) + hbytes)
+        pos = 16 + len(hbytes)
+        for e, arr in zip(entries, arrays.values()):
+            write(b"\0" * (e["offset"] - pos))
+            write(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+            pos = e["offset"] + e["nbytes"]
+        write(b"\0" * (_align(pos) - pos))
+        f.write(digest.digest())
 
 
 def load_index(path, *, mmap: bool = False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._numba_search import _sift_down, _sift_up
+from ._numba_search import _heap_push, _heap_sort
 
 
 @njit(boundscheck=False, nogil=True)
@@ -40,20 +40,8 @@ def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
             for s in range(d):
                 code = (packed[base + 32 * (s // 2) + 16 * (s & 1) + lane] >> shift) & 15
                 acc += luts[q, s, code]
-            key = np.float32(acc)
-            if size < k:
-                hs[size] = key
-                hi[size] = v
-                _sift_up(hs, hi, size)
-                size += 1
-            elif key > hs[0]:
-                hs[0] = key
-                hi[0] = v
-                _sift_down(hs, hi, size, 0)
-        for end in range(size - 1, 0, -1):
-            hs[0], hs[end] = hs[end], hs[0]
-            hi[0], hi[end] = hi[end], hi[0]
-            _sift_down(hs, hi, end, 0)
+            size = _heap_push(hs, hi, size, k, np.float32(acc), v)
+        _heap_sort(hs, hi, size)
         for t in range(k):
             if t < size:
                 scores[q, t] = alpha[q] * hs[t] + beta[q]

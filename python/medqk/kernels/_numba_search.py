@@ -43,6 +43,30 @@ def _sift_up(hs, hi, pos):
             return
 
 
+@njit(boundscheck=False)
+def _heap_push(hs, hi, size, k, s, j):
+    """Offers (s, j) to a heap of ``size`` kept hits (ids arrive in increasing order); returns the new size."""
+    if size < k:
+        hs[size] = s
+        hi[size] = j
+        _sift_up(hs, hi, size)
+        return size + 1
+    if s > hs[0]:  # an equal score never beats the worst kept hit: its id is higher
+        hs[0] = s
+        hi[0] = j
+        _sift_down(hs, hi, size, 0)
+    return size
+
+
+@njit(boundscheck=False)
+def _heap_sort(hs, hi, size):
+    """Heap of kept hits -> best first, in place (repeatedly moves the worst to the end)."""
+    for end in range(size - 1, 0, -1):
+        hs[0], hs[end] = hs[end], hs[0]
+        hi[0], hi[end] = hi[end], hi[0]
+        _sift_down(hs, hi, end, 0)
+
+
 @njit(parallel=True, boundscheck=False, nogil=True)
 def search_s8_topk(a, b, alpha, bias, k, scores, ids):
     """For each query row of int8 a (nq, d): the k best database rows of int8 b (n, d) by
@@ -63,20 +87,8 @@ def search_s8_topk(a, b, alpha, bias, k, scores, ids):
             s = al * np.float32(dot)
             if has_bias:
                 s = s + bias[j]
-            if size < k:
-                hs[size] = s
-                hi[size] = j
-                _sift_up(hs, hi, size)
-                size += 1
-            elif s > hs[0]:  # ids increase, so an equal score never beats the worst kept hit
-                hs[0] = s
-                hi[0] = j
-                _sift_down(hs, hi, size, 0)
-        # heap -> best first: repeatedly move the worst to the end
-        for end in range(size - 1, 0, -1):
-            hs[0], hs[end] = hs[end], hs[0]
-            hi[0], hi[end] = hi[end], hi[0]
-            _sift_down(hs, hi, end, 0)
+            size = _heap_push(hs, hi, size, k, s, j)
+        _heap_sort(hs, hi, size)
         for t in range(k):
             if t < size:
                 scores[i, t] = hs[t]
