@@ -78,16 +78,18 @@ def torch_dynamic_linear(w: np.ndarray, threads: int):
         import torch
     except ImportError:
         return None
-    warnings.filterwarnings("ignore", module="torch")  # quantize_dynamic's deprecation notices
     torch.set_num_threads(threads)
     lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=True)
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(w))
         lin.bias.zero_()
-    q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # quantize_dynamic's deprecation notices
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear}, dtype=torch.qint8)
 
     def run(x):
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             return q(torch.from_numpy(x)).numpy()
 
     return run

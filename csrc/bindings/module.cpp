@@ -169,19 +169,14 @@ py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::ar
     // Per-thread scratch reused across calls: fresh megabytes would cost a page fault per 4 KiB on every call.
     thread_local std::vector<int8_t> q;
     thread_local std::vector<float> row_scales;
-    thread_local std::vector<int32_t> acc;
     if (q.size() < m * w.k) q.resize(m * w.k);
     if (row_scales.size() < m) row_scales.resize(m);
-    if (acc.size() < m * w.n) acc.resize(m * w.n);
     ok = medqk::quantize_rows_s8(xp, m, w.k, w.k, q.data(), row_scales.data());
     if (ok) {
-      medqk::gemm_s8s8_s32_packed(w.isa, q.data(), m, w.k, w.k, w.data.data(), w.n, acc.data(), w.n, threads);
-      medqk::dequantize_s32_f32(acc.data(), m, w.n, row_scales.data(), sp, bias_p, op);
+      medqk::gemm_s8s8_f32_packed(w.isa, q.data(), m, w.k, w.k, w.data.data(), w.n, row_scales.data(), sp, bias_p, op,
+                                  threads);
     }
-    if (q.size() > (std::size_t(64) << 20)) {  // do not pin huge buffers after a one-off big call
-      std::vector<int8_t>().swap(q);
-      std::vector<int32_t>().swap(acc);
-    }
+    if (q.size() > (std::size_t(64) << 20)) std::vector<int8_t>().swap(q);  // do not pin a one-off huge buffer
   }
   if (!ok) throw py::value_error("x contains NaN or Inf");
   return out;

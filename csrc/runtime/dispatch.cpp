@@ -23,14 +23,14 @@ const KernelTable& table() {
     static const kernels::GemmS8Kernel scalar_gemm = {kernels::scalar::kGemmS8PanelCols,
                                                       kernels::scalar::gemm_s8s8_s32_packed_bytes,
                                                       kernels::scalar::gemm_s8s8_s32_pack,
-                                                      kernels::scalar::gemm_s8s8_s32};
+                                                      kernels::scalar::gemm_s8s8_s32, nullptr};
     k.gemm_s8[static_cast<int>(Isa::scalar)] = &scalar_gemm;
     k.lut4_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::lut4_scan;
 #if defined(MEDQK_BUILD_AVX2)
     static const kernels::GemmS8Kernel avx2_gemm = {kernels::avx2::kGemmS8PanelCols,
                                                     kernels::avx2::gemm_s8s8_s32_packed_bytes,
                                                     kernels::avx2::gemm_s8s8_s32_pack,
-                                                    kernels::avx2::gemm_s8s8_s32};
+                                                    kernels::avx2::gemm_s8s8_s32, nullptr};
     k.gemm_s8[static_cast<int>(Isa::avx2)] = &avx2_gemm;
     k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
 #endif
@@ -38,7 +38,8 @@ const KernelTable& table() {
     static const kernels::GemmS8Kernel avx512vnni_gemm = {kernels::avx512vnni::kGemmS8PanelCols,
                                                           kernels::avx512vnni::gemm_s8s8_s32_packed_bytes,
                                                           kernels::avx512vnni::gemm_s8s8_s32_pack,
-                                                          kernels::avx512vnni::gemm_s8s8_s32};
+                                                          kernels::avx512vnni::gemm_s8s8_s32,
+                                                          kernels::avx512vnni::gemm_s8s8_f32};
     k.gemm_s8[static_cast<int>(Isa::avx512vnni)] = &avx512vnni_gemm;
     // every AVX-512 VNNI CPU has AVX2: the table scan reuses the AVX2 kernel
     k.lut4_scan[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::lut4_scan;
@@ -47,7 +48,7 @@ const KernelTable& table() {
     static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
                                                     kernels::neon::gemm_s8s8_s32_packed_bytes,
                                                     kernels::neon::gemm_s8s8_s32_pack,
-                                                    kernels::neon::gemm_s8s8_s32};
+                                                    kernels::neon::gemm_s8s8_s32, nullptr};
     k.gemm_s8[static_cast<int>(Isa::neon)] = &neon_gemm;
     k.lut4_scan[static_cast<int>(Isa::neon)] = kernels::neon::lut4_scan;
 #endif
@@ -55,7 +56,7 @@ const KernelTable& table() {
     static const kernels::GemmS8Kernel neon_dotprod_gemm = {kernels::neon_dotprod::kGemmS8PanelCols,
                                                             kernels::neon_dotprod::gemm_s8s8_s32_packed_bytes,
                                                             kernels::neon_dotprod::gemm_s8s8_s32_pack,
-                                                            kernels::neon_dotprod::gemm_s8s8_s32};
+                                                            kernels::neon_dotprod::gemm_s8s8_s32, nullptr};
     k.gemm_s8[static_cast<int>(Isa::neon_dotprod)] = &neon_dotprod_gemm;
     // table lookups gain nothing from sdot: the dotprod path reuses the armv8-a scan
     k.lut4_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::lut4_scan;

@@ -50,6 +50,37 @@ void check(medqk::Isa isa, std::size_t m, std::size_t n, std::size_t k, Fill f, 
   }
 }
 
+// The float-output path (fused where the kernel supports it) equals int32 GEMM + dequantize_s32_f32.
+void check_f32(medqk::Isa isa, std::size_t m, std::size_t n, std::size_t k, bool with_bias, int threads,
+               std::mt19937& rng) {
+  std::vector<int8_t> a(m * k), b(n * k);
+  fill(a, Fill::random, rng, false);
+  fill(b, Fill::random, rng, false);
+  std::uniform_real_distribution<float> scale(0.001f, 2.0f);
+  std::vector<float> rs(m), cs(n), bias(n);
+  for (auto& v : rs) v = scale(rng);
+  for (auto& v : cs) v = scale(rng);
+  for (auto& v : bias) v = scale(rng) - 1.0f;
+  std::vector<uint8_t> packed(medqk::pack_s8_bytes(isa, n, k));
+  medqk::pack_s8(isa, b.data(), n, k, k, packed.data());
+  std::vector<int32_t> acc(m * n);
+  medqk::gemm_s8s8_s32_packed(isa, a.data(), m, k, k, packed.data(), n, acc.data(), n, 1);
+  std::vector<float> want(m * n), got(m * n, -7.0f);
+  medqk::dequantize_s32_f32(acc.data(), m, n, rs.data(), cs.data(), with_bias ? bias.data() : nullptr, want.data());
+  medqk::gemm_s8s8_f32_packed(isa, a.data(), m, k, k, packed.data(), n, rs.data(), cs.data(),
+                              with_bias ? bias.data() : nullptr, got.data(), threads);
+  for (std::size_t i = 0; i < m * n; ++i) {
+    if (got[i] != want[i]) {
+      if (failures < 10) {
+        std::printf("FAIL f32 isa=%s m=%zu n=%zu k=%zu bias=%d at %zu: got %g want %g\n", medqk::isa_name(isa), m, n,
+                    k, int(with_bias), i, got[i], want[i]);
+      }
+      ++failures;
+      return;
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -81,6 +112,13 @@ int main() {
     check(isa, 200, 5, 300, Fill::random, 2, rng);
     check(isa, 64, 256, 256, Fill::mixed_extremes, 2, rng);
     cases += 4;
+    // float output: edge tiles, several k blocks (K > 768), both thread splits
+    for (std::size_t m : {std::size_t(1), std::size_t(13), std::size_t(100)})
+      for (std::size_t n : {std::size_t(1), std::size_t(33), std::size_t(130)})
+        for (std::size_t k : {std::size_t(5), std::size_t(770), std::size_t(2000)}) {
+          check_f32(isa, m, n, k, (m + n) % 2 == 0, 2, rng);
+          ++cases;
+        }
   }
   std::printf("%d cases, %d failures\n", cases, failures);
   return failures == 0 ? 0 : 1;

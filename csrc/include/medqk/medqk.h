@@ -67,6 +67,12 @@ void pack_s8(Isa isa, const int8_t* b, std::size_t n, std::size_t k, std::size_t
 void gemm_s8s8_s32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
                           const uint8_t* packed, std::size_t n, int32_t* c, std::size_t ldc, int threads);
 
+// Float output: out[i, j] = float(A_i . B_j) * (row_scale[i] * col_scale[j]) + (bias ? bias[j] : 0), out row
+// stride n. Kernels that can fuse this into their last store do (no int32 pass over memory).
+void gemm_s8s8_f32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
+                          const uint8_t* packed, std::size_t n, const float* row_scale, const float* col_scale,
+                          const float* bias, float* out, int threads);
+
 // Convenience: packs B on the fly with the active ISA, then multiplies.
 void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
                    const int8_t* b, std::size_t n, std::size_t ldb, int32_t* c, std::size_t ldc,

@@ -49,31 +49,68 @@ void prepare_a(const int8_t* a, std::size_t rows, std::size_t k, std::size_t lda
   }
 }
 
-inline void store_row(int32_t* c, __m512i lo, __m512i hi, const int32_t* corr, bool first, std::size_t ncols) {
-  if (first) {  // subtract 128 * colsum once, with the first k block
+// Where a tile's results go: int32 C, or (ep != nullptr) float C through the F32Epilogue at the last k block.
+struct Sink {
+  int32_t* c;                // row 0 of the tile (int32 partials live here between k blocks)
+  std::size_t ldc;
+  const F32Epilogue* ep;     // nullptr: int32 output
+  const float* row_scale;    // of the tile's row 0
+  std::size_t col0;          // absolute column of the tile's column 0
+  bool first, last;          // first / last k block
+  std::size_t ncols;
+};
+
+// Not inlined: inlining this branchy store into the micro-kernel made GCC move the accumulators through the
+// stack in the hot loop (650 -> 280 GOP/s). A call per row and tile costs nothing next to the k loop.
+__attribute__((noinline)) void store_row(const Sink& s, int r, __m512i lo, __m512i hi, const int32_t* corr) {
+  int32_t* c = s.c + r * s.ldc;
+  if (s.first) {  // subtract 128 * colsum once, with the first k block
     lo = _mm512_sub_epi32(lo, _mm512_loadu_si512(corr));
     hi = _mm512_sub_epi32(hi, _mm512_loadu_si512(corr + 16));
   }
-  if (ncols == kNR) {
-    if (!first) {
+  const bool full = s.ncols == kNR;
+  alignas(64) int32_t tile[kNR];
+  if (!s.first) {  // add the partial sums of the earlier k blocks (wrapping: see the top of the file)
+    if (full) {
       lo = _mm512_add_epi32(lo, _mm512_loadu_si512(c));
       hi = _mm512_add_epi32(hi, _mm512_loadu_si512(c + 16));
+    } else {
+      std::memcpy(tile, c, s.ncols * 4);
+      lo = _mm512_add_epi32(lo, _mm512_load_si512(tile));
+      hi = _mm512_add_epi32(hi, _mm512_load_si512(tile + 16));
     }
+  }
+  if (s.ep != nullptr && s.last) {
+    // (maskz forms: the plain conversion trips a false GCC 12 -Wmaybe-uninitialized in its header)
+    const __m512 rs = _mm512_set1_ps(s.row_scale[r]);
+    const float* cs = s.ep->col_scale + s.col0;
+    const float* bias = s.ep->bias != nullptr ? s.ep->bias + s.col0 : nullptr;
+    alignas(64) float fs[kNR], fb[kNR] = {};
+    std::memcpy(fs, cs, s.ncols * 4);
+    if (bias != nullptr) std::memcpy(fb, bias, s.ncols * 4);
+    __m512 f0 = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, lo), _mm512_mul_ps(rs, _mm512_load_ps(fs)));
+    __m512 f1 = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, hi), _mm512_mul_ps(rs, _mm512_load_ps(fs + 16)));
+    if (bias != nullptr) {
+      f0 = _mm512_add_ps(f0, _mm512_load_ps(fb));
+      f1 = _mm512_add_ps(f1, _mm512_load_ps(fb + 16));
+    }
+    lo = _mm512_castps_si512(f0);
+    hi = _mm512_castps_si512(f1);
+  }
+  if (full) {
     _mm512_storeu_si512(c, lo);
     _mm512_storeu_si512(c + 16, hi);
-    return;
+  } else {
+    _mm512_store_si512(tile, lo);
+    _mm512_store_si512(tile + 16, hi);
+    std::memcpy(c, tile, s.ncols * 4);
   }
-  alignas(64) uint32_t tile[kNR];
-  _mm512_store_si512(tile, lo);
-  _mm512_store_si512(tile + 16, hi);
-  uint32_t* cu = reinterpret_cast<uint32_t*>(c);
-  for (std::size_t j = 0; j < ncols; ++j) cu[j] = first ? tile[j] : cu[j] + tile[j];
 }
 
 // C tile (R x 32) over one k block: a = prepared A rows (stride a_stride bytes), b = the panel's slice.
 template <int R>
 void micro_kernel(const uint8_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, const int32_t* colsum,
-                  int32_t* c, std::size_t ldc, bool first, std::size_t ncols) {
+                  const Sink& sink) {
   __m512i acc[R][2];
 #pragma GCC unroll 12
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
@@ -90,11 +127,10 @@ void micro_kernel(const uint8_t* a, std::size_t a_stride, const uint8_t* b, std:
     }
   }
 #pragma GCC unroll 12
-  for (int r = 0; r < R; ++r) store_row(c + r * ldc, acc[r][0], acc[r][1], colsum, first, ncols);
+  for (int r = 0; r < R; ++r) store_row(sink, r, acc[r][0], acc[r][1], colsum);
 }
 
-using MicroKernel = void (*)(const uint8_t*, std::size_t, const uint8_t*, std::size_t, const int32_t*, int32_t*,
-                             std::size_t, bool, std::size_t);
+using MicroKernel = void (*)(const uint8_t*, std::size_t, const uint8_t*, std::size_t, const int32_t*, const Sink&);
 constexpr MicroKernel kMicroKernels[kMR + 1] = {
     nullptr,         micro_kernel<1>, micro_kernel<2>, micro_kernel<3>,  micro_kernel<4>,  micro_kernel<5>,
     micro_kernel<6>, micro_kernel<7>, micro_kernel<8>, micro_kernel<9>, micro_kernel<10>, micro_kernel<11>,
@@ -127,8 +163,10 @@ void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size
   }
 }
 
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t /*n*/, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc) {
+namespace {
+
+void run(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed, std::size_t n0,
+         std::size_t n1, int32_t* c, std::size_t ldc, const F32Epilogue* ep) {
   const std::size_t kq = k_quads(k);
   const std::size_t pb = panel_bytes(kq);
   // one row tile: no reuse of a B slice across tiles, so K is not blocked
@@ -146,12 +184,27 @@ void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t ld
         const std::size_t ncols = std::min(kNR, n1 - j0);
         for (std::size_t ir = 0; ir < mc; ir += kMR) {
           const std::size_t rows = std::min<std::size_t>(kMR, mc - ir);
-          kMicroKernels[rows](prepared.data() + ir * 4 * kq + 4 * q0, 4 * kq, panel + 128 * q0, kc, colsum,
-                              c + (i0 + ir) * ldc + j0, ldc, q0 == 0, ncols);
+          const Sink sink{c + (i0 + ir) * ldc + j0, ldc, ep, ep != nullptr ? ep->row_scale + i0 + ir : nullptr,
+                          j0, q0 == 0, q0 + kc == kq, ncols};
+          kMicroKernels[rows](prepared.data() + ir * 4 * kq + 4 * q0, 4 * kq, panel + 128 * q0, kc, colsum, sink);
         }
       }
     }
   }
+}
+
+}  // namespace
+
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t /*n*/, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc) {
+  run(a, m, k, lda, packed, n0, n1, c, ldc, nullptr);
+}
+
+void gemm_s8s8_f32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t /*n*/, std::size_t n0, std::size_t n1, float* out, std::size_t ldo,
+                   const F32Epilogue& ep) {
+  // int32 partials and the final floats share `out` (both 4 bytes; only written through memcpy/intrinsics)
+  run(a, m, k, lda, packed, n0, n1, reinterpret_cast<int32_t*>(out), ldo, &ep);
 }
 
 }  // namespace avx512vnni
