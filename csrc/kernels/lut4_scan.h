@@ -29,6 +29,9 @@ void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, st
 namespace avx2 {
 void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
 }  // namespace avx2
+namespace avx512vnni {
+void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
+}  // namespace avx512vnni
 namespace neon {
 void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
 }  // namespace neon

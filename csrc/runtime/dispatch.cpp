@@ -41,8 +41,7 @@ const KernelTable& table() {
                                                           kernels::avx512vnni::gemm_s8s8_s32,
                                                           kernels::avx512vnni::gemm_s8s8_f32};
     k.gemm_s8[static_cast<int>(Isa::avx512vnni)] = &avx512vnni_gemm;
-    // every AVX-512 VNNI CPU has AVX2: the table scan reuses the AVX2 kernel
-    k.lut4_scan[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::lut4_scan;
+    k.lut4_scan[static_cast<int>(Isa::avx512vnni)] = kernels::avx512vnni::lut4_scan;
 #endif
 #if defined(MEDQK_BUILD_NEON)
     static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,

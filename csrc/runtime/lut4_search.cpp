@@ -67,13 +67,20 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
       const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n - v0);
       std::size_t j = 0;
       for (; j < nv && !heap.full(); ++j) heap.push(static_cast<float>(sums[j]), static_cast<int64_t>(v0 + j));
-      // sums < 2^24 (at most 2 * 65535 * 255 for d <= 1028), so the float keys are exact
-      float worst = heap.full() ? heap.worst_score() : 0.0f;
-      for (; j < nv; ++j) {
-        const float s = static_cast<float>(sums[j]);
-        if (s > worst) {
-          heap.push(s, static_cast<int64_t>(v0 + j));
-          worst = heap.worst_score();
+      // sums < 2^24 (at most 255 * 1028), so the float keys are exact and the int32 compare below is safe
+      int32_t worst = heap.full() ? static_cast<int32_t>(heap.worst_score()) : -1;
+      const int32_t* si = reinterpret_cast<const int32_t*>(sums.data());
+      for (; j < nv; j += 16) {
+        // one branch per 16 vectors: the OR of the compares vectorizes, and most groups beat nothing
+        const std::size_t end = std::min(nv, j + 16);
+        int any = 0;
+        for (std::size_t t = j; t < end; ++t) any |= si[t] > worst;
+        if (!any) continue;
+        for (std::size_t t = j; t < end; ++t) {
+          if (si[t] > worst) {
+            heap.push(static_cast<float>(si[t]), static_cast<int64_t>(v0 + t));
+            worst = static_cast<int32_t>(heap.worst_score());
+          }
         }
       }
     }

@@ -1,0 +1,89 @@
+// AVX-512BW 4-bit table scan for the avx512vnni path: the AVX2 algorithm (kernels/avx2/lut4_scan_avx2.cpp)
+// on 64-byte registers, four subspaces per vpshufb. Same 16-bit accumulation (even bytes = acc - odd << 8)
+// flushed to 32 bits every 256 iterations (each 16-bit lane adds one table entry per iteration), so the
+// sums are exact; an odd trailing pair of subspaces goes through 32-byte registers.
+// GCC 12's AVX-512 headers build some intrinsics on _mm512_undefined_*(), which -Wmaybe-uninitialized
+// reports falsely (GCC bug 105593); the warning is off for this file only.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/lut4_scan.h"
+
+namespace medqk {
+namespace kernels {
+namespace avx512vnni {
+
+namespace {
+constexpr std::size_t kFlushIters = 256;
+
+// u16 lanes of the four 128-bit quarters (one subspace each) summed into u32 for the 8 vectors they hold
+inline __m256i fold4(__m512i v) {
+  const __m512i lo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(v));        // quarters 0, 1
+  const __m512i hi = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1));  // quarters 2, 3
+  const __m512i s = _mm512_add_epi32(lo, hi);
+  return _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+}
+
+inline __m256i fold2(__m256i v) {
+  return _mm256_add_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)),
+                          _mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1)));
+}
+}  // namespace
+
+void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out) {
+  const std::size_t pairs = d_even / 2;
+  const std::size_t quads = pairs / 2;  // iterations of 64 bytes
+  const std::size_t block_bytes = 16 * d_even;
+  const __m512i nibble = _mm512_set1_epi8(0x0f);
+  const __m256i nibble256 = _mm256_set1_epi8(0x0f);
+  for (std::size_t b = 0; b < nblocks; ++b) {
+    const uint8_t* block = packed + b * block_bytes;
+    __m256i tot_lo_even = _mm256_setzero_si256(), tot_lo_odd = tot_lo_even;
+    __m256i tot_hi_even = tot_lo_even, tot_hi_odd = tot_lo_even;
+    for (std::size_t q0 = 0; q0 < quads; q0 += kFlushIters) {
+      const std::size_t q1 = std::min(quads, q0 + kFlushIters);
+      __m512i lo_a = _mm512_setzero_si512(), lo_b = lo_a, hi_a = lo_a, hi_b = lo_a;
+      for (std::size_t q = q0; q < q1; ++q) {
+        const __m512i codes = _mm512_loadu_si512(block + 64 * q);
+        const __m512i table = _mm512_loadu_si512(lut + 64 * q);
+        const __m512i r_lo = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, nibble));
+        const __m512i r_hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), nibble));
+        lo_a = _mm512_add_epi16(lo_a, r_lo);
+        lo_b = _mm512_add_epi16(lo_b, _mm512_srli_epi16(r_lo, 8));
+        hi_a = _mm512_add_epi16(hi_a, r_hi);
+        hi_b = _mm512_add_epi16(hi_b, _mm512_srli_epi16(r_hi, 8));
+      }
+      tot_lo_even = _mm256_add_epi32(tot_lo_even, fold4(_mm512_sub_epi16(lo_a, _mm512_slli_epi16(lo_b, 8))));
+      tot_lo_odd = _mm256_add_epi32(tot_lo_odd, fold4(lo_b));
+      tot_hi_even = _mm256_add_epi32(tot_hi_even, fold4(_mm512_sub_epi16(hi_a, _mm512_slli_epi16(hi_b, 8))));
+      tot_hi_odd = _mm256_add_epi32(tot_hi_odd, fold4(hi_b));
+    }
+    if (pairs & 1) {  // the last pair of subspaces, 32 bytes
+      const std::size_t p = pairs - 1;
+      const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * p));
+      const __m256i table = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + 32 * p));
+      const __m256i r_lo = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, nibble256));
+      const __m256i r_hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), nibble256));
+      const __m256i lo_b = _mm256_srli_epi16(r_lo, 8), hi_b = _mm256_srli_epi16(r_hi, 8);
+      tot_lo_even = _mm256_add_epi32(tot_lo_even, fold2(_mm256_sub_epi16(r_lo, _mm256_slli_epi16(lo_b, 8))));
+      tot_lo_odd = _mm256_add_epi32(tot_lo_odd, fold2(lo_b));
+      tot_hi_even = _mm256_add_epi32(tot_hi_even, fold2(_mm256_sub_epi16(r_hi, _mm256_slli_epi16(hi_b, 8))));
+      tot_hi_odd = _mm256_add_epi32(tot_hi_odd, fold2(hi_b));
+    }
+    uint32_t* o = out + b * 32;
+    const __m256i lo_01 = _mm256_unpacklo_epi32(tot_lo_even, tot_lo_odd);
+    const __m256i lo_23 = _mm256_unpackhi_epi32(tot_lo_even, tot_lo_odd);
+    const __m256i hi_01 = _mm256_unpacklo_epi32(tot_hi_even, tot_hi_odd);
+    const __m256i hi_23 = _mm256_unpackhi_epi32(tot_hi_even, tot_hi_odd);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm256_permute2x128_si256(lo_01, lo_23, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), _mm256_permute2x128_si256(lo_01, lo_23, 0x31));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16), _mm256_permute2x128_si256(hi_01, hi_23, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 24), _mm256_permute2x128_si256(hi_01, hi_23, 0x31));
+  }
+}
+
+}  // namespace avx512vnni
+}  // namespace kernels
+}  // namespace medqk
