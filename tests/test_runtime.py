@@ -27,7 +27,7 @@ def test_info_contents():
     for key in ("version", "backend", "isa", "isas_built", "isas_supported", "cpu_features", "kernels", "threads"):
         assert key in info
     assert info["backend"] in ("native", "numba")
-    assert set(info["kernels"]) == {"gemm_s8s8_s32", "quantize_rows_s8"}
+    assert set(info["kernels"]) == {"gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "quantize_rows_s8"}
     json.dumps(info)  # plain data only
     if NATIVE:
         assert "scalar" in info["isas_built"] and info["isas_supported"][-1] == "scalar"

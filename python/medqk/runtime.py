@@ -10,7 +10,10 @@ from typing import Iterator
 from . import _backend
 
 # Operations and the kernel name each ISA runs for them (what medqk.info() reports).
-OPERATIONS = ("gemm_s8s8_s32", "quantize_rows_s8")
+OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "quantize_rows_s8")
+# the ISA whose kernel runs each dispatched operation under each active ISA (the table scan has no
+# dotprod form: neon_dotprod runs the armv8-a scan)
+_KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon"}}
 
 
 def get_backend() -> str:
@@ -91,10 +94,10 @@ def info() -> dict:
     for op in OPERATIONS:
         if backend == "numba":
             kernels[op] = f"numba:{op}"
-        elif op == "gemm_s8s8_s32":
-            kernels[op] = f"{isa}:{op}"
-        else:
+        elif op == "quantize_rows_s8":
             kernels[op] = f"portable:{op}"  # baseline-ISA C++ helper, not dispatched
+        else:
+            kernels[op] = f"{_KERNEL_ISA.get(op, {}).get(isa, isa)}:{op}"
     return {
         "version": __version__,
         "python": platform.python_version(),
