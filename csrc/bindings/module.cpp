@@ -28,6 +28,8 @@ const char* dtype_name<int8_t>() { return "int8"; }
 template <>
 const char* dtype_name<uint8_t>() { return "uint8"; }
 template <>
+const char* dtype_name<uint16_t>() { return "uint16"; }
+template <>
 const char* dtype_name<int32_t>() { return "int32"; }
 template <>
 const char* dtype_name<float>() { return "float32"; }
@@ -322,6 +324,53 @@ py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& cod
   return out;
 }
 
+py::tuple pq8_quantize_tables(const py::array& tables) {
+  require<float>(tables, "tables", 3);
+  const std::size_t nq = tables.shape(0), m = tables.shape(1);
+  if (tables.shape(2) != 256) throw py::value_error("tables must have shape (nq, M, 256)");
+  py::array_t<uint16_t> luts({nq, m, std::size_t(256)});
+  py::array_t<float> alpha(nq), beta(nq);
+  const float* tp = static_cast<const float*>(tables.data());
+  uint16_t* lp = luts.mutable_data();
+  float* ap = alpha.mutable_data();
+  float* bp = beta.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::pq8_quantize_tables(tp, nq, m, lp, ap, bp);
+  }
+  return py::make_tuple(luts, alpha, beta);
+}
+
+py::tuple pq8_search_topk(const py::array& luts, const py::array& codes, const py::array& alpha,
+                          const py::array& beta, std::size_t topk, int threads) {
+  require<uint16_t>(luts, "luts", 3);
+  require<uint8_t>(codes, "codes", 2);
+  const std::size_t nq = luts.shape(0), m = luts.shape(1), n = codes.shape(0);
+  if (luts.shape(2) != 256) throw py::value_error("luts must have shape (nq, M, 256)");
+  if (static_cast<std::size_t>(codes.shape(1)) != m) throw py::value_error("codes must have M columns, like luts");
+  if (m > 256) throw py::value_error("M must be <= 256");
+  require<float>(alpha, "alpha", 1);
+  require<float>(beta, "beta", 1);
+  if (static_cast<std::size_t>(alpha.shape(0)) != nq || static_cast<std::size_t>(beta.shape(0)) != nq) {
+    throw py::value_error("alpha and beta must have one entry per query");
+  }
+  if (topk == 0) throw py::value_error("k must be >= 1");
+  py::array_t<float> scores({nq, topk});
+  py::array_t<int64_t> ids({nq, topk});
+  const uint16_t* lp = static_cast<const uint16_t*>(luts.data());
+  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
+  const float* ap = static_cast<const float*>(alpha.data());
+  const float* bp = static_cast<const float*>(beta.data());
+  float* sp = scores.mutable_data();
+  int64_t* ip = ids.mutable_data();
+  const medqk::Isa isa = medqk::active_isa();
+  {
+    py::gil_scoped_release release;
+    medqk::pq8_search_topk(isa, lp, nq, m, cp, n, ap, bp, topk, sp, ip, threads);
+  }
+  return py::make_tuple(scores, ids);
+}
+
 py::dict cpu_features_dict() {
   const medqk::CpuFeatures& f = medqk::cpu_features();
   py::dict d;
@@ -387,6 +436,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_s8s8_s32", &gemm, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("gemm_s8s8_s32_packed", &gemm_packed, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("quantize_rows_s8", &quantize_rows_s8, py::arg("x"));
+  m.def("pq8_quantize_tables", &pq8_quantize_tables, py::arg("tables"));
+  m.def("pq8_search_topk", &pq8_search_topk, py::arg("luts"), py::arg("codes"), py::arg("alpha"), py::arg("beta"),
+        py::arg("k"), py::arg("threads") = 0);
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));
   m.def("lut4_quantize_tables", &lut4_quantize_tables, py::arg("tables"));
   m.def("lut4_score_candidates", &lut4_score_candidates, py::arg("tables"), py::arg("packed"), py::arg("n"),

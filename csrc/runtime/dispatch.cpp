@@ -151,6 +151,11 @@ const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
   return (i >= 0 && i < kNumIsas) ? table().gemm_s8[i] : nullptr;
 }
 
+kernels::Pq8ScanFn pq8_scan_kernel(Isa isa) {
+  // one portable scan for every ISA (see kernels/scalar/pq8_scan_scalar.cpp); nullptr when not built
+  return isa_built(isa) ? kernels::scalar::pq8_scan : nullptr;
+}
+
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) {
   const int i = static_cast<int>(isa);
   return (i >= 0 && i < kNumIsas) ? table().lut4_scan[i] : nullptr;

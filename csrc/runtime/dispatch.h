@@ -3,6 +3,7 @@
 
 #include "kernels/gemm_s8s8_s32.h"
 #include "kernels/lut4_scan.h"
+#include "kernels/pq8_scan.h"
 #include "medqk/medqk.h"
 
 namespace medqk {
@@ -11,6 +12,7 @@ namespace runtime {
 // nullptr when `isa` is not built into this binary.
 const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa);
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa);
+kernels::Pq8ScanFn pq8_scan_kernel(Isa isa);
 
 }  // namespace runtime
 }  // namespace medqk

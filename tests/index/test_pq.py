@@ -40,8 +40,9 @@ def test_empty_clusters_are_repaired():
     assert min(used) == 16
 
 
+@pytest.mark.parametrize("spec", ["pq8x4fs", "pq4x8", "pq8x8"])
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-def test_search_backends_agree_and_scores_are_adc(metric):
+def test_search_backends_agree_and_scores_are_adc(spec, metric):
     x, q = data(n=700, nq=30, d=32, normalize=metric == "ip")
     results = []
     combos = [("native", isa) for isa in medqk.available_isas()]
@@ -53,7 +54,7 @@ def test_search_backends_agree_and_scores_are_adc(metric):
         pass
     for backend, isa in combos:
         with medqk.use_backend(backend):
-            index = mi.create("pq8x4fs", 32, metric).train(x).add(x)
+            index = mi.create(spec, 32, metric).train(x).add(x)
             if isa:
                 with medqk.use_isa(isa):
                     results.append(index.search(q, 10))
@@ -69,10 +70,11 @@ def test_search_backends_agree_and_scores_are_adc(metric):
     np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-4)
 
 
-def test_rerank_and_round_trip(tmp_path):
+@pytest.mark.parametrize("spec,bpv", [("pq8x4fs+rerank:int8", 4 + 32), ("pq4x8+rerank:int8", 4 + 32)])
+def test_rerank_and_round_trip(tmp_path, spec, bpv):
     x, q = data(n=800, nq=30, d=32)
-    index = mi.create("pq8x4fs+rerank:int8", 32).train(x).add(x)
-    assert index.rerank_factor == 20 and index.bytes_per_vector == 4 + 32
+    index = mi.create(spec, 32).train(x).add(x)
+    assert index.rerank_factor == 20 and index.bytes_per_vector == bpv
     _, ids = index.search(q, 10)
     assert recall(ids, exact(x, q, 10, "ip")[1]) >= 0.95
     index.save(tmp_path / "pq.mqk")
@@ -85,9 +87,54 @@ def test_bad_specs_and_training():
         mi.create("pq5x4fs", 32)
     with pytest.raises(ValueError, match="PQ nbits must be 4 or 8"):
         mi.create("pq8x6fs", 32)
-    with pytest.raises(ValueError, match="not available yet: use pq<M>x4fs"):
-        mi.create("pq8x8", 32)
+    with pytest.raises(ValueError, match="write pq8x4fs"):
+        mi.create("pq8x4", 32)
+    with pytest.raises(ValueError, match="write pq8x8"):
+        mi.create("pq8x8fs", 32)
+    with pytest.raises(ValueError, match="at least 256 vectors"):
+        mi.create("pq8x8", 32).train(np.zeros((100, 32), np.float32))
     with pytest.raises(ValueError, match="at least 16 vectors"):
         mi.create("pq8x4fs", 32).train(np.zeros((10, 32), np.float32))
     with pytest.raises(RuntimeError, match="must be trained before add"):
         mi.create("pq8x4fs", 32).add(np.zeros((10, 32), np.float32))
+
+
+def test_pq8_kernel_matches_direct_sums():
+    from medqk import _backend
+
+    if _backend._core is None:
+        pytest.skip("native module not built")
+    rng = np.random.default_rng(4)
+    for m, n, nq, k in [(1, 1, 1, 3), (3, 50, 9, 7), (48, 3000, 17, 20), (256, 40, 2, 5)]:
+        luts = rng.integers(0, 65536, (nq, m, 256)).astype(np.uint16)
+        if m == 256:
+            luts[:] = 65535  # the largest sums (< 2^24): exact keys, ties everywhere
+        codes = rng.integers(0, 256, (n, m)).astype(np.uint8)
+        alpha = np.full(nq, 0.5, np.float32)
+        beta = np.full(nq, 1.0, np.float32)
+        sums = np.stack([luts[q, np.arange(m)[None, :], codes].astype(np.int64).sum(1) for q in range(nq)])
+        ref = np.lexsort((np.broadcast_to(np.arange(n), sums.shape), -sums), axis=1)[:, :k]
+        kk = min(k, n)
+        for isa in medqk.available_isas():
+            with medqk.use_isa(isa):
+                for threads in (1, 2):
+                    s, i = _backend._core.pq8_search_topk(luts, codes, alpha, beta, k, threads)
+                    np.testing.assert_array_equal(i[:, :kk], ref[:, :kk])
+                    np.testing.assert_array_equal(s[:, :kk], 0.5 * np.take_along_axis(sums, ref, 1)[:, :kk].astype(np.float32) + 1.0)
+                    assert (i[:, kk:] == -1).all()
+        try:
+            from medqk.kernels import _numba_pq8
+        except ImportError:
+            continue
+        s2 = np.empty((nq, k), np.float32)
+        i2 = np.empty((nq, k), np.int64)
+        _numba_pq8.pq8_search_topk(luts, codes, alpha, beta, k, s2, i2)
+        np.testing.assert_array_equal(i2, i)
+        np.testing.assert_array_equal(s2, s)
+        t = rng.standard_normal((nq, m, 256)).astype(np.float32)
+        l1, a1, b1 = _backend._core.pq8_quantize_tables(t)
+        l2, a2, b2 = np.empty_like(l1), np.empty_like(a1), np.empty_like(b1)
+        _numba_pq8.pq8_quantize_tables(t, l2, a2, b2)
+        np.testing.assert_array_equal(l1, l2)
+        np.testing.assert_array_equal(a1, a2)
+        np.testing.assert_array_equal(b1, b2)

@@ -115,6 +115,15 @@ void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* pack
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
                       std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
                       int64_t* ids, int threads);
+// 8-bit PQ search (csrc/runtime/pq8_search.cpp): codes are n rows of m bytes; one uint16 table of
+// m x 256 entries per query (pq8_quantize_tables). Ranking by the exact uint32 table sums, larger first,
+// ties -> lower id, queries scanned in blocks of 8 so each code row is read once per block; the score
+// written is alpha[q] * sum + beta[q]; topk > n pads with -inf / -1. Requires m <= 256.
+void pq8_quantize_tables(const float* tables, std::size_t nq, std::size_t m, uint16_t* luts, float* alpha,
+                         float* beta);
+void pq8_search_topk(Isa isa, const uint16_t* luts, std::size_t nq, std::size_t m, const uint8_t* codes,
+                     std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
+                     int64_t* ids, int threads);
 // Float tables (nq x s x 16) -> uint8 tables (nq x s_even x 16) with one step per query:
 // luts = clamp(round_half_even((t - min_c t[j]) / alpha), 0, 255), alpha = max_j (max_c - min_c) / 255,
 // beta = sum_j min_c t[j] (float32, in subspace order), so sum of t ~ alpha * sum of luts + beta.

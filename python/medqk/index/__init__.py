@@ -64,10 +64,16 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
             opts.setdefault("percentile", 0.3)
         return FlatLUT4Index(spec, dim, metric, LevelCodec(bits, levels, **opts))
     if kind == "pq":
-        from ..quantizers.pq import PQ4Codec
+        from ..quantizers.pq import PQCodec
+
+        M, nbits, _ = parse_pq(codec)
+        if nbits == 8:
+            from .pq8 import FlatPQ8Index
+
+            return FlatPQ8Index(spec, dim, metric, PQCodec(M, dim, 8, **opts))
         from .lut4 import FlatLUT4Index
 
-        return FlatLUT4Index(spec, dim, metric, PQ4Codec(parse_pq(codec)[0], dim, **opts))
+        return FlatLUT4Index(spec, dim, metric, PQCodec(M, dim, 4, **opts))
     return FlatInt8Index(spec, dim, metric, **opts)
 
 

@@ -147,7 +147,7 @@ def _options_from_config(config: dict) -> dict:
     options = {}
     for part in (config, config.get("base", {}), config.get("refine", {})):
         codec = part.get("codec") or {}
-        options.update({k: v for k, v in codec.items() if k not in ("bits", "kind", "M")})
+        options.update({k: v for k, v in codec.items() if k not in ("bits", "kind", "M", "nbits")})
         options.update({k: part[k] for k in ("M", "ef_construction", "ef_search") if k in part})
     if "rerank_factor" in config:
         options["rerank_factor"] = config["rerank_factor"]

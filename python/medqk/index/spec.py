@@ -4,7 +4,7 @@ Grammar (whitespace ignored, case-insensitive)::
 
     spec    := base [ "+rerank:" codec ]
     base    := codec | "hnsw"
-    codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2" | "pq" M "x4fs"
+    codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2" | "pq" M "x4fs" | "pq" M "x8"
 
 - ``float32``: exact search over the vectors as given (the reference).
 - ``fp16``: vectors stored as IEEE half floats (2 bytes/dim), scored in float32.
@@ -17,7 +17,8 @@ Grammar (whitespace ignored, case-insensitive)::
   ``cb2`` packs two dimensions per 4-bit code (2 bits/dim).
 - ``pq<M>x4fs``: product quantization, M subspaces of 16 centroids (M / 2 bytes per vector, e.g.
   ``pq96x4fs`` = 48 B at 384-d), scanned with the same 4-bit tables (faiss "fast scan"). M must divide
-  the dimension. 8-bit PQ (``pq<M>x8``) and OPQ come in a later release.
+  the dimension. ``pq<M>x8``: 256 centroids per subspace (M bytes per vector, e.g. ``pq48x8`` = 48 B),
+  searched with uint16 tables over blocks of 8 queries. OPQ and IVF come in a later release.
 - ``hnsw``: hnswlib's float32 HNSW graph (optional dependency hnswlib), a graph baseline.
 - ``<base>+rerank:<codec>``: search the base codes for ``rerank_factor * k`` candidates, then re-score them
   with a second, finer stored copy (e.g. ``int8+rerank:float32``).
@@ -47,7 +48,7 @@ class IndexSpec:
 
 def valid_specs() -> list[str]:
     """Examples of every accepted form, for error messages and --help."""
-    return list(BASES) + ["pq96x4fs", "pq96x4fs+rerank:int8", "cb4+rerank:int8", "hnsw+rerank:int8"]
+    return list(BASES) + ["pq96x4fs", "pq48x8", "pq96x4fs+rerank:int8", "cb4+rerank:int8", "hnsw+rerank:int8"]
 
 
 _PQ = re.compile(r"^pq(\d+)x(\d+)(fs)?$")
@@ -70,8 +71,10 @@ def _is_codec(codec: str) -> bool:
         raise ValueError(f"invalid spec '{codec}': M must be >= 1")
     if nbits not in (4, 8):
         raise ValueError(f"invalid spec '{codec}': PQ nbits must be 4 or 8, got {nbits}")
-    if not (nbits == 4 and fs):
-        raise ValueError(f"spec '{codec}' is not available yet: use pq<M>x4fs (4-bit fast scan), e.g. pq96x4fs")
+    if nbits == 4 and not fs:
+        raise ValueError(f"spec '{codec}': 4-bit PQ is stored in the fast-scan layout, write pq{M}x4fs")
+    if nbits == 8 and fs:
+        raise ValueError(f"spec '{codec}': the fast-scan layout is for 4-bit codes, write pq{M}x8")
     return True
 
 

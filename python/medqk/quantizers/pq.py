@@ -1,6 +1,7 @@
-"""Product quantization with 16 centroids per subspace (``pq<M>x4fs``), searched by the 4-bit table scan.
+"""Product quantization: ``pq<M>x4fs`` (16 centroids per subspace, searched by the 4-bit table scan) and
+``pq<M>x8`` (256 centroids, searched by the 8-bit ADC scan).
 
-The d dimensions are cut into M contiguous subspaces of d/M dimensions; each subspace gets 16 centroids
+The d dimensions are cut into M contiguous subspaces of d/M dimensions; each subspace gets 2**nbits centroids
 from k-means (k-means++ initialisation, seeded; at most ``max_iter`` Lloyd iterations, stopping when the
 relative drop of the error is below ``tol``; an empty cluster takes the point farthest from its centroid
 in the largest cluster). Training uses at most ``max_train`` vectors (a seeded sample; default 65,536).
@@ -11,19 +12,19 @@ from __future__ import annotations
 
 import numpy as np
 
-N_CENTROIDS = 16
-
-
-class PQ4Codec:
-    def __init__(self, M: int, dim: int, *, seed: int = 1234, max_iter: int = 25, tol: float = 1e-4,
+class PQCodec:
+    def __init__(self, M: int, dim: int, nbits: int = 4, *, seed: int = 1234, max_iter: int = 25, tol: float = 1e-4,
                  max_train: int = 65536):
+        if nbits not in (4, 8):
+            raise ValueError(f"PQ nbits must be 4 or 8, got {nbits!r}")
+        self.nbits = nbits
         if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
             raise ValueError(f"M must be a positive int, got {M!r}")
         if dim % M:
             raise ValueError(f"M={M} does not divide the dimension {dim}: use an M that divides {dim}")
         self.M, self.dsub = int(M), dim // M
         self.seed, self.max_iter, self.tol, self.max_train = seed, max_iter, tol, max_train
-        self.centroids: np.ndarray | None = None  # (M, 16, dsub) float32
+        self.centroids: np.ndarray | None = None  # (M, 2**nbits, dsub) float32
         self.train_error: float | None = None
 
     @property
@@ -36,31 +37,44 @@ class PQ4Codec:
     def _split(self, x: np.ndarray) -> np.ndarray:
         return x.reshape(x.shape[0], self.M, self.dsub)
 
+    @property
+    def n_centroids(self) -> int:
+        return 2**self.nbits
+
     def _assign(self, xs: np.ndarray, cents: np.ndarray):
-        """Nearest centroid per (vector, subspace): a small GEMM per subspace plus an argmin."""
-        d2 = (
-            np.einsum("nmd,nmd->nm", xs, xs)[:, :, None]
-            - 2 * np.einsum("nmd,mkd->nmk", xs, cents)
-            + np.einsum("mkd,mkd->mk", cents, cents)[None]
-        )
-        codes = d2.argmin(axis=2)
-        return codes, np.take_along_axis(d2, codes[..., None], axis=2)[..., 0].clip(min=0)
+        """Nearest centroid per (vector, subspace): a small GEMM per subspace plus an argmin (in row chunks)."""
+        n = xs.shape[0]
+        codes = np.empty((n, self.M), dtype=np.int64)
+        dist = np.empty((n, self.M), dtype=np.float32)
+        cn = np.einsum("mkd,mkd->mk", cents, cents)
+        step = max(1, (1 << 22) // (self.M * cents.shape[1]))
+        for i in range(0, n, step):
+            x = xs[i : i + step]
+            d2 = np.matmul(x.transpose(1, 0, 2), cents.transpose(0, 2, 1)).transpose(1, 0, 2)  # (b, M, K)
+            d2 = cn[None] - 2 * d2
+            c = d2.argmin(axis=2)
+            codes[i : i + step] = c
+            dist[i : i + step] = np.take_along_axis(d2, c[..., None], axis=2)[..., 0] + np.einsum("nmd,nmd->nm", x, x)
+        return codes, dist.clip(min=0)
 
     def train(self, x: np.ndarray) -> PQ4Codec:
         n = x.shape[0]
-        if n < N_CENTROIDS:
-            raise ValueError(f"PQ training needs at least {N_CENTROIDS} vectors (16 centroids per subspace), got {n}")
+        n_cent = self.n_centroids
+        if n < n_cent:
+            raise ValueError(
+                f"PQ training needs at least {n_cent} vectors ({n_cent} centroids per subspace), got {n}"
+            )
         rng = np.random.default_rng(self.seed)
         if n > self.max_train:
             x = x[np.sort(rng.choice(n, self.max_train, replace=False))]
         xs = self._split(x.astype(np.float32))
         M, n = self.M, xs.shape[0]
         # k-means++: each next centroid drawn with probability proportional to the squared distance
-        cents = np.empty((M, N_CENTROIDS, self.dsub), dtype=np.float32)
+        cents = np.empty((M, n_cent, self.dsub), dtype=np.float32)
         first = rng.integers(0, n, M)
         cents[:, 0] = xs[first, np.arange(M)]
         best = ((xs - cents[None, :, 0]) ** 2).sum(-1)  # (n, M)
-        for c in range(1, N_CENTROIDS):
+        for c in range(1, n_cent):
             probs = best / np.maximum(best.sum(0, keepdims=True), 1e-30)
             u = rng.random(M)
             pick = np.array([min(np.searchsorted(np.cumsum(probs[:, m]), u[m]), n - 1) for m in range(M)])
@@ -71,12 +85,12 @@ class PQ4Codec:
             codes, dist = self._assign(xs, cents)
             err = float(dist.sum())
             # centroid sums of all subspaces at once: bincount over (subspace, centroid) cells
-            cell = (codes + N_CENTROIDS * np.arange(M)[None, :]).ravel()
-            all_counts = np.bincount(cell, minlength=M * N_CENTROIDS).reshape(M, N_CENTROIDS)
+            cell = (codes + n_cent * np.arange(M)[None, :]).ravel()
+            all_counts = np.bincount(cell, minlength=M * n_cent).reshape(M, n_cent)
             all_sums = np.stack(
-                [np.bincount(cell, weights=xs[:, :, j].ravel(), minlength=M * N_CENTROIDS) for j in range(self.dsub)],
+                [np.bincount(cell, weights=xs[:, :, j].ravel(), minlength=M * n_cent) for j in range(self.dsub)],
                 axis=-1,
-            ).reshape(M, N_CENTROIDS, self.dsub)
+            ).reshape(M, n_cent, self.dsub)
             nonempty_all = all_counts > 0
             cents[nonempty_all] = (all_sums[nonempty_all] / all_counts[nonempty_all][:, None]).astype(np.float32)
             for m in np.flatnonzero(~nonempty_all.all(axis=1)):
@@ -115,14 +129,14 @@ class PQ4Codec:
         return np.ascontiguousarray(t, dtype=np.float32)
 
     def state(self) -> tuple[dict, dict]:
-        config = {"M": self.M, "seed": self.seed, "max_iter": self.max_iter, "tol": self.tol,
+        config = {"M": self.M, "nbits": self.nbits, "seed": self.seed, "max_iter": self.max_iter, "tol": self.tol,
                   "max_train": self.max_train}
         return config, ({"centroids": self.centroids} if self.centroids is not None else {})
 
     def load_state(self, arrays: dict) -> None:
         if "centroids" in arrays:
             cents = np.array(arrays["centroids"])
-            if cents.shape != (self.M, N_CENTROIDS, self.dsub):
+            if cents.shape != (self.M, self.n_centroids, self.dsub):
                 from ..index.io import IndexFileError
 
                 raise IndexFileError(f"corrupt PQ centroids: shape {cents.shape}")
@@ -131,3 +145,6 @@ class PQ4Codec:
     def _require_trained(self) -> None:
         if self.centroids is None:
             raise RuntimeError("the product quantizer is not trained: call train(x) first")
+
+
+PQ4Codec = PQCodec  # the 4-bit form used by pq<M>x4fs
