@@ -33,7 +33,7 @@ import medqk  # noqa: E402
 import medqk.index as mi  # noqa: E402
 
 SPECS = ["float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2", "cb4+rerank:int8", "int8+rerank:float32",
-         "pq96x4fs", "pq96x4fs+rerank:int8"]
+         "pq96x4fs", "pq48x8", "pq96x4fs+rerank:int8"]
 
 
 def _refine(faiss, d):
@@ -91,6 +91,7 @@ def main():
                                                              faiss.METRIC_INNER_PRODUCT)),
             ("faiss SQ4", lambda: faiss.IndexScalarQuantizer(X.shape[1], faiss.ScalarQuantizer.QT_4bit,
                                                              faiss.METRIC_INNER_PRODUCT)),
+            ("faiss PQ48x8", lambda: faiss.IndexPQ(X.shape[1], 48, 8, faiss.METRIC_INNER_PRODUCT)),
             ("faiss PQ96x4fs", lambda: faiss.IndexPQFastScan(X.shape[1], 96, 4, faiss.METRIC_INNER_PRODUCT)),
             ("faiss PQ96x4fs+RefineFlat k4", lambda: _refine(faiss, X.shape[1])),
         ):
@@ -99,7 +100,7 @@ def main():
             index.add(X)
             index.search(Q[:50], 10)
             (_, ids), dt = timed(lambda: index.search(Q, 10))
-            bpv = {"faiss Flat": 1536, "faiss SQ8": 384, "faiss SQ4": 192, "faiss PQ96x4fs": 48,
+            bpv = {"faiss Flat": 1536, "faiss SQ8": 384, "faiss SQ4": 192, "faiss PQ96x4fs": 48, "faiss PQ48x8": 48,
                    "faiss PQ96x4fs+RefineFlat k4": 48 + 1536}[name] * X.shape[1] / 384
             rows.append((name, bpv, recall10(ids, gt), mrr10(ids, qrels), nq / dt))
     except ImportError:
@@ -110,8 +111,9 @@ def main():
         (_, ids), dt = timed(lambda: index.search(Q, 10, threads=args.threads))
         rows.append((f"medqk {spec}", index.bytes_per_vector, recall10(ids, gt), mrr10(ids, qrels), nq / dt))
     ref = {name: qps for name, _, _, _, qps in rows if name.startswith("faiss")}
-    peers = ("faiss Flat", "faiss SQ8", "faiss SQ4", "faiss PQ96x4fs")
-    print(f"\n{'index':<30} {'B/vec':>6} {'R@10':>7} {'MRR@10':>7} {'QPS':>8} {'/Flat':>7} {'/SQ8':>7} {'/SQ4':>7} {'/PQfs':>7}")
+    peers = ("faiss Flat", "faiss SQ8", "faiss SQ4", "faiss PQ48x8", "faiss PQ96x4fs")
+    print(f"\n{'index':<30} {'B/vec':>6} {'R@10':>7} {'MRR@10':>7} {'QPS':>8} {'/Flat':>7} {'/SQ8':>7} {'/SQ4':>7} "
+          f"{'/PQ48x8':>7} {'/PQfs':>7}")
     for name, bpv, r, m, qps in rows:
         ratios = [f"{qps / ref[p]:>7.2f}" if p in ref else f"{'-':>7}" for p in peers]
         print(f"{name:<30} {bpv:>6.0f} {r:>7.4f} {m:>7.4f} {qps:>8.0f} " + " ".join(ratios))
