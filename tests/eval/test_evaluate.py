@@ -149,3 +149,20 @@ def test_cli_eval_unwritable_out(tmp_path, capsys):
     code = cli.main(["eval", "--out", str(blocker / "sub"), "--quiet", "--schemes", "float32"])
     assert code == 2
     assert "is not a writable folder" in capsys.readouterr().err
+
+
+def test_ann_benchmarks_hdf5(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    q = rng.standard_normal((4, 6)).astype(np.float32)
+    with h5py.File(tmp_path / "set.hdf5", "w") as f:
+        f["train"] = x
+        f["test"] = q
+    ds = load_files(tmp_path / "set.hdf5", tmp_path / "set.hdf5")
+    np.testing.assert_array_equal(ds.docs, x)
+    np.testing.assert_array_equal(ds.queries, q)
+    with h5py.File(tmp_path / "bad.hdf5", "w") as f:
+        f["other"] = x
+    with pytest.raises(DataError, match="has no 'train' dataset"):
+        load_files(tmp_path / "bad.hdf5", tmp_path / "set.hdf5")

@@ -169,6 +169,12 @@ def test_calibrations(backend):
     for options in ({"calibration": "percentile"}, {"calibration": "mse"}, {"symmetric": True}, {"per_dim": False}):
         index = mi.create("int8", 32, **options).train(x).add(x)
         assert recall(index.search(q, 10)[1], ref) >= 0.9, options
+    for spec in ("int4", "cb4"):
+        for options in ({"per_dim": False}, {"calibration": "minmax"}, {"calibration": "mse"}):
+            index = mi.create(spec, 32, **options).train(x).add(x)
+            assert recall(index.search(q, 10)[1], ref) >= 0.6, (spec, options)
+        shared = mi.create(spec, 32, per_dim=False).train(x)
+        assert (shared.codec.levels == shared.codec.levels[0]).all()  # one range for every dimension
 
 
 def test_nbytes_and_repr():

@@ -22,7 +22,7 @@ from .spec import CODECS, IndexSpec, parse_pq, parse_spec, valid_specs
 # options each kind of index accepts (routed by create(); one no part accepts is an error)
 OPTIONS = {
     "int8": ("per_dim", "symmetric", "calibration", "percentile"),
-    "level": ("calibration", "percentile"),
+    "level": ("per_dim", "calibration", "percentile"),
     "pq": ("seed", "max_iter", "tol", "max_train"),
     "hnsw": ("M", "ef_construction", "ef_search"),
     "float": (),
@@ -87,7 +87,8 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
     for ``pq96x4fs+rerank:int8``).
     options, routed to the parts that take them: for int8, ``per_dim`` (True), ``symmetric`` (False),
     ``calibration`` (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1); for int4 / cb*,
-    ``calibration`` and ``percentile`` (int4 defaults to ``"percentile"``, 0.3); for pq, ``seed`` (1234),
+    ``per_dim`` (True; False shares one set of levels, a global range), ``calibration`` and ``percentile``
+    (int4 defaults to ``"percentile"``, 0.3); for pq, ``seed`` (1234),
     ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536); for hnsw, ``M`` (16), ``ef_construction``
     (200), ``ef_search`` (64).
     """

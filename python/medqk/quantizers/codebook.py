@@ -104,7 +104,8 @@ def optimal_levels_1d(values: np.ndarray, k: int) -> np.ndarray:
 class LevelCodec:
     """Per-dimension sorted levels; ``kind`` is ``"uniform"`` (int4) or ``"kmeans"`` (cb*)."""
 
-    def __init__(self, bits: int, kind: str, *, calibration: str = "minmax", percentile: float = 0.1):
+    def __init__(self, bits: int, kind: str, *, calibration: str = "minmax", percentile: float = 0.1,
+                 per_dim: bool = True):
         if bits not in (2, 3, 4):
             raise ValueError(f"bits must be 2, 3 or 4, got {bits!r}")
         if kind not in ("uniform", "kmeans"):
@@ -114,6 +115,7 @@ class LevelCodec:
         if calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
         self.bits, self.kind, self.calibration, self.percentile = bits, kind, calibration, percentile
+        self.per_dim = per_dim  # False: one set of levels shared by every dimension (a global range)
         self.levels: np.ndarray | None = None  # (d, 2**bits) float32, sorted per row
 
     @property
@@ -129,7 +131,8 @@ class LevelCodec:
         return 2 if self.bits == 2 else 1
 
     def config(self) -> dict:
-        return {"bits": self.bits, "kind": self.kind, "calibration": self.calibration, "percentile": self.percentile}
+        return {"bits": self.bits, "kind": self.kind, "calibration": self.calibration, "percentile": self.percentile,
+                "per_dim": self.per_dim}
 
     # -- the sub-code interface of medqk.index.lut4.FlatLUT4Index ------------------------------------
     def n_sub(self, dim: int) -> int:
@@ -147,7 +150,7 @@ class LevelCodec:
         return self.decode(sub)
 
     def state(self) -> tuple[dict, dict]:
-        config = {"calibration": self.calibration, "percentile": self.percentile}
+        config = {"calibration": self.calibration, "percentile": self.percentile, "per_dim": self.per_dim}
         return config, ({"levels": self.levels} if self.levels is not None else {})
 
     def load_state(self, arrays: dict) -> None:
@@ -156,6 +159,14 @@ class LevelCodec:
 
     def train(self, x: np.ndarray) -> LevelCodec:
         L = self.n_levels
+        if not self.per_dim:  # fit one set of levels on all values (a sample of at most 1M), use it everywhere
+            values = x.reshape(-1, 1)
+            if values.shape[0] > 1_000_000:
+                values = values[np.random.default_rng(0).choice(values.shape[0], 1_000_000, replace=False)]
+            shared = LevelCodec(self.bits, self.kind, calibration=self.calibration, percentile=self.percentile)
+            shared.train(np.ascontiguousarray(values))
+            self.levels = np.repeat(shared.levels, x.shape[1], axis=0)
+            return self
         if self.kind == "uniform":
             from .scalar import ScalarQuantizer
 
