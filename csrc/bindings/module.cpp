@@ -371,6 +371,35 @@ py::tuple pq8_search_topk(const py::array& luts, const py::array& codes, const p
   return py::make_tuple(scores, ids);
 }
 
+py::tuple search_f16_topk(const py::array& q, const py::array& x, float alpha, const py::object& bias,
+                          std::size_t topk, int threads) {
+  require<float>(q, "q", 2);
+  require<uint16_t>(x, "x", 2);
+  const std::size_t nq = q.shape(0), d = q.shape(1), n = x.shape(0);
+  if (static_cast<std::size_t>(x.shape(1)) != d) throw py::value_error("x and q differ in dimension");
+  const float* bias_p = nullptr;
+  py::array bias_arr;
+  if (!bias.is_none()) {
+    bias_arr = bias.cast<py::array>();
+    require<float>(bias_arr, "bias", 1);
+    if (static_cast<std::size_t>(bias_arr.shape(0)) != n) throw py::value_error("bias must have one entry per vector");
+    bias_p = static_cast<const float*>(bias_arr.data());
+  }
+  if (topk == 0) throw py::value_error("k must be >= 1");
+  py::array_t<float> scores({nq, topk});
+  py::array_t<int64_t> ids({nq, topk});
+  const float* qp = static_cast<const float*>(q.data());
+  const uint16_t* xp = static_cast<const uint16_t*>(x.data());
+  float* sp = scores.mutable_data();
+  int64_t* ip = ids.mutable_data();
+  const medqk::Isa isa = medqk::active_isa();
+  {
+    py::gil_scoped_release release;
+    medqk::search_f16_topk(isa, qp, nq, d, xp, n, alpha, bias_p, topk, sp, ip, threads);
+  }
+  return py::make_tuple(scores, ids);
+}
+
 py::dict cpu_features_dict() {
   const medqk::CpuFeatures& f = medqk::cpu_features();
   py::dict d;
@@ -437,6 +466,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_s8s8_s32_packed", &gemm_packed, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("quantize_rows_s8", &quantize_rows_s8, py::arg("x"));
   m.def("pq8_quantize_tables", &pq8_quantize_tables, py::arg("tables"));
+  m.def("search_f16_topk", &search_f16_topk, py::arg("q"), py::arg("x"), py::arg("alpha"), py::arg("bias"),
+        py::arg("k"), py::arg("threads") = 0);
   m.def("pq8_search_topk", &pq8_search_topk, py::arg("luts"), py::arg("codes"), py::arg("alpha"), py::arg("beta"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));

@@ -3,6 +3,7 @@
 
 #include "kernels/gemm_s8s8_s32.h"
 #include "kernels/lut4_scan.h"
+#include "kernels/f16_scores.h"
 #include "kernels/pq8_scan.h"
 #include "medqk/medqk.h"
 
@@ -13,6 +14,7 @@ namespace runtime {
 const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa);
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa);
 kernels::Pq8ScanFn pq8_scan_kernel(Isa isa);
+kernels::F16ScoresFn f16_scores_kernel(Isa isa);
 
 }  // namespace runtime
 }  // namespace medqk

@@ -133,3 +133,24 @@ def test_s8_candidate_scores_twin():
         want = np.einsum("qd,qkd->qk", qs.astype(np.float64), codes[np.clip(cand, 0, 39)].astype(np.float64))
         np.testing.assert_allclose(s1[valid], want[valid], rtol=1e-4, atol=1e-3)
         assert (s1[~valid] == -np.inf).all()
+
+
+@pytest.mark.parametrize("d", [1, 3, 7, 8, 9, 16, 17, 63, 384])
+def test_f16_search_every_isa(d):
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((300, d)).astype(np.float16)
+    q = rng.standard_normal((37, d)).astype(np.float32)
+    bias = rng.standard_normal(300).astype(np.float32)
+    exact = q.astype(np.float64) @ x.astype(np.float64).T * 2 + bias
+    for isa in medqk.available_isas():
+        with medqk.use_isa(isa):
+            s, i = _backend._core.search_f16_topk(q, x.view(np.uint16), 2.0, bias, 10, 2)
+        want = np.take_along_axis(exact, i, axis=1)
+        np.testing.assert_allclose(s, want, rtol=1e-5, atol=1e-5 * d)  # float: summation order differs by ISA
+        best = np.sort(exact, axis=1)[:, ::-1][:, :10]
+        np.testing.assert_allclose(s, best, rtol=1e-5, atol=1e-5 * d)
+    # subnormal, zero, negative zero and large halves convert exactly in the portable path
+    special = np.array([[6e-8, -6e-8, 0.0, -0.0, 65504.0, -2.0, 1e-5, 0.5]], dtype=np.float16)
+    with medqk.use_isa("scalar"):
+        s, _ = _backend._core.search_f16_topk(np.eye(8, dtype=np.float32), special.view(np.uint16), 1.0, None, 1)
+    np.testing.assert_array_equal(s[:, 0], special[0].astype(np.float32))

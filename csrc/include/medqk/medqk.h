@@ -103,6 +103,11 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
 void s8_score_candidates(const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
                          const int64_t* cand, std::size_t kc, float* out);
 
+// fp16 flat search (csrc/runtime/search_f16.cpp): x holds n IEEE half vectors (uint16 bits);
+// score(i, j) = alpha * (q_i . float(x_j)) + (bias ? bias[j] : 0), top-k fused, ties -> lower id.
+void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
+                     float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads);
+
 // ----------------------------------------------------------------------------------------------
 // 4-bit table-scan search (csrc/runtime/lut4_search.cpp, kernels/lut4_scan.h): d sub-codes in 0..15
 // per vector, one 16-entry uint8 table per subspace and query. Ranking is by the exact uint32 sum of

@@ -139,7 +139,8 @@ class Index:
 
 
 class FlatFloatIndex(Index):
-    """Exhaustive search over float32 or fp16 vectors (scored in float32 with BLAS)."""
+    """Exhaustive search over float32 vectors (BLAS) or fp16 vectors (native fp16 kernel with a fused
+    top-k; the Numba backend converts blocks to float32 and uses BLAS)."""
 
     def __init__(self, spec: IndexSpec, dim: int, metric: str, dtype=np.float32):
         super().__init__(spec, dim, metric)
@@ -159,6 +160,12 @@ class FlatFloatIndex(Index):
         return data.astype(np.float32, copy=False)
 
     def _scores_topk(self, q, k, threads):
+        if self._dtype == np.float16 and _backend.backend == "native" and q.shape[0] <= 256:
+            # Small batches: native fp16 kernel (F16C / NEON fcvtl) with the top-k fused, no float32 copy of the
+            # store (MedQuAD single query: 0.75 ms instead of 12). Large batches amortize a blockwise float32
+            # conversion over BLAS, which is faster per query there (4.0k vs 2.9k QPS on all dev queries).
+            alpha, bias = (2.0, -self._norms) if self.metric == "l2" else (1.0, None)
+            return _backend._core.search_f16_topk(q, self._data.view(np.uint16), alpha, bias, k, threads)
         best_s = best_i = None
         for q0 in range(0, q.shape[0], _QUERY_BLOCK):
             qb = q[q0 : q0 + _QUERY_BLOCK]
