@@ -65,24 +65,8 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
       const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
       scan(lut, d_even, packed + b0 * block_bytes, nb, sums.data());
       const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n - v0);
-      std::size_t j = 0;
-      for (; j < nv && !heap.full(); ++j) heap.push(static_cast<float>(sums[j]), static_cast<int64_t>(v0 + j));
-      // sums < 2^24 (at most 255 * 1028), so the float keys are exact and the int32 compare below is safe
-      int32_t worst = heap.full() ? static_cast<int32_t>(heap.worst_score()) : -1;
-      const int32_t* si = reinterpret_cast<const int32_t*>(sums.data());
-      for (; j < nv; j += 16) {
-        // one branch per 16 vectors: the OR of the compares vectorizes, and most groups beat nothing
-        const std::size_t end = std::min(nv, j + 16);
-        int any = 0;
-        for (std::size_t t = j; t < end; ++t) any |= si[t] > worst;
-        if (!any) continue;
-        for (std::size_t t = j; t < end; ++t) {
-          if (si[t] > worst) {
-            heap.push(static_cast<float>(si[t]), static_cast<int64_t>(v0 + t));
-            worst = static_cast<int32_t>(heap.worst_score());
-          }
-        }
-      }
+      // sums < 2^24 (at most 255 * 1028): exact as float keys and as int32
+      runtime::offer_sums(heap, reinterpret_cast<const int32_t*>(sums.data()), nv, static_cast<int64_t>(v0));
     }
     auto& hits = heap.hits();
     for (auto& h : hits) h.score = alpha[q] * h.score + beta[q];
@@ -92,16 +76,7 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
       partial[q * parts + part] = std::move(hits);
     }
   });
-  if (parts > 1) {
-    for (std::size_t q = 0; q < nq; ++q) {
-      std::vector<runtime::Hit> all;
-      for (std::size_t p = 0; p < parts; ++p) {
-        auto& h = partial[q * parts + p];
-        all.insert(all.end(), h.begin(), h.end());
-      }
-      runtime::write_sorted(all, topk, scores + q * topk, ids + q * topk);
-    }
-  }
+  if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
 
 void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,

@@ -72,23 +72,9 @@ void pq8_search_topk(Isa isa, const uint16_t* luts, std::size_t nq, std::size_t 
       const std::size_t v0 = c * kChunk, nv = std::min(kChunk, n - v0);
       scan(luts + q0 * m * 256, nqb, m, codes + v0 * m, nv, sums.data(), kChunk);
       for (std::size_t q = 0; q < nqb; ++q) {
-        runtime::TopK& heap = heaps[q];
-        const int32_t* si = reinterpret_cast<const int32_t*>(sums.data() + q * kChunk);  // sums < 2^31
-        std::size_t j = 0;
-        for (; j < nv && !heap.full(); ++j) heap.push(static_cast<float>(si[j]), static_cast<int64_t>(v0 + j));
-        int32_t worst = heap.full() ? static_cast<int32_t>(heap.worst_score()) : -1;
-        for (; j < nv; j += 16) {
-          const std::size_t end = std::min(nv, j + 16);
-          int any = 0;
-          for (std::size_t u = j; u < end; ++u) any |= si[u] > worst;
-          if (!any) continue;
-          for (std::size_t u = j; u < end; ++u) {
-            if (si[u] > worst) {
-              heap.push(static_cast<float>(si[u]), static_cast<int64_t>(v0 + u));
-              worst = static_cast<int32_t>(heap.worst_score());
-            }
-          }
-        }
+        // sums <= 65535 * 256 < 2^24: exact as float keys and as int32
+        runtime::offer_sums(heaps[q], reinterpret_cast<const int32_t*>(sums.data() + q * kChunk), nv,
+                            static_cast<int64_t>(v0));
       }
     }
     for (std::size_t q = 0; q < nqb; ++q) {
@@ -101,16 +87,7 @@ void pq8_search_topk(Isa isa, const uint16_t* luts, std::size_t nq, std::size_t 
       }
     }
   });
-  if (parts > 1) {
-    for (std::size_t q = 0; q < nq; ++q) {
-      std::vector<runtime::Hit> all;
-      for (std::size_t p = 0; p < parts; ++p) {
-        auto& h = partial[q * parts + p];
-        all.insert(all.end(), h.begin(), h.end());
-      }
-      runtime::write_sorted(all, topk, scores + q * topk, ids + q * topk);
-    }
-  }
+  if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
 
 }  // namespace medqk

@@ -46,16 +46,7 @@ void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, con
         } else {
           for (std::size_t j = 0; j < nb; ++j) sc[j] = alpha * sc[j];
         }
-        runtime::TopK& heap = heaps[i];
-        std::size_t j = 0;
-        for (; j < nb && !heap.full(); ++j) heap.push(sc[j], static_cast<int64_t>(j0 + j));
-        float worst = heap.full() ? heap.worst_score() : 0.0f;
-        for (; j < nb; ++j) {
-          if (sc[j] > worst) {
-            heap.push(sc[j], static_cast<int64_t>(j0 + j));
-            worst = heap.worst_score();
-          }
-        }
+        runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0));
       }
     }
     for (std::size_t i = 0; i < mq; ++i) {
@@ -66,16 +57,7 @@ void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, con
       }
     }
   });
-  if (parts > 1) {
-    for (std::size_t i = 0; i < nq; ++i) {
-      std::vector<runtime::Hit> all;
-      for (std::size_t p = 0; p < parts; ++p) {
-        auto& h = partial[i * parts + p];
-        all.insert(all.end(), h.begin(), h.end());
-      }
-      runtime::write_sorted(all, topk, scores + i * topk, ids + i * topk);
-    }
-  }
+  if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
 
 }  // namespace medqk

@@ -72,16 +72,7 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
         } else {
           for (std::size_t j = 0; j < nb; ++j) sc[j] = al * static_cast<float>(row[j]);
         }
-        TopK& heap = heaps[i];
-        std::size_t j = 0;
-        for (; j < nb && !heap.full(); ++j) heap.push(sc[j], static_cast<int64_t>(j0 + j));
-        float worst = heap.full() ? heap.worst_score() : 0.0f;
-        for (; j < nb; ++j) {
-          if (sc[j] > worst) {  // ties lose: ids only increase
-            heap.push(sc[j], static_cast<int64_t>(j0 + j));
-            worst = heap.worst_score();
-          }
-        }
+        runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0));
       }
     }
     for (std::size_t i = 0; i < mq; ++i) {
@@ -92,16 +83,7 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
       }
     }
   });
-  if (parts > 1) {
-    for (std::size_t q = 0; q < nq; ++q) {
-      std::vector<Hit> all;
-      for (std::size_t p = 0; p < parts; ++p) {
-        auto& h = partial[q * parts + p];
-        all.insert(all.end(), h.begin(), h.end());
-      }
-      write_sorted(all, topk, scores + q * topk, ids + q * topk);
-    }
-  }
+  if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
 
 }  // namespace medqk

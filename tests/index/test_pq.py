@@ -105,7 +105,8 @@ def test_pq8_kernel_matches_direct_sums():
     if _backend._core is None:
         pytest.skip("native module not built")
     rng = np.random.default_rng(4)
-    for m, n, nq, k in [(1, 1, 1, 3), (3, 50, 9, 7), (48, 3000, 17, 20), (256, 40, 2, 5)]:
+    # (64, 20000, 1): one query block, so two threads split the codes and merge their lists
+    for m, n, nq, k in [(1, 1, 1, 3), (3, 50, 9, 7), (48, 3000, 17, 20), (256, 40, 2, 5), (64, 20000, 1, 10)]:
         luts = rng.integers(0, 65536, (nq, m, 256)).astype(np.uint16)
         if m == 256:
             luts[:] = 65535  # the largest sums (< 2^24): exact keys, ties everywhere

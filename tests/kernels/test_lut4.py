@@ -149,6 +149,14 @@ def test_f16_search_every_isa(d):
         np.testing.assert_allclose(s, want, rtol=1e-5, atol=1e-5 * d)  # float: summation order differs by ISA
         best = np.sort(exact, axis=1)[:, ::-1][:, :10]
         np.testing.assert_allclose(s, best, rtol=1e-5, atol=1e-5 * d)
+    # one query over many vectors: two threads split the vectors and merge their top-k lists
+    x1 = rng.standard_normal((6000, 384)).astype(np.float16)
+    q1 = rng.standard_normal((1, 384)).astype(np.float32)
+    ex1 = q1.astype(np.float64) @ x1.astype(np.float64).T
+    for isa in medqk.available_isas():
+        with medqk.use_isa(isa):
+            s1, i1 = _backend._core.search_f16_topk(q1, x1.view(np.uint16), 1.0, None, 10, 2)
+        np.testing.assert_allclose(s1[0], np.sort(ex1[0])[::-1][:10], rtol=1e-5, atol=1e-3)
     # subnormal, zero, negative zero and large halves convert exactly in the portable path
     special = np.array([[6e-8, -6e-8, 0.0, -0.0, 65504.0, -2.0, 1e-5, 0.5]], dtype=np.float16)
     with medqk.use_isa("scalar"):
