@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._numba_search import _heap_push, _heap_sort
+from ._numba_search import _heap_push, _heap_sort, quantize_tables
 
 
 @njit(boundscheck=False, nogil=True)
@@ -51,34 +51,9 @@ def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
                 ids[q, t] = -1
 
 
-@njit(parallel=True, boundscheck=False, nogil=True)
 def lut4_quantize_tables(tables, luts, alpha, beta):
     """Twin of the native lut4_quantize_tables: same float32 steps, same uint8 tables."""
-    nq, S, _ = tables.shape
-    for q in prange(nq):
-        span = np.float32(0.0)
-        offset = np.float32(0.0)
-        lo = np.empty(S, dtype=np.float32)
-        for j in range(S):
-            mn = tables[q, j, 0]
-            mx = tables[q, j, 0]
-            for c in range(1, 16):
-                mn = min(mn, tables[q, j, c])
-                mx = max(mx, tables[q, j, c])
-            lo[j] = mn
-            span = max(span, mx - mn)
-            offset = offset + mn
-        step = span / np.float32(255.0) if span > 0 else np.float32(1.0)
-        for j in range(S):
-            for c in range(16):
-                v = np.rint((tables[q, j, c] - lo[j]) / step)
-                v = min(max(v, np.float32(0.0)), np.float32(255.0))
-                luts[q, j, c] = np.uint8(v)
-        for j in range(S, luts.shape[1]):
-            for c in range(16):
-                luts[q, j, c] = 0
-        alpha[q] = step
-        beta[q] = offset
+    quantize_tables(tables, luts, alpha, beta, 255.0)
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)

@@ -5,33 +5,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._numba_search import _heap_push, _heap_sort
+from ._numba_search import _heap_push, _heap_sort, quantize_tables
 
 
-@njit(parallel=True, boundscheck=False, nogil=True)
 def pq8_quantize_tables(tables, luts, alpha, beta):
-    nq, m, _ = tables.shape
-    for q in prange(nq):
-        span = np.float32(0.0)
-        offset = np.float32(0.0)
-        lo = np.empty(m, dtype=np.float32)
-        for s in range(m):
-            mn = tables[q, s, 0]
-            mx = tables[q, s, 0]
-            for c in range(1, 256):
-                mn = min(mn, tables[q, s, c])
-                mx = max(mx, tables[q, s, c])
-            lo[s] = mn
-            span = max(span, mx - mn)
-            offset = offset + mn
-        step = span / np.float32(65535.0) if span > 0 else np.float32(1.0)
-        for s in range(m):
-            for c in range(256):
-                v = np.rint((tables[q, s, c] - lo[s]) / step)
-                v = min(max(v, np.float32(0.0)), np.float32(65535.0))
-                luts[q, s, c] = np.uint16(v)
-        alpha[q] = step
-        beta[q] = offset
+    """Twin of the native pq8_quantize_tables: same float32 steps, same uint16 tables."""
+    quantize_tables(tables, luts, alpha, beta, 65535.0)
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)

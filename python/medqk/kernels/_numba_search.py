@@ -125,3 +125,35 @@ def s8_score_candidates(qs, codes, cand, out):
                 s0 = s0 + qs[q, j] * np.float32(codes[v, j])
                 j += 1
             out[q, c] = (s0 + s1) + (s2 + s3)
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def quantize_tables(tables, luts, alpha, beta, top):
+    """Float tables (nq, S, E) -> integer tables in [0, top] with one step per query; the twin of the
+    native lut4_quantize_tables (top 255) and pq8_quantize_tables (top 65535): same float32 steps.
+    Rows of ``luts`` past S (padding) are set to zero."""
+    nq, S, E = tables.shape
+    for q in prange(nq):
+        span = np.float32(0.0)
+        offset = np.float32(0.0)
+        lo = np.empty(S, dtype=np.float32)
+        for j in range(S):
+            mn = tables[q, j, 0]
+            mx = tables[q, j, 0]
+            for c in range(1, E):
+                mn = min(mn, tables[q, j, c])
+                mx = max(mx, tables[q, j, c])
+            lo[j] = mn
+            span = max(span, mx - mn)
+            offset = offset + mn
+        step = span / np.float32(top) if span > 0 else np.float32(1.0)
+        for j in range(S):
+            for c in range(E):
+                v = np.rint((tables[q, j, c] - lo[j]) / step)
+                v = min(max(v, np.float32(0.0)), np.float32(top))
+                luts[q, j, c] = v
+        for j in range(S, luts.shape[1]):
+            for c in range(E):
+                luts[q, j, c] = 0
+        alpha[q] = step
+        beta[q] = offset
