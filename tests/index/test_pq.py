@@ -139,3 +139,12 @@ def test_pq8_kernel_matches_direct_sums():
         np.testing.assert_array_equal(l1, l2)
         np.testing.assert_array_equal(a1, a2)
         np.testing.assert_array_equal(b1, b2)
+
+
+def test_training_progress_lines(capsys):
+    x, _ = data(n=300, d=16, seed=1)
+    mi.create("pq4x4fs", 16, progress=True, max_iter=3).train(x)
+    err = capsys.readouterr().err
+    assert "pq4x4 k-means: iteration 1/3" in err and err.endswith("\n")
+    mi.create("pq4x4fs", 16, progress=False).train(x)
+    assert capsys.readouterr().err == ""

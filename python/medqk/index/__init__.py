@@ -23,7 +23,7 @@ from .spec import CODECS, IndexSpec, parse_pq, parse_spec, valid_specs
 OPTIONS = {
     "int8": ("per_dim", "symmetric", "calibration", "percentile"),
     "level": ("per_dim", "calibration", "percentile"),
-    "pq": ("seed", "max_iter", "tol", "max_train"),
+    "pq": ("seed", "max_iter", "tol", "max_train", "progress"),
     "hnsw": ("M", "ef_construction", "ef_search"),
     "float": (),
 }
@@ -89,7 +89,8 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
     ``calibration`` (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1); for int4 / cb*,
     ``per_dim`` (True; False shares one set of levels, a global range), ``calibration`` and ``percentile``
     (int4 defaults to ``"percentile"``, 0.3); for pq, ``seed`` (1234),
-    ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536); for hnsw, ``M`` (16), ``ef_construction``
+    ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536), ``progress`` (None: lines on stderr when it is a
+    terminal); for hnsw, ``M`` (16), ``ef_construction``
     (200), ``ef_search`` (64).
     """
     parsed = parse_spec(spec)

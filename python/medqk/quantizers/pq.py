@@ -10,11 +10,13 @@ All M subspaces are trained together with array operations.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 class PQCodec:
     def __init__(self, M: int, dim: int, nbits: int = 4, *, seed: int = 1234, max_iter: int = 25, tol: float = 1e-4,
-                 max_train: int = 65536):
+                 max_train: int = 65536, progress: bool | None = None):
         if nbits not in (4, 8):
             raise ValueError(f"PQ nbits must be 4 or 8, got {nbits!r}")
         self.nbits = nbits
@@ -24,6 +26,8 @@ class PQCodec:
             raise ValueError(f"M={M} does not divide the dimension {dim}: use an M that divides {dim}")
         self.M, self.dsub = int(M), dim // M
         self.seed, self.max_iter, self.tol, self.max_train = seed, max_iter, tol, max_train
+        # progress lines on stderr during training: default only when stderr is a terminal
+        self.progress = progress
         self.centroids: np.ndarray | None = None  # (M, 2**nbits, dsub) float32
         self.train_error: float | None = None
 
@@ -81,9 +85,14 @@ class PQCodec:
             cents[:, c] = xs[pick, np.arange(M)]
             best = np.minimum(best, ((xs - cents[None, :, c]) ** 2).sum(-1))
         prev = np.inf
-        for _ in range(self.max_iter):
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        for it in range(self.max_iter):
             codes, dist = self._assign(xs, cents)
             err = float(dist.sum())
+            if show:
+                sys.stderr.write(f"\r\033[Kpq{M}x{self.nbits} k-means: iteration {it + 1}/{self.max_iter}, "
+                                 f"error {err / (n * M * self.dsub):.4g}")
+                sys.stderr.flush()
             # centroid sums of all subspaces at once: bincount over (subspace, centroid) cells
             cell = (codes + n_cent * np.arange(M)[None, :]).ravel()
             all_counts = np.bincount(cell, minlength=M * n_cent).reshape(M, n_cent)
@@ -106,6 +115,8 @@ class PQCodec:
             if prev - err <= self.tol * max(err, 1e-30):
                 break
             prev = err
+        if show:
+            sys.stderr.write("\n")
         self.centroids = cents
         self.train_error = err / (n * self.M * self.dsub)
         return self
