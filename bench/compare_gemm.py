@@ -51,7 +51,7 @@ def median_time(fn, repeat):
 
 def ort_matmul_integer(b: np.ndarray, threads: int):
     try:
-        import onnx
+        import onnx  # noqa: F401  (availability check before the helpers below)
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:

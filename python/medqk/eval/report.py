@@ -97,7 +97,7 @@ def markdown(result: EvalResult) -> str:
         out.append("| " + " | ".join(cells) + " |")
     if "relevance" in ref:
         out += ["", "## Relevance (qrels)", "",
-                f"Exact float search: " + ", ".join(f"{m_}@{k} {v:.4f}" for m_, v in ref["relevance"].items())
+                "Exact float search: " + ", ".join(f"{m_}@{k} {v:.4f}" for m_, v in ref["relevance"].items())
                 + f" over {ref['n_judged_queries']} judged queries. Change vs float: paired bootstrap over queries, "
                 f"{m['bootstrap_resamples']} resamples, 95% CI.", ""]
         names = ["mrr", "ndcg", "precision", "recall", "f1"]
