@@ -107,6 +107,9 @@ int main() {
     }
     // Largest K for which int32 accumulation is exact: all -128 x -128 gives 131071 * 2^14 < 2^31.
     check(isa, 1, 3, medqk::kMaxGemmK, Fill::all_min, 1, rng);
+    // ... also through several row tiles and k blocks (where partial sums wrap and are added back)
+    check(isa, 13, 33, medqk::kMaxGemmK, Fill::all_min, 1, rng);
+    check(isa, 25, 5, medqk::kMaxGemmK, Fill::mixed_extremes, 2, rng);
     // Blocked paths (several row blocks and k blocks) and both thread splits.
     check(isa, 150, 70, 1100, Fill::random, 2, rng);
     check(isa, 200, 5, 300, Fill::random, 2, rng);

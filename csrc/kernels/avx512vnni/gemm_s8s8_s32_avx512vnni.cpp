@@ -6,11 +6,18 @@
 //     sum_k a[k] b[k] = sum_k (a[k] + 128) b[k] - 128 * colsum(b),
 // with colsum computed at pack time. For large K the first sum can leave int32, but vpdpbusd and vpaddd
 // wrap modulo 2^32 and the true result fits in int32 (K <= kMaxGemmK), so the final value is exact; the
-// scalar edge code adds in uint32 for the same reason (no signed-overflow UB).
+// column sums are formed in uint32 for the same reason (no signed-overflow UB in scalar code).
 //
 // Layout of packed B (owned by this file): panels of 32 columns; a panel holds, for each quad of k
 // (4q .. 4q+3), 128 bytes = two zmm: [c0k0..c0k3 c1k0..c1k3 ... c15k0..c15k3 | c16.. .. c31], then the
 // 32 corrections 128 * colsum as int32. Padding (columns past n, k past K) is zero.
+//
+// Blocking (GotoBLAS): rows in blocks of up to 96 whose A is prepared once per call; per panel, k in blocks of
+// up to 256 quads (the 32 KiB B slice stays in L1 while every row tile of the block passes over it); a tile of
+// up to 12 rows x 32 columns keeps 24 zmm accumulators. Prepared A is "chunked": per tile, for each run of 16
+// k-quads, the tile's rows one after the other, 64 bytes each. A tile then reads A as one contiguous stream
+// (prefetched two chunks ahead) and every broadcast address is one pointer plus a constant; with row-major A
+// the 12 row offsets took 11 general registers, which left none for unrolling or blocking.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -27,25 +34,41 @@ namespace {
 
 constexpr std::size_t kNR = 32;    // columns per panel (two zmm of int32)
 constexpr int kMR = 12;            // rows per tile: 24 accumulators + 2 B + 1 A of 32 zmm
-constexpr std::size_t kKC = 192;   // k-quads per block: a panel's B slice (24 KiB) stays in L1
+constexpr std::size_t kChunk = 16; // k-quads per chunk of prepared A (64 bytes of a row)
+constexpr std::size_t kKC = 256;   // k-quads per block (a multiple of kChunk): a panel's B slice (32 KiB of the
+                                   // 48 KiB L1) is reused by every row tile; 192 (24 KiB) lost 8% at 1024^3 to
+                                   // the extra C round trips
 constexpr std::size_t kMC = 96;    // rows per block of prepared A
+// B is read this far ahead (software prefetch, 16 quads). It matters where B streams from L3 (small M, and the
+// first row tile of each slice): the next slice of a panel is contiguous with the current one.
+constexpr std::size_t kPrefetchBytes = 2048;
 
 inline std::size_t k_quads(std::size_t k) { return (k + 3) / 4; }
+inline std::size_t k_chunks(std::size_t kq) { return (kq + kChunk - 1) / kChunk; }
 inline std::size_t panel_bytes(std::size_t kq) { return kq * kNR * 4 + kNR * 4; }
+// First row of tile t when mc rows are cut into `tiles` tiles of balanced height (64 = 11+11+11+11+10+10).
+inline std::size_t tile_row(std::size_t mc, std::size_t tiles, std::size_t t) { return mc * t / tiles; }
 
-// A rows [0, rows) as unsigned bytes (a + 128), K padded to 4 * kq; the pad multiplies zero B bytes.
-void prepare_a(const int8_t* a, std::size_t rows, std::size_t k, std::size_t lda, std::size_t kq, uint8_t* out) {
+// Prepares A rows [0, mc) as unsigned bytes (a + 128), chunked per tile: tile [ir, ir + R) starts at
+// out + ir * kch * 64; in it, chunk c (k = 64c .. 64c + 63) of row ir + r is at c * R * 64 + r * 64. Bytes past
+// K are 0x80 (they meet the zero padding of B); chunk bytes past 4 * kq are never read.
+void prepare_a(const int8_t* a, std::size_t mc, std::size_t k, std::size_t lda, std::size_t kch, std::size_t tiles,
+               uint8_t* out) {
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (std::size_t r = 0; r < rows; ++r) {
-    const int8_t* src = a + r * lda;
-    uint8_t* dst = out + r * 4 * kq;
-    std::size_t p = 0;
-    for (; p + 64 <= k; p += 64) {
-      const __m512i v = _mm512_loadu_si512(src + p);
-      _mm512_storeu_si512(dst + p, _mm512_xor_si512(v, flip));
+  for (std::size_t t = 0; t < tiles; ++t) {
+    const std::size_t ir = tile_row(mc, tiles, t), rows = tile_row(mc, tiles, t + 1) - ir;
+    uint8_t* tile = out + ir * kch * 64;
+    for (std::size_t r = 0; r < rows; ++r) {
+      const int8_t* src = a + (ir + r) * lda;
+      for (std::size_t ch = 0; ch < kch; ++ch) {
+        const std::size_t p = 64 * ch;
+        // masked load at the end of the row: masked-off bytes are neither read nor able to fault
+        const __m512i v = p + 64 <= k ? _mm512_loadu_si512(src + p)
+                          : p < k     ? _mm512_maskz_loadu_epi8((__mmask64(1) << (k - p)) - 1, src + p)
+                                      : _mm512_setzero_si512();
+        _mm512_storeu_si512(tile + (ch * rows + r) * 64, _mm512_xor_si512(v, flip));
+      }
     }
-    for (; p < k; ++p) dst[p] = static_cast<uint8_t>(src[p]) ^ 0x80;
-    for (; p < 4 * kq; ++p) dst[p] = 0x80;
   }
 }
 
@@ -107,30 +130,90 @@ __attribute__((noinline)) void store_row(const Sink& s, int r, __m512i lo, __m51
   }
 }
 
-// C tile (R x 32) over one k block: a = prepared A rows (stride a_stride bytes), b = the panel's slice.
+// One k quad of R rows into one set of accumulators; a = the quad in row 0 of the chunk (rows 64 bytes apart).
 template <int R>
-void micro_kernel(const uint8_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, const int32_t* colsum,
-                  const Sink& sink) {
-  __m512i acc[R][2];
+__attribute__((always_inline)) inline void quad_step(const uint8_t* a, const uint8_t* bq, __m512i (&acc)[R][2]) {
+  __m512i b0 = _mm512_loadu_si512(bq);
+  __m512i b1 = _mm512_loadu_si512(bq + 64);
+  // One load each into registers: left alone, GCC folds the loads into every vpdpbusd as memory operands,
+  // which halved 2- and 3-row tiles when B came from L2 (3 x 1024 x 1024: 225 -> 436 GOP/s).
+  __asm__("" : "+v"(b0), "+v"(b1));
+  // (past the end of the buffer this is harmless: prefetches never fault)
+  _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetchBytes), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetchBytes + 64), _MM_HINT_T0);
 #pragma GCC unroll 12
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
-  for (std::size_t q = 0; q < kc; ++q) {
-    const __m512i b0 = _mm512_loadu_si512(b + 128 * q);
-    const __m512i b1 = _mm512_loadu_si512(b + 128 * q + 64);
-#pragma GCC unroll 12
-    for (int r = 0; r < R; ++r) {
-      int32_t word;
-      std::memcpy(&word, a + r * a_stride + 4 * q, 4);
-      const __m512i av = _mm512_set1_epi32(word);
-      acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
-      acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
-    }
+  for (int r = 0; r < R; ++r) {
+    int32_t word;
+    std::memcpy(&word, a + 64 * r, 4);
+    const __m512i av = _mm512_set1_epi32(word);
+    acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], av, b0);
+    acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], av, b1);
   }
-#pragma GCC unroll 12
-  for (int r = 0; r < R; ++r) store_row(sink, r, acc[r][0], acc[r][1], colsum);
 }
 
-using MicroKernel = void (*)(const uint8_t*, std::size_t, const uint8_t*, std::size_t, const int32_t*, const Sink&);
+// C tile (R x 32) over one k block of kc quads: a = the tile's prepared A at the block's first chunk,
+// b = the panel's slice. The block starts on a chunk boundary; only the last block of K may end inside one.
+// vpdpbusd has a latency of ~6 cycles and two issue per cycle, so about 12 independent accumulators keep it
+// busy: tiles of 1..4 rows (GEMV and small batches) cycle through U sets of accumulators over consecutive
+// quads and add them at the end (1 x 1024 x 1024 with B in L2: 138 -> 155 GOP/s, 4 rows: 470 -> 540).
+template <int R>
+void micro_kernel(const uint8_t* a, const uint8_t* b, std::size_t kc, const int32_t* colsum, const Sink& sink) {
+  constexpr int U = R == 1 ? 4 : R <= 4 ? 2 : 1;
+  constexpr std::size_t kChunkBytes = R * 64;
+  __m512i acc[U][R][2];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; ++u)
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) acc[u][r][0] = acc[u][r][1] = _mm512_setzero_si512();
+  std::size_t q = 0;
+  for (; q + kChunk <= kc; q += kChunk) {
+    const uint8_t* ac = a + (q / kChunk) * kChunkBytes;
+    // the chunk after next: R lines, one contiguous stream
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(ac + 2 * kChunkBytes + 64 * r), _MM_HINT_T0);
+    }
+    for (std::size_t j = 0; j < kChunk; j += U) {
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) quad_step<R>(ac + 4 * (j + u), b + 128 * (q + j + u), acc[u]);
+    }
+  }
+  const uint8_t* ac = a + (q / kChunk) * kChunkBytes;
+  for (std::size_t j = 0; q + j < kc; ++j) quad_step<R>(ac + 4 * j, b + 128 * (q + j), acc[0]);
+  if constexpr (U > 1) {
+#pragma GCC unroll 4
+    for (int u = 1; u < U; ++u)
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) {
+        acc[0][r][0] = _mm512_add_epi32(acc[0][r][0], acc[u][r][0]);
+        acc[0][r][1] = _mm512_add_epi32(acc[0][r][1], acc[u][r][1]);
+      }
+  }
+  if (sink.ep == nullptr && sink.ncols == kNR) {
+    // the common case, inline: full-width int32 tile (first block: minus 128 * colsum, later: plus C)
+    if (sink.first) {
+      const __m512i corr0 = _mm512_loadu_si512(colsum), corr1 = _mm512_loadu_si512(colsum + 16);
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) {
+        int32_t* c = sink.c + r * sink.ldc;
+        _mm512_storeu_si512(c, _mm512_sub_epi32(acc[0][r][0], corr0));
+        _mm512_storeu_si512(c + 16, _mm512_sub_epi32(acc[0][r][1], corr1));
+      }
+    } else {
+#pragma GCC unroll 12
+      for (int r = 0; r < R; ++r) {
+        int32_t* c = sink.c + r * sink.ldc;
+        _mm512_storeu_si512(c, _mm512_add_epi32(acc[0][r][0], _mm512_loadu_si512(c)));
+        _mm512_storeu_si512(c + 16, _mm512_add_epi32(acc[0][r][1], _mm512_loadu_si512(c + 16)));
+      }
+    }
+    return;
+  }
+#pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) store_row(sink, r, acc[0][r][0], acc[0][r][1], colsum);
+}
+
+using MicroKernel = void (*)(const uint8_t*, const uint8_t*, std::size_t, const int32_t*, const Sink&);
 constexpr MicroKernel kMicroKernels[kMR + 1] = {
     nullptr,         micro_kernel<1>, micro_kernel<2>, micro_kernel<3>,  micro_kernel<4>,  micro_kernel<5>,
     micro_kernel<6>, micro_kernel<7>, micro_kernel<8>, micro_kernel<9>, micro_kernel<10>, micro_kernel<11>,
@@ -153,12 +236,14 @@ void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size
     const std::size_t col = j % kNR;
     const std::size_t offset = (col / 16) * 64 + (col % 16) * 4;
     const int8_t* bj = b + j * ldb;
-    int32_t sum = 0;  // |128 * sum| <= 2^14 * kMaxGemmK < 2^31
+    // 128 * colsum fits int32 for K <= kMaxGemmK (2^14 * 131071 < 2^31); uint32 arithmetic keeps a larger K
+    // well defined (wrapping, like every other sum here) instead of signed-overflow UB
+    uint32_t sum = 0;
     for (std::size_t p = 0; p < k; ++p) {
       panel[(p / 4) * 128 + offset + (p & 3)] = static_cast<uint8_t>(bj[p]);
-      sum += bj[p];
+      sum += static_cast<uint32_t>(static_cast<int32_t>(bj[p]));
     }
-    const int32_t corr = 128 * sum;
+    const uint32_t corr = 128u * sum;
     std::memcpy(panel + kq * 128 + col * 4, &corr, 4);
   }
 }
@@ -168,25 +253,32 @@ namespace {
 void run(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed, std::size_t n0,
          std::size_t n1, int32_t* c, std::size_t ldc, const F32Epilogue* ep) {
   const std::size_t kq = k_quads(k);
+  const std::size_t kch = k_chunks(kq);
   const std::size_t pb = panel_bytes(kq);
-  // one row tile: no reuse of a B slice across tiles, so K is not blocked
-  const std::size_t kc_block = m <= static_cast<std::size_t>(kMR) ? kq : kKC;
+  // One row tile: no reuse of a B slice across tiles, so K is not blocked. Otherwise k blocks of (nearly) equal
+  // whole chunks: kq = 288 as 144 + 144, not 256 + 32 (a short block pays the C round trip for little work).
+  const std::size_t kblocks = m <= static_cast<std::size_t>(kMR) ? 1 : (kq + kKC - 1) / kKC;
   const std::size_t mc_block = std::min(m, kMC);
-  std::vector<uint8_t> prepared(mc_block * 4 * kq);
+  std::vector<uint8_t> prepared(mc_block * kch * 64);
   for (std::size_t i0 = 0; i0 < m; i0 += mc_block) {
     const std::size_t mc = std::min(mc_block, m - i0);
-    prepare_a(a + i0 * lda, mc, k, lda, kq, prepared.data());
-    for (std::size_t q0 = 0; q0 < kq; q0 += kc_block) {
-      const std::size_t kc = std::min(kc_block, kq - q0);
-      for (std::size_t j0 = n0; j0 < n1; j0 += kNR) {
-        const uint8_t* panel = packed + (j0 / kNR) * pb;
-        const int32_t* colsum = reinterpret_cast<const int32_t*>(panel + kq * 128);
-        const std::size_t ncols = std::min(kNR, n1 - j0);
-        for (std::size_t ir = 0; ir < mc; ir += kMR) {
-          const std::size_t rows = std::min<std::size_t>(kMR, mc - ir);
+    const std::size_t tiles = (mc + kMR - 1) / kMR;
+    prepare_a(a + i0 * lda, mc, k, lda, kch, tiles, prepared.data());
+    // Panels outer, k blocks inner: B is then read as one sequential stream (a panel's k blocks are contiguous,
+    // and so are the panels), which the prefetchers follow; k blocks outer jumped 128 KiB at every slice.
+    for (std::size_t j0 = n0; j0 < n1; j0 += kNR) {
+      const uint8_t* panel = packed + (j0 / kNR) * pb;
+      const int32_t* colsum = reinterpret_cast<const int32_t*>(panel + kq * 128);
+      const std::size_t ncols = std::min(kNR, n1 - j0);
+      for (std::size_t kb = 0; kb < kblocks; ++kb) {
+        const std::size_t c0 = kch * kb / kblocks, c1 = kch * (kb + 1) / kblocks;
+        const std::size_t q0 = c0 * kChunk, q1 = std::min(kq, c1 * kChunk);
+        for (std::size_t t = 0; t < tiles; ++t) {
+          const std::size_t ir = tile_row(mc, tiles, t), rows = tile_row(mc, tiles, t + 1) - ir;
           const Sink sink{c + (i0 + ir) * ldc + j0, ldc, ep, ep != nullptr ? ep->row_scale + i0 + ir : nullptr,
-                          j0, q0 == 0, q0 + kc == kq, ncols};
-          kMicroKernels[rows](prepared.data() + ir * 4 * kq + 4 * q0, 4 * kq, panel + 128 * q0, kc, colsum, sink);
+                          j0, q0 == 0, q1 == kq, ncols};
+          kMicroKernels[rows](prepared.data() + ir * kch * 64 + c0 * rows * 64, panel + 128 * q0, q1 - q0, colsum,
+                              sink);
         }
       }
     }
