@@ -87,47 +87,35 @@ struct Sink {
 // stack in the hot loop (650 -> 280 GOP/s). A call per row and tile costs nothing next to the k loop.
 __attribute__((noinline)) void store_row(const Sink& s, int r, __m512i lo, __m512i hi, const int32_t* corr) {
   int32_t* c = s.c + r * s.ldc;
+  // masks of the valid columns in each half (all ones for a full tile): masked loads and stores, no copies
+  const __mmask16 m0 = s.ncols >= 16 ? __mmask16(0xffff) : __mmask16((1u << s.ncols) - 1);
+  const __mmask16 m1 = s.ncols >= 32 ? __mmask16(0xffff)
+                       : s.ncols > 16 ? __mmask16((1u << (s.ncols - 16)) - 1)
+                                      : __mmask16(0);
   if (s.first) {  // subtract 128 * colsum once, with the first k block
     lo = _mm512_sub_epi32(lo, _mm512_loadu_si512(corr));
     hi = _mm512_sub_epi32(hi, _mm512_loadu_si512(corr + 16));
-  }
-  const bool full = s.ncols == kNR;
-  alignas(64) int32_t tile[kNR];
-  if (!s.first) {  // add the partial sums of the earlier k blocks (wrapping: see the top of the file)
-    if (full) {
-      lo = _mm512_add_epi32(lo, _mm512_loadu_si512(c));
-      hi = _mm512_add_epi32(hi, _mm512_loadu_si512(c + 16));
-    } else {
-      std::memcpy(tile, c, s.ncols * 4);
-      lo = _mm512_add_epi32(lo, _mm512_load_si512(tile));
-      hi = _mm512_add_epi32(hi, _mm512_load_si512(tile + 16));
-    }
+  } else {  // add the partial sums of the earlier k blocks (wrapping: see the top of the file)
+    lo = _mm512_add_epi32(lo, _mm512_maskz_loadu_epi32(m0, c));
+    hi = _mm512_add_epi32(hi, _mm512_maskz_loadu_epi32(m1, c + 16));
   }
   if (s.ep != nullptr && s.last) {
     // (maskz forms: the plain conversion trips a false GCC 12 -Wmaybe-uninitialized in its header)
     const __m512 rs = _mm512_set1_ps(s.row_scale[r]);
     const float* cs = s.ep->col_scale + s.col0;
-    const float* bias = s.ep->bias != nullptr ? s.ep->bias + s.col0 : nullptr;
-    alignas(64) float fs[kNR], fb[kNR] = {};
-    std::memcpy(fs, cs, s.ncols * 4);
-    if (bias != nullptr) std::memcpy(fb, bias, s.ncols * 4);
-    __m512 f0 = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, lo), _mm512_mul_ps(rs, _mm512_load_ps(fs)));
-    __m512 f1 = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, hi), _mm512_mul_ps(rs, _mm512_load_ps(fs + 16)));
-    if (bias != nullptr) {
-      f0 = _mm512_add_ps(f0, _mm512_load_ps(fb));
-      f1 = _mm512_add_ps(f1, _mm512_load_ps(fb + 16));
+    __m512 f0 = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, lo), _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(m0, cs)));
+    __m512 f1 = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, hi),
+                              _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(m1, cs + 16)));
+    if (s.ep->bias != nullptr) {
+      const float* bias = s.ep->bias + s.col0;
+      f0 = _mm512_add_ps(f0, _mm512_maskz_loadu_ps(m0, bias));
+      f1 = _mm512_add_ps(f1, _mm512_maskz_loadu_ps(m1, bias + 16));
     }
     lo = _mm512_castps_si512(f0);
     hi = _mm512_castps_si512(f1);
   }
-  if (full) {
-    _mm512_storeu_si512(c, lo);
-    _mm512_storeu_si512(c + 16, hi);
-  } else {
-    _mm512_store_si512(tile, lo);
-    _mm512_store_si512(tile + 16, hi);
-    std::memcpy(c, tile, s.ncols * 4);
-  }
+  _mm512_mask_storeu_epi32(c, m0, lo);
+  _mm512_mask_storeu_epi32(c + 16, m1, hi);
 }
 
 // One k quad of R rows into one set of accumulators; a = the quad in row 0 of the chunk (rows 64 bytes apart).
