@@ -49,7 +49,11 @@ def test_inspection(backend):
     rng = np.random.default_rng(2)
     w, b = make(rng, 16, 40)
     w[3] = 0.0  # an all-zero channel gets scale 1 and codes 0
+    w[5] = 1e-40  # so does a channel too small for a normal scale (w / scale was 0 / 0 = NaN codes)
+    w[5, 7] = -3e-45
     layer = medqk.QuantizedLinear.from_float(w, b)
+    assert layer.weight_scales[5] == 1.0 and (layer.weight_q[5] == 0).all()
+    assert np.isfinite(layer(np.ones((2, 40), dtype=np.float32))).all()
     assert layer.weight_scales.shape == (16,) and layer.weight_scales.dtype == np.float32
     assert layer.weight_scales[3] == 1.0
     np.testing.assert_allclose(layer.weight_scales[0], np.abs(w[0]).max() / 127, rtol=1e-6)

@@ -7,6 +7,10 @@
 
 namespace medqk {
 
+namespace {
+constexpr float kTinyRow = 0x1p-119f;  // FLT_MIN * 128
+}  // namespace
+
 bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales) {
   for (std::size_t i = 0; i < m; ++i) {
     const float* xi = x + i * ldx;
@@ -25,9 +29,12 @@ bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t 
     float amax;
     std::memcpy(&amax, &max_bits, 4);
     // The same float32 operations as the Numba twin (medqk.kernels._numba.quantize_rows_s8), so the
-    // codes agree bit for bit: inv = 127 / amax in float32, then round half to even.
-    const float inv = amax > 0.0f ? 127.0f / amax : 1.0f;
-    scales[i] = amax > 0.0f ? amax / 127.0f : 1.0f;
+    // codes agree bit for bit: inv = 127 / amax in float32, then round half to even. A row whose max|x|
+    // is below kTinyRow (2^-119, where amax / 127 would be subnormal and, below ~3.7e-37, 127 / amax
+    // overflows to inf) counts as a zero row: all codes 0, scale 1; its error is under 1.5e-36.
+    const bool live = amax >= kTinyRow;
+    const float inv = live ? 127.0f / amax : 1.0f;
+    scales[i] = live ? amax / 127.0f : 1.0f;
     int8_t* qi = q + i * k;
     for (std::size_t p = 0; p < k; ++p) {
       // |x * inv| <= 127 up to one rounding, so the clamp can wait for the integer (float compares with

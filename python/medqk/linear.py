@@ -35,8 +35,11 @@ class QuantizedLinear:
             bias = np.ascontiguousarray(bias, dtype=np.float32)
             finite(bias, "bias")
         amax = np.abs(w).max(axis=1)
-        scales = np.where(amax > 0, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
-        q = np.clip(np.rint(w / scales[:, None]), -127, 127).astype(np.int8)
+        # a channel with max|w| < 2**-119 (its scale would be subnormal) is a zero channel, as in
+        # quantize_rows_s8
+        live = amax >= np.float32(2.0**-119)
+        scales = np.where(live, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+        q = np.where(live[:, None], np.clip(np.rint(w / scales[:, None]), -127, 127), 0).astype(np.int8)
         self = object.__new__(cls)
         self.weight_q = q
         self.weight_scales = scales

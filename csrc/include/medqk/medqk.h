@@ -81,7 +81,8 @@ void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t ld
 // ----------------------------------------------------------------------------------------------
 // Float helpers around the integer GEMM (portable code, compiled at the baseline ISA).
 // ----------------------------------------------------------------------------------------------
-// Per-row symmetric quantization: scale[i] = max|x[i,:]| / 127 (1 for an all-zero row),
+// Per-row symmetric quantization: scale[i] = max|x[i,:]| / 127 (1 for an all-zero row, and for a row
+// whose max|x| < 2^-119, which quantizes to zeros: its scale would be subnormal),
 // q = clamp(round_half_even(x * (127 / max|x|)), -127, 127). Returns false on a non-finite value.
 bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q,
                       float* scales);

@@ -98,7 +98,8 @@ def _numba_gemm(a: np.ndarray, b: np.ndarray, threads: int) -> np.ndarray:
 def quantize_rows_s8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-row symmetric int8 codes of float ``x`` (M, K): returns (codes int8 (M, K), scales float32 (M,)).
 
-    scale = max|row| / 127 (1.0 for an all-zero row); codes = round_half_even(x * 127 / max|row|),
+    scale = max|row| / 127 (1.0 for an all-zero row, and for a row with max|row| < 2**-119, which quantizes
+    to zeros: its scale would be subnormal); codes = round_half_even(x * 127 / max|row|),
     clipped to [-127, 127]. Identical codes on every backend. NaN/Inf raise ValueError.
     """
     x = as_matrix(x, "x", np.float32, convert_float=True)

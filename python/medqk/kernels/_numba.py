@@ -337,6 +337,9 @@ def gemm_s8s8_s32(a, b, out):
             _gemm_tile_call(a, b, last, w[c, : i1 - i0], out, m, n, k, i0, i1, j0, j1, kc, kc + 16)
 
 
+_TINY_ROW = np.float32(2.0**-119)  # rows with max|x| below this quantize to zeros, scale 1
+
+
 @njit(parallel=True, boundscheck=False, nogil=True)
 def quantize_rows_s8(x, q, scales):
     """Per-row symmetric int8 codes of float32 x; same float32 steps as csrc/runtime/quantize.cpp.
@@ -353,8 +356,9 @@ def quantize_rows_s8(x, q, scales):
                 ok[i] = False
             if v > amax:
                 amax = v
-        inv = np.float32(127.0) / amax if amax > 0 else np.float32(1.0)
-        scales[i] = amax / np.float32(127.0) if amax > 0 else np.float32(1.0)
+        live = amax >= _TINY_ROW  # below: a zero row (see csrc/runtime/quantize.cpp)
+        inv = np.float32(127.0) / amax if live else np.float32(1.0)
+        scales[i] = amax / np.float32(127.0) if live else np.float32(1.0)
         for p in range(k):
             v = np.rint(x[i, p] * inv)  # round half to even, then clamp: the order of the C++ code
             v = min(max(v, np.float32(-127.0)), np.float32(127.0))
