@@ -9,9 +9,12 @@
 // Block b starts at b * 16 * d_even bytes.
 //
 // Tables: per query, d_even x 16 uint8 entries, table[s][c] for subspace s and code c.
-// scan(lut, d_even, packed, nblocks, out): out[v] = sum_s table[s][code[v][s]] as uint32 for the
-// nblocks * 32 vectors of `packed`. Exact: every kernel accumulates in 16 bits for at most 256 pairs of
-// subspaces (255 * 257 < 65536) before widening to 32 bits.
+// scan(lut, lut_stride, nq, d_even, packed, nblocks, out, out_stride): for each query j < nq
+// (1 <= nq <= kLut4MaxQueries), with tables at lut + j * lut_stride,
+// out[j * out_stride + v] = sum_s table_j[s][code[v][s]] as uint32 for the nblocks * 32 vectors of
+// `packed`. A batch of queries shares each load of the codes (the scan is bound by lookups and their
+// accumulation, not by memory, once the codes are in cache). Exact: every kernel accumulates in 16 bits
+// for at most 256 pairs of subspaces (255 * 257 < 65536) before widening to 32 bits.
 #pragma once
 
 #include <cstddef>
@@ -20,20 +23,26 @@
 namespace medqk {
 namespace kernels {
 
-using Lut4ScanFn = void (*)(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks,
-                            uint32_t* out);
+constexpr std::size_t kLut4MaxQueries = 4;
+
+using Lut4ScanFn = void (*)(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
+                            const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride);
 
 namespace scalar {
-void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
+void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride);
 }  // namespace scalar
 namespace avx2 {
-void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
+void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride);
 }  // namespace avx2
 namespace avx512vnni {
-void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
+void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride);
 }  // namespace avx512vnni
 namespace neon {
-void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out);
+void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride);
 }  // namespace neon
 
 }  // namespace kernels

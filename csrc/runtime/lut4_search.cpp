@@ -46,34 +46,48 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
   const std::size_t nblocks = (n + kBlockVectors - 1) / kBlockVectors;
   const std::size_t nchunks = (nblocks + kChunkBlocks - 1) / kChunkBlocks;
   if (threads <= 0) threads = hardware_threads();
-  std::size_t parts = nq >= static_cast<std::size_t>(threads) ? 1 : std::min<std::size_t>(threads, nchunks);
+  // Queries go in groups of kLut4MaxQueries, which share every load of the codes.
+  const std::size_t group = kernels::kLut4MaxQueries;
+  const std::size_t ngroups = (nq + group - 1) / group;
+  std::size_t parts = ngroups >= static_cast<std::size_t>(threads) ? 1 : std::min<std::size_t>(threads, nchunks);
   parts = std::max<std::size_t>(parts, 1);
   if (nq * n * d < (std::size_t(1) << 20)) {
     threads = 1;
     parts = 1;
   }
   std::vector<std::vector<runtime::Hit>> partial(parts > 1 ? nq * parts : 0);
-  const int tasks = static_cast<int>(nq * parts);
+  const int tasks = static_cast<int>(ngroups * parts);
+  const std::size_t chunk_vectors = kChunkBlocks * kBlockVectors;
+  // rows of sums one cache line more apart than 4 KiB: rows exactly 4 KiB apart alias in the load/store
+  // unit (4K aliasing) and cost a third of the scan speed
+  const std::size_t sums_stride = chunk_vectors + 16;
   runtime::parallel_for(tasks, threads, [&](int t) {
-    const std::size_t q = static_cast<std::size_t>(t) / parts, part = static_cast<std::size_t>(t) % parts;
+    const std::size_t g = static_cast<std::size_t>(t) / parts, part = static_cast<std::size_t>(t) % parts;
+    const std::size_t q0 = g * group, nqg = std::min(group, nq - q0);
     const std::size_t c0 = nchunks * part / parts, c1 = nchunks * (part + 1) / parts;
-    const uint8_t* lut = luts + q * d_even * 16;
-    std::vector<uint32_t> sums(kChunkBlocks * kBlockVectors);
-    runtime::TopK heap;
-    heap.reset(topk);
+    std::vector<uint32_t> sums(group * sums_stride);
+    runtime::SumsTopK heaps[kernels::kLut4MaxQueries];
+    for (std::size_t j = 0; j < nqg; ++j) heaps[j].reset(topk);
     for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
-      scan(lut, d_even, packed + b0 * block_bytes, nb, sums.data());
+      scan(luts + q0 * d_even * 16, d_even * 16, nqg, d_even, packed + b0 * block_bytes, nb, sums.data(),
+           sums_stride);
       const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n - v0);
       // sums < 2^24 (at most 255 * 1028): exact as float keys and as int32
-      runtime::offer_sums(heap, reinterpret_cast<const int32_t*>(sums.data()), nv, static_cast<int64_t>(v0));
+      for (std::size_t j = 0; j < nqg; ++j) {
+        heaps[j].offer(reinterpret_cast<const int32_t*>(sums.data() + j * sums_stride), nv,
+                            static_cast<int64_t>(v0));
+      }
     }
-    auto& hits = heap.hits();
-    for (auto& h : hits) h.score = alpha[q] * h.score + beta[q];
-    if (parts == 1) {
-      runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
-    } else {
-      partial[q * parts + part] = std::move(hits);
+    for (std::size_t j = 0; j < nqg; ++j) {
+      const std::size_t q = q0 + j;
+      auto& hits = heaps[j].hits();
+      for (auto& h : hits) h.score = alpha[q] * h.score + beta[q];
+      if (parts == 1) {
+        runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
+      } else {
+        partial[q * parts + part] = std::move(hits);
+      }
     }
   });
   if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);

@@ -66,14 +66,14 @@ void pq8_search_topk(Isa isa, const uint16_t* luts, std::size_t nq, std::size_t 
     const std::size_t q0 = b * qb, nqb = std::min(qb, nq - q0);
     const std::size_t c0 = chunks * part / parts, c1 = chunks * (part + 1) / parts;
     std::vector<uint32_t> sums(qb * kChunk);
-    std::vector<runtime::TopK> heaps(nqb);
+    std::vector<runtime::SumsTopK> heaps(nqb);
     for (auto& h : heaps) h.reset(topk);
     for (std::size_t c = c0; c < c1; ++c) {
       const std::size_t v0 = c * kChunk, nv = std::min(kChunk, n - v0);
       scan(luts + q0 * m * 256, nqb, m, codes + v0 * m, nv, sums.data(), kChunk);
       for (std::size_t q = 0; q < nqb; ++q) {
         // sums <= 65535 * 256 < 2^24: exact as float keys and as int32
-        runtime::offer_sums(heaps[q], reinterpret_cast<const int32_t*>(sums.data() + q * kChunk), nv,
+        heaps[q].offer(reinterpret_cast<const int32_t*>(sums.data() + q * kChunk), nv,
                             static_cast<int64_t>(v0));
       }
     }

@@ -7,8 +7,41 @@
 #include <limits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
 namespace medqk {
 namespace runtime {
+
+// Bit u set where p[u] > thr, u < 16. Baseline SIMD (SSE2 is part of x86-64, NEON of aarch64), written
+// out because GCC does not vectorize it, and it runs once per 16 scanned vectors: most masks are 0, and the
+// set bits are then visited without a branch per vector.
+inline unsigned greater_mask16(const int32_t* p, int32_t thr) {
+#if defined(__SSE2__)
+  const __m128i t = _mm_set1_epi32(thr);
+  const __m128i a = _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), t);
+  const __m128i b = _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4)), t);
+  const __m128i c = _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)), t);
+  const __m128i d = _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 12)), t);
+  // compare results are 0 / -1: the signed packs keep them, in order
+  return static_cast<unsigned>(_mm_movemask_epi8(_mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d))));
+#elif defined(__ARM_NEON)
+  const int32x4_t t = vdupq_n_s32(thr);
+  const uint16x8_t ab = vcombine_u16(vmovn_u32(vcgtq_s32(vld1q_s32(p), t)), vmovn_u32(vcgtq_s32(vld1q_s32(p + 4), t)));
+  const uint16x8_t cd =
+      vcombine_u16(vmovn_u32(vcgtq_s32(vld1q_s32(p + 8), t)), vmovn_u32(vcgtq_s32(vld1q_s32(p + 12), t)));
+  static const uint16_t kBits[8] = {1, 2, 4, 8, 16, 32, 64, 128};
+  const uint16x8_t bits = vld1q_u16(kBits);
+  return vaddvq_u16(vandq_u16(ab, bits)) | (static_cast<unsigned>(vaddvq_u16(vandq_u16(cd, bits))) << 8);
+#else
+  unsigned mask = 0;
+  for (int u = 0; u < 16; ++u) mask |= static_cast<unsigned>(p[u] > thr) << u;
+  return mask;
+#endif
+}
 
 struct Hit {
   float score;
@@ -73,25 +106,69 @@ inline void offer(TopK& heap, const float* scores, std::size_t n, int64_t id0) {
   }
 }
 
-// The same for exact integer sums below 2^24 (float keys stay exact), one branch per 16 candidates:
-// the OR of 16 integer compares vectorizes, and most groups beat nothing.
-inline void offer_sums(TopK& heap, const int32_t* sums, std::size_t n, int64_t id0) {
-  std::size_t j = 0;
-  for (; j < n && !heap.full(); ++j) heap.push(static_cast<float>(sums[j]), id0 + static_cast<int64_t>(j));
-  int32_t worst = heap.full() ? static_cast<int32_t>(heap.worst_score()) : -1;
-  for (; j < n; j += 16) {
-    const std::size_t end = std::min(n, j + 16);
-    int any = 0;
-    for (std::size_t u = j; u < end; ++u) any |= sums[u] > worst;
-    if (!any) continue;
-    for (std::size_t u = j; u < end; ++u) {
-      if (sums[u] > worst) {
-        heap.push(static_cast<float>(sums[u]), id0 + static_cast<int64_t>(u));
-        worst = static_cast<int32_t>(heap.worst_score());
+// Top-k of exact integer sums below 2^24 (the table scans), by a reservoir rather than a heap: a sum
+// enters the buffer only when it beats the threshold, and when the buffer is full it is cut back to the k
+// best (nth_element) and the threshold rises to the k-th best sum. Per candidate that is one compare,
+// which vectorizes (most groups of 16 beat nothing), and an append for the few that pass; a heap costs
+// O(log k) branchy steps for each of those, which dominated the scan at k = 200.
+// Tie rule: ids arrive in increasing order, so a later sum equal to the threshold ranks after the kept
+// one it equals: only a strictly greater sum can enter once the buffer has been cut.
+class SumsTopK {
+ public:
+  void reset(std::size_t k) {
+    k_ = k;
+    cap_ = std::max<std::size_t>(4 * k, 64);
+    hits_.clear();
+    hits_.reserve(cap_);
+    threshold_ = std::numeric_limits<int32_t>::min();
+  }
+
+  void offer(const int32_t* sums, std::size_t n, int64_t id0) {
+    if (k_ == 0) return;
+    int32_t thr = threshold_;
+    for (std::size_t j = 0; j < n; j += 16) {
+      if (n - j < 16) {  // the tail of the last chunk
+        for (std::size_t u = j; u < n; ++u) {
+          if (sums[u] > thr) {
+            hits_.push_back({static_cast<float>(sums[u]), id0 + static_cast<int64_t>(u)});
+            if (hits_.size() == cap_) thr = cut();
+          }
+        }
+        break;
+      }
+      unsigned mask = greater_mask16(sums + j, thr);
+      while (mask != 0) {
+        const std::size_t u = j + static_cast<std::size_t>(__builtin_ctz(mask));
+        mask &= mask - 1;
+        if (sums[u] <= thr) continue;  // the threshold rose within this group
+        hits_.push_back({static_cast<float>(sums[u]), id0 + static_cast<int64_t>(u)});
+        if (hits_.size() == cap_) thr = cut();
       }
     }
+    threshold_ = thr;
   }
-}
+
+  // The k best (unordered), for write_sorted / merge_parts.
+  std::vector<Hit>& hits() {
+    if (hits_.size() > k_) cut();
+    return hits_;
+  }
+
+ private:
+
+  int32_t cut() {
+    std::nth_element(hits_.begin(), hits_.begin() + (k_ - 1), hits_.end(), [](const Hit& a, const Hit& b) {
+      return a.score > b.score || (a.score == b.score && a.id < b.id);  // better(), spelled out to be inlined
+    });
+    hits_.resize(k_);
+    threshold_ = static_cast<int32_t>(hits_[k_ - 1].score);  // nth_element: the k-th best sits there
+    return threshold_;
+  }
+
+  std::size_t k_ = 0, cap_ = 0;
+  std::vector<Hit> hits_;
+  int32_t threshold_ = 0;
+};
 
 // Merges the per-part top-k lists of each query (partial[q * parts + p]) into the outputs.
 inline void merge_parts(std::vector<std::vector<Hit>>& partial, std::size_t nq, std::size_t parts, std::size_t topk,

@@ -30,9 +30,13 @@ inline __m256i fold2(__m256i v) {
   return _mm256_add_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)),
                           _mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1)));
 }
-}  // namespace
 
-void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out) {
+// NQ queries (<= kLut4MaxQueries) over the same codes: each 64-byte row of codes is loaded and split into
+// nibbles once and looked up in the NQ tables, so a batch of queries shares the loads and the masks.
+
+template <int NQ>
+void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even, const uint8_t* packed,
+                  std::size_t nblocks, uint32_t* out, std::size_t out_stride) {
   const std::size_t pairs = d_even / 2;
   const std::size_t quads = pairs / 2;  // iterations of 64 bytes
   const std::size_t block_bytes = 16 * d_even;
@@ -40,47 +44,77 @@ void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, st
   const __m256i nibble256 = _mm256_set1_epi8(0x0f);
   for (std::size_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = packed + b * block_bytes;
-    __m256i tot_lo_even = _mm256_setzero_si256(), tot_lo_odd = tot_lo_even;
-    __m256i tot_hi_even = tot_lo_even, tot_hi_odd = tot_lo_even;
+    // 32-bit totals per query: vectors 0..15 (low nibbles) and 16..31 (high nibbles), even / odd apart
+    __m256i tot_lo_even[NQ], tot_lo_odd[NQ], tot_hi_even[NQ], tot_hi_odd[NQ];
+    for (int j = 0; j < NQ; ++j) {
+      tot_lo_even[j] = tot_lo_odd[j] = tot_hi_even[j] = tot_hi_odd[j] = _mm256_setzero_si256();
+    }
     for (std::size_t q0 = 0; q0 < quads; q0 += kFlushIters) {
       const std::size_t q1 = std::min(quads, q0 + kFlushIters);
-      __m512i lo_a = _mm512_setzero_si512(), lo_b = lo_a, hi_a = lo_a, hi_b = lo_a;
+      __m512i lo_a[NQ], lo_b[NQ], hi_a[NQ], hi_b[NQ];
+      for (int j = 0; j < NQ; ++j) lo_a[j] = lo_b[j] = hi_a[j] = hi_b[j] = _mm512_setzero_si512();
       for (std::size_t q = q0; q < q1; ++q) {
+        // the codes are loaded and split into nibbles once for all NQ queries
         const __m512i codes = _mm512_loadu_si512(block + 64 * q);
-        const __m512i table = _mm512_loadu_si512(lut + 64 * q);
-        const __m512i r_lo = _mm512_shuffle_epi8(table, _mm512_and_si512(codes, nibble));
-        const __m512i r_hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(codes, 4), nibble));
-        lo_a = _mm512_add_epi16(lo_a, r_lo);
-        lo_b = _mm512_add_epi16(lo_b, _mm512_srli_epi16(r_lo, 8));
-        hi_a = _mm512_add_epi16(hi_a, r_hi);
-        hi_b = _mm512_add_epi16(hi_b, _mm512_srli_epi16(r_hi, 8));
+        const __m512i c_lo = _mm512_and_si512(codes, nibble);
+        const __m512i c_hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), nibble);
+#pragma GCC unroll 4
+        for (int j = 0; j < NQ; ++j) {
+          const __m512i table = _mm512_loadu_si512(lut + j * lut_stride + 64 * q);
+          const __m512i r_lo = _mm512_shuffle_epi8(table, c_lo);
+          const __m512i r_hi = _mm512_shuffle_epi8(table, c_hi);
+          lo_a[j] = _mm512_add_epi16(lo_a[j], r_lo);
+          lo_b[j] = _mm512_add_epi16(lo_b[j], _mm512_srli_epi16(r_lo, 8));
+          hi_a[j] = _mm512_add_epi16(hi_a[j], r_hi);
+          hi_b[j] = _mm512_add_epi16(hi_b[j], _mm512_srli_epi16(r_hi, 8));
+        }
       }
-      tot_lo_even = _mm256_add_epi32(tot_lo_even, fold4(_mm512_sub_epi16(lo_a, _mm512_slli_epi16(lo_b, 8))));
-      tot_lo_odd = _mm256_add_epi32(tot_lo_odd, fold4(lo_b));
-      tot_hi_even = _mm256_add_epi32(tot_hi_even, fold4(_mm512_sub_epi16(hi_a, _mm512_slli_epi16(hi_b, 8))));
-      tot_hi_odd = _mm256_add_epi32(tot_hi_odd, fold4(hi_b));
+      for (int j = 0; j < NQ; ++j) {
+        tot_lo_even[j] = _mm256_add_epi32(tot_lo_even[j], fold4(_mm512_sub_epi16(lo_a[j], _mm512_slli_epi16(lo_b[j], 8))));
+        tot_lo_odd[j] = _mm256_add_epi32(tot_lo_odd[j], fold4(lo_b[j]));
+        tot_hi_even[j] = _mm256_add_epi32(tot_hi_even[j], fold4(_mm512_sub_epi16(hi_a[j], _mm512_slli_epi16(hi_b[j], 8))));
+        tot_hi_odd[j] = _mm256_add_epi32(tot_hi_odd[j], fold4(hi_b[j]));
+      }
     }
     if (pairs & 1) {  // the last pair of subspaces, 32 bytes
       const std::size_t p = pairs - 1;
       const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * p));
-      const __m256i table = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + 32 * p));
-      const __m256i r_lo = _mm256_shuffle_epi8(table, _mm256_and_si256(codes, nibble256));
-      const __m256i r_hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(codes, 4), nibble256));
-      const __m256i lo_b = _mm256_srli_epi16(r_lo, 8), hi_b = _mm256_srli_epi16(r_hi, 8);
-      tot_lo_even = _mm256_add_epi32(tot_lo_even, fold2(_mm256_sub_epi16(r_lo, _mm256_slli_epi16(lo_b, 8))));
-      tot_lo_odd = _mm256_add_epi32(tot_lo_odd, fold2(lo_b));
-      tot_hi_even = _mm256_add_epi32(tot_hi_even, fold2(_mm256_sub_epi16(r_hi, _mm256_slli_epi16(hi_b, 8))));
-      tot_hi_odd = _mm256_add_epi32(tot_hi_odd, fold2(hi_b));
+      const __m256i c_lo = _mm256_and_si256(codes, nibble256);
+      const __m256i c_hi = _mm256_and_si256(_mm256_srli_epi16(codes, 4), nibble256);
+      for (int j = 0; j < NQ; ++j) {
+        const __m256i table = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + j * lut_stride + 32 * p));
+        const __m256i r_lo = _mm256_shuffle_epi8(table, c_lo);
+        const __m256i r_hi = _mm256_shuffle_epi8(table, c_hi);
+        const __m256i lo_b = _mm256_srli_epi16(r_lo, 8), hi_b = _mm256_srli_epi16(r_hi, 8);
+        tot_lo_even[j] = _mm256_add_epi32(tot_lo_even[j], fold2(_mm256_sub_epi16(r_lo, _mm256_slli_epi16(lo_b, 8))));
+        tot_lo_odd[j] = _mm256_add_epi32(tot_lo_odd[j], fold2(lo_b));
+        tot_hi_even[j] = _mm256_add_epi32(tot_hi_even[j], fold2(_mm256_sub_epi16(r_hi, _mm256_slli_epi16(hi_b, 8))));
+        tot_hi_odd[j] = _mm256_add_epi32(tot_hi_odd[j], fold2(hi_b));
+      }
     }
-    uint32_t* o = out + b * 32;
-    const __m256i lo_01 = _mm256_unpacklo_epi32(tot_lo_even, tot_lo_odd);
-    const __m256i lo_23 = _mm256_unpackhi_epi32(tot_lo_even, tot_lo_odd);
-    const __m256i hi_01 = _mm256_unpacklo_epi32(tot_hi_even, tot_hi_odd);
-    const __m256i hi_23 = _mm256_unpackhi_epi32(tot_hi_even, tot_hi_odd);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm256_permute2x128_si256(lo_01, lo_23, 0x20));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), _mm256_permute2x128_si256(lo_01, lo_23, 0x31));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16), _mm256_permute2x128_si256(hi_01, hi_23, 0x20));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 24), _mm256_permute2x128_si256(hi_01, hi_23, 0x31));
+    for (int j = 0; j < NQ; ++j) {  // interleave even / odd vectors back into natural order
+      uint32_t* o = out + j * out_stride + b * 32;
+      const __m256i lo_01 = _mm256_unpacklo_epi32(tot_lo_even[j], tot_lo_odd[j]);
+      const __m256i lo_23 = _mm256_unpackhi_epi32(tot_lo_even[j], tot_lo_odd[j]);
+      const __m256i hi_01 = _mm256_unpacklo_epi32(tot_hi_even[j], tot_hi_odd[j]);
+      const __m256i hi_23 = _mm256_unpackhi_epi32(tot_hi_even[j], tot_hi_odd[j]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm256_permute2x128_si256(lo_01, lo_23, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), _mm256_permute2x128_si256(lo_01, lo_23, 0x31));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16), _mm256_permute2x128_si256(hi_01, hi_23, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 24), _mm256_permute2x128_si256(hi_01, hi_23, 0x31));
+    }
+  }
+}
+
+}  // namespace
+
+void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
+               const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride) {
+  switch (nq) {
+    case 1: return scan_queries<1>(lut, lut_stride, d_even, packed, nblocks, out, out_stride);
+    case 2: return scan_queries<2>(lut, lut_stride, d_even, packed, nblocks, out, out_stride);
+    case 3: return scan_queries<3>(lut, lut_stride, d_even, packed, nblocks, out, out_stride);
+    default: return scan_queries<4>(lut, lut_stride, d_even, packed, nblocks, out, out_stride);
   }
 }
 

@@ -13,9 +13,8 @@ namespace neon {
 
 namespace {
 constexpr std::size_t kFlushPairs = 128;  // two lookups per pair and lane: 2 * 128 * 255 < 65536
-}
 
-void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out) {
+void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out) {
   const std::size_t pairs = d_even / 2;
   const std::size_t block_bytes = 16 * d_even;
   const uint8x16_t nibble = vdupq_n_u8(0x0f);
@@ -48,6 +47,15 @@ void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, st
     }
     for (int g = 0; g < 8; ++g) vst1q_u32(out + b * 32 + 4 * g, tot[g]);
   }
+}
+
+}  // namespace
+
+// Queries one at a time: sharing the code loads between queries, as the x86 scans do, is left until it can
+// be measured on real ARM hardware (under qemu, timings mean nothing).
+void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride) {
+  for (std::size_t j = 0; j < nq; ++j) scan_one(lut + j * lut_stride, d_even, packed, nblocks, out + j * out_stride);
 }
 
 }  // namespace neon

@@ -5,7 +5,8 @@ namespace medqk {
 namespace kernels {
 namespace scalar {
 
-void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out) {
+namespace {
+void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out) {
   const std::size_t block_bytes = 16 * d_even;
   for (std::size_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = packed + b * block_bytes;
@@ -21,6 +22,12 @@ void lut4_scan(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, st
     }
     for (int v = 0; v < 32; ++v) out[b * 32 + v] = sums[v];
   }
+}
+}  // namespace
+
+void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride) {
+  for (std::size_t j = 0; j < nq; ++j) scan_one(lut + j * lut_stride, d_even, packed, nblocks, out + j * out_stride);
 }
 
 }  // namespace scalar
