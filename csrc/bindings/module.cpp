@@ -324,6 +324,24 @@ py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& cod
   return out;
 }
 
+py::array_t<float> pq_tables(const py::array& x, const py::array& centroids, bool l2, int threads) {
+  require<float>(x, "x", 2);
+  require<float>(centroids, "centroids", 3);
+  const std::size_t nq = x.shape(0), m = centroids.shape(0), k = centroids.shape(1), dsub = centroids.shape(2);
+  if (static_cast<std::size_t>(x.shape(1)) != m * dsub) {
+    throw py::value_error("x must have M * dsub columns, like centroids (M, K, dsub)");
+  }
+  py::array_t<float> out({nq, m, k});
+  const float* xp = static_cast<const float*>(x.data());
+  const float* cp = static_cast<const float*>(centroids.data());
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::pq_tables(xp, nq, m, dsub, cp, k, l2, op, threads);
+  }
+  return out;
+}
+
 py::tuple pq8_quantize_tables(const py::array& tables) {
   require<float>(tables, "tables", 3);
   const std::size_t nq = tables.shape(0), m = tables.shape(1);
@@ -470,6 +488,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("k"), py::arg("threads") = 0);
   m.def("pq8_search_topk", &pq8_search_topk, py::arg("luts"), py::arg("codes"), py::arg("alpha"), py::arg("beta"),
         py::arg("k"), py::arg("threads") = 0);
+  m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));
   m.def("lut4_quantize_tables", &lut4_quantize_tables, py::arg("tables"));
   m.def("lut4_score_candidates", &lut4_score_candidates, py::arg("tables"), py::arg("packed"), py::arg("n"),

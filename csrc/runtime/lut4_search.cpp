@@ -11,6 +11,7 @@
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
 #include "runtime/topk.h"
+#include "runtime/round.h"
 
 namespace medqk {
 
@@ -114,9 +115,7 @@ void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, ui
     const float step = span > 0.0f ? span / 255.0f : 1.0f;
     for (std::size_t j = 0; j < s; ++j) {
       for (int c = 0; c < 16; ++c) {
-        float v = std::nearbyint((t[j * 16 + c] - lo[j]) / step);
-        v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
-        out[j * 16 + c] = static_cast<uint8_t>(v);
+        out[j * 16 + c] = static_cast<uint8_t>(runtime::round_clamp((t[j * 16 + c] - lo[j]) / step, 255));
       }
     }
     if (s_even != s) std::memset(out + s * 16, 0, 16);

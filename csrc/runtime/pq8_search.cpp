@@ -9,6 +9,7 @@
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
 #include "runtime/topk.h"
+#include "runtime/round.h"
 
 namespace medqk {
 
@@ -36,9 +37,7 @@ void pq8_quantize_tables(const float* tables, std::size_t nq, std::size_t m, uin
     const float step = span > 0.0f ? span / 65535.0f : 1.0f;
     for (std::size_t s = 0; s < m; ++s) {
       for (int c = 0; c < 256; ++c) {
-        float v = std::nearbyint((t[s * 256 + c] - lo[s]) / step);
-        v = v < 0.0f ? 0.0f : (v > 65535.0f ? 65535.0f : v);
-        out[s * 256 + c] = static_cast<uint16_t>(v);
+        out[s * 256 + c] = static_cast<uint16_t>(runtime::round_clamp((t[s * 256 + c] - lo[s]) / step, 65535));
       }
     }
     alpha[q] = step;

@@ -130,6 +130,12 @@ void pq8_quantize_tables(const float* tables, std::size_t nq, std::size_t m, uin
 void pq8_search_topk(Isa isa, const uint16_t* luts, std::size_t nq, std::size_t m, const uint8_t* codes,
                      std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
                      int64_t* ids, int threads);
+// Product-quantization lookup tables (csrc/runtime/pq_tables.cpp): x is nq x (m * dsub), centroids
+// m x k x dsub; out[q, s, c] = sum_d x[q, s * dsub + d] * centroids[s, c, d] (metric ip), or 2 * that
+// - |centroids[s, c]|^2 (l2: the sum over s is then 2 q.x_hat - |x_hat|^2 up to |q|^2). Sums run over d
+// in order, without FMA (the Numba twin gives the same floats).
+void pq_tables(const float* x, std::size_t nq, std::size_t m, std::size_t dsub, const float* centroids,
+               std::size_t k, bool l2, float* out, int threads);
 // Float tables (nq x s x 16) -> uint8 tables (nq x s_even x 16) with one step per query:
 // luts = clamp(round_half_even((t - min_c t[j]) / alpha), 0, 255), alpha = max_j (max_c - min_c) / 255,
 // beta = sum_j min_c t[j] (float32, in subspace order), so sum of t ~ alpha * sum of luts + beta.

@@ -118,7 +118,7 @@ class FlatLUT4Index(Index):
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], _QUERY_CHUNK):
             qc = q[q0 : q0 + _QUERY_CHUNK]
-            tables = self.codec.tables(qc, self.metric)
+            tables = self.codec.tables(qc, self.metric, threads)
             luts, alpha, beta = quantize_tables(tables)
             if _backend.backend == "native":
                 _, cand = _backend._core.lut4_search_topk(

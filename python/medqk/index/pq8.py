@@ -70,7 +70,7 @@ class FlatPQ8Index(Index):
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], _QUERY_CHUNK):
             qc = q[q0 : q0 + _QUERY_CHUNK]
-            tables = self.codec.tables(qc, self.metric)  # (nq, M, 256)
+            tables = self.codec.tables(qc, self.metric, threads)  # (nq, M, 256)
             luts, alpha, beta = quantize_tables16(tables)
             if _backend.backend == "native":
                 _, cand = _backend._core.pq8_search_topk(luts, self._codes, alpha, beta, kc, threads)

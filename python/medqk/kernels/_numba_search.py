@@ -157,3 +157,26 @@ def quantize_tables(tables, luts, alpha, beta, top):
                 luts[q, j, c] = 0
         alpha[q] = step
         beta[q] = offset
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def pq_tables(x, centroids, l2, out):
+    """Twin of the native pq_tables: out[q, s, c] = sum_d x[q, s*dsub + d] * centroids[s, c, d] in d order
+    (l2: 2 * that - |centroids[s, c]|^2), the same float32 operations in the same order."""
+    nq = x.shape[0]
+    m, k, dsub = centroids.shape
+    norms = np.zeros((m, k), dtype=np.float32)
+    if l2:
+        for s in range(m):
+            for c in range(k):
+                nrm = np.float32(0.0)
+                for d in range(dsub):
+                    nrm += centroids[s, c, d] * centroids[s, c, d]
+                norms[s, c] = nrm
+    for q in prange(nq):
+        for s in range(m):
+            for c in range(k):
+                acc = np.float32(0.0)
+                for d in range(dsub):
+                    acc += x[q, s * dsub + d] * centroids[s, c, d]
+                out[q, s, c] = np.float32(2.0) * acc - norms[s, c] if l2 else acc

@@ -206,7 +206,7 @@ class LevelCodec:
         padded = np.concatenate([codes, np.zeros((codes.shape[0], d & 1), np.uint8)], axis=1) if d & 1 else codes
         return (padded[:, 0::2] | (padded[:, 1::2] << 2)).astype(np.uint8)
 
-    def tables(self, q: np.ndarray, metric: str) -> np.ndarray:
+    def tables(self, q: np.ndarray, metric: str, threads: int | None = None) -> np.ndarray:
         """Float tables (nq, S, 16): the contribution of each sub-code to the score of q (higher better).
 
         ip: q_d * level; l2: 2 q_d level - level^2 (so the sum is 2 q.x_hat - |x_hat|^2).
