@@ -12,7 +12,9 @@
 // scan(lut, lut_stride, nq, d_even, packed, nblocks, out, out_stride): for each query j < nq
 // (1 <= nq <= kLut4MaxQueries), with tables at lut + j * lut_stride,
 // out[j * out_stride + v] = sum_s table_j[s][code[v][s]] as uint32 for the nblocks * 32 vectors of
-// `packed`. A batch of queries shares each load of the codes (the scan is bound by lookups and their
+// `packed`; and masks[j * nblocks + b] has bit u set where sum of vector 32 b + u > thresholds[j]
+// (signed compare; the selection then reads only the sums of blocks with a candidate, like faiss's
+// in-register threshold test). A batch of queries shares each load of the codes (the scan is bound by lookups and their
 // accumulation, not by memory, once the codes are in cache). Exact: every kernel accumulates in 16 bits
 // for at most 256 pairs of subspaces (255 * 257 < 65536) before widening to 32 bits.
 #pragma once
@@ -26,23 +28,28 @@ namespace kernels {
 constexpr std::size_t kLut4MaxQueries = 4;
 
 using Lut4ScanFn = void (*)(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
-                            const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride);
+                            const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
+                            const int32_t* thresholds, uint32_t* masks);
 
 namespace scalar {
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride);
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
+               uint32_t* masks);
 }  // namespace scalar
 namespace avx2 {
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride);
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
+               uint32_t* masks);
 }  // namespace avx2
 namespace avx512vnni {
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride);
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
+               uint32_t* masks);
 }  // namespace avx512vnni
 namespace neon {
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride);
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
+               uint32_t* masks);
 }  // namespace neon
 
 }  // namespace kernels

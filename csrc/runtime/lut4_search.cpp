@@ -66,19 +66,25 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
     const std::size_t g = static_cast<std::size_t>(t) / parts, part = static_cast<std::size_t>(t) % parts;
     const std::size_t q0 = g * group, nqg = std::min(group, nq - q0);
     const std::size_t c0 = nchunks * part / parts, c1 = nchunks * (part + 1) / parts;
-    std::vector<uint32_t> sums(group * sums_stride);
+    std::vector<uint32_t> sums(group * sums_stride), masks(group * kChunkBlocks);
+    int32_t thresholds[kernels::kLut4MaxQueries];
     runtime::SumsTopK heaps[kernels::kLut4MaxQueries];
     for (std::size_t j = 0; j < nqg; ++j) heaps[j].reset(topk);
-    for (std::size_t c = c0; c < c1; ++c) {
-      const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
+    // chunk boundaries in blocks; the first chunk of a part is a single block, so that the heaps have a
+    // threshold (the k-th best of what they saw) before the kernel tests the next thousand vectors
+    const std::size_t first = c0 * kChunkBlocks, last = std::min(nblocks, c1 * kChunkBlocks);
+    for (std::size_t b0 = first; b0 < last;) {
+      const std::size_t nb = std::min(b0 == first ? std::size_t(1) : kChunkBlocks, last - b0);
+      for (std::size_t j = 0; j < nqg; ++j) thresholds[j] = heaps[j].threshold();
       scan(luts + q0 * d_even * 16, d_even * 16, nqg, d_even, packed + b0 * block_bytes, nb, sums.data(),
-           sums_stride);
+           sums_stride, thresholds, masks.data());
       const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n - v0);
       // sums < 2^24 (at most 255 * 1028): exact as float keys and as int32
       for (std::size_t j = 0; j < nqg; ++j) {
-        heaps[j].offer(reinterpret_cast<const int32_t*>(sums.data() + j * sums_stride), nv,
-                            static_cast<int64_t>(v0));
+        heaps[j].offer_masked(reinterpret_cast<const int32_t*>(sums.data() + j * sums_stride), masks.data() + j * nb,
+                              nb, nv, static_cast<int64_t>(v0));
       }
+      b0 += nb;
     }
     for (std::size_t j = 0; j < nqg; ++j) {
       const std::size_t q = q0 + j;

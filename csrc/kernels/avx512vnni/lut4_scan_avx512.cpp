@@ -36,7 +36,8 @@ inline __m256i fold2(__m256i v) {
 
 template <int NQ>
 void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even, const uint8_t* packed,
-                  std::size_t nblocks, uint32_t* out, std::size_t out_stride) {
+                  std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
+                  uint32_t* masks) {
   const std::size_t pairs = d_even / 2;
   const std::size_t quads = pairs / 2;  // iterations of 64 bytes
   const std::size_t block_bytes = 16 * d_even;
@@ -98,10 +99,19 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
       const __m256i lo_23 = _mm256_unpackhi_epi32(tot_lo_even[j], tot_lo_odd[j]);
       const __m256i hi_01 = _mm256_unpacklo_epi32(tot_hi_even[j], tot_hi_odd[j]);
       const __m256i hi_23 = _mm256_unpackhi_epi32(tot_hi_even[j], tot_hi_odd[j]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm256_permute2x128_si256(lo_01, lo_23, 0x20));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), _mm256_permute2x128_si256(lo_01, lo_23, 0x31));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16), _mm256_permute2x128_si256(hi_01, hi_23, 0x20));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 24), _mm256_permute2x128_si256(hi_01, hi_23, 0x31));
+      const __m256i v0 = _mm256_permute2x128_si256(lo_01, lo_23, 0x20);
+      const __m256i v1 = _mm256_permute2x128_si256(lo_01, lo_23, 0x31);
+      const __m256i v2 = _mm256_permute2x128_si256(hi_01, hi_23, 0x20);
+      const __m256i v3 = _mm256_permute2x128_si256(hi_01, hi_23, 0x31);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), v0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), v1);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16), v2);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 24), v3);
+      const __m256i thr = _mm256_set1_epi32(thresholds[j]);
+      auto bits = [&](__m256i v) {
+        return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(v, thr))));
+      };
+      masks[j * nblocks + b] = bits(v0) | bits(v1) << 8 | bits(v2) << 16 | bits(v3) << 24;
     }
   }
 }
@@ -109,12 +119,13 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
 }  // namespace
 
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
-               const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride) {
+               const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
+               const int32_t* thresholds, uint32_t* masks) {
   switch (nq) {
-    case 1: return scan_queries<1>(lut, lut_stride, d_even, packed, nblocks, out, out_stride);
-    case 2: return scan_queries<2>(lut, lut_stride, d_even, packed, nblocks, out, out_stride);
-    case 3: return scan_queries<3>(lut, lut_stride, d_even, packed, nblocks, out, out_stride);
-    default: return scan_queries<4>(lut, lut_stride, d_even, packed, nblocks, out, out_stride);
+    case 1: return scan_queries<1>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
+    case 2: return scan_queries<2>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
+    case 3: return scan_queries<3>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
+    default: return scan_queries<4>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
   }
 }
 

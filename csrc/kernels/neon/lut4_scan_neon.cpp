@@ -14,7 +14,11 @@ namespace neon {
 namespace {
 constexpr std::size_t kFlushPairs = 128;  // two lookups per pair and lane: 2 * 128 * 255 < 65536
 
-void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out) {
+void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out,
+              int32_t threshold, uint32_t* masks) {
+  const int32x4_t thr = vdupq_n_s32(threshold);
+  static const uint32_t kBits[4] = {1, 2, 4, 8};
+  const uint32x4_t bits = vld1q_u32(kBits);
   const std::size_t pairs = d_even / 2;
   const std::size_t block_bytes = 16 * d_even;
   const uint8x16_t nibble = vdupq_n_u8(0x0f);
@@ -45,7 +49,13 @@ void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std
         tot[2 * g + 1] = vaddw_high_u16(tot[2 * g + 1], acc[g]);
       }
     }
-    for (int g = 0; g < 8; ++g) vst1q_u32(out + b * 32 + 4 * g, tot[g]);
+    uint32_t mask = 0;
+    for (int g = 0; g < 8; ++g) {
+      vst1q_u32(out + b * 32 + 4 * g, tot[g]);
+      const uint32x4_t gt = vcgtq_s32(vreinterpretq_s32_u32(tot[g]), thr);
+      mask |= vaddvq_u32(vandq_u32(gt, bits)) << (4 * g);
+    }
+    masks[b] = mask;
   }
 }
 
@@ -54,8 +64,11 @@ void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std
 // Queries one at a time: sharing the code loads between queries, as the x86 scans do, is left until it can
 // be measured on real ARM hardware (under qemu, timings mean nothing).
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride) {
-  for (std::size_t j = 0; j < nq; ++j) scan_one(lut + j * lut_stride, d_even, packed, nblocks, out + j * out_stride);
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
+               uint32_t* masks) {
+  for (std::size_t j = 0; j < nq; ++j) {
+    scan_one(lut + j * lut_stride, d_even, packed, nblocks, out + j * out_stride, thresholds[j], masks + j * nblocks);
+  }
 }
 
 }  // namespace neon

@@ -6,7 +6,8 @@ namespace kernels {
 namespace scalar {
 
 namespace {
-void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out) {
+void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std::size_t nblocks, uint32_t* out,
+              int32_t threshold, uint32_t* masks) {
   const std::size_t block_bytes = 16 * d_even;
   for (std::size_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = packed + b * block_bytes;
@@ -20,14 +21,22 @@ void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std
         sums[i + 16] += t0[codes[i] >> 4] + t1[codes[16 + i] >> 4];
       }
     }
-    for (int v = 0; v < 32; ++v) out[b * 32 + v] = sums[v];
+    uint32_t mask = 0;
+    for (int v = 0; v < 32; ++v) {
+      out[b * 32 + v] = sums[v];
+      mask |= static_cast<uint32_t>(static_cast<int32_t>(sums[v]) > threshold) << v;
+    }
+    masks[b] = mask;
   }
 }
 }  // namespace
 
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride) {
-  for (std::size_t j = 0; j < nq; ++j) scan_one(lut + j * lut_stride, d_even, packed, nblocks, out + j * out_stride);
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
+               uint32_t* masks) {
+  for (std::size_t j = 0; j < nq; ++j) {
+    scan_one(lut + j * lut_stride, d_even, packed, nblocks, out + j * out_stride, thresholds[j], masks + j * nblocks);
+  }
 }
 
 }  // namespace scalar
