@@ -305,7 +305,8 @@ py::array_t<float> lut4_score_candidates(const py::array& tables, const py::arra
   return scores;
 }
 
-py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& codes, const py::array& cand) {
+py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& codes, const py::array& cand,
+                                       int threads) {
   require<float>(qs, "qs", 2);
   require<int8_t>(codes, "codes", 2);
   require<int64_t>(cand, "cand", 2);
@@ -319,7 +320,7 @@ py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& cod
   float* op = out.mutable_data();
   {
     py::gil_scoped_release release;
-    medqk::s8_score_candidates(qp, nq, d, cp, n, ip, kc, op);
+    medqk::s8_score_candidates(qp, nq, d, cp, n, ip, kc, op, threads);
   }
   return out;
 }
@@ -495,7 +496,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cand"));
   m.def("lut4_search_topk", &lut4_search_topk, py::arg("luts"), py::arg("packed"), py::arg("n"), py::arg("d"),
         py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0);
-  m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"));
+  m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
+        py::arg("threads") = 0);
   m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),

@@ -91,29 +91,37 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
 namespace medqk {
 
 void s8_score_candidates(const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
-                         const int64_t* cand, std::size_t kc, float* out) {
-  for (std::size_t q = 0; q < nq; ++q) {
-    const float* qq = qs + q * d;
-    for (std::size_t c = 0; c < kc; ++c) {
-      const int64_t v = cand[q * kc + c];
-      if (v < 0 || static_cast<std::size_t>(v) >= n) {
-        out[q * kc + c] = -std::numeric_limits<float>::infinity();
-        continue;
+                         const int64_t* cand, std::size_t kc, float* out, int threads) {
+  if (threads <= 0) threads = hardware_threads();
+  if (nq * kc * d < (std::size_t(1) << 18)) threads = 1;
+  constexpr std::size_t kQueriesPerTask = 8;
+  const std::size_t tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
+  runtime::parallel_for(static_cast<int>(tasks), threads, [&](int t) {
+    const std::size_t q1 = std::min(nq, (static_cast<std::size_t>(t) + 1) * kQueriesPerTask);
+    for (std::size_t q = static_cast<std::size_t>(t) * kQueriesPerTask; q < q1; ++q) {
+      const float* qq = qs + q * d;
+      for (std::size_t c = 0; c < kc; ++c) {
+        const int64_t v = cand[q * kc + c];
+        if (v < 0 || static_cast<std::size_t>(v) >= n) {
+          out[q * kc + c] = -std::numeric_limits<float>::infinity();
+          continue;
+        }
+        const int8_t* row = codes + static_cast<std::size_t>(v) * d;
+        // 16 partial sums, lane l adding the products j = l (mod 16) in order, then a fixed tree: the
+        // compiler keeps the lanes in four SSE registers (four independent add chains instead of one),
+        // and the Numba twin adds in exactly this order.
+        float s[16] = {};
+        std::size_t j = 0;
+        for (; j + 16 <= d; j += 16) {
+          for (int l = 0; l < 16; ++l) s[l] += qq[j + l] * static_cast<float>(row[j + l]);
+        }
+        for (int l = 0; j + l < d; ++l) s[l] += qq[j + l] * static_cast<float>(row[j + l]);
+        for (int l = 0; l < 8; ++l) s[l] += s[l + 8];
+        for (int l = 0; l < 4; ++l) s[l] += s[l + 4];
+        out[q * kc + c] = (s[0] + s[2]) + (s[1] + s[3]);
       }
-      const int8_t* row = codes + static_cast<std::size_t>(v) * d;
-      // four partial sums in a fixed order (vectorizable at the baseline ISA; the Numba twin adds the same way)
-      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-      std::size_t j = 0;
-      for (; j + 4 <= d; j += 4) {
-        s0 += qq[j] * static_cast<float>(row[j]);
-        s1 += qq[j + 1] * static_cast<float>(row[j + 1]);
-        s2 += qq[j + 2] * static_cast<float>(row[j + 2]);
-        s3 += qq[j + 3] * static_cast<float>(row[j + 3]);
-      }
-      for (; j < d; ++j) s0 += qq[j] * static_cast<float>(row[j]);
-      out[q * kc + c] = (s0 + s1) + (s2 + s3);
     }
-  }
+  });
 }
 
 }  // namespace medqk

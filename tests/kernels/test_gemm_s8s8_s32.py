@@ -150,3 +150,39 @@ def test_bad_packed_and_threads(backend):
         medqk.pack_s8(np.zeros((1, medqk.MAX_GEMM_K + 1), dtype=np.int8))
     with pytest.raises(TypeError, match="pack_s8"):
         medqk.PackedS8()
+
+
+_NUMBA_PATH_CHECK = """
+import numpy as np
+from medqk.kernels import _numba as nb
+rng = np.random.default_rng(5)
+for m, n, k in [(1, 1, 1), (7, 33, 31), (17, 16, 33), (65, 129, 63), (6, 5, 4100), (2, 3, 131071)]:
+    a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+    b = rng.integers(-128, 128, (n, k), dtype=np.int8)
+    if k == 131071:
+        a[:] = -128
+        b[:] = -128
+    out = np.empty((m, n), np.int32)
+    nb.gemm_s8s8_s32(a, b, out)
+    assert (out == a.astype(np.int64) @ b.astype(np.int64).T).all(), (m, n, k)
+print(nb.VNNI)
+"""
+
+
+@pytest.mark.parametrize("vnni", ["0", "1"])
+def test_numba_product_paths(vnni):
+    # The Numba GEMM compiles one of two products, chosen when the module loads: vpdpbusd (uint8 a + 128,
+    # corrected by 128 * sum(b)) where the CPU has VNNI, int16 pairs elsewhere. Both run here, each in a
+    # fresh interpreter, at the widths and sums where they could go wrong (K past one block, the largest K,
+    # int32 wrap-around of the uncorrected VNNI sums).
+    pytest.importorskip("numba")
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MEDQK_NUMBA_VNNI=vnni)
+    res = subprocess.run([sys.executable, "-c", _NUMBA_PATH_CHECK], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    if vnni == "0":
+        assert res.stdout.strip() == "False"

@@ -121,11 +121,11 @@ def test_s8_candidate_scores_twin():
     from medqk.kernels import _numba_search
 
     rng = np.random.default_rng(5)
-    for d in (1, 3, 4, 7, 384):
+    for d in (1, 3, 4, 7, 15, 16, 17, 33, 384, 385):
         qs = rng.standard_normal((6, d)).astype(np.float32)
         codes = rng.integers(-128, 128, (40, d), dtype=np.int8)
         cand = rng.integers(-1, 41, (6, 9)).astype(np.int64)  # includes -1 and n (out of range)
-        s1 = _backend._core.s8_score_candidates(qs, codes, cand)
+        s1 = _backend._core.s8_score_candidates(qs, codes, cand, 2)
         s2 = np.empty_like(s1)
         _numba_search.s8_score_candidates(qs, codes, cand, s2)
         np.testing.assert_array_equal(s1, s2)

@@ -99,10 +99,11 @@ void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const 
 void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
                     int threads);
-// out[q, c] = sum_j qs[q, j] * codes[cand[q, c], j] in float32 (four strided partial sums, added
-// (s0 + s1) + (s2 + s3)); an id outside [0, n) gives -inf. Re-scores candidates with a float query.
+// out[q, c] = sum_j qs[q, j] * codes[cand[q, c], j] in float32 (16 partial sums, lane l adding the
+// j = l mod 16 in order, then s[l] += s[l + 8], s[l] += s[l + 4], (s0 + s2) + (s1 + s3)); an id outside
+// [0, n) gives -inf. Re-scores candidates with a float query; threads <= 0: all cores.
 void s8_score_candidates(const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
-                         const int64_t* cand, std::size_t kc, float* out);
+                         const int64_t* cand, std::size_t kc, float* out, int threads = 0);
 
 // fp16 flat search (csrc/runtime/search_f16.cpp): x holds n IEEE half vectors (uint16 bits);
 // score(i, j) = alpha * (q_i . float(x_j)) + (bias ? bias[j] : 0), top-k fused, ties -> lower id.

@@ -257,18 +257,19 @@ class FlatInt8Index(Index):
                 _numba_search.search_s8_topk(qcode, packed._rows, alpha, bias if bias is not None else empty, k, scores, ids)
         return ids
 
-    def score_ids(self, q: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    def score_ids(self, q: np.ndarray, cand: np.ndarray, threads: int = 0) -> np.ndarray:
         """Float scores of the float queries against the stored codes of ``cand`` (nq, kc), exactly
         q . x_hat (ip) or 2 q . x_hat - |x_hat|^2 (l2), with x_hat = offset + scale * code."""
         qs = np.ascontiguousarray(q * self.quantizer.scale, dtype=np.float32)
         cand = np.ascontiguousarray(cand, dtype=np.int64)
         if _backend.backend == "native":
-            s = _backend._core.s8_score_candidates(qs, self._codes, cand)
+            s = _backend._core.s8_score_candidates(qs, self._codes, cand, threads)
         else:
             from ..kernels import _numba_search
 
             s = np.empty(cand.shape, dtype=np.float32)
-            _numba_search.s8_score_candidates(qs, self._codes, cand, s)
+            with _backend.numba_kernels().threads(threads):
+                _numba_search.s8_score_candidates(qs, self._codes, cand, s)
         s = s + (q @ self.quantizer.offset)[:, None].astype(np.float32)
         if self.metric == "l2":
             s = 2 * s - self._sqnorms[cand]
@@ -333,7 +334,7 @@ class RerankIndex(Index):
         for q0 in range(0, q.shape[0], 256):
             c = cand[q0 : q0 + 256]
             if hasattr(self.refine, "score_ids"):
-                s = self.refine.score_ids(q[q0 : q0 + 256], c)
+                s = self.refine.score_ids(q[q0 : q0 + 256], c, threads)
             else:
                 vecs = self.refine.vectors(c.reshape(-1)).reshape(c.shape[0], kc, self.dim)
                 s = np.einsum("qcd,qd->qc", vecs, q[q0 : q0 + 256])

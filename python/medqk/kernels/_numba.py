@@ -7,11 +7,13 @@ validated shapes and dtypes already; these functions write into preallocated out
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import carray, cfunc, njit, prange, types
+from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, models, register_model
 
@@ -37,6 +39,9 @@ def threads(count: int):
 # with the add into vpdpwssd where AVX-VNNI exists) and other targets lower to their widening
 # multiply-adds. Every step is exact: int8 values widened to int16, products |x*y| <= 2**14, pair sums
 # <= 2**15 in int32 lanes, then int32 additions (K <= 131071 keeps every sum below 2**31).
+# Where the CPU has VNNI (VNNI below), _dpbusd calls vpdpbusd itself: twice the products per instruction,
+# uint8 x int8, so a is stored as a + 128 and 128 * sum(b) is subtracted at the end (the native avx512vnni
+# kernel's method; int32 sums wrap, and the difference is exact).
 
 _V8 = ir.VectorType(ir.IntType(32), 8)
 _V16 = ir.VectorType(ir.IntType(32), 16)
@@ -98,6 +103,68 @@ def _madd16(typingctx, acc, x, i, y, j):
     return _i32x8(acc, x, i, y, j), codegen
 
 
+def _host_has_vnni() -> bool:
+    """Whether Numba compiles for this CPU and it has 256-bit vpdpbusd (AVX-VNNI, or AVX-512 VNNI + VL).
+
+    MEDQK_NUMBA_VNNI=0 turns it off (the tests use that to run the int16 path on VNNI machines too); a
+    generic Numba target (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES set) never uses it, since code compiled for
+    another CPU must not contain the instruction.
+    """
+    if os.environ.get("MEDQK_NUMBA_VNNI", "1") == "0":
+        return False
+    if numba.config.CPU_NAME not in (None, "host") or numba.config.CPU_FEATURES is not None:
+        return False
+    try:
+        import llvmlite.binding as llvm
+
+        f = llvm.get_host_cpu_features()
+        return bool(f.get("avxvnni", False) or (f.get("avx512vnni", False) and f.get("avx512vl", False)))
+    except (ImportError, AttributeError, RuntimeError):  # pragma: no cover - feature query unavailable
+        return False
+
+
+VNNI = _host_has_vnni()
+
+
+@intrinsic
+def _dpbusd(typingctx, acc, x, i, y, j):
+    """acc + x[i:i+32] (uint8) . y[j:j+32] (int8) in groups of 4: lane t adds the products 4t..4t+3.
+
+    One vpdpbusd (32 multiply-adds, exact: |u8 * s8| <= 32640 and the 4 products are summed in int32).
+    Only compiled where VNNI is true.
+    """
+    if not (isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" and x.dtype == types.uint8):
+        return None
+    if not (isinstance(y, types.Array) and y.ndim == 1 and y.layout == "C" and y.dtype == types.int8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        acc_v, x_v, i_v, y_v, j_v = args
+        vec = ir.VectorType(ir.IntType(8), 32)
+
+        def load(arrty, arr, idxty, idx):
+            data = context.make_array(arrty)(context, builder, arr).data
+            idx = context.cast(builder, idx, idxty, types.intp)
+            ptr = builder.bitcast(builder.gep(data, [idx]), vec.as_pointer())
+            return builder.bitcast(builder.load(ptr, align=1), _V8)
+
+        xa = load(sig.args[1], x_v, sig.args[2], i_v)
+        yb = load(sig.args[3], y_v, sig.args[4], j_v)
+        fnty = ir.FunctionType(_V8, [_V8, _V8, _V8])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.avx512.vpdpbusd.256")
+        return builder.call(fn, [acc_v, xa, yb])
+
+    return _i32x8(acc, x, i, y, j), codegen
+
+
+# The product step of the micro-kernels: 32 int8 products per call with VNNI (a stored as a + 128 in
+# uint8, corrected by 128 * sum(b) at the end), else 16 (a widened to int16).
+if VNNI:
+    _madd, _STEP, _SCRATCH = _dpbusd, 32, np.uint8
+else:
+    _madd, _STEP, _SCRATCH = _madd16, 16, np.int16
+
+
 @intrinsic
 def _vsum4(typingctx, x0, x1, x2, x3):
     """(sum of the lanes of x0, ..., of x3), int32 wrapping like the lanes: three rounds of shuffle + add."""
@@ -157,18 +224,18 @@ def _tile_5x2(w, r, b0, b1, p0, p1, out, i, j, add):
     c31 = _vzero()
     c40 = _vzero()
     c41 = _vzero()
-    for p in range(p0, p1, 16):
+    for p in range(p0, p1, _STEP):
         q = p - p0
-        c00 = _madd16(c00, x0, q, b0, p)
-        c01 = _madd16(c01, x0, q, b1, p)
-        c10 = _madd16(c10, x1, q, b0, p)
-        c11 = _madd16(c11, x1, q, b1, p)
-        c20 = _madd16(c20, x2, q, b0, p)
-        c21 = _madd16(c21, x2, q, b1, p)
-        c30 = _madd16(c30, x3, q, b0, p)
-        c31 = _madd16(c31, x3, q, b1, p)
-        c40 = _madd16(c40, x4, q, b0, p)
-        c41 = _madd16(c41, x4, q, b1, p)
+        c00 = _madd(c00, x0, q, b0, p)
+        c01 = _madd(c01, x0, q, b1, p)
+        c10 = _madd(c10, x1, q, b0, p)
+        c11 = _madd(c11, x1, q, b1, p)
+        c20 = _madd(c20, x2, q, b0, p)
+        c21 = _madd(c21, x2, q, b1, p)
+        c30 = _madd(c30, x3, q, b0, p)
+        c31 = _madd(c31, x3, q, b1, p)
+        c40 = _madd(c40, x4, q, b0, p)
+        c41 = _madd(c41, x4, q, b1, p)
     s00, s01, s10, s11 = _vsum4(c00, c01, c10, c11)
     s20, s21, s30, s31 = _vsum4(c20, c21, c30, c31)
     s40, s41, _, _ = _vsum4(c40, c41, c40, c41)
@@ -191,12 +258,12 @@ def _tile_1x4(x, b0, b1, b2, b3, p0, p1, out, i, j, add):
     c1 = _vzero()
     c2 = _vzero()
     c3 = _vzero()
-    for p in range(p0, p1, 16):
+    for p in range(p0, p1, _STEP):
         q = p - p0
-        c0 = _madd16(c0, x, q, b0, p)
-        c1 = _madd16(c1, x, q, b1, p)
-        c2 = _madd16(c2, x, q, b2, p)
-        c3 = _madd16(c3, x, q, b3, p)
+        c0 = _madd(c0, x, q, b0, p)
+        c1 = _madd(c1, x, q, b1, p)
+        c2 = _madd(c2, x, q, b2, p)
+        c3 = _madd(c3, x, q, b3, p)
     s0, s1, s2, s3 = _vsum4(c0, c1, c2, c3)
     _put(out, i, j, s0, add)
     _put(out, i, j + 1, s1, add)
@@ -208,19 +275,35 @@ def _tile_1x4(x, b0, b1, b2, b3, p0, p1, out, i, j, add):
 def _tile_1x1(x, b0, p0, p1, out, i, j, add):
     """out[i, j] (+)= x . b0[p0:p1]: leftover rows of b."""
     c0 = _vzero()
-    for p in range(p0, p1, 16):
-        c0 = _madd16(c0, x, p - p0, b0, p)
+    for p in range(p0, p1, _STEP):
+        c0 = _madd(c0, x, p - p0, b0, p)
     s0, _, _, _ = _vsum4(c0, c0, c0, c0)
     _put(out, i, j, s0, add)
 
 
+if VNNI:
+
+    @njit(inline="always")
+    def _widen(v):
+        return np.uint8(np.int32(v) + 128)
+
+else:
+
+    @njit(inline="always")
+    def _widen(v):
+        return np.int16(v)
+
+
 def _gemm_tile(pa, pb, plast, pw, pout, m, n, k, i0, i1, j0, j1, kc, ldw):
-    """out[i0:i1, j0:j1] of gemm_s8s8_s32, block by block over K; w (i1 - i0, ldw) int16 is scratch.
+    """out[i0:i1, j0:j1] of gemm_s8s8_s32, block by block over K; w (i1 - i0, ldw) _SCRATCH is scratch.
+
+    With VNNI the tile holds a . b + 128 * sum(b) (a stored as a + 128 in uint8): the caller subtracts
+    the column sums.
 
     Compiled once, on first use, as a C callback (see _gemm_tile_call); it allocates nothing, so it
     cannot fail.
     """
-    kp = (k + 15) // 16 * 16
+    kp = (k + _STEP - 1) // _STEP * _STEP
     a = carray(pa, (m, k))
     b = carray(pb, (n, k))
     last = carray(plast, (kp,))
@@ -238,9 +321,9 @@ def _gemm_tile(pa, pb, plast, pw, pout, m, n, k, i0, i1, j0, j1, kc, ldw):
             src = a[i0 + r, p0:pe]
             dst = w[r]
             for p in range(pe - p0):
-                dst[p] = src[p]
+                dst[p] = _widen(src[p])
             for p in range(pe - p0, p1 - p0):
-                dst[p] = 0
+                dst[p] = 0  # padding: multiplies the bytes read past the end of a row of b by 0
         for r in range(0, full, _MR):
             for j in range(j0, j2, 2):
                 _tile_5x2(w, r, b[j], b[j + 1] if j + 1 < n - 1 else last, p0, p1, out, i0 + r, j, add)
@@ -257,7 +340,7 @@ def _gemm_tile(pa, pb, plast, pw, pout, m, n, k, i0, i1, j0, j1, kc, ldw):
                 _tile_1x1(x, b[j] if j < n - 1 else last, p0, p1, out, i0 + r, j, add)
 
 
-_TILE_ARRAYS = (types.int8, types.int8, types.int8, types.int16, types.int32)  # a, b, last, w, out
+_TILE_ARRAYS = (types.int8, types.int8, types.int8, numba.from_dtype(np.dtype(_SCRATCH)), types.int32)  # a b last w out
 _TILE_SIG = types.void(*[types.CPointer(t) for t in _TILE_ARRAYS], *([types.intp] * 9))
 _tile_callback = None
 
@@ -306,14 +389,14 @@ def gemm_s8s8_s32(a, b, out):
     b = np.ascontiguousarray(b)
     m, k = a.shape
     n = b.shape[0]
-    kp = (k + 15) // 16 * 16
+    kp = (k + _STEP - 1) // _STEP * _STEP
     last = np.empty(kp, dtype=np.int8)  # b[n - 1], zero-padded to kp
     for p in range(kp):
         last[p] = b[n - 1, p] if p < k else 0
     kc = kp  # K per block: all of it for GEMV-like shapes, else balanced blocks of at most _KC
     if m > _MR:
         blocks = (kp + _KC - 1) // _KC
-        kc = ((kp + blocks - 1) // blocks + 15) // 16 * 16
+        kc = ((kp + blocks - 1) // blocks + _STEP - 1) // _STEP * _STEP
     row_tiles = (m + _MB - 1) // _MB
     mb = ((m + row_tiles - 1) // row_tiles + _MR - 1) // _MR * _MR
     row_tiles = (m + mb - 1) // mb
@@ -325,16 +408,28 @@ def gemm_s8s8_s32(a, b, out):
     col_tiles = (n + nb - 1) // nb
     tiles = row_tiles * col_tiles
     workers = min(workers, tiles)
-    # one scratch block of widened rows of a per worker; +16 int16 per row, so that the 5 rows of a
+    colsum = np.zeros(n if VNNI else 0, dtype=np.int32)  # VNNI: sum(b[j]), to undo the +128 on a
+    if VNNI:
+        for j in prange(n):
+            t = 0
+            for p in range(k):
+                t += b[j, p]
+            colsum[j] = t
+    # one scratch block of widened rows of a per worker; 32 more bytes per row, so that the 5 rows of a
     # micro-tile are not 4 KiB apart (that costs about 10% at K = 2048)
-    w = np.empty((workers, mb, kc + 16), dtype=np.int16)
+    ldw = kc + _STEP
+    w = np.empty((workers, mb, ldw), dtype=_SCRATCH)
     for c in prange(workers):
         for t in range(c, tiles, workers):  # round robin: a worker keeps the same columns of b
             i0 = (t // col_tiles) * mb
             j0 = (t % col_tiles) * nb
             i1 = min(m, i0 + mb)
             j1 = min(n, j0 + nb)
-            _gemm_tile_call(a, b, last, w[c, : i1 - i0], out, m, n, k, i0, i1, j0, j1, kc, kc + 16)
+            _gemm_tile_call(a, b, last, w[c, : i1 - i0], out, m, n, k, i0, i1, j0, j1, kc, ldw)
+            if VNNI:  # int32 arithmetic wraps: the difference is exact although the tile sum may wrap
+                for i in range(i0, i1):
+                    for j in range(j0, j1):
+                        out[i, j] = out[i, j] - 128 * colsum[j]
 
 
 _TINY_ROW = np.float32(2.0**-119)  # rows with max|x| below this quantize to zeros, scale 1

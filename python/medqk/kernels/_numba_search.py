@@ -100,7 +100,7 @@ def search_s8_topk(a, b, alpha, bias, k, scores, ids):
 
 @njit(parallel=True, boundscheck=False, nogil=True)
 def s8_score_candidates(qs, codes, cand, out):
-    """Twin of the native s8_score_candidates: same float32 partial sums in the same order."""
+    """Twin of the native s8_score_candidates: the same 16 float32 partial sums, added in the same order."""
     nq, d = qs.shape
     n = codes.shape[0]
     kc = cand.shape[1]
@@ -110,21 +110,19 @@ def s8_score_candidates(qs, codes, cand, out):
             if v < 0 or v >= n:
                 out[q, c] = -np.inf
                 continue
-            s0 = np.float32(0.0)
-            s1 = np.float32(0.0)
-            s2 = np.float32(0.0)
-            s3 = np.float32(0.0)
+            s = np.zeros(16, dtype=np.float32)
             j = 0
-            while j + 4 <= d:
-                s0 = s0 + qs[q, j] * np.float32(codes[v, j])
-                s1 = s1 + qs[q, j + 1] * np.float32(codes[v, j + 1])
-                s2 = s2 + qs[q, j + 2] * np.float32(codes[v, j + 2])
-                s3 = s3 + qs[q, j + 3] * np.float32(codes[v, j + 3])
-                j += 4
-            while j < d:
-                s0 = s0 + qs[q, j] * np.float32(codes[v, j])
-                j += 1
-            out[q, c] = (s0 + s1) + (s2 + s3)
+            while j + 16 <= d:
+                for lane in range(16):
+                    s[lane] += qs[q, j + lane] * np.float32(codes[v, j + lane])
+                j += 16
+            for lane in range(d - j):
+                s[lane] += qs[q, j + lane] * np.float32(codes[v, j + lane])
+            for lane in range(8):
+                s[lane] += s[lane + 8]
+            for lane in range(4):
+                s[lane] += s[lane + 4]
+            out[q, c] = (s[0] + s[2]) + (s[1] + s[3])
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
