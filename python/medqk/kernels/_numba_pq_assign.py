@@ -1,0 +1,55 @@
+"""Numba twin of the PQ / k-means assignment (csrc/kernels/scalar/pq_assign_scalar.cpp).
+
+Same float32 operations in the same order as the scalar C++ reference (no FMA, no reassociation), so
+codes and distances equal the native scalar ISA bit for bit; SIMD ISAs differ by FMA rounding only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_ROW_BLOCK = 128
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def pq_assign(x, centroids, codes, dist):
+    """codes[i, j] = argmin_c ||c||^2 - 2 <x_ij, c> (lowest c among equal scores), dist = max(min + ||x_ij||^2, 0).
+
+    x (n, M * dsub) float32, centroids (M, K, dsub) float32 with K <= 256, codes (n, M) uint8,
+    dist (n, M) float32. Blocks of rows run in parallel; within a block, one subspace at a time.
+    """
+    n = x.shape[0]
+    m, k, dsub = centroids.shape
+    norms = np.empty((m, k), dtype=np.float32)
+    for j in range(m):
+        for c in range(k):
+            s = np.float32(0.0)
+            for p in range(dsub):
+                s += centroids[j, c, p] * centroids[j, c, p]
+            norms[j, c] = s
+    blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
+    for b in prange(blocks):
+        r0 = b * _ROW_BLOCK
+        r1 = min(n, r0 + _ROW_BLOCK)
+        for j in range(m):
+            o = j * dsub
+            for i in range(r0, r1):
+                xn = np.float32(0.0)
+                for p in range(dsub):
+                    xn += x[i, o + p] * x[i, o + p]
+                best = np.float32(np.inf)
+                idx = 0
+                for c in range(k):
+                    s = np.float32(0.0)
+                    for p in range(dsub):
+                        s += x[i, o + p] * centroids[j, c, p]
+                    score = norms[j, c] - np.float32(2.0) * s
+                    if score < best:
+                        best = score
+                        idx = c
+                d = best + xn
+                if d < 0:
+                    d = np.float32(0.0)
+                codes[i, j] = idx
+                dist[i, j] = d
