@@ -40,7 +40,9 @@ void pq_assign(Isa isa, const float* x, std::size_t n, std::size_t m, std::size_
   const std::size_t blocks = (n + kRowBlock - 1) / kRowBlock;
   runtime::parallel_for(static_cast<int>(blocks), threads, [&](int t) {
     const std::size_t r0 = static_cast<std::size_t>(t) * kRowBlock, rows = std::min(kRowBlock, n - r0);
-    assign(x + r0 * ldx, rows, ldx, m, dsub, ct.data(), norms.data(), kp, codes + r0 * m, dist + r0 * m);
+    std::vector<float> scratch(lanes * ldx);
+    assign(x + r0 * ldx, rows, ldx, m, dsub, ct.data(), norms.data(), kp, codes + r0 * m, dist + r0 * m,
+           scratch.data());
   });
 }
 

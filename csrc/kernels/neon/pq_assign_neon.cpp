@@ -13,7 +13,7 @@ namespace kernels {
 namespace neon {
 
 void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub, const float* ct,
-               const float* norms, std::size_t kp, uint8_t* codes, float* dist) {
+               const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* /*scratch*/) {
   const float32x4_t two = vdupq_n_f32(2.0f);
   const uint32x4_t step = vdupq_n_u32(4);
   const uint32_t lanes[4] = {0, 1, 2, 3};

@@ -1,6 +1,6 @@
-// Scalar reference of the PQ assignment (the oracle): every sum in float32 in order p, no FMA, strict <
-// while scanning centroids in index order (lowest index wins a tie). The Numba twin
-// (python/medqk/kernels/_numba_pq_assign.py) does the same operations, so the two agree bit for bit.
+// Scalar reference of the PQ assignment (the oracle): every sum in float32 in order p (starting from
+// x[0] * c[0]), no FMA, strict < while scanning centroids in index order (lowest index wins a tie). The Numba
+// twin (python/medqk/kernels/_numba_pq_assign.py) does the same operations, so the two agree bit for bit.
 #include <limits>
 
 #include "kernels/pq_assign.h"
@@ -10,7 +10,7 @@ namespace kernels {
 namespace scalar {
 
 void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub, const float* ct,
-               const float* norms, std::size_t kp, uint8_t* codes, float* dist) {
+               const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* /*scratch*/) {
   for (std::size_t j = 0; j < m; ++j) {  // subspace outer: its centroids stay in L1 across the rows
     const float* cj = ct + j * dsub * kp;
     const float* nj = norms + j * kp;
@@ -18,12 +18,16 @@ void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m,
       const float* xs = x + i * ldx + j * dsub;
       float xn = 0.0f;
       for (std::size_t p = 0; p < dsub; ++p) xn += xs[p] * xs[p];
+      // scores of all centroids, p outer: the c loop vectorizes (SSE2) without changing any sum's order
+      float acc[256];  // kp <= 256 (uint8 codes)
+      for (std::size_t c = 0; c < kp; ++c) acc[c] = xs[0] * cj[c];
+      for (std::size_t p = 1; p < dsub; ++p) {
+        for (std::size_t c = 0; c < kp; ++c) acc[c] += xs[p] * cj[p * kp + c];
+      }
       float best = std::numeric_limits<float>::infinity();
       std::size_t idx = 0;
       for (std::size_t c = 0; c < kp; ++c) {
-        float s = 0.0f;
-        for (std::size_t p = 0; p < dsub; ++p) s += xs[p] * cj[p * kp + c];
-        const float score = nj[c] - 2.0f * s;
+        const float score = nj[c] - 2.0f * acc[c];
         if (score < best) {
           best = score;
           idx = c;
