@@ -24,7 +24,7 @@ DSUBS = [1, 2, 3, 4, 7, 8, 16, 17]
 
 def reference(x, cents):
     """Exact squared distances (n, M, K) in float64, the scale of the cancelling terms (n, M)."""
-    n, (m, k, dsub) = x.shape[0], cents.shape
+    n, (m, _, dsub) = x.shape[0], cents.shape
     xs = x.reshape(n, m, dsub).astype(np.float64)
     c = cents.astype(np.float64)
     d = ((xs[:, :, None, :] - c[None]) ** 2).sum(-1)
@@ -87,6 +87,7 @@ def test_duplicate_centroids_lowest_index_wins(backend):
     codes, _ = medqk.pq_assign(x, cents)
     assert not ((codes >= 200) | ((codes >= 1) & (codes < 16))).any()
     codes, dist = medqk.pq_assign(x, np.zeros((2, 16, 4), np.float32))
+    assert (dist >= 0).all()
     assert (codes == 0).all()
 
 

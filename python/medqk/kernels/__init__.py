@@ -112,7 +112,8 @@ def quantize_rows_s8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scales
 
 
-def pq_assign(x: np.ndarray, centroids: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def pq_assign(x: np.ndarray, centroids: np.ndarray, *,
+              threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centroid per (row, subspace), the assignment step of PQ / k-means training and encoding.
 
     ``x`` (n, M * dsub) float, ``centroids`` (M, K, dsub) float with 1 <= K <= 256; subspace j of a row is
@@ -135,7 +136,8 @@ def pq_assign(x: np.ndarray, centroids: np.ndarray, *, threads: int | None = Non
         raise ValueError(f"centroids must have shape (M, K, dsub) with M, dsub >= 1 and 1 <= K <= 256, "
                          f"got shape {centroids.shape}")
     if x.shape[1] != m * dsub:
-        raise ValueError(f"x has {x.shape[1]} columns but centroids cover M * dsub = {m} * {dsub} = {m * dsub}")
+        raise ValueError(f"x has {x.shape[1]} columns but centroids cover M * dsub = {m} * {dsub} "
+                         f"= {m * dsub}")
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
     finite(centroids, "centroids")
     nthreads = threads_arg(threads)

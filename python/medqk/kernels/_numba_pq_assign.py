@@ -14,7 +14,8 @@ _ROW_BLOCK = 128
 
 @njit(parallel=True, boundscheck=False, nogil=True)
 def pq_assign(x, centroids, codes, dist):
-    """codes[i, j] = argmin_c ||c||^2 - 2 <x_ij, c> (lowest c among equal scores), dist = max(min + ||x_ij||^2, 0).
+    """codes[i, j] = argmin_c ||c||^2 - 2 <x_ij, c> (lowest c among equal scores), and
+    dist[i, j] = max(that minimum + ||x_ij||^2, 0).
 
     x (n, M * dsub) float32, centroids (M, K, dsub) float32 with K <= 256, codes (n, M) uint8,
     dist (n, M) float32. Blocks of rows run in parallel; within a block, one subspace at a time.

@@ -49,8 +49,8 @@ class PQCodec:
         return 2**self.nbits
 
     def _assign(self, xs: np.ndarray, cents: np.ndarray):
-        """Nearest centroid per (vector, subspace) of xs (n, M, dsub) and its squared distance: the pq_assign
-        kernel (native or Numba, whichever backend is active). Codes uint8 (n, M), distances float32 (n, M)."""
+        """Nearest centroid per (vector, subspace) of xs (n, M, dsub) and its squared distance: the
+        pq_assign kernel on the active backend (native or Numba). Codes uint8 (n, M), distances float32."""
         return pq_assign(xs.reshape(xs.shape[0], self.M * self.dsub), cents)
 
     def train(self, x: np.ndarray) -> PQ4Codec:
