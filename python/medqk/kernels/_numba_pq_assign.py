@@ -22,30 +22,39 @@ def pq_assign(x, centroids, codes, dist):
     """
     n = x.shape[0]
     m, k, dsub = centroids.shape
+    # transposed centroids and their norms, as the native front end builds them: the c loops below are
+    # then unit-stride and vectorize without changing the order of any sum
+    ct = np.empty((m, dsub, k), dtype=np.float32)
     norms = np.empty((m, k), dtype=np.float32)
     for j in range(m):
         for c in range(k):
             s = np.float32(0.0)
             for p in range(dsub):
                 s += centroids[j, c, p] * centroids[j, c, p]
+                ct[j, p, c] = centroids[j, c, p]
             norms[j, c] = s
     blocks = (n + _ROW_BLOCK - 1) // _ROW_BLOCK
     for b in prange(blocks):
         r0 = b * _ROW_BLOCK
         r1 = min(n, r0 + _ROW_BLOCK)
+        acc = np.empty(k, dtype=np.float32)
         for j in range(m):
             o = j * dsub
             for i in range(r0, r1):
                 xn = np.float32(0.0)
                 for p in range(dsub):
                     xn += x[i, o + p] * x[i, o + p]
+                x0 = x[i, o]
+                for c in range(k):
+                    acc[c] = x0 * ct[j, 0, c]
+                for p in range(1, dsub):
+                    xp = x[i, o + p]
+                    for c in range(k):
+                        acc[c] += xp * ct[j, p, c]
                 best = np.float32(np.inf)
                 idx = 0
                 for c in range(k):
-                    s = np.float32(0.0)
-                    for p in range(dsub):
-                        s += x[i, o + p] * centroids[j, c, p]
-                    score = norms[j, c] - np.float32(2.0) * s
+                    score = norms[j, c] - np.float32(2.0) * acc[c]
                     if score < best:
                         best = score
                         idx = c
