@@ -27,12 +27,16 @@ def test_info_contents():
     for key in ("version", "backend", "isa", "isas_built", "isas_supported", "cpu_features", "kernels", "threads"):
         assert key in info
     assert info["backend"] in ("native", "numba")
-    assert set(info["kernels"]) == {"gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "quantize_rows_s8"}
+    assert set(info["kernels"]) == {"gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq_assign",
+                                    "quantize_rows_s8"}
     json.dumps(info)  # plain data only
     if NATIVE:
         assert "scalar" in info["isas_built"] and info["isas_supported"][-1] == "scalar"
         assert info["isa"] in info["isas_supported"]
         assert info["kernels"]["gemm_s8s8_s32"] == f"{info['isa']}:gemm_s8s8_s32"
+        # the float assignment has no VNNI or dotprod form: those paths run the AVX2 / armv8-a kernel
+        pq_isa = {"avx512vnni": "avx2", "neon_dotprod": "neon"}.get(info["isa"], info["isa"])
+        assert info["kernels"]["pq_assign"] == f"{pq_isa}:pq_assign"
         assert info["threads"]["native"] >= 1
 
 

@@ -419,6 +419,30 @@ py::tuple search_f16_topk(const py::array& q, const py::array& x, float alpha, c
   return py::make_tuple(scores, ids);
 }
 
+// Nearest centroid per (row, subspace): codes uint8 (n, M) and squared distances float32 (n, M).
+py::tuple pq_assign(const py::array& x, const py::array& centroids, int threads) {
+  require<float>(x, "x", 2);
+  require<float>(centroids, "centroids", 3);
+  const std::size_t n = x.shape(0), m = centroids.shape(0), k = centroids.shape(1), dsub = centroids.shape(2);
+  if (k > 256) throw py::value_error("centroids must have at most 256 centroids per subspace (uint8 codes)");
+  if (static_cast<std::size_t>(x.shape(1)) != m * dsub) {
+    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns but centroids cover M * dsub = " +
+                          std::to_string(m * dsub));
+  }
+  py::array_t<uint8_t> codes({n, m});
+  py::array_t<float> dist({n, m});
+  const float* xp = static_cast<const float*>(x.data());
+  const float* cp = static_cast<const float*>(centroids.data());
+  uint8_t* op = codes.mutable_data();
+  float* dp = dist.mutable_data();
+  const medqk::Isa isa = medqk::active_isa();
+  {
+    py::gil_scoped_release release;
+    medqk::pq_assign(isa, xp, n, m, k, dsub, cp, op, dp, threads);
+  }
+  return py::make_tuple(codes, dist);
+}
+
 py::dict cpu_features_dict() {
   const medqk::CpuFeatures& f = medqk::cpu_features();
   py::dict d;
@@ -490,6 +514,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("pq8_search_topk", &pq8_search_topk, py::arg("luts"), py::arg("codes"), py::arg("alpha"), py::arg("beta"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));
+  m.def("pq_assign", &pq_assign, py::arg("x"), py::arg("centroids"), py::arg("threads") = 0);
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));
   m.def("lut4_quantize_tables", &lut4_quantize_tables, py::arg("tables"));
   m.def("lut4_score_candidates", &lut4_score_candidates, py::arg("tables"), py::arg("packed"), py::arg("n"),

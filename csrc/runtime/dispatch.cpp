@@ -16,6 +16,7 @@ struct KernelTable {
   const kernels::GemmS8Kernel* gemm_s8[kNumIsas] = {};
   kernels::Lut4ScanFn lut4_scan[kNumIsas] = {};
   kernels::F16ScoresFn f16_scores[kNumIsas] = {};
+  kernels::PqAssignFn pq_assign[kNumIsas] = {};
 };
 
 const KernelTable& table() {
@@ -28,6 +29,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::scalar)] = &scalar_gemm;
     k.lut4_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::scalar)] = kernels::scalar::f16_scores;
+    k.pq_assign[static_cast<int>(Isa::scalar)] = kernels::scalar::pq_assign;
 #if defined(MEDQK_BUILD_AVX2)
     static const kernels::GemmS8Kernel avx2_gemm = {kernels::avx2::kGemmS8PanelCols,
                                                     kernels::avx2::gemm_s8s8_s32_packed_bytes,
@@ -36,6 +38,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::avx2)] = &avx2_gemm;
     k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx2)] = kernels::avx2::f16_scores;
+    k.pq_assign[static_cast<int>(Isa::avx2)] = kernels::avx2::pq_assign;
 #endif
 #if defined(MEDQK_BUILD_AVX512VNNI)
     static const kernels::GemmS8Kernel avx512vnni_gemm = {kernels::avx512vnni::kGemmS8PanelCols,
@@ -46,6 +49,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::avx512vnni)] = &avx512vnni_gemm;
     k.lut4_scan[static_cast<int>(Isa::avx512vnni)] = kernels::avx512vnni::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::f16_scores;  // F16C is part of the path
+    k.pq_assign[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::pq_assign;   // FMA is part of the path
 #endif
 #if defined(MEDQK_BUILD_NEON)
     static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
@@ -55,6 +59,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::neon)] = &neon_gemm;
     k.lut4_scan[static_cast<int>(Isa::neon)] = kernels::neon::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::neon)] = kernels::neon::f16_scores;
+    k.pq_assign[static_cast<int>(Isa::neon)] = kernels::neon::pq_assign;
 #endif
 #if defined(MEDQK_BUILD_NEON_DOTPROD)
     static const kernels::GemmS8Kernel neon_dotprod_gemm = {kernels::neon_dotprod::kGemmS8PanelCols,
@@ -65,6 +70,7 @@ const KernelTable& table() {
     // table lookups gain nothing from sdot: the dotprod path reuses the armv8-a scan
     k.lut4_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::f16_scores;
+    k.pq_assign[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq_assign;  // float: sdot has nothing to add
 #endif
     return k;
   }();
@@ -160,6 +166,11 @@ const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
 kernels::F16ScoresFn f16_scores_kernel(Isa isa) {
   const int i = static_cast<int>(isa);
   return (i >= 0 && i < kNumIsas) ? table().f16_scores[i] : nullptr;
+}
+
+kernels::PqAssignFn pq_assign_kernel(Isa isa) {
+  const int i = static_cast<int>(isa);
+  return (i >= 0 && i < kNumIsas) ? table().pq_assign[i] : nullptr;
 }
 
 kernels::Pq8ScanFn pq8_scan_kernel(Isa isa) {

@@ -16,7 +16,7 @@ try:
 except ImportError:  # pragma: no cover
     __version__ = "0+unknown"
 
-from .kernels import MAX_GEMM_K, PackedS8, gemm_s8s8_s32, pack_s8, quantize_rows_s8
+from .kernels import MAX_GEMM_K, PackedS8, gemm_s8s8_s32, pack_s8, pq_assign, quantize_rows_s8
 from .linear import QuantizedLinear
 from .runtime import available_isas, get_backend, get_isa, info, set_backend, set_isa, use_backend, use_isa
 
@@ -31,6 +31,7 @@ __all__ = [
     "get_isa",
     "info",
     "pack_s8",
+    "pq_assign",
     "quantize_rows_s8",
     "set_backend",
     "set_isa",

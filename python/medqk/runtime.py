@@ -10,10 +10,11 @@ from typing import Iterator
 from . import _backend
 
 # Operations and the kernel name each ISA runs for them (what medqk.info() reports).
-OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "quantize_rows_s8")
+OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq_assign", "quantize_rows_s8")
 # the ISA whose kernel runs each dispatched operation under each active ISA (the table scan has no
-# dotprod form: neon_dotprod runs the armv8-a scan)
-_KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon"}}
+# dotprod form: neon_dotprod runs the armv8-a scan; the float assignment runs the AVX2 / armv8-a kernel)
+_KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon"},
+               "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2"}}
 
 
 def get_backend() -> str:

@@ -146,4 +146,16 @@ void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, ui
 void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, const uint8_t* packed,
                            const int64_t* cand, std::size_t kc, float* scores);
 
+// ----------------------------------------------------------------------------------------------
+// PQ / k-means assignment (csrc/runtime/pq_assign.cpp, kernels/pq_assign.h). x: n rows of m * dsub
+// floats (subspace j = columns j * dsub .. j * dsub + dsub - 1); centroids: m x k x dsub floats, k <= 256.
+// codes[i * m + j] = argmin_c ||c||^2 - 2 <x_ij, c> over the k centroids of subspace j (uint8; among
+// equal scores the lowest index wins), dist[i * m + j] = max(that minimum + ||x_ij||^2, 0), float32.
+// Float sums differ between ISAs by rounding only (FMA vs separate products), so a code can differ
+// between ISAs only where two scores are within rounding. A NaN or Inf input gives a non-finite dist.
+// threads: 0 = all.
+// ----------------------------------------------------------------------------------------------
+void pq_assign(Isa isa, const float* x, std::size_t n, std::size_t m, std::size_t k, std::size_t dsub,
+               const float* centroids, uint8_t* codes, float* dist, int threads);
+
 }  // namespace medqk

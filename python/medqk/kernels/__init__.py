@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .._validate import as_matrix, threads_arg
+from .._validate import as_matrix, finite, threads_arg
 
 MAX_GEMM_K = 131071
 """Largest K for which int8 x int8 sums are exact in int32: 131071 * 128 * 128 < 2**31."""
@@ -113,4 +113,50 @@ def quantize_rows_s8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scales
 
 
-__all__ = ["MAX_GEMM_K", "PackedS8", "gemm_s8s8_s32", "pack_s8", "quantize_rows_s8"]
+def pq_assign(x: np.ndarray, centroids: np.ndarray, *,
+              threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid per (row, subspace), the assignment step of PQ / k-means training and encoding.
+
+    ``x`` (n, M * dsub) float, ``centroids`` (M, K, dsub) float with 1 <= K <= 256; subspace j of a row is
+    columns ``j * dsub`` to ``(j + 1) * dsub``. Returns ``codes`` uint8 (n, M), the centroid c minimising
+    ``||c||^2 - 2 <x_j, c>`` (among equal values the lowest index wins), and ``dist`` float32 (n, M),
+    ``max(that minimum + ||x_j||^2, 0)``, the squared distance to it. Computed in float32: on another ISA a
+    code can differ only where two distances are within rounding (SIMD kernels use FMA). Float inputs of
+    another dtype are converted; NaN/Inf (in x, or distances overflowing float32) raise ValueError.
+    ``threads``: None (all cores) or a positive count; the GIL is released while it runs.
+    """
+    x = as_matrix(x, "x", np.float32, convert_float=True)
+    if not isinstance(centroids, np.ndarray):
+        raise TypeError(f"centroids must be a numpy.ndarray of dtype float32, got {type(centroids).__name__}")
+    if not np.issubdtype(centroids.dtype, np.floating):
+        raise TypeError(f"centroids must have a float dtype, got {centroids.dtype.name}")
+    if centroids.ndim != 3:
+        raise ValueError(f"centroids must be 3-D with shape (M, K, dsub), got shape {centroids.shape}")
+    m, k, dsub = centroids.shape
+    if m == 0 or dsub == 0 or not 1 <= k <= 256:
+        raise ValueError(f"centroids must have shape (M, K, dsub) with M, dsub >= 1 and 1 <= K <= 256, "
+                         f"got shape {centroids.shape}")
+    if x.shape[1] != m * dsub:
+        raise ValueError(f"x has {x.shape[1]} columns but centroids cover M * dsub = {m} * {dsub} "
+                         f"= {m * dsub}")
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    finite(centroids, "centroids")
+    nthreads = threads_arg(threads)
+    if _backend.backend == "native":
+        codes, dist = _backend._core.pq_assign(x, centroids, nthreads)
+    else:
+        from . import _numba_pq_assign
+
+        nb = _backend.numba_kernels()
+        codes = np.empty((x.shape[0], m), dtype=np.uint8)
+        dist = np.empty((x.shape[0], m), dtype=np.float32)
+        with nb.threads(nthreads):
+            _numba_pq_assign.pq_assign(x, centroids, codes, dist)
+    # a NaN or Inf in x (or a square past float32) reaches every score of its subspace, hence its distance:
+    # checking the n x M result is 1/dsub of the work of checking x first
+    if not np.isfinite(dist).all():
+        raise ValueError("x contains NaN or Inf (or values whose squares overflow float32)")
+    return codes, dist
+
+
+__all__ = ["MAX_GEMM_K", "PackedS8", "gemm_s8s8_s32", "pack_s8", "pq_assign", "quantize_rows_s8"]

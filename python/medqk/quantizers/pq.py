@@ -15,6 +15,8 @@ import sys
 import numpy as np
 
 from .. import _backend
+from ..kernels import pq_assign
+
 
 class PQCodec:
     def __init__(self, M: int, dim: int, nbits: int = 4, *, seed: int = 1234, max_iter: int = 25, tol: float = 1e-4,
@@ -48,20 +50,9 @@ class PQCodec:
         return 2**self.nbits
 
     def _assign(self, xs: np.ndarray, cents: np.ndarray):
-        """Nearest centroid per (vector, subspace): a small GEMM per subspace plus an argmin (in row chunks)."""
-        n = xs.shape[0]
-        codes = np.empty((n, self.M), dtype=np.int64)
-        dist = np.empty((n, self.M), dtype=np.float32)
-        cn = np.einsum("mkd,mkd->mk", cents, cents)
-        step = max(1, (1 << 22) // (self.M * cents.shape[1]))
-        for i in range(0, n, step):
-            x = xs[i : i + step]
-            d2 = np.matmul(x.transpose(1, 0, 2), cents.transpose(0, 2, 1)).transpose(1, 0, 2)  # (b, M, K)
-            d2 = cn[None] - 2 * d2
-            c = d2.argmin(axis=2)
-            codes[i : i + step] = c
-            dist[i : i + step] = np.take_along_axis(d2, c[..., None], axis=2)[..., 0] + np.einsum("nmd,nmd->nm", x, x)
-        return codes, dist.clip(min=0)
+        """Nearest centroid per (vector, subspace) of xs (n, M, dsub) and its squared distance: the
+        pq_assign kernel on the active backend (native or Numba). Codes uint8 (n, M), distances float32."""
+        return pq_assign(xs.reshape(xs.shape[0], self.M * self.dsub), cents)
 
     def train(self, x: np.ndarray) -> PQ4Codec:
         n = x.shape[0]

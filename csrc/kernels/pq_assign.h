@@ -1,0 +1,46 @@
+// Internal interface of the PQ / k-means assignment kernel: for every row i of x and subspace j, the
+// centroid c of subspace j minimising ||c||^2 - 2 <x_ij, c>, and max(that + ||x_ij||^2, 0).
+//
+// Layout (made by the front end, csrc/runtime/pq_assign.cpp, the same for every ISA): the centroids of
+// subspace j transposed, ct[(j * dsub + p) * kp + c], so one load gives the p-th coordinate of 8 (AVX2)
+// or 4 (NEON) consecutive centroids; kp = K rounded up to a multiple of kPqAssignLanes, padded centroids
+// are 0 with norm +inf so they can never win. norms[j * kp + c] = ||c||^2 summed in float32 in order p.
+//
+// Arithmetic every kernel shares: ||x||^2 summed in float32 in order p (no FMA), score = norm - 2 * dot
+// (2 * dot is exact, so one rounding), dist = max(score + ||x||^2, 0). Only the dot product differs between
+// ISAs (the scalar one sums x[p] * c[p] in order p with separate roundings; SIMD kernels use FMA), so
+// codes can differ between ISAs only when two scores are within rounding of each other.
+// Tie rule: among equal scores the lowest centroid index wins (strict < while scanning in index order;
+// SIMD kernels merge their lanes by (score, index)).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace medqk {
+namespace kernels {
+
+constexpr std::size_t kPqAssignLanes = 8;
+
+// rows x (m * dsub) floats at x (row stride ldx); codes and dist: rows x m (row stride m). scratch holds
+// kPqAssignLanes * m * dsub floats owned by the caller (ISA files allocate nothing: a std::vector
+// instantiated under -mavx2 could be the copy the linker keeps for baseline code).
+using PqAssignFn = void (*)(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub,
+                            const float* ct, const float* norms, std::size_t kp, uint8_t* codes, float* dist,
+                            float* scratch);
+
+namespace scalar {
+void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub, const float* ct,
+               const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* scratch);
+}  // namespace scalar
+namespace avx2 {
+void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub, const float* ct,
+               const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* scratch);
+}  // namespace avx2
+namespace neon {
+void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub, const float* ct,
+               const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* scratch);
+}  // namespace neon
+
+}  // namespace kernels
+}  // namespace medqk

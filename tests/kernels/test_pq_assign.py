@@ -1,0 +1,162 @@
+"""pq_assign on every backend and ISA against a float64 numpy reference.
+
+Float sums in another order (FMA on SIMD ISAs) can move a score by a rounding error, so codes must equal
+the reference wherever the best and second-best distances are further apart than a relative 1e-5 (of
+||x||^2 + max ||c||^2, the size of the terms that cancel), and elsewhere pick a centroid whose exact
+distance is within rounding of the best; distances agree within a tolerance that grows with dsub. With
+small-integer data every sum is exact: ties are real and the lowest index must win everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import medqk
+from medqk import _backend
+
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+NS = [1, 2, 3, 7, 15, 16, 17, 31, 33, 65, 129]
+DSUBS = [1, 2, 3, 4, 7, 8, 16, 17]
+
+
+def reference(x, cents):
+    """Exact squared distances (n, M, K) in float64, the scale of the cancelling terms (n, M)."""
+    n, (m, _, dsub) = x.shape[0], cents.shape
+    xs = x.reshape(n, m, dsub).astype(np.float64)
+    c = cents.astype(np.float64)
+    d = ((xs[:, :, None, :] - c[None]) ** 2).sum(-1)
+    scale = (xs**2).sum(-1) + (c**2).sum(-1).max(-1)[None]
+    return d, scale
+
+
+def check(x, cents, codes, dist, exact_ties=False):
+    n, (m, k, dsub) = x.shape[0], cents.shape
+    assert codes.dtype == np.uint8 and codes.shape == (n, m)
+    assert dist.dtype == np.float32 and dist.shape == (n, m)
+    d, scale = reference(x, cents)
+    want = d.argmin(-1)  # lowest index among exact ties
+    srt = np.sort(d, axis=-1)
+    gap = srt[..., 1] - srt[..., 0] if k > 1 else np.full((n, m), np.inf)
+    tol = 4 * (dsub + 2) * 2.0**-24 * scale
+    got_d = np.take_along_axis(d, codes.astype(np.intp)[..., None], -1)[..., 0]
+    clear = np.ones_like(gap, dtype=bool) if exact_ties else gap > 1e-5 * scale
+    np.testing.assert_array_equal(codes[clear], want[clear])
+    assert (codes < k).all()
+    assert (got_d <= srt[..., 0] + 2 * tol).all()  # a near-tie may go either way, never far
+    np.testing.assert_array_less(np.abs(dist - got_d), tol + 1e-6 * got_d + 1e-30)
+    assert (dist >= 0).all()
+
+
+def data(rng, n, m, k, dsub):
+    x = rng.standard_normal((n, m * dsub)).astype(np.float32)
+    cents = rng.standard_normal((m, k, dsub)).astype(np.float32)
+    return x, cents
+
+
+@pytest.mark.parametrize("k", [16, 256])
+@pytest.mark.parametrize("dsub", DSUBS)
+def test_sweep_matches_float64(backend, k, dsub):
+    rng = np.random.default_rng(k * 100 + dsub)
+    m = 3
+    for n in NS:
+        x, cents = data(rng, n, m, k, dsub)
+        for threads in (1, 2):
+            codes, dist = medqk.pq_assign(x, cents, threads=threads)
+            check(x, cents, codes, dist)
+
+
+@pytest.mark.parametrize("k", [1, 5, 16, 33, 256])
+@pytest.mark.parametrize("dsub", [1, 3, 8])
+def test_integer_data_ties_lowest_index(backend, k, dsub):
+    # small integers: every float32 sum is exact, so equal distances are equal on every ISA
+    rng = np.random.default_rng(k + dsub)
+    x = rng.integers(-2, 3, (65, 4 * dsub)).astype(np.float32)
+    cents = rng.integers(-2, 3, (4, k, dsub)).astype(np.float32)
+    codes, dist = medqk.pq_assign(x, cents, threads=2)
+    check(x, cents, codes, dist, exact_ties=True)
+
+
+def test_duplicate_centroids_lowest_index_wins(backend):
+    rng = np.random.default_rng(3)
+    x, cents = data(rng, 300, 2, 256, 4)
+    cents[:, 200:] = cents[:, 100:156]  # 200..255 duplicate 100..155, bit for bit
+    cents[:, 1:16] = cents[:, :1]  # 0..15 all equal
+    codes, _ = medqk.pq_assign(x, cents)
+    assert not ((codes >= 200) | ((codes >= 1) & (codes < 16))).any()
+    codes, dist = medqk.pq_assign(x, np.zeros((2, 16, 4), np.float32))
+    assert (dist >= 0).all()
+    assert (codes == 0).all()
+
+
+def test_isas_and_numba_agree(backend):
+    # every ISA vs the numba twin: same codes except within rounding, distances close; scalar and the
+    # twin run the same float32 operations in the same order and agree bit for bit
+    if not HAVE_NUMBA or backend == "numba":
+        pytest.skip("compares a native ISA against numba")
+    from medqk.kernels import _numba_pq_assign
+
+    rng = np.random.default_rng(5)
+    x, cents = data(rng, 1000, 8, 256, 8)
+    codes, dist = medqk.pq_assign(x, cents)
+    nb_codes = np.empty_like(codes)
+    nb_dist = np.empty_like(dist)
+    _numba_pq_assign.pq_assign(x, cents, nb_codes, nb_dist)
+    if medqk.get_isa() == "scalar":
+        np.testing.assert_array_equal(codes, nb_codes)
+        np.testing.assert_array_equal(dist, nb_dist)
+    else:
+        assert (codes == nb_codes).mean() > 0.999
+        np.testing.assert_allclose(dist, nb_dist, rtol=1e-4, atol=1e-4)
+
+
+def test_float64_and_threads_give_the_same_result(backend):
+    rng = np.random.default_rng(9)
+    x, cents = data(rng, 4097, 6, 16, 4)
+    c1, d1 = medqk.pq_assign(x, cents, threads=1)
+    c2, d2 = medqk.pq_assign(x.astype(np.float64), cents.astype(np.float64), threads=2)
+    np.testing.assert_array_equal(c1, c2)
+    np.testing.assert_array_equal(d1, d2)
+
+
+@pytest.mark.parametrize(
+    "x,cents,exc,match",
+    [
+        ([[1.0, 2.0]], np.zeros((1, 16, 2), np.float32), TypeError, "x must be a numpy.ndarray"),
+        (np.zeros((3, 4), np.int32), np.zeros((2, 16, 2), np.float32), TypeError, "x must have dtype float32"),
+        (np.zeros(4, np.float32), np.zeros((2, 16, 2), np.float32), ValueError, "x must be 2-D"),
+        (np.zeros((0, 4), np.float32), np.zeros((2, 16, 2), np.float32), ValueError, "x must not be empty"),
+        (np.zeros((4, 8), np.float32)[:, ::2], np.zeros((2, 16, 2), np.float32), ValueError, "x must be C-contig"),
+        (np.zeros((3, 4), np.float32), [[[0.0]]], TypeError, "centroids must be a numpy.ndarray"),
+        (np.zeros((3, 4), np.float32), np.zeros((2, 16, 2), np.int8), TypeError, "centroids must have a float"),
+        (np.zeros((3, 4), np.float32), np.zeros((2, 32), np.float32), ValueError, "centroids must be 3-D"),
+        (np.zeros((3, 4), np.float32), np.zeros((2, 257, 2), np.float32), ValueError, "1 <= K <= 256"),
+        (np.zeros((3, 4), np.float32), np.zeros((2, 0, 2), np.float32), ValueError, "1 <= K <= 256"),
+        (np.zeros((3, 4), np.float32), np.zeros((2, 16, 3), np.float32), ValueError, "x has 4 columns"),
+        (np.zeros((3, 4), np.float32), np.full((2, 16, 2), np.nan, np.float32), ValueError, "centroids contains"),
+        (np.full((3, 4), np.inf, np.float32), np.zeros((2, 16, 2), np.float32), ValueError, "x contains NaN"),
+        (np.full((3, 4), np.nan, np.float32), np.zeros((2, 16, 2), np.float32), ValueError, "x contains NaN"),
+        (np.full((3, 4), 1e30, np.float32), np.zeros((2, 16, 2), np.float32), ValueError, "x contains NaN"),
+    ],
+)
+def test_bad_arguments(backend, x, cents, exc, match):
+    with pytest.raises(exc, match=match):
+        medqk.pq_assign(x, cents)
+
+
+def test_bad_threads(backend):
+    with pytest.raises(ValueError, match="threads"):
+        medqk.pq_assign(np.zeros((3, 4), np.float32), np.zeros((2, 16, 2), np.float32), threads=-1)
+
+
+@pytest.mark.skipif(_backend._core is None, reason="native module not built")
+def test_native_module_checks_its_arguments():
+    core = _backend._core
+    with pytest.raises(TypeError, match="centroids must be a numpy array of dtype float32"):
+        core.pq_assign(np.zeros((3, 4), np.float32), np.zeros((2, 16, 2), np.float64))
+    with pytest.raises(ValueError, match="x has 4 columns"):
+        core.pq_assign(np.zeros((3, 4), np.float32), np.zeros((2, 16, 3), np.float32))
+    with pytest.raises(ValueError, match="at most 256"):
+        core.pq_assign(np.zeros((3, 4), np.float32), np.zeros((2, 257, 2), np.float32))
