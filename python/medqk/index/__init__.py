@@ -16,7 +16,7 @@ import numpy as np
 
 from .flat import METRICS, FlatFloatIndex, FlatInt8Index, Index, RerankIndex
 from .io import IndexFileError, load_index
-from .spec import CODECS, IndexSpec, parse_pq, parse_spec, valid_specs
+from .spec import CODECS, IndexSpec, parse_pq, parse_spec, split_opq, valid_specs
 
 
 # options each kind of index accepts (routed by create(); one no part accepts is an error)
@@ -24,6 +24,7 @@ OPTIONS = {
     "int8": ("per_dim", "symmetric", "calibration", "percentile"),
     "level": ("per_dim", "calibration", "percentile"),
     "pq": ("seed", "max_iter", "tol", "max_train", "progress"),
+    "opq": ("seed", "max_iter", "tol", "max_train", "progress", "opq_iter", "opq_kmeans_iter"),
     "hnsw": ("M", "ef_construction", "ef_search"),
     "float": (),
 }
@@ -36,6 +37,8 @@ def _kind(codec: str) -> str:
         return "level"
     if codec.startswith("pq"):
         return "pq"
+    if split_opq(codec)[0]:
+        return "opq"
     return codec
 
 
@@ -63,17 +66,20 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
             opts.setdefault("calibration", "percentile")
             opts.setdefault("percentile", 0.3)
         return FlatLUT4Index(spec, dim, metric, LevelCodec(bits, levels, **opts))
-    if kind == "pq":
-        from ..quantizers.pq import PQCodec
+    if kind in ("pq", "opq"):
+        if kind == "opq":
+            from ..quantizers.opq import OPQCodec as codec_class
+        else:
+            from ..quantizers.pq import PQCodec as codec_class
 
-        M, nbits, _ = parse_pq(codec)
+        M, nbits, _ = parse_pq(split_opq(codec)[1])
         if nbits == 8:
             from .pq8 import FlatPQ8Index
 
-            return FlatPQ8Index(spec, dim, metric, PQCodec(M, dim, 8, **opts))
+            return FlatPQ8Index(spec, dim, metric, codec_class(M, dim, 8, **opts))
         from .lut4 import FlatLUT4Index
 
-        return FlatLUT4Index(spec, dim, metric, PQCodec(M, dim, 4, **opts))
+        return FlatLUT4Index(spec, dim, metric, codec_class(M, dim, 4, **opts))
     return FlatInt8Index(spec, dim, metric, **opts)
 
 
@@ -90,7 +96,8 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
     ``per_dim`` (True; False shares one set of levels, a global range), ``calibration`` and ``percentile``
     (int4 defaults to ``"percentile"``, 0.3); for pq, ``seed`` (1234),
     ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536), ``progress`` (None: lines on stderr when it is a
-    terminal); for hnsw, ``M`` (16), ``ef_construction``
+    terminal); for opq,pq the same plus ``opq_iter`` (20 rotation updates) and ``opq_kmeans_iter`` (4 k-means
+    iterations between two updates); for hnsw, ``M`` (16), ``ef_construction``
     (200), ``ef_search`` (64).
     """
     parsed = parse_spec(spec)
@@ -110,7 +117,7 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
         return base
     refine = _codec_index(parsed.rerank, dim, metric, options)
     if rerank_factor is None:
-        rerank_factor = 20 if _kind(parsed.base) == "pq" else 4
+        rerank_factor = 20 if _kind(parsed.base) in ("pq", "opq") else 4
     return RerankIndex(parsed, dim, metric, base, refine, rerank_factor)
 
 

@@ -4,7 +4,8 @@ Grammar (whitespace ignored, case-insensitive)::
 
     spec    := base [ "+rerank:" codec ]
     base    := codec | "hnsw"
-    codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2" | "pq" M "x4fs" | "pq" M "x8"
+    codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2" | [ "opq," ] pq
+    pq      := "pq" M "x4fs" | "pq" M "x8"
 
 - ``float32``: exact search over the vectors as given (the reference).
 - ``fp16``: vectors stored as IEEE half floats (2 bytes/dim), scored in float32.
@@ -18,7 +19,11 @@ Grammar (whitespace ignored, case-insensitive)::
 - ``pq<M>x4fs``: product quantization, M subspaces of 16 centroids (M / 2 bytes per vector, e.g.
   ``pq96x4fs`` = 48 B at 384-d), scanned with the same 4-bit tables (faiss "fast scan"). M must divide
   the dimension. ``pq<M>x8``: 256 centroids per subspace (M bytes per vector, e.g. ``pq48x8`` = 48 B),
-  searched with uint16 tables over blocks of 8 queries. OPQ and IVF come in a later release.
+  searched with uint16 tables over blocks of 8 queries. IVF comes in a later release.
+- ``opq,<pq>``: optimized product quantization (e.g. ``opq,pq48x8``, ``opq,pq96x4fs+rerank:int8``): the
+  vectors are rotated by a learned orthogonal matrix before PQ (:mod:`medqk.quantizers.opq`), which
+  balances the variance over the subspaces; same bytes per vector as ``<pq>`` plus one d x d matrix,
+  one extra query rotation per search. The prefix goes only before a ``pq`` codec.
 - ``hnsw``: hnswlib's float32 HNSW graph (optional dependency hnswlib), a graph baseline.
 - ``<base>+rerank:<codec>``: search the base codes for ``rerank_factor * k`` candidates, then re-score them
   with a second, finer stored copy (e.g. ``int8+rerank:float32``).
@@ -48,10 +53,19 @@ class IndexSpec:
 
 def valid_specs() -> list[str]:
     """Examples of every accepted form, for error messages and --help."""
-    return list(BASES) + ["pq96x4fs", "pq48x8", "pq96x4fs+rerank:int8", "cb4+rerank:int8", "hnsw+rerank:int8"]
+    return list(BASES) + ["pq96x4fs", "pq48x8", "opq,pq96x4fs", "opq,pq48x8", "pq96x4fs+rerank:int8",
+                          "opq,pq96x4fs+rerank:int8", "cb4+rerank:int8", "hnsw+rerank:int8"]
 
 
 _PQ = re.compile(r"^pq(\d+)x(\d+)(fs)?$")
+OPQ_PREFIX = "opq,"
+
+
+def split_opq(codec: str) -> tuple[bool, str]:
+    """(has the ``opq,`` prefix, the codec after it)."""
+    if codec.startswith(OPQ_PREFIX):
+        return True, codec[len(OPQ_PREFIX):]
+    return False, codec
 
 
 def parse_pq(codec: str) -> tuple[int, int, bool] | None:
@@ -61,6 +75,12 @@ def parse_pq(codec: str) -> tuple[int, int, bool] | None:
 
 
 def _is_codec(codec: str) -> bool:
+    opq, codec = split_opq(codec)
+    if opq and parse_pq(codec) is None:
+        raise ValueError(
+            f"invalid spec 'opq,{codec}': 'opq,' (a learned rotation) goes only before a pq codec, "
+            f"e.g. opq,pq48x8 or opq,pq96x4fs"
+        )
     if codec in CODECS:
         return True
     pq = parse_pq(codec)

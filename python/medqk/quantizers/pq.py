@@ -54,19 +54,37 @@ class PQCodec:
         pq_assign kernel on the active backend (native or Numba). Codes uint8 (n, M), distances float32."""
         return pq_assign(xs.reshape(xs.shape[0], self.M * self.dsub), cents)
 
-    def train(self, x: np.ndarray) -> PQ4Codec:
-        n = x.shape[0]
+    def train(self, x: np.ndarray) -> PQCodec:
+        self._check_train_size(x.shape[0])
+        rng = np.random.default_rng(self.seed)
+        xs = self._split(self._sample(x, rng))
+        cents = self._kmeanspp(xs, rng)
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        cents, err = self._lloyd(xs, cents, self.max_iter, show)
+        if show:
+            sys.stderr.write("\n")
+        self.centroids = cents
+        self.train_error = err
+        return self
+
+    def _check_train_size(self, n: int) -> None:
         n_cent = self.n_centroids
         if n < n_cent:
             raise ValueError(
                 f"PQ training needs at least {n_cent} vectors ({n_cent} centroids per subspace), got {n}"
             )
-        rng = np.random.default_rng(self.seed)
+
+    def _sample(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The training vectors: all of x, or a seeded sample of ``max_train`` rows (in their original order)."""
+        n = x.shape[0]
         if n > self.max_train:
             x = x[np.sort(rng.choice(n, self.max_train, replace=False))]
-        xs = self._split(x.astype(np.float32))
-        M, n = self.M, xs.shape[0]
-        # k-means++: each next centroid drawn with probability proportional to the squared distance
+        return x.astype(np.float32)
+
+    def _kmeanspp(self, xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """k-means++ seeds (M, K, dsub): each next centroid drawn with probability proportional to the
+        squared distance to the nearest one already chosen, all subspaces at once."""
+        M, n, n_cent = self.M, xs.shape[0], self.n_centroids
         cents = np.empty((M, n_cent, self.dsub), dtype=np.float32)
         first = rng.integers(0, n, M)
         cents[:, 0] = xs[first, np.arange(M)]
@@ -77,13 +95,20 @@ class PQCodec:
             pick = np.array([min(np.searchsorted(np.cumsum(probs[:, m]), u[m]), n - 1) for m in range(M)])
             cents[:, c] = xs[pick, np.arange(M)]
             best = np.minimum(best, ((xs - cents[None, :, c]) ** 2).sum(-1))
+        return cents
+
+    def _lloyd(self, xs: np.ndarray, cents: np.ndarray, max_iter: int, show: bool,
+               label: str = "") -> tuple[np.ndarray, float]:
+        """At most ``max_iter`` Lloyd iterations from ``cents`` (updated in place), stopping early when the
+        relative drop of the error is below ``tol``. Returns the centroids and the mean squared error per
+        dimension of the last assignment."""
+        M, n, n_cent = self.M, xs.shape[0], self.n_centroids
         prev = np.inf
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
-        for it in range(self.max_iter):
+        for it in range(max_iter):
             codes, dist = self._assign(xs, cents)
             err = float(dist.sum())
             if show:
-                sys.stderr.write(f"\r\033[Kpq{M}x{self.nbits} k-means: iteration {it + 1}/{self.max_iter}, "
+                sys.stderr.write(f"\r\033[K{label}pq{M}x{self.nbits} k-means: iteration {it + 1}/{max_iter}, "
                                  f"error {err / (n * M * self.dsub):.4g}")
                 sys.stderr.flush()
             # centroid sums of all subspaces at once: bincount over (subspace, centroid) cells
@@ -108,11 +133,7 @@ class PQCodec:
             if prev - err <= self.tol * max(err, 1e-30):
                 break
             prev = err
-        if show:
-            sys.stderr.write("\n")
-        self.centroids = cents
-        self.train_error = err / (n * self.M * self.dsub)
-        return self
+        return cents, err / (n * M * self.dsub)
 
     def encode_sub(self, x: np.ndarray) -> np.ndarray:
         self._require_trained()
