@@ -97,9 +97,9 @@ class OPQCodec(PQCodec):
         self._require_trained()
         return np.ascontiguousarray(super().decode_sub(sub) @ self.rotation.T)
 
-    def tables(self, q: np.ndarray, metric: str) -> np.ndarray:
+    def tables(self, q: np.ndarray, metric: str, threads: int | None = None) -> np.ndarray:
         self._require_trained()
-        return super().tables(self._rotate(q), metric)
+        return super().tables(self._rotate(q), metric, threads)
 
     def state(self) -> tuple[dict, dict]:
         config, arrays = super().state()
