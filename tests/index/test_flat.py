@@ -8,7 +8,8 @@ import pytest
 import medqk.index as mi
 
 SPECS = ["float32", "fp16", "int8", "int8+rerank:float32", "fp16+rerank:float32", "int8+rerank:int8",
-         "int4", "cb4", "cb3", "cb2", "cb4+rerank:int8", "cb2+rerank:float32"]
+         "int4", "cb4", "cb3", "cb2", "cb4+rerank:int8", "cb2+rerank:float32",
+         "pca4", "pca2", "pca4+rerank:int8"]
 
 
 def data(n=700, nq=60, d=48, seed=0, normalize=True):
@@ -53,7 +54,8 @@ def test_search_quality_and_scores(backend, spec, metric):
     # measured on this synthetic set (tight clusters: hard for 4-bit codes), kept a little below
     floor = {"float32": 1.0, "fp16": 0.99, "int8": 0.97, "int4": 0.7, "cb4": 0.78, "cb3": 0.6, "cb2": 0.42,
              "int8+rerank:float32": 0.995, "fp16+rerank:float32": 0.995, "int8+rerank:int8": 0.97,
-             "cb4+rerank:int8": 0.95, "cb2+rerank:float32": 0.92}[spec]
+             "cb4+rerank:int8": 0.95, "cb2+rerank:float32": 0.92,
+             "pca4": 0.84, "pca2": 0.58, "pca4+rerank:int8": 0.95}[spec]
     assert r >= floor, f"{spec} {metric}: recall {r}"
     # best first
     if metric == "ip":
@@ -115,7 +117,7 @@ def test_backends_and_isas_return_identical_ids():
         combos.append(("numba", None))
     except ImportError:
         pass
-    for spec in ("int8", "cb4", "cb2"):
+    for spec in ("int8", "cb4", "cb2", "pca4"):
         results = []
         for backend, isa in combos:
             results.append(_search_with(spec, x, q, backend, isa))

@@ -12,7 +12,7 @@ import medqk.index as mi
 from .test_flat import data
 
 
-@pytest.mark.parametrize("spec", ["float32", "fp16", "int8", "int8+rerank:float32", "fp16+rerank:int8"])
+@pytest.mark.parametrize("spec", ["float32", "fp16", "int8", "int8+rerank:float32", "fp16+rerank:int8", "pca4", "pca3+rerank:int8"])
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 @pytest.mark.parametrize("mmap", [False, True])
 def test_round_trip(tmp_path, spec, metric, mmap):

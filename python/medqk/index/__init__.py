@@ -23,6 +23,7 @@ from .spec import CODECS, IndexSpec, parse_pq, parse_spec, split_opq, valid_spec
 OPTIONS = {
     "int8": ("per_dim", "symmetric", "calibration", "percentile"),
     "level": ("per_dim", "calibration", "percentile"),
+    "pca": ("seed", "max_iter", "max_train", "progress"),
     "pq": ("seed", "max_iter", "tol", "max_train", "progress"),
     "opq": ("seed", "max_iter", "tol", "max_train", "progress", "opq_iter", "opq_kmeans_iter"),
     "hnsw": ("M", "ef_construction", "ef_search"),
@@ -35,6 +36,8 @@ def _kind(codec: str) -> str:
         return "float"
     if codec in ("int4", "cb4", "cb3", "cb2"):
         return "level"
+    if codec in ("pca4", "pca3", "pca2"):
+        return "pca"
     if codec.startswith("pq"):
         return "pq"
     if split_opq(codec)[0]:
@@ -66,6 +69,11 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
             opts.setdefault("calibration", "percentile")
             opts.setdefault("percentile", 0.3)
         return FlatLUT4Index(spec, dim, metric, LevelCodec(bits, levels, **opts))
+    if kind == "pca":
+        from ..quantizers.pca import PCACodec
+        from .lut4 import FlatLUT4Index
+
+        return FlatLUT4Index(spec, dim, metric, PCACodec(int(codec[3:]), dim, metric, **opts))
     if kind in ("pq", "opq"):
         if kind == "opq":
             from ..quantizers.opq import OPQCodec as codec_class

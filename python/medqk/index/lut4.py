@@ -135,7 +135,11 @@ class FlatLUT4Index(Index):
             if not rescore:
                 out_i[q0 : q0 + _QUERY_CHUNK] = cand
                 continue
-            s = score_candidates(tables, self._packed, self._ntotal, cand)  # exact float ADC scores
+            if self.metric == "l2" and getattr(self.codec, "l2_rescore_by_norms", False):
+                ip_tables = self.codec.tables(qc, "ip", threads)
+                s = 2 * score_candidates(ip_tables, self._packed, self._ntotal, cand) - self._sqnorms[cand]
+            else:
+                s = score_candidates(tables, self._packed, self._ntotal, cand)  # exact float ADC scores
             order = np.lexsort((cand, -s), axis=1)[:, :k]
             out_s[q0 : q0 + _QUERY_CHUNK] = np.take_along_axis(s, order, axis=1)
             out_i[q0 : q0 + _QUERY_CHUNK] = np.take_along_axis(cand, order, axis=1)

@@ -79,7 +79,7 @@ class PQCodec:
         n = x.shape[0]
         if n > self.max_train:
             x = x[np.sort(rng.choice(n, self.max_train, replace=False))]
-        return x.astype(np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
 
     def _kmeanspp(self, xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """k-means++ seeds (M, K, dsub): each next centroid drawn with probability proportional to the
