@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -245,9 +246,12 @@ py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::
     throw py::value_error("alpha and beta must have one entry per query");
   }
   if (topk == 0) throw py::value_error("k must be >= 1");
+  const uint8_t* lp = static_cast<const uint8_t*>(luts.data());
+  if (!std::all_of(lp, lp + luts.size(), [](uint8_t v) { return v <= 127; })) {
+    throw py::value_error("luts entries must be <= 127 (make them with lut4_quantize_tables)");
+  }
   py::array_t<float> scores({nq, topk});
   py::array_t<int64_t> ids({nq, topk});
-  const uint8_t* lp = static_cast<const uint8_t*>(luts.data());
   const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
   const float* ap = static_cast<const float*>(alpha.data());
   const float* bp = static_cast<const float*>(beta.data());

@@ -8,7 +8,11 @@
 // d is padded to even and n to a multiple of 32 with code 0 (the tables of padded subspaces are 0).
 // Block b starts at b * 16 * d_even bytes.
 //
-// Tables: per query, d_even x 16 uint8 entries, table[s][c] for subspace s and code c.
+// Tables: per query, d_even x 16 uint8 entries, table[s][c] for subspace s and code c, each at most
+// kLut4MaxEntry = 127 (lut4_quantize_tables makes them so; the bindings refuse larger ones): the x86
+// kernels add the lookups of two rows of subspaces in 8 bits (<= 254) before widening, which saves a
+// sixth of the scan's instructions (MedQuAD 384 subspaces: 57 -> 67 G lookups/s on AVX-512) and costs
+// no recall at k=10 for cb4 or PQ fast scan (pca4 re-scores 4k candidates instead of 2k for that).
 // scan(lut, lut_stride, nq, d_even, packed, nblocks, out, out_stride): for each query j < nq
 // (1 <= nq <= kLut4MaxQueries), with tables at lut + j * lut_stride,
 // out[j * out_stride + v] = sum_s table_j[s][code[v][s]] as uint32 for the nblocks * 32 vectors of
@@ -16,7 +20,7 @@
 // (signed compare; the selection then reads only the sums of blocks with a candidate, like faiss's
 // in-register threshold test). A batch of queries shares each load of the codes (the scan is bound by lookups and their
 // accumulation, not by memory, once the codes are in cache). Exact: every kernel accumulates in 16 bits
-// for at most 256 pairs of subspaces (255 * 257 < 65536) before widening to 32 bits.
+// for at most 512 subspaces per lane (127 * 512 < 65536) before widening to 32 bits.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +30,7 @@ namespace medqk {
 namespace kernels {
 
 constexpr std::size_t kLut4MaxQueries = 4;
+constexpr unsigned kLut4MaxEntry = 127;
 
 using Lut4ScanFn = void (*)(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
                             const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,

@@ -79,7 +79,7 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
       scan(luts + q0 * d_even * 16, d_even * 16, nqg, d_even, packed + b0 * block_bytes, nb, sums.data(),
            sums_stride, thresholds, masks.data());
       const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n - v0);
-      // sums < 2^24 (at most 255 * 1028): exact as float keys and as int32
+      // sums < 2^24 (at most 127 * 1028): exact as float keys and as int32
       for (std::size_t j = 0; j < nqg; ++j) {
         heaps[j].offer_masked(reinterpret_cast<const int32_t*>(sums.data() + j * sums_stride), masks.data() + j * nb,
                               nb, nv, static_cast<int64_t>(v0));
@@ -118,10 +118,11 @@ void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, ui
       span = std::max(span, mx - mn);
       offset += mn;  // sequential float32 sum, the same order as the Numba twin
     }
-    const float step = span > 0.0f ? span / 255.0f : 1.0f;
+    const float max_entry = static_cast<float>(kernels::kLut4MaxEntry);
+    const float step = span > 0.0f ? span / max_entry : 1.0f;
     for (std::size_t j = 0; j < s; ++j) {
       for (int c = 0; c < 16; ++c) {
-        out[j * 16 + c] = static_cast<uint8_t>(runtime::round_clamp((t[j * 16 + c] - lo[j]) / step, 255));
+        out[j * 16 + c] = static_cast<uint8_t>(runtime::round_clamp((t[j * 16 + c] - lo[j]) / step, static_cast<int32_t>(kernels::kLut4MaxEntry)));
       }
     }
     if (s_even != s) std::memset(out + s * 16, 0, 16);

@@ -1,5 +1,6 @@
 // The 4-bit table scan of every ISA this binary has and this CPU runs equals the scalar oracle, and the
-// scalar oracle equals a direct sum; odd subspace counts, n not a multiple of 32, all-255 tables
+// scalar oracle equals a direct sum; odd subspace counts, n not a multiple of 32, all-127 tables (the
+// largest entry allowed)
 // (sums far past 16 bits: the flush to 32 bits must be exact); batches of queries that fill the groups
 // the kernels scan together and leave remainders (1..9 queries), each query with its own tables; every
 // sum is checked (k = n + 2 ranks all vectors, then the padding).
@@ -28,7 +29,7 @@ int main() {
             for (auto& c : codes) c = rng() & 15;
             for (std::size_t q = 0; q < nq; ++q) {
               for (std::size_t i = 0; i < d * 16; ++i) {
-                luts[q * d_even * 16 + i] = fill && q % 2 == 0 ? 255 : static_cast<uint8_t>(rng());
+                luts[q * d_even * 16 + i] = fill && q % 2 == 0 ? 127 : static_cast<uint8_t>(rng() & 127);
               }
             }
             std::vector<uint8_t> packed(medqk::lut4_packed_bytes(n, d));

@@ -25,9 +25,9 @@ def make(rng, n, d, nq, fill="random"):
     codes = rng.integers(0, 16, (n, d)).astype(np.uint8)
     luts = np.zeros((nq, d + (d & 1), 16), dtype=np.uint8)
     if fill == "random":
-        luts[:, :d] = rng.integers(0, 256, (nq, d, 16))
+        luts[:, :d] = rng.integers(0, 128, (nq, d, 16))
     elif fill == "max":
-        luts[:, :d] = 255
+        luts[:, :d] = 127  # the largest entry the kernels take
     elif fill == "ties":
         luts[:, :d] = rng.integers(0, 2, (nq, d, 16))
     return codes, luts
@@ -89,6 +89,7 @@ def test_table_quantization_and_exact_rescoring_twins():
         approx = np.stack([luts[q, np.arange(S)[None, :], codes].astype(np.float64).sum(1) for q in range(5)])
         approx = alpha[:, None] * approx + beta[:, None]
         assert (np.abs(approx - exact) <= alpha[:, None] * S / 2 + 1e-4).all()
+        assert luts.max() == 127 and luts.min() == 0  # entries fill 0..127, the kernels' contract
         packed = _backend._core.lut4_pack(codes)
         cand = rng.integers(-1, 50, (5, 9)).astype(np.int64)
         s1 = _backend._core.lut4_score_candidates(t, packed, 50, cand)
@@ -112,6 +113,10 @@ def test_bad_arguments():
         _backend._core.lut4_search_topk(luts, packed, 33, 4, one, one, 3)
     with pytest.raises(ValueError, match="k must be >= 1"):
         _backend._core.lut4_search_topk(luts, packed, 10, 4, one, one, 0)
+    big = luts.copy()
+    big[1, 3, 15] = 128  # past the 7-bit entries the kernels add in 8 bits
+    with pytest.raises(ValueError, match="luts entries must be <= 127"):
+        _backend._core.lut4_search_topk(big, packed, 10, 4, one, one, 3)
     with pytest.raises(ValueError, match="past the stored vectors"):
         _backend._core.lut4_score_candidates(np.zeros((2, 4, 16), np.float32), packed, 10, np.full((2, 1), 10))
 

@@ -118,7 +118,8 @@ void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, con
 // ----------------------------------------------------------------------------------------------
 std::size_t lut4_packed_bytes(std::size_t n, std::size_t d);
 void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* packed);
-// luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero).
+// luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero),
+// every entry <= 127 (the kernels add two lookups in 8 bits; lut4_quantize_tables gives such tables).
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
                       std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
                       int64_t* ids, int threads);
@@ -138,7 +139,7 @@ void pq8_search_topk(Isa isa, const uint16_t* luts, std::size_t nq, std::size_t 
 void pq_tables(const float* x, std::size_t nq, std::size_t m, std::size_t dsub, const float* centroids,
                std::size_t k, bool l2, float* out, int threads);
 // Float tables (nq x s x 16) -> uint8 tables (nq x s_even x 16) with one step per query:
-// luts = clamp(round_half_even((t - min_c t[j]) / alpha), 0, 255), alpha = max_j (max_c - min_c) / 255,
+// luts = clamp(round_half_even((t - min_c t[j]) / alpha), 0, 127), alpha = max_j (max_c - min_c) / 127,
 // beta = sum_j min_c t[j] (float32, in subspace order), so sum of t ~ alpha * sum of luts + beta.
 void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
                           float* beta);

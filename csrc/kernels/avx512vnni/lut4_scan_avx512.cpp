@@ -1,7 +1,8 @@
 // AVX-512BW 4-bit table scan for the avx512vnni path: the AVX2 algorithm (kernels/avx2/lut4_scan_avx2.cpp)
-// on 64-byte registers, four subspaces per vpshufb. Same 16-bit accumulation (even bytes = acc - odd << 8)
-// flushed to 32 bits every 256 iterations (each 16-bit lane adds one table entry per iteration), so the
-// sums are exact; an odd trailing pair of subspaces goes through 32-byte registers.
+// on 64-byte registers, four subspaces per vpshufb, two rows' lookups added in 8 bits (entries <= 127).
+// Same 16-bit accumulation (even bytes = acc - odd << 8) flushed to 32 bits every 256 rows (each 16-bit
+// lane adds one table entry <= 127 per row), so the sums are exact; an odd trailing pair of subspaces goes
+// through 32-byte registers.
 // GCC 12's AVX-512 headers build some intrinsics on _mm512_undefined_*(), which -Wmaybe-uninitialized
 // reports falsely (GCC bug 105593); the warning is off for this file only.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -54,7 +55,29 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
       const std::size_t q1 = std::min(quads, q0 + kFlushIters);
       __m512i lo_a[NQ], lo_b[NQ], hi_a[NQ], hi_b[NQ];
       for (int j = 0; j < NQ; ++j) lo_a[j] = lo_b[j] = hi_a[j] = hi_b[j] = _mm512_setzero_si512();
-      for (std::size_t q = q0; q < q1; ++q) {
+      std::size_t q = q0;
+      for (; q + 2 <= q1; q += 2) {
+        // two rows: the same 32 vectors, 8 subspaces; table entries <= 127, so the lookups of the two rows
+        // are added in 8 bits (<= 254) before the 16-bit accumulation: one widening for two rows
+        const __m512i codes0 = _mm512_loadu_si512(block + 64 * q);
+        const __m512i codes1 = _mm512_loadu_si512(block + 64 * q + 64);
+        const __m512i c0_lo = _mm512_and_si512(codes0, nibble);
+        const __m512i c0_hi = _mm512_and_si512(_mm512_srli_epi16(codes0, 4), nibble);
+        const __m512i c1_lo = _mm512_and_si512(codes1, nibble);
+        const __m512i c1_hi = _mm512_and_si512(_mm512_srli_epi16(codes1, 4), nibble);
+#pragma GCC unroll 4
+        for (int j = 0; j < NQ; ++j) {
+          const __m512i t0 = _mm512_loadu_si512(lut + j * lut_stride + 64 * q);
+          const __m512i t1 = _mm512_loadu_si512(lut + j * lut_stride + 64 * q + 64);
+          const __m512i r_lo = _mm512_add_epi8(_mm512_shuffle_epi8(t0, c0_lo), _mm512_shuffle_epi8(t1, c1_lo));
+          const __m512i r_hi = _mm512_add_epi8(_mm512_shuffle_epi8(t0, c0_hi), _mm512_shuffle_epi8(t1, c1_hi));
+          lo_a[j] = _mm512_add_epi16(lo_a[j], r_lo);
+          lo_b[j] = _mm512_add_epi16(lo_b[j], _mm512_srli_epi16(r_lo, 8));
+          hi_a[j] = _mm512_add_epi16(hi_a[j], r_hi);
+          hi_b[j] = _mm512_add_epi16(hi_b[j], _mm512_srli_epi16(r_hi, 8));
+        }
+      }
+      for (; q < q1; ++q) {
         // the codes are loaded and split into nibbles once for all NQ queries
         const __m512i codes = _mm512_loadu_si512(block + 64 * q);
         const __m512i c_lo = _mm512_and_si512(codes, nibble);

@@ -113,7 +113,7 @@ class FlatLUT4Index(Index):
         return self._search(q, k, threads, rescore=True)
 
     def _search(self, q, k, threads, rescore):
-        kc = min(self._ntotal, 2 * k) if rescore else k
+        kc = min(self._ntotal, getattr(self.codec, "rescore_factor", 2) * k) if rescore else k
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], _QUERY_CHUNK):

@@ -53,7 +53,7 @@ def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
 
 def lut4_quantize_tables(tables, luts, alpha, beta):
     """Twin of the native lut4_quantize_tables: same float32 steps, same uint8 tables."""
-    quantize_tables(tables, luts, alpha, beta, 255.0)
+    quantize_tables(tables, luts, alpha, beta, 127.0)  # kernels/lut4_scan.h: kLut4MaxEntry
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
