@@ -287,19 +287,25 @@ class PCACodec:
         qr = q @ self.basis  # (nq, n_kept)
         if l2:
             qr -= self.mean @ self.basis  # V^T (q - mean)
-        out = np.zeros((nq, self.budget, 16), dtype=np.float32)
+        out = np.empty((nq, self.budget, 16), dtype=np.float32)
         pos = 2 if self.metric == "l2" else 0
-        ns = len(self.stage_dim)
+        ns, ng = len(self.stage_dim), len(self.group_dims)
+        out[:, pos + ns + ng :] = 0  # nibbles the allocation left unused (codes 0)
+        out[:, :pos] = 0  # the l2 cross term (set below for l2 scores; no part of an inner product)
         lv = self.stage_levels[None]
-        st = qr[:, self.stage_dim, None] * lv
-        out[:, pos : pos + ns] = 2 * st - lv * lv if l2 else st
+        st = out[:, pos : pos + ns]
+        np.multiply(qr[:, self.stage_dim, None], lv, out=st)
+        if l2:
+            st *= 2
+            st -= lv * lv
         pos += ns
         sizes = (self.group_dims >= 0).sum(1)
         for size in (2, 3, 4):
             idx = np.flatnonzero(sizes == size)
             if len(idx):
                 c = self.group_cents[idx, :, :size]  # (G, 16, size)
-                t = np.einsum("qgs,gks->qgk", qr[:, self.group_dims[idx, :size]], c)
+                t = np.matmul(qr[:, self.group_dims[idx, :size]].transpose(1, 0, 2), c.transpose(0, 2, 1))  # (G, nq, 16)
+                t = t.transpose(1, 0, 2)
                 out[:, pos + idx] = 2 * t - np.einsum("gks,gks->gk", c, c)[None] if l2 else t
         if l2:
             out[:, :2] = -self.cross_levels[None]
