@@ -227,6 +227,29 @@ py::array_t<uint8_t> lut4_pack(const py::array& codes) {
   return packed;
 }
 
+// Sub-codes of vectors v0 .. v0 + n - 1 of a lut4_pack layout (ntotal vectors of d sub-codes) decoded
+// through int8 tables (d, 16): (n, d) int8.
+py::array_t<int8_t> lut4_decode_s8(const py::array& packed, std::size_t ntotal, const py::array& table,
+                                   std::size_t v0, std::size_t n) {
+  require<uint8_t>(packed, "packed", 1);
+  require<int8_t>(table, "table", 2);
+  const std::size_t d = table.shape(0);
+  if (table.shape(1) != 16) throw py::value_error("table must have shape (d, 16)");
+  if (d == 0 || static_cast<std::size_t>(packed.size()) != medqk::lut4_packed_bytes(ntotal, d)) {
+    throw py::value_error("packed does not hold ntotal vectors of d sub-codes (use lut4_pack)");
+  }
+  if (v0 > ntotal || n > ntotal - v0) throw py::value_error("v0 + n is past the stored vectors");
+  py::array_t<int8_t> out({n, d});
+  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
+  const int8_t* tp = static_cast<const int8_t*>(table.data());
+  int8_t* op = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::lut4_decode_s8(pp, d, v0, n, tp, op);
+  }
+  return out;
+}
+
 // Top-k over 4-bit codes packed by lut4_pack, one uint8 table of 16 entries per subspace and query.
 py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::size_t n, std::size_t d,
                            const py::array& alpha, const py::array& beta, std::size_t topk, int threads) {
@@ -520,6 +543,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));
   m.def("pq_assign", &pq_assign, py::arg("x"), py::arg("centroids"), py::arg("threads") = 0);
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));
+  m.def("lut4_decode_s8", &lut4_decode_s8, py::arg("packed"), py::arg("ntotal"), py::arg("table"), py::arg("v0"),
+        py::arg("n"));
   m.def("lut4_quantize_tables", &lut4_quantize_tables, py::arg("tables"));
   m.def("lut4_score_candidates", &lut4_score_candidates, py::arg("tables"), py::arg("packed"), py::arg("n"),
         py::arg("cand"));

@@ -38,6 +38,21 @@ void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* pack
   }
 }
 
+void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, const int8_t* table,
+                    int8_t* out) {
+  const std::size_t d_even = d + (d & 1);
+  const std::size_t block_bytes = 16 * d_even;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t v = v0 + i;
+    const uint8_t* row = packed + (v / kBlockVectors) * block_bytes + v % 16;
+    const unsigned shift = (v % kBlockVectors) < 16 ? 0 : 4;
+    int8_t* o = out + i * d;
+    for (std::size_t s = 0; s < d; ++s) {
+      o[s] = table[s * 16 + ((row[32 * (s / 2) + 16 * (s & 1)] >> shift) & 15)];
+    }
+  }
+}
+
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
                       std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
                       int64_t* ids, int threads) {

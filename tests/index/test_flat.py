@@ -70,6 +70,29 @@ def test_search_quality_and_scores(backend, spec, metric):
     np.testing.assert_allclose(scores, true, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("spec", ["int4", "cb4", "cb3", "cb4+rerank:int8"])
+def test_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
+    """Batches of >= GEMM_MIN_QUERIES queries take their candidates from the int8 GEMM over decoded blocks:
+    the same results as the 4-bit table scan up to candidates at the margin, blocks merged exactly."""
+    import medqk.index.lut4 as lut4
+
+    x, _ = data(n=1500, normalize=metric == "ip")
+    _, q = data(n=10, nq=lut4.GEMM_MIN_QUERIES, seed=3, normalize=metric == "ip")
+    index = mi.create(spec, x.shape[1], metric).train(x).add(x)
+    s_gemm, i_gemm = index.search(q, 10)
+    monkeypatch.setattr(lut4, "_GEMM_DB_BLOCK", 97)  # many blocks: the merge must give the same top-k
+    s_blocks, i_blocks = index.search(q, 10)
+    np.testing.assert_array_equal(i_blocks, i_gemm)
+    np.testing.assert_array_equal(s_blocks, s_gemm)
+    monkeypatch.setattr(lut4, "GEMM_MIN_QUERIES", 10**9)  # the table scan
+    s_scan, i_scan = index.search(q, 10)
+    assert recall(i_gemm, i_scan) >= 0.97
+    same = (i_gemm == i_scan).all(axis=1)
+    assert same.mean() >= 0.8
+    np.testing.assert_allclose(s_gemm[same], s_scan[same], rtol=1e-6, atol=1e-6)
+
+
 def test_float32_is_exact_with_tie_rule(backend):
     rng = np.random.default_rng(1)
     # many exact duplicates and ties: equal scores must come out by increasing id

@@ -102,6 +102,28 @@ def test_table_quantization_and_exact_rescoring_twins():
         assert (s1[~valid] == -np.inf).all()
 
 
+@pytest.mark.parametrize("d", [1, 3, 16, 33])
+def test_decode_s8_every_backend(d):
+    rng = np.random.default_rng(d)
+    n = 100
+    codes = rng.integers(0, 16, (n, d)).astype(np.uint8)
+    table = rng.integers(-128, 128, (d, 16)).astype(np.int8)
+    packed = _backend._core.lut4_pack(codes)
+    for v0, m in ((0, n), (33, 65), (99, 1), (100, 0)):
+        want = table[np.arange(d)[None, :], codes[v0 : v0 + m]]
+        np.testing.assert_array_equal(_backend._core.lut4_decode_s8(packed, n, table, v0, m), want)
+        if HAVE_NUMBA:
+            from medqk.kernels import _numba_lut4
+
+            out = np.empty((m, d), np.int8)
+            _numba_lut4.lut4_decode_s8(packed, table, v0, out)
+            np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match="past the stored vectors"):
+        _backend._core.lut4_decode_s8(packed, n, table, 90, 11)
+    with pytest.raises(ValueError, match="packed does not hold"):
+        _backend._core.lut4_decode_s8(packed, n + 40, table, 0, 1)
+
+
 def test_bad_arguments():
     codes = np.zeros((10, 4), np.uint8)
     packed = _backend._core.lut4_pack(codes)

@@ -118,6 +118,11 @@ void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, con
 // ----------------------------------------------------------------------------------------------
 std::size_t lut4_packed_bytes(std::size_t n, std::size_t d);
 void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* packed);
+// Vectors v0 .. v0 + n - 1 of codes packed by lut4_pack (d sub-codes each) decoded through one int8 table of
+// 16 entries per subspace: out[i * d + s] = table[s * 16 + code[v0 + i][s]]. Portable C++; the batched
+// search of per-dimension level codecs decodes blocks of vectors with it and runs the int8 GEMM on them.
+void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, const int8_t* table,
+                    int8_t* out);
 // luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero),
 // every entry <= 127 (the kernels add two lookups in 8 bits; lut4_quantize_tables gives such tables).
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,

@@ -189,6 +189,23 @@ class FlatFloatIndex(Index):
         self._ntotal = self._data.shape[0]
 
 
+def s8_topk(qcode, packed, alpha, bias, k: int, threads: int):
+    """Top-k of alpha[q] * (qcode[q] . code) + bias[v] over packed int8 codes (bias may be None), on the
+    packed codes' backend: (scores float32 (nq, k), ids int64 (nq, k)), ties -> lower id."""
+    alpha = np.ascontiguousarray(alpha, dtype=np.float32)
+    if packed.backend == "native":
+        return _backend._core.search_s8_topk(qcode, packed._native, alpha, bias, k, threads)
+    from ..kernels import _numba_search
+
+    nb = _backend.numba_kernels()
+    scores = np.empty((qcode.shape[0], k), dtype=np.float32)
+    ids = np.empty((qcode.shape[0], k), dtype=np.int64)
+    empty = np.empty(0, dtype=np.float32)
+    with nb.threads(threads):
+        _numba_search.search_s8_topk(qcode, packed._rows, alpha, bias if bias is not None else empty, k, scores, ids)
+    return scores, ids
+
+
 class FlatInt8Index(Index):
     """Exhaustive search over int8 codes of a per-dimension scalar quantizer, with the exact int8 GEMM.
 
@@ -242,20 +259,7 @@ class FlatInt8Index(Index):
             alpha, bias = 2 * sigma, -self._sqnorms
         else:
             alpha, bias = sigma, None
-        alpha = np.ascontiguousarray(alpha, dtype=np.float32)
-        packed = self._packed_codes()
-        if packed.backend == "native":
-            scores, ids = _backend._core.search_s8_topk(qcode, packed._native, alpha, bias, k, threads)
-        else:
-            from ..kernels import _numba_search
-
-            nb = _backend.numba_kernels()
-            scores = np.empty((q.shape[0], k), dtype=np.float32)
-            ids = np.empty((q.shape[0], k), dtype=np.int64)
-            empty = np.empty(0, dtype=np.float32)
-            with nb.threads(threads):
-                _numba_search.search_s8_topk(qcode, packed._rows, alpha, bias if bias is not None else empty, k, scores, ids)
-        return ids
+        return s8_topk(qcode, self._packed_codes(), alpha, bias, k, threads)[1]
 
     def score_ids(self, q: np.ndarray, cand: np.ndarray, threads: int = 0) -> np.ndarray:
         """Float scores of the float queries against the stored codes of ``cand`` (nq, kc), exactly

@@ -13,9 +13,15 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from .flat import Index
+from ..kernels import pack_s8, quantize_rows_s8
+from .flat import Index, s8_topk
 
 _QUERY_CHUNK = 512
+# Batches of at least this many queries find their candidates with the int8 GEMM over blocks of decoded
+# codes (codecs with an int8 view: int4, cb4, cb3): decoding a block costs about what scanning it with
+# the 4-bit tables costs for ~100 queries, and the VNNI GEMM then scores 2-3x faster than the table scan.
+GEMM_MIN_QUERIES = 256
+_GEMM_DB_BLOCK = 32768
 
 
 def quantize_tables(t: np.ndarray):
@@ -43,6 +49,17 @@ def score_candidates(tables: np.ndarray, packed: np.ndarray, n: int, cand: np.nd
     scores = np.empty(cand.shape, dtype=np.float32)
     _numba_lut4.lut4_score_candidates(tables, packed, cand, scores)
     return scores
+
+
+def decode_s8(packed: np.ndarray, ntotal: int, table: np.ndarray, v0: int, n: int) -> np.ndarray:
+    """Vectors v0 .. v0 + n - 1 decoded through int8 tables (S, 16): (n, S) int8."""
+    if _backend.backend == "native":
+        return _backend._core.lut4_decode_s8(packed, ntotal, table, v0, n)
+    from ..kernels import _numba_lut4
+
+    out = np.empty((n, table.shape[0]), dtype=np.int8)
+    _numba_lut4.lut4_decode_s8(packed, table, v0, out)
+    return out
 
 
 def unpack_codes(packed: np.ndarray, ids: np.ndarray, S: int) -> np.ndarray:
@@ -112,8 +129,46 @@ class FlatLUT4Index(Index):
     def _scores_topk(self, q, k, threads):
         return self._search(q, k, threads, rescore=True)
 
+    def _int8_view(self):
+        view = getattr(self.codec, "int8_view", None)
+        return view() if view is not None else None
+
+    def _gemm_candidates(self, q, kc, threads, view):
+        """Top kc per query by the int8 GEMM over blocks of codes decoded to int8 (levels ~ offset + step *
+        table): q . x_hat ~ sigma_q * (qcode . table[code]) + q . offset; the constant is left out (it does
+        not change a query's order). l2 ranks by 2 q . x_hat - |x_hat|^2 with the stored |x_hat|^2."""
+        offset, step, table = view
+        qcode, sigma = quantize_rows_s8(np.ascontiguousarray(q * step, dtype=np.float32))
+        alpha = 2 * sigma if self.metric == "l2" else sigma
+        nq = q.shape[0]
+        best_s = np.full((nq, kc), -np.inf, dtype=np.float32)
+        best_i = np.full((nq, kc), -1, dtype=np.int64)
+        for v0 in range(0, self._ntotal, _GEMM_DB_BLOCK):
+            n = min(_GEMM_DB_BLOCK, self._ntotal - v0)
+            packed = pack_s8(decode_s8(self._packed, self._ntotal, table, v0, n))
+            bias = -self._sqnorms[v0 : v0 + n] if self.metric == "l2" else None
+            s, i = s8_topk(qcode, packed, alpha, bias, min(kc, n), threads)
+            if v0 == 0 and n == self._ntotal:
+                return i
+            s = np.concatenate([best_s, s], axis=1)
+            i = np.concatenate([best_i, np.where(i >= 0, i + v0, -1)], axis=1)
+            order = np.lexsort((np.where(i >= 0, i, np.iinfo(np.int64).max), -s), axis=1)[:, :kc]
+            best_s, best_i = np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+        return best_i
+
     def _search(self, q, k, threads, rescore):
         kc = min(self._ntotal, getattr(self.codec, "rescore_factor", 2) * k) if rescore else k
+        view = self._int8_view() if q.shape[0] >= GEMM_MIN_QUERIES else None
+        if view is not None:
+            cand_all = self._gemm_candidates(q, kc, threads, view)
+            if not rescore:
+                return None, cand_all
+            out_s = np.empty((q.shape[0], k), dtype=np.float32)
+            out_i = np.empty((q.shape[0], k), dtype=np.int64)
+            for q0 in range(0, q.shape[0], _QUERY_CHUNK):
+                qc, cand = q[q0 : q0 + _QUERY_CHUNK], cand_all[q0 : q0 + _QUERY_CHUNK]
+                out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = self._rescore(qc, cand, k, threads)
+            return out_s, out_i
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], _QUERY_CHUNK):
@@ -135,15 +190,20 @@ class FlatLUT4Index(Index):
             if not rescore:
                 out_i[q0 : q0 + _QUERY_CHUNK] = cand
                 continue
-            if self.metric == "l2" and getattr(self.codec, "l2_rescore_by_norms", False):
-                ip_tables = self.codec.tables(qc, "ip", threads)
-                s = 2 * score_candidates(ip_tables, self._packed, self._ntotal, cand) - self._sqnorms[cand]
-            else:
-                s = score_candidates(tables, self._packed, self._ntotal, cand)  # exact float ADC scores
-            order = np.lexsort((cand, -s), axis=1)[:, :k]
-            out_s[q0 : q0 + _QUERY_CHUNK] = np.take_along_axis(s, order, axis=1)
-            out_i[q0 : q0 + _QUERY_CHUNK] = np.take_along_axis(cand, order, axis=1)
+            out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = self._rescore(qc, cand, k, threads, tables)
         return out_s, out_i
+
+    def _rescore(self, q, cand, k, threads, tables=None):
+        """Exact float ADC scores of the candidates, best k of them (ties -> lower id)."""
+        if self.metric == "l2" and getattr(self.codec, "l2_rescore_by_norms", False):
+            ip_tables = self.codec.tables(q, "ip", threads)
+            s = 2 * score_candidates(ip_tables, self._packed, self._ntotal, cand) - self._sqnorms[cand]
+        else:
+            if tables is None:
+                tables = self.codec.tables(q, self.metric, threads)
+            s = score_candidates(tables, self._packed, self._ntotal, cand)
+        order = np.lexsort((cand, -s), axis=1)[:, :k]
+        return np.take_along_axis(s, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
     def _state(self):
         config, arrays = self.codec.state()

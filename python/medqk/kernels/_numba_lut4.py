@@ -51,6 +51,19 @@ def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
                 ids[q, t] = -1
 
 
+@njit(parallel=True, boundscheck=False, nogil=True)
+def lut4_decode_s8(packed, table, v0, out):
+    """Twin of the native lut4_decode_s8: out[i, s] = table[s, code of vector v0 + i in subspace s]."""
+    n, d = out.shape
+    d_even = d + (d & 1)
+    for i in prange(n):
+        v = v0 + i
+        base = (v // 32) * 16 * d_even + v % 16
+        shift = 0 if (v % 32) < 16 else 4
+        for s in range(d):
+            out[i, s] = table[s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+
+
 def lut4_quantize_tables(tables, luts, alpha, beta):
     """Twin of the native lut4_quantize_tables: same float32 steps, same uint8 tables."""
     quantize_tables(tables, luts, alpha, beta, 127.0)  # kernels/lut4_scan.h: kLut4MaxEntry

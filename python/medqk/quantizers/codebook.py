@@ -206,6 +206,21 @@ class LevelCodec:
         padded = np.concatenate([codes, np.zeros((codes.shape[0], d & 1), np.uint8)], axis=1) if d & 1 else codes
         return (padded[:, 0::2] | (padded[:, 1::2] << 2)).astype(np.uint8)
 
+    # -- int8 view: the batched search of medqk.index.lut4 decodes blocks to int8 and uses the int8 GEMM --
+    def int8_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(offset (d,), step (d,), table int8 (d, 16)) with levels[d, c] ~ offset[d] + step[d] * table[d, c]
+        (half a step of 1/254 of the dimension's level range at most); None for cb2 (two dims per code)."""
+        self._require_trained()
+        if self.dims_per_subspace != 1:
+            return None
+        lv = self.levels.astype(np.float64)
+        lo, hi = lv.min(axis=1), lv.max(axis=1)
+        offset = (hi + lo) / 2
+        step = np.where(hi > lo, (hi - lo) / 254, 1.0)
+        table = np.zeros((lv.shape[0], 16), dtype=np.int8)
+        table[:, : lv.shape[1]] = np.clip(np.rint((lv - offset[:, None]) / step[:, None]), -127, 127)
+        return offset.astype(np.float32), step.astype(np.float32), table
+
     def tables(self, q: np.ndarray, metric: str, threads: int | None = None) -> np.ndarray:
         """Float tables (nq, S, 16): the contribution of each sub-code to the score of q (higher better).
 
