@@ -31,6 +31,8 @@ const char* dtype_name<uint8_t>() { return "uint8"; }
 template <>
 const char* dtype_name<uint16_t>() { return "uint16"; }
 template <>
+const char* dtype_name<int16_t>() { return "int16"; }
+template <>
 const char* dtype_name<int32_t>() { return "int32"; }
 template <>
 const char* dtype_name<float>() { return "float32"; }
@@ -227,25 +229,39 @@ py::array_t<uint8_t> lut4_pack(const py::array& codes) {
   return packed;
 }
 
-// Sub-codes of vectors v0 .. v0 + n - 1 of a lut4_pack layout (ntotal vectors of d sub-codes) decoded
-// through int8 tables (d, 16): (n, d) int8.
-py::array_t<int8_t> lut4_decode_s8(const py::array& packed, std::size_t ntotal, const py::array& table,
-                                   std::size_t v0, std::size_t n) {
+// Vectors v0 .. v0 + n - 1 of a lut4_pack layout (ntotal vectors of d sub-codes) decoded to int8 (n, d_out):
+// out[:, dim[j]] += table[j][code of sub-code sub[j]], clamped to -127..127.
+py::array_t<int8_t> lut4_decode_s8(const py::array& packed, std::size_t ntotal, std::size_t d, const py::array& sub,
+                                   const py::array& dim, const py::array& table, std::size_t d_out, std::size_t v0,
+                                   std::size_t n) {
   require<uint8_t>(packed, "packed", 1);
-  require<int8_t>(table, "table", 2);
-  const std::size_t d = table.shape(0);
-  if (table.shape(1) != 16) throw py::value_error("table must have shape (d, 16)");
+  require<int32_t>(sub, "sub", 1);
+  require<int32_t>(dim, "dim", 1);
+  require<int16_t>(table, "table", 2);
+  const std::size_t e = sub.shape(0);
+  if (dim.shape(0) != static_cast<py::ssize_t>(e) || table.shape(0) != static_cast<py::ssize_t>(e) ||
+      table.shape(1) != 16) {
+    throw py::value_error("sub, dim and table must have one entry each: shapes (e,), (e,), (e, 16)");
+  }
   if (d == 0 || static_cast<std::size_t>(packed.size()) != medqk::lut4_packed_bytes(ntotal, d)) {
     throw py::value_error("packed does not hold ntotal vectors of d sub-codes (use lut4_pack)");
   }
   if (v0 > ntotal || n > ntotal - v0) throw py::value_error("v0 + n is past the stored vectors");
-  py::array_t<int8_t> out({n, d});
+  const int32_t* sp = static_cast<const int32_t*>(sub.data());
+  const int32_t* dp = static_cast<const int32_t*>(dim.data());
+  for (std::size_t j = 0; j < e; ++j) {
+    if (sp[j] < 0 || static_cast<std::size_t>(sp[j]) >= d) throw py::value_error("sub entries must be in 0..d-1");
+    if (dp[j] < 0 || static_cast<std::size_t>(dp[j]) >= d_out) {
+      throw py::value_error("dim entries must be in 0..d_out-1");
+    }
+  }
+  py::array_t<int8_t> out({n, d_out});
   const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
-  const int8_t* tp = static_cast<const int8_t*>(table.data());
+  const int16_t* tp = static_cast<const int16_t*>(table.data());
   int8_t* op = out.mutable_data();
   {
     py::gil_scoped_release release;
-    medqk::lut4_decode_s8(pp, d, v0, n, tp, op);
+    medqk::lut4_decode_s8(pp, d, v0, n, e, sp, dp, tp, d_out, op);
   }
   return out;
 }
@@ -543,8 +559,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));
   m.def("pq_assign", &pq_assign, py::arg("x"), py::arg("centroids"), py::arg("threads") = 0);
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));
-  m.def("lut4_decode_s8", &lut4_decode_s8, py::arg("packed"), py::arg("ntotal"), py::arg("table"), py::arg("v0"),
-        py::arg("n"));
+  m.def("lut4_decode_s8", &lut4_decode_s8, py::arg("packed"), py::arg("ntotal"), py::arg("d"), py::arg("sub"),
+        py::arg("dim"), py::arg("table"), py::arg("d_out"), py::arg("v0"), py::arg("n"));
   m.def("lut4_quantize_tables", &lut4_quantize_tables, py::arg("tables"));
   m.def("lut4_score_candidates", &lut4_score_candidates, py::arg("tables"), py::arg("packed"), py::arg("n"),
         py::arg("cand"));

@@ -38,18 +38,23 @@ void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* pack
   }
 }
 
-void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, const int8_t* table,
-                    int8_t* out) {
+void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, std::size_t e,
+                    const int32_t* sub, const int32_t* dim, const int16_t* table, std::size_t d_out, int8_t* out) {
   const std::size_t d_even = d + (d & 1);
   const std::size_t block_bytes = 16 * d_even;
+  std::vector<std::size_t> offset(e);  // byte of entry j's sub-code within a row of the block
+  for (std::size_t j = 0; j < e; ++j) {
+    offset[j] = 32 * (static_cast<std::size_t>(sub[j]) / 2) + 16 * (static_cast<std::size_t>(sub[j]) & 1);
+  }
+  std::vector<int32_t> acc(d_out);
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t v = v0 + i;
     const uint8_t* row = packed + (v / kBlockVectors) * block_bytes + v % 16;
     const unsigned shift = (v % kBlockVectors) < 16 ? 0 : 4;
-    int8_t* o = out + i * d;
-    for (std::size_t s = 0; s < d; ++s) {
-      o[s] = table[s * 16 + ((row[32 * (s / 2) + 16 * (s & 1)] >> shift) & 15)];
-    }
+    std::fill(acc.begin(), acc.end(), 0);
+    for (std::size_t j = 0; j < e; ++j) acc[dim[j]] += table[j * 16 + ((row[offset[j]] >> shift) & 15)];
+    int8_t* o = out + i * d_out;
+    for (std::size_t c = 0; c < d_out; ++c) o[c] = static_cast<int8_t>(std::clamp(acc[c], -127, 127));
   }
 }
 

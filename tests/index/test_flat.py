@@ -71,7 +71,7 @@ def test_search_quality_and_scores(backend, spec, metric):
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-@pytest.mark.parametrize("spec", ["int4", "cb4", "cb3", "cb4+rerank:int8"])
+@pytest.mark.parametrize("spec", ["int4", "cb4", "cb3", "cb4+rerank:int8", "pca4", "pca2+rerank:int8"])
 def test_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
     """Batches of >= GEMM_MIN_QUERIES queries take their candidates from the int8 GEMM over decoded blocks:
     the same results as the 4-bit table scan up to candidates at the margin, blocks merged exactly."""

@@ -107,21 +107,36 @@ def test_decode_s8_every_backend(d):
     rng = np.random.default_rng(d)
     n = 100
     codes = rng.integers(0, 16, (n, d)).astype(np.uint8)
-    table = rng.integers(-128, 128, (d, 16)).astype(np.int8)
     packed = _backend._core.lut4_pack(codes)
+    # entries: every sub-code once into its own dimension, plus extra entries adding into shared ones
+    # (sums past int8: the clamp), like additive stages and vector codes
+    e = d + 2 * d + 1
+    sub = np.concatenate([np.arange(d), rng.integers(0, d, e - d)]).astype(np.int32)
+    d_out = max(1, d // 2)
+    dim = rng.integers(0, d_out, e).astype(np.int32)
+    table = rng.integers(-100, 101, (e, 16)).astype(np.int16)
     for v0, m in ((0, n), (33, 65), (99, 1), (100, 0)):
-        want = table[np.arange(d)[None, :], codes[v0 : v0 + m]]
-        np.testing.assert_array_equal(_backend._core.lut4_decode_s8(packed, n, table, v0, m), want)
+        want = np.zeros((m, d_out), np.int64)
+        for j in range(e):
+            np.add.at(want, (slice(None), dim[j]), table[j, codes[v0 : v0 + m, sub[j]]])
+        want = np.clip(want, -127, 127).astype(np.int8)
+        got = _backend._core.lut4_decode_s8(packed, n, d, sub, dim, table, d_out, v0, m)
+        np.testing.assert_array_equal(got, want)
         if HAVE_NUMBA:
             from medqk.kernels import _numba_lut4
 
-            out = np.empty((m, d), np.int8)
-            _numba_lut4.lut4_decode_s8(packed, table, v0, out)
+            out = np.empty((m, d_out), np.int8)
+            _numba_lut4.lut4_decode_s8(packed, d, sub, dim, table, v0, out)
             np.testing.assert_array_equal(out, want)
+    core = _backend._core
     with pytest.raises(ValueError, match="past the stored vectors"):
-        _backend._core.lut4_decode_s8(packed, n, table, 90, 11)
+        core.lut4_decode_s8(packed, n, d, sub, dim, table, d_out, 90, 11)
     with pytest.raises(ValueError, match="packed does not hold"):
-        _backend._core.lut4_decode_s8(packed, n + 40, table, 0, 1)
+        core.lut4_decode_s8(packed, n + 40, d, sub, dim, table, d_out, 0, 1)
+    with pytest.raises(ValueError, match="sub entries"):
+        core.lut4_decode_s8(packed, n, d, np.full(e, d, np.int32), dim, table, d_out, 0, 1)
+    with pytest.raises(ValueError, match="dim entries"):
+        core.lut4_decode_s8(packed, n, d, sub, np.full(e, d_out, np.int32), table, d_out, 0, 1)
 
 
 def test_bad_arguments():

@@ -118,11 +118,13 @@ void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, con
 // ----------------------------------------------------------------------------------------------
 std::size_t lut4_packed_bytes(std::size_t n, std::size_t d);
 void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* packed);
-// Vectors v0 .. v0 + n - 1 of codes packed by lut4_pack (d sub-codes each) decoded through one int8 table of
-// 16 entries per subspace: out[i * d + s] = table[s * 16 + code[v0 + i][s]]. Portable C++; the batched
-// search of per-dimension level codecs decodes blocks of vectors with it and runs the int8 GEMM on them.
-void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, const int8_t* table,
-                    int8_t* out);
+// Vectors v0 .. v0 + n - 1 of codes packed by lut4_pack (d sub-codes each) decoded to int8 vectors of
+// d_out dimensions through e table entries: out[i * d_out + dim[j]] += table[j * 16 + code[v0 + i][sub[j]]]
+// for j < e (int32 sums, then clamped to -127..127). A per-dimension codec has one entry per subspace;
+// additive or vector codes have several entries per dimension or per sub-code. Portable C++; the batched
+// search of the 4-bit codecs decodes blocks of vectors with it and runs the int8 GEMM on them.
+void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, std::size_t e,
+                    const int32_t* sub, const int32_t* dim, const int16_t* table, std::size_t d_out, int8_t* out);
 // luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero),
 // every entry <= 127 (the kernels add two lookups in 8 bits; lut4_quantize_tables gives such tables).
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,

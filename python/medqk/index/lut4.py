@@ -51,14 +51,16 @@ def score_candidates(tables: np.ndarray, packed: np.ndarray, n: int, cand: np.nd
     return scores
 
 
-def decode_s8(packed: np.ndarray, ntotal: int, table: np.ndarray, v0: int, n: int) -> np.ndarray:
-    """Vectors v0 .. v0 + n - 1 decoded through int8 tables (S, 16): (n, S) int8."""
+def decode_s8(packed: np.ndarray, ntotal: int, S: int, view, v0: int, n: int) -> np.ndarray:
+    """Vectors v0 .. v0 + n - 1 decoded to int8 (n, d_out) through a codec's int8 view (sub, dim, table,
+    d_out): out[:, dim[j]] += table[j][sub-code sub[j]], clamped to -127..127."""
+    sub, dim, table, d_out = view
     if _backend.backend == "native":
-        return _backend._core.lut4_decode_s8(packed, ntotal, table, v0, n)
+        return _backend._core.lut4_decode_s8(packed, ntotal, S, sub, dim, table, d_out, v0, n)
     from ..kernels import _numba_lut4
 
-    out = np.empty((n, table.shape[0]), dtype=np.int8)
-    _numba_lut4.lut4_decode_s8(packed, table, v0, out)
+    out = np.empty((n, d_out), dtype=np.int8)
+    _numba_lut4.lut4_decode_s8(packed, S, sub, dim, table, v0, out)
     return out
 
 
@@ -134,18 +136,18 @@ class FlatLUT4Index(Index):
         return view() if view is not None else None
 
     def _gemm_candidates(self, q, kc, threads, view):
-        """Top kc per query by the int8 GEMM over blocks of codes decoded to int8 (levels ~ offset + step *
-        table): q . x_hat ~ sigma_q * (qcode . table[code]) + q . offset; the constant is left out (it does
-        not change a query's order). l2 ranks by 2 q . x_hat - |x_hat|^2 with the stored |x_hat|^2."""
-        offset, step, table = view
-        qcode, sigma = quantize_rows_s8(np.ascontiguousarray(q * step, dtype=np.float32))
+        """Top kc per query by the int8 GEMM over blocks of codes decoded to int8 through the codec's int8
+        view: q . x_hat ~ sigma_q * (qcode . decoded) + c(q) with u = codec.int8_query(q) ~ sigma_q * qcode;
+        the constant c(q) is left out (it does not change a query's order). l2 ranks by
+        2 q . x_hat - |x_hat|^2 with the stored |x_hat|^2."""
+        qcode, sigma = quantize_rows_s8(self.codec.int8_query(q))
         alpha = 2 * sigma if self.metric == "l2" else sigma
         nq = q.shape[0]
         best_s = np.full((nq, kc), -np.inf, dtype=np.float32)
         best_i = np.full((nq, kc), -1, dtype=np.int64)
         for v0 in range(0, self._ntotal, _GEMM_DB_BLOCK):
             n = min(_GEMM_DB_BLOCK, self._ntotal - v0)
-            packed = pack_s8(decode_s8(self._packed, self._ntotal, table, v0, n))
+            packed = pack_s8(decode_s8(self._packed, self._ntotal, self.n_sub, view, v0, n))
             bias = -self._sqnorms[v0 : v0 + n] if self.metric == "l2" else None
             s, i = s8_topk(qcode, packed, alpha, bias, min(kc, n), threads)
             if v0 == 0 and n == self._ntotal:

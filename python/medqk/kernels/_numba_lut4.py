@@ -52,16 +52,21 @@ def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def lut4_decode_s8(packed, table, v0, out):
-    """Twin of the native lut4_decode_s8: out[i, s] = table[s, code of vector v0 + i in subspace s]."""
-    n, d = out.shape
+def lut4_decode_s8(packed, d, sub, dim, table, v0, out):
+    """Twin of the native lut4_decode_s8: out[i, dim[j]] += table[j, code of vector v0 + i in sub-code
+    sub[j]] (int32 sums clamped to -127..127)."""
+    n, d_out = out.shape
     d_even = d + (d & 1)
     for i in prange(n):
         v = v0 + i
         base = (v // 32) * 16 * d_even + v % 16
         shift = 0 if (v % 32) < 16 else 4
-        for s in range(d):
-            out[i, s] = table[s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+        acc = np.zeros(d_out, dtype=np.int32)
+        for j in range(sub.shape[0]):
+            s = sub[j]
+            acc[dim[j]] += table[j, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+        for c in range(d_out):
+            out[i, c] = min(127, max(-127, acc[c]))
 
 
 def lut4_quantize_tables(tables, luts, alpha, beta):

@@ -207,19 +207,28 @@ class LevelCodec:
         return (padded[:, 0::2] | (padded[:, 1::2] << 2)).astype(np.uint8)
 
     # -- int8 view: the batched search of medqk.index.lut4 decodes blocks to int8 and uses the int8 GEMM --
-    def int8_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(offset (d,), step (d,), table int8 (d, 16)) with levels[d, c] ~ offset[d] + step[d] * table[d, c]
-        (half a step of 1/254 of the dimension's level range at most); None for cb2 (two dims per code)."""
+    def _int8_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        lv = self.levels.astype(np.float64)
+        lo, hi = lv.min(axis=1), lv.max(axis=1)
+        return (hi + lo) / 2, np.where(hi > lo, (hi - lo) / 254, 1.0)
+
+    def int8_view(self):
+        """(sub, dim, table int16 (d, 16), d) for lut4_decode_s8: dimension d decodes to
+        round((level - offset[d]) / step[d]), offset the middle of its levels, step 1/254 of their range;
+        None for cb2 (two dimensions per sub-code)."""
         self._require_trained()
         if self.dims_per_subspace != 1:
             return None
-        lv = self.levels.astype(np.float64)
-        lo, hi = lv.min(axis=1), lv.max(axis=1)
-        offset = (hi + lo) / 2
-        step = np.where(hi > lo, (hi - lo) / 254, 1.0)
-        table = np.zeros((lv.shape[0], 16), dtype=np.int8)
-        table[:, : lv.shape[1]] = np.clip(np.rint((lv - offset[:, None]) / step[:, None]), -127, 127)
-        return offset.astype(np.float32), step.astype(np.float32), table
+        offset, step = self._int8_scale()
+        d = self.levels.shape[0]
+        table = np.zeros((d, 16), dtype=np.int16)
+        table[:, : self.n_levels] = np.rint((self.levels - offset[:, None]) / step[:, None])
+        idx = np.arange(d, dtype=np.int32)
+        return idx, idx, table, d
+
+    def int8_query(self, q: np.ndarray) -> np.ndarray:
+        """u with q . x_hat = u . decoded + q . offset (the constant left out)."""
+        return np.ascontiguousarray(q * self._int8_scale()[1], dtype=np.float32)
 
     def tables(self, q: np.ndarray, metric: str, threads: int | None = None) -> np.ndarray:
         """Float tables (nq, S, 16): the contribution of each sub-code to the score of q (higher better).

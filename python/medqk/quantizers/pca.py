@@ -315,6 +315,50 @@ class PCACodec:
         out[:, 0] += const[:, None]
         return out
 
+    # -- int8 view (batched search: blocks decoded to int8 rotated vectors, then the int8 GEMM) -----------
+    def _int8_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per kept dimension: the middle and 1/254 of the range of every value its codes can decode to."""
+        kept = self.basis.shape[1]
+        lo, hi = np.zeros(kept), np.zeros(kept)
+        np.add.at(lo, self.stage_dim, self.stage_levels.min(axis=1))
+        np.add.at(hi, self.stage_dim, self.stage_levels.max(axis=1))
+        for g in range(len(self.group_dims)):
+            size = int((self.group_dims[g] >= 0).sum())
+            lo[self.group_dims[g, :size]] += self.group_cents[g, :, :size].min(axis=0)
+            hi[self.group_dims[g, :size]] += self.group_cents[g, :, :size].max(axis=0)
+        return (hi + lo) / 2, np.where(hi > lo, (hi - lo) / 254, 1.0)
+
+    def int8_view(self):
+        """(sub, dim, table int16, d_out) for lut4_decode_s8: the rotated coordinates y_hat (kept
+        dimensions) as round((y_hat - offset) / step); each stage nibble one entry (the offset in a
+        dimension's first stage), each shared nibble one entry per dimension of its group."""
+        self._require_trained()
+        offset, step = self._int8_scale()
+        pos = 2 if self.metric == "l2" else 0
+        subs, dims, rows = [], [], []
+        seen = set()
+        for t, j in enumerate(self.stage_dim):
+            first = j not in seen
+            seen.add(j)
+            subs.append(pos + t)
+            dims.append(j)
+            rows.append((self.stage_levels[t] - (offset[j] if first else 0.0)) / step[j])
+        ns = len(self.stage_dim)
+        for g in range(len(self.group_dims)):
+            size = int((self.group_dims[g] >= 0).sum())
+            for u in range(size):
+                j = self.group_dims[g, u]
+                subs.append(pos + ns + g)
+                dims.append(j)
+                rows.append((self.group_cents[g, :, u] - offset[j]) / step[j])
+        table = np.rint(np.array(rows)).astype(np.int16).reshape(-1, 16)
+        return (np.array(subs, dtype=np.int32), np.array(dims, dtype=np.int32), table, self.basis.shape[1])
+
+    def int8_query(self, q: np.ndarray) -> np.ndarray:
+        """u with q . x_hat = u . decoded + (q . mean + (q V) . offset) (the constant left out)."""
+        return np.ascontiguousarray((np.asarray(q, dtype=np.float32) @ self.basis) * self._int8_scale()[1],
+                                    dtype=np.float32)
+
     @property
     def l2_rescore_by_norms(self) -> bool:
         """l2 table sums carry the quantized cross term: final l2 scores are 2 (ip sum) - |x_hat|^2."""
