@@ -43,6 +43,30 @@ inline unsigned greater_mask16(const int32_t* p, int32_t thr) {
 #endif
 }
 
+// The same for floats (p[u] > thr, false for NaN as the scalar compare).
+inline unsigned greater_mask16(const float* p, float thr) {
+#if defined(__SSE2__)
+  const __m128 t = _mm_set1_ps(thr);
+  const __m128i a = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p), t));
+  const __m128i b = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p + 4), t));
+  const __m128i c = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p + 8), t));
+  const __m128i d = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p + 12), t));
+  return static_cast<unsigned>(_mm_movemask_epi8(_mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d))));
+#elif defined(__ARM_NEON)
+  const float32x4_t t = vdupq_n_f32(thr);
+  const uint16x8_t ab = vcombine_u16(vmovn_u32(vcgtq_f32(vld1q_f32(p), t)), vmovn_u32(vcgtq_f32(vld1q_f32(p + 4), t)));
+  const uint16x8_t cd =
+      vcombine_u16(vmovn_u32(vcgtq_f32(vld1q_f32(p + 8), t)), vmovn_u32(vcgtq_f32(vld1q_f32(p + 12), t)));
+  static const uint16_t kBits[8] = {1, 2, 4, 8, 16, 32, 64, 128};
+  const uint16x8_t bits = vld1q_u16(kBits);
+  return vaddvq_u16(vandq_u16(ab, bits)) | (static_cast<unsigned>(vaddvq_u16(vandq_u16(cd, bits))) << 8);
+#else
+  unsigned mask = 0;
+  for (int u = 0; u < 16; ++u) mask |= static_cast<unsigned>(p[u] > thr) << u;
+  return mask;
+#endif
+}
+
 struct Hit {
   float score;
   int64_t id;
@@ -100,13 +124,22 @@ inline void write_sorted(std::vector<Hit>& hits, std::size_t topk, float* scores
 inline void offer(TopK& heap, const float* scores, std::size_t n, int64_t id0) {
   std::size_t j = 0;
   for (; j < n && !heap.full(); ++j) heap.push(scores[j], id0 + static_cast<int64_t>(j));
-  float worst = heap.full() ? heap.worst_score() : 0.0f;
-  for (; j < n; ++j) {
-    if (scores[j] > worst) {
-      heap.push(scores[j], id0 + static_cast<int64_t>(j));
+  if (j == n) return;
+  float worst = heap.worst_score();
+  auto one = [&](std::size_t u) {
+    if (scores[u] > worst) {
+      heap.push(scores[u], id0 + static_cast<int64_t>(u));
       worst = heap.worst_score();
     }
+  };
+  // blocks of 16 tested at once (baseline SIMD), then only the scores that beat the threshold, in order
+  // (the same pushes as one compare per score: the threshold only rises)
+  for (; j + 16 <= n; j += 16) {
+    for (unsigned mask = greater_mask16(scores + j, worst); mask != 0; mask &= mask - 1) {
+      one(j + static_cast<std::size_t>(__builtin_ctz(mask)));
+    }
   }
+  for (; j < n; ++j) one(j);
 }
 
 // Top-k of exact integer sums below 2^24 (the table scans), by a reservoir rather than a heap: a sum
