@@ -32,8 +32,9 @@ import numpy as np  # noqa: E402
 import medqk  # noqa: E402
 import medqk.index as mi  # noqa: E402
 
-SPECS = ["float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2", "cb4+rerank:int8", "int8+rerank:float32",
-         "pq96x4fs", "pq48x8", "pq96x4fs+rerank:int8"]
+SPECS = ["float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2", "pca4", "pca3", "pca2", "cb4+rerank:int8",
+         "pca3+rerank:int8", "pca2+rerank:int8", "int8+rerank:float32", "pq96x4fs", "pq48x8", "opq,pq96x4fs",
+         "opq,pq48x8", "pq96x4fs+rerank:int8"]
 
 
 def _refine(faiss, d):

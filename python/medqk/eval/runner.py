@@ -16,8 +16,8 @@ from ..index.spec import parse_spec, valid_specs
 from . import metrics as M
 from .data import Dataset
 
-DEFAULT_SCHEMES = ("float32", "fp16", "int8", "int4", "cb4", "cb4+rerank:int8", "cb2", "pq96x4fs", "pq48x8",
-                   "pq96x4fs+rerank:int8", "hnsw")
+DEFAULT_SCHEMES = ("float32", "fp16", "int8", "int4", "cb4", "pca4", "cb4+rerank:int8", "pca2+rerank:int8", "cb2",
+                   "pca2", "pq96x4fs", "pq48x8", "pq96x4fs+rerank:int8", "hnsw")
 RECALL_KS = (1, 10, 100)
 N_BOOTSTRAP = 1000
 LATENCY_QUERIES = 200

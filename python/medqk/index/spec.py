@@ -15,7 +15,8 @@ Grammar (whitespace ignored, case-insensitive)::
   inner products (or squared L2 distances).
 - ``int4``: 16 evenly spaced levels per dimension (4 bits/dim, 192 B at 384-d); ``cb4`` / ``cb3`` /
   ``cb2``: 16 / 8 / 4 levels per dimension trained by optimal 1-D k-means. All four are searched with
-  4-bit lookup tables (``vpshufb`` / ``vqtbl1q``); ``cb3`` is stored in the 4-bit layout (4 bits/dim),
+  4-bit lookup tables (``vpshufb`` / ``vqtbl1q``) -- batches of 256+ queries by the int8 GEMM over blocks
+  decoded to int8, see :mod:`medqk.index.lut4`; ``cb3`` is stored in the 4-bit layout (4 bits/dim),
   ``cb2`` packs two dimensions per 4-bit code (2 bits/dim).
 - ``pca4`` / ``pca3`` / ``pca2``: the same 4-bit tables and scan, but the b * d / 4 nibbles (b = 4, 3, 2
   bits per dimension on average; 192 / 144 / 96 B at 384-d) are spread over PCA directions by a dynamic
