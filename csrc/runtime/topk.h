@@ -17,47 +17,31 @@
 namespace medqk {
 namespace runtime {
 
-// Bit u set where p[u] > thr, u < 16. Baseline SIMD (SSE2 is part of x86-64, NEON of aarch64), written
-// out because GCC does not vectorize it, and it runs once per 16 scanned vectors: most masks are 0, and the
-// set bits are then visited without a branch per vector.
-inline unsigned greater_mask16(const int32_t* p, int32_t thr) {
+// Bit u set where p[u] > thr, u < 16 (int32 or float; false for NaN as the scalar compare). Baseline SIMD
+// (SSE2 is part of x86-64, NEON of aarch64), written out because GCC does not vectorize it, and it runs
+// once per 16 scanned scores: most masks are 0, and the set bits are then visited without a branch per score.
 #if defined(__SSE2__)
-  const __m128i t = _mm_set1_epi32(thr);
-  const __m128i a = _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), t);
-  const __m128i b = _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 4)), t);
-  const __m128i c = _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)), t);
-  const __m128i d = _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 12)), t);
-  // compare results are 0 / -1: the signed packs keep them, in order
-  return static_cast<unsigned>(_mm_movemask_epi8(_mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d))));
-#elif defined(__ARM_NEON)
-  const int32x4_t t = vdupq_n_s32(thr);
-  const uint16x8_t ab = vcombine_u16(vmovn_u32(vcgtq_s32(vld1q_s32(p), t)), vmovn_u32(vcgtq_s32(vld1q_s32(p + 4), t)));
-  const uint16x8_t cd =
-      vcombine_u16(vmovn_u32(vcgtq_s32(vld1q_s32(p + 8), t)), vmovn_u32(vcgtq_s32(vld1q_s32(p + 12), t)));
-  static const uint16_t kBits[8] = {1, 2, 4, 8, 16, 32, 64, 128};
-  const uint16x8_t bits = vld1q_u16(kBits);
-  return vaddvq_u16(vandq_u16(ab, bits)) | (static_cast<unsigned>(vaddvq_u16(vandq_u16(cd, bits))) << 8);
-#else
-  unsigned mask = 0;
-  for (int u = 0; u < 16; ++u) mask |= static_cast<unsigned>(p[u] > thr) << u;
-  return mask;
-#endif
+inline __m128i greater4(const int32_t* p, int32_t thr) {
+  return _mm_cmpgt_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), _mm_set1_epi32(thr));
 }
-
-// The same for floats (p[u] > thr, false for NaN as the scalar compare).
-inline unsigned greater_mask16(const float* p, float thr) {
-#if defined(__SSE2__)
-  const __m128 t = _mm_set1_ps(thr);
-  const __m128i a = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p), t));
-  const __m128i b = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p + 4), t));
-  const __m128i c = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p + 8), t));
-  const __m128i d = _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p + 12), t));
-  return static_cast<unsigned>(_mm_movemask_epi8(_mm_packs_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d))));
+inline __m128i greater4(const float* p, float thr) {
+  return _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(p), _mm_set1_ps(thr)));
+}
 #elif defined(__ARM_NEON)
-  const float32x4_t t = vdupq_n_f32(thr);
-  const uint16x8_t ab = vcombine_u16(vmovn_u32(vcgtq_f32(vld1q_f32(p), t)), vmovn_u32(vcgtq_f32(vld1q_f32(p + 4), t)));
-  const uint16x8_t cd =
-      vcombine_u16(vmovn_u32(vcgtq_f32(vld1q_f32(p + 8), t)), vmovn_u32(vcgtq_f32(vld1q_f32(p + 12), t)));
+inline uint32x4_t greater4(const int32_t* p, int32_t thr) { return vcgtq_s32(vld1q_s32(p), vdupq_n_s32(thr)); }
+inline uint32x4_t greater4(const float* p, float thr) { return vcgtq_f32(vld1q_f32(p), vdupq_n_f32(thr)); }
+#endif
+
+template <typename T>
+inline unsigned greater_mask16(const T* p, T thr) {
+#if defined(__SSE2__)
+  // compare results are 0 / -1: the signed packs keep them, in order
+  const __m128i ab = _mm_packs_epi32(greater4(p, thr), greater4(p + 4, thr));
+  const __m128i cd = _mm_packs_epi32(greater4(p + 8, thr), greater4(p + 12, thr));
+  return static_cast<unsigned>(_mm_movemask_epi8(_mm_packs_epi16(ab, cd)));
+#elif defined(__ARM_NEON)
+  const uint16x8_t ab = vcombine_u16(vmovn_u32(greater4(p, thr)), vmovn_u32(greater4(p + 4, thr)));
+  const uint16x8_t cd = vcombine_u16(vmovn_u32(greater4(p + 8, thr)), vmovn_u32(greater4(p + 12, thr)));
   static const uint16_t kBits[8] = {1, 2, 4, 8, 16, 32, 64, 128};
   const uint16x8_t bits = vld1q_u16(kBits);
   return vaddvq_u16(vandq_u16(ab, bits)) | (static_cast<unsigned>(vaddvq_u16(vandq_u16(cd, bits))) << 8);

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "kernels/lut4_scan.h"
+#include "kernels/lut4_store_x86.h"
 
 namespace medqk {
 namespace kernels {
@@ -116,25 +117,9 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
         tot_hi_odd[j] = _mm256_add_epi32(tot_hi_odd[j], fold2(hi_b));
       }
     }
-    for (int j = 0; j < NQ; ++j) {  // interleave even / odd vectors back into natural order
-      uint32_t* o = out + j * out_stride + b * 32;
-      const __m256i lo_01 = _mm256_unpacklo_epi32(tot_lo_even[j], tot_lo_odd[j]);
-      const __m256i lo_23 = _mm256_unpackhi_epi32(tot_lo_even[j], tot_lo_odd[j]);
-      const __m256i hi_01 = _mm256_unpacklo_epi32(tot_hi_even[j], tot_hi_odd[j]);
-      const __m256i hi_23 = _mm256_unpackhi_epi32(tot_hi_even[j], tot_hi_odd[j]);
-      const __m256i v0 = _mm256_permute2x128_si256(lo_01, lo_23, 0x20);
-      const __m256i v1 = _mm256_permute2x128_si256(lo_01, lo_23, 0x31);
-      const __m256i v2 = _mm256_permute2x128_si256(hi_01, hi_23, 0x20);
-      const __m256i v3 = _mm256_permute2x128_si256(hi_01, hi_23, 0x31);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), v0);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), v1);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 16), v2);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 24), v3);
-      const __m256i thr = _mm256_set1_epi32(thresholds[j]);
-      auto bits = [&](__m256i v) {
-        return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(v, thr))));
-      };
-      masks[j * nblocks + b] = bits(v0) | bits(v1) << 8 | bits(v2) << 16 | bits(v3) << 24;
+    for (int j = 0; j < NQ; ++j) {
+      masks[j * nblocks + b] = lut4_store_block(tot_lo_even[j], tot_lo_odd[j], tot_hi_even[j], tot_hi_odd[j],
+                                                out + j * out_stride + b * 32, thresholds[j]);
     }
   }
 }
