@@ -386,6 +386,25 @@ py::array_t<float> pq_tables(const py::array& x, const py::array& centroids, boo
   return out;
 }
 
+// Byte codes (n, M) decoded through int8 centroids (M, 256, dsub): (n, M * dsub) int8.
+py::array_t<int8_t> pq8_decode_s8(const py::array& codes, const py::array& table) {
+  require<uint8_t>(codes, "codes", 2);
+  require<int8_t>(table, "table", 3);
+  const std::size_t n = codes.shape(0), m = codes.shape(1), dsub = table.shape(2);
+  if (table.shape(0) != static_cast<py::ssize_t>(m) || table.shape(1) != 256 || dsub == 0) {
+    throw py::value_error("table must have shape (M, 256, dsub) with M = codes.shape[1]");
+  }
+  py::array_t<int8_t> out({n, m * dsub});
+  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
+  const int8_t* tp = static_cast<const int8_t*>(table.data());
+  int8_t* op = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::pq8_decode_s8(cp, n, m, tp, dsub, op);
+  }
+  return out;
+}
+
 py::tuple pq8_quantize_tables(const py::array& tables) {
   require<float>(tables, "tables", 3);
   const std::size_t nq = tables.shape(0), m = tables.shape(1);
@@ -554,6 +573,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("pq8_quantize_tables", &pq8_quantize_tables, py::arg("tables"));
   m.def("search_f16_topk", &search_f16_topk, py::arg("q"), py::arg("x"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
+  m.def("pq8_decode_s8", &pq8_decode_s8, py::arg("codes"), py::arg("table"));
   m.def("pq8_search_topk", &pq8_search_topk, py::arg("luts"), py::arg("codes"), py::arg("alpha"), py::arg("beta"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));

@@ -17,6 +17,16 @@ namespace {
 constexpr std::size_t kChunk = 1024;  // code rows per scan call
 }
 
+void pq8_decode_s8(const uint8_t* codes, std::size_t n, std::size_t m, const int8_t* table, std::size_t dsub,
+                   int8_t* out) {
+  for (std::size_t i = 0; i < n; ++i) {
+    int8_t* o = out + i * m * dsub;
+    for (std::size_t s = 0; s < m; ++s) {
+      std::memcpy(o + s * dsub, table + (s * 256 + codes[i * m + s]) * dsub, dsub);
+    }
+  }
+}
+
 void pq8_quantize_tables(const float* tables, std::size_t nq, std::size_t m, uint16_t* luts, float* alpha,
                          float* beta) {
   for (std::size_t q = 0; q < nq; ++q) {

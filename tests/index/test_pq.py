@@ -148,3 +148,43 @@ def test_training_progress_lines(capsys):
     assert "pq4x4 k-means: iteration 1/3" in err and err.endswith("\n")
     mi.create("pq4x4fs", 16, progress=False).train(x)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("spec", ["pq8x8", "opq,pq8x8", "pq8x8+rerank:int8"])
+def test_pq8_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
+    """pq<M>x8 batches of >= GEMM_MIN_QUERIES take their candidates from the int8 GEMM over decoded blocks:
+    blocks merged exactly, results those of the table scan up to candidates at the margin."""
+    import medqk.index.lut4 as lut4
+
+    x, _ = data(n=1500, d=32, normalize=metric == "ip")
+    _, q = data(n=10, nq=lut4.GEMM_MIN_QUERIES, d=32, seed=3, normalize=metric == "ip")
+    opts = {"opq_iter": 3} if spec.startswith("opq") else {}
+    index = mi.create(spec, 32, metric, max_iter=6, **opts).train(x).add(x)
+    s_gemm, i_gemm = index.search(q, 10)
+    monkeypatch.setattr(lut4, "_GEMM_DB_BLOCK", 97)
+    s_blocks, i_blocks = index.search(q, 10)
+    np.testing.assert_array_equal(i_blocks, i_gemm)
+    np.testing.assert_array_equal(s_blocks, s_gemm)
+    monkeypatch.setattr(lut4, "GEMM_MIN_QUERIES", 10**9)
+    s_scan, i_scan = index.search(q, 10)
+    assert recall(i_gemm, i_scan) >= 0.97
+    same = (i_gemm == i_scan).all(axis=1)
+    assert same.mean() >= 0.8
+    np.testing.assert_allclose(s_gemm[same], s_scan[same], rtol=1e-6, atol=1e-6)
+
+
+def test_pq8_decode_s8_every_backend():
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 256, (77, 5)).astype(np.uint8)
+    table = rng.integers(-127, 128, (5, 256, 3)).astype(np.int8)
+    want = table[np.arange(5)[None, :], codes].reshape(77, 15)
+    np.testing.assert_array_equal(medqk._backend._core.pq8_decode_s8(codes, table), want)
+    pytest.importorskip("numba")
+    from medqk.kernels import _numba_pq8
+
+    out = np.empty((77, 15), np.int8)
+    _numba_pq8.pq8_decode_s8(codes, table, out)
+    np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match="table must have shape"):
+        medqk._backend._core.pq8_decode_s8(codes, table[:4])

@@ -125,6 +125,11 @@ void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* pack
 // search of the 4-bit codecs decodes blocks of vectors with it and runs the int8 GEMM on them.
 void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, std::size_t e,
                     const int32_t* sub, const int32_t* dim, const int16_t* table, std::size_t d_out, int8_t* out);
+// Byte codes (n x m, one centroid id per subspace) decoded through int8 centroids table (m x 256 x dsub):
+// out (n x m*dsub) row i = table[s][codes[i][s]] for s < m, concatenated. The batched pq<M>x8 search
+// decodes blocks of vectors with it and runs the int8 GEMM on them.
+void pq8_decode_s8(const uint8_t* codes, std::size_t n, std::size_t m, const int8_t* table, std::size_t dsub,
+                   int8_t* out);
 // luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero),
 // every entry <= 127 (the kernels add two lookups in 8 bits; lut4_quantize_tables gives such tables).
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,

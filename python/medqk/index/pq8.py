@@ -4,6 +4,11 @@ Search is asymmetric (ADC): per query a float table of 256 entries per subspace,
 with one step per query, summed over the code bytes by a scan that reads each code row once for a
 block of 8 queries (medqk/kernels: pq8_search_topk); the 2k best by that sum are re-scored with the
 float tables, so returned scores are exact float ADC scores.
+
+Batches of at least ``medqk.index.lut4.GEMM_MIN_QUERIES`` queries find their candidates instead with the
+int8 GEMM over blocks of codes decoded to int8 vectors (centroids as int8 per dimension, ``pq8_decode_s8``):
+one decode per block serves the whole batch, which the table scan (a gather per code byte and query)
+cannot share. The candidates are re-scored with the same float tables.
 """
 
 from __future__ import annotations
@@ -11,10 +16,24 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ..kernels import pack_s8, quantize_rows_s8
 from ..quantizers.pq import PQCodec
-from .flat import Index
+from . import lut4
+from .flat import Index, s8_topk
 
 _QUERY_CHUNK = 512
+
+
+def decode_s8(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Byte codes (n, M) through int8 centroids (M, 256, dsub): (n, M * dsub) int8."""
+    codes = np.ascontiguousarray(codes)
+    if _backend.backend == "native":
+        return _backend._core.pq8_decode_s8(codes, table)
+    from ..kernels import _numba_pq8
+
+    out = np.empty((codes.shape[0], codes.shape[1] * table.shape[2]), dtype=np.int8)
+    _numba_pq8.pq8_decode_s8(codes, table, out)
+    return out
 
 
 def quantize_tables16(t: np.ndarray):
@@ -64,12 +83,48 @@ class FlatPQ8Index(Index):
     def _scores_topk(self, q, k, threads):
         return self._search(q, k, threads, rescore=True)
 
+    def _gemm_candidates(self, q, kc, threads):
+        """Top kc per query by the int8 GEMM over blocks of codes decoded to int8 (see the module doc);
+        l2 ranks by 2 q . x_hat - |x_hat|^2, |x_hat|^2 summed from the centroid norms."""
+        table = self.codec.int8_centroids()
+        qcode, sigma = quantize_rows_s8(self.codec.int8_query(q))
+        l2 = self.metric == "l2"
+        alpha = 2 * sigma if l2 else sigma
+        cnorm = np.einsum("mkd,mkd->mk", self.codec.centroids, self.codec.centroids) if l2 else None
+        nq = q.shape[0]
+        best_s = np.full((nq, kc), -np.inf, dtype=np.float32)
+        best_i = np.full((nq, kc), -1, dtype=np.int64)
+        block = lut4._GEMM_DB_BLOCK
+        for v0 in range(0, self._ntotal, block):
+            codes = self._codes[v0 : v0 + block]
+            n = codes.shape[0]
+            bias = None
+            if l2:
+                bias = -cnorm[np.arange(self.codec.M)[None, :], codes].sum(axis=1, dtype=np.float32)
+            s, i = s8_topk(qcode, pack_s8(decode_s8(codes, table)), alpha, bias, min(kc, n), threads)
+            if v0 == 0 and n == self._ntotal:
+                return i
+            s = np.concatenate([best_s, s], axis=1)
+            i = np.concatenate([best_i, np.where(i >= 0, i + v0, -1)], axis=1)
+            order = np.lexsort((np.where(i >= 0, i, np.iinfo(np.int64).max), -s), axis=1)[:, :kc]
+            best_s, best_i = np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+        return best_i
+
     def _search(self, q, k, threads, rescore):
         kc = min(self._ntotal, 2 * k) if rescore else k
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
+        cand_all = self._gemm_candidates(q, kc, threads) if q.shape[0] >= lut4.GEMM_MIN_QUERIES else None
         for q0 in range(0, q.shape[0], _QUERY_CHUNK):
             qc = q[q0 : q0 + _QUERY_CHUNK]
+            if cand_all is not None:
+                cand = cand_all[q0 : q0 + _QUERY_CHUNK]
+                if not rescore:
+                    out_i[q0 : q0 + _QUERY_CHUNK] = cand
+                    continue
+                tables = self.codec.tables(qc, self.metric, threads)
+                out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = self._rescore(tables, cand, k)
+                continue
             tables = self.codec.tables(qc, self.metric, threads)  # (nq, M, 256)
             luts, alpha, beta = quantize_tables16(tables)
             if _backend.backend == "native":
@@ -85,12 +140,16 @@ class FlatPQ8Index(Index):
             if not rescore:
                 out_i[q0 : q0 + _QUERY_CHUNK] = cand
                 continue
-            sub = self._codes[cand].astype(np.intp)  # (nq, kc, M)
-            s = np.take_along_axis(tables[:, None, :, :], sub[..., None], axis=3)[..., 0].sum(axis=2, dtype=np.float32)
-            order = np.lexsort((cand, -s), axis=1)[:, :k]
-            out_s[q0 : q0 + _QUERY_CHUNK] = np.take_along_axis(s, order, axis=1)
-            out_i[q0 : q0 + _QUERY_CHUNK] = np.take_along_axis(cand, order, axis=1)
+            out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = self._rescore(tables, cand, k)
         return out_s, out_i
+
+    def _rescore(self, tables, cand, k):
+        """Exact float ADC scores of the candidates (nq, kc), best k of them (ties -> lower id)."""
+        sub = self._codes[np.maximum(cand, 0)].astype(np.intp)  # (nq, kc, M)
+        s = np.take_along_axis(tables[:, None, :, :], sub[..., None], axis=3)[..., 0].sum(axis=2, dtype=np.float32)
+        s = np.where(cand >= 0, s, -np.inf).astype(np.float32)
+        order = np.lexsort((cand, -s), axis=1)[:, :k]
+        return np.take_along_axis(s, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
     def _state(self):
         config, arrays = self.codec.state()

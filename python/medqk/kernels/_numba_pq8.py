@@ -8,6 +8,17 @@ from numba import njit, prange
 from ._numba_search import _heap_push, _heap_sort, quantize_tables
 
 
+@njit(parallel=True, boundscheck=False, nogil=True)
+def pq8_decode_s8(codes, table, out):
+    """Twin of the native pq8_decode_s8: out[i, s*dsub:(s+1)*dsub] = table[s, codes[i, s]]."""
+    n, m = codes.shape
+    dsub = table.shape[2]
+    for i in prange(n):
+        for s in range(m):
+            for j in range(dsub):
+                out[i, s * dsub + j] = table[s, codes[i, s], j]
+
+
 def pq8_quantize_tables(tables, luts, alpha, beta):
     """Twin of the native pq8_quantize_tables: same float32 steps, same uint16 tables."""
     quantize_tables(tables, luts, alpha, beta, 65535.0)

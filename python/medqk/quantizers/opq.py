@@ -97,6 +97,10 @@ class OPQCodec(PQCodec):
         self._require_trained()
         return np.ascontiguousarray(super().decode_sub(sub) @ self.rotation.T)
 
+    def int8_query(self, q: np.ndarray) -> np.ndarray:
+        self._require_trained()
+        return super().int8_query(self._rotate(q))
+
     def tables(self, q: np.ndarray, metric: str, threads: int | None = None) -> np.ndarray:
         self._require_trained()
         return super().tables(self._rotate(q), metric, threads)

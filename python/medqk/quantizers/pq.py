@@ -166,6 +166,24 @@ class PQCodec:
             _numba_search.pq_tables(q, cents, metric == "l2", out)
         return out
 
+    # -- int8 view (batched pq<M>x8 search: blocks decoded to int8 vectors, then the int8 GEMM) ---------
+    def _int8_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.centroids.astype(np.float64)  # (M, K, dsub)
+        lo, hi = c.min(axis=1).reshape(-1), c.max(axis=1).reshape(-1)
+        return (hi + lo) / 2, np.where(hi > lo, (hi - lo) / 254, 1.0)
+
+    def int8_centroids(self) -> np.ndarray:
+        """Centroids as int8 (M, K, dsub): dimension j decodes to round((c - offset[j]) / step[j]), offset
+        the middle and step 1/254 of the range of the centroid values in that dimension."""
+        self._require_trained()
+        offset, step = self._int8_scale()
+        c = (self.centroids - offset.reshape(self.M, 1, self.dsub)) / step.reshape(self.M, 1, self.dsub)
+        return np.clip(np.rint(c), -127, 127).astype(np.int8)
+
+    def int8_query(self, q: np.ndarray) -> np.ndarray:
+        """u with q . x_hat = u . decoded + q . offset (the constant left out)."""
+        return np.ascontiguousarray(np.asarray(q, dtype=np.float32) * self._int8_scale()[1], dtype=np.float32)
+
     def state(self) -> tuple[dict, dict]:
         config = {"M": self.M, "nbits": self.nbits, "seed": self.seed, "max_iter": self.max_iter, "tol": self.tol,
                   "max_train": self.max_train}
