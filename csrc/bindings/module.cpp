@@ -39,6 +39,11 @@ const char* dtype_name<float>() { return "float32"; }
 template <>
 const char* dtype_name<int64_t>() { return "int64"; }
 
+// The top-k reservoirs key ids in 32 bits (runtime/topk.h).
+void check_ids_fit(std::size_t n) {
+  if (n >= (std::size_t(1) << 32)) throw py::value_error("at most 2^32 - 1 stored vectors per index");
+}
+
 template <typename T>
 void require(const py::array& x, const char* name, int ndim) {
   if (!py::isinstance<py::array_t<T>>(x) || !x.dtype().is(py::dtype::of<T>())) {
@@ -191,6 +196,7 @@ py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::ar
 py::tuple search_s8_topk(const py::array& a, const PackedS8& db, const py::array& alpha, const py::object& bias,
                          std::size_t topk, int threads) {
   check_a(a, db.k);
+  check_ids_fit(db.n);
   const std::size_t nq = a.shape(0);
   require<float>(alpha, "alpha", 1);
   if (static_cast<std::size_t>(alpha.shape(0)) != nq) throw py::value_error("alpha must have one entry per query");
@@ -270,6 +276,7 @@ py::array_t<int8_t> lut4_decode_s8(const py::array& packed, std::size_t ntotal, 
 py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::size_t n, std::size_t d,
                            const py::array& alpha, const py::array& beta, std::size_t topk, int threads) {
   require<uint8_t>(luts, "luts", 3);
+  check_ids_fit(n);
   const std::size_t nq = luts.shape(0), d_even = d + (d & 1);
   if (static_cast<std::size_t>(luts.shape(1)) != d_even || luts.shape(2) != 16) {
     throw py::value_error("luts must have shape (nq, d rounded up to even, 16)");
@@ -427,6 +434,7 @@ py::tuple pq8_search_topk(const py::array& luts, const py::array& codes, const p
   require<uint16_t>(luts, "luts", 3);
   require<uint8_t>(codes, "codes", 2);
   const std::size_t nq = luts.shape(0), m = luts.shape(1), n = codes.shape(0);
+  check_ids_fit(n);
   if (luts.shape(2) != 256) throw py::value_error("luts must have shape (nq, M, 256)");
   if (static_cast<std::size_t>(codes.shape(1)) != m) throw py::value_error("codes must have M columns, like luts");
   if (m > 256) throw py::value_error("M must be <= 256");
@@ -457,6 +465,7 @@ py::tuple search_f16_topk(const py::array& q, const py::array& x, float alpha, c
   require<float>(q, "q", 2);
   require<uint16_t>(x, "x", 2);
   const std::size_t nq = q.shape(0), d = q.shape(1), n = x.shape(0);
+  check_ids_fit(n);
   if (static_cast<std::size_t>(x.shape(1)) != d) throw py::value_error("x and q differ in dimension");
   const float* bias_p = nullptr;
   py::array bias_arr;

@@ -127,19 +127,32 @@ inline void offer(TopK& heap, const float* scores, std::size_t n, int64_t id0) {
   for (; j < n; ++j) one(j);
 }
 
-// Top-k of exact integer sums below 2^24 (the table scans), by a reservoir rather than a heap: a sum
-// enters the buffer only when it beats the threshold, and when the buffer is full it is cut back to the k
-// best (nth_element) and the threshold rises to the k-th best sum. Per candidate that is one compare
-// (vectorized, or done by the scan kernel itself: offer_masked), and an append for the few that pass; a
-// heap costs O(log k) branchy steps for each of those, which dominated the scan at k = 200.
-// Tie rule: ids arrive in increasing order, so a later sum equal to the threshold ranks after the kept
-// one it equals: only a strictly greater sum can enter once the buffer has been cut.
-// The buffer holds one 64-bit key per hit, sum << 40 | (2^40 - 1 - id) (sums in [0, 2^24), ids < 2^40):
-// "better" is then one integer compare, and nth_element on keys ran the k = 200 selection of the PQ
-// rerank path 2x faster than on (float, id) pairs with a two-field comparator.
-class SumsTopK {
+// A monotone map of the scores to uint32 (a < b exactly when ord(a) < ord(b)), and back.
+template <typename T>
+struct KeyOrder;
+template <>
+struct KeyOrder<int32_t> {
+  static uint32_t ord(int32_t v) { return static_cast<uint32_t>(v) ^ 0x80000000u; }
+  static int32_t value(uint32_t o) { return static_cast<int32_t>(o ^ 0x80000000u); }
+  static constexpr int32_t lowest() { return std::numeric_limits<int32_t>::min(); }
+};
+
+// Top-k by a reservoir rather than a heap, for the exact integer sums of the table scans (T = int32_t; a
+// float KeyOrder would serve the int8 / fp16 scans, but there the heap above measured faster: its threshold
+// rises with every push, the reservoir's only at a cut, so more scores pass): a score enters the buffer only when it beats the threshold, and when
+// the buffer is full it is cut back to the k best (nth_element) and the threshold rises to the k-th best.
+// Per candidate that is one compare (vectorized, or done by the scan kernel itself: offer_masked), and an
+// append for the few that pass; a heap costs O(log k) branchy steps for each of those, which dominated
+// the table scans at k = 200, where the scan kernel tests a threshold of the previous chunk anyway.
+// Tie rule: ids arrive in increasing order, so a later score equal to the threshold ranks after the kept
+// one it equals: only a strictly greater score can enter once the buffer has been cut.
+// The buffer holds one 64-bit key per hit, ord(score) << 32 | (2^32 - 1 - id) (ids < 2^32): "better" is
+// then one integer compare (nth_element on keys ran the k = 200 selection 2x faster than on (score, id)
+// pairs with a two-field comparator).
+template <typename T>
+class ReservoirTopK {
  public:
-  static constexpr int32_t kNoThreshold = std::numeric_limits<int32_t>::min();
+  static constexpr T kNoThreshold = KeyOrder<T>::lowest();
 
   void reset(std::size_t k) {
     k_ = k;
@@ -150,72 +163,75 @@ class SumsTopK {
     threshold_ = kNoThreshold;
   }
 
-  // Offers sums[0:n] with ids id0.. (increasing).
-  void offer(const int32_t* sums, std::size_t n, int64_t id0) {
+  // Offers scores[0:n] with ids id0.. (increasing).
+  void offer(const T* scores, std::size_t n, int64_t id0) {
     if (k_ == 0) return;
     for (std::size_t j = 0; j < n; j += 16) {
-      if (n - j < 16) {  // the tail of the last chunk
+      if (n - j < 16) {  // the tail
         unsigned mask = 0;
-        for (std::size_t u = j; u < n; ++u) mask |= static_cast<unsigned>(sums[u] > threshold_) << (u - j);
-        take(sums + j, mask, id0 + static_cast<int64_t>(j));
+        for (std::size_t u = j; u < n; ++u) mask |= static_cast<unsigned>(scores[u] > threshold_) << (u - j);
+        take(scores + j, mask, id0 + static_cast<int64_t>(j));
         break;
       }
-      take(sums + j, greater_mask16(sums + j, threshold_), id0 + static_cast<int64_t>(j));
+      take(scores + j, greater_mask16(scores + j, threshold_), id0 + static_cast<int64_t>(j));
       if (threshold_ == kNoThreshold && keys_.size() >= k_) cut();  // a first threshold, as early as possible
     }
   }
 
-  // The same for sums in blocks of 32 with, per block, a mask of the sums that beat an earlier threshold
-  // (made by the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks) bounds ids.
-  void offer_masked(const int32_t* sums, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0) {
+  // The same for scores in blocks of 32 with, per block, a mask of the scores that beat an earlier
+  // threshold (made by the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks)
+  // bounds ids.
+  void offer_masked(const T* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0) {
     if (k_ == 0) return;
     for (std::size_t b = 0; b < nblocks; ++b) {
       uint32_t mask = masks[b];
       if (mask == 0) continue;
       if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
-      take(sums + 32 * b, mask, id0 + static_cast<int64_t>(32 * b));
+      take(scores + 32 * b, mask, id0 + static_cast<int64_t>(32 * b));
       if (threshold_ == kNoThreshold && keys_.size() >= k_) cut();  // a first threshold, as early as possible
     }
   }
 
-  int32_t threshold() const { return threshold_; }
+  T threshold() const { return threshold_; }
 
   // The k best (unordered), for write_sorted / merge_parts.
   std::vector<Hit>& hits() {
     if (keys_.size() > k_) cut();
     hits_.clear();
     for (uint64_t key : keys_) {
-      hits_.push_back({static_cast<float>(key >> kIdBits), static_cast<int64_t>(kIdMask - (key & kIdMask))});
+      hits_.push_back({static_cast<float>(KeyOrder<T>::value(static_cast<uint32_t>(key >> 32))),
+                       static_cast<int64_t>(kIdMask - (key & kIdMask))});
     }
     return hits_;
   }
 
  private:
-  // Sums p[u] for the set bits u of mask, unless the threshold has risen past them meanwhile.
-  void take(const int32_t* p, uint32_t mask, int64_t id0) {
+  // Scores p[u] for the set bits u of mask, unless the threshold has risen past them meanwhile.
+  void take(const T* p, uint32_t mask, int64_t id0) {
     while (mask != 0) {
       const int u = __builtin_ctz(mask);
       mask &= mask - 1;
-      if (p[u] <= threshold_) continue;
-      keys_.push_back(static_cast<uint64_t>(p[u]) << kIdBits | (kIdMask - static_cast<uint64_t>(id0 + u)));
+      if (!(p[u] > threshold_)) continue;
+      keys_.push_back(static_cast<uint64_t>(KeyOrder<T>::ord(p[u])) << 32 |
+                      (kIdMask - static_cast<uint64_t>(id0 + u)));
       if (keys_.size() == cap_) cut();
     }
   }
 
-  int32_t cut() {
+  void cut() {
     std::nth_element(keys_.begin(), keys_.begin() + (k_ - 1), keys_.end(), std::greater<uint64_t>());
     keys_.resize(k_);
-    threshold_ = static_cast<int32_t>(keys_[k_ - 1] >> kIdBits);  // nth_element: the k-th best sits there
-    return threshold_;
+    threshold_ = KeyOrder<T>::value(static_cast<uint32_t>(keys_[k_ - 1] >> 32));  // the k-th best sits there
   }
 
-  static constexpr unsigned kIdBits = 40;
-  static constexpr uint64_t kIdMask = (uint64_t(1) << kIdBits) - 1;
+  static constexpr uint64_t kIdMask = 0xffffffffu;
   std::size_t k_ = 0, cap_ = 0;
   std::vector<uint64_t> keys_;
   std::vector<Hit> hits_;
-  int32_t threshold_ = 0;
+  T threshold_ = kNoThreshold;
 };
+
+using SumsTopK = ReservoirTopK<int32_t>;
 
 // Merges the per-part top-k lists of each query (partial[q * parts + p]) into the outputs.
 inline void merge_parts(std::vector<std::vector<Hit>>& partial, std::size_t nq, std::size_t parts, std::size_t topk,
