@@ -145,13 +145,16 @@ class SumsTopK {
 
   // The same for sums in blocks of 32 with, per block, a mask of the sums that beat an earlier threshold
   // (made by the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks) bounds ids.
-  void offer_masked(const int32_t* sums, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0) {
+  // `bias` is added to every sum (the IVF scan: a per-list constant; the kernel was then given the
+  // threshold minus bias); |sum + bias| must stay below 2^24 so that keys are exact as floats.
+  void offer_masked(const int32_t* sums, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0,
+                    int32_t bias = 0) {
     if (k_ == 0) return;
     for (std::size_t b = 0; b < nblocks; ++b) {
       uint32_t mask = masks[b];
       if (mask == 0) continue;
       if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
-      take(sums + 32 * b, mask, id0 + static_cast<int64_t>(32 * b));
+      take(sums + 32 * b, mask, id0 + static_cast<int64_t>(32 * b), bias);
       if (threshold_ == kNoThreshold && hits_.size() >= k_) cut();  // a first threshold, as early as possible
     }
   }
@@ -166,12 +169,13 @@ class SumsTopK {
 
  private:
   // Sums p[u] for the set bits u of mask, unless the threshold has risen past them meanwhile.
-  void take(const int32_t* p, uint32_t mask, int64_t id0) {
+  void take(const int32_t* p, uint32_t mask, int64_t id0, int32_t bias = 0) {
     while (mask != 0) {
       const int u = __builtin_ctz(mask);
       mask &= mask - 1;
-      if (p[u] <= threshold_) continue;
-      hits_.push_back({static_cast<float>(p[u]), id0 + u});
+      const int32_t key = p[u] + bias;
+      if (key <= threshold_) continue;
+      hits_.push_back({static_cast<float>(key), id0 + u});
       if (hits_.size() == cap_) cut();
     }
   }

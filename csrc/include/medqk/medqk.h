@@ -146,6 +146,21 @@ void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, ui
 void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, const uint8_t* packed,
                            const int64_t* cand, std::size_t kc, float* scores);
 
+// IVF search over 4-bit codes (csrc/runtime/ivf_search.cpp). The codes of inverted list l are the
+// lut4_pack layout of its vectors, at blocks list_blocks[l] .. list_blocks[l + 1] of `packed` (each list
+// starts on a block); its ids are list_ids[list_starts[l] .. list_starts[l + 1]). Per query q: probes[q, p]
+// (nprobe lists, -1 = none) are scanned with the uint8 tables luts[q, p] (nq x nlut x d_even x 16; nlut = 1
+// shares one table set over all lists, nlut = nprobe gives each probe its own); the kc best by the integer
+// key sum + probe_keys[q, p] (larger first; equal keys -> earlier scan position) are re-scored exactly as
+// probe_bias[q, p] + (float tables[q, p] summed in subspace order; tables nq x nlut x d x 16), and the topk
+// best by that score (ties -> lower id) written, -inf / -1 when fewer were found. Requires d <= 1028 and
+// |key| < 2^24. threads: 0 = all (one query per task).
+void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
+                     std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
+                     std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
+                     const int64_t* list_starts, const int64_t* list_ids, std::size_t kc, std::size_t topk,
+                     float* scores, int64_t* ids, int threads);
+
 // ----------------------------------------------------------------------------------------------
 // PQ / k-means assignment (csrc/runtime/pq_assign.cpp, kernels/pq_assign.h). x: n rows of m * dsub
 // floats (subspace j = columns j * dsub .. j * dsub + dsub - 1); centroids: m x k x dsub floats, k <= 256.

@@ -1,0 +1,93 @@
+// IVF front end over 4-bit codes: per query, scan its probed inverted lists with the lut4 scan kernel of
+// the active ISA (the same kernels and 32-vector block layout as the flat fast scan), keep the kc best by
+// an integer key in a SumsTopK reservoir, then re-score those candidates with the float tables.
+//
+// Key of a vector of probed list p: sum of its uint8 table entries + probe_keys[p], where probe_keys[p]
+// is the list's float constant (q . c_l for ip; 2 q.c_l - |c_l|^2 and the per-list table offsets for l2)
+// divided by the query's table step and rounded (python/medqk/index/ivf.py computes it): sums of one
+// query then compare across lists on one integer scale. The reservoir breaks equal keys by scan position
+// (probe order, then position in the list): positions, not ids, increase during the scan, which is what
+// its tie rule needs. The final order is by the float score (ties -> lower id), so the result is exact
+// float ADC over the candidates, independent of how the keys were rounded.
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "medqk/medqk.h"
+#include "runtime/dispatch.h"
+#include "runtime/thread_pool.h"
+#include "runtime/topk.h"
+
+namespace medqk {
+
+namespace {
+constexpr std::size_t kBlockVectors = 32;
+constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per kernel call, then selected
+}  // namespace
+
+void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
+                     std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
+                     std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
+                     const int64_t* list_starts, const int64_t* list_ids, std::size_t kc, std::size_t topk,
+                     float* scores, int64_t* ids, int threads) {
+  const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
+  const std::size_t d_even = d + (d & 1);
+  const std::size_t block_bytes = 16 * d_even;
+  if (threads <= 0) threads = hardware_threads();
+  if (nq == 1) threads = 1;
+  // see lut4_search.cpp: rows of sums exactly 4 KiB apart alias in the load/store unit
+  const std::size_t sums_stride = kChunkBlocks * kBlockVectors + 16;
+  runtime::parallel_for(static_cast<int>(nq), threads, [&](int qi) {
+    const std::size_t q = static_cast<std::size_t>(qi);
+    std::vector<uint32_t> sums(sums_stride);
+    std::vector<uint32_t> masks(kChunkBlocks);
+    std::vector<int64_t> starts(nprobe + 1);  // scan position of each probed list's first vector
+    runtime::SumsTopK reservoir;
+    reservoir.reset(kc);
+    int64_t pos = 0;
+    for (std::size_t p = 0; p < nprobe; ++p) {
+      starts[p] = pos;
+      const int64_t l = probes[q * nprobe + p];
+      if (l < 0) continue;  // fewer lists than probes
+      const std::size_t n_l = static_cast<std::size_t>(list_starts[l + 1] - list_starts[l]);
+      const std::size_t nblocks = static_cast<std::size_t>(list_blocks[l + 1] - list_blocks[l]);
+      const uint8_t* lut = luts + (q * nlut + (nlut == 1 ? 0 : p)) * block_bytes;
+      const uint8_t* codes = packed + static_cast<std::size_t>(list_blocks[l]) * block_bytes;
+      const int32_t bias = probe_keys[q * nprobe + p];
+      for (std::size_t b0 = 0; b0 < nblocks;) {
+        const int32_t thr = reservoir.threshold();
+        // the kernel compares the raw sums; the reservoir re-checks sum + bias, so a looser kernel
+        // threshold only costs time. Until the reservoir has a threshold, scan one block at a time.
+        const int32_t kthr = thr == runtime::SumsTopK::kNoThreshold ? thr : thr - bias;
+        const std::size_t nb = std::min(thr == runtime::SumsTopK::kNoThreshold ? std::size_t(1) : kChunkBlocks,
+                                        nblocks - b0);
+        scan(lut, 0, 1, d_even, codes + b0 * block_bytes, nb, sums.data(), sums_stride, &kthr, masks.data());
+        const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n_l - v0);
+        reservoir.offer_masked(reinterpret_cast<const int32_t*>(sums.data()), masks.data(), nb, nv,
+                               pos + static_cast<int64_t>(v0), bias);
+        b0 += nb;
+      }
+      pos += static_cast<int64_t>(n_l);
+    }
+    starts[nprobe] = pos;
+    // exact float re-scoring: the candidate's list tables summed in subspace order, plus the list constant
+    std::vector<runtime::Hit>& hits = reservoir.hits();
+    for (auto& h : hits) {
+      const std::size_t p = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), h.id) -
+                                                     starts.begin() - 1);
+      const int64_t l = probes[q * nprobe + p];
+      const int64_t i = h.id - starts[p];
+      const float* t = tables + (q * nlut + (nlut == 1 ? 0 : p)) * d * 16;
+      const uint8_t* block = packed + static_cast<std::size_t>(list_blocks[l] + i / 32) * block_bytes + (i % 16);
+      const int shift = (i % 32) < 16 ? 0 : 4;
+      float acc = 0.0f;
+      for (std::size_t j = 0; j < d; ++j) acc += t[j * 16 + ((block[32 * (j / 2) + 16 * (j & 1)] >> shift) & 15)];
+      h.score = acc + probe_bias[q * nprobe + p];
+      h.id = list_ids[list_starts[l] + i];
+    }
+    runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
+  });
+}
+
+}  // namespace medqk

@@ -1,0 +1,136 @@
+// The IVF front end of every ISA this binary has and this CPU runs equals a direct reference: keys
+// sum + probe_key computed vector by vector, the kc best by (key desc, scan position asc), re-scored with
+// the float tables (subspace order) plus the probe bias, the topk best by (score desc, id asc). Lists of
+// sizes 0, 1, 31, 32, 33, 100 and 2000 (several kernel chunks), odd and even S, shared (nlut = 1) and
+// per-probe tables, probes of -1, keys of both signs (so the kernel threshold goes negative), tables of
+// few distinct values (many equal keys: the tie rule is exercised), kc = k and kc > number scanned.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "medqk/medqk.h"
+
+namespace {
+
+struct Cand {
+  int64_t key, pos;
+};
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(11);
+  int failures = 0, cases = 0;
+  const std::size_t sizes[] = {0, 1, 31, 32, 33, 100, 2000};
+  const std::size_t nlist = sizeof(sizes) / sizeof(sizes[0]);
+  for (medqk::Isa isa : medqk::supported_isas()) {
+    std::printf("ivf_search: testing isa=%s\n", medqk::isa_name(isa));
+    for (std::size_t d : {std::size_t(1), std::size_t(7), std::size_t(16), std::size_t(96)}) {
+      for (std::size_t nlut : {std::size_t(1), std::size_t(0)}) {  // 0: one table set per probe
+        for (int levels : {4, 256}) {
+          const std::size_t d_even = d + (d & 1), nq = 3, nprobe = 5;
+          const std::size_t nl = nlut == 1 ? 1 : nprobe;
+          // lists: codes, packed per list, ids (a permutation so that ids are not in scan order)
+          std::vector<int64_t> list_blocks(nlist + 1, 0), list_starts(nlist + 1, 0);
+          for (std::size_t l = 0; l < nlist; ++l) {
+            list_starts[l + 1] = list_starts[l] + static_cast<int64_t>(sizes[l]);
+            list_blocks[l + 1] = list_blocks[l] + static_cast<int64_t>((sizes[l] + 31) / 32);
+          }
+          const std::size_t ntotal = static_cast<std::size_t>(list_starts[nlist]);
+          std::vector<uint8_t> codes(ntotal * d);
+          for (auto& c : codes) c = rng() & 15;
+          std::vector<uint8_t> packed(static_cast<std::size_t>(list_blocks[nlist]) * 16 * d_even);
+          for (std::size_t l = 0; l < nlist; ++l) {
+            if (sizes[l] == 0) continue;
+            medqk::lut4_pack(codes.data() + list_starts[l] * d, sizes[l], d,
+                             packed.data() + list_blocks[l] * 16 * d_even);
+          }
+          std::vector<int64_t> list_ids(ntotal);
+          for (std::size_t i = 0; i < ntotal; ++i) list_ids[i] = static_cast<int64_t>(i);
+          std::shuffle(list_ids.begin(), list_ids.end(), rng);
+          // queries: tables, probes, keys
+          std::vector<uint8_t> luts(nq * nl * d_even * 16, 0);
+          std::vector<float> tables(nq * nl * d * 16);
+          for (std::size_t t = 0; t < nq * nl; ++t) {
+            for (std::size_t i = 0; i < d * 16; ++i) {
+              const uint8_t v = static_cast<uint8_t>(levels == 256 ? rng() & 255 : (rng() % 4) * 60);
+              luts[t * d_even * 16 + i] = v;
+              tables[t * d * 16 + i] = 0.01f * v + 0.001f * static_cast<float>(rng() % 3);
+            }
+          }
+          std::vector<int64_t> probes(nq * nprobe);
+          std::vector<int32_t> keys(nq * nprobe);
+          std::vector<float> bias(nq * nprobe);
+          for (std::size_t q = 0; q < nq; ++q) {
+            std::vector<int64_t> order(nlist);
+            for (std::size_t l = 0; l < nlist; ++l) order[l] = static_cast<int64_t>(l);
+            std::shuffle(order.begin(), order.end(), rng);
+            for (std::size_t p = 0; p < nprobe; ++p) {
+              probes[q * nprobe + p] = (q == 1 && p == 2) ? -1 : order[p];
+              keys[q * nprobe + p] = static_cast<int32_t>(rng() % 4001) - 2000;
+              bias[q * nprobe + p] = 0.01f * static_cast<float>(keys[q * nprobe + p]);
+            }
+          }
+          for (std::size_t k : {std::size_t(1), std::size_t(10), std::size_t(50)}) {
+            for (std::size_t kc : {k, 2 * k, std::size_t(5000)}) {
+              std::vector<float> scores(nq * k);
+              std::vector<int64_t> ids(nq * k);
+              medqk::ivf_lut4_search(isa, luts.data(), tables.data(), nq, d, nl, probes.data(), keys.data(),
+                                     bias.data(), nprobe, packed.data(), list_blocks.data(), list_starts.data(),
+                                     list_ids.data(), kc, k, scores.data(), ids.data(), 2);
+              ++cases;
+              for (std::size_t q = 0; q < nq; ++q) {
+                // reference: every probed vector's key, by (key desc, position asc)
+                std::vector<Cand> all;
+                std::vector<std::pair<std::size_t, int64_t>> where;  // (probe, vector index in codes)
+                for (std::size_t p = 0; p < nprobe; ++p) {
+                  const int64_t l = probes[q * nprobe + p];
+                  if (l < 0) continue;
+                  const uint8_t* lut = luts.data() + (q * nl + (nl == 1 ? 0 : p)) * d_even * 16;
+                  for (int64_t i = list_starts[l]; i < list_starts[l + 1]; ++i) {
+                    int64_t s = 0;
+                    for (std::size_t j = 0; j < d; ++j) s += lut[j * 16 + codes[i * d + j]];
+                    all.push_back({s + keys[q * nprobe + p], static_cast<int64_t>(where.size())});
+                    where.push_back({p, i});
+                  }
+                }
+                std::sort(all.begin(), all.end(), [](const Cand& a, const Cand& b) {
+                  return a.key > b.key || (a.key == b.key && a.pos < b.pos);
+                });
+                all.resize(std::min(all.size(), kc));
+                std::vector<std::pair<float, int64_t>> best;
+                for (const Cand& c : all) {
+                  const auto [p, i] = where[c.pos];
+                  const float* t = tables.data() + (q * nl + (nl == 1 ? 0 : p)) * d * 16;
+                  float acc = 0.0f;
+                  for (std::size_t j = 0; j < d; ++j) acc += t[j * 16 + codes[i * d + j]];
+                  best.push_back({acc + bias[q * nprobe + p], list_ids[i]});
+                }
+                std::sort(best.begin(), best.end(), [](const auto& a, const auto& b) {
+                  return a.first > b.first || (a.first == b.first && a.second < b.second);
+                });
+                for (std::size_t t = 0; t < k; ++t) {
+                  const float ws = t < best.size() ? best[t].first : -std::numeric_limits<float>::infinity();
+                  const int64_t wi = t < best.size() ? best[t].second : -1;
+                  if (ids[q * k + t] != wi || scores[q * k + t] != ws) {
+                    if (failures++ < 10) {
+                      std::printf("FAIL isa=%s d=%zu nlut=%zu levels=%d k=%zu kc=%zu q=%zu t=%zu: got (%g, %lld) "
+                                  "want (%g, %lld)\n", medqk::isa_name(isa), d, nl, levels, k, kc, q, t,
+                                  scores[q * k + t], static_cast<long long>(ids[q * k + t]), ws,
+                                  static_cast<long long>(wi));
+                    }
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  std::printf("ivf_search: %d cases, %d failures\n", cases, failures);
+  return failures == 0 ? 0 : 1;
+}
