@@ -1,0 +1,72 @@
+"""Numba twin of the native IVF front end (csrc/runtime/ivf_search.cpp): same keys, same candidates, same
+float scores, same ids."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_blocks, list_starts, list_ids, kc, k,
+                    scores, ids):
+    """Per query: integer keys (table sums + probe key) of every vector of its probed lists, the kc best
+    by (key desc, scan position asc), re-scored as probe bias + float table sums in subspace order, the k
+    best by (score desc, id asc); -inf / -1 when fewer were scanned."""
+    nq, nlut, d_even, _ = luts.shape
+    d = tables.shape[2]
+    nprobe = probes.shape[1]
+    block_bytes = 16 * d_even
+    for q in prange(nq):
+        total = 0
+        for p in range(nprobe):
+            lst = probes[q, p]
+            if lst >= 0:
+                total += list_starts[lst + 1] - list_starts[lst]
+        keys = np.empty(total, dtype=np.int64)
+        probe_of = np.empty(total, dtype=np.int64)
+        index_of = np.empty(total, dtype=np.int64)
+        pos = 0
+        for p in range(nprobe):
+            lst = probes[q, p]
+            if lst < 0:
+                continue
+            t = 0 if nlut == 1 else p
+            base0 = list_blocks[lst] * block_bytes
+            for i in range(list_starts[lst + 1] - list_starts[lst]):
+                base = base0 + (i // 32) * block_bytes + i % 16
+                shift = 0 if (i % 32) < 16 else 4
+                acc = 0
+                for s in range(d):
+                    acc += luts[q, t, s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+                keys[pos] = acc + probe_keys[q, p]
+                probe_of[pos] = p
+                index_of[pos] = i
+                pos += 1
+        order = np.argsort(-keys, kind="mergesort")  # stable: equal keys stay in scan order
+        nc = min(kc, total)
+        cs = np.empty(nc, dtype=np.float32)
+        ci = np.empty(nc, dtype=np.int64)
+        for c in range(nc):
+            j = order[c]
+            p = probe_of[j]
+            i = index_of[j]
+            lst = probes[q, p]
+            t = 0 if nlut == 1 else p
+            base = (list_blocks[lst] + i // 32) * block_bytes + i % 16
+            shift = 0 if (i % 32) < 16 else 4
+            acc = np.float32(0.0)
+            for s in range(d):
+                acc = acc + tables[q, t, s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+            cs[c] = acc + probe_bias[q, p]
+            ci[c] = list_ids[list_starts[lst] + i]
+        by_id = np.argsort(ci, kind="mergesort")
+        by_score = np.argsort(-cs[by_id], kind="mergesort")  # stable: equal scores keep the lower id first
+        for r in range(k):
+            if r < nc:
+                j = by_id[by_score[r]]
+                scores[q, r] = cs[j]
+                ids[q, r] = ci[j]
+            else:
+                scores[q, r] = -np.inf
+                ids[q, r] = -1
