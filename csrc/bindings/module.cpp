@@ -380,6 +380,22 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const 
   return py::make_tuple(scores, ids);
 }
 
+py::tuple ivf_select_lists(const py::array& list_scores, std::size_t nprobe, int threads) {
+  require<float>(list_scores, "list_scores", 2);
+  const std::size_t nq = list_scores.shape(0), nlist = list_scores.shape(1);
+  if (nprobe == 0 || nprobe > nlist) throw py::value_error("nprobe must be in 1..nlist");
+  py::array_t<float> best({nq, nprobe});
+  py::array_t<int64_t> lists({nq, nprobe});
+  const float* sp = static_cast<const float*>(list_scores.data());
+  float* bp = best.mutable_data();
+  int64_t* lp = lists.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::ivf_select_lists(sp, nq, nlist, nprobe, bp, lp, threads);
+  }
+  return py::make_tuple(best, lists);
+}
+
 py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& codes, const py::array& cand,
                                        int threads) {
   require<float>(qs, "qs", 2);
@@ -599,6 +615,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("ivf_lut4_search", &ivf_lut4_search, py::arg("luts"), py::arg("tables"), py::arg("probes"),
         py::arg("probe_keys"), py::arg("probe_bias"), py::arg("packed"), py::arg("list_blocks"),
         py::arg("list_starts"), py::arg("list_ids"), py::arg("kc"), py::arg("k"), py::arg("threads") = 0);
+  m.def("ivf_select_lists", &ivf_select_lists, py::arg("list_scores"), py::arg("nprobe"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
         py::arg("threads") = 0);
   m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),

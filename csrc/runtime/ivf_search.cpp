@@ -24,6 +24,17 @@ namespace medqk {
 namespace {
 constexpr std::size_t kBlockVectors = 32;
 constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per kernel call, then selected
+
+// Float table sum of one vector's sub-codes, in 8 partial sums (s[j % 8] += t[j][code j]) combined as
+// ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)): one running sum made the re-scoring a chain of d
+// dependent float adds (4 cycles each), which cost more than the scan itself at k = 10. The Numba twin
+// sums in the same order, so the scores are equal bit for bit.
+float rescore_sum(const float* t, const uint8_t* block, int shift, std::size_t d) {
+  float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  for (std::size_t j = 0; j < d; ++j) s[j % 8] += t[j * 16 + ((block[32 * (j / 2) + 16 * (j & 1)] >> shift) & 15)];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 }  // namespace
 
 void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
@@ -38,55 +49,72 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
   if (nq == 1) threads = 1;
   // see lut4_search.cpp: rows of sums exactly 4 KiB apart alias in the load/store unit
   const std::size_t sums_stride = kChunkBlocks * kBlockVectors + 16;
-  runtime::parallel_for(static_cast<int>(nq), threads, [&](int qi) {
-    const std::size_t q = static_cast<std::size_t>(qi);
+  // queries in contiguous ranges, one per task, so the buffers below are made once per range
+  const std::size_t tasks = std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(threads));
+  runtime::parallel_for(static_cast<int>(tasks), threads, [&](int task) {
     std::vector<uint32_t> sums(sums_stride);
     std::vector<uint32_t> masks(kChunkBlocks);
     std::vector<int64_t> starts(nprobe + 1);  // scan position of each probed list's first vector
     runtime::SumsTopK reservoir;
-    reservoir.reset(kc);
-    int64_t pos = 0;
-    for (std::size_t p = 0; p < nprobe; ++p) {
-      starts[p] = pos;
-      const int64_t l = probes[q * nprobe + p];
-      if (l < 0) continue;  // fewer lists than probes
-      const std::size_t n_l = static_cast<std::size_t>(list_starts[l + 1] - list_starts[l]);
-      const std::size_t nblocks = static_cast<std::size_t>(list_blocks[l + 1] - list_blocks[l]);
-      const uint8_t* lut = luts + (q * nlut + (nlut == 1 ? 0 : p)) * block_bytes;
-      const uint8_t* codes = packed + static_cast<std::size_t>(list_blocks[l]) * block_bytes;
-      const int32_t bias = probe_keys[q * nprobe + p];
-      for (std::size_t b0 = 0; b0 < nblocks;) {
-        const int32_t thr = reservoir.threshold();
-        // the kernel compares the raw sums; the reservoir re-checks sum + bias, so a looser kernel
-        // threshold only costs time. Until the reservoir has a threshold, scan one block at a time.
-        const int32_t kthr = thr == runtime::SumsTopK::kNoThreshold ? thr : thr - bias;
-        const std::size_t nb = std::min(thr == runtime::SumsTopK::kNoThreshold ? std::size_t(1) : kChunkBlocks,
-                                        nblocks - b0);
-        scan(lut, 0, 1, d_even, codes + b0 * block_bytes, nb, sums.data(), sums_stride, &kthr, masks.data());
-        const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n_l - v0);
-        reservoir.offer_masked(reinterpret_cast<const int32_t*>(sums.data()), masks.data(), nb, nv,
-                               pos + static_cast<int64_t>(v0), bias);
-        b0 += nb;
+    const std::size_t qa = nq * static_cast<std::size_t>(task) / tasks;
+    const std::size_t qb = nq * (static_cast<std::size_t>(task) + 1) / tasks;
+    for (std::size_t q = qa; q < qb; ++q) {
+      reservoir.reset(kc);
+      int64_t pos = 0;
+      for (std::size_t p = 0; p < nprobe; ++p) {
+        starts[p] = pos;
+        const int64_t l = probes[q * nprobe + p];
+        if (l < 0) continue;  // fewer lists than probes
+        const std::size_t n_l = static_cast<std::size_t>(list_starts[l + 1] - list_starts[l]);
+        const std::size_t nblocks = static_cast<std::size_t>(list_blocks[l + 1] - list_blocks[l]);
+        const uint8_t* lut = luts + (q * nlut + (nlut == 1 ? 0 : p)) * block_bytes;
+        const uint8_t* codes = packed + static_cast<std::size_t>(list_blocks[l]) * block_bytes;
+        const int32_t bias = probe_keys[q * nprobe + p];
+        for (std::size_t b0 = 0; b0 < nblocks;) {
+          const int32_t thr = reservoir.threshold();
+          // the kernel compares the raw sums; the reservoir re-checks sum + bias, so a looser kernel
+          // threshold only costs time. Until the reservoir has a threshold, scan one block at a time.
+          const int32_t kthr = thr == runtime::SumsTopK::kNoThreshold ? thr : thr - bias;
+          const std::size_t nb = std::min(thr == runtime::SumsTopK::kNoThreshold ? std::size_t(1) : kChunkBlocks,
+                                          nblocks - b0);
+          scan(lut, 0, 1, d_even, codes + b0 * block_bytes, nb, sums.data(), sums_stride, &kthr, masks.data());
+          const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n_l - v0);
+          reservoir.offer_masked(reinterpret_cast<const int32_t*>(sums.data()), masks.data(), nb, nv,
+                                 pos + static_cast<int64_t>(v0), bias);
+          b0 += nb;
+        }
+        pos += static_cast<int64_t>(n_l);
       }
-      pos += static_cast<int64_t>(n_l);
+      starts[nprobe] = pos;
+      // exact float re-scoring: the candidate's list tables summed in subspace order, plus the list constant
+      std::vector<runtime::Hit>& hits = reservoir.hits();
+      for (auto& h : hits) {
+        const std::size_t p = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), h.id) -
+                                                       starts.begin() - 1);
+        const int64_t l = probes[q * nprobe + p];
+        const int64_t i = h.id - starts[p];
+        const float* t = tables + (q * nlut + (nlut == 1 ? 0 : p)) * d * 16;
+        const uint8_t* block = packed + static_cast<std::size_t>(list_blocks[l] + i / 32) * block_bytes + (i % 16);
+        const int shift = (i % 32) < 16 ? 0 : 4;
+        h.score = rescore_sum(t, block, shift, d) + probe_bias[q * nprobe + p];
+        h.id = list_ids[list_starts[l] + i];
+      }
+      runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
     }
-    starts[nprobe] = pos;
-    // exact float re-scoring: the candidate's list tables summed in subspace order, plus the list constant
-    std::vector<runtime::Hit>& hits = reservoir.hits();
-    for (auto& h : hits) {
-      const std::size_t p = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), h.id) -
-                                                     starts.begin() - 1);
-      const int64_t l = probes[q * nprobe + p];
-      const int64_t i = h.id - starts[p];
-      const float* t = tables + (q * nlut + (nlut == 1 ? 0 : p)) * d * 16;
-      const uint8_t* block = packed + static_cast<std::size_t>(list_blocks[l] + i / 32) * block_bytes + (i % 16);
-      const int shift = (i % 32) < 16 ? 0 : 4;
-      float acc = 0.0f;
-      for (std::size_t j = 0; j < d; ++j) acc += t[j * 16 + ((block[32 * (j / 2) + 16 * (j & 1)] >> shift) & 15)];
-      h.score = acc + probe_bias[q * nprobe + p];
-      h.id = list_ids[list_starts[l] + i];
+  });
+}
+
+void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe,
+                      float* best, int64_t* lists, int threads) {
+  if (threads <= 0) threads = hardware_threads();
+  const std::size_t tasks = std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(threads));
+  runtime::parallel_for(static_cast<int>(tasks), threads, [&](int task) {
+    runtime::TopK heap;
+    for (std::size_t q = nq * task / tasks; q < nq * (task + 1) / tasks; ++q) {
+      heap.reset(nprobe);
+      runtime::offer(heap, list_scores + q * nlist, nlist, 0);  // ids increase: ties keep the lower list
+      runtime::write_sorted(heap.hits(), nprobe, best + q * nprobe, lists + q * nprobe);
     }
-    runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
   });
 }
 

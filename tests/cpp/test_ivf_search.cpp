@@ -1,6 +1,6 @@
 // The IVF front end of every ISA this binary has and this CPU runs equals a direct reference: keys
 // sum + probe_key computed vector by vector, the kc best by (key desc, scan position asc), re-scored with
-// the float tables (subspace order) plus the probe bias, the topk best by (score desc, id asc). Lists of
+// the float tables (8 partial sums) plus the probe bias, the topk best by (score desc, id asc). Lists of
 // sizes 0, 1, 31, 32, 33, 100 and 2000 (several kernel chunks), odd and even S, shared (nlut = 1) and
 // per-probe tables, probes of -1, keys of both signs (so the kernel threshold goes negative), tables of
 // few distinct values (many equal keys: the tie rule is exercised), kc = k and kc > number scanned.
@@ -105,8 +105,9 @@ int main() {
                 for (const Cand& c : all) {
                   const auto [p, i] = where[c.pos];
                   const float* t = tables.data() + (q * nl + (nl == 1 ? 0 : p)) * d * 16;
-                  float acc = 0.0f;
-                  for (std::size_t j = 0; j < d; ++j) acc += t[j * 16 + codes[i * d + j]];
+                  float s8[8] = {};
+                  for (std::size_t j = 0; j < d; ++j) s8[j % 8] += t[j * 16 + codes[i * d + j]];
+                  const float acc = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
                   best.push_back({acc + bias[q * nprobe + p], list_ids[i]});
                 }
                 std::sort(best.begin(), best.end(), [](const auto& a, const auto& b) {

@@ -152,7 +152,8 @@ void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, c
 // (nprobe lists, -1 = none) are scanned with the uint8 tables luts[q, p] (nq x nlut x d_even x 16; nlut = 1
 // shares one table set over all lists, nlut = nprobe gives each probe its own); the kc best by the integer
 // key sum + probe_keys[q, p] (larger first; equal keys -> earlier scan position) are re-scored exactly as
-// probe_bias[q, p] + (float tables[q, p] summed in subspace order; tables nq x nlut x d x 16), and the topk
+// probe_bias[q, p] + (float tables[q, p] summed in 8 partial sums s[j % 8], combined as
+// ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); tables nq x nlut x d x 16), and the topk
 // best by that score (ties -> lower id) written, -inf / -1 when fewer were found. Requires d <= 1028 and
 // |key| < 2^24. threads: 0 = all (one query per task).
 void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
@@ -160,6 +161,11 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
                      std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
                      const int64_t* list_starts, const int64_t* list_ids, std::size_t kc, std::size_t topk,
                      float* scores, int64_t* ids, int threads);
+
+// The nprobe best lists per query from list_scores (nq x nlist, larger better; ties -> lower list id),
+// best first: scores into best, list ids into lists (both nq x nprobe). nprobe <= nlist.
+void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe,
+                      float* best, int64_t* lists, int threads);
 
 // ----------------------------------------------------------------------------------------------
 // PQ / k-means assignment (csrc/runtime/pq_assign.cpp, kernels/pq_assign.h). x: n rows of m * dsub

@@ -21,7 +21,8 @@ smallest |q - c|^2, ties -> lower list id) and scores x_hat = c_l + r_hat exactl
 
 The scan (native: csrc/runtime/ivf_search.cpp, the lut4 kernels of every ISA; Numba twin:
 medqk/kernels/_numba_ivf.py, the same ids and scores) keeps the 2k best keys, then re-scores them with
-the float tables: returned scores are exact float ADC scores of those candidates, ties -> lower id.
+the float tables (8 partial sums): returned scores are float ADC scores of those candidates, ties ->
+lower id.
 
 ``nprobe`` (default min(16, nlist)) is set at creation, changed with ``index.nprobe = 32`` or per call
 with ``search(q, k, nprobe=32)``; it must be in 1..nlist (larger values are refused: they would scan
@@ -215,12 +216,16 @@ class IVFLUT4Index(Index):
     def _scores_topk(self, q, k, threads):
         return self._search(q, 2 * k, k, threads)
 
-    def _probe(self, q: np.ndarray, nprobe: int):
+    def _probe(self, q: np.ndarray, nprobe: int, threads: int = 1):
         """Lists to scan (nq, nprobe) best first, and their scores: q.c (ip) or 2 q.c - |c|^2 (l2)."""
         s = q @ self.centroids.T
         if self.metric == "l2":
             s = 2 * s - self._cnorms[None, :]
-        best, lists = _topk.block_topk(s.astype(np.float32, copy=False), nprobe, 0)
+        s = np.ascontiguousarray(s, dtype=np.float32)
+        if _backend.backend == "native":  # the same selection as block_topk, without its numpy passes
+            best, lists = _backend._core.ivf_select_lists(s, nprobe, threads)
+        else:
+            best, lists = _topk.block_topk(s, nprobe, 0)
         return np.ascontiguousarray(lists), np.ascontiguousarray(best, dtype=np.float32)
 
     def _search(self, q, kc, k, threads):
@@ -230,7 +235,7 @@ class IVFLUT4Index(Index):
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], chunk):
             qc = q[q0 : q0 + chunk]
-            probes, bias = self._probe(qc, nprobe)
+            probes, bias = self._probe(qc, nprobe, threads)
             luts, tables, keys = self._tables(qc, probes, bias, threads)
             s, i = self._scan(luts, tables, probes, keys, bias, kc, k, threads)
             out_s[q0 : q0 + chunk], out_i[q0 : q0 + chunk] = s, i

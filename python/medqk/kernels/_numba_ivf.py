@@ -11,7 +11,7 @@ from numba import njit, prange
 def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_blocks, list_starts, list_ids, kc, k,
                     scores, ids):
     """Per query: integer keys (table sums + probe key) of every vector of its probed lists, the kc best
-    by (key desc, scan position asc), re-scored as probe bias + float table sums in subspace order, the k
+    by (key desc, scan position asc), re-scored as probe bias + float table sums (8 partial sums, as native), the k
     best by (score desc, id asc); -inf / -1 when fewer were scanned."""
     nq, nlut, d_even, _ = luts.shape
     d = tables.shape[2]
@@ -47,6 +47,7 @@ def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_b
         nc = min(kc, total)
         cs = np.empty(nc, dtype=np.float32)
         ci = np.empty(nc, dtype=np.int64)
+        part = np.empty(8, dtype=np.float32)
         for c in range(nc):
             j = order[c]
             p = probe_of[j]
@@ -55,9 +56,10 @@ def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_b
             t = 0 if nlut == 1 else p
             base = (list_blocks[lst] + i // 32) * block_bytes + i % 16
             shift = 0 if (i % 32) < 16 else 4
-            acc = np.float32(0.0)
+            part[:] = 0  # the native order: s[j % 8], then pairwise
             for s in range(d):
-                acc = acc + tables[q, t, s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+                part[s % 8] += tables[q, t, s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+            acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]))
             cs[c] = acc + probe_bias[q, p]
             ci[c] = list_ids[list_starts[lst] + i]
         by_id = np.argsort(ci, kind="mergesort")
