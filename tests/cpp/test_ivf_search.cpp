@@ -3,7 +3,8 @@
 // the float tables (8 partial sums) plus the probe bias, the topk best by (score desc, id asc). Lists of
 // sizes 0, 1, 31, 32, 33, 100 and 2000 (several kernel chunks), odd and even S, shared (nlut = 1) and
 // per-probe tables, probes of -1, keys of both signs (so the kernel threshold goes negative), tables of
-// few distinct values (many equal keys: the tie rule is exercised), kc = k and kc > number scanned.
+// few distinct values (many equal keys: the tie rule is exercised), kc = k and kc > number scanned; and
+// ivf_select_lists against a stable sort, with many equal scores.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -125,6 +126,36 @@ int main() {
                     }
                   }
                 }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  // list selection: the nprobe best scores, ties -> lower list id, against a full sort; scores of few
+  // distinct values (ties everywhere, also at the cut), nprobe from 1 to nlist
+  for (std::size_t nlist_sel : {std::size_t(1), std::size_t(7), std::size_t(64), std::size_t(1000)}) {
+    for (std::size_t np : {std::size_t(1), std::size_t(3), std::size_t(16), std::size_t(100), nlist_sel}) {
+      if (np > nlist_sel) continue;
+      for (int distinct : {5, 1000000}) {
+        const std::size_t nq = 5;
+        std::vector<float> ls(nq * nlist_sel);
+        for (auto& v : ls) v = static_cast<float>(static_cast<int>(rng() % distinct)) - 2.5f;
+        std::vector<float> best(nq * np);
+        std::vector<int64_t> lists(nq * np);
+        medqk::ivf_select_lists(ls.data(), nq, nlist_sel, np, best.data(), lists.data(), 2);
+        ++cases;
+        for (std::size_t q = 0; q < nq; ++q) {
+          std::vector<int64_t> order(nlist_sel);
+          for (std::size_t l = 0; l < nlist_sel; ++l) order[l] = static_cast<int64_t>(l);
+          const float* row = ls.data() + q * nlist_sel;
+          std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return row[a] > row[b]; });
+          for (std::size_t t = 0; t < np; ++t) {
+            if (lists[q * np + t] != order[t] || best[q * np + t] != row[order[t]]) {
+              if (failures++ < 10) {
+                std::printf("FAIL select nlist=%zu nprobe=%zu q=%zu t=%zu: got %lld want %lld\n", nlist_sel, np, q,
+                            t, static_cast<long long>(lists[q * np + t]), static_cast<long long>(order[t]));
               }
             }
           }
