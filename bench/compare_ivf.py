@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 import medqk  # noqa: E402
 import medqk.index as mi  # noqa: E402
 
-NPROBES = (1, 2, 4, 8, 16, 32, 64, 128)
+FAISS_NPROBES = (1, 2, 4, 8, 16, 32, 64, 128)
+MEDQK_NPROBES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)  # finer: nprobe is the knob to match R@10
 
 
 def load(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -108,16 +109,24 @@ def main() -> None:
         fbuild = time.perf_counter() - t0
         print(f"\nnlist={nlist}: build medqk {build:.1f} s, faiss {fbuild:.1f} s", flush=True)
         print(f"{'nprobe':>6} {'medqk R@10':>10} {'medqk QPS':>10} {'faiss R@10':>10} {'faiss QPS':>10}")
-        rows = {}
-        for nprobe in (p for p in NPROBES if p <= nlist):
-            m_qps, m_ids = qps(lambda b: ours.search(b, 10, threads=args.threads, nprobe=nprobe)[1], q, args.repeat)
-            theirs.nprobe = nprobe
-            f_qps, f_ids = qps(lambda b: theirs.search(b, 10)[1], q, args.repeat)
-            rows[nprobe] = (recall10(m_ids, gt), m_qps, recall10(f_ids, gt), f_qps)
-            print(f"{nprobe:>6} {rows[nprobe][0]:>10.4f} {m_qps:>10.0f} {rows[nprobe][2]:>10.4f} {f_qps:>10.0f}",
-                  flush=True)
-        for fp, (_, _, f_r, f_q) in rows.items():
-            reach = [(mp, r[0], r[1]) for mp, r in rows.items() if r[0] >= f_r]
+        ours_rows, faiss_rows = {}, {}
+        for nprobe in sorted(set(MEDQK_NPROBES) | set(FAISS_NPROBES)):
+            if nprobe > nlist:
+                continue
+            cells = [f"{'-':>10} {'-':>10}"] * 2
+            if nprobe in MEDQK_NPROBES:
+                m_qps, m_ids = qps(lambda b: ours.search(b, 10, threads=args.threads, nprobe=nprobe)[1], q,
+                                   args.repeat)
+                ours_rows[nprobe] = (recall10(m_ids, gt), m_qps)
+                cells[0] = f"{ours_rows[nprobe][0]:>10.4f} {m_qps:>10.0f}"
+            if nprobe in FAISS_NPROBES:
+                theirs.nprobe = nprobe
+                f_qps, f_ids = qps(lambda b: theirs.search(b, 10)[1], q, args.repeat)
+                faiss_rows[nprobe] = (recall10(f_ids, gt), f_qps)
+                cells[1] = f"{faiss_rows[nprobe][0]:>10.4f} {f_qps:>10.0f}"
+            print(f"{nprobe:>6} {cells[0]} {cells[1]}", flush=True)
+        for fp, (f_r, f_q) in faiss_rows.items():
+            reach = [(mp, r, qs) for mp, (r, qs) in ours_rows.items() if r >= f_r]
             if reach:
                 mp, m_r, m_q = min(reach)
                 matches.append((nlist, fp, f_r, f_q, mp, m_r, m_q))
