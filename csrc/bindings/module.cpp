@@ -380,6 +380,24 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const 
   return py::make_tuple(scores, ids);
 }
 
+py::tuple ivf_quantize_tables(const py::array& tables) {
+  require<float>(tables, "tables", 4);
+  const std::size_t nq = tables.shape(0), nlut = tables.shape(1), s = tables.shape(2);
+  if (tables.shape(3) != 16) throw py::value_error("tables must have shape (nq, nlut, S, 16)");
+  py::array_t<uint8_t> luts({nq, nlut, s + (s & 1), std::size_t(16)});
+  py::array_t<float> step(nq);
+  py::array_t<double> offsets({nq, nlut});
+  const float* tp = static_cast<const float*>(tables.data());
+  uint8_t* lp = luts.mutable_data();
+  float* sp = step.mutable_data();
+  double* op = offsets.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::ivf_quantize_tables(tp, nq, nlut, s, lp, sp, op);
+  }
+  return py::make_tuple(luts, step, offsets);
+}
+
 py::tuple ivf_select_lists(const py::array& list_scores, std::size_t nprobe, int threads) {
   require<float>(list_scores, "list_scores", 2);
   const std::size_t nq = list_scores.shape(0), nlist = list_scores.shape(1);
@@ -615,6 +633,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("ivf_lut4_search", &ivf_lut4_search, py::arg("luts"), py::arg("tables"), py::arg("probes"),
         py::arg("probe_keys"), py::arg("probe_bias"), py::arg("packed"), py::arg("list_blocks"),
         py::arg("list_starts"), py::arg("list_ids"), py::arg("kc"), py::arg("k"), py::arg("threads") = 0);
+  m.def("ivf_quantize_tables", &ivf_quantize_tables, py::arg("tables"));
   m.def("ivf_select_lists", &ivf_select_lists, py::arg("list_scores"), py::arg("nprobe"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
         py::arg("threads") = 0);

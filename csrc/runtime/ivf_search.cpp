@@ -23,6 +23,7 @@
 #include "medqk/medqk.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
+#include "runtime/round.h"
 #include "runtime/topk.h"
 
 namespace medqk {
@@ -73,6 +74,64 @@ inline uint32_t ordered_bits(float f) {
   uint32_t b;
   std::memcpy(&b, &f, sizeof b);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// Minimum and maximum of t[0:16]. Vector min / max: the sequential loop is a chain of dependent
+// compares (minss / maxss, no vectorization without -ffast-math) and took most of the quantization
+// time. Exact for finite values (min and max do not round; only the sign of a zero may differ, which
+// changes no table entry and no offset).
+inline void min_max16(const float* t, float* mn, float* mx) {
+#if defined(__SSE2__)
+  const __m128 a = _mm_loadu_ps(t), b = _mm_loadu_ps(t + 4), c = _mm_loadu_ps(t + 8), d = _mm_loadu_ps(t + 12);
+  __m128 lo = _mm_min_ps(_mm_min_ps(a, b), _mm_min_ps(c, d));
+  __m128 hi = _mm_max_ps(_mm_max_ps(a, b), _mm_max_ps(c, d));
+  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(1, 0, 3, 2)));
+  hi = _mm_max_ps(hi, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(1, 0, 3, 2)));
+  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(2, 3, 0, 1)));
+  hi = _mm_max_ps(hi, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(2, 3, 0, 1)));
+  *mn = _mm_cvtss_f32(lo);
+  *mx = _mm_cvtss_f32(hi);
+#elif defined(__ARM_NEON)
+  const float32x4_t a = vld1q_f32(t), b = vld1q_f32(t + 4), c = vld1q_f32(t + 8), d = vld1q_f32(t + 12);
+  *mn = vminvq_f32(vminq_f32(vminq_f32(a, b), vminq_f32(c, d)));
+  *mx = vmaxvq_f32(vmaxq_f32(vmaxq_f32(a, b), vmaxq_f32(c, d)));
+#else
+  float lo = t[0], hi = t[0];
+  for (int c = 1; c < 16; ++c) {
+    lo = std::min(lo, t[c]);
+    hi = std::max(hi, t[c]);
+  }
+  *mn = lo;
+  *mx = hi;
+#endif
+}
+
+// out[c] = clamp(round_half_even((t[c] - m) * inv), 0, 255) for c < 16 (runtime::round_clamp), with the
+// clamp done by the saturating packs int32 -> int16 -> uint8. GCC left the scalar loop unvectorized
+// (a cmov per entry): this is 4x less time for the whole quantization.
+inline void quantize16(const float* t, float m, float inv, uint8_t* out) {
+#if defined(__SSE2__)
+  const __m128 vm = _mm_set1_ps(m), vinv = _mm_set1_ps(inv), magic = _mm_set1_ps(12582912.0f);
+  __m128i r[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m128 v = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(t + 4 * i), vm), vinv);
+    r[i] = _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(v, magic), magic));
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                   _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3])));
+#elif defined(__ARM_NEON)
+  const float32x4_t vm = vdupq_n_f32(m), vinv = vdupq_n_f32(inv), magic = vdupq_n_f32(12582912.0f);
+  int32x4_t r[4];
+  for (int i = 0; i < 4; ++i) {
+    const float32x4_t v = vmulq_f32(vsubq_f32(vld1q_f32(t + 4 * i), vm), vinv);
+    r[i] = vcvtq_s32_f32(vsubq_f32(vaddq_f32(v, magic), magic));
+  }
+  const int16x8_t lo = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1]));
+  const int16x8_t hi = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
+  vst1q_u8(out, vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi)));
+#else
+  for (int c = 0; c < 16; ++c) out[c] = static_cast<uint8_t>(runtime::round_clamp((t[c] - m) * inv, 255));
+#endif
 }
 
 }  // namespace
@@ -196,6 +255,37 @@ void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlis
       }
     }
   });
+}
+
+void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, std::size_t s, uint8_t* luts,
+                         float* step, double* offsets) {
+  const std::size_t s_even = s + (s & 1);
+  std::vector<float> lo(nlut * s);
+  for (std::size_t q = 0; q < nq; ++q) {
+    const float* tq = tables + q * nlut * s * 16;
+    float span = 0.0f;
+    for (std::size_t j = 0; j < nlut * s; ++j) {
+      float mn, mx;
+      min_max16(tq + j * 16, &mn, &mx);
+      lo[j] = mn;
+      span = std::max(span, mx - mn);
+    }
+    const float st = span > 0.0f ? span / 255.0f : 1.0f;
+    const float inv = 1.0f / st;  // a product per entry, not a division (the flat tables divide: 2x slower)
+    for (std::size_t l = 0; l < nlut; ++l) {
+      uint8_t* out = luts + (q * nlut + l) * s_even * 16;
+      double off = 0.0;
+      for (std::size_t j = 0; j < s; ++j) {
+        const float* t = tq + (l * s + j) * 16;
+        const float m = lo[l * s + j];
+        quantize16(t, m, inv, out + j * 16);
+        off += static_cast<double>(m);
+      }
+      if (s_even != s) std::memset(out + s * 16, 0, 16);
+      offsets[q * nlut + l] = off;
+    }
+    step[q] = st;
+  }
 }
 
 }  // namespace medqk

@@ -4,7 +4,7 @@
 // sizes 0, 1, 31, 32, 33, 100 and 2000 (several kernel chunks), odd and even S, shared (nlut = 1) and
 // per-probe tables, probes of -1, keys of both signs (so the kernel threshold goes negative), tables of
 // few distinct values (many equal keys: the tie rule is exercised), kc = k and kc > number scanned; and
-// ivf_select_lists against a stable sort, with many equal scores.
+// ivf_select_lists against a stable sort, with many equal scores; ivf_quantize_tables against its formula.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -159,6 +159,52 @@ int main() {
               }
             }
           }
+        }
+      }
+    }
+  }
+  // table quantization: against the formula with a scalar round-half-even (std::nearbyint), odd and even
+  // S, a constant table set (span 0: step 1), entries at exact halves of the step
+  for (std::size_t s : {std::size_t(1), std::size_t(5), std::size_t(96)}) {
+    for (std::size_t nl : {std::size_t(1), std::size_t(3)}) {
+      for (int kind = 0; kind < 3; ++kind) {
+        const std::size_t nq = 4, s_even = s + (s & 1);
+        std::vector<float> t(nq * nl * s * 16);
+        for (auto& v : t) {
+          v = kind == 0 ? std::normal_distribution<float>(0.0f, 3.0f)(rng)
+                        : (kind == 1 ? 1.25f : 0.5f * static_cast<float>(rng() % 511));
+        }
+        std::vector<uint8_t> luts(nq * nl * s_even * 16, 7);
+        std::vector<float> step(nq);
+        std::vector<double> off(nq * nl);
+        medqk::ivf_quantize_tables(t.data(), nq, nl, s, luts.data(), step.data(), off.data());
+        ++cases;
+        for (std::size_t q = 0; q < nq; ++q) {
+          float span = 0.0f;
+          std::vector<float> lo(nl * s);
+          for (std::size_t j = 0; j < nl * s; ++j) {
+            const float* r = t.data() + (q * nl * s + j) * 16;
+            lo[j] = *std::min_element(r, r + 16);
+            span = std::max(span, *std::max_element(r, r + 16) - lo[j]);
+          }
+          const float st = span > 0.0f ? span / 255.0f : 1.0f, inv = 1.0f / st;
+          bool ok = step[q] == st;
+          for (std::size_t l = 0; l < nl; ++l) {
+            double o = 0.0;
+            for (std::size_t j = 0; j < s_even; ++j) {
+              for (int c = 0; c < 16; ++c) {
+                int want = 0;
+                if (j < s) {
+                  const float v = (t[((q * nl + l) * s + j) * 16 + c] - lo[l * s + j]) * inv;
+                  want = std::min(255, std::max(0, static_cast<int>(std::nearbyint(v))));
+                }
+                ok = ok && luts[((q * nl + l) * s_even + j) * 16 + c] == want;
+              }
+              if (j < s) o += lo[l * s + j];
+            }
+            ok = ok && off[q * nl + l] == o;
+          }
+          if (!ok && failures++ < 10) std::printf("FAIL quantize s=%zu nlut=%zu kind=%d q=%zu\n", s, nl, kind, q);
         }
       }
     }

@@ -88,6 +88,26 @@ def test_recall_grows_with_nprobe_and_reaches_flat_pq(metric):
     assert r[-1] >= r_flat - 0.02, (r, r_flat)
 
 
+def test_table_quantization_is_identical_on_every_backend(backend):
+    # random tables, exact halves of the step (round half even), a constant set (span 0), odd S
+    rng = np.random.default_rng(3)
+    cases = [rng.standard_normal((5, 3, 7, 16)).astype(np.float32) * 4,
+             (rng.integers(0, 511, (4, 1, 96, 16)) * 0.5).astype(np.float32),
+             np.full((2, 2, 5, 16), 1.25, dtype=np.float32)]
+    for t in cases:
+        luts, step, off = IVFLUT4Index._quantize(t)
+        lo = t.min(-1)
+        span = (t.max(-1) - lo).max(axis=(1, 2))
+        want_step = np.where(span > 0, span / np.float32(255), np.float32(1)).astype(np.float32)
+        np.testing.assert_array_equal(step, want_step)
+        inv = (np.float32(1) / want_step).astype(np.float32)
+        want = np.clip(np.rint((t - lo[..., None]) * inv[:, None, None, None]), 0, 255).astype(np.uint8)
+        S = t.shape[2]
+        np.testing.assert_array_equal(luts[:, :, :S], want)
+        assert (luts[:, :, S:] == 0).all() and luts.shape[2] == S + (S & 1)
+        np.testing.assert_allclose(off, lo.astype(np.float64).sum(-1), rtol=1e-12)
+
+
 def test_nprobe_option_property_and_per_call(built):
     index, x, q = built["ivf16,pq8x4fs", "ip"]
     assert mi.create("ivf16,pq8x4fs", D).nprobe == 16 and mi.create("ivf4,pq8x4fs", D).nprobe == 4

@@ -162,6 +162,12 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
                      const int64_t* list_starts, const int64_t* list_ids, std::size_t kc, std::size_t topk,
                      float* scores, int64_t* ids, int threads);
 
+// The uint8 tables of ivf_lut4_search: float tables (nq x nlut x s x 16) -> luts (nq x nlut x s_even x 16)
+// with one step per query over all its nlut table sets: lo = min_c t[l, j], step = max_{l,j} (max_c - lo)
+// / 255 (1 if 0), luts = clamp(round_half_even((t - lo) * float(1 / step)), 0, 255), padding subspace 0;
+// offsets[q, l] = sum_j lo[l, j] in double, in subspace order. Then sum_j t ~ step * sum_j luts + offset.
+void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, std::size_t s, uint8_t* luts,
+                         float* step, double* offsets);
 // The nprobe best lists per query from list_scores (nq x nlist, larger better; ties -> lower list id),
 // best first: scores into best, list ids into lists (both nq x nprobe). nprobe <= nlist.
 void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe,

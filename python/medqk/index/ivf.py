@@ -11,8 +11,9 @@ Search probes the ``nprobe`` lists whose centroid scores best for the query (ip:
 smallest |q - c|^2, ties -> lower list id) and scores x_hat = c_l + r_hat exactly in the PQ sense:
 
 - ip: q.x_hat = q.c_l + q.r_hat. One set of PQ tables per query serves every list; q.c_l is a per-list
-  constant. The tables are quantized to uint8 with one step per query, and the list constant enters the
-  integer ranking as round((q.c_l + offset) / step), so keys of all lists share one integer scale.
+  constant. The tables are quantized to uint8 with one step per query (entries (t - min) / step rounded),
+  and the list constant enters the integer ranking as round((q.c_l + sum of the minima) / step), so keys
+  of all lists share one integer scale.
 - l2: |q - x_hat|^2 = |q - c_l|^2 - (2 (q - c_l).r_hat - |r_hat|^2): per-list tables (the PQ l2 tables of
   the query residual q - c_l), all the probed lists of a query quantized with one shared step, the list
   constant -|q - c_l|^2 (written 2 q.c_l - |c_l|^2, |q|^2 left out as for every l2 index) again folded
@@ -38,7 +39,7 @@ import numpy as np
 from .. import _backend
 from . import _topk
 from .flat import Index
-from .lut4 import quantize_tables, unpack_codes
+from .lut4 import unpack_codes
 
 _QUERY_CHUNK = 512
 _ASSIGN_BLOCK = 16384
@@ -245,23 +246,31 @@ class IVFLUT4Index(Index):
         """uint8 tables (nq, nlut, S_even, 16), float tables (nq, nlut, S, 16) and integer list keys (nq, nprobe)."""
         nq, nprobe = probes.shape
         if self.metric == "ip":
-            tables = self.codec.tables(q, "ip", threads)
-            luts, step, offset = quantize_tables(tables)
-            lut_offset = np.broadcast_to(offset[:, None].astype(np.float64), (nq, nprobe))
-            luts, tables = luts[:, None], tables[:, None]
+            tables = self.codec.tables(q, "ip", threads)[:, None]
         else:
             resid = (q[:, None, :] - self.centroids[probes]).reshape(nq * nprobe, self.dim)
             tables = self.codec.tables(resid, "l2", threads).reshape(nq, nprobe, self.n_sub, 16)
-            lo = tables.min(axis=-1)
-            span = (tables.max(axis=-1) - lo).max(axis=(1, 2))
-            step = np.where(span > 0, span / np.float32(255), np.float32(1)).astype(np.float32)
-            lut = np.rint((tables - lo[..., None]) / step[:, None, None, None])
-            luts = np.zeros((nq, nprobe, self.n_sub + (self.n_sub & 1), 16), dtype=np.uint8)
-            luts[:, :, : self.n_sub] = np.clip(lut, 0, 255)
-            lut_offset = lo.sum(axis=-1, dtype=np.float64)
-        keys = np.rint((bias.astype(np.float64) + lut_offset) / step[:, None].astype(np.float64))
+        tables = np.ascontiguousarray(tables, dtype=np.float32)
+        luts, step, offsets = self._quantize(tables)
+        # the list's float constant and its tables' offsets, in units of the step: one integer scale for all lists
+        keys = np.rint((bias.astype(np.float64) + offsets) / step[:, None].astype(np.float64))
         keys = np.clip(keys, -_KEY_LIMIT, _KEY_LIMIT).astype(np.int32)
-        return np.ascontiguousarray(luts), np.ascontiguousarray(tables, dtype=np.float32), keys
+        return luts, tables, keys
+
+    @staticmethod
+    def _quantize(tables: np.ndarray):
+        """(luts, step, offsets) of the float tables (nq, nlut, S, 16): one step per query (native
+        ivf_quantize_tables or its Numba twin, identical)."""
+        if _backend.backend == "native":
+            return _backend._core.ivf_quantize_tables(tables)
+        from ..kernels import _numba_ivf
+
+        nq, nlut, S, _ = tables.shape
+        luts = np.empty((nq, nlut, S + (S & 1), 16), dtype=np.uint8)
+        step = np.empty(nq, dtype=np.float32)
+        offsets = np.empty((nq, nlut), dtype=np.float64)
+        _numba_ivf.ivf_quantize_tables(tables, luts, step, offsets)
+        return luts, step, offsets
 
     def _scan(self, luts, tables, probes, keys, bias, kc, k, threads):
         if _backend.backend == "native":

@@ -72,3 +72,37 @@ def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_b
             else:
                 scores[q, r] = -np.inf
                 ids[q, r] = -1
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def ivf_quantize_tables(tables, luts, step, offsets):
+    """Twin of the native ivf_quantize_tables: one step per query over its nlut table sets, entries
+    rounded from (t - lo) * float32(1 / step), offsets summed in float64; the same uint8 tables."""
+    nq, nlut, S, E = tables.shape
+    for q in prange(nq):
+        lo = np.empty((nlut, S), dtype=np.float32)
+        span = np.float32(0.0)
+        for lst in range(nlut):
+            for j in range(S):
+                mn = tables[q, lst, j, 0]
+                mx = tables[q, lst, j, 0]
+                for c in range(1, E):
+                    mn = min(mn, tables[q, lst, j, c])
+                    mx = max(mx, tables[q, lst, j, c])
+                lo[lst, j] = mn
+                span = max(span, mx - mn)
+        st = span / np.float32(255.0) if span > 0 else np.float32(1.0)
+        inv = np.float32(1.0) / st
+        for lst in range(nlut):
+            off = 0.0
+            for j in range(S):
+                m = lo[lst, j]
+                for c in range(E):
+                    v = np.rint((tables[q, lst, j, c] - m) * inv)
+                    luts[q, lst, j, c] = min(max(v, np.float32(0.0)), np.float32(255.0))
+                off += np.float64(m)
+            for j in range(S, luts.shape[2]):
+                for c in range(E):
+                    luts[q, lst, j, c] = 0
+            offsets[q, lst] = off
+        step[q] = st
