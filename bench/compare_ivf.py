@@ -115,13 +115,13 @@ def main() -> None:
                 continue
             cells = [f"{'-':>10} {'-':>10}"] * 2
             if nprobe in MEDQK_NPROBES:
-                m_qps, m_ids = qps(lambda b: ours.search(b, 10, threads=args.threads, nprobe=nprobe)[1], q,
-                                   args.repeat)
+                m_qps, m_ids = qps(lambda b, ix=ours, p=nprobe: ix.search(b, 10, threads=args.threads, nprobe=p)[1],
+                                   q, args.repeat)
                 ours_rows[nprobe] = (recall10(m_ids, gt), m_qps)
                 cells[0] = f"{ours_rows[nprobe][0]:>10.4f} {m_qps:>10.0f}"
             if nprobe in FAISS_NPROBES:
                 theirs.nprobe = nprobe
-                f_qps, f_ids = qps(lambda b: theirs.search(b, 10)[1], q, args.repeat)
+                f_qps, f_ids = qps(lambda b, ix=theirs: ix.search(b, 10)[1], q, args.repeat)
                 faiss_rows[nprobe] = (recall10(f_ids, gt), f_qps)
                 cells[1] = f"{faiss_rows[nprobe][0]:>10.4f} {f_qps:>10.0f}"
             print(f"{nprobe:>6} {cells[0]} {cells[1]}", flush=True)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import medqk.index as mi
 import numpy as np
 import pytest
-
-import medqk.index as mi
 from medqk.index.io import IndexFileError
 from medqk.index.ivf import IVFLUT4Index
 
@@ -109,7 +108,7 @@ def test_table_quantization_is_identical_on_every_backend(backend):
 
 
 def test_nprobe_option_property_and_per_call(built):
-    index, x, q = built["ivf16,pq8x4fs", "ip"]
+    index, _, q = built["ivf16,pq8x4fs", "ip"]
     assert mi.create("ivf16,pq8x4fs", D).nprobe == 16 and mi.create("ivf4,pq8x4fs", D).nprobe == 4
     assert mi.create("ivf16,pq8x4fs", D, nprobe=3).nprobe == 3
     old = index.nprobe

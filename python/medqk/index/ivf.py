@@ -27,7 +27,8 @@ lower id.
 
 ``nprobe`` (default min(16, nlist)) is set at creation, changed with ``index.nprobe = 32`` or per call
 with ``search(q, k, nprobe=32)``; it must be in 1..nlist (larger values are refused: they would scan
-nothing more). With ``nprobe == nlist`` every vector is scanned.
+nothing more). With ``nprobe == nlist`` every vector is scanned. Behind ``+rerank:<codec>`` the IVF part
+is ``index.base``: set ``index.base.nprobe``.
 """
 
 from __future__ import annotations
