@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -354,8 +355,15 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const 
     throw py::value_error("list_ids must be a C-contiguous int64 array of list_starts[-1] ids");
   }
   const int64_t* pp = static_cast<const int64_t*>(probes.data());
-  for (std::size_t i = 0; i < nq * nprobe; ++i) {
-    if (pp[i] < -1 || pp[i] >= static_cast<int64_t>(nlist)) throw py::value_error("probes holds a bad list id");
+  if (nprobe >= 65536) throw py::value_error("nprobe must be below 65536");
+  std::vector<int64_t> row(nprobe);
+  for (std::size_t q = 0; q < nq; ++q) {
+    row.assign(pp + q * nprobe, pp + (q + 1) * nprobe);
+    std::sort(row.begin(), row.end());
+    for (std::size_t p = 0; p < nprobe; ++p) {
+      if (row[p] < -1 || row[p] >= static_cast<int64_t>(nlist)) throw py::value_error("probes holds a bad list id");
+      if (p > 0 && row[p] >= 0 && row[p] == row[p - 1]) throw py::value_error("probes repeats a list in one row");
+    }
   }
   const int32_t* kp = static_cast<const int32_t*>(probe_keys.data());
   for (std::size_t i = 0; i < nq * nprobe; ++i) {
@@ -374,8 +382,8 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const 
   const medqk::Isa isa = medqk::active_isa();
   {
     py::gil_scoped_release release;
-    medqk::ivf_lut4_search(isa, lutp, tp, nq, d, nlut, pp, kp, bp, nprobe, cp, lb, ls, idp, kc, topk, sp, ip,
-                           threads);
+    medqk::ivf_lut4_search(isa, lutp, tp, nq, d, nlut, pp, kp, bp, nprobe, cp, lb, ls, idp, nlist, kc, topk, sp,
+                           ip, threads);
   }
   return py::make_tuple(scores, ids);
 }

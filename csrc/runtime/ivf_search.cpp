@@ -5,10 +5,10 @@
 // Key of a vector of probed list p: sum of its uint8 table entries + probe_keys[p], where probe_keys[p]
 // is the list's float constant (q . c_l for ip; 2 q.c_l - |c_l|^2 and the per-list table offsets for l2)
 // divided by the query's table step and rounded (python/medqk/index/ivf.py computes it): sums of one
-// query then compare across lists on one integer scale. The reservoir breaks equal keys by scan position
-// (probe order, then position in the list): positions, not ids, increase during the scan, which is what
-// its tie rule needs. The final order is by the float score (ties -> lower id), so the result is exact
-// float ADC over the candidates, independent of how the keys were rounded.
+// query then compare across lists on one integer scale. The reservoir breaks equal keys by storage
+// position (list_starts[l] + index in the list; lists are visited in increasing order, so positions, not
+// ids, increase during the scan, which is what its tie rule needs). The final order is by the float score
+// (ties -> lower id), so the result is exact float ADC over the candidates, whatever the key rounding.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -31,6 +31,7 @@ namespace medqk {
 namespace {
 constexpr std::size_t kBlockVectors = 32;
 constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per kernel call, then selected
+constexpr std::size_t kQueriesPerChunk = 64;  // queries sharing the list visits (< 2^16: packed in a key)
 
 // Float table sum of one vector's sub-codes, in 8 partial sums (s[j % 8] += t[j][code j]) combined as
 // ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)): one running sum made the re-scoring a chain of d
@@ -139,64 +140,101 @@ inline void quantize16(const float* t, float m, float inv, uint8_t* out) {
 void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
                      std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
                      std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
-                     const int64_t* list_starts, const int64_t* list_ids, std::size_t kc, std::size_t topk,
-                     float* scores, int64_t* ids, int threads) {
+                     const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist, std::size_t kc,
+                     std::size_t topk, float* scores, int64_t* ids, int threads) {
   const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
+  constexpr std::size_t kGroup = kernels::kLut4MaxQueries;
   const std::size_t d_even = d + (d & 1);
   const std::size_t block_bytes = 16 * d_even;
   if (threads <= 0) threads = hardware_threads();
-  if (nq == 1) threads = 1;
   // see lut4_search.cpp: rows of sums exactly 4 KiB apart alias in the load/store unit
   const std::size_t sums_stride = kChunkBlocks * kBlockVectors + 16;
-  // queries in contiguous ranges, one per task, so the buffers below are made once per range
-  const std::size_t tasks = std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(threads));
+  // Queries go in chunks; a chunk visits the lists its queries probe in increasing list order, and the
+  // queries of the chunk that probe one list scan it together, up to kGroup per kernel call: the list's
+  // codes come from memory once per chunk instead of once per query, and the kernel shares each load
+  // of them over the group (1M vectors, nlist=1024, nprobe=128: per query, 6 MB of codes from DRAM).
+  const std::size_t chunk = std::min<std::size_t>(kQueriesPerChunk, (nq + threads - 1) / threads);
+  const std::size_t tasks = (nq + chunk - 1) / chunk;
   runtime::parallel_for(static_cast<int>(tasks), threads, [&](int task) {
-    std::vector<uint32_t> sums(sums_stride);
-    std::vector<uint32_t> masks(kChunkBlocks);
-    std::vector<int64_t> starts(nprobe + 1);  // scan position of each probed list's first vector
-    runtime::SumsTopK reservoir;
-    const std::size_t qa = nq * static_cast<std::size_t>(task) / tasks;
-    const std::size_t qb = nq * (static_cast<std::size_t>(task) + 1) / tasks;
+    const std::size_t qa = static_cast<std::size_t>(task) * chunk, qb = std::min(nq, qa + chunk);
+    std::vector<uint32_t> sums(kGroup * sums_stride);
+    std::vector<uint32_t> masks(kGroup * kChunkBlocks);
+    std::vector<uint8_t> group_luts(kGroup * block_bytes);
+    std::vector<runtime::SumsTopK> reservoirs(qb - qa);
+    for (auto& r : reservoirs) r.reset(kc);
+    // (list, query, probe) of the chunk's probes, by list then query
+    std::vector<uint64_t> visits;
+    visits.reserve((qb - qa) * nprobe);
     for (std::size_t q = qa; q < qb; ++q) {
-      reservoir.reset(kc);
-      int64_t pos = 0;
       for (std::size_t p = 0; p < nprobe; ++p) {
-        starts[p] = pos;
         const int64_t l = probes[q * nprobe + p];
-        if (l < 0) continue;  // fewer lists than probes
-        const std::size_t n_l = static_cast<std::size_t>(list_starts[l + 1] - list_starts[l]);
-        const std::size_t nblocks = static_cast<std::size_t>(list_blocks[l + 1] - list_blocks[l]);
-        const uint8_t* lut = luts + (q * nlut + (nlut == 1 ? 0 : p)) * block_bytes;
-        const uint8_t* codes = packed + static_cast<std::size_t>(list_blocks[l]) * block_bytes;
-        const int32_t bias = probe_keys[q * nprobe + p];
+        if (l >= 0) visits.push_back((static_cast<uint64_t>(l) << 32) | ((q - qa) << 16) | p);
+      }
+    }
+    std::sort(visits.begin(), visits.end());
+    for (std::size_t v0 = 0; v0 < visits.size();) {
+      const std::size_t l = visits[v0] >> 32;
+      std::size_t v1 = v0;
+      while (v1 < visits.size() && (visits[v1] >> 32) == l) ++v1;
+      const std::size_t n_l = static_cast<std::size_t>(list_starts[l + 1] - list_starts[l]);
+      const std::size_t nblocks = static_cast<std::size_t>(list_blocks[l + 1] - list_blocks[l]);
+      const uint8_t* codes = packed + static_cast<std::size_t>(list_blocks[l]) * block_bytes;
+      for (std::size_t g0 = v0; g0 < v1; g0 += kGroup) {
+        const std::size_t ng = std::min(kGroup, v1 - g0);
+        std::size_t qj[kGroup], pj[kGroup];
+        int32_t bias[kGroup], kthr[kGroup];
+        for (std::size_t u = 0; u < ng; ++u) {
+          qj[u] = (visits[g0 + u] >> 16) & 0xFFFF;
+          pj[u] = visits[g0 + u] & 0xFFFF;
+          bias[u] = probe_keys[(qa + qj[u]) * nprobe + pj[u]];
+        }
+        const uint8_t* lut;
+        if (ng == 1) {
+          lut = luts + ((qa + qj[0]) * nlut + (nlut == 1 ? 0 : pj[0])) * block_bytes;
+        } else {  // the kernel reads a group's tables at one stride: copy them together
+          for (std::size_t u = 0; u < ng; ++u) {
+            std::memcpy(group_luts.data() + u * block_bytes,
+                        luts + ((qa + qj[u]) * nlut + (nlut == 1 ? 0 : pj[u])) * block_bytes, block_bytes);
+          }
+          lut = group_luts.data();
+        }
         for (std::size_t b0 = 0; b0 < nblocks;) {
-          const int32_t thr = reservoir.threshold();
           // the kernel compares the raw sums; the reservoir re-checks sum + bias, so a looser kernel
-          // threshold only costs time. Until the reservoir has a threshold, scan one block at a time.
-          const int32_t kthr = thr == runtime::SumsTopK::kNoThreshold ? thr : thr - bias;
-          const std::size_t nb = std::min(thr == runtime::SumsTopK::kNoThreshold ? std::size_t(1) : kChunkBlocks,
-                                          nblocks - b0);
-          scan(lut, 0, 1, d_even, codes + b0 * block_bytes, nb, sums.data(), sums_stride, &kthr, masks.data());
-          const std::size_t v0 = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n_l - v0);
-          reservoir.offer_masked(reinterpret_cast<const int32_t*>(sums.data()), masks.data(), nb, nv,
-                                 pos + static_cast<int64_t>(v0), bias);
+          // threshold only costs time. Until every reservoir has a threshold, scan one block at a time.
+          bool all = true;
+          for (std::size_t u = 0; u < ng; ++u) {
+            const int32_t thr = reservoirs[qj[u]].threshold();
+            all = all && thr != runtime::SumsTopK::kNoThreshold;
+            kthr[u] = thr == runtime::SumsTopK::kNoThreshold ? thr : thr - bias[u];
+          }
+          const std::size_t nb = std::min(all ? kChunkBlocks : std::size_t(1), nblocks - b0);
+          scan(lut, block_bytes, ng, d_even, codes + b0 * block_bytes, nb, sums.data(), sums_stride, kthr,
+               masks.data());
+          const std::size_t v0b = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n_l - v0b);
+          // position = storage position (list_starts[l] + index): increasing, lists being visited in order
+          for (std::size_t u = 0; u < ng; ++u) {
+            reservoirs[qj[u]].offer_masked(reinterpret_cast<const int32_t*>(sums.data() + u * sums_stride),
+                                           masks.data() + u * nb, nb, nv, list_starts[l] + static_cast<int64_t>(v0b),
+                                           bias[u]);
+          }
           b0 += nb;
         }
-        pos += static_cast<int64_t>(n_l);
       }
-      starts[nprobe] = pos;
-      // exact float re-scoring: the candidate's list tables summed in subspace order, plus the list constant
-      std::vector<runtime::Hit>& hits = reservoir.hits();
+      v0 = v1;
+    }
+    // exact float re-scoring: the candidate's list tables, plus the list constant
+    for (std::size_t q = qa; q < qb; ++q) {
+      std::vector<runtime::Hit>& hits = reservoirs[q - qa].hits();
       for (auto& h : hits) {
-        const std::size_t p = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), h.id) -
-                                                       starts.begin() - 1);
-        const int64_t l = probes[q * nprobe + p];
-        const int64_t i = h.id - starts[p];
+        const int64_t l = std::upper_bound(list_starts, list_starts + nlist + 1, h.id) - list_starts - 1;
+        std::size_t p = 0;
+        while (probes[q * nprobe + p] != l) ++p;  // l is one of the query's probes
+        const int64_t i = h.id - list_starts[l];
         const float* t = tables + (q * nlut + (nlut == 1 ? 0 : p)) * d * 16;
         const uint8_t* block = packed + static_cast<std::size_t>(list_blocks[l] + i / 32) * block_bytes + (i % 16);
         const int shift = (i % 32) < 16 ? 0 : 4;
         h.score = rescore_sum(t, block, shift, d) + probe_bias[q * nprobe + p];
-        h.id = list_ids[list_starts[l] + i];
+        h.id = list_ids[h.id];
       }
       runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
     }

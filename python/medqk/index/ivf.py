@@ -20,7 +20,8 @@ smallest |q - c|^2, ties -> lower list id) and scores x_hat = c_l + r_hat exactl
   into the integer key. Per-list tables cost nprobe table computations per query (faiss computes them
   per list too); storing a per-vector term instead would leave -|x_hat|^2 out of the scan's ranking.
 
-The scan (native: csrc/runtime/ivf_search.cpp, the lut4 kernels of every ISA; Numba twin:
+The scan (native: csrc/runtime/ivf_search.cpp, the lut4 kernels of every ISA, queries of a chunk that
+probe the same list scanning it together, so its codes are read once per chunk; Numba twin:
 medqk/kernels/_numba_ivf.py, the same ids and scores) keeps the 2k best keys, then re-scores them with
 the float tables (8 partial sums): returned scores are float ADC scores of those candidates, ties ->
 lower id.

@@ -11,7 +11,7 @@ from numba import njit, prange
 def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_blocks, list_starts, list_ids, kc, k,
                     scores, ids):
     """Per query: integer keys (table sums + probe key) of every vector of its probed lists, the kc best
-    by (key desc, scan position asc), re-scored as probe bias + float table sums (8 partial sums, as native), the k
+    by (key desc, storage position asc), re-scored as probe bias + float table sums (8 partial sums, as native), the k
     best by (score desc, id asc); -inf / -1 when fewer were scanned."""
     nq, nlut, d_even, _ = luts.shape
     d = tables.shape[2]
@@ -43,7 +43,12 @@ def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_b
                 probe_of[pos] = p
                 index_of[pos] = i
                 pos += 1
-        order = np.argsort(-keys, kind="mergesort")  # stable: equal keys stay in scan order
+        storage = np.empty(total, dtype=np.int64)
+        for j in range(total):
+            storage[j] = list_starts[probes[q, probe_of[j]]] + index_of[j]
+        by_pos = np.argsort(storage, kind="mergesort")
+        # stable: equal keys stay in storage order (the native reservoir's tie rule)
+        order = by_pos[np.argsort(-keys[by_pos], kind="mergesort")]
         nc = min(kc, total)
         cs = np.empty(nc, dtype=np.float32)
         ci = np.empty(nc, dtype=np.int64)
