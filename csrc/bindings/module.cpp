@@ -370,9 +370,12 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const 
     if (kp[i] <= -(1 << 23) - 1 || kp[i] >= (1 << 23) + 1) throw py::value_error("probe_keys must be within +-2^23");
   }
   if (topk == 0 || kc < topk) throw py::value_error("need 1 <= k <= kc");
+  const uint8_t* lutp = static_cast<const uint8_t*>(luts.data());
+  if (*std::max_element(lutp, lutp + luts.size()) > 127) {
+    throw py::value_error("luts entries must be <= 127 (use ivf_quantize_tables)");
+  }
   py::array_t<float> scores({nq, topk});
   py::array_t<int64_t> ids({nq, topk});
-  const uint8_t* lutp = static_cast<const uint8_t*>(luts.data());
   const float* tp = static_cast<const float*>(tables.data());
   const float* bp = static_cast<const float*>(probe_bias.data());
   const uint8_t* cp = static_cast<const uint8_t*>(packed.data());

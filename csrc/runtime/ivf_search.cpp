@@ -31,7 +31,11 @@ namespace medqk {
 namespace {
 constexpr std::size_t kBlockVectors = 32;
 constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per kernel call, then selected
-constexpr std::size_t kQueriesPerChunk = 64;  // queries sharing the list visits (< 2^16: packed in a key)
+// Largest table entry. main's x86 lut4 kernels add two lookups in 8 bits and require entries <= 127
+// (kernels::kLut4MaxEntry there; this branch's kernels take 255): 127 here, so that a merge needs no
+// change of the tables, only of this constant's definition to kernels::kLut4MaxEntry.
+constexpr int32_t kLutMax = 127;
+constexpr std::size_t kQueriesPerChunk = 4096;  // queries sharing the list visits (< 2^16: packed in a key)
 
 // Float table sum of one vector's sub-codes, in 8 partial sums (s[j % 8] += t[j][code j]) combined as
 // ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)): one running sum made the re-scoring a chain of d
@@ -107,8 +111,8 @@ inline void min_max16(const float* t, float* mn, float* mx) {
 #endif
 }
 
-// out[c] = clamp(round_half_even((t[c] - m) * inv), 0, 255) for c < 16 (runtime::round_clamp), with the
-// clamp done by the saturating packs int32 -> int16 -> uint8. GCC left the scalar loop unvectorized
+// out[c] = clamp(round_half_even((t[c] - m) * inv), 0, kLutMax) for c < 16 (runtime::round_clamp), with
+// the clamp done by the saturating packs int32 -> int16 -> uint8 and an unsigned min. GCC left the scalar loop unvectorized
 // (a cmov per entry): this is 4x less time for the whole quantization.
 inline void quantize16(const float* t, float m, float inv, uint8_t* out) {
 #if defined(__SSE2__)
@@ -118,8 +122,8 @@ inline void quantize16(const float* t, float m, float inv, uint8_t* out) {
     const __m128 v = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(t + 4 * i), vm), vinv);
     r[i] = _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(v, magic), magic));
   }
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
-                   _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3])));
+  const __m128i packed = _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3]));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(packed, _mm_set1_epi8(kLutMax)));
 #elif defined(__ARM_NEON)
   const float32x4_t vm = vdupq_n_f32(m), vinv = vdupq_n_f32(inv), magic = vdupq_n_f32(12582912.0f);
   int32x4_t r[4];
@@ -129,9 +133,9 @@ inline void quantize16(const float* t, float m, float inv, uint8_t* out) {
   }
   const int16x8_t lo = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1]));
   const int16x8_t hi = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
-  vst1q_u8(out, vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi)));
+  vst1q_u8(out, vminq_u8(vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi)), vdupq_n_u8(kLutMax)));
 #else
-  for (int c = 0; c < 16; ++c) out[c] = static_cast<uint8_t>(runtime::round_clamp((t[c] - m) * inv, 255));
+  for (int c = 0; c < 16; ++c) out[c] = static_cast<uint8_t>(runtime::round_clamp((t[c] - m) * inv, kLutMax));
 #endif
 }
 
@@ -149,10 +153,12 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
   if (threads <= 0) threads = hardware_threads();
   // see lut4_search.cpp: rows of sums exactly 4 KiB apart alias in the load/store unit
   const std::size_t sums_stride = kChunkBlocks * kBlockVectors + 16;
-  // Queries go in chunks; a chunk visits the lists its queries probe in increasing list order, and the
-  // queries of the chunk that probe one list scan it together, up to kGroup per kernel call: the list's
-  // codes come from memory once per chunk instead of once per query, and the kernel shares each load
-  // of them over the group (1M vectors, nlist=1024, nprobe=128: per query, 6 MB of codes from DRAM).
+  // Queries go in chunks (one per thread, at most kQueriesPerChunk); a chunk visits the lists its queries
+  // probe in increasing list order, and the queries of the chunk that probe one list scan it together, up
+  // to kGroup per kernel call: the list's codes come from memory once per chunk instead of once per query,
+  // and the kernel shares each load of them over the group. Scanning query by query read, at 1M vectors,
+  // nlist=1024, nprobe=128, 6 MB of codes from DRAM per query (0.35x faiss's QPS; chunks of 64 queries:
+  // 0.65x; whole batches, as faiss groups them: see bench/compare_ivf.py).
   const std::size_t chunk = std::min<std::size_t>(kQueriesPerChunk, (nq + threads - 1) / threads);
   const std::size_t tasks = (nq + chunk - 1) / chunk;
   runtime::parallel_for(static_cast<int>(tasks), threads, [&](int task) {
@@ -308,7 +314,7 @@ void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, 
       lo[j] = mn;
       span = std::max(span, mx - mn);
     }
-    const float st = span > 0.0f ? span / 255.0f : 1.0f;
+    const float st = span > 0.0f ? span / static_cast<float>(kLutMax) : 1.0f;
     const float inv = 1.0f / st;  // a product per entry, not a division (the flat tables divide: 2x slower)
     for (std::size_t l = 0; l < nlut; ++l) {
       uint8_t* out = luts + (q * nlut + l) * s_even * 16;

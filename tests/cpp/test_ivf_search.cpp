@@ -59,7 +59,7 @@ int main() {
           std::vector<float> tables(nq * nl * d * 16);
           for (std::size_t t = 0; t < nq * nl; ++t) {
             for (std::size_t i = 0; i < d * 16; ++i) {
-              const uint8_t v = static_cast<uint8_t>(levels == 256 ? rng() & 255 : (rng() % 4) * 60);
+              const uint8_t v = static_cast<uint8_t>(levels == 256 ? rng() & 127 : (rng() % 4) * 42);  // <= 127
               luts[t * d_even * 16 + i] = v;
               tables[t * d * 16 + i] = 0.01f * v + 0.001f * static_cast<float>(rng() % 3);
             }
@@ -191,7 +191,7 @@ int main() {
             lo[j] = *std::min_element(r, r + 16);
             span = std::max(span, *std::max_element(r, r + 16) - lo[j]);
           }
-          const float st = span > 0.0f ? span / 255.0f : 1.0f, inv = 1.0f / st;
+          const float st = span > 0.0f ? span / 127.0f : 1.0f, inv = 1.0f / st;
           bool ok = step[q] == st;
           for (std::size_t l = 0; l < nl; ++l) {
             double o = 0.0;
@@ -200,7 +200,7 @@ int main() {
                 int want = 0;
                 if (j < s) {
                   const float v = (t[((q * nl + l) * s + j) * 16 + c] - lo[l * s + j]) * inv;
-                  want = std::min(255, std::max(0, static_cast<int>(std::nearbyint(v))));
+                  want = std::min(127, std::max(0, static_cast<int>(std::nearbyint(v))));
                 }
                 ok = ok && luts[((q * nl + l) * s_even + j) * 16 + c] == want;
               }

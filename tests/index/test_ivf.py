@@ -97,10 +97,10 @@ def test_table_quantization_is_identical_on_every_backend(backend):
         luts, step, off = IVFLUT4Index._quantize(t)
         lo = t.min(-1)
         span = (t.max(-1) - lo).max(axis=(1, 2))
-        want_step = np.where(span > 0, span / np.float32(255), np.float32(1)).astype(np.float32)
+        want_step = np.where(span > 0, span / np.float32(127), np.float32(1)).astype(np.float32)
         np.testing.assert_array_equal(step, want_step)
         inv = (np.float32(1) / want_step).astype(np.float32)
-        want = np.clip(np.rint((t - lo[..., None]) * inv[:, None, None, None]), 0, 255).astype(np.uint8)
+        want = np.clip(np.rint((t - lo[..., None]) * inv[:, None, None, None]), 0, 127).astype(np.uint8)
         S = t.shape[2]
         np.testing.assert_array_equal(luts[:, :, :S], want)
         assert (luts[:, :, S:] == 0).all() and luts.shape[2] == S + (S & 1)

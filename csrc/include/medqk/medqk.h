@@ -155,8 +155,8 @@ void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, c
 // are re-scored exactly as
 // probe_bias[q, p] + (float tables[q, p] summed in 8 partial sums s[j % 8], combined as
 // ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); tables nq x nlut x d x 16), and the topk
-// best by that score (ties -> lower id) written, -inf / -1 when fewer were found. Requires d <= 1028 and
-// |key| < 2^24. threads: 0 = all (one query per task).
+// best by that score (ties -> lower id) written, -inf / -1 when fewer were found. Requires d <= 1028,
+// table entries <= 127 (ivf_quantize_tables) and |key| < 2^24. threads: 0 = all (one query per task).
 void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
                      std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
                      std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
@@ -165,7 +165,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
 
 // The uint8 tables of ivf_lut4_search: float tables (nq x nlut x s x 16) -> luts (nq x nlut x s_even x 16)
 // with one step per query over all its nlut table sets: lo = min_c t[l, j], step = max_{l,j} (max_c - lo)
-// / 255 (1 if 0), luts = clamp(round_half_even((t - lo) * float(1 / step)), 0, 255), padding subspace 0;
+// / 127 (1 if 0), luts = clamp(round_half_even((t - lo) * float(1 / step)), 0, 127), padding subspace 0;
 // offsets[q, l] = sum_j lo[l, j] in double, in subspace order. Then sum_j t ~ step * sum_j luts + offset.
 void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, std::size_t s, uint8_t* luts,
                          float* step, double* offsets);

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+LUT_MAX = 127  # largest table entry, as kLutMax in csrc/runtime/ivf_search.cpp
+
 
 @njit(parallel=True, boundscheck=False, nogil=True)
 def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_blocks, list_starts, list_ids, kc, k,
@@ -96,7 +98,7 @@ def ivf_quantize_tables(tables, luts, step, offsets):
                     mx = max(mx, tables[q, lst, j, c])
                 lo[lst, j] = mn
                 span = max(span, mx - mn)
-        st = span / np.float32(255.0) if span > 0 else np.float32(1.0)
+        st = span / np.float32(LUT_MAX) if span > 0 else np.float32(1.0)
         inv = np.float32(1.0) / st
         for lst in range(nlut):
             off = 0.0
@@ -104,7 +106,7 @@ def ivf_quantize_tables(tables, luts, step, offsets):
                 m = lo[lst, j]
                 for c in range(E):
                     v = np.rint((tables[q, lst, j, c] - m) * inv)
-                    luts[q, lst, j, c] = min(max(v, np.float32(0.0)), np.float32(255.0))
+                    luts[q, lst, j, c] = min(max(v, np.float32(0.0)), np.float32(LUT_MAX))
                 off += np.float64(m)
             for j in range(S, luts.shape[2]):
                 for c in range(E):
