@@ -40,7 +40,11 @@ def test_every_backend_gives_the_same_exact_adc_results(backend, built, spec, me
     assert scores.dtype == np.float32 and ids.dtype == np.int64 and scores.shape == ids.shape == (len(q), 10)
     np.testing.assert_allclose(scores, _adc(index, q, ids, metric), rtol=1e-4, atol=1e-4)
     # results come from the probed lists only: each id's list is among the nprobe best centroids
-    lists = np.argmin(((x[ids.reshape(-1)][:, None] - index.centroids[None]) ** 2).sum(-1), axis=1)
+    x_ids = x[ids.reshape(-1)]
+    if metric == "ip":  # the list a vector went to: largest x.c (ip), nearest c (l2)
+        lists = np.argmax(x_ids @ index.centroids.T, axis=1)
+    else:
+        lists = np.argmin(((x_ids[:, None] - index.centroids[None]) ** 2).sum(-1), axis=1)
     probes, _ = index._probe(q, nprobe)
     assert all(lst in set(p) for lst, p in zip(lists.reshape(ids.shape).tolist(), probes) for lst in lst)
     # identical to the native scalar reference, bit for bit (the candidates are exact integer keys)

@@ -3,9 +3,12 @@
 Training: a coarse k-means with ``nlist`` centroids (squared L2, random distinct seeds drawn with ``seed``,
 at most ``coarse_iter`` Lloyd iterations on a seeded sample of at most ``coarse_max_train`` vectors,
 default 64 * nlist; an empty cluster takes the point farthest from its centroid in the largest cluster),
-then the PQ codec is trained on the residuals ``x - c(x)`` of that sample, ``c(x)`` being the nearest
-coarse centroid. Adding assigns each vector to its nearest centroid (squared L2, which minimizes the
-residual the PQ has to code, for both metrics) and stores the PQ code of its residual in that list.
+then the PQ codec is trained on the residuals ``x - c(x)`` of that sample, ``c(x)`` being the centroid of
+its list. Adding puts each vector in the list a query equal to it would probe first (ip: largest x.c,
+as faiss does with an inner-product quantizer; l2: nearest c) and stores the PQ code of its residual there.
+For ip this beat the nearest centroid (the smallest residual) on MedQuAD at small nprobe: R@10 0.377 vs
+0.356 at nprobe 1, 0.625 vs 0.611 at 8, the same at nlist (ivf1024,pq96x4fs), because vectors then sit
+in the lists their neighbours' queries probe.
 
 Search probes the ``nprobe`` lists whose centroid scores best for the query (ip: largest q.c; l2:
 smallest |q - c|^2, ties -> lower list id) and scores x_hat = c_l + r_hat exactly in the PQ sense:
@@ -161,13 +164,12 @@ class IVFLUT4Index(Index):
         rng = np.random.default_rng(self.seed)
         sample = x[np.sort(rng.choice(n, self.coarse_max_train, replace=False))] if n > self.coarse_max_train else x
         cents = coarse_kmeans(sample, self.nlist, self.coarse_iter, rng)
-        assign, _ = nearest_centroids(sample, cents)
-        self.codec.train(sample - cents[assign])
         self.centroids = cents
         self._cnorms = np.einsum("ij,ij->i", cents, cents)
+        self.codec.train(sample - cents[self._assign(sample)])
 
     def _add(self, x):
-        assign, _ = nearest_centroids(x, self.centroids, self._cnorms)
+        assign = self._assign(x)
         new_codes = self.codec.encode_sub(x - self.centroids[assign])
         n_old = self._ntotal
         old_lists = np.repeat(np.arange(self.nlist), self.list_sizes())
@@ -178,6 +180,16 @@ class IVFLUT4Index(Index):
         order = np.argsort(lists, kind="stable")  # within a list: earlier vectors first
         counts = np.bincount(lists, minlength=self.nlist)
         self._set_lists(counts, ids[order], codes[order])
+
+    def _assign(self, x: np.ndarray) -> np.ndarray:
+        """The list of each vector: the one a query equal to it would probe first (ip: largest x.c, l2:
+        nearest c; equal scores -> lower list)."""
+        if self.metric == "l2":
+            return nearest_centroids(x, self.centroids, self._cnorms)[0]
+        assign = np.empty(x.shape[0], dtype=np.int64)
+        for i in range(0, x.shape[0], _ASSIGN_BLOCK):
+            assign[i : i + _ASSIGN_BLOCK] = np.argmax(x[i : i + _ASSIGN_BLOCK] @ self.centroids.T, axis=1)
+        return assign
 
     def _set_lists(self, counts: np.ndarray, ids: np.ndarray, codes: np.ndarray) -> None:
         self._list_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
