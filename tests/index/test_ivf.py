@@ -231,6 +231,13 @@ def test_bad_specs_inputs_and_training():
         index.add(np.full((2, D), np.nan, dtype=np.float32))
 
 
+def test_spec_lists_keep_commas_inside_specs():
+    from medqk.index.spec import split_specs
+
+    assert split_specs("int8, ivf1024,pq96x4fs,opq,pq48x8,ivf16,opq,pq8x4fs+rerank:int8,cb4") == [
+        "int8", "ivf1024,pq96x4fs", "opq,pq48x8", "ivf16,opq,pq8x4fs+rerank:int8", "cb4"]
+
+
 def test_coarse_kmeans_repairs_empty_lists_and_is_seeded():
     # 10 distinct points repeated, 10 lists: random seeds can pick duplicates; every list must get its point
     rng = np.random.default_rng(1)

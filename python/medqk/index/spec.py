@@ -80,6 +80,22 @@ def parse_pq(codec: str) -> tuple[int, int, bool] | None:
     return (int(m.group(1)), int(m.group(2)), bool(m.group(3))) if m else None
 
 
+def split_specs(text: str) -> list[str]:
+    """Specs of a comma-separated list, where commas also sit inside specs (``opq,pq48x8``,
+    ``ivf1024,opq,pq96x4fs``): a piece ``opq`` or ``ivf<nlist>`` joins the piece after it."""
+    out: list[str] = []
+    glue = False
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        if glue:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+        glue = piece.lower() == "opq" or re.fullmatch(r"ivf\d+", piece.lower()) is not None
+    return out
+
+
 def parse_ivf(base: str) -> tuple[int, str] | None:
     """(nlist, codec after the comma) of an ``ivf<nlist>,<codec>`` base, or None for another base.
     Raises ValueError for an ivf base that is malformed or has a codec IVF does not take."""
