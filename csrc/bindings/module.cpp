@@ -367,7 +367,7 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const 
   }
   const int32_t* kp = static_cast<const int32_t*>(probe_keys.data());
   for (std::size_t i = 0; i < nq * nprobe; ++i) {
-    if (kp[i] <= -(1 << 23) - 1 || kp[i] >= (1 << 23) + 1) throw py::value_error("probe_keys must be within +-2^23");
+    if (kp[i] < 0 || kp[i] > (1 << 23)) throw py::value_error("probe_keys must be in 0..2^23");
   }
   if (topk == 0 || kc < topk) throw py::value_error("need 1 <= k <= kc");
   const uint8_t* lutp = static_cast<const uint8_t*>(luts.data());

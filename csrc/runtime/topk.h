@@ -146,7 +146,7 @@ class SumsTopK {
   // The same for sums in blocks of 32 with, per block, a mask of the sums that beat an earlier threshold
   // (made by the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks) bounds ids.
   // `bias` is added to every sum (the IVF scan: a per-list constant; the kernel was then given the
-  // threshold minus bias); |sum + bias| must stay below 2^24 so that keys are exact as floats.
+  // threshold minus bias); sum + bias must stay in [0, 2^24) so that keys are exact as floats.
   void offer_masked(const int32_t* sums, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0,
                     int32_t bias = 0) {
     if (k_ == 0) return;

@@ -2,9 +2,10 @@
 // sum + probe_key computed vector by vector, the kc best by (key desc, storage position asc), re-scored with
 // the float tables (8 partial sums) plus the probe bias, the topk best by (score desc, id asc). Lists of
 // sizes 0, 1, 31, 32, 33, 100 and 2000 (several kernel chunks), odd and even S, shared (nlut = 1) and
-// per-probe tables, probes of -1, keys of both signs (so the kernel threshold goes negative), tables of
-// few distinct values (many equal keys: the tie rule is exercised), kc = k and kc > number scanned; and
-// ivf_select_lists against a stable sort, with many equal scores; ivf_quantize_tables against its formula.
+// per-probe tables, probes of -1, list keys above the reservoir threshold (so the kernel threshold goes
+// negative), tables of few distinct values (many equal keys: the tie rule is exercised), kc = k and
+// kc > number scanned; and ivf_select_lists against a stable sort, with many equal scores;
+// ivf_quantize_tables against its formula.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -73,8 +74,8 @@ int main() {
             std::shuffle(order.begin(), order.end(), rng);
             for (std::size_t p = 0; p < nprobe; ++p) {
               probes[q * nprobe + p] = (q == 1 && p == 2) ? -1 : order[p];
-              keys[q * nprobe + p] = static_cast<int32_t>(rng() % 4001) - 2000;
-              bias[q * nprobe + p] = 0.01f * static_cast<float>(keys[q * nprobe + p]);
+              keys[q * nprobe + p] = static_cast<int32_t>(rng() % 4001);
+              bias[q * nprobe + p] = 0.01f * static_cast<float>(keys[q * nprobe + p] - 2000);
             }
           }
           for (std::size_t k : {std::size_t(1), std::size_t(10), std::size_t(50)}) {

@@ -156,7 +156,7 @@ void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, c
 // probe_bias[q, p] + (float tables[q, p] summed in 8 partial sums s[j % 8], combined as
 // ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); tables nq x nlut x d x 16), and the topk
 // best by that score (ties -> lower id) written, -inf / -1 when fewer were found. Requires d <= 1028,
-// table entries <= 127 (ivf_quantize_tables) and |key| < 2^24. threads: 0 = all (one query per task).
+// table entries <= 127 (ivf_quantize_tables) and 0 <= probe_keys <= 2^23 (keys then in [0, 2^24)). threads: 0 = all (one query per task).
 void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
                      std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
                      std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,

@@ -48,7 +48,7 @@ from .lut4 import unpack_codes
 
 _QUERY_CHUNK = 4096  # queries per native call: the scan shares list reads among them (l2: 4096 // nprobe)
 _ASSIGN_BLOCK = 16384
-_KEY_LIMIT = 1 << 23  # |list key| bound: keys (sum < 2^18 plus list key) stay exact as float32 in the scan
+_KEY_LIMIT = 1 << 23  # list key bound: keys (sum < 2^17 plus list key) stay below 2^24 (exact as float32)
 _NPROBE = contextvars.ContextVar("medqk_ivf_nprobe", default=None)
 
 
@@ -266,9 +266,11 @@ class IVFLUT4Index(Index):
             tables = self.codec.tables(resid, "l2", threads).reshape(nq, nprobe, self.n_sub, 16)
         tables = np.ascontiguousarray(tables, dtype=np.float32)
         luts, step, offsets = self._quantize(tables)
-        # the list's float constant and its tables' offsets, in units of the step: one integer scale for all lists
+        # the list's float constant and its tables' offsets, in units of the step: one integer scale for all
+        # lists. Shifted per query to start at 0 (a constant per query ranks nothing differently), so keys
+        # are non-negative and below 2^24 (2^23 + 127 * 1028): main's SumsTopK packs them in 24 bits.
         keys = np.rint((bias.astype(np.float64) + offsets) / step[:, None].astype(np.float64))
-        keys = np.clip(keys, -_KEY_LIMIT, _KEY_LIMIT).astype(np.int32)
+        keys = np.clip(keys - keys.min(axis=1, keepdims=True), 0, _KEY_LIMIT).astype(np.int32)
         return luts, tables, keys
 
     @staticmethod
