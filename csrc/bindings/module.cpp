@@ -355,6 +355,125 @@ py::array_t<float> lut4_score_candidates(const py::array& tables, const py::arra
   return scores;
 }
 
+// IVF search over 4-bit codes grouped by inverted list (see medqk.h: ivf_lut4_search). The list layout
+// is checked here in full (O(nlist)), so a corrupt or hand-made layout never reaches the scan.
+py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const py::array& probes,
+                          const py::array& probe_keys, const py::array& probe_bias, const py::array& packed,
+                          const py::array& list_blocks, const py::array& list_starts, const py::array& list_ids,
+                          std::size_t kc, std::size_t topk, int threads) {
+  require<uint8_t>(luts, "luts", 4);
+  require<float>(tables, "tables", 4);
+  require<int64_t>(probes, "probes", 2);
+  require<int32_t>(probe_keys, "probe_keys", 2);
+  require<float>(probe_bias, "probe_bias", 2);
+  require<uint8_t>(packed, "packed", 1);
+  require<int64_t>(list_blocks, "list_blocks", 1);
+  require<int64_t>(list_starts, "list_starts", 1);
+  const std::size_t nq = luts.shape(0), nlut = luts.shape(1), d = tables.shape(2), d_even = d + (d & 1);
+  const std::size_t nprobe = probes.shape(1);
+  if (d > 1028) throw py::value_error("the number of subspaces must be in 1..1028");
+  if (static_cast<std::size_t>(luts.shape(2)) != d_even || luts.shape(3) != 16 ||
+      static_cast<std::size_t>(tables.shape(0)) != nq || static_cast<std::size_t>(tables.shape(1)) != nlut ||
+      tables.shape(3) != 16) {
+    throw py::value_error("luts must be (nq, nlut, S rounded up to even, 16) and tables (nq, nlut, S, 16)");
+  }
+  for (const py::array* a : {&probes, &probe_keys, &probe_bias}) {
+    if (static_cast<std::size_t>(a->shape(0)) != nq || static_cast<std::size_t>(a->shape(1)) != nprobe) {
+      throw py::value_error("probes, probe_keys and probe_bias must all be (nq, nprobe)");
+    }
+  }
+  if (nlut != 1 && nlut != nprobe) throw py::value_error("luts must hold 1 or nprobe table sets per query");
+  const std::size_t nlist = list_blocks.shape(0) - 1;
+  if (nlist == 0 || static_cast<std::size_t>(list_starts.shape(0)) != nlist + 1) {
+    throw py::value_error("list_blocks and list_starts must both have nlist + 1 entries");
+  }
+  const int64_t* lb = static_cast<const int64_t*>(list_blocks.data());
+  const int64_t* ls = static_cast<const int64_t*>(list_starts.data());
+  if (lb[0] != 0 || ls[0] != 0) throw py::value_error("list_blocks and list_starts must start at 0");
+  for (std::size_t l = 0; l < nlist; ++l) {
+    const int64_t n_l = ls[l + 1] - ls[l];
+    if (n_l < 0 || lb[l + 1] - lb[l] != (n_l + 31) / 32) {
+      throw py::value_error("list " + std::to_string(l) + " has inconsistent list_blocks / list_starts");
+    }
+  }
+  if (static_cast<std::size_t>(packed.shape(0)) != static_cast<std::size_t>(lb[nlist]) * 16 * d_even) {
+    throw py::value_error("packed does not hold list_blocks[-1] blocks of S sub-codes");
+  }
+  if (list_ids.ndim() != 1 || static_cast<std::size_t>(list_ids.shape(0)) != static_cast<std::size_t>(ls[nlist]) ||
+      !list_ids.dtype().is(py::dtype::of<int64_t>()) || !(list_ids.flags() & py::array::c_style)) {
+    throw py::value_error("list_ids must be a C-contiguous int64 array of list_starts[-1] ids");
+  }
+  const int64_t* pp = static_cast<const int64_t*>(probes.data());
+  if (nprobe >= 65536) throw py::value_error("nprobe must be below 65536");
+  std::vector<int64_t> row(nprobe);
+  for (std::size_t q = 0; q < nq; ++q) {
+    row.assign(pp + q * nprobe, pp + (q + 1) * nprobe);
+    std::sort(row.begin(), row.end());
+    for (std::size_t p = 0; p < nprobe; ++p) {
+      if (row[p] < -1 || row[p] >= static_cast<int64_t>(nlist)) throw py::value_error("probes holds a bad list id");
+      if (p > 0 && row[p] >= 0 && row[p] == row[p - 1]) throw py::value_error("probes repeats a list in one row");
+    }
+  }
+  const int32_t* kp = static_cast<const int32_t*>(probe_keys.data());
+  for (std::size_t i = 0; i < nq * nprobe; ++i) {
+    if (kp[i] < 0 || kp[i] > (1 << 23)) throw py::value_error("probe_keys must be in 0..2^23");
+  }
+  if (topk == 0 || kc < topk) throw py::value_error("need 1 <= k <= kc");
+  const uint8_t* lutp = static_cast<const uint8_t*>(luts.data());
+  if (*std::max_element(lutp, lutp + luts.size()) > 127) {
+    throw py::value_error("luts entries must be <= 127 (use ivf_quantize_tables)");
+  }
+  py::array_t<float> scores({nq, topk});
+  py::array_t<int64_t> ids({nq, topk});
+  const float* tp = static_cast<const float*>(tables.data());
+  const float* bp = static_cast<const float*>(probe_bias.data());
+  const uint8_t* cp = static_cast<const uint8_t*>(packed.data());
+  const int64_t* idp = static_cast<const int64_t*>(list_ids.data());
+  float* sp = scores.mutable_data();
+  int64_t* ip = ids.mutable_data();
+  const medqk::Isa isa = medqk::active_isa();
+  {
+    py::gil_scoped_release release;
+    medqk::ivf_lut4_search(isa, lutp, tp, nq, d, nlut, pp, kp, bp, nprobe, cp, lb, ls, idp, nlist, kc, topk, sp,
+                           ip, threads);
+  }
+  return py::make_tuple(scores, ids);
+}
+
+py::tuple ivf_quantize_tables(const py::array& tables) {
+  require<float>(tables, "tables", 4);
+  const std::size_t nq = tables.shape(0), nlut = tables.shape(1), s = tables.shape(2);
+  if (tables.shape(3) != 16) throw py::value_error("tables must have shape (nq, nlut, S, 16)");
+  py::array_t<uint8_t> luts({nq, nlut, s + (s & 1), std::size_t(16)});
+  py::array_t<float> step(nq);
+  py::array_t<double> offsets({nq, nlut});
+  const float* tp = static_cast<const float*>(tables.data());
+  uint8_t* lp = luts.mutable_data();
+  float* sp = step.mutable_data();
+  double* op = offsets.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::ivf_quantize_tables(tp, nq, nlut, s, lp, sp, op);
+  }
+  return py::make_tuple(luts, step, offsets);
+}
+
+py::tuple ivf_select_lists(const py::array& list_scores, std::size_t nprobe, int threads) {
+  require<float>(list_scores, "list_scores", 2);
+  const std::size_t nq = list_scores.shape(0), nlist = list_scores.shape(1);
+  if (nprobe == 0 || nprobe > nlist) throw py::value_error("nprobe must be in 1..nlist");
+  py::array_t<float> best({nq, nprobe});
+  py::array_t<int64_t> lists({nq, nprobe});
+  const float* sp = static_cast<const float*>(list_scores.data());
+  float* bp = best.mutable_data();
+  int64_t* lp = lists.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::ivf_select_lists(sp, nq, nlist, nprobe, bp, lp, threads);
+  }
+  return py::make_tuple(best, lists);
+}
+
 py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& codes, const py::array& cand,
                                        int threads) {
   require<float>(qs, "qs", 2);
@@ -595,6 +714,11 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cand"));
   m.def("lut4_search_topk", &lut4_search_topk, py::arg("luts"), py::arg("packed"), py::arg("n"), py::arg("d"),
         py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0);
+  m.def("ivf_lut4_search", &ivf_lut4_search, py::arg("luts"), py::arg("tables"), py::arg("probes"),
+        py::arg("probe_keys"), py::arg("probe_bias"), py::arg("packed"), py::arg("list_blocks"),
+        py::arg("list_starts"), py::arg("list_ids"), py::arg("kc"), py::arg("k"), py::arg("threads") = 0);
+  m.def("ivf_quantize_tables", &ivf_quantize_tables, py::arg("tables"));
+  m.def("ivf_select_lists", &ivf_select_lists, py::arg("list_scores"), py::arg("nprobe"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
         py::arg("threads") = 0);
   m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),

@@ -180,14 +180,16 @@ class ReservoirTopK {
 
   // The same for scores in blocks of 32 with, per block, a mask of the scores that beat an earlier
   // threshold (made by the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks)
-  // bounds ids.
-  void offer_masked(const T* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0) {
+  // bounds ids. `bias` is added to every score (the IVF scan: a per-list constant; the kernel was then
+  // given the threshold minus bias).
+  void offer_masked(const T* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0,
+                    T bias = 0) {
     if (k_ == 0) return;
     for (std::size_t b = 0; b < nblocks; ++b) {
       uint32_t mask = masks[b];
       if (mask == 0) continue;
       if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
-      take(scores + 32 * b, mask, id0 + static_cast<int64_t>(32 * b));
+      take(scores + 32 * b, mask, id0 + static_cast<int64_t>(32 * b), bias);
       if (threshold_ == kNoThreshold && keys_.size() >= k_) cut();  // a first threshold, as early as possible
     }
   }
@@ -206,14 +208,14 @@ class ReservoirTopK {
   }
 
  private:
-  // Scores p[u] for the set bits u of mask, unless the threshold has risen past them meanwhile.
-  void take(const T* p, uint32_t mask, int64_t id0) {
+  // Scores p[u] + bias for the set bits u of mask, unless the threshold has risen past them meanwhile.
+  void take(const T* p, uint32_t mask, int64_t id0, T bias = 0) {
     while (mask != 0) {
       const int u = __builtin_ctz(mask);
       mask &= mask - 1;
-      if (!(p[u] > threshold_)) continue;
-      keys_.push_back(static_cast<uint64_t>(KeyOrder<T>::ord(p[u])) << 32 |
-                      (kIdMask - static_cast<uint64_t>(id0 + u)));
+      const T v = p[u] + bias;
+      if (!(v > threshold_)) continue;
+      keys_.push_back(static_cast<uint64_t>(KeyOrder<T>::ord(v)) << 32 | (kIdMask - static_cast<uint64_t>(id0 + u)));
       if (keys_.size() == cap_) cut();
     }
   }

@@ -40,11 +40,12 @@ def _print_info(as_json: bool) -> int:
 def _run_eval(args) -> int:
     from .eval import DataError, default_schemes, evaluate, load_files, load_folder, load_sample
     from .eval import report
+    from .index.spec import split_specs
     if args.data and (args.docs or args.queries):
         raise ValueError("give either --data DIR or --docs/--queries, not both")
     if bool(args.docs) != bool(args.queries):
         raise ValueError("--docs and --queries go together")
-    schemes = [s for part in args.schemes for s in part.split(",") if s.strip()] if args.schemes else None
+    schemes = [s for part in args.schemes for s in split_specs(part)] if args.schemes else None
     out = report.check_writable(args.out)
     try:
         if args.data:

@@ -159,6 +159,34 @@ void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, ui
 void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, const uint8_t* packed,
                            const int64_t* cand, std::size_t kc, float* scores);
 
+// IVF search over 4-bit codes (csrc/runtime/ivf_search.cpp). The codes of inverted list l are the
+// lut4_pack layout of its vectors, at blocks list_blocks[l] .. list_blocks[l + 1] of `packed` (each list
+// starts on a block); its ids are list_ids[list_starts[l] .. list_starts[l + 1]). Per query q: probes[q, p]
+// (nprobe distinct lists, -1 = none) are scanned with the uint8 tables luts[q, p] (nq x nlut x d_even x 16; nlut = 1
+// shares one table set over all lists, nlut = nprobe gives each probe its own); the kc best by the integer
+// key sum + probe_keys[q, p] (larger first; equal keys -> lower storage position list_starts[l] + index)
+// are re-scored exactly as
+// probe_bias[q, p] + (float tables[q, p] summed in 8 partial sums s[j % 8], combined as
+// ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); tables nq x nlut x d x 16), and the topk
+// best by that score (ties -> lower id) written, -inf / -1 when fewer were found. Requires d <= 1028,
+// table entries <= 127 (ivf_quantize_tables) and 0 <= probe_keys <= 2^23 (keys then in [0, 2^24)). threads: 0 = all (one query per task).
+void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
+                     std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
+                     std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
+                     const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist, std::size_t kc,
+                     std::size_t topk, float* scores, int64_t* ids, int threads);
+
+// The uint8 tables of ivf_lut4_search: float tables (nq x nlut x s x 16) -> luts (nq x nlut x s_even x 16)
+// with one step per query over all its nlut table sets: lo = min_c t[l, j], step = max_{l,j} (max_c - lo)
+// / 127 (1 if 0), luts = clamp(round_half_even((t - lo) * float(1 / step)), 0, 127), padding subspace 0;
+// offsets[q, l] = sum_j lo[l, j] in double, in subspace order. Then sum_j t ~ step * sum_j luts + offset.
+void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, std::size_t s, uint8_t* luts,
+                         float* step, double* offsets);
+// The nprobe best lists per query from list_scores (nq x nlist, larger better; ties -> lower list id),
+// best first: scores into best, list ids into lists (both nq x nprobe). nprobe <= nlist.
+void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe,
+                      float* best, int64_t* lists, int threads);
+
 // ----------------------------------------------------------------------------------------------
 // PQ / k-means assignment (csrc/runtime/pq_assign.cpp, kernels/pq_assign.h). x: n rows of m * dsub
 // floats (subspace j = columns j * dsub .. j * dsub + dsub - 1); centroids: m x k x dsub floats, k <= 256.

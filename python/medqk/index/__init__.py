@@ -16,7 +16,7 @@ import numpy as np
 
 from .flat import METRICS, FlatFloatIndex, FlatInt8Index, Index, RerankIndex
 from .io import IndexFileError, load_index
-from .spec import CODECS, IndexSpec, parse_pq, parse_spec, split_opq, valid_specs
+from .spec import CODECS, IndexSpec, parse_ivf, parse_pq, parse_spec, split_opq, valid_specs
 
 
 # options each kind of index accepts (routed by create(); one no part accepts is an error)
@@ -27,11 +27,14 @@ OPTIONS = {
     "pq": ("seed", "max_iter", "tol", "max_train", "progress"),
     "opq": ("seed", "max_iter", "tol", "max_train", "progress", "opq_iter", "opq_kmeans_iter"),
     "hnsw": ("M", "ef_construction", "ef_search"),
+    "ivf": ("nprobe", "coarse_iter", "coarse_max_train"),  # plus those of the codec after the comma
     "float": (),
 }
 
 
 def _kind(codec: str) -> str:
+    if codec.startswith("ivf"):
+        return "ivf"
     if codec in ("float32", "fp16"):
         return "float"
     if codec in ("int4", "cb4", "cb3", "cb2"):
@@ -45,9 +48,22 @@ def _kind(codec: str) -> str:
     return codec
 
 
+def _accepted(part: str) -> tuple[str, ...]:
+    """Options a spec part takes (an ivf base also takes those of its codec)."""
+    ivf = parse_ivf(part)
+    return OPTIONS["ivf"] + _accepted(ivf[1]) if ivf else OPTIONS[_kind(part)]
+
+
 def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
     spec = IndexSpec(codec)
     kind = _kind(codec)
+    if kind == "ivf":
+        from .ivf import IVFLUT4Index
+
+        nlist, inner = parse_ivf(codec)
+        coded = _codec_index(inner, dim, metric, options)  # a FlatLUT4Index: its codec is what IVF needs
+        opts = {k: v for k, v in options.items() if k in OPTIONS["ivf"] or k == "seed"}
+        return IVFLUT4Index(spec, dim, metric, nlist, coded.codec, **opts)
     opts = {k: v for k, v in options.items() if k in OPTIONS[kind]}
     if codec == "float32":
         return FlatFloatIndex(spec, dim, metric, np.float32)
@@ -96,7 +112,7 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
 
     spec: see :mod:`medqk.index.spec` (e.g. ``"int8"``, ``"cb4+rerank:int8"``, ``"pq96x4fs"``).
     dim: vector dimension. metric: ``"ip"`` (inner product, default) or ``"l2"`` (squared Euclidean).
-    rerank_factor: candidates re-scored per result with ``+rerank`` (default 4; 20 after a ``pq`` base,
+    rerank_factor: candidates re-scored per result with ``+rerank`` (default 4; 20 after a ``pq`` or ``ivf`` base,
     whose own recall@10 is near 0.7, so the true top-10 is still among the candidates: R@10 0.991 on MedQuAD
     for ``pq96x4fs+rerank:int8``).
     options, routed to the parts that take them: for int8, ``per_dim`` (True), ``symmetric`` (False),
@@ -106,7 +122,8 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
     ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536), ``progress`` (None: lines on stderr when it is a
     terminal); for opq,pq the same plus ``opq_iter`` (20 rotation updates) and ``opq_kmeans_iter`` (4 k-means
     iterations between two updates); for hnsw, ``M`` (16), ``ef_construction``
-    (200), ``ef_search`` (64).
+    (200), ``ef_search`` (64); for ivf<nlist>,<pq> those of the pq codec plus ``nprobe`` (min(16, nlist);
+    settable later), ``coarse_iter`` (20 k-means iterations) and ``coarse_max_train`` (64 * nlist vectors).
     """
     parsed = parse_spec(spec)
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
@@ -115,7 +132,7 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     dim = int(dim)
     parts = [parsed.base] + ([parsed.rerank] if parsed.rerank else [])
-    accepted = {o for part in parts for o in OPTIONS[_kind(part)]}
+    accepted = {o for part in parts for o in _accepted(part)}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"spec '{parsed}' takes no option {', '.join(unknown)}"
@@ -125,7 +142,7 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
         return base
     refine = _codec_index(parsed.rerank, dim, metric, options)
     if rerank_factor is None:
-        rerank_factor = 20 if _kind(parsed.base) in ("pq", "opq") else 4
+        rerank_factor = 20 if _kind(parsed.base) in ("pq", "opq", "ivf") else 4
     return RerankIndex(parsed, dim, metric, base, refine, rerank_factor)
 
 

@@ -148,7 +148,8 @@ def _options_from_config(config: dict) -> dict:
     for part in (config, config.get("base", {}), config.get("refine", {})):
         codec = part.get("codec") or {}
         options.update({k: v for k, v in codec.items() if k not in ("bits", "kind", "M", "nbits")})
-        options.update({k: part[k] for k in ("M", "ef_construction", "ef_search") if k in part})
+        options.update({k: part[k] for k in ("M", "ef_construction", "ef_search", "nprobe", "coarse_iter",
+                                             "coarse_max_train") if k in part})
     if "rerank_factor" in config:
         options["rerank_factor"] = config["rerank_factor"]
     return options

@@ -3,7 +3,7 @@
 Grammar (whitespace ignored, case-insensitive)::
 
     spec    := base [ "+rerank:" codec ]
-    base    := codec | "hnsw"
+    base    := codec | "hnsw" | "ivf" nlist "," [ "opq," ] "pq" M "x4fs"
     codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2" | "pca4" | "pca3" | "pca2"
              | [ "opq," ] pq
     pq      := "pq" M "x4fs" | "pq" M "x8"
@@ -25,11 +25,17 @@ Grammar (whitespace ignored, case-insensitive)::
 - ``pq<M>x4fs``: product quantization, M subspaces of 16 centroids (M / 2 bytes per vector, e.g.
   ``pq96x4fs`` = 48 B at 384-d), scanned with the same 4-bit tables (faiss "fast scan"). M must divide
   the dimension. ``pq<M>x8``: 256 centroids per subspace (M bytes per vector, e.g. ``pq48x8`` = 48 B),
-  searched with uint16 tables over blocks of 8 queries. IVF comes in a later release.
+  searched with uint16 tables over blocks of 8 queries.
 - ``opq,<pq>``: optimized product quantization (e.g. ``opq,pq48x8``, ``opq,pq96x4fs+rerank:int8``): the
   vectors are rotated by a learned orthogonal matrix before PQ (:mod:`medqk.quantizers.opq`), which
   balances the variance over the subspaces; same bytes per vector as ``<pq>`` plus one d x d matrix,
   one extra query rotation per search. The prefix goes only before a ``pq`` codec.
+- ``ivf<nlist>,<pq>`` (e.g. ``ivf1024,pq96x4fs``, ``ivf256,opq,pq48x4fs+rerank:int8``): an inverted file for
+  large corpora: a coarse k-means with nlist centroids, each vector stored in the list of its nearest
+  centroid as the 4-bit PQ code of its residual (vector - centroid); a search scans only the ``nprobe``
+  best lists (an option, default 16, settable later: ``index.nprobe = 32`` or ``search(q, k, nprobe=32)``).
+  8 + M / 2 bytes per vector (the id and the codes). Only 4-bit fast-scan codes go after ``ivf``; see
+  :mod:`medqk.index.ivf` for the scoring.
 - ``hnsw``: hnswlib's float32 HNSW graph (optional dependency hnswlib), a graph baseline.
 - ``<base>+rerank:<codec>``: search the base codes for ``rerank_factor * k`` candidates, then re-score them
   with a second, finer stored copy (e.g. ``int8+rerank:float32``).
@@ -58,11 +64,13 @@ class IndexSpec:
 
 def valid_specs() -> list[str]:
     """Examples of every accepted form, for error messages and --help."""
-    return list(BASES) + ["pq96x4fs", "pq48x8", "opq,pq96x4fs", "opq,pq48x8", "pq96x4fs+rerank:int8",
+    return list(BASES) + ["pq96x4fs", "pq48x8", "opq,pq96x4fs", "opq,pq48x8", "ivf1024,pq96x4fs",
+                          "ivf1024,opq,pq96x4fs", "ivf1024,pq96x4fs+rerank:int8", "pq96x4fs+rerank:int8",
                           "opq,pq96x4fs+rerank:int8", "cb4+rerank:int8", "hnsw+rerank:int8"]
 
 
 _PQ = re.compile(r"^pq(\d+)x(\d+)(fs)?$")
+_IVF = re.compile(r"^ivf(\d+),(.*)$")
 OPQ_PREFIX = "opq,"
 
 
@@ -77,6 +85,42 @@ def parse_pq(codec: str) -> tuple[int, int, bool] | None:
     """(M, nbits, fast_scan) of a pq codec string, or None."""
     m = _PQ.match(codec)
     return (int(m.group(1)), int(m.group(2)), bool(m.group(3))) if m else None
+
+
+def split_specs(text: str) -> list[str]:
+    """Specs of a comma-separated list, where commas also sit inside specs (``opq,pq48x8``,
+    ``ivf1024,opq,pq96x4fs``): a piece ``opq`` or ``ivf<nlist>`` joins the piece after it."""
+    out: list[str] = []
+    glue = False
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        if glue:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+        glue = piece.lower() == "opq" or re.fullmatch(r"ivf\d+", piece.lower()) is not None
+    return out
+
+
+def parse_ivf(base: str) -> tuple[int, str] | None:
+    """(nlist, codec after the comma) of an ``ivf<nlist>,<codec>`` base, or None for another base.
+    Raises ValueError for an ivf base that is malformed or has a codec IVF does not take."""
+    if not base.startswith("ivf"):
+        return None
+    m = _IVF.match(base)
+    if m is None:
+        raise ValueError(f"invalid spec '{base}': write ivf<nlist>,pq<M>x4fs, e.g. ivf1024,pq96x4fs")
+    nlist, codec = int(m.group(1)), m.group(2)
+    if nlist < 1:
+        raise ValueError(f"invalid spec '{base}': nlist must be >= 1")
+    pq = parse_pq(split_opq(codec)[1])
+    if not _is_codec(codec) or pq is None or pq[1] != 4:
+        raise ValueError(
+            f"invalid spec '{base}': after 'ivf{nlist},' expected a 4-bit fast-scan PQ codec, pq<M>x4fs or "
+            f"opq,pq<M>x4fs (8-bit PQ and scalar codecs are not available under IVF), got '{codec}'"
+        )
+    return nlist, codec
 
 
 def _is_codec(codec: str) -> bool:
@@ -116,6 +160,6 @@ def parse_spec(spec: str) -> IndexSpec:
                 f"invalid spec {spec!r}: after '+' expected 'rerank:<codec>' with codec one of {', '.join(CODECS)}"
             )
         rerank = codec
-    if base not in BASES and not _is_codec(base):
+    if parse_ivf(base) is None and base not in BASES and not _is_codec(base):
         raise ValueError(f"unknown index spec {spec!r}; valid specs: {', '.join(valid_specs())}")
     return IndexSpec(base, rerank)

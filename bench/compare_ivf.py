@@ -1,0 +1,140 @@
+"""IVF over 4-bit PQ, medqk vs faiss, R@10 and QPS at several nprobe, measured side by side in one run.
+
+    python bench/compare_ivf.py [--data /work/shared/data/medquad] [--nlist 128,256,1024] [--threads 1]
+    python bench/compare_ivf.py --random 1000000 [--nlist 1024]     # seeded random unit vectors
+
+For each nlist: medqk ``ivf<nlist>,pq96x4fs`` and faiss ``IVF<nlist>,PQ96x4fs`` (IndexIVFPQFastScan, by
+residual; faiss.index_factory(d, ..., METRIC_INNER_PRODUCT)), both trained on the same vectors, searched
+with k=10 for all queries in one batch; QPS = queries / median time of --repeat runs after a warm-up.
+R@10 is against the exact float top-10 (gt_dev_top100.npy for MedQuAD, brute force for --random).
+The last table matches each faiss nprobe with the smallest medqk nprobe reaching at least the same R@10
+and prints the QPS ratio medqk / faiss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def _threads_from_argv(default: int = 1) -> str:
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return str(default)
+
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = _threads_from_argv()
+
+import numpy as np  # noqa: E402
+
+import medqk  # noqa: E402
+import medqk.index as mi  # noqa: E402
+
+FAISS_NPROBES = (1, 2, 4, 8, 16, 32, 64, 128)
+MEDQK_NPROBES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)  # finer: nprobe is the knob to match R@10
+
+
+def load(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    if args.random:
+        rng = np.random.default_rng(1234)
+        x = np.empty((args.random, args.dim), dtype=np.float32)
+        for i in range(0, args.random, 65536):
+            part = rng.standard_normal((min(65536, args.random - i), args.dim), dtype=np.float32)
+            x[i : i + len(part)] = part / np.linalg.norm(part, axis=1, keepdims=True)
+        q = rng.standard_normal((args.nq, args.dim), dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        gt = np.empty((len(q), 10), dtype=np.int64)
+        for i in range(0, len(q), 64):
+            s = q[i : i + 64] @ x.T
+            part = np.argpartition(-s, 10, axis=1)[:, :10]
+            order = np.argsort(-np.take_along_axis(s, part, 1), axis=1)
+            gt[i : i + 64] = np.take_along_axis(part, order, 1)
+        return x, q, gt, f"random N={args.random:,}"
+    x = np.load(os.path.join(args.data, "docs.npy"))
+    q = np.load(os.path.join(args.data, "queries_dev.npy"))[: args.nq]
+    gt = np.load(os.path.join(args.data, "gt_dev_top100.npy"))[: args.nq, :10]
+    return x, q, gt, f"MedQuAD N={len(x):,}"
+
+
+def recall10(ids: np.ndarray, gt: np.ndarray) -> float:
+    return float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(ids, gt)]))
+
+
+def qps(search, q: np.ndarray, repeat: int) -> tuple[float, np.ndarray]:
+    ids = search(q)  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        search(q)
+        times.append(time.perf_counter() - t0)
+    return len(q) / float(np.median(times)), ids
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="/work/shared/data/medquad")
+    ap.add_argument("--random", type=int, default=0, help="use N seeded random unit vectors instead")
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--nq", type=int, default=2000)
+    ap.add_argument("--nlist", default="128,256,1024")
+    ap.add_argument("--pq", default="pq96x4fs")
+    ap.add_argument("--train", type=int, default=65536, help="training vectors (a prefix of the data)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
+    x, q, gt, label = load(args)
+    train = x[: args.train]
+    info = medqk.info()
+    M = int(args.pq[2:].split("x")[0])
+    print(f"{label} nq={len(q)} dim={x.shape[1]} k=10 threads={args.threads}; medqk {info['backend']} "
+          f"({info['isa']}); faiss {faiss.__version__}", flush=True)
+    matches = []
+    for nlist in (int(v) for v in args.nlist.split(",")):
+        t0 = time.perf_counter()
+        ours = mi.create(f"ivf{nlist},{args.pq}", x.shape[1]).train(train).add(x)
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        theirs = faiss.index_factory(x.shape[1], f"IVF{nlist},PQ{M}x4fs", faiss.METRIC_INNER_PRODUCT)
+        theirs.train(train)
+        theirs.add(x)
+        fbuild = time.perf_counter() - t0
+        print(f"\nnlist={nlist}: build medqk {build:.1f} s, faiss {fbuild:.1f} s", flush=True)
+        print(f"{'nprobe':>6} {'medqk R@10':>10} {'medqk QPS':>10} {'faiss R@10':>10} {'faiss QPS':>10}")
+        ours_rows, faiss_rows = {}, {}
+        for nprobe in sorted(set(MEDQK_NPROBES) | set(FAISS_NPROBES)):
+            if nprobe > nlist:
+                continue
+            cells = [f"{'-':>10} {'-':>10}"] * 2
+            if nprobe in MEDQK_NPROBES:
+                m_qps, m_ids = qps(lambda b, ix=ours, p=nprobe: ix.search(b, 10, threads=args.threads, nprobe=p)[1],
+                                   q, args.repeat)
+                ours_rows[nprobe] = (recall10(m_ids, gt), m_qps)
+                cells[0] = f"{ours_rows[nprobe][0]:>10.4f} {m_qps:>10.0f}"
+            if nprobe in FAISS_NPROBES:
+                theirs.nprobe = nprobe
+                f_qps, f_ids = qps(lambda b, ix=theirs: ix.search(b, 10)[1], q, args.repeat)
+                faiss_rows[nprobe] = (recall10(f_ids, gt), f_qps)
+                cells[1] = f"{faiss_rows[nprobe][0]:>10.4f} {f_qps:>10.0f}"
+            print(f"{nprobe:>6} {cells[0]} {cells[1]}", flush=True)
+        for fp, (f_r, f_q) in faiss_rows.items():
+            reach = [(mp, r, qs) for mp, (r, qs) in ours_rows.items() if r >= f_r]
+            if reach:
+                mp, m_r, m_q = min(reach)
+                matches.append((nlist, fp, f_r, f_q, mp, m_r, m_q))
+    print(f"\n{'nlist':>6} {'faiss nprobe':>12} {'faiss R@10':>10} {'faiss QPS':>10} {'medqk nprobe':>12} "
+          f"{'medqk R@10':>10} {'medqk QPS':>10} {'QPS ratio':>9}")
+    for nlist, fp, f_r, f_q, mp, m_r, m_q in matches:
+        print(f"{nlist:>6} {fp:>12} {f_r:>10.4f} {f_q:>10.0f} {mp:>12} {m_r:>10.4f} {m_q:>10.0f} {m_q / f_q:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
