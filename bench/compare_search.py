@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 import medqk  # noqa: E402
 import medqk.index as mi  # noqa: E402
+from medqk.index.spec import split_specs  # noqa: E402
 
 SPECS = ["float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2", "pca4", "pca3", "pca2", "cb4+rerank:int8",
          "pca3+rerank:int8", "pca2+rerank:int8", "int8+rerank:float32", "pq96x4fs", "pq48x8", "opq,pq96x4fs",
@@ -99,7 +100,7 @@ def main():
             rows.append((name, bpv, recall10(ids, gt), mrr10(ids, qrels), nq / dt))
     except ImportError:
         print("(faiss-cpu not installed: no peer columns)")
-    for spec in args.specs.split(","):
+    for spec in split_specs(args.specs):
         index = mi.create(spec, X.shape[1]).train(X).add(X)
         index.search(Q[:50], 10, threads=args.threads)
         (_, ids), dt = timed(lambda: index.search(Q, 10, threads=args.threads))

@@ -35,7 +35,7 @@ def test_info_contents():
         assert info["isa"] in info["isas_supported"]
         assert info["kernels"]["gemm_s8s8_s32"] == f"{info['isa']}:gemm_s8s8_s32"
         # the float assignment has no VNNI or dotprod form: those paths run the AVX2 / armv8-a kernel
-        pq_isa = {"avx512vnni": "avx2", "neon_dotprod": "neon"}.get(info["isa"], info["isa"])
+        pq_isa = {"avx512vnni": "avx2", "amx": "avx2", "neon_dotprod": "neon"}.get(info["isa"], info["isa"])
         assert info["kernels"]["pq_assign"] == f"{pq_isa}:pq_assign"
         assert info["threads"]["native"] >= 1
 
@@ -50,6 +50,8 @@ def test_cpu_features_match_the_build():
         assert not {"neon", "neon_dotprod"} & set(info["isas_supported"])
         vnni = features["avx2"] and features["avx512f"] and features["avx512bw"] and features["avx512vnni"]
         assert ("avx512vnni" in info["isas_supported"]) == vnni
+        if "amx" in info["isas_built"]:
+            assert ("amx" in info["isas_supported"]) == (vnni and features["amx_int8"])
     elif features["arch"] == "aarch64":
         assert features["asimd"] and "neon" in info["isas_supported"]
         assert ("neon_dotprod" in info["isas_supported"]) == features["asimddp"]
@@ -65,7 +67,7 @@ def test_set_isa_and_context_manager():
         assert medqk.get_isa() == before
     with pytest.raises(ValueError, match="unknown ISA 'sse9'"):
         medqk.set_isa("sse9")
-    unavailable = [i for i in ("avx2", "avx512vnni", "neon", "neon_dotprod") if i not in medqk.available_isas()]
+    unavailable = [i for i in ("avx2", "avx512vnni", "amx", "neon", "neon_dotprod") if i not in medqk.available_isas()]
     for isa in unavailable:
         with pytest.raises(ValueError, match=f"ISA '{isa}' is not available here.*available here: "):
             medqk.set_isa(isa)

@@ -65,7 +65,7 @@ void require(const py::array& x, const char* name, int ndim) {
 medqk::Isa isa_or_throw(const std::string& name) {
   medqk::Isa isa;
   if (!medqk::isa_from_name(name, &isa)) {
-    throw py::value_error("unknown ISA '" + name + "' (known: scalar, avx2, avx512vnni, neon, neon_dotprod)");
+    throw py::value_error("unknown ISA '" + name + "' (known: scalar, avx2, avx512vnni, amx, neon, neon_dotprod)");
   }
   return isa;
 }
@@ -645,6 +645,7 @@ py::dict cpu_features_dict() {
   d["avx512f"] = f.avx512f;
   d["avx512bw"] = f.avx512bw;
   d["avx512vnni"] = f.avx512vnni;
+  d["amx_int8"] = f.amx_int8;
   d["avx_vnni"] = f.avx_vnni;
 #elif defined(__aarch64__)
   d["arch"] = "aarch64";

@@ -56,6 +56,14 @@ void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t ld
                    std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
 }  // namespace avx2
 
+namespace amx {
+extern const std::size_t kGemmS8PanelCols;
+std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
+void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
+}  // namespace amx
+
 namespace neon {
 extern const std::size_t kGemmS8PanelCols;
 std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);

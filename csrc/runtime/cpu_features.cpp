@@ -8,6 +8,10 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #define MEDQK_X86 1
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
@@ -31,6 +35,18 @@ unsigned long long read_xcr0() {
   unsigned int eax, edx;
   __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
   return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+
+// Linux enables the 8 KiB AMX tile state per process, on request (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XFEATURE_XTILEDATA); without it the first tile instruction kills the process with SIGILL.
+bool request_amx_permission() {
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
 }
 #endif
 
@@ -62,6 +78,9 @@ CpuFeatures detect() {
       unsigned int a71, b71, c71, d71;
       __cpuid_count(7, 1, a71, b71, c71, d71);
       f.avx_vnni = ((a71 >> 4) & 1) && ymm_saved;
+      const bool amx = ((d7 >> 24) & 1) && ((d7 >> 25) & 1);  // AMX-TILE, AMX-INT8
+      const bool tiles_saved = (xcr0 & (3ull << 17)) == (3ull << 17);  // XTILECFG, XTILEDATA
+      f.amx_int8 = amx && tiles_saved && zmm_saved && request_amx_permission();
     }
   }
 #elif MEDQK_ARM64_LINUX

@@ -10,7 +10,7 @@
 namespace medqk {
 namespace {
 
-const char* const kIsaNames[kNumIsas] = {"scalar", "avx2", "neon", "neon_dotprod", "avx512vnni"};
+const char* const kIsaNames[kNumIsas] = {"scalar", "avx2", "neon", "neon_dotprod", "avx512vnni", "amx"};
 
 struct KernelTable {
   const kernels::GemmS8Kernel* gemm_s8[kNumIsas] = {};
@@ -51,6 +51,17 @@ const KernelTable& table() {
     k.f16_scores[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::f16_scores;  // F16C is part of the path
     k.pq_assign[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::pq_assign;   // FMA is part of the path
 #endif
+#if defined(MEDQK_BUILD_AMX)
+    // AMX adds the GEMM; the other operations run the AVX-512 / AVX2 kernels (the amx path requires them)
+    static const kernels::GemmS8Kernel amx_gemm = {kernels::amx::kGemmS8PanelCols,
+                                                   kernels::amx::gemm_s8s8_s32_packed_bytes,
+                                                   kernels::amx::gemm_s8s8_s32_pack, kernels::amx::gemm_s8s8_s32,
+                                                   nullptr};
+    k.gemm_s8[static_cast<int>(Isa::amx)] = &amx_gemm;
+    k.lut4_scan[static_cast<int>(Isa::amx)] = kernels::avx512vnni::lut4_scan;
+    k.f16_scores[static_cast<int>(Isa::amx)] = kernels::avx2::f16_scores;
+    k.pq_assign[static_cast<int>(Isa::amx)] = kernels::avx2::pq_assign;
+#endif
 #if defined(MEDQK_BUILD_NEON)
     static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
                                                     kernels::neon::gemm_s8s8_s32_packed_bytes,
@@ -85,6 +96,7 @@ bool cpu_has(Isa isa) {
     case Isa::neon: return f.asimd;
     case Isa::neon_dotprod: return f.asimd && f.asimddp;
     case Isa::avx512vnni: return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vnni;
+    case Isa::amx: return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vnni && f.amx_int8;
   }
   return false;
 }
@@ -97,7 +109,7 @@ struct ActiveIsa {
     if (env == nullptr || *env == '\0') return;
     Isa wanted;
     if (!isa_from_name(env, &wanted)) {
-      env_error = std::string("MEDQK_ISA='") + env + "' is not an ISA medqk knows (scalar, avx2, avx512vnni, neon, neon_dotprod)";
+      env_error = std::string("MEDQK_ISA='") + env + "' is not an ISA medqk knows (scalar, avx2, avx512vnni, amx, neon, neon_dotprod)";
     } else if (!isa_supported(wanted)) {
       env_error = std::string("MEDQK_ISA='") + env + "' is not available here (" +
                   (isa_built(wanted) ? "this CPU lacks it" : "this build does not contain it") + ")";
@@ -138,7 +150,7 @@ bool isa_supported(Isa isa) { return isa_built(isa) && cpu_has(isa); }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::avx512vnni, Isa::avx2, Isa::neon_dotprod, Isa::neon, Isa::scalar}) {
+  for (Isa isa : {Isa::amx, Isa::avx512vnni, Isa::avx2, Isa::neon_dotprod, Isa::neon, Isa::scalar}) {
     if (isa_supported(isa)) out.push_back(isa);
   }
   return out;

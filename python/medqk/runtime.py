@@ -13,8 +13,8 @@ from . import _backend
 OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq_assign", "quantize_rows_s8")
 # the ISA whose kernel runs each dispatched operation under each active ISA (the table scan has no
 # dotprod form: neon_dotprod runs the armv8-a scan; the float assignment runs the AVX2 / armv8-a kernel)
-_KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon"},
-               "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2"}}
+_KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon", "amx": "avx512vnni"},
+               "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"}}
 
 
 def get_backend() -> str:
@@ -53,7 +53,7 @@ def get_isa() -> str | None:
 
 
 def set_isa(name: str) -> None:
-    """Forces native kernels to ISA ``name`` (scalar, avx2, avx512vnni, neon, neon_dotprod) for later calls.
+    """Forces native kernels to ISA ``name`` (scalar, avx2, avx512vnni, amx, neon, neon_dotprod) for later calls.
 
     Raises ValueError naming the ISAs available when ``name`` is unknown or not usable on this CPU.
     """

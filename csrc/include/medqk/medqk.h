@@ -14,13 +14,14 @@ namespace medqk {
 // ----------------------------------------------------------------------------------------------
 // CPU features and dispatch
 // ----------------------------------------------------------------------------------------------
-enum class Isa : int { scalar = 0, avx2 = 1, neon = 2, neon_dotprod = 3, avx512vnni = 4 };
-constexpr int kNumIsas = 5;
+enum class Isa : int { scalar = 0, avx2 = 1, neon = 2, neon_dotprod = 3, avx512vnni = 4, amx = 5 };
+constexpr int kNumIsas = 6;
 
 struct CpuFeatures {
   // x86-64
   bool sse2 = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vnni = false, avx_vnni = false;
+  bool amx_int8 = false;  // AMX-TILE + AMX-INT8, tile state enabled by the OS and granted to this process
   // aarch64
   bool asimd = false, asimddp = false, i8mm = false;
 };
