@@ -36,6 +36,7 @@ constexpr std::size_t kTileBytes = 1024;
 constexpr std::size_t kRows = 32;
 constexpr std::size_t kVnniRows = 8;
 constexpr std::size_t kColsumBytes = 32 * 4;
+constexpr std::size_t kFewRowsPrefetch = 2 * 2 * kTileBytes;  // two k chunks ahead
 
 inline std::size_t k_chunks(std::size_t k) { return (k + kKChunk - 1) / kKChunk; }
 
@@ -97,6 +98,9 @@ void few_rows(const int8_t* abuf, std::size_t kp, std::size_t kc, const uint8_t*
     for (std::size_t q = 0; q < kc; ++q) {
       const uint8_t* t0 = panel + q * 2 * kTileBytes;
       for (std::size_t rr = 0; rr < 16; ++rr) {
+        // B streams from L3 or memory here (a few rows reuse it little): read ahead (prefetches never fault)
+        _mm_prefetch(reinterpret_cast<const char*>(t0 + rr * 64 + kFewRowsPrefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(t0 + kTileBytes + rr * 64 + kFewRowsPrefetch), _MM_HINT_T0);
         const __m512i b0 = _mm512_loadu_si512(t0 + rr * 64);
         const __m512i b1 = _mm512_loadu_si512(t0 + kTileBytes + rr * 64);
         for (std::size_t r = 0; r < mr; ++r) {
