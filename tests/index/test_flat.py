@@ -71,7 +71,8 @@ def test_search_quality_and_scores(backend, spec, metric):
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-@pytest.mark.parametrize("spec", ["int4", "cb4", "cb3", "cb4+rerank:int8", "pca4", "pca2+rerank:int8"])
+@pytest.mark.parametrize("spec", ["int4", "cb4", "cb3", "cb4+rerank:int8", "pca4", "pca2+rerank:int8", "pq12x4fs",
+                                  "opq,pq12x4fs"])
 def test_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
     """Batches of >= GEMM_MIN_QUERIES queries take their candidates from the int8 GEMM over decoded blocks:
     the same results as the 4-bit table scan up to candidates at the margin, blocks merged exactly."""
@@ -79,7 +80,8 @@ def test_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
 
     x, _ = data(n=1500, normalize=metric == "ip")
     _, q = data(n=10, nq=lut4.GEMM_MIN_QUERIES, seed=3, normalize=metric == "ip")
-    index = mi.create(spec, x.shape[1], metric).train(x).add(x)
+    opts = {"opq_iter": 3, "max_iter": 6} if spec.startswith("opq") else {}
+    index = mi.create(spec, x.shape[1], metric, **opts).train(x).add(x)
     s_gemm, i_gemm = index.search(q, 10)
     monkeypatch.setattr(lut4, "_GEMM_DB_BLOCK", 97)  # many blocks: the merge must give the same top-k
     s_blocks, i_blocks = index.search(q, 10)

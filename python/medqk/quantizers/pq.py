@@ -180,6 +180,18 @@ class PQCodec:
         c = (self.centroids - offset.reshape(self.M, 1, self.dsub)) / step.reshape(self.M, 1, self.dsub)
         return np.clip(np.rint(c), -127, 127).astype(np.int8)
 
+    def int8_view(self):
+        """For pq<M>x4fs (16 centroids): (sub, dim, table int16, d) for lut4_decode_s8, the int8 view of
+        the batched search (medqk.index.lut4): sub-code m decodes into dimensions m*dsub .. m*dsub+dsub-1
+        through its centroids as int8 (as int8_centroids); None for 8-bit codes (pq8 has its own path)."""
+        if self.nbits != 4:
+            return None
+        table = self.int8_centroids().astype(np.int16)  # (M, 16, dsub)
+        M, dsub = self.M, self.dsub
+        sub = np.repeat(np.arange(M, dtype=np.int32), dsub)
+        dim = np.arange(M * dsub, dtype=np.int32)
+        return sub, dim, np.ascontiguousarray(table.transpose(0, 2, 1).reshape(M * dsub, 16)), M * dsub
+
     def int8_query(self, q: np.ndarray) -> np.ndarray:
         """u with q . x_hat = u . decoded + q . offset (the constant left out)."""
         return np.ascontiguousarray(np.asarray(q, dtype=np.float32) * self._int8_scale()[1], dtype=np.float32)
