@@ -97,6 +97,10 @@ class OPQCodec(PQCodec):
         self._require_trained()
         return np.ascontiguousarray(super().decode_sub(sub) @ self.rotation.T)
 
+    def query_space(self, q: np.ndarray) -> np.ndarray:
+        self._require_trained()
+        return self._rotate(q)
+
     def int8_query(self, q: np.ndarray) -> np.ndarray:
         self._require_trained()
         return super().int8_query(self._rotate(q))

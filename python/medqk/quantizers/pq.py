@@ -142,6 +142,11 @@ class PQCodec:
             out[i : i + 8192] = self._assign(self._split(x[i : i + 8192]), self.centroids)[0]
         return out
 
+    def query_space(self, q: np.ndarray) -> np.ndarray:
+        """Queries in the space the sub-vectors live in (OPQ rotates them): q . x_hat = query_space(q) .
+        PQCodec.decode_sub(codes)."""
+        return np.ascontiguousarray(q, dtype=np.float32)
+
     def decode_sub(self, sub: np.ndarray) -> np.ndarray:
         self._require_trained()
         rec = self.centroids[np.arange(self.M)[None, :], sub.astype(np.intp)]  # (n, M, dsub)
