@@ -6,6 +6,7 @@
 // the same operations as the Numba twin so both pick the same ids). Order: larger score first, equal
 // scores -> lower id first. Missing results (topk > n) are score -inf, id -1.
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -24,6 +25,42 @@ namespace {
 
 constexpr std::size_t kQueryBlock = 32;   // queries per tile (rows of A)
 constexpr std::size_t kDbBlock = 1024;    // database vectors per tile: 32 x 1024 int32 = 128 KiB
+
+// An int32 bound under which no dot product can score above `worst` (al > 0): |fl(al * fl(d)) - al * d| is
+// below 2.4e-7 * |al * d|, so d <= t - |t| * 1e-6 - 2 (t = worst / al) scores below worst. Conservative:
+// the exact float score decides for every dot that passes.
+inline int32_t dot_bound(float worst, float al) {
+  const double t = static_cast<double>(worst) / static_cast<double>(al);
+  const double b = std::floor(t - std::fabs(t) * 1e-6 - 2.0);
+  if (b <= static_cast<double>(std::numeric_limits<int32_t>::min())) return std::numeric_limits<int32_t>::min();
+  if (b >= static_cast<double>(std::numeric_limits<int32_t>::max())) return std::numeric_limits<int32_t>::max();
+  return static_cast<int32_t>(b);
+}
+
+// offer() of the scores al * dot without writing them: 16 int32 dots at a time are tested against the
+// bound of the current k-th score (baseline SIMD), and only those past it get their float score, which
+// is what the heap compares (the same pushes as offer() on the float scores).
+inline void offer_scaled(TopK& heap, const int32_t* row, std::size_t n, float al, int64_t id0) {
+  std::size_t j = 0;
+  for (; j < n && !heap.full(); ++j) heap.push(al * static_cast<float>(row[j]), id0 + static_cast<int64_t>(j));
+  if (j == n) return;
+  int32_t bound = dot_bound(heap.worst_score(), al);
+  auto one = [&](std::size_t u) {
+    const float s = al * static_cast<float>(row[u]);
+    if (s > heap.worst_score()) {
+      heap.push(s, id0 + static_cast<int64_t>(u));
+      bound = dot_bound(heap.worst_score(), al);
+    }
+  };
+  for (; j + 16 <= n; j += 16) {
+    for (unsigned mask = runtime::greater_mask16(row + j, bound); mask != 0; mask &= mask - 1) {
+      one(j + static_cast<std::size_t>(__builtin_ctz(mask)));
+    }
+  }
+  for (; j < n; ++j) {
+    if (row[j] > bound) one(j);
+  }
+}
 
 }  // namespace
 
@@ -69,10 +106,13 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
         if (bias != nullptr) {
           const float* bj = bias + j0;
           for (std::size_t j = 0; j < nb; ++j) sc[j] = al * static_cast<float>(row[j]) + bj[j];
+          runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0));
+        } else if (al > 0.0f) {
+          offer_scaled(heaps[i], row, nb, al, static_cast<int64_t>(j0));
         } else {
           for (std::size_t j = 0; j < nb; ++j) sc[j] = al * static_cast<float>(row[j]);
+          runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0));
         }
-        runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0));
       }
     }
     for (std::size_t i = 0; i < mq; ++i) {
