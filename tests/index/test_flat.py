@@ -76,6 +76,7 @@ def test_search_quality_and_scores(backend, spec, metric):
 def test_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
     """Batches of >= GEMM_MIN_QUERIES queries take their candidates from the int8 GEMM over decoded blocks:
     the same results as the 4-bit table scan up to candidates at the margin, blocks merged exactly."""
+    import medqk.index.flat as flat
     import medqk.index.lut4 as lut4
 
     x, _ = data(n=1500, normalize=metric == "ip")
@@ -83,7 +84,7 @@ def test_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
     opts = {"opq_iter": 3, "max_iter": 6} if spec.startswith("opq") else {}
     index = mi.create(spec, x.shape[1], metric, **opts).train(x).add(x)
     s_gemm, i_gemm = index.search(q, 10)
-    monkeypatch.setattr(lut4, "_GEMM_DB_BLOCK", 97)  # many blocks: the merge must give the same top-k
+    monkeypatch.setattr(flat, "GEMM_DB_BLOCK", 97)  # many blocks: the merge must give the same top-k
     s_blocks, i_blocks = index.search(q, 10)
     np.testing.assert_array_equal(i_blocks, i_gemm)
     np.testing.assert_array_equal(s_blocks, s_gemm)

@@ -155,6 +155,7 @@ def test_training_progress_lines(capsys):
 def test_pq8_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
     """pq<M>x8 batches of >= GEMM_MIN_QUERIES take their candidates from the int8 GEMM over decoded blocks:
     blocks merged exactly, results those of the table scan up to candidates at the margin."""
+    import medqk.index.flat as flat
     import medqk.index.lut4 as lut4
 
     x, _ = data(n=1500, d=32, normalize=metric == "ip")
@@ -162,7 +163,7 @@ def test_pq8_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
     opts = {"opq_iter": 3} if spec.startswith("opq") else {}
     index = mi.create(spec, 32, metric, max_iter=6, **opts).train(x).add(x)
     s_gemm, i_gemm = index.search(q, 10)
-    monkeypatch.setattr(lut4, "_GEMM_DB_BLOCK", 97)
+    monkeypatch.setattr(flat, "GEMM_DB_BLOCK", 97)
     s_blocks, i_blocks = index.search(q, 10)
     np.testing.assert_array_equal(i_blocks, i_gemm)
     np.testing.assert_array_equal(s_blocks, s_gemm)

@@ -206,6 +206,33 @@ def s8_topk(qcode, packed, alpha, bias, k: int, threads: int):
     return scores, ids
 
 
+GEMM_DB_BLOCK = 32768  # vectors decoded to int8 at a time by the batched paths of the compact codecs
+
+
+def s8_blocked_topk(u, metric: str, ntotal: int, decode, sqnorms, kc: int, threads: int) -> np.ndarray:
+    """Top kc ids per query by the int8 GEMM over the stored vectors decoded to int8 block by block
+    (the batched search of the compact codecs, medqk.index.lut4 and .pq8): u (nq, d') float32 with
+    q . x_hat ~ u . decoded + c(q), the constant c(q) left out (it does not change a query's order);
+    decode(v0, n) -> int8 (n, d') for vectors v0 .. v0 + n - 1; sqnorms(v0, n) -> |x_hat|^2 for l2, which
+    ranks by 2 q . x_hat - |x_hat|^2. Blocks are merged exactly (ties -> lower id)."""
+    qcode, sigma = quantize_rows_s8(u)
+    alpha = 2 * sigma if metric == "l2" else sigma
+    nq = u.shape[0]
+    best_s = np.full((nq, kc), -np.inf, dtype=np.float32)
+    best_i = np.full((nq, kc), -1, dtype=np.int64)
+    for v0 in range(0, ntotal, GEMM_DB_BLOCK):
+        n = min(GEMM_DB_BLOCK, ntotal - v0)
+        bias = -sqnorms(v0, n) if metric == "l2" else None
+        s, i = s8_topk(qcode, pack_s8(decode(v0, n)), alpha, bias, min(kc, n), threads)
+        if v0 == 0 and n == ntotal:
+            return i
+        s = np.concatenate([best_s, s], axis=1)
+        i = np.concatenate([best_i, np.where(i >= 0, i + v0, -1)], axis=1)
+        order = np.lexsort((np.where(i >= 0, i, np.iinfo(np.int64).max), -s), axis=1)[:, :kc]
+        best_s, best_i = np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+    return best_i
+
+
 class FlatInt8Index(Index):
     """Exhaustive search over int8 codes of a per-dimension scalar quantizer, with the exact int8 GEMM.
 

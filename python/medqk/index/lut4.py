@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..kernels import pack_s8, quantize_rows_s8
-from .flat import Index, s8_topk
+from .flat import Index, s8_blocked_topk
 
 _QUERY_CHUNK = 512
 # Batches of at least this many queries find their candidates with the int8 GEMM over blocks of decoded
@@ -31,7 +30,6 @@ GEMM_MIN_QUERIES = 256
 # the table scan's threshold reservoir for long lists (pq96x4fs+rerank:int8, 200 candidates: 7.9k QPS by
 # the GEMM against 10.0k by the scan on MedQuAD)
 GEMM_MAX_CANDIDATES = 100
-_GEMM_DB_BLOCK = 32768
 
 
 def quantize_tables(t: np.ndarray):
@@ -146,27 +144,10 @@ class FlatLUT4Index(Index):
         return view() if view is not None else None
 
     def _gemm_candidates(self, q, kc, threads, view):
-        """Top kc per query by the int8 GEMM over blocks of codes decoded to int8 through the codec's int8
-        view: q . x_hat ~ sigma_q * (qcode . decoded) + c(q) with u = codec.int8_query(q) ~ sigma_q * qcode;
-        the constant c(q) is left out (it does not change a query's order). l2 ranks by
-        2 q . x_hat - |x_hat|^2 with the stored |x_hat|^2."""
-        qcode, sigma = quantize_rows_s8(self.codec.int8_query(q))
-        alpha = 2 * sigma if self.metric == "l2" else sigma
-        nq = q.shape[0]
-        best_s = np.full((nq, kc), -np.inf, dtype=np.float32)
-        best_i = np.full((nq, kc), -1, dtype=np.int64)
-        for v0 in range(0, self._ntotal, _GEMM_DB_BLOCK):
-            n = min(_GEMM_DB_BLOCK, self._ntotal - v0)
-            packed = pack_s8(decode_s8(self._packed, self._ntotal, self.n_sub, view, v0, n))
-            bias = -self._sqnorms[v0 : v0 + n] if self.metric == "l2" else None
-            s, i = s8_topk(qcode, packed, alpha, bias, min(kc, n), threads)
-            if v0 == 0 and n == self._ntotal:
-                return i
-            s = np.concatenate([best_s, s], axis=1)
-            i = np.concatenate([best_i, np.where(i >= 0, i + v0, -1)], axis=1)
-            order = np.lexsort((np.where(i >= 0, i, np.iinfo(np.int64).max), -s), axis=1)[:, :kc]
-            best_s, best_i = np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
-        return best_i
+        """Top kc per query by the int8 GEMM over blocks decoded through the codec's int8 view."""
+        return s8_blocked_topk(self.codec.int8_query(q), self.metric, self._ntotal,
+                               lambda v0, n: decode_s8(self._packed, self._ntotal, self.n_sub, view, v0, n),
+                               lambda v0, n: self._sqnorms[v0 : v0 + n], kc, threads)
 
     def _search(self, q, k, threads, rescore):
         kc = min(self._ntotal, getattr(self.codec, "rescore_factor", 2) * k) if rescore else k

@@ -17,10 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..kernels import pack_s8, quantize_rows_s8
 from ..quantizers.pq import PQCodec
 from . import lut4
-from .flat import Index, s8_topk
+from .flat import Index, s8_blocked_topk
 
 _QUERY_CHUNK = 512
 
@@ -86,30 +85,15 @@ class FlatPQ8Index(Index):
 
     def _gemm_candidates(self, q, kc, threads):
         """Top kc per query by the int8 GEMM over blocks of codes decoded to int8 (see the module doc);
-        l2 ranks by 2 q . x_hat - |x_hat|^2, |x_hat|^2 summed from the centroid norms."""
+        for l2, |x_hat|^2 is summed from the centroid norms."""
         table = self.codec.int8_centroids()
-        qcode, sigma = quantize_rows_s8(self.codec.int8_query(q))
-        l2 = self.metric == "l2"
-        alpha = 2 * sigma if l2 else sigma
-        cnorm = np.einsum("mkd,mkd->mk", self.codec.centroids, self.codec.centroids) if l2 else None
-        nq = q.shape[0]
-        best_s = np.full((nq, kc), -np.inf, dtype=np.float32)
-        best_i = np.full((nq, kc), -1, dtype=np.int64)
-        block = lut4._GEMM_DB_BLOCK
-        for v0 in range(0, self._ntotal, block):
-            codes = self._codes[v0 : v0 + block]
-            n = codes.shape[0]
-            bias = None
-            if l2:
-                bias = -cnorm[np.arange(self.codec.M)[None, :], codes].sum(axis=1, dtype=np.float32)
-            s, i = s8_topk(qcode, pack_s8(decode_s8(codes, table)), alpha, bias, min(kc, n), threads)
-            if v0 == 0 and n == self._ntotal:
-                return i
-            s = np.concatenate([best_s, s], axis=1)
-            i = np.concatenate([best_i, np.where(i >= 0, i + v0, -1)], axis=1)
-            order = np.lexsort((np.where(i >= 0, i, np.iinfo(np.int64).max), -s), axis=1)[:, :kc]
-            best_s, best_i = np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
-        return best_i
+        cents = self.codec.centroids
+        cnorm = np.einsum("mkd,mkd->mk", cents, cents) if self.metric == "l2" else None
+        m_idx = np.arange(self.codec.M)[None, :]
+        return s8_blocked_topk(self.codec.int8_query(q), self.metric, self._ntotal,
+                               lambda v0, n: decode_s8(self._codes[v0 : v0 + n], table),
+                               lambda v0, n: cnorm[m_idx, self._codes[v0 : v0 + n]].sum(axis=1, dtype=np.float32),
+                               kc, threads)
 
     def _search(self, q, k, threads, rescore):
         kc = min(self._ntotal, 2 * k) if rescore else k
