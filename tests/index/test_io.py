@@ -12,7 +12,7 @@ import medqk.index as mi
 from .test_flat import data
 
 
-@pytest.mark.parametrize("spec", ["float32", "fp16", "int8", "int8+rerank:float32", "fp16+rerank:int8", "pca4", "pca3+rerank:int8"])
+@pytest.mark.parametrize("spec", ["float32", "fp16", "int8", "int8+rerank:float32", "fp16+rerank:int8", "pca4", "pca3+rerank:int8", "cb4"])
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 @pytest.mark.parametrize("mmap", [False, True])
 def test_round_trip(tmp_path, spec, metric, mmap):
@@ -30,6 +30,9 @@ def test_round_trip(tmp_path, spec, metric, mmap):
     np.testing.assert_array_equal(s1, s2)
     loaded.add(x[:5])  # a loaded index (even memory-mapped) can grow
     assert loaded.ntotal == 305
+    if spec == "cb4":  # the encoding option travels with the file: new vectors get the same codes
+        assert loaded.codec.eta == index.codec.eta == (4.0 if metric == "ip" else 1.0)
+        np.testing.assert_array_equal(loaded.vectors(np.arange(300, 305)), index.vectors(np.arange(5)))
     if "int8" in spec:
         base = loaded if spec == "int8" else loaded.base if spec.startswith("int8") else loaded.refine
         assert base.quantizer.calibration == "percentile"

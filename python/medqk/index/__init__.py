@@ -22,7 +22,7 @@ from .spec import CODECS, IndexSpec, parse_ivf, parse_pq, parse_spec, split_opq,
 # options each kind of index accepts (routed by create(); one no part accepts is an error)
 OPTIONS = {
     "int8": ("per_dim", "symmetric", "calibration", "percentile"),
-    "level": ("per_dim", "calibration", "percentile"),
+    "level": ("per_dim", "calibration", "percentile", "eta"),
     "pca": ("seed", "max_iter", "max_train", "progress"),
     "pq": ("seed", "max_iter", "tol", "max_train", "progress"),
     "opq": ("seed", "max_iter", "tol", "max_train", "progress", "opq_iter", "opq_kmeans_iter"),
@@ -84,6 +84,9 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
         if levels == "uniform":
             opts.setdefault("calibration", "percentile")
             opts.setdefault("percentile", 0.3)
+        elif metric == "ip":
+            # score-aware codes for inner products (LevelCodec.encode): cb4 R@10 0.951 -> 0.962 on MedQuAD
+            opts.setdefault("eta", 4.0)
         return FlatLUT4Index(spec, dim, metric, LevelCodec(bits, levels, **opts))
     if kind == "pca":
         from ..quantizers.pca import PCACodec
@@ -118,7 +121,8 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
     options, routed to the parts that take them: for int8, ``per_dim`` (True), ``symmetric`` (False),
     ``calibration`` (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1); for int4 / cb*,
     ``per_dim`` (True; False shares one set of levels, a global range), ``calibration`` and ``percentile``
-    (int4 defaults to ``"percentile"``, 0.3); for pq, ``seed`` (1234),
+    (int4 defaults to ``"percentile"``, 0.3), ``eta`` (score-aware codes: 4.0 for cb* with ``metric="ip"``,
+    1.0 = nearest level otherwise); for pca, ``seed``, ``max_iter``, ``max_train``, ``progress``; for pq, ``seed`` (1234),
     ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536), ``progress`` (None: lines on stderr when it is a
     terminal); for opq,pq the same plus ``opq_iter`` (20 rotation updates) and ``opq_kmeans_iter`` (4 k-means
     iterations between two updates); for hnsw, ``M`` (16), ``ef_construction``
