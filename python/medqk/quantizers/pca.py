@@ -143,6 +143,7 @@ class PCACodec:
         self.group_dims: np.ndarray | None = None  # (n_groups, 4) int32 kept columns, -1 padded
         self.group_cents: np.ndarray | None = None  # (n_groups, 16, 4) float32, 0 padded
         self.cross_levels: np.ndarray | None = None  # (2, 16) float32 (l2: the per-vector cross term)
+        self.plan: list | None = None  # the allocation of the last train(): (kind, first dim, size) per step
 
     # -- the sub-code interface of medqk.index.lut4.FlatLUT4Index --------------------------------------
     def n_sub(self, dim: int) -> int:
