@@ -1,6 +1,6 @@
 """PQ scan kernels at scale, medqk vs faiss, measured side by side in one run.
 
-    python bench/compare_pq.py [--n 1000000] [--dim 384] [--threads 1] [--repeat 5]
+    python bench/compare_pq.py [--n 1000000] [--dim 384] [--threads 1] [--repeat 5] [--only fastscan|adc]
 
 N seeded random vectors (standard normal, normalized; inner product), k=10. Prints codes scanned per
 second (N * nq / time, median of --repeat runs after a warm-up) at nq=1 (one query at a time, the
@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", choices=("fastscan", "adc"), help="run one of the two kernels")
     args = ap.parse_args()
     t0 = time.perf_counter()
     x, q = data(args.n, args.dim)
@@ -81,6 +82,8 @@ def main() -> None:
          lambda: faiss.IndexPQFastScan(args.dim, 96, 4, faiss.METRIC_INNER_PRODUCT)),
         ("8-bit ADC M=48 (48 B)", "pq48x8", lambda: faiss.IndexPQ(args.dim, 48, 8, faiss.METRIC_INNER_PRODUCT)),
     ):
+        if args.only and (args.only == "adc") != spec.endswith("x8"):
+            continue
         t0 = time.perf_counter()
         index = mi.create(spec, args.dim).train(train).add(x)
         build = time.perf_counter() - t0

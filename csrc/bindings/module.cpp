@@ -512,69 +512,75 @@ py::array_t<float> pq_tables(const py::array& x, const py::array& centroids, boo
   return out;
 }
 
-// Byte codes (n, M) decoded through int8 centroids (M, 256, dsub): (n, M * dsub) int8.
-py::array_t<int8_t> pq8_decode_s8(const py::array& codes, const py::array& table) {
+// Byte codes (n, M) -> the packed layout of the 8-bit scan (medqk.h: pq8_pack), flat uint8.
+py::array_t<uint8_t> pq8_pack(const py::array& codes) {
   require<uint8_t>(codes, "codes", 2);
-  require<int8_t>(table, "table", 3);
-  const std::size_t n = codes.shape(0), m = codes.shape(1), dsub = table.shape(2);
-  if (table.shape(0) != static_cast<py::ssize_t>(m) || table.shape(1) != 256 || dsub == 0) {
-    throw py::value_error("table must have shape (M, 256, dsub) with M = codes.shape[1]");
-  }
-  py::array_t<int8_t> out({n, m * dsub});
+  const std::size_t n = codes.shape(0), m = codes.shape(1);
+  if (m == 0 || m > 256) throw py::value_error("codes must have 1 to 256 columns (M)");
+  py::array_t<uint8_t> out(static_cast<py::ssize_t>(medqk::pq8_packed_bytes(n, m)));
   const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
-  const int8_t* tp = static_cast<const int8_t*>(table.data());
-  int8_t* op = out.mutable_data();
+  uint8_t* op = out.mutable_data();
   {
     py::gil_scoped_release release;
-    medqk::pq8_decode_s8(cp, n, m, tp, dsub, op);
+    medqk::pq8_pack(cp, n, m, op);
   }
   return out;
 }
 
-py::tuple pq8_quantize_tables(const py::array& tables) {
-  require<float>(tables, "tables", 3);
-  const std::size_t nq = tables.shape(0), m = tables.shape(1);
-  if (tables.shape(2) != 256) throw py::value_error("tables must have shape (nq, M, 256)");
-  py::array_t<uint16_t> luts({nq, m, std::size_t(256)});
-  py::array_t<float> alpha(nq), beta(nq);
-  const float* tp = static_cast<const float*>(tables.data());
-  uint16_t* lp = luts.mutable_data();
-  float* ap = alpha.mutable_data();
-  float* bp = beta.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::pq8_quantize_tables(tp, nq, m, lp, ap, bp);
+void check_pq8_packed(const py::array& packed, std::size_t n, std::size_t m) {
+  require<uint8_t>(packed, "packed", 1);
+  if (m == 0 || m > 256) throw py::value_error("M must be 1 to 256");
+  if (static_cast<std::size_t>(packed.shape(0)) != medqk::pq8_packed_bytes(n, m)) {
+    throw py::value_error("packed must hold pq8_packed_bytes(n, M) = " +
+                          std::to_string(medqk::pq8_packed_bytes(n, m)) + " bytes, got " +
+                          std::to_string(packed.shape(0)));
   }
-  return py::make_tuple(luts, alpha, beta);
 }
 
-py::tuple pq8_search_topk(const py::array& luts, const py::array& codes, const py::array& alpha,
-                          const py::array& beta, std::size_t topk, int threads) {
-  require<uint16_t>(luts, "luts", 3);
-  require<uint8_t>(codes, "codes", 2);
-  const std::size_t nq = luts.shape(0), m = luts.shape(1), n = codes.shape(0);
-  check_ids_fit(n);
-  if (luts.shape(2) != 256) throw py::value_error("luts must have shape (nq, M, 256)");
-  if (static_cast<std::size_t>(codes.shape(1)) != m) throw py::value_error("codes must have M columns, like luts");
-  if (m > 256) throw py::value_error("M must be <= 256");
-  require<float>(alpha, "alpha", 1);
-  require<float>(beta, "beta", 1);
-  if (static_cast<std::size_t>(alpha.shape(0)) != nq || static_cast<std::size_t>(beta.shape(0)) != nq) {
-    throw py::value_error("alpha and beta must have one entry per query");
+// The 8-bit scan kernel alone: lut (M, 256) uint8 <= 127 over n packed vectors -> (sums (n_pad,) uint16,
+// masks (n_pad / 64,) uint64 of sums >= thr).
+py::tuple pq8_scan(const py::array& lut, const py::array& packed, std::size_t n, unsigned thr) {
+  require<uint8_t>(lut, "lut", 2);
+  if (lut.shape(1) != 256) throw py::value_error("lut must have shape (M, 256)");
+  const std::size_t m = lut.shape(0);
+  check_pq8_packed(packed, n, m);
+  if (thr > 65535) throw py::value_error("thr must be <= 65535");
+  const uint8_t* lp = static_cast<const uint8_t*>(lut.data());
+  for (std::size_t i = 0; i < m * 256; ++i) {
+    if (lp[i] > 127) throw py::value_error("lut entries must be <= 127");
   }
+  const std::size_t nblocks = (n + 64 - 1) / 64;
+  py::array_t<uint16_t> sums(static_cast<py::ssize_t>(nblocks * 64));
+  py::array_t<uint64_t> masks(static_cast<py::ssize_t>(nblocks));
+  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
+  uint16_t* sp = sums.mutable_data();
+  uint64_t* mp = masks.mutable_data();
+  const medqk::Isa isa = medqk::active_isa();
+  {
+    py::gil_scoped_release release;
+    medqk::pq8_scan(isa, lp, m, pp, nblocks, static_cast<uint16_t>(thr), sp, mp);
+  }
+  return py::make_tuple(sums, masks);
+}
+
+py::tuple pq8_search_topk(const py::array& tables, const py::array& packed, std::size_t n, std::size_t topk,
+                          int threads) {
+  require<float>(tables, "tables", 3);
+  if (tables.shape(2) != 256) throw py::value_error("tables must have shape (nq, M, 256)");
+  const std::size_t nq = tables.shape(0), m = tables.shape(1);
+  check_pq8_packed(packed, n, m);
+  check_ids_fit(n);
   if (topk == 0) throw py::value_error("k must be >= 1");
   py::array_t<float> scores({nq, topk});
   py::array_t<int64_t> ids({nq, topk});
-  const uint16_t* lp = static_cast<const uint16_t*>(luts.data());
-  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
-  const float* ap = static_cast<const float*>(alpha.data());
-  const float* bp = static_cast<const float*>(beta.data());
+  const float* tp = static_cast<const float*>(tables.data());
+  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
   float* sp = scores.mutable_data();
   int64_t* ip = ids.mutable_data();
   const medqk::Isa isa = medqk::active_isa();
   {
     py::gil_scoped_release release;
-    medqk::pq8_search_topk(isa, lp, nq, m, cp, n, ap, bp, topk, sp, ip, threads);
+    medqk::pq8_search_topk(isa, tp, nq, m, pp, n, topk, sp, ip, threads);
   }
   return py::make_tuple(scores, ids);
 }
@@ -645,6 +651,7 @@ py::dict cpu_features_dict() {
   d["avx512f"] = f.avx512f;
   d["avx512bw"] = f.avx512bw;
   d["avx512vnni"] = f.avx512vnni;
+  d["avx512vbmi"] = f.avx512vbmi;
   d["amx_int8"] = f.amx_int8;
   d["avx_vnni"] = f.avx_vnni;
 #elif defined(__aarch64__)
@@ -699,12 +706,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_s8s8_s32", &gemm, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("gemm_s8s8_s32_packed", &gemm_packed, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("quantize_rows_s8", &quantize_rows_s8, py::arg("x"));
-  m.def("pq8_quantize_tables", &pq8_quantize_tables, py::arg("tables"));
   m.def("search_f16_topk", &search_f16_topk, py::arg("q"), py::arg("x"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
-  m.def("pq8_decode_s8", &pq8_decode_s8, py::arg("codes"), py::arg("table"));
-  m.def("pq8_search_topk", &pq8_search_topk, py::arg("luts"), py::arg("codes"), py::arg("alpha"), py::arg("beta"),
-        py::arg("k"), py::arg("threads") = 0);
+  m.def("pq8_pack", &pq8_pack, py::arg("codes"));
+  m.def("pq8_scan", &pq8_scan, py::arg("lut"), py::arg("packed"), py::arg("n"), py::arg("thr"));
+  m.def("pq8_search_topk", &pq8_search_topk, py::arg("tables"), py::arg("packed"), py::arg("n"), py::arg("k"),
+        py::arg("threads") = 0);
   m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));
   m.def("pq_assign", &pq_assign, py::arg("x"), py::arg("centroids"), py::arg("threads") = 0);
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));

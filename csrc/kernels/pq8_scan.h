@@ -1,6 +1,13 @@
-// Internal interface of the 8-bit PQ scan: codes are n rows of m bytes (one centroid index per
-// subspace); luts are nqb query tables of m x 256 uint16 entries. out[q * ldo + v] = sum_s luts[q][s][code[v][s]]
-// as uint32 (exact: at most 65535 * m).
+// Internal interface of the 8-bit PQ scan.
+//
+// Layout (pq8_pack, the same for every ISA): vectors in blocks of kPq8Block = 64; block b is m rows of
+// 64 bytes, row s holding the subspace-s codes of vectors 64b .. 64b + 63 (padding vectors: code 0).
+// A 64-byte row is one AVX-512 register or four NEON registers, so a lookup handles 64 vectors at once.
+//
+// The table is one query's m x 256 uint8 entries, each <= kPq8LutMax (pq8_quantize_tables), so two
+// lookups add in 8 bits and m <= 256 sums stay below 2^15 in uint16.
+// The scan writes sums[64 * b + j] = sum_s lut[s][code_s of vector 64b + j] (exact, uint16) for
+// nblocks blocks, and masks[b] bit j set when that sum >= thr: the front end touches only those.
 #pragma once
 
 #include <cstddef>
@@ -9,14 +16,25 @@
 namespace medqk {
 namespace kernels {
 
-using Pq8ScanFn = void (*)(const uint16_t* luts, std::size_t nqb, std::size_t m, const uint8_t* codes, std::size_t n,
-                           uint32_t* out, std::size_t ldo);
-constexpr std::size_t kPq8QueryBlock = 8;
+constexpr std::size_t kPq8Block = 64;
+constexpr unsigned kPq8LutMax = 127;
+
+using Pq8ScanFn = void (*)(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
+                           uint16_t thr, uint16_t* sums, uint64_t* masks);
 
 namespace scalar {
-void pq8_scan(const uint16_t* luts, std::size_t nqb, std::size_t m, const uint8_t* codes, std::size_t n,
-              uint32_t* out, std::size_t ldo);
+void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
+              uint16_t* sums, uint64_t* masks);
 }  // namespace scalar
+namespace avx512vnni {
+// AVX-512 VBMI (vpermi2b): run only where cpu_features().avx512vbmi
+void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
+              uint16_t* sums, uint64_t* masks);
+}  // namespace avx512vnni
+namespace neon {
+void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
+              uint16_t* sums, uint64_t* masks);
+}  // namespace neon
 
 }  // namespace kernels
 }  // namespace medqk

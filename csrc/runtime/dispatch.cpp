@@ -17,6 +17,7 @@ struct KernelTable {
   kernels::Lut4ScanFn lut4_scan[kNumIsas] = {};
   kernels::F16ScoresFn f16_scores[kNumIsas] = {};
   kernels::PqAssignFn pq_assign[kNumIsas] = {};
+  kernels::Pq8ScanFn pq8_scan[kNumIsas] = {};
 };
 
 const KernelTable& table() {
@@ -30,6 +31,7 @@ const KernelTable& table() {
     k.lut4_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::scalar)] = kernels::scalar::f16_scores;
     k.pq_assign[static_cast<int>(Isa::scalar)] = kernels::scalar::pq_assign;
+    k.pq8_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::pq8_scan;
 #if defined(MEDQK_BUILD_AVX2)
     static const kernels::GemmS8Kernel avx2_gemm = {kernels::avx2::kGemmS8PanelCols,
                                                     kernels::avx2::gemm_s8s8_s32_packed_bytes,
@@ -39,6 +41,8 @@ const KernelTable& table() {
     k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx2)] = kernels::avx2::f16_scores;
     k.pq_assign[static_cast<int>(Isa::avx2)] = kernels::avx2::pq_assign;
+    // AVX2 has only 16-entry byte shuffles: the portable scan (see kernels/scalar/pq8_scan_scalar.cpp)
+    k.pq8_scan[static_cast<int>(Isa::avx2)] = kernels::scalar::pq8_scan;
 #endif
 #if defined(MEDQK_BUILD_AVX512VNNI)
     static const kernels::GemmS8Kernel avx512vnni_gemm = {kernels::avx512vnni::kGemmS8PanelCols,
@@ -50,6 +54,10 @@ const KernelTable& table() {
     k.lut4_scan[static_cast<int>(Isa::avx512vnni)] = kernels::avx512vnni::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::f16_scores;  // F16C is part of the path
     k.pq_assign[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::pq_assign;   // FMA is part of the path
+    // vpermi2b needs AVX-512 VBMI (Ice Lake, Zen 4 and later), which the avx512vnni path does not require
+    const kernels::Pq8ScanFn pq8_avx512 =
+        cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::scalar::pq8_scan;
+    k.pq8_scan[static_cast<int>(Isa::avx512vnni)] = pq8_avx512;
 #endif
 #if defined(MEDQK_BUILD_AMX)
     // AMX adds the GEMM; the other operations run the AVX-512 / AVX2 kernels (the amx path requires them)
@@ -61,6 +69,8 @@ const KernelTable& table() {
     k.lut4_scan[static_cast<int>(Isa::amx)] = kernels::avx512vnni::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::amx)] = kernels::avx2::f16_scores;
     k.pq_assign[static_cast<int>(Isa::amx)] = kernels::avx2::pq_assign;
+    k.pq8_scan[static_cast<int>(Isa::amx)] =
+        cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::scalar::pq8_scan;
 #endif
 #if defined(MEDQK_BUILD_NEON)
     static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
@@ -71,6 +81,7 @@ const KernelTable& table() {
     k.lut4_scan[static_cast<int>(Isa::neon)] = kernels::neon::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::neon)] = kernels::neon::f16_scores;
     k.pq_assign[static_cast<int>(Isa::neon)] = kernels::neon::pq_assign;
+    k.pq8_scan[static_cast<int>(Isa::neon)] = kernels::neon::pq8_scan;
 #endif
 #if defined(MEDQK_BUILD_NEON_DOTPROD)
     static const kernels::GemmS8Kernel neon_dotprod_gemm = {kernels::neon_dotprod::kGemmS8PanelCols,
@@ -82,6 +93,7 @@ const KernelTable& table() {
     k.lut4_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::f16_scores;
     k.pq_assign[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq_assign;  // float: sdot has nothing to add
+    k.pq8_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq8_scan;
 #endif
     return k;
   }();
@@ -186,8 +198,8 @@ kernels::PqAssignFn pq_assign_kernel(Isa isa) {
 }
 
 kernels::Pq8ScanFn pq8_scan_kernel(Isa isa) {
-  // one portable scan for every ISA (see kernels/scalar/pq8_scan_scalar.cpp); nullptr when not built
-  return isa_built(isa) ? kernels::scalar::pq8_scan : nullptr;
+  const int i = static_cast<int>(isa);
+  return (i >= 0 && i < kNumIsas) ? table().pq8_scan[i] : nullptr;
 }
 
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) {

@@ -1,5 +1,15 @@
-// 8-bit PQ search front end: uint16 table quantization and the top-k over query blocks.
-// Ranking is by the exact uint32 table sums (ties -> lower id); score = alpha[q] * sum + beta[q].
+// 8-bit PQ search front end: exact float ADC top-k, with an 8-bit table scan as a conservative filter.
+//
+// The score of vector x for a query is the float32 sum of the query's table entries t[s][code_s(x)],
+// added in subspace order from 0 (as the Numba twin adds them): that exact score ranks the results
+// (ties -> lower id) and is returned. Summing m floats per vector from a random table position is what
+// makes a plain ADC scan slow, so the scan kernel (kernels/pq8_scan.h) first sums 8-bit copies of the
+// tables for 64 vectors at once, and only vectors whose 8-bit sum could still beat the current k-th
+// score are scored in float. The filter drops nothing that could enter: with lo_s = min_c t[s][c] and
+// one step per query, t[s][c] = lo_s + step * lut[s][c] + e[s][c], so for every vector
+//     exact sum  <=  base + step * sum8 + E + R,     base = sum_s lo_s, E = sum_s max_c |e[s][c]|,
+// R bounding the float rounding of the m additions; a vector is scored when sum8 >= the threshold
+// floor((worst - base - E - R) / step) - 1 (the -1 absorbs the rounding of this double arithmetic).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,96 +17,180 @@
 
 #include "medqk/medqk.h"
 #include "runtime/dispatch.h"
+#include "runtime/round.h"
 #include "runtime/thread_pool.h"
 #include "runtime/topk.h"
-#include "runtime/round.h"
 
 namespace medqk {
 
 namespace {
-constexpr std::size_t kChunk = 1024;  // code rows per scan call
+
+constexpr std::size_t kB = kernels::kPq8Block;
+constexpr std::size_t kChunkBlocks = 16;  // 1,024 vectors per scan call: the threshold is refreshed per call
+
+// One query's 8-bit tables and the constants of its filter.
+struct QueryPlan {
+  uint8_t* lut = nullptr;  // m x 256, entries <= kPq8LutMax
+  double base = 0, slack = 0, step = 1;
+  bool usable = true;  // false for non-finite tables: every vector is then scored in float
+};
+
+// Written as plain float loops over a subspace's 256 entries so that they vectorize at the baseline ISA
+// (ternaries map onto minps / maxps; round_clamp is branch-free): this runs once per query and subspace,
+// and with a naive double loop it cost more than scanning 5,000 vectors.
+void plan_query(const float* t, std::size_t m, QueryPlan* plan) {
+  std::vector<float> lo(m), hi(m);
+  float span = 0.0f;
+  for (std::size_t s = 0; s < m; ++s) {
+    const float* ts = t + s * 256;
+    float mn = ts[0], mx = ts[0];
+    for (int c = 0; c < 256; ++c) {
+      mn = ts[c] < mn ? ts[c] : mn;
+      mx = ts[c] > mx ? ts[c] : mx;
+    }
+    lo[s] = mn;
+    hi[s] = mx;
+    span = std::max(span, mx - mn);
+  }
+  const float step = span > 0.0f ? span / static_cast<float>(kernels::kPq8LutMax) : 1.0f;
+  const float inv = 1.0f / step;
+  double base = 0, err = 0, magnitude = 0;
+  for (std::size_t s = 0; s < m; ++s) {
+    const float* ts = t + s * 256;
+    const float l = lo[s];
+    alignas(64) int32_t v[256];
+    alignas(64) float r[256];
+    for (int c = 0; c < 256; ++c) {  // no byte stores in these loops: they would alias ts and lo
+      v[c] = runtime::round_clamp((ts[c] - l) * inv, kernels::kPq8LutMax);
+      r[c] = std::fabs(ts[c] - (l + step * static_cast<float>(v[c])));
+    }
+    float e = 0.0f;
+    for (int c = 0; c < 256; ++c) e = r[c] > e ? r[c] : e;
+    uint8_t* out = plan->lut + s * 256;
+    for (int c = 0; c < 256; ++c) out[c] = static_cast<uint8_t>(v[c]);
+    base += lo[s];
+    err += e;
+    magnitude += std::max(std::fabs(static_cast<double>(lo[s])), std::fabs(static_cast<double>(hi[s])));
+  }
+  // Rounding terms, both far below one step: the float32 sum of m terms from 0 is within
+  // (m - 1) 2^-24 sum |terms| of the exact sum (first order; 2^-23 m here), and each e above, computed in
+  // float from terms of at most |lo| + span + |t| <= 4 max(|lo|, |hi|), is within 2^-21 of that of the reals.
+  const double rounding = std::ldexp(magnitude, -23) * static_cast<double>(m) + std::ldexp(magnitude, -19);
+  plan->base = base;
+  plan->step = step;
+  plan->slack = (err + rounding) * (1 + 1e-9);
+  plan->usable = std::isfinite(base) && std::isfinite(plan->slack) && std::isfinite(plan->step) && span > 0.0f;
 }
 
-void pq8_decode_s8(const uint8_t* codes, std::size_t n, std::size_t m, const int8_t* table, std::size_t dsub,
-                   int8_t* out) {
+// The lowest 8-bit sum a vector needs to possibly score >= worst (0 until the heap is full).
+inline uint16_t threshold(const QueryPlan& p, const runtime::TopK& heap) {
+  if (!p.usable || !heap.full()) return 0;
+  const double t = std::floor((static_cast<double>(heap.worst_score()) - p.base - p.slack) / p.step) - 1;
+  if (!(t > 0)) return 0;  // NaN included
+  return t >= 65535 ? uint16_t(65535) : static_cast<uint16_t>(t);
+}
+
+// The exact scores of vectors js[0 .. 8) of a block (m rows of 64 codes): eight independent float chains,
+// each added in subspace order (the same floats as one at a time), so that the loads overlap instead of
+// waiting on one chain's additions.
+inline void exact_scores8(const float* t, std::size_t m, const uint8_t* block, const uint8_t* js, float* out) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (std::size_t s = 0; s < m; ++s) {
+    const uint8_t* row = block + s * kB;
+    const float* ts = t + s * 256;
+    for (int u = 0; u < 8; ++u) acc[u] += ts[row[js[u]]];
+  }
+  for (int u = 0; u < 8; ++u) out[u] = acc[u];
+}
+
+}  // namespace
+
+std::size_t pq8_packed_bytes(std::size_t n, std::size_t m) { return (n + kB - 1) / kB * kB * m; }
+
+void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packed) {
+  std::memset(packed, 0, pq8_packed_bytes(n, m));
   for (std::size_t i = 0; i < n; ++i) {
-    int8_t* o = out + i * m * dsub;
-    for (std::size_t s = 0; s < m; ++s) {
-      std::memcpy(o + s * dsub, table + (s * 256 + codes[i * m + s]) * dsub, dsub);
-    }
+    uint8_t* block = packed + (i / kB) * kB * m + i % kB;
+    for (std::size_t s = 0; s < m; ++s) block[s * kB] = codes[i * m + s];
   }
 }
 
-void pq8_quantize_tables(const float* tables, std::size_t nq, std::size_t m, uint16_t* luts, float* alpha,
-                         float* beta) {
-  for (std::size_t q = 0; q < nq; ++q) {
-    const float* t = tables + q * m * 256;
-    uint16_t* out = luts + q * m * 256;
-    float span = 0.0f, offset = 0.0f;
-    std::vector<float> lo(m);
-    for (std::size_t s = 0; s < m; ++s) {
-      float mn = t[s * 256], mx = t[s * 256];
-      for (int c = 1; c < 256; ++c) {
-        mn = std::min(mn, t[s * 256 + c]);
-        mx = std::max(mx, t[s * 256 + c]);
-      }
-      lo[s] = mn;
-      span = std::max(span, mx - mn);
-      offset += mn;  // sequential float32 sum, as in the Numba twin
-    }
-    const float step = span > 0.0f ? span / 65535.0f : 1.0f;
-    for (std::size_t s = 0; s < m; ++s) {
-      for (int c = 0; c < 256; ++c) {
-        out[s * 256 + c] = static_cast<uint16_t>(runtime::round_clamp((t[s * 256 + c] - lo[s]) / step, 65535));
-      }
-    }
-    alpha[q] = step;
-    beta[q] = offset;
-  }
-}
-
-void pq8_search_topk(Isa isa, const uint16_t* luts, std::size_t nq, std::size_t m, const uint8_t* codes,
-                     std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
-                     int64_t* ids, int threads) {
+void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed,
+                     std::size_t n, std::size_t topk, float* scores, int64_t* ids, int threads) {
   const kernels::Pq8ScanFn scan = runtime::pq8_scan_kernel(isa);
-  const std::size_t qb = kernels::kPq8QueryBlock;
-  const std::size_t q_blocks = (nq + qb - 1) / qb;
-  const std::size_t chunks = (n + kChunk - 1) / kChunk;
+  const std::size_t nblocks = (n + kB - 1) / kB;
+  const std::size_t chunks = (nblocks + kChunkBlocks - 1) / kChunkBlocks;
   if (threads <= 0) threads = hardware_threads();
-  std::size_t parts = q_blocks >= static_cast<std::size_t>(threads) ? 1 : std::min<std::size_t>(threads, chunks);
-  parts = std::max<std::size_t>(parts, 1);
-  if (nq * n * m < (std::size_t(1) << 20)) {
-    threads = 1;
-    parts = 1;
-  }
+  if (nq * n * m < (std::size_t(1) << 20)) threads = 1;
+  // threads split the queries (each scans all vectors for its queries, chunk by chunk, a chunk's codes
+  // staying in cache across them) or, with fewer queries than threads, the vectors too (then every part
+  // keeps its own top-k, merged at the end: more work per query, so only when queries run out)
+  const std::size_t groups = std::min<std::size_t>(static_cast<std::size_t>(threads), nq);
+  const std::size_t parts = std::max<std::size_t>(1, std::min(static_cast<std::size_t>(threads) / groups, chunks));
+  std::vector<QueryPlan> plans(nq);
+  std::vector<uint8_t> luts(nq * m * 256);
+  runtime::parallel_for(static_cast<int>(nq), threads, [&](int q) {
+    plans[q].lut = luts.data() + static_cast<std::size_t>(q) * m * 256;
+    plan_query(tables + static_cast<std::size_t>(q) * m * 256, m, &plans[q]);
+  });
   std::vector<std::vector<runtime::Hit>> partial(parts > 1 ? nq * parts : 0);
-  runtime::parallel_for(static_cast<int>(q_blocks * parts), threads, [&](int t) {
-    const std::size_t b = static_cast<std::size_t>(t) / parts, part = static_cast<std::size_t>(t) % parts;
-    const std::size_t q0 = b * qb, nqb = std::min(qb, nq - q0);
+  runtime::parallel_for(static_cast<int>(groups * parts), threads, [&](int task) {
+    const std::size_t g = static_cast<std::size_t>(task) / parts, part = static_cast<std::size_t>(task) % parts;
+    const std::size_t q0 = nq * g / groups, q1 = nq * (g + 1) / groups;
     const std::size_t c0 = chunks * part / parts, c1 = chunks * (part + 1) / parts;
-    std::vector<uint32_t> sums(qb * kChunk);
-    std::vector<runtime::SumsTopK> heaps(nqb);
+    std::vector<runtime::TopK> heaps(q1 - q0);
     for (auto& h : heaps) h.reset(topk);
+    std::vector<uint16_t> sums(kChunkBlocks * kB);
+    uint64_t masks[kChunkBlocks];
     for (std::size_t c = c0; c < c1; ++c) {
-      const std::size_t v0 = c * kChunk, nv = std::min(kChunk, n - v0);
-      scan(luts + q0 * m * 256, nqb, m, codes + v0 * m, nv, sums.data(), kChunk);
-      for (std::size_t q = 0; q < nqb; ++q) {
-        // sums <= 65535 * 256 < 2^24: exact as float keys and as int32
-        heaps[q].offer(reinterpret_cast<const int32_t*>(sums.data() + q * kChunk), nv,
-                            static_cast<int64_t>(v0));
+      const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
+      const uint8_t* chunk = packed + b0 * kB * m;
+      for (std::size_t q = q0; q < q1; ++q) {
+        const QueryPlan& plan = plans[q];
+        const float* t = tables + q * m * 256;
+        runtime::TopK& heap = heaps[q - q0];
+        uint16_t thr = threshold(plan, heap);
+        scan(plan.lut, m, chunk, nb, thr, sums.data(), masks);
+        for (std::size_t b = 0; b < nb; ++b) {
+          uint64_t mask = masks[b];
+          const std::size_t v0 = (b0 + b) * kB;
+          if (n - v0 < kB) mask &= (uint64_t(1) << (n - v0)) - 1;  // padding vectors of the last block
+          const uint8_t* block = chunk + b * kB * m;
+          // the vectors still above the threshold (it may have risen since the scan), scored 8 at a time
+          alignas(8) uint8_t js[kB + 8];
+          std::size_t cnt = 0;
+          for (; mask != 0; mask &= mask - 1) {
+            const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(mask));
+            js[cnt] = static_cast<uint8_t>(j);
+            cnt += sums[b * kB + j] >= thr;
+          }
+          for (std::size_t u = 0; u < cnt; u += 8) {
+            for (std::size_t w = cnt; w < u + 8; ++w) js[w] = js[cnt - 1];  // pad the last group
+            float sc[8];
+            exact_scores8(t, m, block, js + u, sc);
+            for (std::size_t w = u; w < std::min(cnt, u + 8); ++w) {
+              heap.push(sc[w - u], static_cast<int64_t>(v0 + js[w]));
+            }
+          }
+          if (cnt != 0) thr = threshold(plan, heap);
+        }
       }
     }
-    for (std::size_t q = 0; q < nqb; ++q) {
-      auto& hits = heaps[q].hits();
-      for (auto& h : hits) h.score = alpha[q0 + q] * h.score + beta[q0 + q];
+    for (std::size_t q = q0; q < q1; ++q) {
+      auto& hits = heaps[q - q0].hits();
       if (parts == 1) {
-        runtime::write_sorted(hits, topk, scores + (q0 + q) * topk, ids + (q0 + q) * topk);
+        runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
       } else {
-        partial[(q0 + q) * parts + part] = std::move(hits);
+        partial[q * parts + part] = std::move(hits);
       }
     }
   });
   if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
+}
+
+void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
+              uint16_t thr, uint16_t* sums, uint64_t* masks) {
+  runtime::pq8_scan_kernel(isa)(lut, m, packed, nblocks, thr, sums, masks);
 }
 
 }  // namespace medqk

@@ -10,11 +10,15 @@ from typing import Iterator
 from . import _backend
 
 # Operations and the kernel name each ISA runs for them (what medqk.info() reports).
-OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq_assign", "quantize_rows_s8")
+OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq8_search_topk", "pq_assign",
+              "quantize_rows_s8")
 # the ISA whose kernel runs each dispatched operation under each active ISA (the table scan has no
 # dotprod form: neon_dotprod runs the armv8-a scan; the float assignment runs the AVX2 / armv8-a kernel)
 _KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon", "amx": "avx512vnni"},
-               "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"}}
+               "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"},
+               # the 8-bit scan has 256-entry byte lookups only with AVX-512 VBMI (checked in info()) or NEON tbl
+               "pq8_search_topk": {"avx2": "scalar", "neon_dotprod": "neon", "avx512vnni": "avx512vbmi",
+                                   "amx": "avx512vbmi"}}
 
 
 def get_backend() -> str:
@@ -98,7 +102,10 @@ def info() -> dict:
         elif op == "quantize_rows_s8":
             kernels[op] = f"portable:{op}"  # baseline-ISA C++ helper, not dispatched
         else:
-            kernels[op] = f"{_KERNEL_ISA.get(op, {}).get(isa, isa)}:{op}"
+            kernel_isa = _KERNEL_ISA.get(op, {}).get(isa, isa)
+            if kernel_isa == "avx512vbmi" and not (core is not None and core.cpu_features().get("avx512vbmi")):
+                kernel_isa = "scalar"
+            kernels[op] = f"{kernel_isa}:{op}"
     return {
         "version": __version__,
         "python": platform.python_version(),

@@ -21,6 +21,7 @@ struct CpuFeatures {
   // x86-64
   bool sse2 = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vnni = false, avx_vnni = false;
+  bool avx512vbmi = false;  // vpermi2b: the 8-bit PQ scan's 128-entry byte lookups (not an ISA of its own)
   bool amx_int8 = false;  // AMX-TILE + AMX-INT8, tile state enabled by the OS and granted to this process
   // aarch64
   bool asimd = false, asimddp = false, i8mm = false;
@@ -126,25 +127,28 @@ void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* pack
 // search of the 4-bit codecs decodes blocks of vectors with it and runs the int8 GEMM on them.
 void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, std::size_t e,
                     const int32_t* sub, const int32_t* dim, const int16_t* table, std::size_t d_out, int8_t* out);
-// Byte codes (n x m, one centroid id per subspace) decoded through int8 centroids table (m x 256 x dsub):
-// out (n x m*dsub) row i = table[s][codes[i][s]] for s < m, concatenated. The batched pq<M>x8 search
-// decodes blocks of vectors with it and runs the int8 GEMM on them.
-void pq8_decode_s8(const uint8_t* codes, std::size_t n, std::size_t m, const int8_t* table, std::size_t dsub,
-                   int8_t* out);
 // luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero),
 // every entry <= 127 (the kernels add two lookups in 8 bits; lut4_quantize_tables gives such tables).
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
                       std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
                       int64_t* ids, int threads);
-// 8-bit PQ search (csrc/runtime/pq8_search.cpp): codes are n rows of m bytes; one uint16 table of
-// m x 256 entries per query (pq8_quantize_tables). Ranking by the exact uint32 table sums, larger first,
-// ties -> lower id, queries scanned in blocks of 8 so each code row is read once per block; the score
-// written is alpha[q] * sum + beta[q]; topk > n pads with -inf / -1. Requires m <= 256.
-void pq8_quantize_tables(const float* tables, std::size_t nq, std::size_t m, uint16_t* luts, float* alpha,
-                         float* beta);
-void pq8_search_topk(Isa isa, const uint16_t* luts, std::size_t nq, std::size_t m, const uint8_t* codes,
-                     std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
-                     int64_t* ids, int threads);
+// 8-bit PQ search (csrc/runtime/pq8_search.cpp). Codes (n x m bytes, one centroid id per subspace) are
+// packed by pq8_pack into blocks of 64 vectors: block b is m rows of 64 bytes, row s holding the
+// subspace-s codes of vectors 64b .. 64b + 63 (padding: code 0); pq8_packed_bytes(n, m) bytes.
+// pq8_search_topk ranks by the exact ADC score: the float32 sum of the query's table entries
+// tables[q][s][code_s] (nq x m x 256, e.g. from pq_tables), added in subspace order from 0.0f; larger
+// first, ties -> lower id; that score is written; topk > n pads with -inf / -1. Requires 1 <= m <= 256.
+// Internally an 8-bit copy of the tables sums 64 vectors at a time (pq8_scan) and only vectors that
+// could still enter the top-k are scored in float: the result is the same as scoring all of them.
+std::size_t pq8_packed_bytes(std::size_t n, std::size_t m);
+void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packed);
+void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed,
+                     std::size_t n, std::size_t topk, float* scores, int64_t* ids, int threads);
+// The scan kernel alone (for tests and benchmarks): lut is m x 256 uint8 entries, each <= 127; for nblocks
+// packed blocks, sums[64 b + j] = sum_s lut[s][code_s of vector 64 b + j] (exact, uint16) and bit j of
+// masks[b] set when that sum >= thr.
+void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
+              uint16_t thr, uint16_t* sums, uint64_t* masks);
 // Product-quantization lookup tables (csrc/runtime/pq_tables.cpp): x is nq x (m * dsub), centroids
 // m x k x dsub; out[q, s, c] = sum_d x[q, s * dsub + d] * centroids[s, c, d] (metric ip), or 2 * that
 // - |centroids[s, c]|^2 (l2: the sum over s is then 2 q.x_hat - |x_hat|^2 up to |q|^2). Sums run over d

@@ -1,15 +1,15 @@
 """``pq<M>x8``: product quantization with 256 centroids per subspace, one byte per subspace.
 
-Search is asymmetric (ADC): per query a float table of 256 entries per subspace, quantized to uint16
-with one step per query, summed over the code bytes by a scan that reads each code row once for a
-block of 8 queries (medqk/kernels: pq8_search_topk); the 2k best by that sum are re-scored in float
-(q . x_hat with the reconstructed x_hat, in the rotated space for OPQ), so returned scores are the float
-scores of the stored vectors.
+Search is exact asymmetric distance computation (ADC): per query a float table of 256 entries per
+subspace (``PQCodec.tables``: q . c, l2: 2 q . c - |c|^2), and a vector's score is the float32 sum of
+its M entries in subspace order; results are ranked by that score (ties -> lower id) and it is the score
+returned (q . x_hat, l2: 2 q . x_hat - |x_hat|^2, in the rotated space for OPQ).
 
-Batches of at least ``medqk.index.lut4.GEMM_MIN_QUERIES`` queries find their candidates instead with the
-int8 GEMM over blocks of codes decoded to int8 vectors (centroids as int8 per dimension, ``pq8_decode_s8``):
-one decode per block serves the whole batch, which the table scan (a gather per code byte and query)
-cannot share. The candidates are re-scored the same way.
+The codes are stored in the scan's packed layout (blocks of 64 vectors, subspace-major within a block;
+medqk.h: pq8_pack). The native search (medqk/kernels: pq8_search_topk) sums 8-bit copies of the tables
+for 64 vectors at a time (AVX-512 VBMI byte permutes, NEON tbl; a portable loop elsewhere) and scores in
+float only the vectors that could still enter the top k: the same result as scoring every vector, which
+is what the Numba twin does.
 """
 
 from __future__ import annotations
@@ -18,36 +18,47 @@ import numpy as np
 
 from .. import _backend
 from ..quantizers.pq import PQCodec
-from . import lut4
-from .flat import Index, s8_blocked_topk
+from .flat import Index
 
+BLOCK = 64  # vectors per packed block (kernels/pq8_scan.h)
 _QUERY_CHUNK = 512
 
 
-def decode_s8(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Byte codes (n, M) through int8 centroids (M, 256, dsub): (n, M * dsub) int8."""
-    codes = np.ascontiguousarray(codes)
+def pack(codes: np.ndarray) -> np.ndarray:
+    """Byte codes (n, M) -> the packed layout of the scan, flat uint8 of ceil(n / 64) * 64 * M bytes."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
     if _backend.backend == "native":
-        return _backend._core.pq8_decode_s8(codes, table)
+        return _backend._core.pq8_pack(codes)
     from ..kernels import _numba_pq8
 
-    out = np.empty((codes.shape[0], codes.shape[1] * table.shape[2]), dtype=np.int8)
-    _numba_pq8.pq8_decode_s8(codes, table, out)
+    n, m = codes.shape
+    out = np.empty(-(-n // BLOCK) * BLOCK * m, dtype=np.uint8)
+    _numba_pq8.pq8_pack(codes, out)
     return out
 
 
-def quantize_tables16(t: np.ndarray):
-    t = np.ascontiguousarray(t, dtype=np.float32)
+def unpack(packed: np.ndarray, n: int, m: int, ids: np.ndarray | None = None) -> np.ndarray:
+    """The byte codes (n, M) (or rows ids) back from the packed layout."""
+    blocks = packed.reshape(-1, m, BLOCK)
+    if ids is None:
+        return np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(-1, m)[:n])
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    return np.ascontiguousarray(blocks[ids // BLOCK, :, ids % BLOCK])
+
+
+def search_topk(tables: np.ndarray, packed: np.ndarray, n: int, k: int, threads: int):
+    """Exact ADC top-k over n packed vectors: (scores, ids), each (nq, k), -inf / -1 past n."""
+    tables = np.ascontiguousarray(tables, dtype=np.float32)
     if _backend.backend == "native":
-        return _backend._core.pq8_quantize_tables(t)
+        return _backend._core.pq8_search_topk(tables, packed, n, k, threads)
     from ..kernels import _numba_pq8
 
-    nq, m, _ = t.shape
-    luts = np.empty((nq, m, 256), dtype=np.uint16)
-    alpha = np.empty(nq, dtype=np.float32)
-    beta = np.empty(nq, dtype=np.float32)
-    _numba_pq8.pq8_quantize_tables(t, luts, alpha, beta)
-    return luts, alpha, beta
+    nb = _backend.numba_kernels()
+    scores = np.empty((tables.shape[0], k), dtype=np.float32)
+    ids = np.empty((tables.shape[0], k), dtype=np.int64)
+    with nb.threads(threads):
+        _numba_pq8.pq8_search_topk(tables, packed, n, k, scores, ids)
+    return scores, ids
 
 
 class FlatPQ8Index(Index):
@@ -56,7 +67,7 @@ class FlatPQ8Index(Index):
         if codec.M > 256:
             raise ValueError(f"pq<M>x8 needs M <= 256, got {codec.M}")
         self.codec = codec
-        self._codes = np.empty((0, codec.M), dtype=np.uint8)
+        self._packed = np.empty(0, dtype=np.uint8)
 
     @property
     def is_trained(self) -> bool:
@@ -66,88 +77,39 @@ class FlatPQ8Index(Index):
     def bytes_per_vector(self) -> float:
         return float(self.codec.M)
 
+    def codes(self, ids=None) -> np.ndarray:
+        """Byte codes (n, M) of all vectors or of rows ids."""
+        return unpack(self._packed, self._ntotal, self.codec.M, ids)
+
     def _train(self, x):
         self.codec.train(x)
 
     def _add(self, x):
-        codes = self.codec.encode_sub(x)
-        self._codes = np.concatenate([self._codes, codes]) if len(self._codes) else codes
+        new = self.codec.encode_sub(x)
+        self._packed = pack(np.concatenate([self.codes(), new]) if self._ntotal else new)
 
     def vectors(self, ids=None) -> np.ndarray:
-        codes = self._codes if ids is None else self._codes[np.asarray(ids).reshape(-1)]
-        return self.codec.decode_sub(codes)
+        return self.codec.decode_sub(self.codes(ids))
 
     def _candidates(self, q, k, threads):
-        return self._search(q, k, threads, rescore=False)[1]
+        return self._scores_topk(q, k, threads)[1]
 
     def _scores_topk(self, q, k, threads):
-        return self._search(q, k, threads, rescore=True)
-
-    def _gemm_candidates(self, q, kc, threads):
-        """Top kc per query by the int8 GEMM over blocks of codes decoded to int8 (see the module doc);
-        for l2, |x_hat|^2 is summed from the centroid norms."""
-        table = self.codec.int8_centroids()
-        cents = self.codec.centroids
-        cnorm = np.einsum("mkd,mkd->mk", cents, cents) if self.metric == "l2" else None
-        m_idx = np.arange(self.codec.M)[None, :]
-        return s8_blocked_topk(self.codec.int8_query(q), self.metric, self._ntotal,
-                               lambda v0, n: decode_s8(self._codes[v0 : v0 + n], table),
-                               lambda v0, n: cnorm[m_idx, self._codes[v0 : v0 + n]].sum(axis=1, dtype=np.float32),
-                               kc, threads)
-
-    def _search(self, q, k, threads, rescore):
-        kc = min(self._ntotal, 2 * k) if rescore else k
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
-        cand_all = self._gemm_candidates(q, kc, threads) if q.shape[0] >= lut4.GEMM_MIN_QUERIES else None
         for q0 in range(0, q.shape[0], _QUERY_CHUNK):
-            qc = q[q0 : q0 + _QUERY_CHUNK]
-            if cand_all is not None:
-                cand = cand_all[q0 : q0 + _QUERY_CHUNK]
-                if not rescore:
-                    out_i[q0 : q0 + _QUERY_CHUNK] = cand
-                    continue
-                out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = self._rescore(qc, cand, k)
-                continue
-            tables = self.codec.tables(qc, self.metric, threads)  # (nq, M, 256)
-            luts, alpha, beta = quantize_tables16(tables)
-            if _backend.backend == "native":
-                _, cand = _backend._core.pq8_search_topk(luts, self._codes, alpha, beta, kc, threads)
-            else:
-                from ..kernels import _numba_pq8
-
-                nb = _backend.numba_kernels()
-                sc = np.empty((qc.shape[0], kc), dtype=np.float32)
-                cand = np.empty((qc.shape[0], kc), dtype=np.int64)
-                with nb.threads(threads):
-                    _numba_pq8.pq8_search_topk(luts, self._codes, alpha, beta, kc, sc, cand)
-            if not rescore:
-                out_i[q0 : q0 + _QUERY_CHUNK] = cand
-                continue
-            out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = self._rescore(qc, cand, k)
+            tables = self.codec.tables(q[q0 : q0 + _QUERY_CHUNK], self.metric, threads)  # (nq, M, 256)
+            out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = search_topk(
+                tables, self._packed, self._ntotal, k, threads)
         return out_s, out_i
-
-    def _rescore(self, q, cand, k):
-        """Float scores of the candidates (nq, kc): q . x_hat (l2: 2 q . x_hat - |x_hat|^2) with the
-        reconstructions, in the codec's space (rotated for OPQ), best k of them (ties -> lower id). A dot
-        product per candidate: cheaper than the 256-entry tables when only a few candidates are re-scored."""
-        nq, kc = cand.shape
-        qs = self.codec.query_space(q)
-        rec = PQCodec.decode_sub(self.codec, self._codes[np.maximum(cand, 0)].reshape(nq * kc, -1))
-        rec = rec.reshape(nq, kc, -1)
-        s = np.einsum("qd,qkd->qk", qs, rec)
-        if self.metric == "l2":
-            s = 2 * s - np.einsum("qkd,qkd->qk", rec, rec)
-        s = np.where(cand >= 0, s, -np.inf).astype(np.float32)
-        order = np.lexsort((cand, -s), axis=1)[:, :k]
-        return np.take_along_axis(s, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
     def _state(self):
         config, arrays = self.codec.state()
-        arrays["codes"] = self._codes
+        arrays["codes"] = self.codes()
         return {"codec": config}, arrays
 
     def _load_state(self, config, arrays):
         self.codec.load_state(arrays)
-        self._codes = np.array(arrays["codes"])
-        self._ntotal = len(self._codes)
+        codes = np.asarray(arrays["codes"])
+        self._ntotal = len(codes)
+        self._packed = pack(codes)

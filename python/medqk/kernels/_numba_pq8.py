@@ -1,46 +1,63 @@
-"""Numba twins of the 8-bit PQ search (csrc/runtime/pq8_search.cpp): same tables, same ids and scores."""
+"""Numba twins of the 8-bit PQ search (csrc/runtime/pq8_search.cpp): same layout, same ids and scores."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from ._numba_search import _heap_push, _heap_sort, quantize_tables
+from ._numba_search import _heap_push, _heap_sort
+
+BLOCK = 64  # kernels/pq8_scan.h: kPq8Block
 
 
-@njit(parallel=True, boundscheck=False, nogil=True)
-def pq8_decode_s8(codes, table, out):
-    """Twin of the native pq8_decode_s8: out[i, s*dsub:(s+1)*dsub] = table[s, codes[i, s]]."""
+@njit(boundscheck=False, nogil=True)
+def pq8_pack(codes, packed):
+    """codes (n, M) uint8 -> packed (blocks of 64 vectors, M rows of 64 bytes each; medqk.h: pq8_pack)."""
     n, m = codes.shape
-    dsub = table.shape[2]
-    for i in prange(n):
+    packed[:] = 0
+    for v in range(n):
+        base = (v // BLOCK) * BLOCK * m + v % BLOCK
         for s in range(m):
-            for j in range(dsub):
-                out[i, s * dsub + j] = table[s, codes[i, s], j]
-
-
-def pq8_quantize_tables(tables, luts, alpha, beta):
-    """Twin of the native pq8_quantize_tables: same float32 steps, same uint16 tables."""
-    quantize_tables(tables, luts, alpha, beta, 65535.0)
+            packed[base + s * BLOCK] = codes[v, s]
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def pq8_search_topk(luts, codes, alpha, beta, k, scores, ids):
-    nq, m, _ = luts.shape
-    n = codes.shape[0]
+def pq8_scan(lut, packed, n, thr, sums, masks):
+    """Twin of the scan kernel: sums[v] = sum_s lut[s, code_s(v)] (uint16) over the padded blocks,
+    masks[b] bit j set when sums[64 b + j] >= thr."""
+    m = lut.shape[0]
+    nblocks = (n + BLOCK - 1) // BLOCK
+    for b in prange(nblocks):
+        mask = np.uint64(0)
+        for j in range(BLOCK):
+            acc = 0
+            for s in range(m):
+                acc += lut[s, packed[b * BLOCK * m + s * BLOCK + j]]
+            sums[b * BLOCK + j] = acc
+            if acc >= thr:
+                mask |= np.uint64(1) << np.uint64(j)
+        masks[b] = mask
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def pq8_search_topk(tables, packed, n, k, scores, ids):
+    """Exact ADC top-k: every vector's float32 sum of tables[q, s, code_s] in subspace order from 0
+    (ties -> lower id). The native search filters with 8-bit tables first and ends with the same result."""
+    nq, m, _ = tables.shape
     for q in prange(nq):
         hs = np.empty(k, dtype=np.float32)
         hi = np.empty(k, dtype=np.int64)
         size = 0
         for v in range(n):
-            acc = 0
+            base = (v // BLOCK) * BLOCK * m + v % BLOCK
+            acc = np.float32(0.0)
             for s in range(m):
-                acc += luts[q, s, codes[v, s]]
-            size = _heap_push(hs, hi, size, k, np.float32(acc), v)
+                acc += tables[q, s, packed[base + s * BLOCK]]
+            size = _heap_push(hs, hi, size, k, acc, v)
         _heap_sort(hs, hi, size)
         for t in range(k):
             if t < size:
-                scores[q, t] = alpha[q] * hs[t] + beta[q]
+                scores[q, t] = hs[t]
                 ids[q, t] = hi[t]
             else:
                 scores[q, t] = -np.inf

@@ -128,7 +128,7 @@ def s8_score_candidates(qs, codes, cand, out):
 @njit(parallel=True, boundscheck=False, nogil=True)
 def quantize_tables(tables, luts, alpha, beta, top):
     """Float tables (nq, S, E) -> integer tables in [0, top] with one step per query; the twin of the
-    native lut4_quantize_tables (top 255) and pq8_quantize_tables (top 65535): same float32 steps.
+    native lut4_quantize_tables (top 127): same float32 steps.
     Rows of ``luts`` past S (padding) are set to zero."""
     nq, S, E = tables.shape
     for q in prange(nq):

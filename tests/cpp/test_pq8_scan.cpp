@@ -1,0 +1,89 @@
+// The 8-bit PQ scan of every ISA this binary has and this CPU runs equals a direct sum (sums and masks),
+// and pq8_search_topk equals brute-force exact ADC (float32 sums in subspace order, ties -> lower id) on
+// ids and scores bit for bit: odd subspace counts, n not a multiple of 64, all-127 and all-0 tables, codes
+// 0 and 255, tables with many equal entries (ties), one and two threads.
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "medqk/medqk.h"
+
+int main() {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  int failures = 0, cases = 0;
+  const std::size_t ns[] = {1, 63, 64, 65, 200, 3000};
+  const std::size_t ms[] = {1, 2, 3, 7, 15, 16, 17, 31, 33, 48, 63, 65, 127, 129, 256};
+  for (medqk::Isa isa : medqk::supported_isas()) {
+    std::printf("pq8_scan: testing isa=%s\n", medqk::isa_name(isa));
+    for (std::size_t n : ns) {
+      for (std::size_t m : ms) {
+        if (n * m > 200000) continue;  // keeps the test quick under qemu
+        for (int fill = 0; fill < 4; ++fill) {
+          // fill 0: random, 1: every entry 127 and codes 255, 2: zeros and codes 0, 3: coarse (ties)
+          std::vector<uint8_t> codes(n * m);
+          for (auto& c : codes) c = fill == 1 ? 255 : fill == 2 ? 0 : static_cast<uint8_t>(rng());
+          std::vector<uint8_t> packed(medqk::pq8_packed_bytes(n, m));
+          medqk::pq8_pack(codes.data(), n, m, packed.data());
+          std::vector<uint8_t> lut(m * 256);
+          for (auto& v : lut) v = fill == 1 ? 127 : fill == 2 ? 0 : static_cast<uint8_t>(rng() % 128);
+          const std::size_t nblocks = (n + 63) / 64;
+          std::vector<uint16_t> sums(nblocks * 64);
+          std::vector<uint64_t> masks(nblocks);
+          const uint16_t thr = static_cast<uint16_t>(fill == 1 ? 127 * m : 60 * m);
+          medqk::pq8_scan(isa, lut.data(), m, packed.data(), nblocks, thr, sums.data(), masks.data());
+          ++cases;
+          for (std::size_t v = 0; v < nblocks * 64; ++v) {
+            unsigned want = 0;
+            for (std::size_t s = 0; s < m; ++s) want += lut[s * 256 + (v < n ? codes[v * m + s] : 0)];
+            const bool bit = (masks[v / 64] >> (v % 64)) & 1;
+            if (sums[v] != want || bit != (want >= thr)) {
+              if (failures < 10) {
+                std::printf("FAIL scan isa=%s n=%zu m=%zu fill=%d v=%zu: sum %u want %u, bit %d\n",
+                            medqk::isa_name(isa), n, m, fill, v, static_cast<unsigned>(sums[v]), want, bit);
+              }
+              ++failures;
+              break;
+            }
+          }
+          // the search: float tables (coarse values for fill 3, so that many scores tie)
+          const std::size_t nq = 3, k = std::min<std::size_t>(n + 2, 25);
+          std::vector<float> tables(nq * m * 256);
+          for (auto& t : tables) t = fill == 3 ? static_cast<float>(static_cast<int>(rng() % 4)) : normal(rng);
+          for (int threads : {1, 2}) {
+            std::vector<float> scores(nq * k);
+            std::vector<int64_t> ids(nq * k);
+            medqk::pq8_search_topk(isa, tables.data(), nq, m, packed.data(), n, k, scores.data(), ids.data(),
+                                   threads);
+            for (std::size_t q = 0; q < nq; ++q) {
+              std::vector<std::pair<float, long long>> ref;
+              for (std::size_t v = 0; v < n; ++v) {
+                float acc = 0.0f;
+                for (std::size_t s = 0; s < m; ++s) acc += tables[(q * m + s) * 256 + codes[v * m + s]];
+                ref.push_back({-acc, static_cast<long long>(v)});
+              }
+              std::sort(ref.begin(), ref.end());
+              ++cases;
+              for (std::size_t t = 0; t < k; ++t) {
+                const bool have = t < n;
+                const long long want_id = have ? ref[t].second : -1;
+                if (ids[q * k + t] != want_id || (have && scores[q * k + t] != -ref[t].first)) {
+                  if (failures < 10) {
+                    std::printf("FAIL search isa=%s n=%zu m=%zu fill=%d threads=%d q=%zu rank %zu: id %lld want %lld\n",
+                                medqk::isa_name(isa), n, m, fill, threads, q, t,
+                                static_cast<long long>(ids[q * k + t]), want_id);
+                  }
+                  ++failures;
+                  break;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  std::printf("%d cases, %d failures\n", cases, failures);
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,154 @@
+"""8-bit PQ scan and search: every ISA and the Numba twins equal a direct numpy computation bit for bit
+(the scan's uint16 sums and masks; the search's exact float ADC ids and scores, ties -> lower id)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import medqk
+from medqk import _backend
+
+pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+
+MS = [1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129, 256]
+NS = [1, 2, 63, 64, 65, 129]
+
+
+def pack_ref(codes):
+    n, m = codes.shape
+    nb = -(-n // 64)
+    padded = np.zeros((nb * 64, m), np.uint8)
+    padded[:n] = codes
+    return padded.reshape(nb, 64, m).transpose(0, 2, 1).reshape(-1).copy()
+
+
+def exact_adc(tables, codes, k):
+    """Float32 sums in subspace order from 0 (as the kernels add them), ranked; ties -> lower id."""
+    nq, m, _ = tables.shape
+    n = codes.shape[0]
+    acc = np.zeros((nq, n), np.float32)
+    for s in range(m):
+        acc += tables[:, s, codes[:, s]]
+    ids = np.lexsort((np.broadcast_to(np.arange(n), acc.shape), -acc), axis=1)[:, :k]
+    return np.take_along_axis(acc, ids, axis=1), ids
+
+
+@pytest.mark.parametrize("m", MS)
+def test_pack_layout(m):
+    rng = np.random.default_rng(m)
+    for n in NS:
+        codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
+        want = pack_ref(codes)
+        np.testing.assert_array_equal(_backend._core.pq8_pack(codes), want)
+        if HAVE_NUMBA:
+            from medqk.kernels import _numba_pq8
+
+            out = np.empty_like(want)
+            _numba_pq8.pq8_pack(codes, out)
+            np.testing.assert_array_equal(out, want)
+        from medqk.index.pq8 import unpack
+
+        np.testing.assert_array_equal(unpack(want, n, m), codes)
+        ids = rng.integers(0, n, 5)
+        np.testing.assert_array_equal(unpack(want, n, m, ids), codes[ids])
+
+
+@pytest.mark.parametrize("m", MS)
+@pytest.mark.parametrize("fill", ["random", "max", "zero"])
+def test_scan_every_isa_and_numba(m, fill):
+    rng = np.random.default_rng(7 * m)
+    for n in NS:
+        if fill == "max":  # the largest sums: 127 * m
+            codes = np.full((n, m), 255, np.uint8)
+            lut = np.full((m, 256), 127, np.uint8)
+        elif fill == "zero":
+            codes = np.zeros((n, m), np.uint8)
+            lut = np.zeros((m, 256), np.uint8)
+        else:
+            codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
+            lut = rng.integers(0, 128, (m, 256), dtype=np.uint8)
+        packed = pack_ref(codes)
+        padded = np.zeros((-(-n // 64) * 64, m), np.uint8)
+        padded[:n] = codes
+        want = lut[np.arange(m)[None, :], padded].astype(np.int64).sum(axis=1)
+        for thr in (0, int(np.median(want)), 127 * m, 65535):
+            bits = (want >= thr).reshape(-1, 64)
+            want_masks = (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+            for isa in medqk.available_isas():
+                with medqk.use_isa(isa):
+                    sums, masks = _backend._core.pq8_scan(lut, packed, n, thr)
+                np.testing.assert_array_equal(sums, want, err_msg=f"isa={isa} n={n} thr={thr}")
+                np.testing.assert_array_equal(masks, want_masks, err_msg=f"isa={isa} n={n} thr={thr}")
+            if HAVE_NUMBA:
+                from medqk.kernels import _numba_pq8
+
+                s2 = np.empty_like(sums)
+                m2 = np.empty_like(masks)
+                _numba_pq8.pq8_scan(lut, packed, n, thr, s2, m2)
+                np.testing.assert_array_equal(s2, want)
+                np.testing.assert_array_equal(m2, want_masks)
+
+
+CASES = [(1, 1, 1, 3), (50, 3, 9, 7), (700, 17, 5, 10), (3000, 48, 4, 20), (129, 256, 2, 130), (20000, 16, 1, 10)]
+
+
+@pytest.mark.parametrize("n,m,nq,k", CASES)
+@pytest.mark.parametrize("tables", ["normal", "ties", "wide"])
+def test_search_is_exact_adc_every_isa_and_numba(n, m, nq, k, tables):
+    """The 8-bit filter must never drop a vector that belongs in the float top k. 'wide' puts one huge
+    entry per subspace, so the 8-bit tables are nearly all zero (the filter passes almost everything);
+    'ties' uses few distinct values, so scores tie and ids decide."""
+    rng = np.random.default_rng(n + m)
+    codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
+    if tables == "ties":
+        t = rng.integers(0, 3, (nq, m, 256)).astype(np.float32)
+        codes[n // 2 :] = codes[: n - n // 2]  # duplicate vectors: equal scores, distinct ids
+    else:
+        t = rng.standard_normal((nq, m, 256)).astype(np.float32)
+        if tables == "wide":
+            t[:, :, 0] = 1e4
+    packed = pack_ref(codes)
+    kk = min(k, n)
+    want_s, want_i = exact_adc(t, codes, kk)
+    results = []
+    for isa in medqk.available_isas():
+        with medqk.use_isa(isa):
+            for threads in (1, 2):
+                results.append(_backend._core.pq8_search_topk(t, packed, n, k, threads))
+    if HAVE_NUMBA:
+        from medqk.kernels import _numba_pq8
+
+        s = np.empty((nq, k), np.float32)
+        i = np.empty((nq, k), np.int64)
+        _numba_pq8.pq8_search_topk(t, packed, n, k, s, i)
+        results.append((s, i))
+    for s, i in results:
+        np.testing.assert_array_equal(i[:, :kk], want_i)
+        np.testing.assert_array_equal(s[:, :kk], want_s)
+        assert (i[:, kk:] == -1).all() and np.isneginf(s[:, kk:]).all()
+
+
+def test_bad_arguments_are_named():
+    core = _backend._core
+    codes = np.zeros((70, 4), np.uint8)
+    packed = core.pq8_pack(codes)
+    t = np.zeros((2, 4, 256), np.float32)
+    with pytest.raises(ValueError, match="packed must hold"):
+        core.pq8_search_topk(t, packed[:-1], 70, 5)
+    with pytest.raises(ValueError, match="packed must hold"):
+        core.pq8_search_topk(t, packed, 200, 5)
+    with pytest.raises(ValueError, match="tables must have shape"):
+        core.pq8_search_topk(np.zeros((2, 4, 255), np.float32), packed, 70, 5)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        core.pq8_search_topk(t, packed, 70, 0)
+    with pytest.raises((ValueError, TypeError), match="tables"):
+        core.pq8_search_topk(t.astype(np.float64), packed, 70, 5)
+    with pytest.raises(ValueError, match="lut entries must be <= 127"):
+        core.pq8_scan(np.full((4, 256), 128, np.uint8), packed, 70, 0)
+    with pytest.raises(ValueError, match="1 to 256 columns"):
+        core.pq8_pack(np.zeros((3, 257), np.uint8))
