@@ -79,6 +79,7 @@ def test_batched_int8_gemm_path(backend, spec, metric, monkeypatch):
     import medqk.index.flat as flat
     import medqk.index.lut4 as lut4
 
+    monkeypatch.setattr(lut4, "GEMM_MAX_DIMS_PER_SUBSPACE", 10**9)  # the GEMM for pq too
     x, _ = data(n=1500, normalize=metric == "ip")
     _, q = data(n=10, nq=lut4.GEMM_MIN_QUERIES, seed=3, normalize=metric == "ip")
     opts = {"opq_iter": 3, "max_iter": 6} if spec.startswith("opq") else {}

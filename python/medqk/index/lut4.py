@@ -10,8 +10,9 @@ of those candidates.
 Batches of at least ``GEMM_MIN_QUERIES`` queries on codecs with an int8 view (int4, cb4, cb3, pca*) find
 their candidates differently: blocks of codes are decoded to int8 vectors (``lut4_decode_s8``) and scored
 by the int8 GEMM (VNNI where the CPU has it), 2-3x faster per query than the table scan once the decoding
-is shared by the batch; the candidates are re-scored with the same float tables. The two paths agree on
-the exact scores of what they return and differ only in candidates at the margin.
+is shared by the batch; the candidates are re-scored with the same float tables. Codecs with few subspaces
+for their width (pq<M>x4fs: M lookups against d multiply-adds) keep the scan unless the CPU has AMX. The
+two paths agree on the exact scores of what they return and differ only in candidates at the margin.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ..runtime import get_isa
 from .flat import Index, s8_blocked_topk
 
 _QUERY_CHUNK = 512
@@ -30,6 +32,12 @@ GEMM_MIN_QUERIES = 256
 # the table scan's threshold reservoir for long lists (pq96x4fs+rerank:int8, 200 candidates: 7.9k QPS by
 # the GEMM against 10.0k by the scan on MedQuAD)
 GEMM_MAX_CANDIDATES = 100
+# ... and only when the GEMM's d' multiply-adds per vector and query (the int8 view's width) are at most this
+# many per subspace the table scan would look up: measured on MedQuAD (15,825 x 384, 11,464 queries, 1 thread,
+# Zen 5 AVX-512, no AMX), int4 / cb4 (384 subspaces, d' 384) run 25-30k QPS by the GEMM and 16-17k by the scan,
+# pq96x4fs (96 subspaces, d' 384) 32k by the GEMM and 42k by the scan. AMX tiles make the GEMM several times
+# faster: with the amx path the GEMM is always taken.
+GEMM_MAX_DIMS_PER_SUBSPACE = 2
 
 
 def quantize_tables(t: np.ndarray):
@@ -152,6 +160,8 @@ class FlatLUT4Index(Index):
     def _search(self, q, k, threads, rescore):
         kc = min(self._ntotal, getattr(self.codec, "rescore_factor", 2) * k) if rescore else k
         view = self._int8_view() if q.shape[0] >= GEMM_MIN_QUERIES and kc <= GEMM_MAX_CANDIDATES else None
+        if view is not None and view[3] > GEMM_MAX_DIMS_PER_SUBSPACE * self.n_sub and get_isa() != "amx":
+            view = None
         if view is not None:
             cand_all = self._gemm_candidates(q, kc, threads, view)
             if not rescore:
