@@ -43,10 +43,20 @@ void plan_query(const float* t, std::size_t m, QueryPlan* plan) {
   float span = 0.0f;
   for (std::size_t s = 0; s < m; ++s) {
     const float* ts = t + s * 256;
-    float mn = ts[0], mx = ts[0];
-    for (int c = 0; c < 256; ++c) {
-      mn = ts[c] < mn ? ts[c] : mn;
-      mx = ts[c] > mx ? ts[c] : mx;
+    // 16 lanes of minima and maxima, folded at the end: a single running min is a serial chain (and
+    // the compiler may not reorder a float min reduction without -ffast-math)
+    float mn16[16], mx16[16];
+    for (int u = 0; u < 16; ++u) mn16[u] = mx16[u] = ts[u];
+    for (int c = 16; c < 256; c += 16) {
+      for (int u = 0; u < 16; ++u) {
+        mn16[u] = ts[c + u] < mn16[u] ? ts[c + u] : mn16[u];
+        mx16[u] = ts[c + u] > mx16[u] ? ts[c + u] : mx16[u];
+      }
+    }
+    float mn = mn16[0], mx = mx16[0];
+    for (int u = 1; u < 16; ++u) {
+      mn = std::min(mn, mn16[u]);
+      mx = std::max(mx, mx16[u]);
     }
     lo[s] = mn;
     hi[s] = mx;
@@ -64,8 +74,12 @@ void plan_query(const float* t, std::size_t m, QueryPlan* plan) {
       v[c] = runtime::round_clamp((ts[c] - l) * inv, kernels::kPq8LutMax);
       r[c] = std::fabs(ts[c] - (l + step * static_cast<float>(v[c])));
     }
+    float e16[16] = {};
+    for (int c = 0; c < 256; c += 16) {
+      for (int u = 0; u < 16; ++u) e16[u] = r[c + u] > e16[u] ? r[c + u] : e16[u];
+    }
     float e = 0.0f;
-    for (int c = 0; c < 256; ++c) e = r[c] > e ? r[c] : e;
+    for (int u = 0; u < 16; ++u) e = std::max(e, e16[u]);
     uint8_t* out = plan->lut + s * 256;
     for (int c = 0; c < 256; ++c) out[c] = static_cast<uint8_t>(v[c]);
     base += lo[s];
@@ -127,61 +141,68 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
   // keeps its own top-k, merged at the end: more work per query, so only when queries run out)
   const std::size_t groups = std::min<std::size_t>(static_cast<std::size_t>(threads), nq);
   const std::size_t parts = std::max<std::size_t>(1, std::min(static_cast<std::size_t>(threads) / groups, chunks));
-  std::vector<QueryPlan> plans(nq);
-  std::vector<uint8_t> luts(nq * m * 256);
-  runtime::parallel_for(static_cast<int>(nq), threads, [&](int q) {
-    plans[q].lut = luts.data() + static_cast<std::size_t>(q) * m * 256;
-    plan_query(tables + static_cast<std::size_t>(q) * m * 256, m, &plans[q]);
-  });
+  // A task takes its queries a few at a time: their float tables (m KiB each) and 8-bit tables stay in
+  // cache while the group scans every chunk, so the float scoring of the vectors that pass the filter hits
+  // cache instead of memory (the tables of a whole batch, 48 KiB per query at m = 48, would not fit).
+  const std::size_t per_group =
+      std::min<std::size_t>(16, std::max<std::size_t>(1, (std::size_t(384) << 10) / (m * 256 * 5)));
   std::vector<std::vector<runtime::Hit>> partial(parts > 1 ? nq * parts : 0);
   runtime::parallel_for(static_cast<int>(groups * parts), threads, [&](int task) {
     const std::size_t g = static_cast<std::size_t>(task) / parts, part = static_cast<std::size_t>(task) % parts;
-    const std::size_t q0 = nq * g / groups, q1 = nq * (g + 1) / groups;
     const std::size_t c0 = chunks * part / parts, c1 = chunks * (part + 1) / parts;
-    std::vector<runtime::TopK> heaps(q1 - q0);
-    for (auto& h : heaps) h.reset(topk);
+    std::vector<QueryPlan> plans(per_group);
+    std::vector<uint8_t> luts(per_group * m * 256);
+    std::vector<runtime::TopK> heaps(per_group);
     std::vector<uint16_t> sums(kChunkBlocks * kB);
     uint64_t masks[kChunkBlocks];
-    for (std::size_t c = c0; c < c1; ++c) {
-      const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
-      const uint8_t* chunk = packed + b0 * kB * m;
+    for (std::size_t q0 = nq * g / groups, q_end = nq * (g + 1) / groups; q0 < q_end; q0 += per_group) {
+      const std::size_t q1 = std::min(q_end, q0 + per_group);
       for (std::size_t q = q0; q < q1; ++q) {
-        const QueryPlan& plan = plans[q];
-        const float* t = tables + q * m * 256;
-        runtime::TopK& heap = heaps[q - q0];
-        uint16_t thr = threshold(plan, heap);
-        scan(plan.lut, m, chunk, nb, thr, sums.data(), masks);
-        for (std::size_t b = 0; b < nb; ++b) {
-          uint64_t mask = masks[b];
-          const std::size_t v0 = (b0 + b) * kB;
-          if (n - v0 < kB) mask &= (uint64_t(1) << (n - v0)) - 1;  // padding vectors of the last block
-          const uint8_t* block = chunk + b * kB * m;
-          // the vectors still above the threshold (it may have risen since the scan), scored 8 at a time
-          alignas(8) uint8_t js[kB + 8];
-          std::size_t cnt = 0;
-          for (; mask != 0; mask &= mask - 1) {
-            const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(mask));
-            js[cnt] = static_cast<uint8_t>(j);
-            cnt += sums[b * kB + j] >= thr;
-          }
-          for (std::size_t u = 0; u < cnt; u += 8) {
-            for (std::size_t w = cnt; w < u + 8; ++w) js[w] = js[cnt - 1];  // pad the last group
-            float sc[8];
-            exact_scores8(t, m, block, js + u, sc);
-            for (std::size_t w = u; w < std::min(cnt, u + 8); ++w) {
-              heap.push(sc[w - u], static_cast<int64_t>(v0 + js[w]));
+        plans[q - q0].lut = luts.data() + (q - q0) * m * 256;
+        plan_query(tables + q * m * 256, m, &plans[q - q0]);
+        heaps[q - q0].reset(topk);
+      }
+      for (std::size_t c = c0; c < c1; ++c) {
+        const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
+        const uint8_t* chunk = packed + b0 * kB * m;
+        for (std::size_t q = q0; q < q1; ++q) {
+          const QueryPlan& plan = plans[q - q0];
+          const float* t = tables + q * m * 256;
+          runtime::TopK& heap = heaps[q - q0];
+          uint16_t thr = threshold(plan, heap);
+          scan(plan.lut, m, chunk, nb, thr, sums.data(), masks);
+          for (std::size_t b = 0; b < nb; ++b) {
+            uint64_t mask = masks[b];
+            const std::size_t v0 = (b0 + b) * kB;
+            if (n - v0 < kB) mask &= (uint64_t(1) << (n - v0)) - 1;  // padding vectors of the last block
+            const uint8_t* block = chunk + b * kB * m;
+            // the vectors still above the threshold (it may have risen since the scan), scored 8 at a time
+            alignas(8) uint8_t js[kB + 8];
+            std::size_t cnt = 0;
+            for (; mask != 0; mask &= mask - 1) {
+              const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(mask));
+              js[cnt] = static_cast<uint8_t>(j);
+              cnt += sums[b * kB + j] >= thr;
             }
+            for (std::size_t u = 0; u < cnt; u += 8) {
+              for (std::size_t w = cnt; w < u + 8; ++w) js[w] = js[cnt - 1];  // pad the last group
+              float sc[8];
+              exact_scores8(t, m, block, js + u, sc);
+              for (std::size_t w = u; w < std::min(cnt, u + 8); ++w) {
+                heap.push(sc[w - u], static_cast<int64_t>(v0 + js[w]));
+              }
+            }
+            if (cnt != 0) thr = threshold(plan, heap);
           }
-          if (cnt != 0) thr = threshold(plan, heap);
         }
       }
-    }
-    for (std::size_t q = q0; q < q1; ++q) {
-      auto& hits = heaps[q - q0].hits();
-      if (parts == 1) {
-        runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
-      } else {
-        partial[q * parts + part] = std::move(hits);
+      for (std::size_t q = q0; q < q1; ++q) {
+        auto& hits = heaps[q - q0].hits();
+        if (parts == 1) {
+          runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
+        } else {
+          partial[q * parts + part] = std::move(hits);
+        }
       }
     }
   });

@@ -21,7 +21,7 @@ from ..quantizers.pq import PQCodec
 from .flat import Index
 
 BLOCK = 64  # vectors per packed block (kernels/pq8_scan.h)
-_QUERY_CHUNK = 512
+_QUERY_CHUNK = 128  # float tables of 128 queries: 6 MiB at M = 48
 
 
 def pack(codes: np.ndarray) -> np.ndarray:
