@@ -88,8 +88,9 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
     const std::size_t c0 = nchunks * part / parts, c1 = nchunks * (part + 1) / parts;
     std::vector<uint32_t> sums(group * sums_stride), masks(group * kChunkBlocks);
     int32_t thresholds[kernels::kLut4MaxQueries];
-    runtime::SumsTopK heaps[kernels::kLut4MaxQueries];
-    for (std::size_t j = 0; j < nqg; ++j) heaps[j].reset(topk);
+    runtime::BinnedTopK heaps[kernels::kLut4MaxQueries];
+    const int32_t max_sum = static_cast<int32_t>(kernels::kLut4MaxEntry * d_even);
+    for (std::size_t j = 0; j < nqg; ++j) heaps[j].reset(topk, max_sum);
     // chunk boundaries in blocks; the first chunk of a part is a single block, so that the heaps have a
     // threshold (the k-th best of what they saw) before the kernel tests the next thousand vectors
     const std::size_t first = c0 * kChunkBlocks, last = std::min(nblocks, c1 * kChunkBlocks);

@@ -3,7 +3,7 @@
 // largest entry allowed)
 // (sums far past 16 bits: the flush to 32 bits must be exact); batches of queries that fill the groups
 // the kernels scan together and leave remainders (1..9 queries), each query with its own tables; every
-// sum is checked (k = n + 2 ranks all vectors, then the padding).
+// sum is checked (k = n + 2 ranks all vectors, then the padding); k = 3 exercises the running threshold.
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -24,7 +24,8 @@ int main() {
           for (std::size_t nq : {std::size_t(1), std::size_t(2), std::size_t(3), std::size_t(4), std::size_t(5),
                                  std::size_t(9)}) {
             if (d > 400 && nq > 3) continue;  // keeps the test quick; the large d are there for the flushes
-            const std::size_t d_even = d + (d & 1), k = n + 2;
+            for (std::size_t k : {n + 2, std::size_t(3)}) {  // every vector ranked; a small k (thresholds)
+            const std::size_t d_even = d + (d & 1);
             std::vector<uint8_t> codes(n * d), luts(nq * d_even * 16, 0);
             for (auto& c : codes) c = rng() & 15;
             for (std::size_t q = 0; q < nq; ++q) {
@@ -62,6 +63,7 @@ int main() {
                   break;
                 }
               }
+            }
             }
           }
         }
