@@ -3,8 +3,9 @@
     python bench/compare_pq.py [--n 1000000] [--dim 384] [--threads 1] [--repeat 5] [--only fastscan|adc]
 
 N seeded random vectors (standard normal, normalized; inner product), k=10. Prints codes scanned per
-second (N * nq / time, median of --repeat runs after a warm-up) at nq=1 (one query at a time, the
-latency case: bound by memory bandwidth) and nq=32 (a batch: bound by lookups), for
+second (N * nq / time, median of --repeat runs after a warm-up, the two libraries taking turns within each
+run) at nq=1 (one query at a time, the latency case: bound by memory bandwidth) and nq=32 (a batch: bound by
+lookups), for
   - 4-bit fast scan, M=96 (48 B/vector): medqk pq96x4fs vs faiss IndexPQFastScan(d, 96, 4)
   - 8-bit ADC, M=48 (48 B/vector): medqk pq48x8 vs faiss IndexPQ(d, 48, 8)
 and the ratios. Both libraries train on the same 65,536-vector sample. faiss columns show "-" without
@@ -40,18 +41,22 @@ def data(n: int, dim: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
     return x, q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
-def codes_per_s(search, q: np.ndarray, n: int, nq: int, repeat: int) -> float:
-    """Median codes/s of `repeat` runs; nq=1 runs the queries one at a time (8 of them per run)."""
+def codes_per_s(searches: list, q: np.ndarray, n: int, nq: int, repeat: int) -> list[float]:
+    """Median codes/s of `repeat` runs of each search; nq=1 runs the queries one at a time (8 of them per
+    run). The searches take turns within every repeat, so that a slower or faster spell of a shared machine
+    falls on all of them alike (their ratio is what this script reports)."""
     batches = [q[i : i + 1] for i in range(8)] if nq == 1 else [q[:nq]]
-    for b in batches:
-        search(b)  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+    for search in searches:
         for b in batches:
-            search(b)
-        times.append(time.perf_counter() - t0)
-    return n * sum(len(b) for b in batches) / float(np.median(times))
+            search(b)  # warm-up
+    times = [[] for _ in searches]
+    for _ in range(repeat):
+        for search, t in zip(searches, times):
+            t0 = time.perf_counter()
+            for b in batches:
+                search(b)
+            t.append(time.perf_counter() - t0)
+    return [n * sum(len(b) for b in batches) / float(np.median(t)) for t in times]
 
 
 def main() -> None:
@@ -87,16 +92,20 @@ def main() -> None:
         t0 = time.perf_counter()
         index = mi.create(spec, args.dim).train(train).add(x)
         build = time.perf_counter() - t0
-        ours = {nq: codes_per_s(lambda b: index.search(b, 10, threads=args.threads), q, args.n, nq, args.repeat)
-                for nq in (1, 32)}
+        ours_search = lambda b: index.search(b, 10, threads=args.threads)  # noqa: E731
         peer = {}
-        if faiss is not None:
+        if faiss is None:
+            ours = {nq: codes_per_s([ours_search], q, args.n, nq, args.repeat)[0] for nq in (1, 32)}
+        else:
             t0 = time.perf_counter()
             findex = make_faiss()
             findex.train(train)
             findex.add(x)
             fbuild = time.perf_counter() - t0
-            peer = {nq: codes_per_s(lambda b: findex.search(b, 10), q, args.n, nq, args.repeat) for nq in (1, 32)}
+            ours = {}
+            for nq in (1, 32):
+                ours[nq], peer[nq] = codes_per_s([ours_search, lambda b: findex.search(b, 10)], q, args.n, nq,
+                                                 args.repeat)
             # the same neighbours, roughly: both are PQ of the same data (R@10 of each vs exact is printed too)
             exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
             r_ours = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(index.search(q, 10)[1], exact)])
