@@ -35,6 +35,9 @@ void scan_blocks(const uint8_t* lut, std::size_t m, const uint8_t* packed, uint1
     const __m512i b2 = _mm512_loadu_si512(t + 384), b3 = _mm512_loadu_si512(t + 448);
     for (int i = 0; i < NB; ++i) {
       const uint8_t* row = packed + i * stride + s * kPq8Block;
+      // the same rows of the next NB blocks: the codes stream from memory (single-query scans)
+      _mm_prefetch(reinterpret_cast<const char*>(row + NB * stride), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(row + NB * stride + kPq8Block), _MM_HINT_T0);
       const __m512i r = _mm512_add_epi8(lookup(_mm512_loadu_si512(row), a0, a1, a2, a3),
                                         lookup(_mm512_loadu_si512(row + kPq8Block), b0, b1, b2, b3));
       even[i] = _mm512_add_epi16(even[i], _mm512_and_si512(r, low));
