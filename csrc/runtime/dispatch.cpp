@@ -18,6 +18,7 @@ struct KernelTable {
   kernels::F16ScoresFn f16_scores[kNumIsas] = {};
   kernels::PqAssignFn pq_assign[kNumIsas] = {};
   kernels::Pq8ScanFn pq8_scan[kNumIsas] = {};
+  kernels::QuantizeRowsFn quantize_rows[kNumIsas] = {};
 };
 
 const KernelTable& table() {
@@ -32,6 +33,7 @@ const KernelTable& table() {
     k.f16_scores[static_cast<int>(Isa::scalar)] = kernels::scalar::f16_scores;
     k.pq_assign[static_cast<int>(Isa::scalar)] = kernels::scalar::pq_assign;
     k.pq8_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::pq8_scan;
+    k.quantize_rows[static_cast<int>(Isa::scalar)] = kernels::scalar::quantize_rows_s8;
 #if defined(MEDQK_BUILD_AVX2)
     static const kernels::GemmS8Kernel avx2_gemm = {kernels::avx2::kGemmS8PanelCols,
                                                     kernels::avx2::gemm_s8s8_s32_packed_bytes,
@@ -43,6 +45,7 @@ const KernelTable& table() {
     k.pq_assign[static_cast<int>(Isa::avx2)] = kernels::avx2::pq_assign;
     // AVX2 has only 16-entry byte shuffles: the portable scan (see kernels/scalar/pq8_scan_scalar.cpp)
     k.pq8_scan[static_cast<int>(Isa::avx2)] = kernels::scalar::pq8_scan;
+    k.quantize_rows[static_cast<int>(Isa::avx2)] = kernels::avx2::quantize_rows_s8;
 #endif
 #if defined(MEDQK_BUILD_AVX512VNNI)
     static const kernels::GemmS8Kernel avx512vnni_gemm = {kernels::avx512vnni::kGemmS8PanelCols,
@@ -58,6 +61,7 @@ const KernelTable& table() {
     const kernels::Pq8ScanFn pq8_avx512 =
         cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::scalar::pq8_scan;
     k.pq8_scan[static_cast<int>(Isa::avx512vnni)] = pq8_avx512;
+    k.quantize_rows[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::quantize_rows_s8;
 #endif
 #if defined(MEDQK_BUILD_AMX)
     // AMX adds the GEMM; the other operations run the AVX-512 / AVX2 kernels (the amx path requires them)
@@ -71,6 +75,7 @@ const KernelTable& table() {
     k.pq_assign[static_cast<int>(Isa::amx)] = kernels::avx2::pq_assign;
     k.pq8_scan[static_cast<int>(Isa::amx)] =
         cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::scalar::pq8_scan;
+    k.quantize_rows[static_cast<int>(Isa::amx)] = kernels::avx2::quantize_rows_s8;
 #endif
 #if defined(MEDQK_BUILD_NEON)
     static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
@@ -82,6 +87,8 @@ const KernelTable& table() {
     k.f16_scores[static_cast<int>(Isa::neon)] = kernels::neon::f16_scores;
     k.pq_assign[static_cast<int>(Isa::neon)] = kernels::neon::pq_assign;
     k.pq8_scan[static_cast<int>(Isa::neon)] = kernels::neon::pq8_scan;
+    // the portable loop is NEON code on aarch64 (the compiler vectorizes it at the baseline)
+    k.quantize_rows[static_cast<int>(Isa::neon)] = kernels::scalar::quantize_rows_s8;
 #endif
 #if defined(MEDQK_BUILD_NEON_DOTPROD)
     static const kernels::GemmS8Kernel neon_dotprod_gemm = {kernels::neon_dotprod::kGemmS8PanelCols,
@@ -94,6 +101,7 @@ const KernelTable& table() {
     k.f16_scores[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::f16_scores;
     k.pq_assign[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq_assign;  // float: sdot has nothing to add
     k.pq8_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq8_scan;
+    k.quantize_rows[static_cast<int>(Isa::neon_dotprod)] = kernels::scalar::quantize_rows_s8;
 #endif
     return k;
   }();
@@ -200,6 +208,11 @@ kernels::PqAssignFn pq_assign_kernel(Isa isa) {
 kernels::Pq8ScanFn pq8_scan_kernel(Isa isa) {
   const int i = static_cast<int>(isa);
   return (i >= 0 && i < kNumIsas) ? table().pq8_scan[i] : nullptr;
+}
+
+kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa) {
+  const int i = static_cast<int>(isa);
+  return (i >= 0 && i < kNumIsas) ? table().quantize_rows[i] : nullptr;
 }
 
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) {

@@ -5,6 +5,7 @@
 #include "kernels/lut4_scan.h"
 #include "kernels/f16_scores.h"
 #include "kernels/pq8_scan.h"
+#include "kernels/quantize_rows.h"
 #include "kernels/pq_assign.h"
 #include "medqk/medqk.h"
 
@@ -15,6 +16,7 @@ namespace runtime {
 const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa);
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa);
 kernels::Pq8ScanFn pq8_scan_kernel(Isa isa);
+kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa);
 kernels::F16ScoresFn f16_scores_kernel(Isa isa);
 kernels::PqAssignFn pq_assign_kernel(Isa isa);
 

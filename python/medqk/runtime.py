@@ -15,6 +15,8 @@ OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq8_search
 # the ISA whose kernel runs each dispatched operation under each active ISA (the table scan has no
 # dotprod form: neon_dotprod runs the armv8-a scan; the float assignment runs the AVX2 / armv8-a kernel)
 _KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon", "amx": "avx512vnni"},
+               # the row quantization: the AVX2 build on x86 paths that have it, the baseline (NEON) build on ARM
+               "quantize_rows_s8": {"avx512vnni": "avx2", "amx": "avx2", "neon": "scalar", "neon_dotprod": "scalar"},
                "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"},
                # the 8-bit scan has 256-entry byte lookups only with AVX-512 VBMI (checked in info()) or NEON tbl
                "pq8_search_topk": {"avx2": "scalar", "neon_dotprod": "neon", "avx512vnni": "avx512vbmi",
@@ -99,8 +101,6 @@ def info() -> dict:
     for op in OPERATIONS:
         if backend == "numba":
             kernels[op] = f"numba:{op}"
-        elif op == "quantize_rows_s8":
-            kernels[op] = f"portable:{op}"  # baseline-ISA C++ helper, not dispatched
         else:
             kernel_isa = _KERNEL_ISA.get(op, {}).get(isa, isa)
             if kernel_isa == "avx512vbmi" and not (core is not None and core.cpu_features().get("avx512vbmi")):
