@@ -137,6 +137,34 @@ struct KeyOrder<int32_t> {
   static constexpr int32_t lowest() { return std::numeric_limits<int32_t>::min(); }
 };
 
+// A hit as one 64-bit key, larger = better: ord(score) << 32 | (2^32 - 1 - id) (ids < 2^32), so that the
+// tie rule (equal score -> lower id) is a single integer compare; the top-k buffers below keep these.
+template <typename T>
+inline uint64_t hit_key(T score, int64_t id) {
+  return static_cast<uint64_t>(KeyOrder<T>::ord(score)) << 32 | (0xffffffffu - static_cast<uint64_t>(id));
+}
+template <typename T>
+inline T key_score(uint64_t key) {
+  return KeyOrder<T>::value(static_cast<uint32_t>(key >> 32));
+}
+
+// Cuts keys (more than k) back to the k best (nth_element, unordered) and returns the k-th best score.
+template <typename T>
+inline T keep_best(std::vector<uint64_t>& keys, std::size_t k) {
+  std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end(), std::greater<uint64_t>());
+  keys.resize(k);
+  return key_score<T>(keys[k - 1]);  // the k-th best sits there
+}
+
+// The hits of keys, for write_sorted / merge_parts.
+template <typename T>
+inline void keys_to_hits(const std::vector<uint64_t>& keys, std::vector<Hit>& hits) {
+  hits.clear();
+  for (uint64_t key : keys) {
+    hits.push_back({static_cast<float>(key_score<T>(key)), static_cast<int64_t>(0xffffffffu - (key & 0xffffffffu))});
+  }
+}
+
 // Top-k by a reservoir rather than a heap, for the exact integer sums of the table scans (T = int32_t; a
 // float KeyOrder would serve the int8 / fp16 scans, but there the heap above measured faster: its threshold
 // rises with every push, the reservoir's only at a cut, so more scores pass): a score enters the buffer only when it beats the threshold, and when
@@ -199,11 +227,7 @@ class ReservoirTopK {
   // The k best (unordered), for write_sorted / merge_parts.
   std::vector<Hit>& hits() {
     if (keys_.size() > k_) cut();
-    hits_.clear();
-    for (uint64_t key : keys_) {
-      hits_.push_back({static_cast<float>(KeyOrder<T>::value(static_cast<uint32_t>(key >> 32))),
-                       static_cast<int64_t>(kIdMask - (key & kIdMask))});
-    }
+    keys_to_hits<T>(keys_, hits_);
     return hits_;
   }
 
@@ -215,18 +239,13 @@ class ReservoirTopK {
       mask &= mask - 1;
       const T v = p[u] + bias;
       if (!(v > threshold_)) continue;
-      keys_.push_back(static_cast<uint64_t>(KeyOrder<T>::ord(v)) << 32 | (kIdMask - static_cast<uint64_t>(id0 + u)));
+      keys_.push_back(hit_key(v, id0 + u));
       if (keys_.size() == cap_) cut();
     }
   }
 
-  void cut() {
-    std::nth_element(keys_.begin(), keys_.begin() + (k_ - 1), keys_.end(), std::greater<uint64_t>());
-    keys_.resize(k_);
-    threshold_ = KeyOrder<T>::value(static_cast<uint32_t>(keys_[k_ - 1] >> 32));  // the k-th best sits there
-  }
+  void cut() { threshold_ = keep_best<T>(keys_, k_); }
 
-  static constexpr uint64_t kIdMask = 0xffffffffu;
   std::size_t k_ = 0, cap_ = 0;
   std::vector<uint64_t> keys_;
   std::vector<Hit> hits_;
@@ -283,20 +302,15 @@ class BinnedTopK {
 
   std::vector<Hit>& hits() {
     if (keys_.size() > k_) cut();
-    hits_.clear();
-    for (uint64_t key : keys_) {
-      hits_.push_back({static_cast<float>(KeyOrder<int32_t>::value(static_cast<uint32_t>(key >> 32))),
-                       static_cast<int64_t>(kIdMask - (key & kIdMask))});
-    }
+    keys_to_hits<int32_t>(keys_, hits_);
     return hits_;
   }
 
  private:
   static constexpr std::size_t kBins = 1024;
-  static constexpr uint64_t kIdMask = 0xffffffffu;
 
   void append(int32_t v, int64_t id) {
-    keys_.push_back(static_cast<uint64_t>(KeyOrder<int32_t>::ord(v)) << 32 | (kIdMask - static_cast<uint64_t>(id)));
+    keys_.push_back(hit_key(v, id));
     const int b = v >> shift_;
     ++hist_[b];
     if (bin_ < 0) {
@@ -338,12 +352,10 @@ class BinnedTopK {
   }
 
   void cut() {
-    std::nth_element(keys_.begin(), keys_.begin() + (k_ - 1), keys_.end(), std::greater<uint64_t>());
-    keys_.resize(k_);
-    threshold_ = KeyOrder<int32_t>::value(static_cast<uint32_t>(keys_[k_ - 1] >> 32));
+    threshold_ = keep_best<int32_t>(keys_, k_);
     // the histogram again of the k kept sums: the threshold's bin holds the k-th best
     std::fill(hist_, hist_ + kBins, 0u);
-    for (uint64_t key : keys_) ++hist_[KeyOrder<int32_t>::value(static_cast<uint32_t>(key >> 32)) >> shift_];
+    for (uint64_t key : keys_) ++hist_[key_score<int32_t>(key) >> shift_];
     bin_ = threshold_ >> shift_;
     std::size_t cum = 0;
     for (int b = bin_ + 1; b < static_cast<int>(kBins); ++b) cum += hist_[b];

@@ -85,8 +85,12 @@ class FlatPQ8Index(Index):
         self.codec.train(x)
 
     def _add(self, x):
+        """Packs the new codes after the stored ones: only the last, partly filled block is packed again."""
         new = self.codec.encode_sub(x)
-        self._packed = pack(np.concatenate([self.codes(), new]) if self._ntotal else new)
+        b0 = self._ntotal // BLOCK
+        tail = self.codes(np.arange(b0 * BLOCK, self._ntotal))
+        head = self._packed[: b0 * BLOCK * self.codec.M]
+        self._packed = np.concatenate([head, pack(np.concatenate([tail, new]))])
 
     def vectors(self, ids=None) -> np.ndarray:
         return self.codec.decode_sub(self.codes(ids))
