@@ -24,7 +24,7 @@ using runtime::write_sorted;
 namespace {
 
 constexpr std::size_t kQueryBlock = 32;   // queries per tile (rows of A)
-constexpr std::size_t kDbBlock = 1024;    // database vectors per tile: 32 x 1024 int32 = 128 KiB
+constexpr std::size_t kDbTarget = 1024;   // about this many database vectors per tile: 32 x 1024 int32 = 128 KiB
 
 // An int32 bound under which no dot product can score above `worst` (al > 0): |fl(al * fl(d)) - al * d| is
 // below 2.4e-7 * |al * d|, so d <= t - |t| * 1e-6 - 2 (t = worst / al) scores below worst. Conservative:
@@ -69,6 +69,8 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
                     int threads) {
   const kernels::GemmS8Kernel& kernel = *runtime::gemm_s8_kernel(isa);
   const std::size_t panel_bytes = kernel.packed_bytes(kernel.panel_cols, k);
+  // whole panels per tile (16, 24, 32 columns... by ISA), so that every tile starts at a panel
+  const std::size_t kDbBlock = std::max<std::size_t>(1, kDbTarget / kernel.panel_cols) * kernel.panel_cols;
   if (threads <= 0) threads = hardware_threads();
   const std::size_t q_blocks = (nq + kQueryBlock - 1) / kQueryBlock;
   // Enough query blocks: one task each over the whole database. Otherwise split the database too and
@@ -94,7 +96,7 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
     for (auto& h : heaps) h.reset(topk);
     for (std::size_t j0 = b0; j0 < b1; j0 += kDbBlock) {
       const std::size_t nb = std::min(kDbBlock, b1 - j0);
-      // j0 is a multiple of kDbBlock, hence of the panel width: the panels from j0 on form a packed matrix.
+      // j0 is a multiple of kDbBlock, a whole number of panels: the panels from j0 on form a packed matrix.
       const uint8_t* block = packed + (j0 / kernel.panel_cols) * panel_bytes;
       kernel.gemm(a + q0 * k, mq, k, k, block, nb, 0, nb, tile.data(), nb);
       for (std::size_t i = 0; i < mq; ++i) {
