@@ -563,6 +563,38 @@ py::tuple pq8_scan(const py::array& lut, const py::array& packed, std::size_t n,
   return py::make_tuple(sums, masks);
 }
 
+// The group scan alone: lut_t (M, 256, 16) uint8 <= 127 (query-minor tables of 16 queries), thr (16,)
+// uint16 -> (hits (count,) uint32 = v * 16 + g, hit_sums (count,) uint16) of every sum >= thr[g], in
+// order of v then g, over the n packed vectors and the padding of the last block.
+py::tuple pq8_scan_group(const py::array& lut_t, const py::array& packed, std::size_t n, const py::array& thr) {
+  require<uint8_t>(lut_t, "lut_t", 3);
+  if (lut_t.shape(1) != 256 || lut_t.shape(2) != 16) throw py::value_error("lut_t must have shape (M, 256, 16)");
+  const std::size_t m = lut_t.shape(0);
+  check_pq8_packed(packed, n, m);
+  require<uint16_t>(thr, "thr", 1);
+  if (thr.shape(0) != 16) throw py::value_error("thr must have shape (16,)");
+  const uint8_t* lp = static_cast<const uint8_t*>(lut_t.data());
+  for (std::size_t i = 0; i < m * 256 * 16; ++i) {
+    if (lp[i] > 127) throw py::value_error("lut_t entries must be <= 127");
+  }
+  const std::size_t nblocks = (n + 64 - 1) / 64;
+  std::vector<uint32_t> hits(nblocks * 64 * 16);
+  std::vector<uint16_t> hit_sums(nblocks * 64 * 16);
+  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
+  const uint16_t* tp = static_cast<const uint16_t*>(thr.data());
+  const medqk::Isa isa = medqk::active_isa();
+  std::size_t cnt = 0;
+  {
+    py::gil_scoped_release release;
+    cnt = medqk::pq8_scan_group(isa, lp, m, pp, nblocks, tp, hits.data(), hit_sums.data());
+  }
+  py::array_t<uint32_t> h(static_cast<py::ssize_t>(cnt));
+  py::array_t<uint16_t> hs(static_cast<py::ssize_t>(cnt));
+  std::copy(hits.begin(), hits.begin() + cnt, h.mutable_data());
+  std::copy(hit_sums.begin(), hit_sums.begin() + cnt, hs.mutable_data());
+  return py::make_tuple(h, hs);
+}
+
 py::tuple pq8_search_topk(const py::array& tables, const py::array& packed, std::size_t n, std::size_t topk,
                           int threads) {
   require<float>(tables, "tables", 3);
@@ -710,6 +742,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("k"), py::arg("threads") = 0);
   m.def("pq8_pack", &pq8_pack, py::arg("codes"));
   m.def("pq8_scan", &pq8_scan, py::arg("lut"), py::arg("packed"), py::arg("n"), py::arg("thr"));
+  m.def("pq8_scan_group", &pq8_scan_group, py::arg("lut_t"), py::arg("packed"), py::arg("n"), py::arg("thr"));
   m.def("pq8_search_topk", &pq8_search_topk, py::arg("tables"), py::arg("packed"), py::arg("n"), py::arg("k"),
         py::arg("threads") = 0);
   m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));

@@ -22,10 +22,30 @@ constexpr unsigned kPq8LutMax = 127;
 using Pq8ScanFn = void (*)(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
                            uint16_t thr, uint16_t* sums, uint64_t* masks);
 
+// The group scan: kPq8Group queries over the same codes, for CPUs whose byte shuffles reach only 16
+// table entries (AVX2). lut_t holds the group's tables query-minor: lut_t[(s * 256 + c) * kPq8Group + g]
+// = query g's entry for code c of subspace s (<= kPq8LutMax; an unused query has zeros and threshold
+// 65535), so one code byte selects the entries of all the group's queries in one 16-byte load.
+// For the nblocks blocks it writes every (vector v, query g) whose sum reaches thr[g] to hits (v *
+// kPq8Group + g, v counted from the first block) and that sum to hit_sums, in order of v then g, and
+// returns how many (at most nblocks * 64 * kPq8Group).
+constexpr std::size_t kPq8Group = 16;
+using Pq8ScanGroupFn = std::size_t (*)(const uint8_t* lut_t, std::size_t m, const uint8_t* packed,
+                                       std::size_t nblocks, const uint16_t* thr, uint32_t* hits,
+                                       uint16_t* hit_sums);
+
 namespace scalar {
 void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
               uint16_t* sums, uint64_t* masks);
+std::size_t pq8_scan_group(const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
+                           const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums);
 }  // namespace scalar
+namespace avx2 {
+void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
+              uint16_t* sums, uint64_t* masks);
+std::size_t pq8_scan_group(const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
+                           const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums);
+}  // namespace avx2
 namespace avx512vnni {
 // AVX-512 VBMI (vpermi2b): run only where cpu_features().avx512vbmi
 void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,

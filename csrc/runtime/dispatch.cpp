@@ -18,6 +18,7 @@ struct KernelTable {
   kernels::F16ScoresFn f16_scores[kNumIsas] = {};
   kernels::PqAssignFn pq_assign[kNumIsas] = {};
   kernels::Pq8ScanFn pq8_scan[kNumIsas] = {};
+  kernels::Pq8ScanGroupFn pq8_scan_group[kNumIsas] = {};  // only where it beats one query at a time
   kernels::QuantizeRowsFn quantize_rows[kNumIsas] = {};
 };
 
@@ -43,8 +44,10 @@ const KernelTable& table() {
     k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx2)] = kernels::avx2::f16_scores;
     k.pq_assign[static_cast<int>(Isa::avx2)] = kernels::avx2::pq_assign;
-    // AVX2 has only 16-entry byte shuffles: the portable scan (see kernels/scalar/pq8_scan_scalar.cpp)
-    k.pq8_scan[static_cast<int>(Isa::avx2)] = kernels::scalar::pq8_scan;
+    // AVX2 has only 16-entry byte shuffles: scalar lookups for one query, the group scan for several
+    // (kernels/avx2/pq8_scan_avx2.cpp)
+    k.pq8_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::pq8_scan;
+    k.pq8_scan_group[static_cast<int>(Isa::avx2)] = kernels::avx2::pq8_scan_group;
     k.quantize_rows[static_cast<int>(Isa::avx2)] = kernels::avx2::quantize_rows_s8;
 #endif
 #if defined(MEDQK_BUILD_AVX512VNNI)
@@ -59,8 +62,10 @@ const KernelTable& table() {
     k.pq_assign[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::pq_assign;   // FMA is part of the path
     // vpermi2b needs AVX-512 VBMI (Ice Lake, Zen 4 and later), which the avx512vnni path does not require
     const kernels::Pq8ScanFn pq8_avx512 =
-        cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::scalar::pq8_scan;
+        cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::avx2::pq8_scan;
     k.pq8_scan[static_cast<int>(Isa::avx512vnni)] = pq8_avx512;
+    k.pq8_scan_group[static_cast<int>(Isa::avx512vnni)] =
+        cpu_features().avx512vbmi ? nullptr : kernels::avx2::pq8_scan_group;
     k.quantize_rows[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::quantize_rows_s8;
 #endif
 #if defined(MEDQK_BUILD_AMX)
@@ -74,7 +79,9 @@ const KernelTable& table() {
     k.f16_scores[static_cast<int>(Isa::amx)] = kernels::avx2::f16_scores;
     k.pq_assign[static_cast<int>(Isa::amx)] = kernels::avx2::pq_assign;
     k.pq8_scan[static_cast<int>(Isa::amx)] =
-        cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::scalar::pq8_scan;
+        cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::avx2::pq8_scan;
+    k.pq8_scan_group[static_cast<int>(Isa::amx)] =
+        cpu_features().avx512vbmi ? nullptr : kernels::avx2::pq8_scan_group;
     k.quantize_rows[static_cast<int>(Isa::amx)] = kernels::avx2::quantize_rows_s8;
 #endif
 #if defined(MEDQK_BUILD_NEON)
@@ -208,6 +215,11 @@ kernels::PqAssignFn pq_assign_kernel(Isa isa) {
 kernels::Pq8ScanFn pq8_scan_kernel(Isa isa) {
   const int i = static_cast<int>(isa);
   return (i >= 0 && i < kNumIsas) ? table().pq8_scan[i] : nullptr;
+}
+
+kernels::Pq8ScanGroupFn pq8_scan_group_kernel(Isa isa) {
+  const int i = static_cast<int>(isa);
+  return (i >= 0 && i < kNumIsas) ? table().pq8_scan_group[i] : nullptr;
 }
 
 kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa) {

@@ -16,6 +16,9 @@ namespace runtime {
 const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa);
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa);
 kernels::Pq8ScanFn pq8_scan_kernel(Isa isa);
+// nullptr also where the ISA has no group scan faster than scanning query by query (pq8_search_topk then
+// does that).
+kernels::Pq8ScanGroupFn pq8_scan_group_kernel(Isa isa);
 kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa);
 kernels::F16ScoresFn f16_scores_kernel(Isa isa);
 kernels::PqAssignFn pq_assign_kernel(Isa isa);

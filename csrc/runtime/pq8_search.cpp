@@ -132,6 +132,8 @@ void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packe
 void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed,
                      std::size_t n, std::size_t topk, float* scores, int64_t* ids, int threads) {
   const kernels::Pq8ScanFn scan = runtime::pq8_scan_kernel(isa);
+  const kernels::Pq8ScanGroupFn scan_group = runtime::pq8_scan_group_kernel(isa);
+  constexpr std::size_t kG = kernels::kPq8Group;
   const std::size_t nblocks = (n + kB - 1) / kB;
   const std::size_t chunks = (nblocks + kChunkBlocks - 1) / kChunkBlocks;
   if (threads <= 0) threads = hardware_threads();
@@ -144,8 +146,11 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
   // A task takes its queries a few at a time: their float tables (m KiB each) and 8-bit tables stay in
   // cache while the group scans every chunk, so the float scoring of the vectors that pass the filter hits
   // cache instead of memory (the tables of a whole batch, 48 KiB per query at m = 48, would not fit).
+  // With a group kernel, kG at a time: they share every code byte, and few vectors reach the float scoring.
   const std::size_t per_group =
-      std::min<std::size_t>(16, std::max<std::size_t>(1, (std::size_t(384) << 10) / (m * 256 * 5)));
+      scan_group != nullptr
+          ? kG
+          : std::min<std::size_t>(16, std::max<std::size_t>(1, (std::size_t(384) << 10) / (m * 256 * 5)));
   std::vector<std::vector<runtime::Hit>> partial(parts > 1 ? nq * parts : 0);
   runtime::parallel_for(static_cast<int>(groups * parts), threads, [&](int task) {
     const std::size_t g = static_cast<std::size_t>(task) / parts, part = static_cast<std::size_t>(task) % parts;
@@ -155,6 +160,9 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
     std::vector<runtime::TopK> heaps(per_group);
     std::vector<uint16_t> sums(kChunkBlocks * kB);
     uint64_t masks[kChunkBlocks];
+    std::vector<uint8_t> lut_t;  // the group scan's query-minor tables
+    std::vector<uint32_t> hits;
+    std::vector<uint16_t> hit_sums;
     for (std::size_t q0 = nq * g / groups, q_end = nq * (g + 1) / groups; q0 < q_end; q0 += per_group) {
       const std::size_t q1 = std::min(q_end, q0 + per_group);
       for (std::size_t q = q0; q < q1; ++q) {
@@ -162,46 +170,74 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
         plan_query(tables + q * m * 256, m, &plans[q - q0]);
         heaps[q - q0].reset(topk);
       }
-      for (std::size_t c = c0; c < c1; ++c) {
-        const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
-        const uint8_t* chunk = packed + b0 * kB * m;
+      if (scan_group != nullptr && q1 - q0 >= 2) {
+        // several queries: the group scan, then the float scores of the (vector, query) pairs it reports
+        lut_t.assign(m * 256 * kG, 0);
         for (std::size_t q = q0; q < q1; ++q) {
-          const QueryPlan& plan = plans[q - q0];
-          const float* t = tables + q * m * 256;
-          runtime::TopK& heap = heaps[q - q0];
-          uint16_t thr = threshold(plan, heap);
-          scan(plan.lut, m, chunk, nb, thr, sums.data(), masks);
-          for (std::size_t b = 0; b < nb; ++b) {
-            uint64_t mask = masks[b];
-            const std::size_t v0 = (b0 + b) * kB;
-            if (n - v0 < kB) mask &= (uint64_t(1) << (n - v0)) - 1;  // padding vectors of the last block
-            const uint8_t* block = chunk + b * kB * m;
-            // the vectors still above the threshold (it may have risen since the scan), scored 8 at a time
-            alignas(8) uint8_t js[kB + 8];
-            std::size_t cnt = 0;
-            for (; mask != 0; mask &= mask - 1) {
-              const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(mask));
-              js[cnt] = static_cast<uint8_t>(j);
-              cnt += sums[b * kB + j] >= thr;
-            }
-            for (std::size_t u = 0; u < cnt; u += 8) {
-              for (std::size_t w = cnt; w < u + 8; ++w) js[w] = js[cnt - 1];  // pad the last group
-              float sc[8];
-              exact_scores8(t, m, block, js + u, sc);
-              for (std::size_t w = u; w < std::min(cnt, u + 8); ++w) {
-                heap.push(sc[w - u], static_cast<int64_t>(v0 + js[w]));
+          const uint8_t* l = plans[q - q0].lut;
+          for (std::size_t e = 0; e < m * 256; ++e) lut_t[e * kG + (q - q0)] = l[e];
+        }
+        hits.resize(kChunkBlocks * kB * kG);
+        hit_sums.resize(kChunkBlocks * kB * kG);
+        uint16_t thr[kG];
+        for (std::size_t c = c0; c < c1; ++c) {
+          const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
+          const uint8_t* chunk = packed + b0 * kB * m;
+          for (std::size_t j = 0; j < kG; ++j) thr[j] = q0 + j < q1 ? threshold(plans[j], heaps[j]) : 65535;
+          const std::size_t cnt = scan_group(lut_t.data(), m, chunk, nb, thr, hits.data(), hit_sums.data());
+          for (std::size_t h = 0; h < cnt; ++h) {
+            const std::size_t j = hits[h] % kG, v = b0 * kB + hits[h] / kG;
+            if (v >= n || hit_sums[h] < thr[j]) continue;  // a padding vector, or the threshold has risen
+            const float* t = tables + (q0 + j) * m * 256;
+            const uint8_t* code = packed + (v / kB) * kB * m + v % kB;
+            float acc = 0.0f;
+            for (std::size_t s = 0; s < m; ++s) acc += t[s * 256 + code[s * kB]];
+            heaps[j].push(acc, static_cast<int64_t>(v));
+            thr[j] = threshold(plans[j], heaps[j]);
+          }
+        }
+      } else {
+        for (std::size_t c = c0; c < c1; ++c) {
+          const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
+          const uint8_t* chunk = packed + b0 * kB * m;
+          for (std::size_t q = q0; q < q1; ++q) {
+            const QueryPlan& plan = plans[q - q0];
+            const float* t = tables + q * m * 256;
+            runtime::TopK& heap = heaps[q - q0];
+            uint16_t thr = threshold(plan, heap);
+            scan(plan.lut, m, chunk, nb, thr, sums.data(), masks);
+            for (std::size_t b = 0; b < nb; ++b) {
+              uint64_t mask = masks[b];
+              const std::size_t v0 = (b0 + b) * kB;
+              if (n - v0 < kB) mask &= (uint64_t(1) << (n - v0)) - 1;  // padding vectors of the last block
+              const uint8_t* block = chunk + b * kB * m;
+              // the vectors still above the threshold (it may have risen since the scan), scored 8 at a time
+              alignas(8) uint8_t js[kB + 8];
+              std::size_t cnt = 0;
+              for (; mask != 0; mask &= mask - 1) {
+                const std::size_t j = static_cast<std::size_t>(__builtin_ctzll(mask));
+                js[cnt] = static_cast<uint8_t>(j);
+                cnt += sums[b * kB + j] >= thr;
               }
+              for (std::size_t u = 0; u < cnt; u += 8) {
+                for (std::size_t w = cnt; w < u + 8; ++w) js[w] = js[cnt - 1];  // pad the last group
+                float sc[8];
+                exact_scores8(t, m, block, js + u, sc);
+                for (std::size_t w = u; w < std::min(cnt, u + 8); ++w) {
+                  heap.push(sc[w - u], static_cast<int64_t>(v0 + js[w]));
+                }
+              }
+              if (cnt != 0) thr = threshold(plan, heap);
             }
-            if (cnt != 0) thr = threshold(plan, heap);
           }
         }
       }
       for (std::size_t q = q0; q < q1; ++q) {
-        auto& hits = heaps[q - q0].hits();
+        auto& hits_q = heaps[q - q0].hits();
         if (parts == 1) {
-          runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
+          runtime::write_sorted(hits_q, topk, scores + q * topk, ids + q * topk);
         } else {
-          partial[q * parts + part] = std::move(hits);
+          partial[q * parts + part] = std::move(hits_q);
         }
       }
     }
@@ -212,6 +248,17 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
 void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
               uint16_t thr, uint16_t* sums, uint64_t* masks) {
   runtime::pq8_scan_kernel(isa)(lut, m, packed, nblocks, thr, sums, masks);
+}
+
+}  // namespace medqk
+
+namespace medqk {
+
+std::size_t pq8_scan_group(Isa isa, const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
+                           const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums) {
+  kernels::Pq8ScanGroupFn fn = runtime::pq8_scan_group_kernel(isa);
+  if (fn == nullptr) fn = kernels::scalar::pq8_scan_group;
+  return fn(lut_t, m, packed, nblocks, thr, hits, hit_sums);
 }
 
 }  // namespace medqk

@@ -94,6 +94,43 @@ def test_scan_every_isa_and_numba(m, fill):
                 np.testing.assert_array_equal(m2, want_masks)
 
 
+@pytest.mark.parametrize("n,m", [(1, 1), (63, 3), (64, 17), (65, 48), (200, 256)])
+def test_group_scan_every_isa_and_numba(n, m):
+    """The 16-query group scan (AVX2's batched path) reports exactly the (vector, query) pairs whose 8-bit
+    sum reaches the query's threshold, in order of vector then query, with their sums: random tables,
+    one query of all-127 entries (sums up to 127 * 256), one of zeros, thresholds 0, 65535 and in between."""
+    rng = np.random.default_rng(n * 7 + m)
+    codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
+    codes[0] = 255
+    packed = pack_ref(codes)
+    lut_t = rng.integers(0, 128, (m, 256, 16), dtype=np.uint8)
+    lut_t[:, :, 3] = 127
+    lut_t[:, :, 4] = 0
+    thr = rng.integers(55 * m, 70 * m, 16).astype(np.uint16)
+    thr[[0, 4]] = 0
+    thr[[1, 3]] = [65535, 127 * m]
+    nblocks = (n + 63) // 64
+    padded = np.zeros((nblocks * 64, m), np.uint8)
+    padded[:n] = codes
+    sums = lut_t[np.arange(m)[None, :], padded].sum(axis=1, dtype=np.int64)  # (n_pad, 16)
+    v, g = np.nonzero(sums >= thr[None, :].astype(np.int64))
+    want_hits, want_sums = (v * 16 + g).astype(np.uint32), sums[v, g].astype(np.uint16)
+    assert 0 < want_hits.size < sums.size
+    for isa in medqk.available_isas():
+        with medqk.use_isa(isa):
+            hits, hit_sums = _backend._core.pq8_scan_group(lut_t, packed, n, thr)
+        np.testing.assert_array_equal(hits, want_hits, err_msg=f"isa={isa}")
+        np.testing.assert_array_equal(hit_sums, want_sums, err_msg=f"isa={isa}")
+    if HAVE_NUMBA:
+        from medqk.kernels import _numba_pq8
+
+        h2 = np.empty(nblocks * 64 * 16, np.uint32)
+        s2 = np.empty(nblocks * 64 * 16, np.uint16)
+        cnt = _numba_pq8.pq8_scan_group(lut_t, packed, n, thr, h2, s2)
+        np.testing.assert_array_equal(h2[:cnt], want_hits)
+        np.testing.assert_array_equal(s2[:cnt], want_sums)
+
+
 CASES = [(1, 1, 1, 3), (50, 3, 9, 7), (700, 17, 5, 10), (3000, 48, 4, 20), (129, 256, 2, 130), (20000, 16, 1, 10)]
 
 
@@ -148,6 +185,10 @@ def test_bad_arguments_are_named():
         core.pq8_search_topk(t, packed, 70, 0)
     with pytest.raises((ValueError, TypeError), match="tables"):
         core.pq8_search_topk(t.astype(np.float64), packed, 70, 5)
+    with pytest.raises(ValueError, match="lut_t entries must be <= 127"):
+        core.pq8_scan_group(np.full((4, 256, 16), 128, np.uint8), packed, 70, np.zeros(16, np.uint16))
+    with pytest.raises(ValueError, match="thr"):
+        core.pq8_scan_group(np.zeros((4, 256, 16), np.uint8), packed, 70, np.zeros(8, np.uint16))
     with pytest.raises(ValueError, match="lut entries must be <= 127"):
         core.pq8_scan(np.full((4, 256), 128, np.uint8), packed, 70, 0)
     with pytest.raises(ValueError, match="1 to 256 columns"):

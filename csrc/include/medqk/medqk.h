@@ -149,6 +149,12 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
 // masks[b] set when that sum >= thr.
 void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
               uint16_t thr, uint16_t* sums, uint64_t* masks);
+// The group scan (for tests and benchmarks): 16 queries' tables stored query-minor, lut_t[(s * 256 + c) *
+// 16 + g] <= 127; writes every (vector v, query g) of the nblocks blocks with sum_s lut_t[s][code_s][g] >=
+// thr[g] to hits (v * 16 + g) and hit_sums, in order of v then g; returns the count (<= nblocks * 1024).
+// ISAs without a group kernel of their own (the search then scans query by query) run the reference.
+std::size_t pq8_scan_group(Isa isa, const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
+                           const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums);
 // Product-quantization lookup tables (csrc/runtime/pq_tables.cpp): x is nq x (m * dsub), centroids
 // m x k x dsub; out[q, s, c] = sum_d x[q, s * dsub + d] * centroids[s, c, d] (metric ip), or 2 * that
 // - |centroids[s, c]|^2 (l2: the sum over s is then 2 q.x_hat - |x_hat|^2 up to |q|^2). Sums run over d

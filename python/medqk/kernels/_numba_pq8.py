@@ -39,6 +39,31 @@ def pq8_scan(lut, packed, n, thr, sums, masks):
         masks[b] = mask
 
 
+@njit(boundscheck=False, nogil=True)
+def pq8_scan_group(lut_t, packed, n, thr, hits, hit_sums):
+    """Twin of the group scan: lut_t (M, 256, 16) query-minor tables of 16 queries; every (vector v,
+    query g) over the padded blocks with sum_s lut_t[s, code_s(v), g] >= thr[g] is written to hits
+    (v * 16 + g) and hit_sums, in order of v then g; returns the count."""
+    m = lut_t.shape[0]
+    group = lut_t.shape[2]
+    nblocks = (n + BLOCK - 1) // BLOCK
+    acc = np.empty(group, dtype=np.int64)
+    cnt = 0
+    for v in range(nblocks * BLOCK):
+        base = (v // BLOCK) * BLOCK * m + v % BLOCK
+        acc[:] = 0
+        for s in range(m):
+            c = packed[base + s * BLOCK]
+            for g in range(group):
+                acc[g] += lut_t[s, c, g]
+        for g in range(group):
+            if acc[g] >= thr[g]:
+                hits[cnt] = v * group + g
+                hit_sums[cnt] = acc[g]
+                cnt += 1
+    return cnt
+
+
 @njit(parallel=True, boundscheck=False, nogil=True)
 def pq8_search_topk(tables, packed, n, k, scores, ids):
     """Exact ADC top-k: every vector's float32 sum of tables[q, s, code_s] in subspace order from 0
