@@ -44,8 +44,8 @@ const KernelTable& table() {
     k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx2)] = kernels::avx2::f16_scores;
     k.pq_assign[static_cast<int>(Isa::avx2)] = kernels::avx2::pq_assign;
-    // AVX2 has only 16-entry byte shuffles: scalar lookups for one query, the group scan for several
-    // (kernels/avx2/pq8_scan_avx2.cpp)
+    // AVX2 has only 16-entry byte shuffles: 16 sub-table lookups per code for one query, the group scan
+    // (query-minor tables) for several (kernels/avx2/pq8_scan_avx2.cpp)
     k.pq8_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::pq8_scan;
     k.pq8_scan_group[static_cast<int>(Isa::avx2)] = kernels::avx2::pq8_scan_group;
     k.quantize_rows[static_cast<int>(Isa::avx2)] = kernels::avx2::quantize_rows_s8;

@@ -27,6 +27,10 @@ namespace {
 
 constexpr std::size_t kB = kernels::kPq8Block;
 constexpr std::size_t kChunkBlocks = 16;  // 1,024 vectors per scan call: the threshold is refreshed per call
+// The group scan costs about the same for 1 or 16 queries, about four one-query scans on Zen 3 (AVX2,
+// m = 48: 0.09 G codes/s for one query, 0.33 G vector-queries/s for a group of 16): groups of fewer
+// queries than this scan one query at a time.
+constexpr std::size_t kGroupMinQueries = 5;
 
 // One query's 8-bit tables and the constants of its filter.
 struct QueryPlan {
@@ -104,6 +108,13 @@ inline uint16_t threshold(const QueryPlan& p, const runtime::TopK& heap) {
   return t >= 65535 ? uint16_t(65535) : static_cast<uint16_t>(t);
 }
 
+// The exact score of vector j of a block (m rows of 64 codes): float32, added in subspace order from 0.
+inline float exact_score(const float* t, std::size_t m, const uint8_t* block, std::size_t j) {
+  float acc = 0.0f;
+  for (std::size_t s = 0; s < m; ++s) acc += t[s * 256 + block[s * kB + j]];
+  return acc;
+}
+
 // The exact scores of vectors js[0 .. 8) of a block (m rows of 64 codes): eight independent float chains,
 // each added in subspace order (the same floats as one at a time), so that the loads overlap instead of
 // waiting on one chain's additions.
@@ -170,9 +181,7 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
         plan_query(tables + q * m * 256, m, &plans[q - q0]);
         heaps[q - q0].reset(topk);
       }
-      // The group scan costs the same for 1 or 16 queries: about 4x one query's scan on Zen 3 (AVX2,
-      // m = 48: 0.09 G codes/s for one query, 0.33 G vector-queries/s for a group of 16)
-      if (scan_group != nullptr && q1 - q0 >= 5) {
+      if (scan_group != nullptr && q1 - q0 >= kGroupMinQueries) {
         // several queries: the group scan, then the float scores of the (vector, query) pairs it reports
         lut_t.assign(m * 256 * kG, 0);
         for (std::size_t q = q0; q < q1; ++q) {
@@ -190,11 +199,8 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
           for (std::size_t h = 0; h < cnt; ++h) {
             const std::size_t j = hits[h] % kG, v = b0 * kB + hits[h] / kG;
             if (v >= n || hit_sums[h] < thr[j]) continue;  // a padding vector, or the threshold has risen
-            const float* t = tables + (q0 + j) * m * 256;
-            const uint8_t* code = packed + (v / kB) * kB * m + v % kB;
-            float acc = 0.0f;
-            for (std::size_t s = 0; s < m; ++s) acc += t[s * 256 + code[s * kB]];
-            heaps[j].push(acc, static_cast<int64_t>(v));
+            const float score = exact_score(tables + (q0 + j) * m * 256, m, packed + (v / kB) * kB * m, v % kB);
+            heaps[j].push(score, static_cast<int64_t>(v));
             thr[j] = threshold(plans[j], heaps[j]);
           }
         }

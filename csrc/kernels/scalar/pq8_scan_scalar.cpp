@@ -1,6 +1,5 @@
-// 8-bit PQ scans, portable references (the oracles of kernels/pq8_scan.h). pq8_scan is also the AVX2
-// single-query path: AVX2 has only 16-entry byte shuffles, and 256-entry lookups by loads beat gathers
-// (vpgatherdd) on the Zen 3 measured; batches of queries take the group scan instead.
+// 8-bit PQ scans, portable references (the oracles of kernels/pq8_scan.h); the AVX2 versions are in
+// kernels/avx2/pq8_scan_avx2.cpp.
 #include "kernels/pq8_scan.h"
 
 namespace medqk {
