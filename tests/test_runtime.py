@@ -28,7 +28,7 @@ def test_info_contents():
         assert key in info
     assert info["backend"] in ("native", "numba")
     assert set(info["kernels"]) == {"gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq8_search_topk",
-                                    "pq_assign", "quantize_rows_s8"}
+                                    "pq_assign", "quantize_rows_s8", "s8_score_candidates"}
     json.dumps(info)  # plain data only
     if NATIVE:
         assert "scalar" in info["isas_built"] and info["isas_supported"][-1] == "scalar"
@@ -37,9 +37,10 @@ def test_info_contents():
         # the float assignment has no VNNI or dotprod form: those paths run the AVX2 / armv8-a kernel
         pq_isa = {"avx512vnni": "avx2", "amx": "avx2", "neon_dotprod": "neon"}.get(info["isa"], info["isa"])
         assert info["kernels"]["pq_assign"] == f"{pq_isa}:pq_assign"
+        assert info["kernels"]["s8_score_candidates"] == f"{pq_isa}:s8_score_candidates"
         vbmi = info["cpu_features"].get("avx512vbmi")
-        pq8_isa = {"avx2": "scalar", "neon_dotprod": "neon", "avx512vnni": "avx512vbmi" if vbmi else "scalar",
-                   "amx": "avx512vbmi" if vbmi else "scalar"}.get(info["isa"], info["isa"])
+        pq8_isa = {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi" if vbmi else "avx2",
+                   "amx": "avx512vbmi" if vbmi else "avx2"}.get(info["isa"], info["isa"])
         assert info["kernels"]["pq8_search_topk"] == f"{pq8_isa}:pq8_search_topk"
         assert info["threads"]["native"] >= 1
 

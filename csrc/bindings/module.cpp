@@ -489,9 +489,47 @@ py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& cod
   float* op = out.mutable_data();
   {
     py::gil_scoped_release release;
-    medqk::s8_score_candidates(qp, nq, d, cp, n, ip, kc, op, threads);
+    medqk::s8_score_candidates(medqk::active_isa(), qp, nq, d, cp, n, ip, kc, op, threads);
   }
   return out;
+}
+
+py::tuple s8_rerank_topk(const py::array& qs, const py::array& codes, const py::array& cand, const py::object& qbias,
+                         const py::object& sqnorms, std::size_t k, int threads) {
+  require<float>(qs, "qs", 2);
+  require<int8_t>(codes, "codes", 2);
+  require<int64_t>(cand, "cand", 2);
+  const std::size_t nq = qs.shape(0), d = qs.shape(1), n = codes.shape(0), kc = cand.shape(1);
+  if (static_cast<std::size_t>(codes.shape(1)) != d) throw py::value_error("codes and qs differ in dimension");
+  if (static_cast<std::size_t>(cand.shape(0)) != nq) throw py::value_error("cand must have one row per query");
+  if (k == 0) throw py::value_error("k must be >= 1");
+  const float* bp = nullptr;
+  const float* np_ = nullptr;
+  py::array qb, sq;
+  if (!qbias.is_none()) {
+    qb = qbias.cast<py::array>();
+    require<float>(qb, "qbias", 1);
+    if (static_cast<std::size_t>(qb.shape(0)) != nq) throw py::value_error("qbias must have one value per query");
+    bp = static_cast<const float*>(qb.data());
+  }
+  if (!sqnorms.is_none()) {
+    sq = sqnorms.cast<py::array>();
+    require<float>(sq, "sqnorms", 1);
+    if (static_cast<std::size_t>(sq.shape(0)) != n) throw py::value_error("sqnorms must have one value per code row");
+    np_ = static_cast<const float*>(sq.data());
+  }
+  py::array_t<float> scores({nq, k});
+  py::array_t<int64_t> ids({nq, k});
+  const float* qp = static_cast<const float*>(qs.data());
+  const int8_t* cp = static_cast<const int8_t*>(codes.data());
+  const int64_t* ip = static_cast<const int64_t*>(cand.data());
+  float* sp = scores.mutable_data();
+  int64_t* op = ids.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::s8_rerank_topk(medqk::active_isa(), qp, nq, d, cp, n, ip, kc, bp, np_, k, sp, op, threads);
+  }
+  return py::make_tuple(scores, ids);
 }
 
 py::array_t<float> pq_tables(const py::array& x, const py::array& centroids, bool l2, int threads) {
@@ -762,6 +800,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("ivf_select_lists", &ivf_select_lists, py::arg("list_scores"), py::arg("nprobe"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
         py::arg("threads") = 0);
+  m.def("s8_rerank_topk", &s8_rerank_topk, py::arg("qs"), py::arg("codes"), py::arg("cand"), py::arg("qbias"),
+        py::arg("sqnorms"), py::arg("k"), py::arg("threads") = 0);
   m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),

@@ -16,6 +16,7 @@ struct KernelTable {
   const kernels::GemmS8Kernel* gemm_s8[kNumIsas] = {};
   kernels::Lut4ScanFn lut4_scan[kNumIsas] = {};
   kernels::F16ScoresFn f16_scores[kNumIsas] = {};
+  kernels::S8ScoreCandidatesFn s8_score[kNumIsas] = {};
   kernels::PqAssignFn pq_assign[kNumIsas] = {};
   kernels::Pq8ScanFn pq8_scan[kNumIsas] = {};
   kernels::Pq8ScanGroupFn pq8_scan_group[kNumIsas] = {};  // only where it beats one query at a time
@@ -32,6 +33,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::scalar)] = &scalar_gemm;
     k.lut4_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::scalar)] = kernels::scalar::f16_scores;
+    k.s8_score[static_cast<int>(Isa::scalar)] = kernels::scalar::s8_score_candidates;
     k.pq_assign[static_cast<int>(Isa::scalar)] = kernels::scalar::pq_assign;
     k.pq8_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::pq8_scan;
     k.quantize_rows[static_cast<int>(Isa::scalar)] = kernels::scalar::quantize_rows_s8;
@@ -43,6 +45,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::avx2)] = &avx2_gemm;
     k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx2)] = kernels::avx2::f16_scores;
+    k.s8_score[static_cast<int>(Isa::avx2)] = kernels::avx2::s8_score_candidates;
     k.pq_assign[static_cast<int>(Isa::avx2)] = kernels::avx2::pq_assign;
     // AVX2 has only 16-entry byte shuffles: 16 sub-table lookups per code for one query, the group scan
     // (query-minor tables) for several (kernels/avx2/pq8_scan_avx2.cpp)
@@ -59,6 +62,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::avx512vnni)] = &avx512vnni_gemm;
     k.lut4_scan[static_cast<int>(Isa::avx512vnni)] = kernels::avx512vnni::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::f16_scores;  // F16C is part of the path
+    k.s8_score[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::s8_score_candidates;
     k.pq_assign[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::pq_assign;   // FMA is part of the path
     // vpermi2b needs AVX-512 VBMI (Ice Lake, Zen 4 and later), which the avx512vnni path does not require
     const kernels::Pq8ScanFn pq8_avx512 =
@@ -77,6 +81,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::amx)] = &amx_gemm;
     k.lut4_scan[static_cast<int>(Isa::amx)] = kernels::avx512vnni::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::amx)] = kernels::avx2::f16_scores;
+    k.s8_score[static_cast<int>(Isa::amx)] = kernels::avx2::s8_score_candidates;
     k.pq_assign[static_cast<int>(Isa::amx)] = kernels::avx2::pq_assign;
     k.pq8_scan[static_cast<int>(Isa::amx)] =
         cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::avx2::pq8_scan;
@@ -92,6 +97,7 @@ const KernelTable& table() {
     k.gemm_s8[static_cast<int>(Isa::neon)] = &neon_gemm;
     k.lut4_scan[static_cast<int>(Isa::neon)] = kernels::neon::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::neon)] = kernels::neon::f16_scores;
+    k.s8_score[static_cast<int>(Isa::neon)] = kernels::neon::s8_score_candidates;
     k.pq_assign[static_cast<int>(Isa::neon)] = kernels::neon::pq_assign;
     k.pq8_scan[static_cast<int>(Isa::neon)] = kernels::neon::pq8_scan;
     // the portable loop is NEON code on aarch64 (the compiler vectorizes it at the baseline)
@@ -106,6 +112,7 @@ const KernelTable& table() {
     // table lookups gain nothing from sdot: the dotprod path reuses the armv8-a scan
     k.lut4_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::f16_scores;
+    k.s8_score[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::s8_score_candidates;
     k.pq_assign[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq_assign;  // float: sdot has nothing to add
     k.pq8_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq8_scan;
     k.quantize_rows[static_cast<int>(Isa::neon_dotprod)] = kernels::scalar::quantize_rows_s8;
@@ -205,6 +212,11 @@ const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
 kernels::F16ScoresFn f16_scores_kernel(Isa isa) {
   const int i = static_cast<int>(isa);
   return (i >= 0 && i < kNumIsas) ? table().f16_scores[i] : nullptr;
+}
+
+kernels::S8ScoreCandidatesFn s8_score_kernel(Isa isa) {
+  const int i = static_cast<int>(isa);
+  return (i >= 0 && i < kNumIsas) ? table().s8_score[i] : nullptr;
 }
 
 kernels::PqAssignFn pq_assign_kernel(Isa isa) {

@@ -6,6 +6,7 @@
 #include "kernels/f16_scores.h"
 #include "kernels/pq8_scan.h"
 #include "kernels/quantize_rows.h"
+#include "kernels/s8_score.h"
 #include "kernels/pq_assign.h"
 #include "medqk/medqk.h"
 
@@ -21,6 +22,7 @@ kernels::Pq8ScanFn pq8_scan_kernel(Isa isa);
 kernels::Pq8ScanGroupFn pq8_scan_group_kernel(Isa isa);
 kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa);
 kernels::F16ScoresFn f16_scores_kernel(Isa isa);
+kernels::S8ScoreCandidatesFn s8_score_kernel(Isa isa);
 kernels::PqAssignFn pq_assign_kernel(Isa isa);
 
 }  // namespace runtime

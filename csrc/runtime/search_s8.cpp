@@ -128,49 +128,52 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
   if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
 
-}  // namespace medqk
+namespace {
+constexpr std::size_t kQueriesPerTask = 8;  // candidate re-scoring: queries per task
+}  // namespace
 
-namespace medqk {
-
-void s8_score_candidates(const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
+void s8_score_candidates(Isa isa, const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
                          const int64_t* cand, std::size_t kc, float* out, int threads) {
+  const kernels::S8ScoreCandidatesFn score = runtime::s8_score_kernel(isa);
   if (threads <= 0) threads = hardware_threads();
   if (nq * kc * d < (std::size_t(1) << 18)) threads = 1;
-  constexpr std::size_t kQueriesPerTask = 8;
   const std::size_t tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
   runtime::parallel_for(static_cast<int>(tasks), threads, [&](int t) {
     const std::size_t q1 = std::min(nq, (static_cast<std::size_t>(t) + 1) * kQueriesPerTask);
     for (std::size_t q = static_cast<std::size_t>(t) * kQueriesPerTask; q < q1; ++q) {
-      const float* qq = qs + q * d;
+      score(qs + q * d, d, codes, n, cand + q * kc, kc, out + q * kc);
+    }
+  });
+}
+
+void s8_rerank_topk(Isa isa, const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
+                    const int64_t* cand, std::size_t kc, const float* qbias, const float* sqnorms, std::size_t topk,
+                    float* scores, int64_t* ids, int threads) {
+  const kernels::S8ScoreCandidatesFn score = runtime::s8_score_kernel(isa);
+  if (threads <= 0) threads = hardware_threads();
+  if (nq * kc * d < (std::size_t(1) << 18)) threads = 1;
+  const std::size_t tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
+  runtime::parallel_for(static_cast<int>(tasks), threads, [&](int t) {
+    std::vector<float> s(kc);
+    std::vector<Hit> hits(kc);
+    const std::size_t q1 = std::min(nq, (static_cast<std::size_t>(t) + 1) * kQueriesPerTask);
+    for (std::size_t q = static_cast<std::size_t>(t) * kQueriesPerTask; q < q1; ++q) {
+      const int64_t* cq = cand + q * kc;
+      score(qs + q * d, d, codes, n, cq, kc, s.data());
       for (std::size_t c = 0; c < kc; ++c) {
-        // the rows sit at random places: fetch those of the candidate kAhead on (MedQuAD-sized store,
-        // 200 candidates of 384 B: 15 -> 11 us per query; the arithmetic is not what bounds it)
-        constexpr std::size_t kAhead = 8;
-        if (c + kAhead < kc) {
-          const int64_t w = cand[q * kc + c + kAhead];
-          if (w >= 0 && static_cast<std::size_t>(w) < n) {
-            const int8_t* ahead = codes + static_cast<std::size_t>(w) * d;
-            for (std::size_t off = 0; off < d; off += 64) __builtin_prefetch(ahead + off);
-          }
+        float v = s[c];
+        if (qbias != nullptr) v = v + qbias[q];
+        if (sqnorms != nullptr && cq[c] >= 0 && static_cast<std::size_t>(cq[c]) < n) {
+          v = 2.0f * v;
+          v = v - sqnorms[cq[c]];
         }
-        const int64_t v = cand[q * kc + c];
-        if (v < 0 || static_cast<std::size_t>(v) >= n) {
-          out[q * kc + c] = -std::numeric_limits<float>::infinity();
-          continue;
-        }
-        const int8_t* row = codes + static_cast<std::size_t>(v) * d;
-        // 16 partial sums, lane l adding the products j = l (mod 16) in order, then a fixed tree: the
-        // compiler keeps the lanes in four SSE registers (four independent add chains instead of one),
-        // and the Numba twin adds in exactly this order.
-        float s[16] = {};
-        std::size_t j = 0;
-        for (; j + 16 <= d; j += 16) {
-          for (int l = 0; l < 16; ++l) s[l] += qq[j + l] * static_cast<float>(row[j + l]);
-        }
-        for (int l = 0; j + l < d; ++l) s[l] += qq[j + l] * static_cast<float>(row[j + l]);
-        for (int l = 0; l < 8; ++l) s[l] += s[l + 8];
-        for (int l = 0; l < 4; ++l) s[l] += s[l + 4];
-        out[q * kc + c] = (s[0] + s[2]) + (s[1] + s[3]);
+        hits[c] = Hit{v, cq[c]};
+      }
+      const std::size_t m = std::min(topk, kc);
+      std::partial_sort(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(m), hits.end(), runtime::better);
+      for (std::size_t t2 = 0; t2 < topk; ++t2) {
+        scores[q * topk + t2] = t2 < m ? hits[t2].score : -std::numeric_limits<float>::infinity();
+        ids[q * topk + t2] = t2 < m ? hits[t2].id : -1;
       }
     }
   });

@@ -92,7 +92,8 @@ class TopK {
 };
 
 inline void write_sorted(std::vector<Hit>& hits, std::size_t topk, float* scores, int64_t* ids) {
-  std::sort(hits.begin(), hits.end(), better);
+  // the reservoirs below hand over their hits already in order: one linear check then saves the sort
+  if (!std::is_sorted(hits.begin(), hits.end(), better)) std::sort(hits.begin(), hits.end(), better);
   for (std::size_t t = 0; t < topk; ++t) {
     if (t < hits.size()) {
       scores[t] = hits[t].score;
@@ -156,9 +157,12 @@ inline T keep_best(std::vector<uint64_t>& keys, std::size_t k) {
   return key_score<T>(keys[k - 1]);  // the k-th best sits there
 }
 
-// The hits of keys, for write_sorted / merge_parts.
+// The hits of keys, best first, for write_sorted / merge_parts: sorting the 64-bit keys is one integer
+// compare per step where sorting the hits takes a float and an id compare (MedQuAD pq96x4fs, k = 200:
+// the sort in write_sorted was a tenth of the search).
 template <typename T>
-inline void keys_to_hits(const std::vector<uint64_t>& keys, std::vector<Hit>& hits) {
+inline void keys_to_hits(std::vector<uint64_t>& keys, std::vector<Hit>& hits) {
+  std::sort(keys.begin(), keys.end(), std::greater<uint64_t>());
   hits.clear();
   for (uint64_t key : keys) {
     hits.push_back({static_cast<float>(key_score<T>(key)), static_cast<int64_t>(0xffffffffu - (key & 0xffffffffu))});

@@ -28,7 +28,8 @@ def _print_info(as_json: bool) -> int:
         f"  CPU ({arch})   has: {', '.join(present) or '-'}" + (f"; lacks: {', '.join(absent)}" if absent else ""),
         "  kernels",
     ]
-    lines += [f"    {op:<18} {kernel}" for op, kernel in data["kernels"].items()]
+    width = max(len(op) for op in data["kernels"])
+    lines += [f"    {op:<{width}} {kernel}" for op, kernel in data["kernels"].items()]
     t = data["threads"]
     lines.append(f"  threads        native {t['native']}, numba {t['numba']}, cpus {t['cpu_count']}")
     if data["env"]:

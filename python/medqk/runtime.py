@@ -11,16 +11,18 @@ from . import _backend
 
 # Operations and the kernel name each ISA runs for them (what medqk.info() reports).
 OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq8_search_topk", "pq_assign",
-              "quantize_rows_s8")
+              "quantize_rows_s8", "s8_score_candidates")
 # the ISA whose kernel runs each dispatched operation under each active ISA (the table scan has no
 # dotprod form: neon_dotprod runs the armv8-a scan; the float assignment runs the AVX2 / armv8-a kernel)
 _KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon", "amx": "avx512vnni"},
                # the row quantization: the AVX2 build on x86 paths that have it, the baseline (NEON) build on ARM
                "quantize_rows_s8": {"avx512vnni": "avx2", "amx": "avx2", "neon": "scalar", "neon_dotprod": "scalar"},
                "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"},
-               # the 8-bit scan has 256-entry byte lookups only with AVX-512 VBMI (checked in info()) or NEON tbl
-               "pq8_search_topk": {"avx2": "scalar", "neon_dotprod": "neon", "avx512vnni": "avx512vbmi",
-                                   "amx": "avx512vbmi"}}
+               # the candidate re-scoring (+rerank:int8): float multiply-adds, no VNNI or dotprod form
+               "s8_score_candidates": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"},
+               # the 8-bit scan's 256-entry byte lookups: one instruction with AVX-512 VBMI (checked in info())
+               # or NEON tbl, 16 vpshufb sub-tables on AVX2 (also taken by AVX-512 CPUs without VBMI)
+               "pq8_search_topk": {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi", "amx": "avx512vbmi"}}
 
 
 def get_backend() -> str:
@@ -104,7 +106,7 @@ def info() -> dict:
         else:
             kernel_isa = _KERNEL_ISA.get(op, {}).get(isa, isa)
             if kernel_isa == "avx512vbmi" and not (core is not None and core.cpu_features().get("avx512vbmi")):
-                kernel_isa = "scalar"
+                kernel_isa = "avx2"
             kernels[op] = f"{kernel_isa}:{op}"
     return {
         "version": __version__,

@@ -163,18 +163,56 @@ def test_s8_candidate_scores_twin():
     from medqk.kernels import _numba_search
 
     rng = np.random.default_rng(5)
-    for d in (1, 3, 4, 7, 15, 16, 17, 33, 384, 385):
+    for d, kc in ((1, 9), (3, 1), (4, 2), (7, 3), (15, 9), (16, 10), (17, 9), (31, 7), (33, 9), (63, 5), (65, 9),
+                  (127, 4), (129, 9), (384, 9), (385, 8)):
         qs = rng.standard_normal((6, d)).astype(np.float32)
         codes = rng.integers(-128, 128, (40, d), dtype=np.int8)
-        cand = rng.integers(-1, 41, (6, 9)).astype(np.int64)  # includes -1 and n (out of range)
-        s1 = _backend._core.s8_score_candidates(qs, codes, cand, 2)
-        s2 = np.empty_like(s1)
+        codes[0] = -128  # the edge values convert exactly
+        codes[1] = 127
+        cand = rng.integers(-1, 41, (6, kc)).astype(np.int64)  # includes -1 and n (out of range)
+        cand[0, 0] = 0
+        cand[1, -1] = 1
+        s2 = np.empty(cand.shape, np.float32)
         _numba_search.s8_score_candidates(qs, codes, cand, s2)
-        np.testing.assert_array_equal(s1, s2)
+        for isa in medqk.available_isas():  # every ISA adds in the one order: the same bits as the twin
+            with medqk.use_isa(isa):
+                s1 = _backend._core.s8_score_candidates(qs, codes, cand, 2)
+            np.testing.assert_array_equal(s1, s2, err_msg=isa)
         valid = (cand >= 0) & (cand < 40)
         want = np.einsum("qd,qkd->qk", qs.astype(np.float64), codes[np.clip(cand, 0, 39)].astype(np.float64))
         np.testing.assert_allclose(s1[valid], want[valid], rtol=1e-4, atol=1e-3)
         assert (s1[~valid] == -np.inf).all()
+
+
+@pytest.mark.parametrize("l2", [False, True])
+def test_s8_rerank_topk_fused(l2):
+    """The fused re-scoring + top-k equals s8_score_candidates, the query constant, the l2 step and a
+    (score desc, id asc) sort done in numpy float32, bit for bit; ties (duplicate rows) go to the lower id."""
+    rng = np.random.default_rng(11)
+    for d, kc, k in ((1, 5, 3), (17, 9, 4), (33, 40, 10), (384, 200, 10), (16, 3, 7)):
+        base = rng.integers(-128, 128, (20, d), dtype=np.int8)
+        codes = np.concatenate([base, base[::-1]])  # every row twice: equal scores at two ids
+        qs = rng.standard_normal((6, d)).astype(np.float32)
+        qbias = rng.standard_normal(6).astype(np.float32)
+        sqnorms = rng.random(40).astype(np.float32) if l2 else None
+        cand = np.stack([rng.permutation(np.arange(-1, 40))[:kc] for _ in range(6)]).astype(np.int64)
+        s, i = _backend._core.s8_rerank_topk(qs, codes, cand, qbias, sqnorms, k, 2)
+        want = _backend._core.s8_score_candidates(qs, codes, cand, 1) + qbias[:, None]
+        if l2:
+            want = np.float32(2) * want - sqnorms[cand]
+        order = np.lexsort((cand, -want), axis=1)[:, :k]
+        m = min(k, kc)
+        np.testing.assert_array_equal(s[:, :m], np.take_along_axis(want, order, axis=1)[:, :m])
+        np.testing.assert_array_equal(i[:, :m], np.take_along_axis(cand, order, axis=1)[:, :m])
+        assert (s[:, m:] == -np.inf).all() and (i[:, m:] == -1).all()
+    with pytest.raises(ValueError, match="qbias must have one value per query"):
+        _backend._core.s8_rerank_topk(qs, codes, cand, qbias[:3], None, 3)
+    with pytest.raises(ValueError, match="sqnorms must have one value per code row"):
+        _backend._core.s8_rerank_topk(qs, codes, cand, None, np.zeros(3, np.float32), 3)
+    with pytest.raises(TypeError, match="qbias must be a numpy array of dtype float32"):
+        _backend._core.s8_rerank_topk(qs, codes, cand, qbias.astype(np.float64), None, 3)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        _backend._core.s8_rerank_topk(qs, codes, cand, None, None, 0)
 
 
 @pytest.mark.parametrize("d", [1, 3, 7, 8, 9, 16, 17, 63, 384])

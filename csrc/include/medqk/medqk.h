@@ -103,9 +103,17 @@ void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
                     int threads);
 // out[q, c] = sum_j qs[q, j] * codes[cand[q, c], j] in float32 (16 partial sums, lane l adding the
 // j = l mod 16 in order, then s[l] += s[l + 8], s[l] += s[l + 4], (s0 + s2) + (s1 + s3)); an id outside
-// [0, n) gives -inf. Re-scores candidates with a float query; threads <= 0: all cores.
-void s8_score_candidates(const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
+// [0, n) gives -inf. Re-scores candidates with a float query; threads <= 0: all cores. Every ISA's kernel
+// adds in this order (kernels/s8_score.h): the results are the same bits whatever the ISA.
+void s8_score_candidates(Isa isa, const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
                          const int64_t* cand, std::size_t kc, float* out, int threads = 0);
+// The re-scoring step of `<base>+rerank:int8` in one call: v = s8_score_candidates(...)[q, c], then
+// v + qbias[q] (when qbias), then 2 v - sqnorms[id] (when sqnorms: the l2 metric), all in float32; the
+// best topk of each row by (score desc, id asc) into scores / ids (nq, topk). Invalid ids score -inf;
+// rows with fewer than topk candidates end with -inf / -1.
+void s8_rerank_topk(Isa isa, const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
+                    const int64_t* cand, std::size_t kc, const float* qbias, const float* sqnorms, std::size_t topk,
+                    float* scores, int64_t* ids, int threads = 0);
 
 // fp16 flat search (csrc/runtime/search_f16.cpp): x holds n IEEE half vectors (uint16 bits);
 // score(i, j) = alpha * (q_i . float(x_j)) + (bias ? bias[j] : 0), top-k fused, ties -> lower id.
