@@ -15,10 +15,10 @@
 // no recall at k=10 for cb4 or PQ fast scan (pca4 re-scores 4k candidates instead of 2k for that).
 // scan(lut, lut_stride, nq, d_even, packed, nblocks, out, out_stride): for each query j < nq
 // (1 <= nq <= kLut4MaxQueries), with tables at lut + j * lut_stride,
-// out[j * out_stride + v] = sum_s table_j[s][code[v][s]] as uint32 for the nblocks * 32 vectors of
-// `packed`; and masks[j * nblocks + b] has bit u set where sum of vector 32 b + u > thresholds[j]
-// (signed compare; the selection then reads only the sums of blocks with a candidate, like faiss's
-// in-register threshold test). A batch of queries shares each load of the codes (the scan is bound by lookups and their
+// masks[j * nblocks + b] has bit u set where the sum of vector 32 b + u > thresholds[j] (signed compare),
+// and out[j * out_stride + v] = sum_s table_j[s][code[v][s]] as uint32 for the vectors of every block whose
+// mask is not 0 (a kernel may leave the other blocks' sums unwritten: the selection reads only the sums of
+// blocks with a candidate, like faiss's in-register threshold test). A batch of queries shares each load of the codes (the scan is bound by lookups and their
 // accumulation, not by memory, once the codes are in cache). Exact: every kernel accumulates in 16 bits
 // for at most 512 subspaces per lane (127 * 512 < 65536) before widening to 32 bits.
 #pragma once

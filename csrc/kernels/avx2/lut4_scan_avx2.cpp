@@ -138,6 +138,44 @@ inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size
 #undef MEDQK_LUT4_CLOBBERS
 
 
+// The end of a block when its sums fit 16 bits (at most 256 pairs of subspaces: 127 * 512 < 65536): the
+// even / odd halves and the two subspaces of each pair are folded, put in vector order and tested against
+// the threshold in 16-bit lanes, and only a block with a candidate is widened and stored (the selection
+// reads no other; kernels/lut4_scan.h). The 32-bit path below costs twice the instructions and keeps its
+// totals on the stack.
+inline uint32_t finish_block16(__m256i lo_a, __m256i lo_b, __m256i hi_a, __m256i hi_b, uint32_t* out,
+                               int32_t threshold) {
+  const __m256i lo_even = _mm256_sub_epi16(lo_a, _mm256_slli_epi16(lo_b, 8));
+  const __m256i hi_even = _mm256_sub_epi16(hi_a, _mm256_slli_epi16(hi_b, 8));
+  // per register, the 128-bit halves hold subspaces 2p and 2p + 1: e = vectors 0, 2, .., 14 | 16, .., 30
+  const __m256i e = _mm256_add_epi16(_mm256_permute2x128_si256(lo_even, hi_even, 0x20),
+                                     _mm256_permute2x128_si256(lo_even, hi_even, 0x31));
+  const __m256i o = _mm256_add_epi16(_mm256_permute2x128_si256(lo_b, hi_b, 0x20),
+                                     _mm256_permute2x128_si256(lo_b, hi_b, 0x31));
+  const __m256i a = _mm256_unpacklo_epi16(e, o);  // vectors 0..7 | 16..23
+  const __m256i c = _mm256_unpackhi_epi16(e, o);  // vectors 8..15 | 24..31
+  uint32_t mask;
+  if (threshold < 0) {
+    mask = 0xffffffffu;
+  } else if (threshold >= 65535) {
+    mask = 0;
+  } else {  // sum > threshold as unsigned 16-bit: max(sum, threshold + 1) == sum
+    const __m256i t = _mm256_set1_epi16(static_cast<short>(threshold + 1));
+    const __m256i ga = _mm256_cmpeq_epi16(_mm256_max_epu16(a, t), a);
+    const __m256i gc = _mm256_cmpeq_epi16(_mm256_max_epu16(c, t), c);
+    // the signed pack keeps 0 / -1 and, per 128-bit half, puts a's 8 before c's: bytes in vector order
+    mask = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_packs_epi16(ga, gc)));
+  }
+  if (mask != 0) {
+    __m256i* o32 = reinterpret_cast<__m256i*>(out);
+    _mm256_storeu_si256(o32, _mm256_cvtepu16_epi32(_mm256_castsi256_si128(a)));
+    _mm256_storeu_si256(o32 + 1, _mm256_cvtepu16_epi32(_mm256_castsi256_si128(c)));
+    _mm256_storeu_si256(o32 + 2, _mm256_cvtepu16_epi32(_mm256_extracti128_si256(a, 1)));
+    _mm256_storeu_si256(o32 + 3, _mm256_cvtepu16_epi32(_mm256_extracti128_si256(c, 1)));
+  }
+  return mask;
+}
+
 // NQ queries over the same codes (two at most: 4 accumulators per query, and AVX2 has 16 registers):
 // each row of codes is loaded and split into nibbles once for all of them.
 template <int NQ>
@@ -146,6 +184,18 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
                   uint32_t* masks) {
   const std::size_t pairs = d_even / 2;
   const std::size_t block_bytes = 16 * d_even;
+  if (pairs <= kFlushPairs) {
+    for (std::size_t b = 0; b < nblocks; ++b) {
+      __m256i lo_a[NQ], lo_b[NQ], hi_a[NQ], hi_b[NQ];
+      for (int j = 0; j < NQ; ++j) lo_a[j] = lo_b[j] = hi_a[j] = hi_b[j] = _mm256_setzero_si256();
+      accumulate_pairs<NQ>(packed + b * block_bytes, lut, lut_stride, pairs, lo_a, lo_b, hi_a, hi_b);
+      for (int j = 0; j < NQ; ++j) {
+        masks[j * nblocks + b] =
+            finish_block16(lo_a[j], lo_b[j], hi_a[j], hi_b[j], out + j * out_stride + b * 32, thresholds[j]);
+      }
+    }
+    return;
+  }
   for (std::size_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = packed + b * block_bytes;
     // 32-bit totals: vectors 0..15 (low nibbles) and 16..31 (high nibbles), even and odd vectors apart.
