@@ -7,6 +7,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "medqk/medqk.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
@@ -130,31 +134,69 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
   if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
 
+namespace {
+
+// Smallest and largest of 16 table entries. The tables are finite (the queries are checked), so the
+// order of the comparisons does not change the result (but for the sign of a zero).
+inline void min_max16(const float* p, float* mn, float* mx) {
+#if defined(__SSE2__)
+  const __m128 a = _mm_loadu_ps(p), b = _mm_loadu_ps(p + 4), c = _mm_loadu_ps(p + 8), d = _mm_loadu_ps(p + 12);
+  __m128 lo = _mm_min_ps(_mm_min_ps(a, b), _mm_min_ps(c, d));
+  __m128 hi = _mm_max_ps(_mm_max_ps(a, b), _mm_max_ps(c, d));
+  lo = _mm_min_ps(lo, _mm_movehl_ps(lo, lo));
+  hi = _mm_max_ps(hi, _mm_movehl_ps(hi, hi));
+  *mn = _mm_cvtss_f32(_mm_min_ss(lo, _mm_shuffle_ps(lo, lo, 1)));
+  *mx = _mm_cvtss_f32(_mm_max_ss(hi, _mm_shuffle_ps(hi, hi, 1)));
+#else
+  float lo = p[0], hi = p[0];
+  for (int c = 1; c < 16; ++c) {
+    lo = std::min(lo, p[c]);
+    hi = std::max(hi, p[c]);
+  }
+  *mn = lo;
+  *mx = hi;
+#endif
+}
+
+// out[c] = round_clamp((t[c] - lo) / step, kLut4MaxEntry) for 16 entries: the same float operations in
+// four lanes (divps is the IEEE division), the clamp by saturating packs.
+inline void quantize16(const float* t, float lo, float step, uint8_t* out) {
+  const int32_t top = static_cast<int32_t>(kernels::kLut4MaxEntry);
+#if defined(__SSE2__)
+  const __m128 l = _mm_set1_ps(lo), st = _mm_set1_ps(step), magic = _mm_set1_ps(12582912.0f);
+  __m128i r[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m128 v = _mm_div_ps(_mm_sub_ps(_mm_loadu_ps(t + 4 * i), l), st);
+    r[i] = _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(v, magic), magic));
+  }
+  // int32 -> int16 -> uint8 with saturation is the clamp to [0, 255]; then to [0, top]
+  const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3]));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(bytes, _mm_set1_epi8(static_cast<char>(top))));
+#else
+  for (int c = 0; c < 16; ++c) out[c] = static_cast<uint8_t>(runtime::round_clamp((t[c] - lo) / step, top));
+#endif
+}
+
+}  // namespace
+
 void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
                           float* beta) {
   const std::size_t s_even = s + (s & 1);
+  std::vector<float> lo(s);
   for (std::size_t q = 0; q < nq; ++q) {
     const float* t = tables + q * s * 16;
     uint8_t* out = luts + q * s_even * 16;
     float span = 0.0f, offset = 0.0f;
-    std::vector<float> lo(s);
     for (std::size_t j = 0; j < s; ++j) {
-      float mn = t[j * 16], mx = t[j * 16];
-      for (int c = 1; c < 16; ++c) {
-        mn = std::min(mn, t[j * 16 + c]);
-        mx = std::max(mx, t[j * 16 + c]);
-      }
+      float mn, mx;
+      min_max16(t + j * 16, &mn, &mx);
       lo[j] = mn;
       span = std::max(span, mx - mn);
       offset += mn;  // sequential float32 sum, the same order as the Numba twin
     }
     const float max_entry = static_cast<float>(kernels::kLut4MaxEntry);
     const float step = span > 0.0f ? span / max_entry : 1.0f;
-    for (std::size_t j = 0; j < s; ++j) {
-      for (int c = 0; c < 16; ++c) {
-        out[j * 16 + c] = static_cast<uint8_t>(runtime::round_clamp((t[j * 16 + c] - lo[j]) / step, static_cast<int32_t>(kernels::kLut4MaxEntry)));
-      }
-    }
+    for (std::size_t j = 0; j < s; ++j) quantize16(t + j * 16, lo[j], step, out + j * 16);
     if (s_even != s) std::memset(out + s * 16, 0, 16);
     alpha[q] = step;
     beta[q] = offset;

@@ -77,7 +77,11 @@ def test_table_quantization_and_exact_rescoring_twins():
     for S in (1, 7, 384):
         t = rng.standard_normal((5, S, 16)).astype(np.float32)
         t[0] = 0.0  # a flat query: step 1, all-zero tables
+        # step exactly 1 (span 127): halves round to even, as numpy.rint (2.5 -> 2, 3.5 -> 4, 126.5 -> 126)
+        t[1] = np.array([0, 127, 2.5, 3.5, 126.5, 0.5, 1.5, 64, 1, 2, 3, 4, 5, 6, 7, 8], np.float32) - 50.0
         luts, alpha, beta = _backend._core.lut4_quantize_tables(t)
+        assert alpha[1] == 1.0
+        np.testing.assert_array_equal(luts[1, :S, :7], np.tile([0, 127, 2, 4, 126, 0, 2], (S, 1)))
         l2, a2, b2 = np.empty_like(luts), np.empty_like(alpha), np.empty_like(beta)
         _numba_lut4.lut4_quantize_tables(t, l2, a2, b2)
         np.testing.assert_array_equal(luts, l2)
