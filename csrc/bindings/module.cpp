@@ -709,6 +709,38 @@ py::tuple pq_assign(const py::array& x, const py::array& centroids, int threads)
   return py::make_tuple(codes, dist);
 }
 
+py::array_t<uint8_t> pq_anisotropic(const py::array& x, const py::array& centroids, const py::array& codes,
+                                    double eta, int passes, int threads) {
+  require<float>(x, "x", 2);
+  require<float>(centroids, "centroids", 3);
+  require<uint8_t>(codes, "codes", 2);
+  const std::size_t n = x.shape(0), m = centroids.shape(0), k = centroids.shape(1), dsub = centroids.shape(2);
+  if (k > 256) throw py::value_error("centroids must have at most 256 centroids per subspace (uint8 codes)");
+  if (static_cast<std::size_t>(x.shape(1)) != m * dsub) {
+    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns but centroids cover M * dsub = " +
+                          std::to_string(m * dsub));
+  }
+  if (static_cast<std::size_t>(codes.shape(0)) != n || static_cast<std::size_t>(codes.shape(1)) != m) {
+    throw py::value_error("codes must have shape (n, M), one row per row of x");
+  }
+  if (!(eta >= 1.0) || !std::isfinite(eta)) throw py::value_error("eta must be a finite number >= 1");
+  if (passes < 0) throw py::value_error("passes must be >= 0");
+  const uint8_t* in = static_cast<const uint8_t*>(codes.data());
+  for (std::size_t i = 0; i < n * m; ++i) {
+    if (in[i] >= k) throw py::value_error("codes must be < K (the centroids per subspace)");
+  }
+  py::array_t<uint8_t> out({n, m});
+  uint8_t* op = out.mutable_data();
+  std::copy(in, in + n * m, op);
+  const float* xp = static_cast<const float*>(x.data());
+  const float* cp = static_cast<const float*>(centroids.data());
+  {
+    py::gil_scoped_release release;
+    medqk::pq_anisotropic(xp, n, m, k, dsub, cp, eta, passes, op, threads);
+  }
+  return out;
+}
+
 py::dict cpu_features_dict() {
   const medqk::CpuFeatures& f = medqk::cpu_features();
   py::dict d;
@@ -800,6 +832,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("ivf_select_lists", &ivf_select_lists, py::arg("list_scores"), py::arg("nprobe"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
         py::arg("threads") = 0);
+  m.def("pq_anisotropic", &pq_anisotropic, py::arg("x"), py::arg("centroids"), py::arg("codes"), py::arg("eta"),
+        py::arg("passes"), py::arg("threads") = 0);
   m.def("s8_rerank_topk", &s8_rerank_topk, py::arg("qs"), py::arg("codes"), py::arg("cand"), py::arg("qbias"),
         py::arg("sqnorms"), py::arg("k"), py::arg("threads") = 0);
   m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),

@@ -160,3 +160,51 @@ def test_native_module_checks_its_arguments():
         core.pq_assign(np.zeros((3, 4), np.float32), np.zeros((2, 16, 3), np.float32))
     with pytest.raises(ValueError, match="at most 256"):
         core.pq_assign(np.zeros((3, 4), np.float32), np.zeros((2, 257, 2), np.float32))
+
+
+def _aniso_loss(x, cents, codes, eta):
+    m, _, dsub = cents.shape
+    xh = np.concatenate([cents[j][codes[:, j]] for j in range(m)], axis=1).astype(np.float64)
+    x = x.astype(np.float64)
+    r = xh - x
+    nrm = np.linalg.norm(x, axis=1, keepdims=True)
+    u = np.divide(x, nrm, out=np.zeros_like(x), where=nrm > 0)
+    rpar = (r * u).sum(1)
+    return (eta - 1.0) * rpar**2 + (r * r).sum(1)
+
+
+@pytest.mark.skipif(_backend._core is None or not HAVE_NUMBA, reason="compares the native kernel with its twin")
+@pytest.mark.parametrize("m,k,dsub", [(1, 1, 1), (3, 16, 4), (8, 16, 4), (5, 7, 3), (2, 256, 2), (4, 33, 1)])
+def test_pq_anisotropic_native_equals_twin(m, k, dsub):
+    """Score-aware codes: native and Numba give the same codes (float64, one order), the loss never rises
+    from the nearest-centroid start, a zero vector keeps its nearest codes, ties take the lowest index."""
+    from medqk.kernels import _numba_pq_assign
+
+    rng = np.random.default_rng(m * 100 + k)
+    n = 300
+    x = rng.standard_normal((n, m * dsub)).astype(np.float32)
+    x[0] = 0.0
+    cents = rng.standard_normal((m, k, dsub)).astype(np.float32)
+    if k > 2:
+        cents[:, 2] = cents[:, 1]  # duplicate centroids: equal gains, the lower index must win
+    codes0, _ = medqk.pq_assign(x, cents)
+    for eta, passes in ((4.0, 3), (1.0, 1), (9.5, 2), (4.0, 0)):
+        native = _backend._core.pq_anisotropic(x, cents, codes0, eta, passes, 2)
+        twin = codes0.copy()
+        _numba_pq_assign.pq_anisotropic(x, cents, twin, eta, passes)
+        np.testing.assert_array_equal(native, twin)
+        assert (_aniso_loss(x, cents, native, eta) <= _aniso_loss(x, cents, codes0, eta) + 1e-9).all()
+        if k > 2:
+            assert not (native == 2).any()  # centroid 2 duplicates 1: never chosen over it
+        if passes == 0:
+            np.testing.assert_array_equal(native, codes0)
+    assert (_backend._core.pq_anisotropic(x, cents, codes0, 4.0, 3)[0] == codes0[0]).all() or m * dsub == 0
+    with pytest.raises(ValueError, match="codes must have shape"):
+        _backend._core.pq_anisotropic(x, cents, codes0[:5], 4.0, 3)
+    with pytest.raises(ValueError, match="eta must be"):
+        _backend._core.pq_anisotropic(x, cents, codes0, 0.5, 3)
+    if k < 256:
+        bad = codes0.copy()
+        bad[0, 0] = k
+        with pytest.raises(ValueError, match="codes must be < K"):
+            _backend._core.pq_anisotropic(x, cents, bad, 4.0, 3)

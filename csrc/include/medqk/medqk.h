@@ -218,4 +218,11 @@ void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlis
 void pq_assign(Isa isa, const float* x, std::size_t n, std::size_t m, std::size_t k, std::size_t dsub,
                const float* centroids, uint8_t* codes, float* dist, int threads);
 
+// Score-aware codes (csrc/runtime/pq_anisotropic.cpp): starting from codes (n x m, e.g. pq_assign's), each
+// vector's codes move by coordinate descent to lower eta * (r . u)^2 + |r - (r . u) u|^2 (r = x_hat - x,
+// u = x / |x|; a zero vector: plain squared error), `passes` sweeps over the subspaces, in float64. The
+// loss never rises; among equal gains the lowest centroid index wins (moving or not). In place.
+void pq_anisotropic(const float* x, std::size_t n, std::size_t m, std::size_t k, std::size_t dsub,
+                    const float* centroids, double eta, int passes, uint8_t* codes, int threads);
+
 }  // namespace medqk

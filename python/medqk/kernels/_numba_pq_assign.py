@@ -63,3 +63,76 @@ def pq_assign(x, centroids, codes, dist):
                     d = np.float32(0.0)
                 codes[i, j] = idx
                 dist[i, j] = d
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def pq_anisotropic(x, centroids, codes, eta, passes):
+    """Twin of the native pq_anisotropic (csrc/runtime/pq_anisotropic.cpp): score-aware codes by coordinate
+    descent on eta * (r . u)^2 + |r - (r . u) u|^2, in place on ``codes`` (n, M) uint8; the same float64
+    operations in the same order, so the codes are equal bit for bit."""
+    n = x.shape[0]
+    m, k, dsub = centroids.shape
+    d = m * dsub
+    w = eta - 1.0
+    ct = np.empty((m, dsub, k), dtype=np.float64)
+    cn = np.empty((m, k), dtype=np.float64)
+    for j in range(m):
+        for c in range(k):
+            s = 0.0
+            for p in range(dsub):
+                v = np.float64(centroids[j, c, p])
+                ct[j, p, c] = v
+                s += v * v
+            cn[j, c] = s
+    for i in prange(n):
+        u = np.empty(d, dtype=np.float64)
+        r = np.empty(d, dtype=np.float64)
+        cu = np.empty(k, dtype=np.float64)
+        cr = np.empty(k, dtype=np.float64)
+        g = np.empty(k, dtype=np.float64)
+        gain = np.empty(k, dtype=np.float64)
+        nrm2 = 0.0
+        for p in range(d):
+            nrm2 += np.float64(x[i, p]) * np.float64(x[i, p])
+        nrm = np.sqrt(nrm2)
+        for p in range(d):
+            u[p] = np.float64(x[i, p]) / nrm if nrm > 0.0 else 0.0
+        for j in range(m):
+            for p in range(dsub):
+                r[j * dsub + p] = ct[j, p, codes[i, j]] - np.float64(x[i, j * dsub + p])
+        rpar = 0.0
+        for p in range(d):
+            rpar += r[p] * u[p]
+        for _ in range(passes):
+            for j in range(m):
+                cur = np.int64(codes[i, j])
+                for c in range(k):
+                    cu[c] = 0.0
+                    cr[c] = 0.0
+                    g[c] = 0.0
+                for p in range(dsub):
+                    up = u[j * dsub + p]
+                    rp = r[j * dsub + p]
+                    qp = ct[j, p, cur]
+                    for c in range(k):
+                        cu[c] += up * ct[j, p, c]
+                        cr[c] += rp * ct[j, p, c]
+                        g[c] += qp * ct[j, p, c]
+                two_rpar = 2.0 * rpar
+                cu_cur = cu[cur]
+                cr_cur = cr[cur]
+                cn_cur = cn[j, cur]
+                for c in range(k):
+                    dpar = cu[c] - cu_cur
+                    dd = cn[j, c] - 2.0 * g[c] + cn_cur
+                    gain[c] = w * dpar * (two_rpar + dpar) + 2.0 * (cr[c] - cr_cur) + dd
+                gain[cur] = 0.0
+                best = 0
+                for c in range(1, k):
+                    if gain[c] < gain[best]:
+                        best = c
+                if best != cur:
+                    rpar += cu[best] - cu_cur
+                    for p in range(dsub):
+                        r[j * dsub + p] += ct[j, p, best] - ct[j, p, cur]
+                    codes[i, j] = best
