@@ -741,6 +741,32 @@ py::array_t<uint8_t> pq_anisotropic(const py::array& x, const py::array& centroi
   return out;
 }
 
+py::tuple pq_centroid_sums(const py::array& x, const py::array& codes, std::size_t k, int threads) {
+  require<float>(x, "x", 2);
+  require<uint8_t>(codes, "codes", 2);
+  const std::size_t n = x.shape(0), m = codes.shape(1);
+  if (k == 0 || k > 256) throw py::value_error("k must be 1..256");
+  if (static_cast<std::size_t>(codes.shape(0)) != n) throw py::value_error("codes must have one row per row of x");
+  if (static_cast<std::size_t>(x.shape(1)) % m != 0) {
+    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns, not a multiple of M = " + std::to_string(m));
+  }
+  const std::size_t dsub = x.shape(1) / m;
+  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
+  for (std::size_t i = 0; i < n * m; ++i) {
+    if (cp[i] >= k) throw py::value_error("codes must be < k");
+  }
+  py::array_t<double> sums({m, k, dsub});
+  py::array_t<int64_t> counts({m, k});
+  const float* xp = static_cast<const float*>(x.data());
+  double* sp = sums.mutable_data();
+  int64_t* np_ = counts.mutable_data();
+  {
+    py::gil_scoped_release release;
+    medqk::pq_centroid_sums(xp, n, m, k, dsub, cp, sp, np_, threads);
+  }
+  return py::make_tuple(sums, counts);
+}
+
 py::dict cpu_features_dict() {
   const medqk::CpuFeatures& f = medqk::cpu_features();
   py::dict d;
@@ -834,6 +860,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("threads") = 0);
   m.def("pq_anisotropic", &pq_anisotropic, py::arg("x"), py::arg("centroids"), py::arg("codes"), py::arg("eta"),
         py::arg("passes"), py::arg("threads") = 0);
+  m.def("pq_centroid_sums", &pq_centroid_sums, py::arg("x"), py::arg("codes"), py::arg("k"), py::arg("threads") = 0);
   m.def("s8_rerank_topk", &s8_rerank_topk, py::arg("qs"), py::arg("codes"), py::arg("cand"), py::arg("qbias"),
         py::arg("sqnorms"), py::arg("k"), py::arg("threads") = 0);
   m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),

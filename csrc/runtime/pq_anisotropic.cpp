@@ -1,3 +1,5 @@
+// Also the centroid update of PQ training (pq_centroid_sums).
+//
 // Score-aware PQ codes (ScaNN's anisotropic loss, Guo et al., ICML 2020): coordinate descent from the
 // nearest centroids, each subspace in turn taking the centroid that minimizes
 //     eta * (r . u)^2 + |r - (r . u) u|^2,   r = x_hat - x, u = x / |x|,
@@ -99,6 +101,26 @@ void pq_anisotropic(const float* x, std::size_t n, std::size_t m, std::size_t k,
     for (std::size_t i = static_cast<std::size_t>(b) * kRows; i < i1; ++i) {
       refine_one(x + i * m * dsub, m, k, dsub, ct.data(), cn.data(), eta - 1.0, passes, codes + i * m, u.data(),
                  r.data(), cu.data(), cr.data(), g.data(), gain.data());
+    }
+  });
+}
+
+void pq_centroid_sums(const float* x, std::size_t n, std::size_t m, std::size_t k, std::size_t dsub,
+                      const uint8_t* codes, double* sums, int64_t* counts, int threads) {
+  std::fill(sums, sums + m * k * dsub, 0.0);
+  std::fill(counts, counts + m * k, int64_t(0));
+  if (threads <= 0) threads = hardware_threads();
+  if (n * m < (std::size_t(1) << 16)) threads = 1;
+  // one task per subspace: each cell's sum still adds its rows in increasing order
+  runtime::parallel_for(static_cast<int>(m), threads, [&](int jt) {
+    const std::size_t j = static_cast<std::size_t>(jt);
+    double* sj = sums + j * k * dsub;
+    int64_t* cj = counts + j * k;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t c = codes[i * m + j];
+      const float* xi = x + i * m * dsub + j * dsub;
+      for (std::size_t p = 0; p < dsub; ++p) sj[c * dsub + p] += static_cast<double>(xi[p]);
+      ++cj[c];
     }
   });
 }

@@ -208,3 +208,33 @@ def test_pq_anisotropic_native_equals_twin(m, k, dsub):
         bad[0, 0] = k
         with pytest.raises(ValueError, match="codes must be < K"):
             _backend._core.pq_anisotropic(x, cents, bad, 4.0, 3)
+
+
+@pytest.mark.skipif(_backend._core is None or not HAVE_NUMBA, reason="compares the native kernel with its twin")
+@pytest.mark.parametrize("n,m,k,dsub", [(1, 1, 1, 1), (300, 3, 16, 4), (1000, 8, 256, 2), (77, 5, 7, 3)])
+def test_pq_centroid_sums_equal_bincount(n, m, k, dsub):
+    """The k-means update sums: native, Numba and numpy.bincount (what training used before) agree bit for bit
+    (float64, rows in order); empty cells are 0 with count 0."""
+    from medqk.kernels import _numba_pq_assign
+
+    rng = np.random.default_rng(n + k)
+    x = rng.standard_normal((n, m * dsub)).astype(np.float32)
+    codes = rng.integers(0, max(1, k // 2), (n, m)).astype(np.uint8)  # the upper half of the cells stays empty
+    s1, c1 = _backend._core.pq_centroid_sums(x, codes, k, 2)
+    s2 = np.empty((m, k, dsub)); c2 = np.empty((m, k), np.int64)
+    _numba_pq_assign.pq_centroid_sums(x, codes, s2, c2)
+    cell = (codes.astype(np.int64) + k * np.arange(m)[None, :]).ravel()
+    c3 = np.bincount(cell, minlength=m * k).reshape(m, k)
+    xs = x.reshape(n, m, dsub)
+    s3 = np.stack([np.bincount(cell, weights=xs[:, :, j].ravel(), minlength=m * k) for j in range(dsub)],
+                  axis=-1).reshape(m, k, dsub)
+    for s, c in ((s1, c1), (s2, c2)):
+        np.testing.assert_array_equal(s, s3)
+        np.testing.assert_array_equal(c, c3)
+    if k < 256:
+        bad = codes.copy()
+        bad[-1, -1] = k
+        with pytest.raises(ValueError, match="codes must be < k"):
+            _backend._core.pq_centroid_sums(x, bad, k)
+    with pytest.raises(ValueError, match="k must be 1..256"):
+        _backend._core.pq_centroid_sums(x, codes, 0)

@@ -224,5 +224,10 @@ void pq_assign(Isa isa, const float* x, std::size_t n, std::size_t m, std::size_
 // loss never rises; among equal gains the lowest centroid index wins (moving or not). In place.
 void pq_anisotropic(const float* x, std::size_t n, std::size_t m, std::size_t k, std::size_t dsub,
                     const float* centroids, double eta, int passes, uint8_t* codes, int threads);
+// The k-means centroid update: sums[(j * k + c) * dsub + p] = sum over rows i with codes[i * m + j] == c of
+// x[i, j * dsub + p], added in float64 in increasing i (as numpy.bincount with weights), and counts[j * k + c]
+// the number of those rows. codes must be < k.
+void pq_centroid_sums(const float* x, std::size_t n, std::size_t m, std::size_t k, std::size_t dsub,
+                      const uint8_t* codes, double* sums, int64_t* counts, int threads);
 
 }  // namespace medqk

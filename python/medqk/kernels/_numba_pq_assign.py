@@ -136,3 +136,21 @@ def pq_anisotropic(x, centroids, codes, eta, passes):
                     for p in range(dsub):
                         r[j * dsub + p] += ct[j, p, best] - ct[j, p, cur]
                     codes[i, j] = best
+
+
+@njit(parallel=True, boundscheck=False, nogil=True)
+def pq_centroid_sums(x, codes, sums, counts):
+    """Twin of the native pq_centroid_sums: per subspace j and centroid c, the float64 sum of the rows'
+    sub-vectors coded c (rows in increasing order) into sums (M, K, dsub), their number into counts (M, K)."""
+    n, m = codes.shape
+    dsub = sums.shape[2]
+    for j in prange(m):
+        for c in range(sums.shape[1]):
+            counts[j, c] = 0
+            for p in range(dsub):
+                sums[j, c, p] = 0.0
+        for i in range(n):
+            c = codes[i, j]
+            for p in range(dsub):
+                sums[j, c, p] += np.float64(x[i, j * dsub + p])
+            counts[j, c] += 1

@@ -57,6 +57,21 @@ class PQCodec:
         pq_assign kernel on the active backend (native or Numba). Codes uint8 (n, M), distances float32."""
         return pq_assign(xs.reshape(xs.shape[0], self.M * self.dsub), cents)
 
+    def _centroid_sums(self, xs: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per (subspace, centroid): float64 sum of the sub-vectors assigned to it (M, K, dsub) and their
+        number (M, K), rows added in order (numpy.bincount's sums, which took 0.23 s per iteration for
+        65,536 x 96 subspaces; natively 0.01 s)."""
+        x2 = np.ascontiguousarray(xs.reshape(xs.shape[0], self.M * self.dsub), dtype=np.float32)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        if _backend.backend == "native":
+            return _backend._core.pq_centroid_sums(x2, codes, self.n_centroids, 0)
+        from ..kernels import _numba_pq_assign
+
+        sums = np.empty((self.M, self.n_centroids, self.dsub), dtype=np.float64)
+        counts = np.empty((self.M, self.n_centroids), dtype=np.int64)
+        _numba_pq_assign.pq_centroid_sums(x2, codes, sums, counts)
+        return sums, counts
+
     def train(self, x: np.ndarray) -> PQCodec:
         self._check_train_size(x.shape[0])
         rng = np.random.default_rng(self.seed)
@@ -114,13 +129,7 @@ class PQCodec:
                 sys.stderr.write(f"\r\033[K{label}pq{M}x{self.nbits} k-means: iteration {it + 1}/{max_iter}, "
                                  f"error {err / (n * M * self.dsub):.4g}")
                 sys.stderr.flush()
-            # centroid sums of all subspaces at once: bincount over (subspace, centroid) cells
-            cell = (codes + n_cent * np.arange(M)[None, :]).ravel()
-            all_counts = np.bincount(cell, minlength=M * n_cent).reshape(M, n_cent)
-            all_sums = np.stack(
-                [np.bincount(cell, weights=xs[:, :, j].ravel(), minlength=M * n_cent) for j in range(self.dsub)],
-                axis=-1,
-            ).reshape(M, n_cent, self.dsub)
+            all_sums, all_counts = self._centroid_sums(xs, codes)
             nonempty_all = all_counts > 0
             cents[nonempty_all] = (all_sums[nonempty_all] / all_counts[nonempty_all][:, None]).astype(np.float32)
             for m in np.flatnonzero(~nonempty_all.all(axis=1)):
