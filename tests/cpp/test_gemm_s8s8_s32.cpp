@@ -114,7 +114,11 @@ int main() {
     check(isa, 150, 70, 1100, Fill::random, 2, rng);
     check(isa, 200, 5, 300, Fill::random, 2, rng);
     check(isa, 64, 256, 256, Fill::mixed_extremes, 2, rng);
-    cases += 4;
+    // AVX2 widens B first from 12 rows on (boundary), in row blocks of at most 256 rows
+    check(isa, 11, 30, 300, Fill::random, 1, rng);
+    check(isa, 12, 30, 300, Fill::random, 1, rng);
+    check(isa, 300, 50, 70, Fill::mixed_extremes, 1, rng);
+    cases += 7;
     // float output: edge tiles, several k blocks (K > 768), both thread splits
     for (std::size_t m : {std::size_t(1), std::size_t(13), std::size_t(100)})
       for (std::size_t n : {std::size_t(1), std::size_t(33), std::size_t(130)})
