@@ -1,4 +1,5 @@
-"""INT8 GEMM against its peers, measured side by side in one run (median of --repeat runs after warm-up).
+"""INT8 GEMM against its peers, measured side by side in one run: --repeat rounds, each timing every
+contender once (interleaved, so a noisy moment hits all alike), medians quoted.
 
     python bench/compare_gemm.py [--threads 1] [--repeat 7] [--quick]
 
@@ -29,13 +30,27 @@ SHAPES = [(1, 4096, 4096), (8, 4096, 4096), (64, 4096, 4096), (256, 1024, 1024),
 
 
 def median_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
+    return interleaved_medians({"fn": fn}, repeat)["fn"]
+
+
+def interleaved_medians(fns, repeat, min_sample=0.02):
+    """Median seconds per call of each function in `fns` (name -> callable), measured in `repeat` rounds
+    that time every function once each: a noisy moment of the host then hits all of them alike. A sample
+    loops a function often enough to last about `min_sample` seconds (a 0.3 ms GEMV timed once is noise)."""
+    loops = {}
+    for name, fn in fns.items():
+        fn()
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        loops[name] = max(1, int(min_sample / max(time.perf_counter() - t0, 1e-9)))
+    samples = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(loops[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / loops[name])
+    return {name: float(np.median(v)) for name, v in samples.items()}
 
 
 def ort_matmul_integer(b: np.ndarray, threads: int):
@@ -116,21 +131,25 @@ def main():
         b = rng.integers(-128, 128, (n, k), dtype=np.int8)
         ops = 2 * m * n * k
         packed = medqk.pack_s8(b)
-        g_medqk = ops / median_time(lambda: medqk.gemm_s8s8_s32(a, packed, threads=args.threads), repeat) / 1e9
         af, bt = a.astype(np.float32), np.ascontiguousarray(b.T.astype(np.float32))
-        g_np = ops / median_time(lambda: af @ bt, repeat) / 1e9
-        ort_fn = ort_matmul_integer(b, args.threads)
         a_u8 = (a.astype(np.int16) + 128).astype(np.uint8)
-        g_ort = ops / median_time(lambda: ort_fn(a_u8), repeat) / 1e9 if ort_fn else None
         w = rng.standard_normal((n, k)).astype(np.float32) / np.sqrt(k)
         x = rng.standard_normal((m, k)).astype(np.float32)
+        layer = medqk.QuantizedLinear.from_float(w, np.zeros(n, np.float32))
+        fns = {"medqk": lambda: medqk.gemm_s8s8_s32(a, packed, threads=args.threads), "numpy": lambda: af @ bt,
+               "linear": lambda: layer(x, threads=args.threads)}
+        ort_fn = ort_matmul_integer(b, args.threads)
+        if ort_fn:
+            fns["ort"] = lambda: ort_fn(a_u8)
         t_fn = torch_dynamic_linear(w, args.threads)
-        g_torch = ops / median_time(lambda: t_fn(x), repeat) / 1e9 if t_fn else None
+        if t_fn:
+            fns["torch"] = lambda: t_fn(x)
+        gops = {name: ops / t / 1e9 for name, t in interleaved_medians(fns, repeat).items()}
+        g_medqk, g_np, g_lin = gops["medqk"], gops["numpy"], gops["linear"]
+        g_ort, g_torch = gops.get("ort"), gops.get("torch")
         best = max([g for g in (g_ort, g_torch) if g] or [None]) if (g_ort or g_torch) else None
         print(f"{f'{m}x{n}x{k}':>18} {fmt(g_medqk)} {fmt(g_np)} {fmt(g_ort)} {fmt(g_torch)} {ratio(g_medqk, g_np)} "
               f"{ratio(g_medqk, g_ort)} {ratio(g_medqk, g_torch)} {ratio(g_medqk, best)}")
-        layer = medqk.QuantizedLinear.from_float(w, np.zeros(n, np.float32))
-        g_lin = ops / median_time(lambda: layer(x, threads=args.threads), repeat) / 1e9
         lin_rows.append((m, n, k, g_lin, g_torch))
 
     print("\n== QuantizedLinear (float in, float out, activation quantization included), GOP/s")
@@ -158,8 +177,9 @@ def main():
     m = n = k = 256 if args.quick else 1024
     a = rng.integers(-128, 128, (m, k), dtype=np.int8)
     packed = medqk.pack_s8(rng.integers(-128, 128, (n, k), dtype=np.int8))
-    t1 = median_time(lambda: medqk.gemm_s8s8_s32(a, packed, threads=1), repeat)
-    t2 = median_time(lambda: medqk.gemm_s8s8_s32(a, packed, threads=2), repeat)
+    times = interleaved_medians({1: lambda: medqk.gemm_s8s8_s32(a, packed, threads=1),
+                                 2: lambda: medqk.gemm_s8s8_s32(a, packed, threads=2)}, repeat)
+    t1, t2 = times[1], times[2]
     print(f"== threads at {m}^3: 1 thread {2 * m**3 / t1 / 1e9:.0f} GOP/s, 2 threads {2 * m**3 / t2 / 1e9:.0f} GOP/s, "
           f"speed-up {t1 / t2:.2f}x")
 
