@@ -15,7 +15,7 @@ int main() {
   std::mt19937 rng(7);
   int failures = 0, cases = 0;
   const std::size_t ns[] = {1, 31, 32, 33, 100};
-  const std::size_t ds[] = {1, 2, 3, 15, 16, 17, 384, 600, 1028};
+  const std::size_t ds[] = {1, 2, 3, 15, 16, 17, 384, 511, 514, 600, 1028};  // 16-bit finish up to d_even 512
   for (medqk::Isa isa : medqk::supported_isas()) {
     std::printf("lut4_scan: testing isa=%s\n", medqk::isa_name(isa));
     for (std::size_t n : ns) {
