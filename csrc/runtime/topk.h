@@ -149,24 +149,34 @@ inline T key_score(uint64_t key) {
   return KeyOrder<T>::value(static_cast<uint32_t>(key >> 32));
 }
 
-// Cuts keys (more than k) back to the k best (nth_element, unordered) and returns the k-th best score.
+// Cuts keys [first, last) (more than k) so that the k best come first (nth_element, unordered) and
+// returns the k-th best score; the caller drops the rest.
+template <typename T>
+inline T keep_best(uint64_t* first, uint64_t* last, std::size_t k) {
+  std::nth_element(first, first + (k - 1), last, std::greater<uint64_t>());
+  return key_score<T>(first[k - 1]);  // the k-th best sits there
+}
 template <typename T>
 inline T keep_best(std::vector<uint64_t>& keys, std::size_t k) {
-  std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end(), std::greater<uint64_t>());
+  const T kth = keep_best<T>(keys.data(), keys.data() + keys.size(), k);
   keys.resize(k);
-  return key_score<T>(keys[k - 1]);  // the k-th best sits there
+  return kth;
 }
 
-// The hits of keys, best first, for write_sorted / merge_parts: sorting the 64-bit keys is one integer
-// compare per step where sorting the hits takes a float and an id compare (MedQuAD pq96x4fs, k = 200:
-// the sort in write_sorted was a tenth of the search).
+// The hits of keys [first, last), best first, for write_sorted / merge_parts: sorting the 64-bit keys is
+// one integer compare per step where sorting the hits takes a float and an id compare (MedQuAD pq96x4fs,
+// k = 200: the sort in write_sorted was a tenth of the search).
+template <typename T>
+inline void keys_to_hits(uint64_t* first, uint64_t* last, std::vector<Hit>& hits) {
+  std::sort(first, last, std::greater<uint64_t>());
+  hits.clear();
+  for (const uint64_t* key = first; key != last; ++key) {
+    hits.push_back({static_cast<float>(key_score<T>(*key)), static_cast<int64_t>(0xffffffffu - (*key & 0xffffffffu))});
+  }
+}
 template <typename T>
 inline void keys_to_hits(std::vector<uint64_t>& keys, std::vector<Hit>& hits) {
-  std::sort(keys.begin(), keys.end(), std::greater<uint64_t>());
-  hits.clear();
-  for (uint64_t key : keys) {
-    hits.push_back({static_cast<float>(key_score<T>(key)), static_cast<int64_t>(0xffffffffu - (key & 0xffffffffu))});
-  }
+  keys_to_hits<T>(keys.data(), keys.data() + keys.size(), hits);
 }
 
 // Top-k by a reservoir rather than a heap, for the exact integer sums of the table scans (T = int32_t; a
@@ -272,8 +282,8 @@ class BinnedTopK {
   void reset(std::size_t k, int32_t max_value) {
     k_ = k;
     cap_ = std::max<std::size_t>(4 * k, 64);
-    keys_.clear();
-    keys_.reserve(cap_);
+    if (keys_.size() < cap_ + 1) keys_.resize(cap_ + 1);  // + 1: the branch-free append writes one ahead
+    size_ = 0;
     hits_.clear();
     shift_ = 0;
     while ((max_value >> shift_) >= static_cast<int32_t>(kBins)) ++shift_;
@@ -283,7 +293,10 @@ class BinnedTopK {
     threshold_ = kNoThreshold;
   }
 
-  // Scores in blocks of 32 with, per block, a mask of those above an earlier threshold (SumsTopK::offer_masked).
+  // Scores (0 <= score <= max_value) in blocks of 32 with, per block, a mask of those above an earlier
+  // threshold (SumsTopK::offer_masked). Once there is a threshold, a masked score is appended without a
+  // branch on the test against the current threshold (the key is written, the count advances by the
+  // test): with a scan's stale threshold half of them fail it, and as a branch that mispredicted.
   void offer_masked(const int32_t* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0) {
     if (k_ == 0) return;
     for (std::size_t b = 0; b < nblocks; ++b) {
@@ -292,12 +305,23 @@ class BinnedTopK {
       if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
       const int32_t* p = scores + 32 * b;
       const int64_t base = id0 + static_cast<int64_t>(32 * b);
-      while (mask != 0) {
+      for (; mask != 0 && bin_ < 0; mask &= mask - 1) {  // the first k: no threshold yet
         const int u = __builtin_ctz(mask);
-        mask &= mask - 1;
+        keys_[size_++] = hit_key(p[u], base + u);
+        ++hist_[p[u] >> shift_];
+        if (size_ == k_) first_bin();
+      }
+      for (; mask != 0; mask &= mask - 1) {
+        const int u = __builtin_ctz(mask);
         const int32_t v = p[u];
-        if (!(v > threshold_)) continue;
-        append(v, base + u);
+        const std::size_t pass = v > threshold_;
+        const int b = v >> shift_;
+        keys_[size_] = hit_key(v, base + u);
+        size_ += pass;
+        hist_[b] += static_cast<uint32_t>(pass);
+        above_ += pass & static_cast<std::size_t>(b > bin_);
+        if (above_ >= k_) raise();
+        if (size_ == cap_) compact();
       }
     }
   }
@@ -305,25 +329,13 @@ class BinnedTopK {
   int32_t threshold() const { return threshold_; }
 
   std::vector<Hit>& hits() {
-    if (keys_.size() > k_) cut();
-    keys_to_hits<int32_t>(keys_, hits_);
+    if (size_ > k_) cut();
+    keys_to_hits<int32_t>(keys_.data(), keys_.data() + size_, hits_);
     return hits_;
   }
 
  private:
   static constexpr std::size_t kBins = 1024;
-
-  void append(int32_t v, int64_t id) {
-    keys_.push_back(hit_key(v, id));
-    const int b = v >> shift_;
-    ++hist_[b];
-    if (bin_ < 0) {
-      if (keys_.size() == k_) first_bin();
-    } else if (b > bin_ && ++above_ >= k_) {
-      raise();
-    }
-    if (keys_.size() == cap_) compact();
-  }
 
   // bin_ = the highest bin with at least k kept sums in it or above; above_ = those strictly above it
   void first_bin() {
@@ -347,27 +359,28 @@ class BinnedTopK {
   void compact() {
     const uint32_t keep_ord = KeyOrder<int32_t>::ord(threshold_);
     std::size_t w = 0;
-    for (std::size_t i = 0; i < keys_.size(); ++i) {
+    for (std::size_t i = 0; i < size_; ++i) {
       if (static_cast<uint32_t>(keys_[i] >> 32) >= keep_ord) keys_[w++] = keys_[i];
     }
-    keys_.resize(w);
+    size_ = w;
     for (int b = 0; b < bin_; ++b) hist_[b] = 0;  // the sums below the threshold's bin are gone
-    if (keys_.size() > cap_ / 2) cut();
+    if (size_ > cap_ / 2) cut();
   }
 
   void cut() {
-    threshold_ = keep_best<int32_t>(keys_, k_);
+    threshold_ = keep_best<int32_t>(keys_.data(), keys_.data() + size_, k_);
+    size_ = k_;
     // the histogram again of the k kept sums: the threshold's bin holds the k-th best
     std::fill(hist_, hist_ + kBins, 0u);
-    for (uint64_t key : keys_) ++hist_[key_score<int32_t>(key) >> shift_];
+    for (std::size_t i = 0; i < size_; ++i) ++hist_[key_score<int32_t>(keys_[i]) >> shift_];
     bin_ = threshold_ >> shift_;
     std::size_t cum = 0;
     for (int b = bin_ + 1; b < static_cast<int>(kBins); ++b) cum += hist_[b];
     above_ = cum;
   }
 
-  std::size_t k_ = 0, cap_ = 0;
-  std::vector<uint64_t> keys_;
+  std::size_t k_ = 0, cap_ = 0, size_ = 0;
+  std::vector<uint64_t> keys_;  // keys_[0:size_] kept, ord(score) << 32 | (2^32 - 1 - id)
   std::vector<Hit> hits_;
   int shift_ = 0;
   uint32_t hist_[kBins];
