@@ -54,7 +54,7 @@ def test_save_load_gives_identical_results(tmp_path, spec):
     q = queries(x)
     index = mi.create(spec, 32, opq_iter=3, opq_kmeans_iter=2, max_iter=6, seed=9).train(x).add(x)
     if "rerank" in spec:
-        assert index.rerank_factor == 20 and index.bytes_per_vector == 4 + 32
+        assert index.rerank_factor == 16 and index.bytes_per_vector == 4 + 32
         assert recall(index.search(q, 10)[1], exact(x, q, 10, "ip")[1]) >= 0.95
     scores, ids = index.search(q, 10)
     index.save(tmp_path / "opq.mqk")

@@ -74,7 +74,7 @@ def test_search_backends_agree_and_scores_are_adc(spec, metric):
 def test_rerank_and_round_trip(tmp_path, spec, bpv):
     x, q = data(n=800, nq=30, d=32)
     index = mi.create(spec, 32).train(x).add(x)
-    assert index.rerank_factor == 20 and index.bytes_per_vector == bpv
+    assert index.rerank_factor == 16 and index.bytes_per_vector == bpv
     _, ids = index.search(q, 10)
     assert recall(ids, exact(x, q, 10, "ip")[1]) >= 0.95
     index.save(tmp_path / "pq.mqk")
