@@ -156,12 +156,6 @@ inline T keep_best(uint64_t* first, uint64_t* last, std::size_t k) {
   std::nth_element(first, first + (k - 1), last, std::greater<uint64_t>());
   return key_score<T>(first[k - 1]);  // the k-th best sits there
 }
-template <typename T>
-inline T keep_best(std::vector<uint64_t>& keys, std::size_t k) {
-  const T kth = keep_best<T>(keys.data(), keys.data() + keys.size(), k);
-  keys.resize(k);
-  return kth;
-}
 
 // The hits of keys [first, last), best first, for write_sorted / merge_parts: sorting the 64-bit keys is
 // one integer compare per step where sorting the hits takes a float and an id compare (MedQuAD pq96x4fs,
@@ -174,16 +168,12 @@ inline void keys_to_hits(uint64_t* first, uint64_t* last, std::vector<Hit>& hits
     hits.push_back({static_cast<float>(key_score<T>(*key)), static_cast<int64_t>(0xffffffffu - (*key & 0xffffffffu))});
   }
 }
-template <typename T>
-inline void keys_to_hits(std::vector<uint64_t>& keys, std::vector<Hit>& hits) {
-  keys_to_hits<T>(keys.data(), keys.data() + keys.size(), hits);
-}
 
 // Top-k by a reservoir rather than a heap, for the exact integer sums of the table scans (T = int32_t; a
 // float KeyOrder would serve the int8 / fp16 scans, but there the heap above measured faster: its threshold
 // rises with every push, the reservoir's only at a cut, so more scores pass): a score enters the buffer only when it beats the threshold, and when
 // the buffer is full it is cut back to the k best (nth_element) and the threshold rises to the k-th best.
-// Per candidate that is one compare (vectorized, or done by the scan kernel itself: offer_masked), and an
+// Per candidate that is one compare (done by the scan kernel itself: offer_masked), and an
 // append for the few that pass; a heap costs O(log k) branchy steps for each of those, which dominated
 // the table scans at k = 200, where the scan kernel tests a threshold of the previous chunk anyway.
 // Tie rule: ids arrive in increasing order, so a later score equal to the threshold ranks after the kept
@@ -199,31 +189,16 @@ class ReservoirTopK {
   void reset(std::size_t k) {
     k_ = k;
     cap_ = std::max<std::size_t>(4 * k, 64);
-    keys_.clear();
-    keys_.reserve(cap_);
+    if (keys_.size() < cap_ + 1) keys_.resize(cap_ + 1);  // + 1: the branch-free append writes one ahead
+    size_ = 0;
     hits_.clear();
     threshold_ = kNoThreshold;
   }
 
-  // Offers scores[0:n] with ids id0.. (increasing).
-  void offer(const T* scores, std::size_t n, int64_t id0) {
-    if (k_ == 0) return;
-    for (std::size_t j = 0; j < n; j += 16) {
-      if (n - j < 16) {  // the tail
-        unsigned mask = 0;
-        for (std::size_t u = j; u < n; ++u) mask |= static_cast<unsigned>(scores[u] > threshold_) << (u - j);
-        take(scores + j, mask, id0 + static_cast<int64_t>(j));
-        break;
-      }
-      take(scores + j, greater_mask16(scores + j, threshold_), id0 + static_cast<int64_t>(j));
-      if (threshold_ == kNoThreshold && keys_.size() >= k_) cut();  // a first threshold, as early as possible
-    }
-  }
-
-  // The same for scores in blocks of 32 with, per block, a mask of the scores that beat an earlier
-  // threshold (made by the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks)
-  // bounds ids. `bias` is added to every score (the IVF scan: a per-list constant; the kernel was then
-  // given the threshold minus bias).
+  // Scores in blocks of 32 with, per block, a mask of the scores that beat an earlier threshold (made by
+  // the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks) bounds ids. `bias`
+  // is added to every score (the IVF scan: a per-list constant; the kernel was then given the threshold
+  // minus bias).
   void offer_masked(const T* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0,
                     T bias = 0) {
     if (k_ == 0) return;
@@ -232,36 +207,40 @@ class ReservoirTopK {
       if (mask == 0) continue;
       if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
       take(scores + 32 * b, mask, id0 + static_cast<int64_t>(32 * b), bias);
-      if (threshold_ == kNoThreshold && keys_.size() >= k_) cut();  // a first threshold, as early as possible
+      if (threshold_ == kNoThreshold && size_ >= k_) cut();  // a first threshold, as early as possible
     }
   }
 
   T threshold() const { return threshold_; }
 
-  // The k best (unordered), for write_sorted / merge_parts.
+  // The k best, best first, for write_sorted / merge_parts.
   std::vector<Hit>& hits() {
-    if (keys_.size() > k_) cut();
-    keys_to_hits<T>(keys_, hits_);
+    if (size_ > k_) cut();
+    keys_to_hits<T>(keys_.data(), keys_.data() + size_, hits_);
     return hits_;
   }
 
  private:
-  // Scores p[u] + bias for the set bits u of mask, unless the threshold has risen past them meanwhile.
+  // Scores p[u] + bias for the set bits u of mask, unless the threshold has risen past them meanwhile:
+  // the key is written and the count advanced by the test, without a branch on it (with the kernel's
+  // stale threshold many fail it, and as a branch that mispredicted).
   void take(const T* p, uint32_t mask, int64_t id0, T bias = 0) {
-    while (mask != 0) {
+    for (; mask != 0; mask &= mask - 1) {
       const int u = __builtin_ctz(mask);
-      mask &= mask - 1;
       const T v = p[u] + bias;
-      if (!(v > threshold_)) continue;
-      keys_.push_back(hit_key(v, id0 + u));
-      if (keys_.size() == cap_) cut();
+      keys_[size_] = hit_key(v, id0 + u);
+      size_ += static_cast<std::size_t>(v > threshold_);
+      if (size_ == cap_) cut();
     }
   }
 
-  void cut() { threshold_ = keep_best<T>(keys_, k_); }
+  void cut() {
+    threshold_ = keep_best<T>(keys_.data(), keys_.data() + size_, k_);
+    size_ = k_;
+  }
 
-  std::size_t k_ = 0, cap_ = 0;
-  std::vector<uint64_t> keys_;
+  std::size_t k_ = 0, cap_ = 0, size_ = 0;
+  std::vector<uint64_t> keys_;  // keys_[0:size_] kept
   std::vector<Hit> hits_;
   T threshold_ = kNoThreshold;
 };
