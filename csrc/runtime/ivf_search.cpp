@@ -215,18 +215,26 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
     // done as soon as the last list the query probes has been scanned: that list's codes are still in
     // cache (at 1M x 48 B, re-scoring every query after the whole chunk's scan waited on a miss for most
     // of the 24 cache lines a candidate's codes span, and on its id: 1M, nlist 1024, nprobe 1).
+    std::vector<int64_t> cand_list;                   // list of each candidate of the query being finished
+    std::vector<int32_t> probe_of(nlist, -1);         // list -> its probe index, for that query
     const auto finish = [&](std::size_t q) {
       std::vector<runtime::Hit>& hits = reservoirs[q - qa].hits();
-      for (const auto& h : hits) {
-        const int64_t l = std::upper_bound(list_starts, list_starts + nlist + 1, h.id) - list_starts - 1;
-        const int64_t i = h.id - list_starts[l];
+      cand_list.resize(hits.size());
+      for (std::size_t c = 0; c < hits.size(); ++c) {
+        const int64_t id = hits[c].id;
+        const int64_t l = std::upper_bound(list_starts, list_starts + nlist + 1, id) - list_starts - 1;
+        const int64_t i = id - list_starts[l];
+        cand_list[c] = l;
         prefetch_codes(packed + static_cast<std::size_t>(list_blocks[l] + i / 32) * block_bytes + (i % 16), d);
-        __builtin_prefetch(list_ids + h.id);
+        __builtin_prefetch(list_ids + id);
       }
-      for (auto& h : hits) {
-        const int64_t l = std::upper_bound(list_starts, list_starts + nlist + 1, h.id) - list_starts - 1;
-        std::size_t p = 0;
-        while (probes[q * nprobe + p] != l) ++p;  // l is one of the query's probes
+      for (std::size_t p = 0; p < nprobe; ++p) {
+        if (probes[q * nprobe + p] >= 0) probe_of[static_cast<std::size_t>(probes[q * nprobe + p])] = static_cast<int32_t>(p);
+      }
+      for (std::size_t c = 0; c < hits.size(); ++c) {
+        runtime::Hit& h = hits[c];
+        const int64_t l = cand_list[c];
+        const std::size_t p = static_cast<std::size_t>(probe_of[static_cast<std::size_t>(l)]);  // l is a probe of q
         const int64_t i = h.id - list_starts[l];
         const float* t = tables + (q * nlut + (nlut == 1 ? 0 : p)) * d * 16;
         const uint8_t* block = packed + static_cast<std::size_t>(list_blocks[l] + i / 32) * block_bytes + (i % 16);
