@@ -360,7 +360,7 @@ py::array_t<float> lut4_score_candidates(const py::array& tables, const py::arra
 py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const py::array& probes,
                           const py::array& probe_keys, const py::array& probe_bias, const py::array& packed,
                           const py::array& list_blocks, const py::array& list_starts, const py::array& list_ids,
-                          std::size_t kc, std::size_t topk, int threads) {
+                          std::size_t kc, std::size_t topk, int threads, bool rescore) {
   require<uint8_t>(luts, "luts", 4);
   require<float>(tables, "tables", 4);
   require<int64_t>(probes, "probes", 2);
@@ -435,7 +435,7 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const 
   {
     py::gil_scoped_release release;
     medqk::ivf_lut4_search(isa, lutp, tp, nq, d, nlut, pp, kp, bp, nprobe, cp, lb, ls, idp, nlist, kc, topk, sp,
-                           ip, threads);
+                           ip, threads, rescore);
   }
   return py::make_tuple(scores, ids);
 }
@@ -853,7 +853,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0);
   m.def("ivf_lut4_search", &ivf_lut4_search, py::arg("luts"), py::arg("tables"), py::arg("probes"),
         py::arg("probe_keys"), py::arg("probe_bias"), py::arg("packed"), py::arg("list_blocks"),
-        py::arg("list_starts"), py::arg("list_ids"), py::arg("kc"), py::arg("k"), py::arg("threads") = 0);
+        py::arg("list_starts"), py::arg("list_ids"), py::arg("kc"), py::arg("k"), py::arg("threads") = 0,
+        py::arg("rescore") = true);
   m.def("ivf_quantize_tables", &ivf_quantize_tables, py::arg("tables"));
   m.def("ivf_select_lists", &ivf_select_lists, py::arg("list_scores"), py::arg("nprobe"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),

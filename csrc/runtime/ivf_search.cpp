@@ -164,7 +164,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
                      std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
                      std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
                      const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist, std::size_t kc,
-                     std::size_t topk, float* scores, int64_t* ids, int threads) {
+                     std::size_t topk, float* scores, int64_t* ids, int threads, bool rescore) {
   const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
   constexpr std::size_t kGroup = kernels::kLut4MaxQueries;
   const std::size_t d_even = d + (d & 1);
@@ -219,6 +219,13 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
     std::vector<int32_t> probe_of(nlist, -1);         // list -> its probe index, for that query
     const auto finish = [&](std::size_t q) {
       std::vector<runtime::Hit>& hits = reservoirs[q - qa].hits();
+      if (!rescore) {  // candidates only: key order (hits() sorts by key, then storage position)
+        for (std::size_t t = 0; t < topk; ++t) {
+          scores[q * topk + t] = t < hits.size() ? hits[t].score : -std::numeric_limits<float>::infinity();
+          ids[q * topk + t] = t < hits.size() ? list_ids[hits[t].id] : -1;
+        }
+        return;
+      }
       cand_list.resize(hits.size());
       for (std::size_t c = 0; c < hits.size(); ++c) {
         const int64_t id = hits[c].id;

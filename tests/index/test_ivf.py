@@ -57,6 +57,29 @@ def test_every_backend_gives_the_same_exact_adc_results(backend, built, spec, me
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("nprobe", [1, 5, 16])
+def test_candidates_for_rerank_are_the_best_keys_without_float_rescoring(backend, built, metric, nprobe):
+    import medqk
+
+    index, x, q = built["ivf16,pq8x4fs", metric]
+    old = index.nprobe
+    index.nprobe = nprobe
+    try:
+        keys, cand = index._search(q, 20, 20, 1, rescore=False)
+        _, ids = index._search(q, 20, 20, 1)  # the same 20 best keys, re-scored in float and re-ordered
+        with medqk.use_backend("native"), medqk.use_isa("scalar"):
+            ref_keys, ref_cand = index._search(q, 20, 20, 1, rescore=False)
+    finally:
+        index.nprobe = old
+    np.testing.assert_array_equal(np.sort(cand, axis=1), np.sort(ids, axis=1))
+    valid = cand >= 0
+    assert valid[:, 0].all() and (keys[valid] == np.rint(keys[valid])).all()  # integer keys, best first
+    assert all((np.diff(k[v]) <= 0).all() for k, v in zip(keys, valid))
+    np.testing.assert_array_equal(cand, ref_cand)  # every backend and ISA: the same candidates, same order
+    np.testing.assert_array_equal(keys, ref_keys)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
 def test_all_lists_and_all_vectors_give_the_exhaustive_adc_ranking(backend, built, metric):
     # nprobe = nlist and k = ntotal: every vector is a candidate, so the result is the exhaustive float
     # ADC ranking: every id once, scores monotone, equal scores by increasing id

@@ -189,11 +189,13 @@ void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, c
 // ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); tables nq x nlut x d x 16), and the topk
 // best by that score (ties -> lower id) written, -inf / -1 when fewer were found. Requires d <= 1028,
 // table entries <= 127 (ivf_quantize_tables) and 0 <= probe_keys <= 2^23 (keys then in [0, 2^24)). threads: 0 = all (one query per task).
+// rescore = false (candidates for a later re-ranking, +rerank): no float re-scoring; the topk best keys are
+// written in key order (equal keys -> lower storage position), the key as the score (tables unread).
 void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
                      std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
                      std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
                      const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist, std::size_t kc,
-                     std::size_t topk, float* scores, int64_t* ids, int threads);
+                     std::size_t topk, float* scores, int64_t* ids, int threads, bool rescore = true);
 
 // The uint8 tables of ivf_lut4_search: float tables (nq x nlut x s x 16) -> luts (nq x nlut x s_even x 16)
 // with one step per query over all its nlut table sets: lo = min_c t[l, j], step = max_{l,j} (max_c - lo)

@@ -27,7 +27,8 @@ The scan (native: csrc/runtime/ivf_search.cpp, the lut4 kernels of every ISA, qu
 probe the same list scanning it together, so its codes are read once per chunk; Numba twin:
 medqk/kernels/_numba_ivf.py, the same ids and scores) keeps the 2k best keys, then re-scores them with
 the float tables (8 partial sums): returned scores are float ADC scores of those candidates, ties ->
-lower id.
+lower id. As the base of ``+rerank``, it hands over the ``rerank_factor * k`` best keys without that float
+re-scoring (the finer codec ranks them again).
 
 ``nprobe`` (default min(16, nlist)) is set at creation, changed with ``index.nprobe = 32`` or per call
 with ``search(q, k, nprobe=32)``; it must be in 1..nlist (larger values are refused: they would scan
@@ -226,7 +227,8 @@ class IVFLUT4Index(Index):
 
     # -- search -------------------------------------------------------------------------------
     def _candidates(self, q, k, threads):
-        return self._search(q, k, k, threads)[1]
+        # for +rerank: the k best integer keys, without the float re-scoring (which would only reorder them)
+        return self._search(q, k, k, threads, rescore=False)[1]
 
     def _scores_topk(self, q, k, threads):
         return self._search(q, 2 * k, k, threads)
@@ -243,7 +245,7 @@ class IVFLUT4Index(Index):
             best, lists = _topk.block_topk(s, nprobe, 0)
         return np.ascontiguousarray(lists), np.ascontiguousarray(best, dtype=np.float32)
 
-    def _search(self, q, kc, k, threads):
+    def _search(self, q, kc, k, threads, rescore=True):
         nprobe = _NPROBE.get() or self._nprobe
         chunk = _QUERY_CHUNK if self.metric == "ip" else max(1, 4096 // nprobe)
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
@@ -252,7 +254,7 @@ class IVFLUT4Index(Index):
             qc = q[q0 : q0 + chunk]
             probes, bias = self._probe(qc, nprobe, threads)
             luts, tables, keys = self._tables(qc, probes, bias, threads)
-            s, i = self._scan(luts, tables, probes, keys, bias, kc, k, threads)
+            s, i = self._scan(luts, tables, probes, keys, bias, kc, k, threads, rescore)
             out_s[q0 : q0 + chunk], out_i[q0 : q0 + chunk] = s, i
         return out_s, out_i
 
@@ -288,10 +290,10 @@ class IVFLUT4Index(Index):
         _numba_ivf.ivf_quantize_tables(tables, luts, step, offsets)
         return luts, step, offsets
 
-    def _scan(self, luts, tables, probes, keys, bias, kc, k, threads):
+    def _scan(self, luts, tables, probes, keys, bias, kc, k, threads, rescore=True):
         if _backend.backend == "native":
             return _backend._core.ivf_lut4_search(luts, tables, probes, keys, bias, self._packed, self._list_blocks,
-                                                  self._list_starts, self._list_ids, kc, k, threads)
+                                                  self._list_starts, self._list_ids, kc, k, threads, rescore)
         from ..kernels import _numba_ivf
 
         nq = probes.shape[0]
@@ -299,7 +301,7 @@ class IVFLUT4Index(Index):
         ids = np.empty((nq, k), dtype=np.int64)
         with _backend.numba_kernels().threads(threads):
             _numba_ivf.ivf_lut4_search(luts, tables, probes, keys, bias, self._packed, self._list_blocks,
-                                       self._list_starts, self._list_ids, kc, k, scores, ids)
+                                       self._list_starts, self._list_ids, kc, k, scores, ids, rescore)
         return scores, ids
 
     # -- save / load ----------------------------------------------------------------------------

@@ -11,10 +11,11 @@ LUT_MAX = 127  # largest table entry, as kLutMax in csrc/runtime/ivf_search.cpp
 
 @njit(parallel=True, boundscheck=False, nogil=True)
 def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_blocks, list_starts, list_ids, kc, k,
-                    scores, ids):
+                    scores, ids, rescore=True):
     """Per query: integer keys (table sums + probe key) of every vector of its probed lists, the kc best
     by (key desc, storage position asc), re-scored as probe bias + float table sums (8 partial sums, as native), the k
-    best by (score desc, id asc); -inf / -1 when fewer were scanned."""
+    best by (score desc, id asc); -inf / -1 when fewer were scanned. rescore=False: the k best keys in that
+    order, the key as the score (candidates for a later re-ranking)."""
     nq, nlut, d_even, _ = luts.shape
     d = tables.shape[2]
     nprobe = probes.shape[1]
@@ -52,6 +53,16 @@ def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_b
         # stable: equal keys stay in storage order (the native reservoir's tie rule)
         order = by_pos[np.argsort(-keys[by_pos], kind="mergesort")]
         nc = min(kc, total)
+        if not rescore:
+            for r in range(k):
+                if r < nc:
+                    j = order[r]
+                    scores[q, r] = np.float32(keys[j])
+                    ids[q, r] = list_ids[list_starts[probes[q, probe_of[j]]] + index_of[j]]
+                else:
+                    scores[q, r] = -np.inf
+                    ids[q, r] = -1
+            continue
         cs = np.empty(nc, dtype=np.float32)
         ci = np.empty(nc, dtype=np.int64)
         part = np.empty(8, dtype=np.float32)
