@@ -100,36 +100,6 @@ inline uint32_t ordered_bits(float f) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// Minimum and maximum of t[0:16]. Vector min / max: the sequential loop is a chain of dependent
-// compares (minss / maxss, no vectorization without -ffast-math) and took most of the quantization
-// time. Exact for finite values (min and max do not round; only the sign of a zero may differ, which
-// changes no table entry and no offset).
-inline void min_max16(const float* t, float* mn, float* mx) {
-#if defined(__SSE2__)
-  const __m128 a = _mm_loadu_ps(t), b = _mm_loadu_ps(t + 4), c = _mm_loadu_ps(t + 8), d = _mm_loadu_ps(t + 12);
-  __m128 lo = _mm_min_ps(_mm_min_ps(a, b), _mm_min_ps(c, d));
-  __m128 hi = _mm_max_ps(_mm_max_ps(a, b), _mm_max_ps(c, d));
-  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(1, 0, 3, 2)));
-  hi = _mm_max_ps(hi, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(1, 0, 3, 2)));
-  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(2, 3, 0, 1)));
-  hi = _mm_max_ps(hi, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(2, 3, 0, 1)));
-  *mn = _mm_cvtss_f32(lo);
-  *mx = _mm_cvtss_f32(hi);
-#elif defined(__ARM_NEON)
-  const float32x4_t a = vld1q_f32(t), b = vld1q_f32(t + 4), c = vld1q_f32(t + 8), d = vld1q_f32(t + 12);
-  *mn = vminvq_f32(vminq_f32(vminq_f32(a, b), vminq_f32(c, d)));
-  *mx = vmaxvq_f32(vmaxq_f32(vmaxq_f32(a, b), vmaxq_f32(c, d)));
-#else
-  float lo = t[0], hi = t[0];
-  for (int c = 1; c < 16; ++c) {
-    lo = std::min(lo, t[c]);
-    hi = std::max(hi, t[c]);
-  }
-  *mn = lo;
-  *mx = hi;
-#endif
-}
-
 // out[c] = clamp(round_half_even((t[c] - m) * inv), 0, kLutMax) for c < 16 (runtime::round_clamp), with
 // the clamp done by the saturating packs int32 -> int16 -> uint8 and an unsigned min. GCC left the scalar loop unvectorized
 // (a cmov per entry): this is 4x less time for the whole quantization.
@@ -371,7 +341,7 @@ void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, 
     float span = 0.0f;
     for (std::size_t j = 0; j < nlut * s; ++j) {
       float mn, mx;
-      min_max16(tq + j * 16, &mn, &mx);
+      runtime::min_max16(tq + j * 16, &mn, &mx);
       lo[j] = mn;
       span = std::max(span, mx - mn);
     }

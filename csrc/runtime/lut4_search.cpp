@@ -138,28 +138,6 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
 
 namespace {
 
-// Smallest and largest of 16 table entries. The tables are finite (the queries are checked), so the
-// order of the comparisons does not change the result (but for the sign of a zero).
-inline void min_max16(const float* p, float* mn, float* mx) {
-#if defined(__SSE2__)
-  const __m128 a = _mm_loadu_ps(p), b = _mm_loadu_ps(p + 4), c = _mm_loadu_ps(p + 8), d = _mm_loadu_ps(p + 12);
-  __m128 lo = _mm_min_ps(_mm_min_ps(a, b), _mm_min_ps(c, d));
-  __m128 hi = _mm_max_ps(_mm_max_ps(a, b), _mm_max_ps(c, d));
-  lo = _mm_min_ps(lo, _mm_movehl_ps(lo, lo));
-  hi = _mm_max_ps(hi, _mm_movehl_ps(hi, hi));
-  *mn = _mm_cvtss_f32(_mm_min_ss(lo, _mm_shuffle_ps(lo, lo, 1)));
-  *mx = _mm_cvtss_f32(_mm_max_ss(hi, _mm_shuffle_ps(hi, hi, 1)));
-#else
-  float lo = p[0], hi = p[0];
-  for (int c = 1; c < 16; ++c) {
-    lo = std::min(lo, p[c]);
-    hi = std::max(hi, p[c]);
-  }
-  *mn = lo;
-  *mx = hi;
-#endif
-}
-
 // out[c] = round_clamp((t[c] - lo) / step, kLut4MaxEntry) for 16 entries: the same float operations in
 // four lanes (divps is the IEEE division), the clamp by saturating packs.
 inline void quantize16(const float* t, float lo, float step, uint8_t* out) {
@@ -191,7 +169,7 @@ void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, ui
     float span = 0.0f, offset = 0.0f;
     for (std::size_t j = 0; j < s; ++j) {
       float mn, mx;
-      min_max16(t + j * 16, &mn, &mx);
+      runtime::min_max16(t + j * 16, &mn, &mx);
       lo[j] = mn;
       span = std::max(span, mx - mn);
       offset += mn;  // sequential float32 sum, the same order as the Numba twin

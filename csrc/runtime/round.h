@@ -1,10 +1,48 @@
-// Round-half-to-even and clamp of table entries, in a form the compiler vectorizes at the baseline ISA.
+// Quantization of lookup tables at the baseline ISA (SSE2 on x86-64, NEON on aarch64): the range of a
+// 16-entry table, and round-half-to-even with clamp in a form the compiler vectorizes.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 
 namespace medqk {
 namespace runtime {
+
+// Minimum and maximum of t[0:16]. Vector min / max: the sequential loop is a chain of dependent
+// compares (minss / maxss, no vectorization without -ffast-math) and took most of the quantization
+// time. Exact for finite values (min and max do not round; only the sign of a zero may differ, which
+// changes no table entry and no offset).
+inline void min_max16(const float* t, float* mn, float* mx) {
+#if defined(__SSE2__)
+  const __m128 a = _mm_loadu_ps(t), b = _mm_loadu_ps(t + 4), c = _mm_loadu_ps(t + 8), d = _mm_loadu_ps(t + 12);
+  __m128 lo = _mm_min_ps(_mm_min_ps(a, b), _mm_min_ps(c, d));
+  __m128 hi = _mm_max_ps(_mm_max_ps(a, b), _mm_max_ps(c, d));
+  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(1, 0, 3, 2)));
+  hi = _mm_max_ps(hi, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(1, 0, 3, 2)));
+  lo = _mm_min_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(2, 3, 0, 1)));
+  hi = _mm_max_ps(hi, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(2, 3, 0, 1)));
+  *mn = _mm_cvtss_f32(lo);
+  *mx = _mm_cvtss_f32(hi);
+#elif defined(__ARM_NEON)
+  const float32x4_t a = vld1q_f32(t), b = vld1q_f32(t + 4), c = vld1q_f32(t + 8), d = vld1q_f32(t + 12);
+  *mn = vminvq_f32(vminq_f32(vminq_f32(a, b), vminq_f32(c, d)));
+  *mx = vmaxvq_f32(vmaxq_f32(vmaxq_f32(a, b), vmaxq_f32(c, d)));
+#else
+  float lo = t[0], hi = t[0];
+  for (int c = 1; c < 16; ++c) {
+    lo = std::min(lo, t[c]);
+    hi = std::max(hi, t[c]);
+  }
+  *mn = lo;
+  *mx = hi;
+#endif
+}
 
 // clamp(round_half_even(v), 0, top) for -2^22 < v < 2^22 (table entries: 0 <= v <= top + rounding).
 // Adding and removing 1.5 * 2^23 rounds half to even in the default rounding mode, as std::nearbyint
