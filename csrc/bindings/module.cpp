@@ -274,7 +274,8 @@ py::array_t<int8_t> lut4_decode_s8(const py::array& packed, std::size_t ntotal, 
 
 // Top-k over 4-bit codes packed by lut4_pack, one uint8 table of 16 entries per subspace and query.
 py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::size_t n, std::size_t d,
-                           const py::array& alpha, const py::array& beta, std::size_t topk, int threads) {
+                           const py::array& alpha, const py::array& beta, std::size_t topk, int threads,
+                           bool sorted) {
   require<uint8_t>(luts, "luts", 3);
   check_ids_fit(n);
   const std::size_t nq = luts.shape(0), d_even = d + (d & 1);
@@ -306,7 +307,7 @@ py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::
   const medqk::Isa isa = medqk::active_isa();
   {
     py::gil_scoped_release release;
-    medqk::lut4_search_topk(isa, lp, nq, d, pp, n, ap, bp, topk, sp, ip, threads);
+    medqk::lut4_search_topk(isa, lp, nq, d, pp, n, ap, bp, topk, sp, ip, threads, sorted);
   }
   return py::make_tuple(scores, ids);
 }
@@ -850,7 +851,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("lut4_score_candidates", &lut4_score_candidates, py::arg("tables"), py::arg("packed"), py::arg("n"),
         py::arg("cand"));
   m.def("lut4_search_topk", &lut4_search_topk, py::arg("luts"), py::arg("packed"), py::arg("n"), py::arg("d"),
-        py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0);
+        py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0, py::arg("sorted") = true);
   m.def("ivf_lut4_search", &ivf_lut4_search, py::arg("luts"), py::arg("tables"), py::arg("probes"),
         py::arg("probe_keys"), py::arg("probe_bias"), py::arg("packed"), py::arg("list_blocks"),
         py::arg("list_starts"), py::arg("list_ids"), py::arg("kc"), py::arg("k"), py::arg("threads") = 0,

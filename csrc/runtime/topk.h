@@ -91,9 +91,8 @@ class TopK {
   std::vector<Hit> hits_;
 };
 
-inline void write_sorted(std::vector<Hit>& hits, std::size_t topk, float* scores, int64_t* ids) {
-  // the reservoirs below hand over their hits already in order: one linear check then saves the sort
-  if (!std::is_sorted(hits.begin(), hits.end(), better)) std::sort(hits.begin(), hits.end(), better);
+// hits[0:topk] as they are (padded with -inf / -1).
+inline void write_hits(const std::vector<Hit>& hits, std::size_t topk, float* scores, int64_t* ids) {
   for (std::size_t t = 0; t < topk; ++t) {
     if (t < hits.size()) {
       scores[t] = hits[t].score;
@@ -103,6 +102,12 @@ inline void write_sorted(std::vector<Hit>& hits, std::size_t topk, float* scores
       ids[t] = -1;
     }
   }
+}
+
+inline void write_sorted(std::vector<Hit>& hits, std::size_t topk, float* scores, int64_t* ids) {
+  // the reservoirs below hand over their hits already in order: one linear check then saves the sort
+  if (!std::is_sorted(hits.begin(), hits.end(), better)) std::sort(hits.begin(), hits.end(), better);
+  write_hits(hits, topk, scores, ids);
 }
 
 // Offers scores[0:n] with ids id0.. (increasing) to the heap: a cheap compare against the k-th score
@@ -161,8 +166,8 @@ inline T keep_best(uint64_t* first, uint64_t* last, std::size_t k) {
 // one integer compare per step where sorting the hits takes a float and an id compare (MedQuAD pq96x4fs,
 // k = 200: the sort in write_sorted was a tenth of the search).
 template <typename T>
-inline void keys_to_hits(uint64_t* first, uint64_t* last, std::vector<Hit>& hits) {
-  std::sort(first, last, std::greater<uint64_t>());
+inline void keys_to_hits(uint64_t* first, uint64_t* last, std::vector<Hit>& hits, bool sorted = true) {
+  if (sorted) std::sort(first, last, std::greater<uint64_t>());
   hits.clear();
   for (const uint64_t* key = first; key != last; ++key) {
     hits.push_back({static_cast<float>(key_score<T>(*key)), static_cast<int64_t>(0xffffffffu - (*key & 0xffffffffu))});
@@ -307,9 +312,10 @@ class BinnedTopK {
 
   int32_t threshold() const { return threshold_; }
 
-  std::vector<Hit>& hits() {
+  // The k best, best first; or (sorted = false) in no particular order, without the sort.
+  std::vector<Hit>& hits(bool sorted = true) {
     if (size_ > k_) cut();
-    keys_to_hits<int32_t>(keys_.data(), keys_.data() + size_, hits_);
+    keys_to_hits<int32_t>(keys_.data(), keys_.data() + size_, hits_, sorted);
     return hits_;
   }
 

@@ -137,9 +137,10 @@ void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::s
                     const int32_t* sub, const int32_t* dim, const int16_t* table, std::size_t d_out, int8_t* out);
 // luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero),
 // every entry <= 127 (the kernels add two lookups in 8 bits; lut4_quantize_tables gives such tables).
+// sorted = false: the same topk hits (padding last) in no particular order, for callers that re-score them.
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
                       std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
-                      int64_t* ids, int threads);
+                      int64_t* ids, int threads, bool sorted = true);
 // 8-bit PQ search (csrc/runtime/pq8_search.cpp). Codes (n x m bytes, one centroid id per subspace) are
 // packed by pq8_pack into blocks of 64 vectors: block b is m rows of 64 bytes, row s holding the
 // subspace-s codes of vectors 64b .. 64b + 63 (padding: code 0); pq8_packed_bytes(n, m) bytes.

@@ -179,8 +179,9 @@ class FlatLUT4Index(Index):
             tables = self.codec.tables(qc, self.metric, threads)
             luts, alpha, beta = quantize_tables(tables)
             if _backend.backend == "native":
+                # unsorted: both users order the candidates by their own scores (_rescore, or +rerank)
                 _, cand = _backend._core.lut4_search_topk(
-                    luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc, threads
+                    luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc, threads, sorted=False
                 )
             else:
                 from ..kernels import _numba_lut4
