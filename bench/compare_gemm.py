@@ -136,8 +136,8 @@ def main():
         w = rng.standard_normal((n, k)).astype(np.float32) / np.sqrt(k)
         x = rng.standard_normal((m, k)).astype(np.float32)
         layer = medqk.QuantizedLinear.from_float(w, np.zeros(n, np.float32))
-        fns = {"medqk": lambda: medqk.gemm_s8s8_s32(a, packed, threads=args.threads), "numpy": lambda: af @ bt,
-               "linear": lambda: layer(x, threads=args.threads)}
+        fns = {"medqk": lambda: medqk.gemm_s8s8_s32(a, packed, threads=args.threads),
+               "numpy": lambda: af @ bt, "linear": lambda: layer(x, threads=args.threads)}
         ort_fn = ort_matmul_integer(b, args.threads)
         if ort_fn:
             fns["ort"] = lambda: ort_fn(a_u8)

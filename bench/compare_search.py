@@ -4,8 +4,9 @@
         [--repeat 3]
 
 R@10 = overlap with the exact float top-10 (gt_dev_top100.npy); MRR@10 against qrels_dev.json; QPS over
-all queries in one batch, the median of --repeat rounds that each search every index once. Ratios are against faiss Flat float32 and faiss's scalar quantizers measured in
-the same run (pip install faiss-cpu; columns show "-" without it).
+all queries in one batch, the median of --repeat rounds that each search every index once. Ratios are
+against faiss Flat float32 and faiss's scalar quantizers measured in the same run (pip install faiss-cpu;
+columns show "-" without it).
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ def main():
         for name, _, search in contenders:
             found[name], dt = timed(search)
             times[name].append(dt)
-    rows = [(name, bpv, recall10(found[name], gt), mrr10(found[name], qrels), nq / float(np.median(times[name])))
-            for name, bpv, _ in contenders]
+    rows = [(name, bpv, recall10(found[name], gt), mrr10(found[name], qrels),
+             nq / float(np.median(times[name]))) for name, bpv, _ in contenders]
     ref = {name: qps for name, _, _, _, qps in rows if name.startswith("faiss")}
     peers = ("faiss Flat", "faiss SQ8", "faiss SQ4", "faiss PQ48x8", "faiss PQ96x4fs")
     print(f"\n{'index':<30} {'B/vec':>6} {'R@10':>7} {'MRR@10':>7} {'QPS':>8} {'/Flat':>7} {'/SQ8':>7} {'/SQ4':>7} "

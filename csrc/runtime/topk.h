@@ -162,9 +162,9 @@ inline T keep_best(uint64_t* first, uint64_t* last, std::size_t k) {
   return key_score<T>(first[k - 1]);  // the k-th best sits there
 }
 
-// The hits of keys [first, last), best first, for write_sorted / merge_parts: sorting the 64-bit keys is
-// one integer compare per step where sorting the hits takes a float and an id compare (MedQuAD pq96x4fs,
-// k = 200: the sort in write_sorted was a tenth of the search).
+// The hits of keys [first, last), best first (sorted = false: in the keys' order), for write_sorted /
+// merge_parts: sorting the 64-bit keys is one integer compare per step where sorting the hits takes a
+// float and an id compare (MedQuAD pq96x4fs, k = 200: the sort in write_sorted was a tenth of the search).
 template <typename T>
 inline void keys_to_hits(uint64_t* first, uint64_t* last, std::vector<Hit>& hits, bool sorted = true) {
   if (sorted) std::sort(first, last, std::greater<uint64_t>());

@@ -57,7 +57,8 @@ def test_scan_matches_reference(n, d, nq, k, fill):
                 assert (i[:, m:] == -1).all() and (s[:, m:] == -np.inf).all()
                 results.append((s, i))
                 # unsorted: the same k hits, padding last, in some order
-                su, iu = _backend._core.lut4_search_topk(luts, packed, n, d, alpha, beta, k, threads, sorted=False)
+                su, iu = _backend._core.lut4_search_topk(luts, packed, n, d, alpha, beta, k, threads,
+                                                         sorted=False)
                 order = np.lexsort((iu, -su), axis=1)
                 np.testing.assert_array_equal(np.take_along_axis(iu, order, 1)[:, :m], ref_i[:, :m])
                 np.testing.assert_array_equal(np.take_along_axis(su, order, 1), s)
