@@ -42,6 +42,9 @@ def test_info_contents():
         pq8_isa = {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi" if vbmi else "avx2",
                    "amx": "avx512vbmi" if vbmi else "avx2"}.get(info["isa"], info["isa"])
         assert info["kernels"]["pq8_search_topk"] == f"{pq8_isa}:pq8_search_topk"
+        lut4_isa = {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi" if vbmi else "avx512vnni",
+                    "amx": "avx512vbmi" if vbmi else "avx512vnni"}.get(info["isa"], info["isa"])
+        assert info["kernels"]["lut4_search_topk"] == f"{lut4_isa}:lut4_search_topk"
         assert info["threads"]["native"] >= 1
 
 

@@ -358,30 +358,23 @@ py::array_t<float> lut4_score_candidates(const py::array& tables, const py::arra
 
 // IVF search over 4-bit codes grouped by inverted list (see medqk.h: ivf_lut4_search). The list layout
 // is checked here in full (O(nlist)), so a corrupt or hand-made layout never reaches the scan.
-py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const py::array& probes,
-                          const py::array& probe_keys, const py::array& probe_bias, const py::array& packed,
-                          const py::array& list_blocks, const py::array& list_starts, const py::array& list_ids,
-                          std::size_t kc, std::size_t topk, int threads, bool rescore) {
+py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const py::array& probe_keys,
+                          const py::array& packed, const py::array& list_blocks, const py::array& list_starts,
+                          const py::array& list_ids, std::size_t topk, int threads) {
   require<uint8_t>(luts, "luts", 4);
-  require<float>(tables, "tables", 4);
   require<int64_t>(probes, "probes", 2);
   require<int32_t>(probe_keys, "probe_keys", 2);
-  require<float>(probe_bias, "probe_bias", 2);
   require<uint8_t>(packed, "packed", 1);
   require<int64_t>(list_blocks, "list_blocks", 1);
   require<int64_t>(list_starts, "list_starts", 1);
-  const std::size_t nq = luts.shape(0), nlut = luts.shape(1), d = tables.shape(2), d_even = d + (d & 1);
+  const std::size_t nq = luts.shape(0), nlut = luts.shape(1), d_even = luts.shape(2), d = d_even;
   const std::size_t nprobe = probes.shape(1);
-  if (d > 1028) throw py::value_error("the number of subspaces must be in 1..1028");
-  if (static_cast<std::size_t>(luts.shape(2)) != d_even || luts.shape(3) != 16 ||
-      static_cast<std::size_t>(tables.shape(0)) != nq || static_cast<std::size_t>(tables.shape(1)) != nlut ||
-      tables.shape(3) != 16) {
-    throw py::value_error("luts must be (nq, nlut, S rounded up to even, 16) and tables (nq, nlut, S, 16)");
+  if (d == 0 || d > 1028 || (d & 1) || luts.shape(3) != 16) {
+    throw py::value_error("luts must be (nq, nlut, S rounded up to even, 16) with 1 <= S <= 1028");
   }
-  for (const py::array* a : {&probes, &probe_keys, &probe_bias}) {
-    if (static_cast<std::size_t>(a->shape(0)) != nq || static_cast<std::size_t>(a->shape(1)) != nprobe) {
-      throw py::value_error("probes, probe_keys and probe_bias must all be (nq, nprobe)");
-    }
+  if (static_cast<std::size_t>(probe_keys.shape(0)) != nq || static_cast<std::size_t>(probe_keys.shape(1)) != nprobe ||
+      static_cast<std::size_t>(probes.shape(0)) != nq) {
+    throw py::value_error("probes and probe_keys must both be (nq, nprobe)");
   }
   if (nlut != 1 && nlut != nprobe) throw py::value_error("luts must hold 1 or nprobe table sets per query");
   const std::size_t nlist = list_blocks.shape(0) - 1;
@@ -419,26 +412,23 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& tables, const 
   for (std::size_t i = 0; i < nq * nprobe; ++i) {
     if (kp[i] < 0 || kp[i] > (1 << 23)) throw py::value_error("probe_keys must be in 0..2^23");
   }
-  if (topk == 0 || kc < topk) throw py::value_error("need 1 <= k <= kc");
+  if (topk == 0) throw py::value_error("k must be at least 1");
   const uint8_t* lutp = static_cast<const uint8_t*>(luts.data());
   if (*std::max_element(lutp, lutp + luts.size()) > 127) {
     throw py::value_error("luts entries must be <= 127 (use ivf_quantize_tables)");
   }
-  py::array_t<float> scores({nq, topk});
+  py::array_t<float> keys({nq, topk});
   py::array_t<int64_t> ids({nq, topk});
-  const float* tp = static_cast<const float*>(tables.data());
-  const float* bp = static_cast<const float*>(probe_bias.data());
   const uint8_t* cp = static_cast<const uint8_t*>(packed.data());
   const int64_t* idp = static_cast<const int64_t*>(list_ids.data());
-  float* sp = scores.mutable_data();
+  float* sp = keys.mutable_data();
   int64_t* ip = ids.mutable_data();
   const medqk::Isa isa = medqk::active_isa();
   {
     py::gil_scoped_release release;
-    medqk::ivf_lut4_search(isa, lutp, tp, nq, d, nlut, pp, kp, bp, nprobe, cp, lb, ls, idp, nlist, kc, topk, sp,
-                           ip, threads, rescore);
+    medqk::ivf_lut4_search(isa, lutp, nq, d, nlut, pp, kp, nprobe, cp, lb, ls, idp, nlist, topk, sp, ip, threads);
   }
-  return py::make_tuple(scores, ids);
+  return py::make_tuple(keys, ids);
 }
 
 py::tuple ivf_quantize_tables(const py::array& tables) {
@@ -852,10 +842,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cand"));
   m.def("lut4_search_topk", &lut4_search_topk, py::arg("luts"), py::arg("packed"), py::arg("n"), py::arg("d"),
         py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0, py::arg("sorted") = true);
-  m.def("ivf_lut4_search", &ivf_lut4_search, py::arg("luts"), py::arg("tables"), py::arg("probes"),
-        py::arg("probe_keys"), py::arg("probe_bias"), py::arg("packed"), py::arg("list_blocks"),
-        py::arg("list_starts"), py::arg("list_ids"), py::arg("kc"), py::arg("k"), py::arg("threads") = 0,
-        py::arg("rescore") = true);
+  m.def("ivf_lut4_search", &ivf_lut4_search, py::arg("luts"), py::arg("probes"), py::arg("probe_keys"),
+        py::arg("packed"), py::arg("list_blocks"), py::arg("list_starts"), py::arg("list_ids"), py::arg("k"),
+        py::arg("threads") = 0);
   m.def("ivf_quantize_tables", &ivf_quantize_tables, py::arg("tables"));
   m.def("ivf_select_lists", &ivf_select_lists, py::arg("list_scores"), py::arg("nprobe"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),

@@ -47,6 +47,10 @@ void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::
                uint32_t* masks);
 }  // namespace avx2
 namespace avx512vnni {
+// vpermb + vpdpbusd (kernels/avx512vnni/lut4_scan_avx512vbmi.cpp): only where the CPU has AVX-512 VBMI
+void lut4_scan_vbmi(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
+                    const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
+                    const int32_t* thresholds, uint32_t* masks);
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
                std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
                uint32_t* masks);

@@ -60,7 +60,9 @@ const KernelTable& table() {
                                                           kernels::avx512vnni::gemm_s8s8_s32,
                                                           kernels::avx512vnni::gemm_s8s8_f32};
     k.gemm_s8[static_cast<int>(Isa::avx512vnni)] = &avx512vnni_gemm;
-    k.lut4_scan[static_cast<int>(Isa::avx512vnni)] = kernels::avx512vnni::lut4_scan;
+    // the table scan by vpermb where the CPU has AVX-512 VBMI, by vpshufb otherwise
+    k.lut4_scan[static_cast<int>(Isa::avx512vnni)] =
+        cpu_features().avx512vbmi ? kernels::avx512vnni::lut4_scan_vbmi : kernels::avx512vnni::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::f16_scores;  // F16C is part of the path
     k.s8_score[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::s8_score_candidates;
     k.pq_assign[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::pq_assign;   // FMA is part of the path
@@ -79,7 +81,8 @@ const KernelTable& table() {
                                                    kernels::amx::gemm_s8s8_s32_pack, kernels::amx::gemm_s8s8_s32,
                                                    nullptr};
     k.gemm_s8[static_cast<int>(Isa::amx)] = &amx_gemm;
-    k.lut4_scan[static_cast<int>(Isa::amx)] = kernels::avx512vnni::lut4_scan;
+    k.lut4_scan[static_cast<int>(Isa::amx)] =
+        cpu_features().avx512vbmi ? kernels::avx512vnni::lut4_scan_vbmi : kernels::avx512vnni::lut4_scan;
     k.f16_scores[static_cast<int>(Isa::amx)] = kernels::avx2::f16_scores;
     k.s8_score[static_cast<int>(Isa::amx)] = kernels::avx2::s8_score_candidates;
     k.pq_assign[static_cast<int>(Isa::amx)] = kernels::avx2::pq_assign;

@@ -1,14 +1,17 @@
 // IVF front end over 4-bit codes: per query, scan its probed inverted lists with the lut4 scan kernel of
-// the active ISA (the same kernels and 32-vector block layout as the flat fast scan), keep the kc best by
-// an integer key in a SumsTopK reservoir, then re-score those candidates with the float tables.
+// the active ISA (the same kernels and 32-vector block layout as the flat fast scan) and keep the topk
+// best by an integer key in a SumsTopK reservoir.
 //
 // Key of a vector of probed list p: sum of its uint8 table entries + probe_keys[p], where probe_keys[p]
 // is the list's float constant (q . c_l for ip; 2 q.c_l - |c_l|^2 and the per-list table offsets for l2)
 // divided by the query's table step and rounded (python/medqk/index/ivf.py computes it): sums of one
 // query then compare across lists on one integer scale. The reservoir breaks equal keys by storage
 // position (list_starts[l] + index in the list; lists are visited in increasing order, so positions, not
-// ids, increase during the scan, which is what its tie rule needs). The final order is by the float score
-// (ties -> lower id), so the result is exact float ADC over the candidates, whatever the key rounding.
+// ids, increase during the scan, which is what its tie rule needs); the kept hits are then written by
+// key, equal keys by id. There is no float re-scoring of the candidates: re-scoring the 2k best keys with
+// the float tables changed MedQuAD's R@10 by at most 0.0008 either way (ivf128 and ivf1024, nprobe 1..32),
+// and took 40-60% of the scan time, waiting on the candidates' codes, long out of cache when a query's
+// last list is scanned (1M, nlist 1024, nprobe 4).
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -34,37 +37,6 @@ constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per kernel cal
 // Largest table entry: the x86 lut4 kernels add two lookups in 8 bits (kernels/lut4_scan.h).
 constexpr int32_t kLutMax = static_cast<int32_t>(kernels::kLut4MaxEntry);
 constexpr std::size_t kQueriesPerChunk = 4096;  // queries sharing the list visits (< 2^16: packed in a key)
-
-// Float table sum of one vector's sub-codes, in 8 partial sums (s[j % 8] += t[j][code j]) combined as
-// ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)): one running sum made the re-scoring a chain of d
-// dependent float adds (4 cycles each), which cost more than the scan itself at k = 10. The Numba twin
-// sums in the same order, so the scores are equal bit for bit.
-float rescore_sum(const float* t, const uint8_t* block, int shift, std::size_t d) {
-  // eight named accumulators (an array indexed by j % 8 stayed in memory: a store-load chain per entry)
-  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f, s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
-  const auto code = [&](std::size_t j) { return (block[32 * (j / 2) + 16 * (j & 1)] >> shift) & 15; };
-  std::size_t j = 0;
-  for (; j + 8 <= d; j += 8) {
-    s0 += t[j * 16 + code(j)];
-    s1 += t[(j + 1) * 16 + code(j + 1)];
-    s2 += t[(j + 2) * 16 + code(j + 2)];
-    s3 += t[(j + 3) * 16 + code(j + 3)];
-    s4 += t[(j + 4) * 16 + code(j + 4)];
-    s5 += t[(j + 5) * 16 + code(j + 5)];
-    s6 += t[(j + 6) * 16 + code(j + 6)];
-    s7 += t[(j + 7) * 16 + code(j + 7)];
-  }
-  float* acc[8] = {&s0, &s1, &s2, &s3, &s4, &s5, &s6, &s7};
-  for (; j < d; ++j) *acc[j % 8] += t[j * 16 + code(j)];
-  return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
-}
-
-// Issues prefetches for the cache lines of one vector's codes (one byte per 32-byte row of its block):
-// after a chunk's scan the candidates' blocks are out of cache at a million vectors, and the re-scoring
-// otherwise waits on those misses one candidate at a time.
-inline void prefetch_codes(const uint8_t* block, std::size_t d) {
-  for (std::size_t r = 0; r < (d + 1) / 2; r += 2) __builtin_prefetch(block + 32 * r);
-}
 
 // Bit u set where p[u] > thr, u < 16 (float compare; baseline SSE2 / NEON, as greater_mask16 in topk.h).
 inline unsigned greater_mask16_f32(const float* p, float thr) {
@@ -130,11 +102,10 @@ inline void quantize16(const float* t, float m, float inv, uint8_t* out) {
 
 }  // namespace
 
-void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
-                     std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
-                     std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
-                     const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist, std::size_t kc,
-                     std::size_t topk, float* scores, int64_t* ids, int threads, bool rescore) {
+void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, std::size_t nlut,
+                     const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
+                     const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids,
+                     std::size_t nlist, std::size_t topk, float* keys, int64_t* ids, int threads) {
   const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
   constexpr std::size_t kGroup = kernels::kLut4MaxQueries;
   const std::size_t d_even = d + (d & 1);
@@ -156,11 +127,12 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
     std::vector<uint32_t> masks(kGroup * kChunkBlocks);
     std::vector<uint8_t> group_luts(kGroup * block_bytes);
     std::vector<runtime::SumsTopK> reservoirs(qb - qa);
-    for (auto& r : reservoirs) r.reset(kc);
+    for (auto& r : reservoirs) r.reset(topk);
     // (query, probe) of the chunk's probes grouped by list, queries in order within a list: a counting
     // sort (std::sort of 64-bit keys cost 7 us per query at 4096 queries x nprobe 128)
     std::vector<std::size_t> first(nlist + 1, 0);
     std::vector<uint32_t> remaining(qb - qa, 0);  // probed lists of the query not scanned yet
+    std::vector<uint32_t> seen(qb - qa, 0);       // blocks the query has scanned
     for (std::size_t q = qa; q < qb; ++q) {
       for (std::size_t p = 0; p < nprobe; ++p) {
         const int64_t l = probes[q * nprobe + p];
@@ -181,45 +153,11 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
         }
       }
     }
-    // Exact float re-scoring of query q's candidates (the candidate's list tables, plus the list constant),
-    // done as soon as the last list the query probes has been scanned: that list's codes are still in
-    // cache (at 1M x 48 B, re-scoring every query after the whole chunk's scan waited on a miss for most
-    // of the 24 cache lines a candidate's codes span, and on its id: 1M, nlist 1024, nprobe 1).
-    std::vector<int64_t> cand_list;                   // list of each candidate of the query being finished
-    std::vector<int32_t> probe_of(nlist, -1);         // list -> its probe index, for that query
+    // the kept hits by key, equal keys by id (write_sorted), as soon as the query's last list is scanned
     const auto finish = [&](std::size_t q) {
       std::vector<runtime::Hit>& hits = reservoirs[q - qa].hits();
-      if (!rescore) {  // candidates only: key order (hits() sorts by key, then storage position)
-        for (std::size_t t = 0; t < topk; ++t) {
-          scores[q * topk + t] = t < hits.size() ? hits[t].score : -std::numeric_limits<float>::infinity();
-          ids[q * topk + t] = t < hits.size() ? list_ids[hits[t].id] : -1;
-        }
-        return;
-      }
-      cand_list.resize(hits.size());
-      for (std::size_t c = 0; c < hits.size(); ++c) {
-        const int64_t id = hits[c].id;
-        const int64_t l = std::upper_bound(list_starts, list_starts + nlist + 1, id) - list_starts - 1;
-        const int64_t i = id - list_starts[l];
-        cand_list[c] = l;
-        prefetch_codes(packed + static_cast<std::size_t>(list_blocks[l] + i / 32) * block_bytes + (i % 16), d);
-        __builtin_prefetch(list_ids + id);
-      }
-      for (std::size_t p = 0; p < nprobe; ++p) {
-        if (probes[q * nprobe + p] >= 0) probe_of[static_cast<std::size_t>(probes[q * nprobe + p])] = static_cast<int32_t>(p);
-      }
-      for (std::size_t c = 0; c < hits.size(); ++c) {
-        runtime::Hit& h = hits[c];
-        const int64_t l = cand_list[c];
-        const std::size_t p = static_cast<std::size_t>(probe_of[static_cast<std::size_t>(l)]);  // l is a probe of q
-        const int64_t i = h.id - list_starts[l];
-        const float* t = tables + (q * nlut + (nlut == 1 ? 0 : p)) * d * 16;
-        const uint8_t* block = packed + static_cast<std::size_t>(list_blocks[l] + i / 32) * block_bytes + (i % 16);
-        const int shift = (i % 32) < 16 ? 0 : 4;
-        h.score = rescore_sum(t, block, shift, d) + probe_bias[q * nprobe + p];
-        h.id = list_ids[h.id];
-      }
-      runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
+      for (runtime::Hit& h : hits) h.id = list_ids[h.id];
+      runtime::write_sorted(hits, topk, keys + q * topk, ids + q * topk);
     };
     for (std::size_t q = qa; q < qb; ++q) {
       if (remaining[q - qa] == 0) finish(q);  // no list to scan: empty results
@@ -251,14 +189,17 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
         }
         for (std::size_t b0 = 0; b0 < nblocks;) {
           // the kernel compares the raw sums; the reservoir re-checks sum + bias, so a looser kernel
-          // threshold only costs time. Until every reservoir has a threshold, scan one block at a time.
-          bool all = true;
+          // threshold only costs time. A call scans as many blocks as the group's queries have seen so
+          // far (1 until every reservoir has a threshold, then 1, 2, 4, ... up to kChunkBlocks): with a
+          // threshold from the first block alone, a third of a list went on to the reservoir.
+          std::size_t nb = kChunkBlocks;
           for (std::size_t u = 0; u < ng; ++u) {
             const int32_t thr = reservoirs[qj[u]].threshold();
-            all = all && thr != runtime::SumsTopK::kNoThreshold;
+            if (thr == runtime::SumsTopK::kNoThreshold) nb = 1;
+            nb = std::min<std::size_t>(nb, std::max<uint32_t>(1, seen[qj[u]]));
             kthr[u] = thr == runtime::SumsTopK::kNoThreshold ? thr : thr - bias[u];
           }
-          const std::size_t nb = std::min(all ? kChunkBlocks : std::size_t(1), nblocks - b0);
+          nb = std::min(nb, nblocks - b0);
           scan(lut, block_bytes, ng, d_even, codes + b0 * block_bytes, nb, sums.data(), sums_stride, kthr,
                masks.data());
           const std::size_t v0b = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n_l - v0b);
@@ -268,6 +209,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::siz
                                            masks.data() + u * nb, nb, nv, list_starts[l] + static_cast<int64_t>(v0b),
                                            bias[u]);
           }
+          for (std::size_t u = 0; u < ng; ++u) seen[qj[u]] += static_cast<uint32_t>(nb);
           b0 += nb;
         }
         for (std::size_t u = 0; u < ng; ++u) {

@@ -14,7 +14,7 @@ OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq8_search
               "quantize_rows_s8", "s8_score_candidates")
 # the ISA whose kernel runs each dispatched operation under each active ISA (the table scan has no
 # dotprod form: neon_dotprod runs the armv8-a scan; the float assignment runs the AVX2 / armv8-a kernel)
-_KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon", "amx": "avx512vnni"},
+_KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi", "amx": "avx512vbmi"},
                # the row quantization: the AVX2 build on x86 paths that have it, the baseline (NEON) build on ARM
                "quantize_rows_s8": {"avx512vnni": "avx2", "amx": "avx2", "neon": "scalar", "neon_dotprod": "scalar"},
                "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"},
@@ -23,6 +23,9 @@ _KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon", "amx": "avx512vnni"}
                # the 8-bit scan's 256-entry byte lookups: one instruction with AVX-512 VBMI (checked in info())
                # or NEON tbl, 16 vpshufb sub-tables on AVX2 (also taken by AVX-512 CPUs without VBMI)
                "pq8_search_topk": {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi", "amx": "avx512vbmi"}}
+# where an "avx512vbmi" kernel above needs VBMI and the CPU lacks it: the kernel that runs instead (the 4-bit
+# scan's vpermb form falls back to its vpshufb form, the 8-bit scan to AVX2)
+_WITHOUT_VBMI = {"lut4_search_topk": "avx512vnni", "pq8_search_topk": "avx2"}
 
 
 def get_backend() -> str:
@@ -106,7 +109,7 @@ def info() -> dict:
         else:
             kernel_isa = _KERNEL_ISA.get(op, {}).get(isa, isa)
             if kernel_isa == "avx512vbmi" and not (core is not None and core.cpu_features().get("avx512vbmi")):
-                kernel_isa = "avx2"
+                kernel_isa = _WITHOUT_VBMI[op]
             kernels[op] = f"{kernel_isa}:{op}"
     return {
         "version": __version__,

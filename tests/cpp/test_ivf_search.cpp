@@ -1,10 +1,10 @@
 // The IVF front end of every ISA this binary has and this CPU runs equals a direct reference: keys
-// sum + probe_key computed vector by vector, the kc best by (key desc, storage position asc), re-scored with
-// the float tables (8 partial sums) plus the probe bias, the topk best by (score desc, id asc). Lists of
+// sum + probe_key computed vector by vector, the topk best by (key desc, storage position asc), written by
+// (key desc, id asc). Lists of
 // sizes 0, 1, 31, 32, 33, 100 and 2000 (several kernel chunks), odd and even S, shared (nlut = 1) and
 // per-probe tables, probes of -1, list keys above the reservoir threshold (so the kernel threshold goes
-// negative), tables of few distinct values (many equal keys: the tie rule is exercised), kc = k and
-// kc > number scanned; and ivf_select_lists against a stable sort, with many equal scores;
+// negative), tables of few distinct values (many equal keys: the tie rule is exercised), k above the
+// number scanned; and ivf_select_lists against a stable sort, with many equal scores;
 // ivf_quantize_tables against its formula.
 #include <algorithm>
 #include <cmath>
@@ -18,7 +18,7 @@
 namespace {
 
 struct Cand {
-  int64_t key, pos, storage;
+  int64_t key, storage, id;
 };
 
 }  // namespace
@@ -57,17 +57,13 @@ int main() {
           std::shuffle(list_ids.begin(), list_ids.end(), rng);
           // queries: tables, probes, keys
           std::vector<uint8_t> luts(nq * nl * d_even * 16, 0);
-          std::vector<float> tables(nq * nl * d * 16);
           for (std::size_t t = 0; t < nq * nl; ++t) {
             for (std::size_t i = 0; i < d * 16; ++i) {
-              const uint8_t v = static_cast<uint8_t>(levels == 256 ? rng() & 127 : (rng() % 4) * 42);  // <= 127
-              luts[t * d_even * 16 + i] = v;
-              tables[t * d * 16 + i] = 0.01f * v + 0.001f * static_cast<float>(rng() % 3);
+              luts[t * d_even * 16 + i] = static_cast<uint8_t>(levels == 256 ? rng() & 127 : (rng() % 4) * 42);
             }
           }
           std::vector<int64_t> probes(nq * nprobe);
           std::vector<int32_t> keys(nq * nprobe);
-          std::vector<float> bias(nq * nprobe);
           for (std::size_t q = 0; q < nq; ++q) {
             std::vector<int64_t> order(nlist);
             for (std::size_t l = 0; l < nlist; ++l) order[l] = static_cast<int64_t>(l);
@@ -75,59 +71,47 @@ int main() {
             for (std::size_t p = 0; p < nprobe; ++p) {
               probes[q * nprobe + p] = (q == 1 && p == 2) ? -1 : order[p];
               keys[q * nprobe + p] = static_cast<int32_t>(rng() % 4001);
-              bias[q * nprobe + p] = 0.01f * static_cast<float>(keys[q * nprobe + p] - 2000);
             }
           }
-          for (std::size_t k : {std::size_t(1), std::size_t(10), std::size_t(50)}) {
-            for (std::size_t kc : {k, 2 * k, std::size_t(5000)}) {
-              std::vector<float> scores(nq * k);
-              std::vector<int64_t> ids(nq * k);
-              // threads 1: chunks of 64 queries (70: two chunks), groups of up to 4 per list; 2: smaller chunks
-              medqk::ivf_lut4_search(isa, luts.data(), tables.data(), nq, d, nl, probes.data(), keys.data(),
-                                     bias.data(), nprobe, packed.data(), list_blocks.data(), list_starts.data(),
-                                     list_ids.data(), nlist, kc, k, scores.data(), ids.data(), 1 + (k % 2));
-              ++cases;
-              for (std::size_t q = 0; q < nq; ++q) {
-                // reference: every probed vector's key, by (key desc, position asc)
-                std::vector<Cand> all;
-                std::vector<std::pair<std::size_t, int64_t>> where;  // (probe, vector index in codes)
-                for (std::size_t p = 0; p < nprobe; ++p) {
-                  const int64_t l = probes[q * nprobe + p];
-                  if (l < 0) continue;
-                  const uint8_t* lut = luts.data() + (q * nl + (nl == 1 ? 0 : p)) * d_even * 16;
-                  for (int64_t i = list_starts[l]; i < list_starts[l + 1]; ++i) {
-                    int64_t s = 0;
-                    for (std::size_t j = 0; j < d; ++j) s += lut[j * 16 + codes[i * d + j]];
-                    all.push_back({s + keys[q * nprobe + p], static_cast<int64_t>(where.size()), i});
-                    where.push_back({p, i});
-                  }
+          for (std::size_t k : {std::size_t(1), std::size_t(10), std::size_t(50), std::size_t(5000)}) {
+            std::vector<float> got(nq * k);
+            std::vector<int64_t> ids(nq * k);
+            // threads 1: chunks of 64 queries (70: two chunks), groups of up to 4 per list; 2: smaller chunks
+            medqk::ivf_lut4_search(isa, luts.data(), nq, d, nl, probes.data(), keys.data(), nprobe, packed.data(),
+                                   list_blocks.data(), list_starts.data(), list_ids.data(), nlist, k, got.data(),
+                                   ids.data(), 1 + (k % 2));
+            ++cases;
+            for (std::size_t q = 0; q < nq; ++q) {
+              // reference: every probed vector's key; the k best by (key desc, storage asc), then by id
+              std::vector<Cand> all;
+              for (std::size_t p = 0; p < nprobe; ++p) {
+                const int64_t l = probes[q * nprobe + p];
+                if (l < 0) continue;
+                const uint8_t* lut = luts.data() + (q * nl + (nl == 1 ? 0 : p)) * d_even * 16;
+                for (int64_t i = list_starts[l]; i < list_starts[l + 1]; ++i) {
+                  int64_t s = 0;
+                  for (std::size_t j = 0; j < d; ++j) s += lut[j * 16 + codes[i * d + j]];
+                  all.push_back({s + keys[q * nprobe + p], i, list_ids[i]});
                 }
-                std::sort(all.begin(), all.end(), [](const Cand& a, const Cand& b) {
-                  return a.key > b.key || (a.key == b.key && a.storage < b.storage);
-                });
-                all.resize(std::min(all.size(), kc));
-                std::vector<std::pair<float, int64_t>> best;
-                for (const Cand& c : all) {
-                  const auto [p, i] = where[c.pos];
-                  const float* t = tables.data() + (q * nl + (nl == 1 ? 0 : p)) * d * 16;
-                  float s8[8] = {};
-                  for (std::size_t j = 0; j < d; ++j) s8[j % 8] += t[j * 16 + codes[i * d + j]];
-                  const float acc = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
-                  best.push_back({acc + bias[q * nprobe + p], list_ids[i]});
-                }
-                std::sort(best.begin(), best.end(), [](const auto& a, const auto& b) {
-                  return a.first > b.first || (a.first == b.first && a.second < b.second);
-                });
-                for (std::size_t t = 0; t < k; ++t) {
-                  const float ws = t < best.size() ? best[t].first : -std::numeric_limits<float>::infinity();
-                  const int64_t wi = t < best.size() ? best[t].second : -1;
-                  if (ids[q * k + t] != wi || scores[q * k + t] != ws) {
-                    if (failures++ < 10) {
-                      std::printf("FAIL isa=%s d=%zu nlut=%zu levels=%d k=%zu kc=%zu q=%zu t=%zu: got (%g, %lld) "
-                                  "want (%g, %lld)\n", medqk::isa_name(isa), d, nl, levels, k, kc, q, t,
-                                  scores[q * k + t], static_cast<long long>(ids[q * k + t]), ws,
-                                  static_cast<long long>(wi));
-                    }
+              }
+              std::sort(all.begin(), all.end(), [](const Cand& a, const Cand& b) {
+                return a.key > b.key || (a.key == b.key && a.storage < b.storage);
+              });
+              all.resize(std::min(all.size(), k));
+              std::sort(all.begin(), all.end(), [](const Cand& a, const Cand& b) {
+                return a.key > b.key || (a.key == b.key && a.id < b.id);
+              });
+              std::vector<std::pair<float, int64_t>> best;
+              for (const Cand& c : all) best.push_back({static_cast<float>(c.key), c.id});
+              for (std::size_t t = 0; t < k; ++t) {
+                const float ws = t < best.size() ? best[t].first : -std::numeric_limits<float>::infinity();
+                const int64_t wi = t < best.size() ? best[t].second : -1;
+                if (ids[q * k + t] != wi || got[q * k + t] != ws) {
+                  if (failures++ < 10) {
+                    std::printf("FAIL isa=%s d=%zu nlut=%zu levels=%d k=%zu q=%zu t=%zu: got (%g, %lld) "
+                                "want (%g, %lld)\n", medqk::isa_name(isa), d, nl, levels, k, q, t,
+                                got[q * k + t], static_cast<long long>(ids[q * k + t]), ws,
+                                static_cast<long long>(wi));
                   }
                 }
               }

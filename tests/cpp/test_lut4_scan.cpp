@@ -5,11 +5,90 @@
 // the kernels scan together and leave remainders (1..9 queries), each query with its own tables; every
 // sum is checked (k = n + 2 ranks all vectors, then the padding); k = 3 exercises the running threshold.
 #include <algorithm>
+#include <limits>
 #include <cstdio>
 #include <random>
 #include <vector>
 
+#include "kernels/lut4_scan.h"
 #include "medqk/medqk.h"
+
+namespace {
+
+// Every x86 scan kernel this CPU runs, called directly: the dispatch shows only one AVX-512 form (vpermb
+// with VBMI, else vpshufb), so on a VBMI CPU the vpshufb form is checked here, against the scalar kernel:
+// masks for several thresholds (none, negative, typical, above every sum), and the sums of the blocks that
+// have a candidate; d over odd and even sizes (half rows, single rows, 16-bit flushes), 1..4 queries with
+// tables far apart, all-127 tables.
+int check_raw_kernels(std::mt19937& rng, int& cases) {
+  int failures = 0;
+#if defined(__x86_64__) || defined(_M_X64)
+  using medqk::kernels::Lut4ScanFn;
+  struct Named {
+    const char* name;
+    Lut4ScanFn fn;
+    bool runs;
+  };
+  const std::vector<medqk::Isa> isas = medqk::supported_isas();
+  const auto has = [&](medqk::Isa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
+  const bool avx512 = has(medqk::Isa::avx512vnni);
+  const Named kernels[] = {{"avx2", medqk::kernels::avx2::lut4_scan, has(medqk::Isa::avx2)},
+                           {"avx512vnni", medqk::kernels::avx512vnni::lut4_scan, avx512},
+                           {"avx512vbmi", medqk::kernels::avx512vnni::lut4_scan_vbmi,
+                            avx512 && medqk::cpu_features().avx512vbmi}};
+  const std::size_t ds[] = {1, 2, 3, 4, 7, 15, 16, 17, 31, 33, 63, 65, 96, 127, 129, 384, 511, 514, 1028};
+  for (const Named& k : kernels) {
+    if (!k.runs) continue;
+    std::printf("lut4_scan: raw kernel %s\n", k.name);
+    for (std::size_t d : ds) {
+      const std::size_t d_even = d + (d & 1), nblocks = 3, n = 32 * nblocks;
+      for (std::size_t nq = 1; nq <= medqk::kernels::kLut4MaxQueries; ++nq) {
+        for (int fill = 0; fill < 2; ++fill) {
+          std::vector<uint8_t> codes(n * d);
+          for (auto& c : codes) c = rng() & 15;
+          std::vector<uint8_t> packed(medqk::lut4_packed_bytes(n, d));
+          medqk::lut4_pack(codes.data(), n, d, packed.data());
+          const std::size_t stride = d_even * 16 + 64 * (nq % 3);  // tables not back to back
+          std::vector<uint8_t> lut(nq * stride, 0);
+          for (std::size_t q = 0; q < nq; ++q) {
+            for (std::size_t i = 0; i < d * 16; ++i) lut[q * stride + i] = fill ? 127 : static_cast<uint8_t>(rng() & 127);
+          }
+          const int32_t typical = static_cast<int32_t>(63 * d);
+          for (int32_t thr : {std::numeric_limits<int32_t>::min(), int32_t(-5), typical, int32_t(127 * 1028 + 1)}) {
+            std::vector<int32_t> thresholds(nq, thr);
+            const std::size_t out_stride = n + 16;
+            std::vector<uint32_t> want(nq * out_stride, 0), got(nq * out_stride, 0);
+            std::vector<uint32_t> want_masks(nq * nblocks), got_masks(nq * nblocks);
+            medqk::kernels::scalar::lut4_scan(lut.data(), stride, nq, d_even, packed.data(), nblocks, want.data(),
+                                              out_stride, thresholds.data(), want_masks.data());
+            k.fn(lut.data(), stride, nq, d_even, packed.data(), nblocks, got.data(), out_stride, thresholds.data(),
+                 got_masks.data());
+            ++cases;
+            for (std::size_t q = 0; q < nq; ++q) {
+              for (std::size_t b = 0; b < nblocks; ++b) {
+                bool ok = got_masks[q * nblocks + b] == want_masks[q * nblocks + b];
+                for (std::size_t v = 0; ok && want_masks[q * nblocks + b] && v < 32; ++v) {
+                  ok = got[q * out_stride + 32 * b + v] == want[q * out_stride + 32 * b + v];
+                }
+                if (!ok && failures++ < 10) {
+                  std::printf("FAIL raw %s d=%zu nq=%zu fill=%d thr=%d q=%zu block=%zu\n", k.name, d, nq, fill,
+                              thr, q, b);
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+#else
+  (void)rng;
+  (void)cases;
+#endif
+  return failures;
+}
+
+}  // namespace
 
 int main() {
   std::mt19937 rng(7);
@@ -70,6 +149,7 @@ int main() {
       }
     }
   }
+  failures += check_raw_kernels(rng, cases);
   std::printf("%d cases, %d failures\n", cases, failures);
   return failures == 0 ? 0 : 1;
 }

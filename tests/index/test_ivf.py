@@ -1,4 +1,5 @@
-"""ivf<nlist>,<pq>x4fs: backends agree, scores are exact ADC, recall vs nprobe, add, save/load, errors."""
+"""ivf<nlist>,<pq>x4fs: backends agree, scores are ADC within the table quantization, recall vs nprobe, add,
+save/load, errors."""
 
 from __future__ import annotations
 
@@ -14,10 +15,21 @@ D = 32
 
 
 def _adc(index, q, ids, metric):
-    """Scores of the reconstructed vectors c_l + r_hat (float64), what the index must return."""
+    """Scores of the reconstructed vectors c_l + r_hat (float64): the PQ scores the index approximates."""
     rec = index.vectors(ids.reshape(-1)).reshape(ids.shape + (D,)).astype(np.float64)
     q64 = q.astype(np.float64)
     return np.einsum("qd,qkd->qk", q64, rec) if metric == "ip" else ((q64[:, None] - rec) ** 2).sum(-1)
+
+
+def _assert_adc_within_quantization(index, q, scores, ids, metric, nprobe):
+    """Returned scores are the PQ scores up to the uint8 table quantization: S entries and the list constant
+    each rounded to the query's step, so at most (S + 1) / 2 steps off (l2: twice that, -2 x the score)."""
+    probes, bias = index._probe(q, nprobe)
+    step = index._tables(q, probes, bias, 1)[2]
+    bound = (index.n_sub + 1) / 2 * step[:, None] * (2 if metric == "l2" else 1)
+    err = np.abs(scores - _adc(index, q, ids, metric))
+    assert (err <= bound * (1 + 1e-3) + 1e-5).all(), (err / bound).max()
+    return err / bound
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +46,11 @@ def built():
 @pytest.mark.parametrize("spec", ["ivf16,pq8x4fs", "ivf16,opq,pq8x4fs"])
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 @pytest.mark.parametrize("nprobe", [1, 5, 16])
-def test_every_backend_gives_the_same_exact_adc_results(backend, built, spec, metric, nprobe):
+def test_every_backend_gives_the_same_adc_results(backend, built, spec, metric, nprobe):
     index, x, q = built[spec, metric]
     scores, ids = index.search(q, 10, nprobe=nprobe)
     assert scores.dtype == np.float32 and ids.dtype == np.int64 and scores.shape == ids.shape == (len(q), 10)
-    np.testing.assert_allclose(scores, _adc(index, q, ids, metric), rtol=1e-4, atol=1e-4)
+    _assert_adc_within_quantization(index, q, scores, ids, metric, nprobe)
     # results come from the probed lists only: each id's list is among the nprobe best centroids
     x_ids = x[ids.reshape(-1)]
     if metric == "ip":  # the list a vector went to: largest x.c (ip), nearest c (l2)
@@ -58,39 +70,44 @@ def test_every_backend_gives_the_same_exact_adc_results(backend, built, spec, me
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 @pytest.mark.parametrize("nprobe", [1, 5, 16])
-def test_candidates_for_rerank_are_the_best_keys_without_float_rescoring(backend, built, metric, nprobe):
+def test_candidates_for_rerank_are_the_best_keys(backend, built, metric, nprobe):
     import medqk
 
     index, x, q = built["ivf16,pq8x4fs", metric]
+    with medqk.use_backend("native"), medqk.use_isa("scalar"):
+        ref_s, ref_cand = index.search(q, 20, nprobe=nprobe)
     old = index.nprobe
     index.nprobe = nprobe
     try:
-        keys, cand = index._search(q, 20, 20, 1, rescore=False)
-        _, ids = index._search(q, 20, 20, 1)  # the same 20 best keys, re-scored in float and re-ordered
-        with medqk.use_backend("native"), medqk.use_isa("scalar"):
-            ref_keys, ref_cand = index._search(q, 20, 20, 1, rescore=False)
+        cand = index._candidates(q, 20, 1)
+        raw, raw_ids = index._scores_topk(q, 20, 1)  # before search() turns l2 scores into distances
     finally:
         index.nprobe = old
-    np.testing.assert_array_equal(np.sort(cand, axis=1), np.sort(ids, axis=1))
-    valid = cand >= 0
-    assert valid[:, 0].all() and (keys[valid] == np.rint(keys[valid])).all()  # integer keys, best first
-    assert all((np.diff(k[v]) <= 0).all() for k, v in zip(keys, valid))
-    np.testing.assert_array_equal(cand, ref_cand)  # every backend and ISA: the same candidates, same order
-    np.testing.assert_array_equal(keys, ref_keys)
+    np.testing.assert_array_equal(cand, ref_cand)  # every backend and ISA: the search's own ranking
+    np.testing.assert_array_equal(raw_ids, ref_cand)
+    # scores are integer keys in float units: step * (key + shift), best first
+    probes, bias = index._probe(q, nprobe)
+    _, _, step, shift = index._tables(q, probes, bias, 1)
+    valid = ref_cand >= 0
+    assert valid[:, 0].all()
+    keys = raw / step[:, None] - shift[:, None]
+    assert np.abs(keys - np.rint(keys))[valid].max() < 1e-3
+    assert all((np.diff(k[v]) <= 0).all() for k, v in zip(raw, valid))
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 def test_all_lists_and_all_vectors_give_the_exhaustive_adc_ranking(backend, built, metric):
-    # nprobe = nlist and k = ntotal: every vector is a candidate, so the result is the exhaustive float
-    # ADC ranking: every id once, scores monotone, equal scores by increasing id
+    # nprobe = nlist and k = ntotal: every vector is a candidate, so the result is the exhaustive ADC
+    # ranking (up to the table quantization): every id once, scores monotone, equal scores by increasing id
     index, x, q = built["ivf16,pq8x4fs", metric]
     scores, ids = index.search(q[:5], len(x), nprobe=16)
     assert (np.sort(ids, axis=1) == np.arange(len(x))).all()
     d = np.diff(scores, axis=1)
     assert (d <= 0).all() if metric == "ip" else (d >= 0).all()
     tied = d == 0
-    assert (np.diff(ids, axis=1)[tied] > 0).all()
-    np.testing.assert_allclose(scores, _adc(index, q[:5], ids, metric), rtol=1e-4, atol=1e-4)
+    assert tied.any() and (np.diff(ids, axis=1)[tied] > 0).all()
+    rel = _assert_adc_within_quantization(index, q[:5], scores, ids, metric, 16)
+    assert np.median(rel) < 0.5  # independent roundings: typically far inside the worst-case bound
 
 
 @pytest.mark.parametrize("metric", ["ip", "l2"])

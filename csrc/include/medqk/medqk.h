@@ -182,21 +182,17 @@ void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, c
 // IVF search over 4-bit codes (csrc/runtime/ivf_search.cpp). The codes of inverted list l are the
 // lut4_pack layout of its vectors, at blocks list_blocks[l] .. list_blocks[l + 1] of `packed` (each list
 // starts on a block); its ids are list_ids[list_starts[l] .. list_starts[l + 1]). Per query q: probes[q, p]
-// (nprobe distinct lists, -1 = none) are scanned with the uint8 tables luts[q, p] (nq x nlut x d_even x 16; nlut = 1
-// shares one table set over all lists, nlut = nprobe gives each probe its own); the kc best by the integer
-// key sum + probe_keys[q, p] (larger first; equal keys -> lower storage position list_starts[l] + index)
-// are re-scored exactly as
-// probe_bias[q, p] + (float tables[q, p] summed in 8 partial sums s[j % 8], combined as
-// ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)); tables nq x nlut x d x 16), and the topk
-// best by that score (ties -> lower id) written, -inf / -1 when fewer were found. Requires d <= 1028,
-// table entries <= 127 (ivf_quantize_tables) and 0 <= probe_keys <= 2^23 (keys then in [0, 2^24)). threads: 0 = all (one query per task).
-// rescore = false (candidates for a later re-ranking, +rerank): no float re-scoring; the topk best keys are
-// written in key order (equal keys -> lower storage position), the key as the score (tables unread).
-void ivf_lut4_search(Isa isa, const uint8_t* luts, const float* tables, std::size_t nq, std::size_t d,
-                     std::size_t nlut, const int64_t* probes, const int32_t* probe_keys, const float* probe_bias,
-                     std::size_t nprobe, const uint8_t* packed, const int64_t* list_blocks,
-                     const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist, std::size_t kc,
-                     std::size_t topk, float* scores, int64_t* ids, int threads, bool rescore = true);
+// (nprobe distinct lists, -1 = none) are scanned with the uint8 tables luts[q, p] (nq x nlut x d_even x 16;
+// nlut = 1 shares one table set over all lists, nlut = nprobe gives each probe its own); the topk best by
+// the integer key sum + probe_keys[q, p] are kept (larger first; among equal keys the lower storage
+// position list_starts[l] + index) and written best first, equal keys by lower id: the key (an integer,
+// exact in float32) into keys, the id into ids; -inf / -1 when fewer were found. Requires d <= 1028,
+// table entries <= 127 (ivf_quantize_tables) and 0 <= probe_keys <= 2^23 (keys then in [0, 2^24)).
+// threads: 0 = all.
+void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, std::size_t nlut,
+                     const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
+                     const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids,
+                     std::size_t nlist, std::size_t topk, float* keys, int64_t* ids, int threads);
 
 // The uint8 tables of ivf_lut4_search: float tables (nq x nlut x s x 16) -> luts (nq x nlut x s_even x 16)
 // with one step per query over all its nlut table sets: lo = min_c t[l, j], step = max_{l,j} (max_c - lo)

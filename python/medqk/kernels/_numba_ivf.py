@@ -1,5 +1,4 @@
-"""Numba twin of the native IVF front end (csrc/runtime/ivf_search.cpp): same keys, same candidates, same
-float scores, same ids."""
+"""Numba twin of the native IVF front end (csrc/runtime/ivf_search.cpp): same keys, same ids, same order."""
 
 from __future__ import annotations
 
@@ -10,14 +9,11 @@ LUT_MAX = 127  # largest table entry, as kLutMax in csrc/runtime/ivf_search.cpp
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_blocks, list_starts, list_ids, kc, k,
-                    scores, ids, rescore=True):
-    """Per query: integer keys (table sums + probe key) of every vector of its probed lists, the kc best
-    by (key desc, storage position asc), re-scored as probe bias + float table sums (8 partial sums, as native), the k
-    best by (score desc, id asc); -inf / -1 when fewer were scanned. rescore=False: the k best keys in that
-    order, the key as the score (candidates for a later re-ranking)."""
+def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, list_ids, k, keys, ids):
+    """Per query: integer keys (table sums + probe key) of every vector of its probed lists; the k best by
+    (key desc, storage position asc) written by (key desc, id asc), the key as a float32; -inf / -1 when
+    fewer were scanned."""
     nq, nlut, d_even, _ = luts.shape
-    d = tables.shape[2]
     nprobe = probes.shape[1]
     block_bytes = 16 * d_even
     for q in prange(nq):
@@ -26,9 +22,8 @@ def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_b
             lst = probes[q, p]
             if lst >= 0:
                 total += list_starts[lst + 1] - list_starts[lst]
-        keys = np.empty(total, dtype=np.int64)
-        probe_of = np.empty(total, dtype=np.int64)
-        index_of = np.empty(total, dtype=np.int64)
+        qkeys = np.empty(total, dtype=np.int64)
+        storage = np.empty(total, dtype=np.int64)
         pos = 0
         for p in range(nprobe):
             lst = probes[q, p]
@@ -40,55 +35,28 @@ def ivf_lut4_search(luts, tables, probes, probe_keys, probe_bias, packed, list_b
                 base = base0 + (i // 32) * block_bytes + i % 16
                 shift = 0 if (i % 32) < 16 else 4
                 acc = 0
-                for s in range(d):
+                for s in range(d_even):
                     acc += luts[q, t, s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
-                keys[pos] = acc + probe_keys[q, p]
-                probe_of[pos] = p
-                index_of[pos] = i
+                qkeys[pos] = acc + probe_keys[q, p]
+                storage[pos] = list_starts[lst] + i
                 pos += 1
-        storage = np.empty(total, dtype=np.int64)
-        for j in range(total):
-            storage[j] = list_starts[probes[q, probe_of[j]]] + index_of[j]
         by_pos = np.argsort(storage, kind="mergesort")
         # stable: equal keys stay in storage order (the native reservoir's tie rule)
-        order = by_pos[np.argsort(-keys[by_pos], kind="mergesort")]
-        nc = min(kc, total)
-        if not rescore:
-            for r in range(k):
-                if r < nc:
-                    j = order[r]
-                    scores[q, r] = np.float32(keys[j])
-                    ids[q, r] = list_ids[list_starts[probes[q, probe_of[j]]] + index_of[j]]
-                else:
-                    scores[q, r] = -np.inf
-                    ids[q, r] = -1
-            continue
-        cs = np.empty(nc, dtype=np.float32)
-        ci = np.empty(nc, dtype=np.int64)
-        part = np.empty(8, dtype=np.float32)
+        order = by_pos[np.argsort(-qkeys[by_pos], kind="mergesort")]
+        nc = min(k, total)
+        kk = np.empty(nc, dtype=np.int64)
+        ki = np.empty(nc, dtype=np.int64)
         for c in range(nc):
-            j = order[c]
-            p = probe_of[j]
-            i = index_of[j]
-            lst = probes[q, p]
-            t = 0 if nlut == 1 else p
-            base = (list_blocks[lst] + i // 32) * block_bytes + i % 16
-            shift = 0 if (i % 32) < 16 else 4
-            part[:] = 0  # the native order: s[j % 8], then pairwise
-            for s in range(d):
-                part[s % 8] += tables[q, t, s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
-            acc = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]))
-            cs[c] = acc + probe_bias[q, p]
-            ci[c] = list_ids[list_starts[lst] + i]
-        by_id = np.argsort(ci, kind="mergesort")
-        by_score = np.argsort(-cs[by_id], kind="mergesort")  # stable: equal scores keep the lower id first
+            kk[c] = qkeys[order[c]]
+            ki[c] = list_ids[storage[order[c]]]
+        by_id = np.argsort(ki, kind="mergesort")
+        by_key = by_id[np.argsort(-kk[by_id], kind="mergesort")]  # equal keys: lower id first
         for r in range(k):
             if r < nc:
-                j = by_id[by_score[r]]
-                scores[q, r] = cs[j]
-                ids[q, r] = ci[j]
+                keys[q, r] = np.float32(kk[by_key[r]])
+                ids[q, r] = ki[by_key[r]]
             else:
-                scores[q, r] = -np.inf
+                keys[q, r] = -np.inf
                 ids[q, r] = -1
 
 
