@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _backend
 
-def block_topk(scores: np.ndarray, k: int, id_offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``min(k, nb)`` of each row of ``scores`` (nq, nb), ids offset by ``id_offset``; sorted best first."""
+
+def block_topk(scores: np.ndarray, k: int, id_offset: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``min(k, nb)`` of each row of ``scores`` (nq, nb), ids offset by ``id_offset``; sorted best first.
+
+    The native backend selects up to 256 with ivf_select_lists (a sorted insertion behind a 16-wide threshold
+    test; the same result): argpartition and the lexsorts below took most of the float32 flat search's time
+    (MedQuAD, 15,825 x 384, k = 10: about 250 us of a query's 390). Larger k keep numpy (the insertion is
+    O(k) per entering score)."""
     nq, nb = scores.shape
     kk = min(k, nb)
+    if (_backend.backend == "native" and nq and 0 < kk <= 256 and scores.dtype == np.float32
+            and scores.flags.c_contiguous):
+        best, ids = _backend._core.ivf_select_lists(scores, kk, threads)
+        return best, ids + id_offset
     if kk < nb:
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         kth = np.take_along_axis(scores, part, axis=1).min(axis=1)

@@ -245,11 +245,7 @@ class IVFLUT4Index(Index):
         s = q @ self._cents_t
         if self.metric == "l2":
             s = 2 * s - self._cnorms[None, :]
-        s = np.ascontiguousarray(s, dtype=np.float32)
-        if _backend.backend == "native":  # the same selection as block_topk, without its numpy passes
-            best, lists = _backend._core.ivf_select_lists(s, nprobe, threads)
-        else:
-            best, lists = _topk.block_topk(s, nprobe, 0)
+        best, lists = _topk.block_topk(np.ascontiguousarray(s, dtype=np.float32), nprobe, 0, threads)
         return np.ascontiguousarray(lists), np.ascontiguousarray(best, dtype=np.float32)
 
     def _search(self, q, k, threads):
