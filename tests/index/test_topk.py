@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import medqk
 import numpy as np
 import pytest
-
-import medqk
 from medqk.index import _topk
 
 
