@@ -12,12 +12,84 @@
 #include <cmath>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
 #include "medqk/medqk.h"
 #include "runtime/thread_pool.h"
 
 namespace medqk {
 
 namespace {
+
+// cu[c] = u . c, cr[c] = r . c, g[c] = c_cur . c over the k centroids c of one subspace (cj: dsub x k), each
+// summed over p in increasing order, multiply then add. Four centroids at a time in registers (SSE2 / NEON
+// pairs of doubles) while p runs: the plain loop over all k kept the three running sums in memory, a
+// store-forwarding chain per p (pq96x4fs: 3 x 16 sums per subspace, pass and vector).
+inline void dots(const double* __restrict cj, const double* __restrict uj, const double* __restrict rj,
+                 std::size_t dsub, std::size_t k, std::size_t cur, double* __restrict cu, double* __restrict cr,
+                 double* __restrict g) {
+  std::size_t c0 = 0;
+#if defined(__SSE2__) || defined(__aarch64__)
+  for (; c0 + 4 <= k; c0 += 4) {
+#if defined(__SSE2__)
+    __m128d a0 = _mm_setzero_pd(), a1 = _mm_setzero_pd(), b0 = _mm_setzero_pd(), b1 = _mm_setzero_pd();
+    __m128d g0 = _mm_setzero_pd(), g1 = _mm_setzero_pd();
+    for (std::size_t p = 0; p < dsub; ++p) {
+      const double* row = cj + p * k + c0;
+      const __m128d up = _mm_set1_pd(uj[p]), rp = _mm_set1_pd(rj[p]), qp = _mm_set1_pd(cj[p * k + cur]);
+      const __m128d v0 = _mm_loadu_pd(row), v1 = _mm_loadu_pd(row + 2);
+      a0 = _mm_add_pd(a0, _mm_mul_pd(up, v0));
+      a1 = _mm_add_pd(a1, _mm_mul_pd(up, v1));
+      b0 = _mm_add_pd(b0, _mm_mul_pd(rp, v0));
+      b1 = _mm_add_pd(b1, _mm_mul_pd(rp, v1));
+      g0 = _mm_add_pd(g0, _mm_mul_pd(qp, v0));
+      g1 = _mm_add_pd(g1, _mm_mul_pd(qp, v1));
+    }
+    _mm_storeu_pd(cu + c0, a0);
+    _mm_storeu_pd(cu + c0 + 2, a1);
+    _mm_storeu_pd(cr + c0, b0);
+    _mm_storeu_pd(cr + c0 + 2, b1);
+    _mm_storeu_pd(g + c0, g0);
+    _mm_storeu_pd(g + c0 + 2, g1);
+#else
+    float64x2_t a0 = vdupq_n_f64(0.0), a1 = a0, b0 = a0, b1 = a0, g0 = a0, g1 = a0;
+    for (std::size_t p = 0; p < dsub; ++p) {
+      const double* row = cj + p * k + c0;
+      const float64x2_t up = vdupq_n_f64(uj[p]), rp = vdupq_n_f64(rj[p]), qp = vdupq_n_f64(cj[p * k + cur]);
+      const float64x2_t v0 = vld1q_f64(row), v1 = vld1q_f64(row + 2);
+      a0 = vaddq_f64(a0, vmulq_f64(up, v0));
+      a1 = vaddq_f64(a1, vmulq_f64(up, v1));
+      b0 = vaddq_f64(b0, vmulq_f64(rp, v0));
+      b1 = vaddq_f64(b1, vmulq_f64(rp, v1));
+      g0 = vaddq_f64(g0, vmulq_f64(qp, v0));
+      g1 = vaddq_f64(g1, vmulq_f64(qp, v1));
+    }
+    vst1q_f64(cu + c0, a0);
+    vst1q_f64(cu + c0 + 2, a1);
+    vst1q_f64(cr + c0, b0);
+    vst1q_f64(cr + c0 + 2, b1);
+    vst1q_f64(g + c0, g0);
+    vst1q_f64(g + c0 + 2, g1);
+#endif
+  }
+#endif
+  for (std::size_t c = c0; c < k; ++c) {
+    double a = 0.0, b = 0.0, e = 0.0;
+    for (std::size_t p = 0; p < dsub; ++p) {
+      const double v = cj[p * k + c];
+      a += uj[p] * v;
+      b += rj[p] * v;
+      e += cj[p * k + cur] * v;
+    }
+    cu[c] = a;
+    cr[c] = b;
+    g[c] = e;
+  }
+}
 
 // ct: the centroids as float64, transposed per subspace (m x dsub x k), so that every loop over the k
 // centroids below is unit-stride and vectorizes; each sum still runs over p in increasing order.
@@ -44,16 +116,7 @@ void refine_one(const float* x, std::size_t m, std::size_t k, std::size_t dsub, 
       double* rj = r + j * dsub;
       const std::size_t cur = codes[j];
       // u . c, r . c and c_cur . c for every centroid c of subspace j
-      for (std::size_t c = 0; c < k; ++c) cu[c] = cr[c] = g[c] = 0.0;
-      for (std::size_t p = 0; p < dsub; ++p) {
-        const double up = uj[p], rp = rj[p], qp = cj[p * k + cur];
-        const double* row = cj + p * k;
-        for (std::size_t c = 0; c < k; ++c) {
-          cu[c] += up * row[c];
-          cr[c] += rp * row[c];
-          g[c] += qp * row[c];
-        }
-      }
+      dots(cj, uj, rj, dsub, k, cur, cu, cr, g);
       // moving subspace j from c_cur to c changes x_hat by delta = c - c_cur: r . u by delta . u, |r|^2 by
       // 2 delta . r + |delta|^2 = 2 delta . r + |c|^2 - 2 c . c_cur + |c_cur|^2
       const double* cnj = cn + j * k;
