@@ -18,6 +18,14 @@ namespace py = pybind11;
 
 namespace {
 
+// True when every byte is <= 127 (the table-scan kernels add two entries in 8 bits): one OR over the bytes,
+// which vectorizes, where a max_element (0.4 us per IVF query over its 1.5 KB of tables) did not.
+bool all_at_most_127(const uint8_t* p, std::size_t n) {
+  uint8_t any = 0;
+  for (std::size_t i = 0; i < n; ++i) any |= p[i];
+  return (any & 0x80) == 0;
+}
+
 #ifndef MEDQK_VERSION
 #define MEDQK_VERSION "0+unknown"
 #endif
@@ -294,7 +302,7 @@ py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::
   }
   if (topk == 0) throw py::value_error("k must be >= 1");
   const uint8_t* lp = static_cast<const uint8_t*>(luts.data());
-  if (!std::all_of(lp, lp + luts.size(), [](uint8_t v) { return v <= 127; })) {
+  if (!all_at_most_127(lp, static_cast<std::size_t>(luts.size()))) {
     throw py::value_error("luts entries must be <= 127 (make them with lut4_quantize_tables)");
   }
   py::array_t<float> scores({nq, topk});
@@ -414,7 +422,7 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const 
   }
   if (topk == 0) throw py::value_error("k must be at least 1");
   const uint8_t* lutp = static_cast<const uint8_t*>(luts.data());
-  if (*std::max_element(lutp, lutp + luts.size()) > 127) {
+  if (!all_at_most_127(lutp, static_cast<std::size_t>(luts.size()))) {
     throw py::value_error("luts entries must be <= 127 (use ivf_quantize_tables)");
   }
   py::array_t<float> keys({nq, topk});
@@ -575,9 +583,7 @@ py::tuple pq8_scan(const py::array& lut, const py::array& packed, std::size_t n,
   check_pq8_packed(packed, n, m);
   if (thr > 65535) throw py::value_error("thr must be <= 65535");
   const uint8_t* lp = static_cast<const uint8_t*>(lut.data());
-  for (std::size_t i = 0; i < m * 256; ++i) {
-    if (lp[i] > 127) throw py::value_error("lut entries must be <= 127");
-  }
+  if (!all_at_most_127(lp, m * 256)) throw py::value_error("lut entries must be <= 127");
   const std::size_t nblocks = (n + 64 - 1) / 64;
   py::array_t<uint16_t> sums(static_cast<py::ssize_t>(nblocks * 64));
   py::array_t<uint64_t> masks(static_cast<py::ssize_t>(nblocks));
@@ -603,9 +609,7 @@ py::tuple pq8_scan_group(const py::array& lut_t, const py::array& packed, std::s
   require<uint16_t>(thr, "thr", 1);
   if (thr.shape(0) != 16) throw py::value_error("thr must have shape (16,)");
   const uint8_t* lp = static_cast<const uint8_t*>(lut_t.data());
-  for (std::size_t i = 0; i < m * 256 * 16; ++i) {
-    if (lp[i] > 127) throw py::value_error("lut_t entries must be <= 127");
-  }
+  if (!all_at_most_127(lp, m * 256 * 16)) throw py::value_error("lut_t entries must be <= 127");
   const std::size_t nblocks = (n + 64 - 1) / 64;
   std::vector<uint32_t> hits(nblocks * 64 * 16);
   std::vector<uint16_t> hit_sums(nblocks * 64 * 16);

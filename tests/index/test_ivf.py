@@ -289,3 +289,37 @@ def test_coarse_kmeans_repairs_empty_lists_and_is_seeded():
     assert (a.list_sizes() == 20).all()
     b = mi.create("ivf10,pq8x4fs", D, seed=5).train(x)
     np.testing.assert_array_equal(a.centroids, b.centroids)
+
+
+def test_native_scan_refuses_bad_arguments(built):
+    # the binding checks what the scan kernel relies on: table entries <= 127, probes in range and distinct,
+    # list keys in 0..2^23, k >= 1
+    from medqk import _backend
+
+    core = _backend._core
+    if core is None:
+        pytest.skip("needs the native module")
+    index, _, q = built["ivf16,pq8x4fs", "ip"]
+    probes, bias = index._probe(q, 3)
+    luts, keys, _, _ = index._tables(q, probes, bias, 1)
+    lists = (index._packed, index._list_blocks, index._list_starts, index._list_ids)
+    ok = core.ivf_lut4_search(luts, probes, keys, *lists, 5)
+    np.testing.assert_array_equal(ok[1], index._scan(luts, probes, keys, 5, 1)[1])
+    bad = luts.copy()
+    bad[-1, 0, -1, -1] = 128  # the very last byte: the check covers every entry
+    with pytest.raises(ValueError, match="<= 127"):
+        core.ivf_lut4_search(bad, probes, keys, *lists, 5)
+    dup = probes.copy()
+    dup[0, 1] = dup[0, 0]
+    with pytest.raises(ValueError, match="repeats"):
+        core.ivf_lut4_search(luts, dup, keys, *lists, 5)
+    out = probes.copy()
+    out[0, 0] = index.nlist
+    with pytest.raises(ValueError, match="bad list id"):
+        core.ivf_lut4_search(luts, out, keys, *lists, 5)
+    big = keys.copy()
+    big[0, 0] = (1 << 23) + 1
+    with pytest.raises(ValueError, match="probe_keys"):
+        core.ivf_lut4_search(luts, probes, big, *lists, 5)
+    with pytest.raises(ValueError, match="k must be"):
+        core.ivf_lut4_search(luts, probes, keys, *lists, 0)
