@@ -5,7 +5,8 @@
 
 For each nlist: medqk ``ivf<nlist>,pq96x4fs`` and faiss ``IVF<nlist>,PQ96x4fs`` (IndexIVFPQFastScan, by
 residual; faiss.index_factory(d, ..., METRIC_INNER_PRODUCT)), both trained on the same vectors, searched
-with k=10 for all queries in one batch; QPS = queries / median time of --repeat runs after a warm-up.
+with k=10 for all queries in one batch; QPS = queries / median time of --repeat samples after a warm-up,
+the two libraries sampled in turn within each round (a sample: as many batches as fill 50 ms).
 R@10 is against the exact float top-10 (gt_dev_top100.npy for MedQuAD, brute force for --random).
 The last table matches each faiss nprobe with the smallest medqk nprobe reaching at least the same R@10
 and prints the QPS ratio medqk / faiss.
@@ -57,14 +58,26 @@ def recall10(ids: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(ids, gt)]))
 
 
-def qps(search, q: np.ndarray, repeat: int) -> tuple[float, np.ndarray]:
-    ids = search(q)  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+def sample(search, q: np.ndarray, min_seconds: float = 0.05) -> float:
+    """Seconds per search(q), over as many calls as fill min_seconds (a MedQuAD batch takes ~10 ms)."""
+    calls, t0 = 0, time.perf_counter()
+    while True:
         search(q)
-        times.append(time.perf_counter() - t0)
-    return len(q) / float(np.median(times)), ids
+        calls += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def interleaved_qps(searches: dict, q: np.ndarray, repeat: int) -> tuple[dict, dict]:
+    """QPS (median of repeat samples) and ids of each contender, timed round-robin: every round samples each
+    contender once, so a slow spell of the machine hits both libraries alike."""
+    ids = {name: search(q) for name, search in searches.items()}  # warm-up, and the results
+    times = {name: [] for name in searches}
+    for _ in range(repeat):
+        for name, search in searches.items():
+            times[name].append(sample(search, q))
+    return {name: len(q) / float(np.median(t)) for name, t in times.items()}, ids
 
 
 def main() -> None:
@@ -77,7 +90,7 @@ def main() -> None:
     ap.add_argument("--pq", default="pq96x4fs")
     ap.add_argument("--train", type=int, default=65536, help="training vectors (a prefix of the data)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     import faiss
 
@@ -105,16 +118,19 @@ def main() -> None:
             if nprobe > nlist:
                 continue
             cells = [f"{'-':>10} {'-':>10}"] * 2
+            searches = {}
             if nprobe in MEDQK_NPROBES:
-                m_qps, m_ids = qps(lambda b, ix=ours, p=nprobe: ix.search(b, 10, threads=args.threads, nprobe=p)[1],
-                                   q, args.repeat)
-                ours_rows[nprobe] = (recall10(m_ids, gt), m_qps)
-                cells[0] = f"{ours_rows[nprobe][0]:>10.4f} {m_qps:>10.0f}"
+                searches["medqk"] = lambda b, ix=ours, p=nprobe: ix.search(b, 10, threads=args.threads, nprobe=p)[1]
             if nprobe in FAISS_NPROBES:
                 theirs.nprobe = nprobe
-                f_qps, f_ids = qps(lambda b, ix=theirs: ix.search(b, 10)[1], q, args.repeat)
-                faiss_rows[nprobe] = (recall10(f_ids, gt), f_qps)
-                cells[1] = f"{faiss_rows[nprobe][0]:>10.4f} {f_qps:>10.0f}"
+                searches["faiss"] = lambda b, ix=theirs: ix.search(b, 10)[1]
+            rates, ids = interleaved_qps(searches, q, args.repeat)
+            if "medqk" in rates:
+                ours_rows[nprobe] = (recall10(ids["medqk"], gt), rates["medqk"])
+                cells[0] = f"{ours_rows[nprobe][0]:>10.4f} {rates['medqk']:>10.0f}"
+            if "faiss" in rates:
+                faiss_rows[nprobe] = (recall10(ids["faiss"], gt), rates["faiss"])
+                cells[1] = f"{faiss_rows[nprobe][0]:>10.4f} {rates['faiss']:>10.0f}"
             print(f"{nprobe:>6} {cells[0]} {cells[1]}", flush=True)
         for fp, (f_r, f_q) in faiss_rows.items():
             reach = [(mp, r, qs) for mp, (r, qs) in ours_rows.items() if r >= f_r]
