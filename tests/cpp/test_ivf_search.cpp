@@ -1,11 +1,10 @@
 // The IVF front end of every ISA this binary has and this CPU runs equals a direct reference: keys
-// sum + probe_key computed vector by vector, the topk best by (key desc, storage position asc), written by
-// (key desc, id asc). Lists of
-// sizes 0, 1, 31, 32, 33, 100 and 2000 (several kernel chunks), odd and even S, shared (nlut = 1) and
-// per-probe tables, probes of -1, list keys above the reservoir threshold (so the kernel threshold goes
-// negative), tables of few distinct values (many equal keys: the tie rule is exercised), k above the
-// number scanned; and ivf_select_lists against a stable sort, with many equal scores;
-// ivf_quantize_tables against its formula.
+// sum + probe_key computed vector by vector, the topk best by (key desc, storage position asc), written
+// by (key desc, id asc). Lists of sizes 0, 1, 31, 32, 33, 100 and 2000 (several kernel chunks), odd and
+// even S, shared (nlut = 1) and per-probe tables, probes of -1, list keys above the reservoir threshold
+// (so the kernel threshold goes negative), tables of few distinct values (many equal keys: the tie rule
+// is exercised), k above the number scanned; and ivf_select_lists against a stable sort, with many equal
+// scores; ivf_quantize_tables against its formula.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
