@@ -25,56 +25,52 @@ namespace medqk {
 
 namespace {
 
+#if defined(__SSE2__) || defined(__aarch64__)
+// Two doubles in a register, baseline SSE2 or AArch64 NEON; mul_add multiplies, then adds (no FMA), as the
+// scalar loop and the Numba twin do.
+#if defined(__SSE2__)
+using D2 = __m128d;
+inline D2 d2_set1(double v) { return _mm_set1_pd(v); }
+inline D2 d2_load(const double* p) { return _mm_loadu_pd(p); }
+inline void d2_store(double* p, D2 v) { _mm_storeu_pd(p, v); }
+inline D2 d2_mul_add(D2 acc, D2 a, D2 b) { return _mm_add_pd(acc, _mm_mul_pd(a, b)); }
+#else
+using D2 = float64x2_t;
+inline D2 d2_set1(double v) { return vdupq_n_f64(v); }
+inline D2 d2_load(const double* p) { return vld1q_f64(p); }
+inline void d2_store(double* p, D2 v) { vst1q_f64(p, v); }
+inline D2 d2_mul_add(D2 acc, D2 a, D2 b) { return vaddq_f64(acc, vmulq_f64(a, b)); }
+#endif
+#define MEDQK_HAVE_D2 1
+#endif
+
 // cu[c] = u . c, cr[c] = r . c, g[c] = c_cur . c over the k centroids c of one subspace (cj: dsub x k), each
-// summed over p in increasing order, multiply then add. Four centroids at a time in registers (SSE2 / NEON
-// pairs of doubles) while p runs: the plain loop over all k kept the three running sums in memory, a
-// store-forwarding chain per p (pq96x4fs: 3 x 16 sums per subspace, pass and vector).
+// summed over p in increasing order, multiply then add. Four centroids at a time in registers while p
+// runs: the plain loop over all k kept the three running sums in memory, a store-forwarding chain per p
+// (pq96x4fs: 3 x 16 sums per subspace, pass and vector).
 inline void dots(const double* __restrict cj, const double* __restrict uj, const double* __restrict rj,
                  std::size_t dsub, std::size_t k, std::size_t cur, double* __restrict cu, double* __restrict cr,
                  double* __restrict g) {
   std::size_t c0 = 0;
-#if defined(__SSE2__) || defined(__aarch64__)
+#if defined(MEDQK_HAVE_D2)
   for (; c0 + 4 <= k; c0 += 4) {
-#if defined(__SSE2__)
-    __m128d a0 = _mm_setzero_pd(), a1 = _mm_setzero_pd(), b0 = _mm_setzero_pd(), b1 = _mm_setzero_pd();
-    __m128d g0 = _mm_setzero_pd(), g1 = _mm_setzero_pd();
+    D2 a0 = d2_set1(0.0), a1 = a0, b0 = a0, b1 = a0, g0 = a0, g1 = a0;
     for (std::size_t p = 0; p < dsub; ++p) {
-      const double* row = cj + p * k + c0;
-      const __m128d up = _mm_set1_pd(uj[p]), rp = _mm_set1_pd(rj[p]), qp = _mm_set1_pd(cj[p * k + cur]);
-      const __m128d v0 = _mm_loadu_pd(row), v1 = _mm_loadu_pd(row + 2);
-      a0 = _mm_add_pd(a0, _mm_mul_pd(up, v0));
-      a1 = _mm_add_pd(a1, _mm_mul_pd(up, v1));
-      b0 = _mm_add_pd(b0, _mm_mul_pd(rp, v0));
-      b1 = _mm_add_pd(b1, _mm_mul_pd(rp, v1));
-      g0 = _mm_add_pd(g0, _mm_mul_pd(qp, v0));
-      g1 = _mm_add_pd(g1, _mm_mul_pd(qp, v1));
+      const D2 up = d2_set1(uj[p]), rp = d2_set1(rj[p]), qp = d2_set1(cj[p * k + cur]);
+      const D2 v0 = d2_load(cj + p * k + c0), v1 = d2_load(cj + p * k + c0 + 2);
+      a0 = d2_mul_add(a0, up, v0);
+      a1 = d2_mul_add(a1, up, v1);
+      b0 = d2_mul_add(b0, rp, v0);
+      b1 = d2_mul_add(b1, rp, v1);
+      g0 = d2_mul_add(g0, qp, v0);
+      g1 = d2_mul_add(g1, qp, v1);
     }
-    _mm_storeu_pd(cu + c0, a0);
-    _mm_storeu_pd(cu + c0 + 2, a1);
-    _mm_storeu_pd(cr + c0, b0);
-    _mm_storeu_pd(cr + c0 + 2, b1);
-    _mm_storeu_pd(g + c0, g0);
-    _mm_storeu_pd(g + c0 + 2, g1);
-#else
-    float64x2_t a0 = vdupq_n_f64(0.0), a1 = a0, b0 = a0, b1 = a0, g0 = a0, g1 = a0;
-    for (std::size_t p = 0; p < dsub; ++p) {
-      const double* row = cj + p * k + c0;
-      const float64x2_t up = vdupq_n_f64(uj[p]), rp = vdupq_n_f64(rj[p]), qp = vdupq_n_f64(cj[p * k + cur]);
-      const float64x2_t v0 = vld1q_f64(row), v1 = vld1q_f64(row + 2);
-      a0 = vaddq_f64(a0, vmulq_f64(up, v0));
-      a1 = vaddq_f64(a1, vmulq_f64(up, v1));
-      b0 = vaddq_f64(b0, vmulq_f64(rp, v0));
-      b1 = vaddq_f64(b1, vmulq_f64(rp, v1));
-      g0 = vaddq_f64(g0, vmulq_f64(qp, v0));
-      g1 = vaddq_f64(g1, vmulq_f64(qp, v1));
-    }
-    vst1q_f64(cu + c0, a0);
-    vst1q_f64(cu + c0 + 2, a1);
-    vst1q_f64(cr + c0, b0);
-    vst1q_f64(cr + c0 + 2, b1);
-    vst1q_f64(g + c0, g0);
-    vst1q_f64(g + c0 + 2, g1);
-#endif
+    d2_store(cu + c0, a0);
+    d2_store(cu + c0 + 2, a1);
+    d2_store(cr + c0, b0);
+    d2_store(cr + c0 + 2, b1);
+    d2_store(g + c0, g0);
+    d2_store(g + c0 + 2, g1);
   }
 #endif
   for (std::size_t c = c0; c < k; ++c) {

@@ -4,13 +4,13 @@
 // subspace's dimensions in order, without FMA, exactly as the Numba twin does (identical tables, so the
 // quantized tables and the returned ids agree across backends).
 #include <algorithm>
+#include <vector>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #elif defined(__ARM_NEON)
 #include <arm_neon.h>
 #endif
-#include <vector>
 
 #include "medqk/medqk.h"
 #include "runtime/thread_pool.h"

@@ -175,7 +175,7 @@ class FlatFloatIndex(Index):
                 s = qb @ block.T
                 if self.metric == "l2":
                     s = 2 * s - self._norms[j0 : j0 + _DB_BLOCK]
-                s_top, i_top = _topk.block_topk(np.ascontiguousarray(s, dtype=np.float32), k, j0, threads)
+                s_top, i_top = _topk.block_topk(s, k, j0, threads)
                 bs, bi = (s_top, i_top) if bs is None else _topk.merge_topk(bs, bi, s_top, i_top, k)
             best_s = bs if best_s is None else np.concatenate([best_s, bs])
             best_i = bi if best_i is None else np.concatenate([best_i, bi])
