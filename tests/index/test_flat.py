@@ -262,3 +262,30 @@ def test_bad_use(backend):
     with pytest.raises(ValueError, match="2-D"):
         index.search(q[None], 5)
     assert index.ntotal == 50  # failed calls changed nothing
+
+
+@pytest.mark.parametrize("spec", ["int4", "cb4", "pca4", "pq8x4fs", "opq,pq8x4fs"])
+def test_4bit_adds_in_parts_equal_one_add(backend, spec, monkeypatch):
+    """4-bit flat indexes add a batch by packing only it (and the last partial block of 32 before it),
+    and reconstruct it a chunk at a time for |x_hat|^2: adding in parts (full and partial blocks, one
+    vector, chunks of 7) stores the same bytes and norms as one add, and searches the same."""
+    import medqk.index.lut4 as lut4
+
+    x, q = data(n=700, d=48)
+    opts = {"opq_iter": 2} if spec.startswith("opq") else {}
+    whole = mi.create(spec, 48, "l2", **opts).train(x).add(x)
+    monkeypatch.setattr(lut4, "_DECODE_CHUNK", 7)
+    parts = mi.create(spec, 48, "l2", **opts).train(x)
+    for a, b in ((0, 64), (64, 65), (65, 100), (100, 128), (128, 131), (131, 700)):
+        parts.add(x[a:b])
+    assert parts.ntotal == whole.ntotal == 700
+    np.testing.assert_array_equal(parts._packed, whole._packed)
+    s1, i1 = whole.search(q, 10)
+    s2, i2 = parts.search(q, 10)
+    np.testing.assert_array_equal(i2, i1)
+    if spec.startswith("opq"):  # OPQ reconstructs through a BLAS product: its last bits follow the batch
+        np.testing.assert_allclose(parts._sqnorms, whole._sqnorms, rtol=1e-6)
+        np.testing.assert_allclose(s2, s1, rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(parts._sqnorms, whole._sqnorms)
+        np.testing.assert_array_equal(s2, s1)
