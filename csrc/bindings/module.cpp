@@ -8,6 +8,8 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 #include <memory>
 #include <string>
 #include <vector>
@@ -320,11 +322,23 @@ py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::
   return py::make_tuple(scores, ids);
 }
 
+// A new C-contiguous uint8 array whose data starts on a 64-byte boundary, owned by a capsule. For the 4-bit
+// tables: the scan kernels load 64-byte table rows, and numpy's 16-byte alignment split each across two
+// cache lines (1M x pq96x4fs at nq = 32: 1.14 -> 1.37 G codes/s with aligned tables).
+py::array_t<uint8_t> aligned_u8(const std::vector<py::ssize_t>& shape) {
+  std::size_t n = 1;
+  for (py::ssize_t s : shape) n *= static_cast<std::size_t>(s);
+  void* p = std::aligned_alloc(64, std::max<std::size_t>(64, (n + 63) / 64 * 64));
+  if (p == nullptr) throw std::bad_alloc();
+  py::capsule owner(p, [](void* q) { std::free(q); });
+  return py::array_t<uint8_t>(shape, static_cast<uint8_t*>(p), owner);
+}
+
 py::tuple lut4_quantize_tables(const py::array& tables) {
   require<float>(tables, "tables", 3);
   const std::size_t nq = tables.shape(0), s = tables.shape(1);
   if (tables.shape(2) != 16) throw py::value_error("tables must have shape (nq, S, 16)");
-  py::array_t<uint8_t> luts({nq, s + (s & 1), std::size_t(16)});
+  py::array_t<uint8_t> luts = aligned_u8({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(s + (s & 1)), 16});
   py::array_t<float> alpha(nq), beta(nq);
   const float* tp = static_cast<const float*>(tables.data());
   uint8_t* lp = luts.mutable_data();
@@ -443,7 +457,8 @@ py::tuple ivf_quantize_tables(const py::array& tables) {
   require<float>(tables, "tables", 4);
   const std::size_t nq = tables.shape(0), nlut = tables.shape(1), s = tables.shape(2);
   if (tables.shape(3) != 16) throw py::value_error("tables must have shape (nq, nlut, S, 16)");
-  py::array_t<uint8_t> luts({nq, nlut, s + (s & 1), std::size_t(16)});
+  py::array_t<uint8_t> luts = aligned_u8(
+      {static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(nlut), static_cast<py::ssize_t>(s + (s & 1)), 16});
   py::array_t<float> step(nq);
   py::array_t<double> offsets({nq, nlut});
   const float* tp = static_cast<const float*>(tables.data());

@@ -24,6 +24,7 @@
 #endif
 
 #include "medqk/medqk.h"
+#include "runtime/aligned.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
 #include "runtime/round.h"
@@ -125,7 +126,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
     const std::size_t qa = static_cast<std::size_t>(task) * chunk, qb = std::min(nq, qa + chunk);
     std::vector<uint32_t> sums(kGroup * sums_stride);
     std::vector<uint32_t> masks(kGroup * kChunkBlocks);
-    std::vector<uint8_t> group_luts(kGroup * block_bytes);
+    runtime::AlignedVector<uint8_t> group_luts(kGroup * block_bytes);
     std::vector<runtime::SumsTopK> reservoirs(qb - qa);
     for (auto& r : reservoirs) r.reset(topk);
     // (query, probe) of the chunk's probes grouped by list, queries in order within a list: a counting

@@ -3,6 +3,7 @@
 // alpha[i] * sum + beta[i], undoing the per-query quantization of the tables.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -12,6 +13,7 @@
 #endif
 
 #include "medqk/medqk.h"
+#include "runtime/aligned.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
 #include "runtime/topk.h"
@@ -70,6 +72,11 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
                       int64_t* ids, int threads, bool sorted) {
   const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
   const std::size_t d_even = d + (d & 1);
+  runtime::AlignedVector<uint8_t> aligned_luts;  // tables not on a cache line are scanned from a copy that is
+  if (reinterpret_cast<std::uintptr_t>(luts) % 64 != 0) {
+    aligned_luts.assign(luts, luts + nq * d_even * 16);
+    luts = aligned_luts.data();
+  }
   const std::size_t block_bytes = 16 * d_even;
   const std::size_t nblocks = (n + kBlockVectors - 1) / kBlockVectors;
   const std::size_t nchunks = (nblocks + kChunkBlocks - 1) / kChunkBlocks;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "medqk/medqk.h"
+#include "runtime/aligned.h"
 #include "runtime/dispatch.h"
 #include "runtime/round.h"
 #include "runtime/thread_pool.h"
@@ -167,11 +168,11 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
     const std::size_t g = static_cast<std::size_t>(task) / parts, part = static_cast<std::size_t>(task) % parts;
     const std::size_t c0 = chunks * part / parts, c1 = chunks * (part + 1) / parts;
     std::vector<QueryPlan> plans(per_group);
-    std::vector<uint8_t> luts(per_group * m * 256);
+    runtime::AlignedVector<uint8_t> luts(per_group * m * 256);
     std::vector<runtime::TopK> heaps(per_group);
     std::vector<uint16_t> sums(kChunkBlocks * kB);
     uint64_t masks[kChunkBlocks];
-    std::vector<uint8_t> lut_t;  // the group scan's query-minor tables
+    runtime::AlignedVector<uint8_t> lut_t;  // the group scan's query-minor tables
     std::vector<uint32_t> hits;
     std::vector<uint16_t> hit_sums;
     for (std::size_t q0 = nq * g / groups, q_end = nq * (g + 1) / groups; q0 < q_end; q0 += per_group) {

@@ -178,3 +178,30 @@ def test_eta_defaults_and_ivf():
         mi.create("ivf4,pq8x4fs", 32, eta=4.0)
     with pytest.raises(ValueError, match="eta must be >= 1"):
         mi.create("pq8x4fs", 32, eta=0.5)
+
+
+@pytest.mark.parametrize("spec", ["pq8x4fs", "pq8x8", "ivf16,pq8x4fs", "int4"])
+def test_packed_codes_start_on_a_cache_line(tmp_path, spec):
+    """The scan kernels load 64-byte rows: the packed codes start on a 64-byte boundary after every add and
+    after load (numpy alone aligns to 16 bytes, and a row then spans two cache lines)."""
+    from medqk.index._memory import aligned, aligned_concat, aligned_empty
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((700, 32)).astype(np.float32)
+    index = mi.create(spec, 32, "ip").train(x)
+    for a, b in ((0, 100), (100, 131), (131, 700)):
+        index.add(x[a:b])
+        assert index._packed.ctypes.data % 64 == 0
+    index.save(tmp_path / "i.mqk")
+    for mmap in (False, True):
+        assert mi.load(tmp_path / "i.mqk", mmap=mmap)._packed.ctypes.data % 64 == 0
+    for n in (0, 1, 63, 64, 1000):
+        e = aligned_empty(n, np.int64)
+        assert e.shape == (n,) and e.dtype == np.int64 and (n == 0 or e.ctypes.data % 64 == 0)
+    parts = [np.arange(5, dtype=np.uint8), np.arange(7, dtype=np.uint8)]
+    np.testing.assert_array_equal(aligned_concat(parts), np.concatenate(parts))
+    odd = np.arange(100, dtype=np.uint8)[1:].reshape(9, 11)
+    got = aligned(odd)
+    assert got.ctypes.data % 64 == 0 and got.shape == (9, 11)
+    np.testing.assert_array_equal(got, odd)
+    assert aligned(got) is got

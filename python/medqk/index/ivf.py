@@ -49,6 +49,7 @@ import numpy as np
 
 from .. import _backend
 from . import _topk
+from ._memory import aligned
 from .flat import Index
 from .lut4 import unpack_codes
 
@@ -205,7 +206,7 @@ class IVFLUT4Index(Index):
         # each list starts on a 32-vector block: pack codes placed at their slots (padding slots code 0)
         padded = np.zeros((int(self._list_blocks[-1]) * 32, self.n_sub), dtype=np.uint8)
         padded[self._slots()] = codes
-        self._packed = self._pack(padded)
+        self._packed = aligned(self._pack(padded))
 
     def _slots(self) -> np.ndarray:
         """Slot (position in the packed layout, 32 per block) of each stored vector, in list order."""
@@ -336,7 +337,7 @@ class IVFLUT4Index(Index):
         starts = np.array(arrays["list_starts"], dtype=np.int64)
         blocks = np.array(arrays["list_blocks"], dtype=np.int64)
         ids = np.array(arrays["list_ids"], dtype=np.int64)
-        packed = np.array(arrays["packed"], dtype=np.uint8)
+        packed = np.asarray(arrays["packed"], dtype=np.uint8)
         sizes = np.diff(starts)
         ok = (starts.shape == (self.nlist + 1,) and blocks.shape == (self.nlist + 1,) and starts[0] == 0
               and blocks[0] == 0 and (sizes >= 0).all() and (np.diff(blocks) == (sizes + 31) // 32).all()
@@ -345,5 +346,5 @@ class IVFLUT4Index(Index):
               and np.array_equal(np.sort(ids), np.arange(len(ids))))
         if not ok:
             raise IndexFileError("corrupt IVF lists: list_starts, list_blocks, list_ids and packed do not agree")
-        self._list_starts, self._list_blocks, self._list_ids, self._packed = starts, blocks, ids, packed
+        self._list_starts, self._list_blocks, self._list_ids, self._packed = starts, blocks, ids, aligned(packed)
         self._ntotal = len(ids)

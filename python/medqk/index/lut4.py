@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _backend
 from ..runtime import get_isa
+from ._memory import aligned, aligned_concat
 from .flat import Index, s8_blocked_topk
 
 _QUERY_CHUNK = 512
@@ -132,7 +133,7 @@ class FlatLUT4Index(Index):
         tail = unpack_codes(self._packed, np.arange(kept, n_old), self.n_sub) if n_old > kept else sub[:0]
         packed = self._pack(np.ascontiguousarray(np.concatenate([tail, sub]), dtype=np.uint8))
         S_even = self.n_sub + (self.n_sub & 1)
-        self._packed = np.concatenate([self._packed[: kept // 32 * 16 * S_even], packed])
+        self._packed = aligned_concat([self._packed[: kept // 32 * 16 * S_even], packed])
         self._sqnorms = np.concatenate([self._sqnorms, sqnorms])
 
     @staticmethod
@@ -226,6 +227,6 @@ class FlatLUT4Index(Index):
 
     def _load_state(self, config, arrays):
         self.codec.load_state(arrays)
-        self._packed = np.array(arrays["packed"])
+        self._packed = aligned(arrays["packed"])
         self._sqnorms = np.array(arrays["sqnorms"])
         self._ntotal = len(self._sqnorms)

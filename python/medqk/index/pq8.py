@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _backend
 from ..quantizers.pq import PQCodec
+from ._memory import aligned, aligned_concat
 from .flat import Index
 
 BLOCK = 64  # vectors per packed block (kernels/pq8_scan.h)
@@ -90,7 +91,7 @@ class FlatPQ8Index(Index):
         b0 = self._ntotal // BLOCK
         tail = self.codes(np.arange(b0 * BLOCK, self._ntotal))
         head = self._packed[: b0 * BLOCK * self.codec.M]
-        self._packed = np.concatenate([head, pack(np.concatenate([tail, new]))])
+        self._packed = aligned_concat([head, pack(np.concatenate([tail, new]))])
 
     def vectors(self, ids=None) -> np.ndarray:
         return self.codec.decode_sub(self.codes(ids))
@@ -116,4 +117,4 @@ class FlatPQ8Index(Index):
         self.codec.load_state(arrays)
         codes = np.asarray(arrays["codes"])
         self._ntotal = len(codes)
-        self._packed = pack(codes)
+        self._packed = aligned(pack(codes))
