@@ -36,7 +36,10 @@ def median_time(fn, repeat):
 def interleaved_medians(fns, repeat, min_sample=0.02):
     """Median seconds per call of each function in `fns` (name -> callable), measured in `repeat` rounds
     that time every function once each: a noisy moment of the host then hits all of them alike. A sample
-    loops a function often enough to last about `min_sample` seconds (a 0.3 ms GEMV timed once is noise)."""
+    loops a function often enough to last about `min_sample` seconds (a 0.3 ms GEMV timed once is noise).
+    Each round starts one function later than the one before, so that no function always runs after the
+    same one: at M = 1 the 16 MiB of weights come from L3 or from memory depending on what ran before
+    (QuantizedLinear, always timed after numpy's 64 MiB float GEMV, read 88 GOP/s there and 107 alone)."""
     loops = {}
     for name, fn in fns.items():
         fn()
@@ -44,8 +47,10 @@ def interleaved_medians(fns, repeat, min_sample=0.02):
         fn()
         loops[name] = max(1, int(min_sample / max(time.perf_counter() - t0, 1e-9)))
     samples = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = fns[name]
             t0 = time.perf_counter()
             for _ in range(loops[name]):
                 fn()

@@ -16,6 +16,10 @@
 
 #include "medqk/medqk.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace py = pybind11;
 
 namespace {
@@ -80,11 +84,38 @@ medqk::Isa isa_or_throw(const std::string& name) {
   return isa;
 }
 
+// For large arrays the kernels stream again and again (packed GEMM weights): from 2 MiB up, on a 2 MiB
+// boundary with transparent huge pages requested (Linux), so that a 16 MiB GEMV walks 8 pages rather than
+// 4096; smaller ones on a cache line.
+template <typename T>
+struct StreamAllocator {
+  using value_type = T;
+  static constexpr std::size_t kHuge = std::size_t(2) << 20;
+  StreamAllocator() = default;
+  template <typename U>
+  StreamAllocator(const StreamAllocator<U>&) {}
+  static std::size_t align_for(std::size_t bytes) { return bytes >= kHuge ? kHuge : 64; }
+  T* allocate(std::size_t n) {
+    const std::size_t bytes = n * sizeof(T), align = align_for(bytes);
+    const std::size_t rounded = (bytes + align - 1) / align * align;
+    void* p = ::operator new(rounded, std::align_val_t(align));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: a refusal changes nothing
+#endif
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t n) { ::operator delete(p, std::align_val_t(align_for(n * sizeof(T)))); }
+  template <typename U>
+  bool operator==(const StreamAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const StreamAllocator<U>&) const { return false; }
+};
+
 // B packed for one ISA; immutable once made.
 struct PackedS8 {
   medqk::Isa isa;
   std::size_t n, k;
-  std::vector<uint8_t> data;
+  std::vector<uint8_t, StreamAllocator<uint8_t>> data;  // huge pages from 2 MiB up
 };
 
 std::shared_ptr<PackedS8> pack_s8(const py::array& b, const std::string& isa_name) {
