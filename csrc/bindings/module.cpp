@@ -97,10 +97,10 @@ struct StreamAllocator {
   static std::size_t align_for(std::size_t bytes) { return bytes >= kHuge ? kHuge : 64; }
   T* allocate(std::size_t n) {
     const std::size_t bytes = n * sizeof(T), align = align_for(bytes);
-    const std::size_t rounded = (bytes + align - 1) / align * align;
-    void* p = ::operator new(rounded, std::align_val_t(align));
+    void* p = ::operator new(bytes, std::align_val_t(align));
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (align == kHuge) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: a refusal changes nothing
+    // the whole 2 MiB regions of the array (a tail stays on small pages); advice only: a refusal changes nothing
+    if (align == kHuge) madvise(p, bytes / kHuge * kHuge, MADV_HUGEPAGE);
 #endif
     return static_cast<T*>(p);
   }
