@@ -21,8 +21,8 @@ from .spec import CODECS, IndexSpec, parse_ivf, parse_pq, parse_spec, split_opq,
 
 # options each kind of index accepts (routed by create(); one no part accepts is an error)
 OPTIONS = {
-    "int8": ("per_dim", "symmetric", "calibration", "percentile"),
-    "level": ("per_dim", "calibration", "percentile", "eta"),
+    "int8": ("per_dim", "symmetric", "calibration", "percentile", "margin"),
+    "level": ("per_dim", "calibration", "percentile", "eta", "margin"),
     "pca": ("seed", "max_iter", "max_train", "progress"),
     "pq": ("seed", "max_iter", "tol", "max_train", "progress", "eta"),
     "opq": ("seed", "max_iter", "tol", "max_train", "progress", "opq_iter", "opq_kmeans_iter", "eta"),

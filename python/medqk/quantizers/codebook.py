@@ -105,7 +105,7 @@ class LevelCodec:
     """Per-dimension sorted levels; ``kind`` is ``"uniform"`` (int4) or ``"kmeans"`` (cb*)."""
 
     def __init__(self, bits: int, kind: str, *, calibration: str = "minmax", percentile: float = 0.1,
-                 per_dim: bool = True, eta: float = 1.0):
+                 per_dim: bool = True, eta: float = 1.0, margin: float = 0.0):
         if bits not in (2, 3, 4):
             raise ValueError(f"bits must be 2, 3 or 4, got {bits!r}")
         if kind not in ("uniform", "kmeans"):
@@ -115,6 +115,11 @@ class LevelCodec:
         if calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
         self.bits, self.kind, self.calibration, self.percentile = bits, kind, calibration, percentile
+        if margin and kind != "uniform":
+            raise ValueError(f"margin widens the range of uniform levels (int4); {kind} levels follow the data")
+        if not 0.0 <= margin <= 10.0:
+            raise ValueError(f"margin must be in [0, 10] (a fraction of the half-range), got {margin!r}")
+        self.margin = float(margin)
         self.per_dim = per_dim  # False: one set of levels shared by every dimension (a global range)
         if not eta >= 1.0:
             raise ValueError(f"eta must be >= 1 (1: nearest level; > 1: score-aware codes), got {eta!r}")
@@ -135,7 +140,7 @@ class LevelCodec:
 
     def config(self) -> dict:
         return {"bits": self.bits, "kind": self.kind, "calibration": self.calibration, "percentile": self.percentile,
-                "per_dim": self.per_dim, "eta": self.eta}
+                "per_dim": self.per_dim, "eta": self.eta, "margin": self.margin}
 
     # -- the sub-code interface of medqk.index.lut4.FlatLUT4Index ------------------------------------
     def n_sub(self, dim: int) -> int:
@@ -154,7 +159,7 @@ class LevelCodec:
 
     def state(self) -> tuple[dict, dict]:
         config = {"calibration": self.calibration, "percentile": self.percentile, "per_dim": self.per_dim,
-                  "eta": self.eta}
+                  "eta": self.eta, "margin": self.margin}
         return config, ({"levels": self.levels} if self.levels is not None else {})
 
     def load_state(self, arrays: dict) -> None:
@@ -167,14 +172,15 @@ class LevelCodec:
             values = x.reshape(-1, 1)
             if values.shape[0] > 1_000_000:
                 values = values[np.random.default_rng(0).choice(values.shape[0], 1_000_000, replace=False)]
-            shared = LevelCodec(self.bits, self.kind, calibration=self.calibration, percentile=self.percentile)
+            shared = LevelCodec(self.bits, self.kind, calibration=self.calibration, percentile=self.percentile,
+                                margin=self.margin)
             shared.train(np.ascontiguousarray(values))
             self.levels = np.repeat(shared.levels, x.shape[1], axis=0)
             return self
         if self.kind == "uniform":
             from .scalar import ScalarQuantizer
 
-            sq = ScalarQuantizer(8, calibration=self.calibration, percentile=self.percentile)
+            sq = ScalarQuantizer(8, calibration=self.calibration, percentile=self.percentile, margin=self.margin)
             lo, hi = sq._range(x)
             steps = np.arange(L) / (L - 1)
             levels = lo[:, None] + (hi - lo)[:, None] * steps[None, :]

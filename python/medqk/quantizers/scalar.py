@@ -8,6 +8,10 @@ Calibration of the clipping range, per dimension (or over all values when ``per_
 - ``"percentile"``: the ``percentile`` and ``100 - percentile`` quantiles (default 0.1 / 99.9);
 - ``"mse"``: the clipping range, shrunk from min/max over a grid of 40 fractions, that minimizes the
   reconstruction mean squared error on the training data (Banner et al. 2019, "ACIQ"-style search).
+
+``margin`` then widens the calibrated range by that fraction of its half-width on each side, so that vectors
+unlike the training sample (another collection, a later crawl) are clipped less; it costs resolution in
+distribution. bench/calibration_study.py measures the trade (the index defaults come from it).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class ScalarQuantizer:
         symmetric: bool = False,
         calibration: str = "minmax",
         percentile: float = 0.1,
+        margin: float = 0.0,
     ):
         if bits not in (4, 8):
             raise ValueError(f"bits must be 4 or 8, got {bits!r}")
@@ -33,12 +38,15 @@ class ScalarQuantizer:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
         if not 0.0 <= percentile < 50.0:
             raise ValueError(f"percentile must be in [0, 50), got {percentile!r}")
+        if not 0.0 <= margin <= 10.0:
+            raise ValueError(f"margin must be in [0, 10] (a fraction of the half-range), got {margin!r}")
         self.bits = bits
         self.qmax = 2 ** (bits - 1) - 1
         self.per_dim = per_dim
         self.symmetric = symmetric
         self.calibration = calibration
         self.percentile = percentile
+        self.margin = float(margin)
         self.scale: np.ndarray | None = None
         self.offset: np.ndarray | None = None
 
@@ -53,17 +61,19 @@ class ScalarQuantizer:
             "symmetric": self.symmetric,
             "calibration": self.calibration,
             "percentile": self.percentile,
+            "margin": self.margin,
         }
 
     def train(self, x: np.ndarray) -> ScalarQuantizer:
         """Fits scale and offset on float32 x (n, d)."""
         data = x if self.per_dim else x.reshape(-1, 1)
-        lo, hi = self._range(data)
-        if self.symmetric:
-            amax = np.maximum(np.abs(lo), np.abs(hi))
+        if self.symmetric:  # the range is [-amax, amax]: the margin widens it about 0
+            lo, hi = self._calibrated_range(data)
+            amax = np.maximum(np.abs(lo), np.abs(hi)) * (1.0 + self.margin)
             offset = np.zeros_like(amax)
             scale = amax / self.qmax
         else:
+            lo, hi = self._range(data)
             offset = (hi + lo) / 2
             scale = (hi - lo) / (2 * self.qmax)
         scale = np.where(scale > 0, scale, 1.0)  # a constant dimension: any scale reconstructs it exactly
@@ -73,6 +83,13 @@ class ScalarQuantizer:
         return self
 
     def _range(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self._calibrated_range(data)
+        if self.margin:
+            half = (np.asarray(hi, dtype=np.float64) - lo) / 2
+            lo, hi = lo - self.margin * half, hi + self.margin * half
+        return lo, hi
+
+    def _calibrated_range(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.calibration == "percentile" and self.percentile > 0:
             lo = np.percentile(data, self.percentile, axis=0)
             hi = np.percentile(data, 100 - self.percentile, axis=0)
