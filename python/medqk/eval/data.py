@@ -54,6 +54,7 @@ _HDF5_DISTANCES = {
 }
 _HEADER_SCORE_NAMES = ("score", "rel", "relevance", "label", "grade")
 _INTEGER = re.compile(r"[+-]?\d+")
+_PLURAL = {"doc": "docs", "query": "queries"}
 
 
 class DataError(ValueError):
@@ -306,7 +307,7 @@ def read_ids(spec, n_rows: int | None = None, *, role: str = "doc") -> list[str]
                             "ids must name one row each")
         seen[ident] = at
     if n_rows is not None and len(ids) != n_rows:
-        raise DataError(f"{what} has {len(ids)} ids but there are {n_rows} {role}s")
+        raise DataError(f"{what} has {len(ids)} ids but there are {n_rows} {_PLURAL[role]}")
     return ids
 
 
@@ -326,7 +327,7 @@ def _ids_argument(ids, n_rows: int, role: str) -> list[str]:
         raise TypeError(f"{role}_ids must be an id file path or a list of strings, got {type(ids).__name__}")
     out = [_id_text(v, f"{role}_ids[{i}]") for i, v in enumerate(ids)]
     if len(out) != n_rows:
-        raise DataError(f"{role}_ids has {len(out)} ids but there are {n_rows} {role}s")
+        raise DataError(f"{role}_ids has {len(out)} ids but there are {n_rows} {_PLURAL[role]}")
     if len(set(out)) != len(out):
         dup = next(v for i, v in enumerate(out) if v in out[:i])
         raise DataError(f"{role}_ids names {dup!r} twice; ids must name one row each")
