@@ -113,6 +113,10 @@ def test_hdf5_damaged_and_missing_sets(tmp_path):
         f["train"], f["test"] = x, _vectors(2, 4)
     with pytest.raises(DataError, match=r"docs file .*nan.hdf5' contains NaN or Inf \(first in row 7\)"):
         load_files(tmp_path / "nan.hdf5")
+    with h5py.File(tmp_path / "dims.hdf5", "w") as f:
+        f["train"], f["test"] = _vectors(10, 6), _vectors(2, 5)
+    with pytest.raises(DataError, match="docs have dimension 6 but queries have dimension 5"):
+        load_files(tmp_path / "dims.hdf5")
 
 
 def test_queries_are_needed_without_hdf5(tmp_path):
