@@ -103,11 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", metavar="DIR", help="folder laid out like MedQuAD: docs.npy, queries.npy, qrels.json")
     src.add_argument("--docs", metavar="FILE", help="document vectors (.npy, .fvecs, .bvecs, .ivecs, or an "
                      "ann-benchmarks .hdf5: its train set, with its queries, metric and neighbors)")
-    src.add_argument("--queries", metavar="FILE", help="query vectors (same formats; not needed with a .hdf5 --docs)")
-    src.add_argument("--qrels", metavar="FILE", help="relevance judgements: JSON list of lists of rows, BEIR JSON "
-                     "{qid: {docid: rel}}, TREC lines 'qid iter docid rel' or BEIR TSV")
-    src.add_argument("--doc-ids", metavar="FILE[:FIELD]", help="id of each doc row, for string ids in --qrels: "
-                     ".txt one id a line, .jsonl field _id or id (or FIELD), .json list")
+    src.add_argument("--queries", metavar="FILE",
+                     help="query vectors (same formats; not needed with a .hdf5 --docs)")
+    src.add_argument("--qrels", metavar="FILE", help="relevance judgements: JSON list of lists of rows, "
+                     "BEIR JSON {qid: {docid: rel}}, TREC lines 'qid iter docid rel' or BEIR TSV")
+    src.add_argument("--doc-ids", metavar="FILE[:FIELD]", help="id of each doc row, for string ids in "
+                     "--qrels: .txt one id a line, .jsonl field _id or id (or FIELD), .json list")
     src.add_argument("--query-ids", metavar="FILE[:FIELD]", help="id of each query row (same formats)")
     src.add_argument("--fields", metavar="FILE", help="docs.jsonl with one JSON object per doc (for --shift)")
     p_eval.add_argument("--schemes", action="append", metavar="SPECS",

@@ -162,7 +162,8 @@ def test_id_file_formats(tmp_path):
         ("neither.jsonl", '{"title": "a"}\n', "line 1 has neither an '_id' nor an 'id' field"),
         ("broken.jsonl", '{"id": "a"}\n{"id": \n', "broken.jsonl' line 2 is not JSON"),
         ("badid.jsonl", '{"id": "a"}\n{"id": null}\n{"id": "c"}\n', "badid.jsonl' line 2: an id must be"),
-        ("dup.jsonl", '{"id": "a"}\n\n{"id": "b"}\n{"id": "a"}\n', "dup.jsonl' line 4: id 'a' is already on line 1"),
+        ("dup.jsonl", '{"id": "a"}\n\n{"id": "b"}\n{"id": "a"}\n',
+         "dup.jsonl' line 4: id 'a' is already on line 1"),
         ("obj.json", '{"a": 1}', "obj.json' must hold a JSON list of ids"),
     ],
 )
@@ -242,10 +243,14 @@ def test_unknown_ids_are_counted_and_skipped(tmp_path):
     assert "2 of 4 judgements skipped" in source["qrels_warning"]
     assert "unknown query id (first 'q9' at line 2)" in source["qrels_warning"]
     assert "unknown doc id (first 'd77' at line 3)" in source["qrels_warning"]
+    source = {}
+    assert _qrels(tmp_path, "both.txt", "q9 0 d77 1\nq1 0 d2 1\n", source=source) == [[], [2], []]
+    assert source["qrels_unmatched"] == 1  # one judgement, counted once though both its ids are unknown
 
 
 def test_qrels_matching_no_id_is_refused(tmp_path):
-    with pytest.raises(DataError, match="none of its 2 judgements match the ids .*'x1' at line 1.*right id file"):
+    message = "none of its 2 judgements match the ids .*'x1' at line 1 is not in the --query-ids\\); is it"
+    with pytest.raises(DataError, match=message):
         _qrels(tmp_path, "q.txt", "x1 0 d1 1\nx2 0 d2 1\n")
 
 
@@ -256,18 +261,21 @@ def test_qrels_matching_no_id_is_refused(tmp_path):
         ("five.txt", "q0 0 d1 1 extra\n", "five.txt' line 1: expected .*got 5"),
         ("rel.txt", "q0 0 d1 1\nq1 0 d2 yes\n", "rel.txt' line 2: relevance 'yes' is not a number"),
         ("nan.txt", "q0 0 d1 nan\n", "nan.txt' line 1: relevance must be a finite number"),
-        ("late_header.tsv", "q0\td1\t1\nquery-id\tcorpus-id\tscore\n", "late_header.tsv' line 2: relevance 'score'"),
+        ("late_header.tsv", "q0\td1\t1\nquery-id\tcorpus-id\tscore\n",
+         "late_header.tsv' line 2: relevance 'score'"),
         ("empty_col.tsv", "q0\t\t1\n", "empty_col.tsv' line 1: expected"),
         ("conflict.txt", "q0 0 d1 1\nq1 0 d1 1\nq0 0 d1 0\n",
          "conflict.txt' line 3: query 'q0' and document 'd1' are judged 0 here but 1 at line 1"),
         ("dupkey.json", '{"q0": {"d1": 1}, "q0": {"d2": 1}}', "dupkey.json' names 'q0' twice"),
-        ("badrel.json", '{"q0": {"d1": "high"}}', "badrel.json' query 'q0': relevance must be a finite number"),
+        ("badrel.json", '{"q0": {"d1": "high"}}', "badrel.json' query 'q0': relevance must be a finite"),
         ("boolrel.json", '{"q0": {"d1": true}}', "boolrel.json' query 'q0': relevance must be"),
         ("badval.json", '{"q0": 3}', "badval.json' query 'q0': expected \\{docid: rel\\}"),
         ("badjson.json", '{"q0": ', "badjson.json' is not valid JSON"),
         ("float.json", "[[1.5], [], []]", "float.json' entry 0: document rows must be integers"),
         ("past.txt", "q0 0 7 1\n", "past.txt' line 1: points to document 7, past the 5 docs"),
         ("scalar.json", "[1, 2, 3]", "must be a JSON list of lists"),
+        ("header_only.tsv", "query-id\tcorpus-id\tscore\n", "header_only.tsv' holds no judgements"),
+        ("nothing.json", "{}", "nothing.json' holds no judgements"),
     ],
 )
 def test_qrels_errors_name_file_and_line(tmp_path, name, text, message):
@@ -316,20 +324,23 @@ def _folder(tmp_path, *, jsonl_ids=None, files=()):
 
 
 def test_folder_picks_up_id_files(tmp_path):
-    folder = _folder(tmp_path, files=[("doc_ids.txt", "\n".join(DOC_IDS)), ("query_ids.txt", "\n".join(QUERY_IDS)),
+    folder = _folder(tmp_path, files=[("doc_ids.txt", "\n".join(DOC_IDS)),
+                                      ("query_ids.txt", "\n".join(QUERY_IDS)),
                                       ("qrels.txt", "q2 0 d0 1\nq0 0 d4 1\n")])
     ds = load_folder(folder)
     assert ds.qrels == [[4], [], [0]] and ds.doc_ids == DOC_IDS and ds.query_ids == QUERY_IDS
 
 
 def test_folder_ids_from_docs_jsonl(tmp_path):
-    folder = _folder(tmp_path, jsonl_ids=DOC_IDS, files=[("qrels.tsv", "query-id\tcorpus-id\tscore\n1\td2\t1\n")])
+    qrels = "query-id\tcorpus-id\tscore\n1\td2\t1\n"
+    folder = _folder(tmp_path, jsonl_ids=DOC_IDS, files=[("qrels.tsv", qrels)])
     ds = load_folder(folder)
     assert ds.doc_ids == DOC_IDS and ds.qrels == [[], [2], []]
 
 
 def test_folder_integer_qrels_stay_rows_beside_docs_jsonl_ids(tmp_path):
-    # a folder that loaded before ids existed: jsonl ids are a guess, integer rows matching none keep meaning rows
+    # a folder that loaded before ids existed: jsonl ids are a guess, and integer rows matching none of
+    # them keep meaning rows
     folder = _folder(tmp_path, jsonl_ids=DOC_IDS, files=[("qrels.txt", "0 0 3 1\n2 0 1 1\n")])
     assert load_folder(folder).qrels == [[3], [], [1]]
     # an explicit id file is not a guess: the same integers are then ids, and match none
@@ -385,7 +396,8 @@ def test_cli_id_flags_and_hdf5_alone(tmp_path, capsys):
               "--qrels", str(tmp_path / "qrels.txt")]
     assert _eval(tmp_path, common) == 2
     err = capsys.readouterr().err
-    assert err.startswith("medqk: error: qrels file") and "pass --query-ids FILE" in err and "Traceback" not in err
+    assert err.startswith("medqk: error: qrels file") and "pass --query-ids FILE" in err
+    assert "Traceback" not in err
     code = _eval(tmp_path, common + ["--doc-ids", str(tmp_path / "docs.txt"),
                                      "--query-ids", f"{tmp_path / 'queries.jsonl'}:qid"])
     assert code == 0, capsys.readouterr().err

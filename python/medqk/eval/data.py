@@ -125,7 +125,8 @@ def read_vectors(path, *, role: str = "vectors") -> np.ndarray:
         elif _is_hdf5(path):
             x = _read_hdf5(path, role)
         else:
-            raise DataError(f"{role} file {str(path)!r}: unknown format (use .npy, .fvecs, .bvecs, .ivecs or .hdf5)")
+            raise DataError(f"{role} file {str(path)!r}: unknown format "
+                            "(use .npy, .fvecs, .bvecs, .ivecs or .hdf5)")
     except DataError:
         raise
     except (ValueError, OSError, EOFError, KeyError, TypeError) as exc:  # numpy / h5py on damaged files
@@ -198,8 +199,8 @@ def read_hdf5_metric(path) -> str | None:
         distance = distance.decode("utf-8", "replace") if isinstance(distance, bytes) else distance
     metric = _HDF5_DISTANCES.get(str(distance).strip().lower())
     if metric is None:
-        raise DataError(f"{str(path)!r} declares distance {str(distance)!r}; medqk evaluates angular (cosine), "
-                        "euclidean (l2) and dot (inner product) data only")
+        raise DataError(f"{str(path)!r} declares distance {str(distance)!r}; medqk evaluates angular "
+                        "(cosine), euclidean (l2) and dot (inner product) data only")
     return metric
 
 
@@ -251,7 +252,8 @@ def read_ids(spec, n_rows: int | None = None, *, role: str = "doc") -> list[str]
         raise DataError(f"{what} does not exist")
     suffix = path.suffix.lower()
     if field_name is not None and suffix != ".jsonl":
-        raise DataError(f"{what}: FILE:FIELD names a field of a .jsonl file, not of a {suffix or 'plain'} file")
+        raise DataError(f"{what}: FILE:FIELD names a field of a .jsonl file, "
+                        f"not of a {suffix or 'plain'} file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -376,8 +378,8 @@ class _Side:
             return row
         if isinstance(raw, bool) or not (isinstance(raw, int) or _INTEGER.fullmatch(str(raw))):
             flag = f"--{self.role}-ids"
-            raise DataError(f"qrels file {str(self.path)!r} {where}: {self.role} id {str(raw)!r} is not a row number; "
-                            f"pass {flag} FILE (one id a line, or a .jsonl with '_id' or 'id') "
+            raise DataError(f"qrels file {str(self.path)!r} {where}: {self.role} id {str(raw)!r} is not a "
+                            f"row number; pass {flag} FILE (one id a line, or a .jsonl with '_id' or 'id') "
                             f"to map {self.role} ids to rows")
         row = int(raw)
         if not 0 <= row < self.n_rows:
@@ -423,10 +425,13 @@ def read_qrels(path, n_queries: int, n_docs: int, *, query_ids=None, doc_ids=Non
             judgements = _json_dict_judgements(parsed, path)
     else:
         judgements = _text_judgements(text, path)
+    if not judgements and not positional:
+        raise DataError(f"qrels file {str(path)!r} holds no judgements")
     if positional:  # list entries are query rows already; documents may be rows (ints) or ids (strings)
         queries = None
     else:
-        queries = _Side("query", n_queries, query_ids, "query" in inferred_ids, [j[0] for j in judgements], path)
+        queries = _Side("query", n_queries, query_ids, "query" in inferred_ids,
+                        [j[0] for j in judgements], path)
     docs = _Side("doc", n_docs, doc_ids, "doc" in inferred_ids,
                  [j[1] for j in judgements if not (positional and isinstance(j[1], int))], path)
     if positional:
@@ -435,25 +440,29 @@ def read_qrels(path, n_queries: int, n_docs: int, *, query_ids=None, doc_ids=Non
     skipped = 0
     for qid, docid, rel, where in judgements:
         q = qid if queries is None else queries.row(qid, where)
+        if q is None:  # counted once, on the query side
+            skipped += 1
+            continue
         if positional and isinstance(docid, int):
             d = docs_by_row.row(docid, where)
         else:
             d = docs.row(docid, where)
-        if q is None or d is None:
+        if d is None:
             skipped += 1
             continue
         previous = found.get((q, d))
         if previous is not None and previous[0] != rel:
-            raise DataError(f"qrels file {str(path)!r} {where}: query {qid!r} and document {docid!r} are judged "
-                            f"{rel:g} here but {previous[0]:g} at {previous[1]}")
+            raise DataError(f"qrels file {str(path)!r} {where}: query {qid!r} and document {docid!r} are "
+                            f"judged {rel:g} here but {previous[0]:g} at {previous[1]}")
         found[(q, d)] = (rel, where)
     if judgements and skipped == len(judgements):
         sides = [s for s in (queries, docs) if s is not None and s.first_unmatched is not None]
         first = sides[0]
-        id_file = (source or {}).get(f"{first.role}_ids") or f"--{first.role}-ids file"
+        id_file = (source or {}).get(f"{first.role}_ids")
+        id_file = f"the id file {id_file!r}" if id_file else f"the --{first.role}-ids"
         raise DataError(f"qrels file {str(path)!r}: none of its {len(judgements)} judgements match the ids "
-                        f"(first: {first.role} id {first.first_unmatched[0]!r} at {first.first_unmatched[1]} is not "
-                        f"in {id_file!r}); is it the right id file?")
+                        f"(first: {first.role} id {first.first_unmatched[0]!r} at {first.first_unmatched[1]} "
+                        f"is not in {id_file}); is it the right id file?")
     if skipped and source is not None:
         parts = [f"{s.unmatched} with an unknown {s.role} id (first {s.first_unmatched[0]!r} at "
                  f"{s.first_unmatched[1]})" for s in (queries, docs) if s is not None and s.unmatched]
@@ -493,7 +502,8 @@ def _json_list_judgements(parsed: list, path: Path, n_queries: int) -> list[tupl
     if not all(isinstance(r, list) for r in parsed):
         raise DataError(f"qrels file {str(path)!r} must be a JSON list of lists of document rows (or ids)")
     if len(parsed) != n_queries:
-        raise DataError(f"qrels file {str(path)!r} has {len(parsed)} entries but there are {n_queries} queries")
+        raise DataError(f"qrels file {str(path)!r} has {len(parsed)} entries "
+                        f"but there are {n_queries} queries")
     judgements = []
     for q, rel in enumerate(parsed):
         for v in rel:
@@ -543,8 +553,8 @@ def _text_judgements(text: str, path: Path) -> list[tuple]:
         try:
             rel = float(parts[-1])
         except ValueError:
-            raise DataError(f"qrels file {str(path)!r} line {lineno}: relevance {parts[-1]!r} is not a number; "
-                            "qid, docid and rel are expected") from None
+            raise DataError(f"qrels file {str(path)!r} line {lineno}: relevance {parts[-1]!r} is not a "
+                            "number; qid, docid and rel are expected") from None
         if not math.isfinite(rel):
             raise DataError(f"qrels file {str(path)!r} line {lineno}: relevance must be a finite number, "
                             f"got {parts[-1]!r}")
@@ -557,7 +567,8 @@ def attach_ids(data: Dataset, *, doc_ids=None, query_ids=None) -> None:
 
     Call before :func:`attach_qrels`: qrels ids are mapped through the ids the dataset has when they are read.
     """
-    for role, ids, n_rows in (("doc", doc_ids, data.docs.shape[0]), ("query", query_ids, data.queries.shape[0])):
+    for role, ids, rows in (("doc", doc_ids, data.docs), ("query", query_ids, data.queries)):
+        n_rows = rows.shape[0]
         if ids is None:
             continue
         setattr(data, f"{role}_ids", _ids_argument(ids, n_rows, role))
