@@ -57,8 +57,12 @@ def _run_eval(args) -> int:
         else:  # --data DIR or the bundled sample; --doc-ids / --query-ids / --qrels override its files
             from .eval.data import attach_ids, attach_qrels
 
-            data = load_folder(args.data) if args.data else load_sample()
-            attach_ids(data, doc_ids=args.doc_ids, query_ids=args.query_ids)
+            ids = {"doc_ids": args.doc_ids, "query_ids": args.query_ids}
+            if args.data:
+                data = load_folder(args.data, **ids)
+            else:
+                data = load_sample()
+                attach_ids(data, **ids)
             if args.qrels:
                 attach_qrels(data, args.qrels)
     except DataError as exc:

@@ -331,6 +331,20 @@ def test_folder_picks_up_id_files(tmp_path):
     assert ds.qrels == [[4], [], [0]] and ds.doc_ids == DOC_IDS and ds.query_ids == QUERY_IDS
 
 
+def test_folder_takes_id_files_from_the_command_line(tmp_path, capsys):
+    folder = _folder(tmp_path, files=[("qrels.txt", "q2 0 d0 1\n")])
+    (tmp_path / "docs.txt").write_text("\n".join(DOC_IDS))
+    (tmp_path / "queries.txt").write_text("\n".join(QUERY_IDS))
+    with pytest.raises(DataError, match="pass --query-ids"):
+        load_folder(folder)
+    ds = load_folder(folder, doc_ids=tmp_path / "docs.txt", query_ids=tmp_path / "queries.txt")
+    assert ds.qrels == [[], [], [0]]
+    argv = ["--data", str(folder), "--doc-ids", str(tmp_path / "docs.txt"), "--query-ids",
+            str(tmp_path / "queries.txt"), "--k", "3"]
+    assert _eval(tmp_path, argv) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["meta"]["source"]["query_ids"] == argv[5]
+
+
 def test_folder_ids_from_docs_jsonl(tmp_path):
     qrels = "query-id\tcorpus-id\tscore\n1\td2\t1\n"
     folder = _folder(tmp_path, jsonl_ids=DOC_IDS, files=[("qrels.tsv", qrels)])

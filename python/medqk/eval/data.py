@@ -628,7 +628,12 @@ def _first(folder: Path, *names: str) -> Path | None:
     return None
 
 
-def load_folder(folder) -> Dataset:
+def load_folder(folder, *, doc_ids=None, query_ids=None) -> Dataset:
+    """Load a ``--data DIR`` folder (layout in the module docstring).
+
+    ``doc_ids`` / ``query_ids`` (id files or lists) take the place of the folder's own id files, before
+    the folder's qrels are read.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"--data {str(folder)!r} is not a folder")
@@ -639,7 +644,8 @@ def load_folder(folder) -> Dataset:
     qrels_path = _first(folder, "qrels.json", "qrels_dev.json", "qrels.txt", "qrels.tsv")
     fields_path = _first(folder, "docs.jsonl")
     data = load_files(docs_path, queries_path, None, fields_path, name=folder.name,
-                      doc_ids=_first(folder, "doc_ids.txt"), query_ids=_first(folder, "query_ids.txt"))
+                      doc_ids=doc_ids if doc_ids is not None else _first(folder, "doc_ids.txt"),
+                      query_ids=query_ids if query_ids is not None else _first(folder, "query_ids.txt"))
     inferred = []
     for role, jsonl in (("doc", fields_path), ("query", _first(folder, "queries.jsonl"))):
         attr = f"{role}_ids"
