@@ -44,27 +44,31 @@ def _run_eval(args) -> int:
     from .index.spec import split_specs
     if args.data and (args.docs or args.queries):
         raise ValueError("give either --data DIR or --docs/--queries, not both")
-    if bool(args.docs) != bool(args.queries):
+    if args.queries and not args.docs:
         raise ValueError("--docs and --queries go together")
+    if args.docs and not args.queries and not args.docs.lower().endswith((".hdf5", ".h5")):
+        raise ValueError("--docs and --queries go together (only an ann-benchmarks .hdf5 file holds both)")
     schemes = [s for part in args.schemes for s in split_specs(part)] if args.schemes else None
     out = report.check_writable(args.out)
     try:
-        if args.data:
-            data = load_folder(args.data)
-        elif args.docs:
-            data = load_files(args.docs, args.queries, args.qrels, args.fields)
-        else:
-            data = load_sample()
-        if args.qrels and args.data:
-            from .eval.data import read_qrels
+        if args.docs:
+            data = load_files(args.docs, args.queries, args.qrels, args.fields, doc_ids=args.doc_ids,
+                              query_ids=args.query_ids)
+        else:  # --data DIR or the bundled sample; --doc-ids / --query-ids / --qrels override its files
+            from .eval.data import attach_ids, attach_qrels
 
-            data.qrels = read_qrels(args.qrels, data.queries.shape[0], data.docs.shape[0])
+            ids = {"doc_ids": args.doc_ids, "query_ids": args.query_ids}
+            if args.data:
+                data = load_folder(args.data, **ids)
+            else:
+                data = load_sample()
+                attach_ids(data, **ids)
+            if args.qrels:
+                attach_qrels(data, args.qrels)
     except DataError as exc:
         raise ValueError(str(exc)) from None
     if args.max_queries:
-        data.queries = data.queries[: args.max_queries]
-        if data.qrels is not None:
-            data.qrels = data.qrels[: args.max_queries]
+        data.first_queries(args.max_queries)
     result = evaluate(
         data,
         schemes if schemes is not None else default_schemes(),
@@ -101,9 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p_eval.add_argument_group("data (default: the bundled MedQuAD sample)")
     src.add_argument("--data", metavar="DIR", help="folder laid out like MedQuAD: docs.npy, queries.npy, qrels.json")
-    src.add_argument("--docs", metavar="FILE", help="document vectors (.npy, .fvecs, .bvecs, .ivecs, .hdf5)")
-    src.add_argument("--queries", metavar="FILE", help="query vectors (same formats)")
-    src.add_argument("--qrels", metavar="FILE", help="relevance judgements: JSON list of lists, or TREC lines")
+    src.add_argument("--docs", metavar="FILE", help="document vectors (.npy, .fvecs, .bvecs, .ivecs, or an "
+                     "ann-benchmarks .hdf5: its train set, with its queries, metric and neighbors)")
+    src.add_argument("--queries", metavar="FILE",
+                     help="query vectors (same formats; not needed with a .hdf5 --docs)")
+    src.add_argument("--qrels", metavar="FILE", help="relevance judgements: JSON list of lists of rows, "
+                     "BEIR JSON {qid: {docid: rel}}, TREC lines 'qid iter docid rel' or BEIR TSV")
+    src.add_argument("--doc-ids", metavar="FILE[:FIELD]", help="id of each doc row, for string ids in "
+                     "--qrels: .txt one id a line, .jsonl field _id or id (or FIELD), .json list")
+    src.add_argument("--query-ids", metavar="FILE[:FIELD]", help="id of each query row (same formats)")
     src.add_argument("--fields", metavar="FILE", help="docs.jsonl with one JSON object per doc (for --shift)")
     p_eval.add_argument("--schemes", action="append", metavar="SPECS",
                         help=f"comma-separated index specs (repeatable); valid: {', '.join(valid_specs())}")
