@@ -173,7 +173,7 @@ SUBPACKAGES = ("medqk", "medqk.data", "medqk.eval", "medqk.index", "medqk.kernel
 NAMESPACES = """
 import importlib, json, pkgutil, sys
 report = {}
-for name in %r:
+for name in SUBPACKAGES_HERE:
     for m in [m for m in sys.modules if m == "medqk" or m.startswith("medqk.")]:
         del sys.modules[m]  # each package as a fresh import sees it
     package = importlib.import_module(name)
@@ -185,7 +185,7 @@ for name in %r:
         "missing": [n for n in package.__all__ if not hasattr(package, n)],
     }
 print(json.dumps(report))
-""" % (SUBPACKAGES,)
+""".replace("SUBPACKAGES_HERE", repr(SUBPACKAGES))
 
 
 def test_public_names_are_all_and_the_subpackages():

@@ -33,7 +33,7 @@ def _int_at_least(low: int, meaning: str):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {meaning}, got {text!r}") from None
         if value < low:
-            raise argparse.ArgumentTypeError(f"expected {meaning}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {meaning}, got {text!r}")
         return value
 
     return parse
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--qrels", metavar="FILE", help="relevance judgements: JSON list of lists, or TREC lines")
     src.add_argument("--fields", metavar="FILE", help="docs.jsonl with one JSON object per doc (for --shift)")
     p_eval.add_argument("--schemes", action="append", metavar="SPECS",
-                        help=f"comma-separated index specs (repeatable). A spec is {spec_help()}")
+                        help=f"comma-separated index specs (repeatable); valid specs: {spec_help()}")
     p_eval.add_argument("--k", type=_int_at_least(1, "a positive integer"), default=10,
                         help="results per query (default 10)")
     p_eval.add_argument("--threads", type=_int_at_least(1, "a positive integer"), default=None,

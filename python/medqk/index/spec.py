@@ -68,14 +68,14 @@ class IndexSpec:
 # of specs can be complete.
 CODEC_FORMS = (", ".join(CODECS)
                + ", pq<M>x4fs, pq<M>x8, opq,pq<M>x4fs, opq,pq<M>x8 (M divides the dimension)")
-SPEC_GRAMMAR = (f"<base> or <base>+rerank:<codec>; <codec>: {CODEC_FORMS}; <base>: a <codec>, hnsw, "
-                "ivf<nlist>,pq<M>x4fs or ivf<nlist>,opq,pq<M>x4fs")
+SPEC_GRAMMAR = (f"{CODEC_FORMS}, hnsw, ivf<nlist>,pq<M>x4fs, ivf<nlist>,opq,pq<M>x4fs, and <base>+rerank:<codec> "
+                "(<base> any of these, <codec> any but hnsw and ivf)")
 SPEC_EXAMPLES = ("int8", "cb4", "pq64x4fs", "pq32x8", "opq,pq48x8", "ivf128,pq64x4fs", "pq96x4fs+rerank:int8",
                  "hnsw")
 
 
 def spec_help() -> str:
-    """The spec grammar and a few examples, in one line."""
+    """Every form of spec (:data:`SPEC_GRAMMAR`) and a few examples, in one line."""
     return f"{SPEC_GRAMMAR}; e.g. {', '.join(SPEC_EXAMPLES)}"
 
 
@@ -178,5 +178,5 @@ def parse_spec(spec: str) -> IndexSpec:
             )
         rerank = codec
     if parse_ivf(base) is None and base not in BASES and not _is_codec(base):
-        raise ValueError(f"unknown index spec {spec!r}; a spec is {spec_help()}")
+        raise ValueError(f"unknown index spec {spec!r}; valid specs: {spec_help()}")
     return IndexSpec(base, rerank)
