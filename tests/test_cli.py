@@ -101,7 +101,8 @@ def test_version(capsys):
 def test_impossible_numbers_are_one_error_line(flag, value, tmp_path, tiny_data, capsys):
     out_dir = tmp_path / "report"
     # --schemes float32: should the value ever be accepted again, the test fails fast instead of running all
-    code = cli.main(["eval", *tiny_data, "--schemes", "float32", "--quiet", "--out", str(out_dir), flag, value])
+    argv = ["eval", *tiny_data, "--schemes", "float32", "--quiet", "--out", str(out_dir), flag, value]
+    code = cli.main(argv)
     captured = capsys.readouterr()
     assert code == 2
     line = one_error_line(captured.err)

@@ -121,8 +121,8 @@ def test_env_backend():
     assert out.stdout.strip() == "numba"
     out = run_python("import medqk", MEDQK_BACKEND=" GPU")
     assert out.returncode == 1
-    assert out.stderr.rstrip().splitlines()[-1] == (
-        "RuntimeError: MEDQK_BACKEND=' GPU' is not a backend. Unset MEDQK_BACKEND or choose one of: native, numba")
+    assert out.stderr.rstrip().splitlines()[-1] == ("RuntimeError: MEDQK_BACKEND=' GPU' is not a backend. "
+                                                    "Unset MEDQK_BACKEND or choose one of: native, numba")
 
 
 def test_fallback_when_native_module_is_unusable():
@@ -220,8 +220,8 @@ def test_leaked_names_are_gone():
 def test_import_is_lazy_and_subpackages_are_reachable():
     code = (
         "import sys, medqk\n"
-        "print(sorted(m for m in ('medqk.index', 'medqk.eval', 'medqk.kernels', 'medqk.quantizers', 'numba')\n"
-        "             if m in sys.modules))\n"
+        "lazy = ('medqk.index', 'medqk.eval', 'medqk.kernels', 'medqk.quantizers', 'numba')\n"
+        "print(sorted(m for m in lazy if m in sys.modules))\n"
         "index = medqk.index.create('int8', 8)\n"
         "print(type(index).__name__, index.dim, 'medqk.index' in sys.modules)\n"
         "print(medqk.eval.evaluate.__name__, medqk.quantizers.ScalarQuantizer.__name__)\n"
@@ -230,13 +230,15 @@ def test_import_is_lazy_and_subpackages_are_reachable():
     )
     out = run_python(code)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["[]", "FlatInt8Index 8 True", "evaluate ScalarQuantizer", "medqk.kernels"]
+    assert out.stdout.splitlines() == ["[]", "FlatInt8Index 8 True", "evaluate ScalarQuantizer",
+                                       "medqk.kernels"]
 
 
 def test_star_import_gives_all():
     out = run_python("from medqk import *; import medqk\n"
                      "print(sorted(n for n in dir() if not n.startswith('_') and n != 'medqk') == sorted(\n"
-                     "    n for n in medqk.__all__ if not n.startswith('_')), __version__ == medqk.__version__)")
+                     "    n for n in medqk.__all__ if not n.startswith('_')),\n"
+                     "    __version__ == medqk.__version__)")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]
 

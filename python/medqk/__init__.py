@@ -92,5 +92,6 @@ def __getattr__(name: str):
 def __dir__() -> list:
     # the public API and the subpackages, not the implementation modules (runtime, linear, cli, _backend...)
     # that importing binds here
-    return sorted({*__all__, *_SUBPACKAGES} | {n for n in globals() if n.startswith("__") and n.endswith("__")})
+    dunders = {n for n in globals() if n.startswith("__") and n.endswith("__")}
+    return sorted({*__all__, *_SUBPACKAGES} | dunders)
 

@@ -27,7 +27,8 @@ env_error: str | None = None
 
 if _core is not None and _core.isa_env_error():
     # the C++ side names MEDQK_ISA, the value and why it cannot run; the usable ISAs are known only here
-    env_error = f"{_core.isa_env_error()}. Unset MEDQK_ISA or choose one of: {', '.join(_core.isas_supported())}"
+    env_error = (f"{_core.isa_env_error()}. Unset MEDQK_ISA or choose one of: "
+                 f"{', '.join(_core.isas_supported())}")
 
 
 def _initial_backend() -> str:
@@ -35,8 +36,8 @@ def _initial_backend() -> str:
     raw = os.environ.get("MEDQK_BACKEND", "")
     wanted = raw.strip().lower()
     if wanted and wanted not in BACKENDS:
-        env_error = env_error or (f"MEDQK_BACKEND={raw!r} is not a backend. Unset MEDQK_BACKEND or choose one "
-                                  f"of: {', '.join(BACKENDS)}")
+        env_error = env_error or (f"MEDQK_BACKEND={raw!r} is not a backend. Unset MEDQK_BACKEND or choose "
+                                  f"one of: {', '.join(BACKENDS)}")
         wanted = ""
     elif wanted == "native" and _core is None:
         env_error = env_error or (f"MEDQK_BACKEND=native but the native module medqk._core did not load "

@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results per query (default 10)")
     p_eval.add_argument("--threads", type=_int_at_least(1, "a positive integer"), default=None,
                         help="threads for search (default: all cores)")
-    p_eval.add_argument("--recall-target", type=_recall, default=0.95, help="recall@k target in (0, 1] (default 0.95)")
+    p_eval.add_argument("--recall-target", type=_recall, default=0.95,
+                        help="recall@k target in (0, 1] (default 0.95)")
     p_eval.add_argument("--out", default="medqk-report",
                         help="output folder (default ./medqk-report); one this run creates is removed again "
                         "if the run fails before writing into it")
@@ -214,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--cv", type=_int_at_least(2, "an integer >= 2 (the number of folds)"), default=None,
                         metavar="K", help="K-fold cross-validation of codec training, K >= 2")
     p_eval.add_argument("--shift", metavar="FIELD", help="calibrate on one group of FIELD, evaluate on the others")
-    p_eval.add_argument("--max-queries", type=_int_at_least(1, "a positive integer"), default=None, metavar="N",
-                        help="use only the first N queries")
+    p_eval.add_argument("--max-queries", type=_int_at_least(1, "a positive integer"), default=None,
+                        metavar="N", help="use only the first N queries")
     p_eval.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 

@@ -120,7 +120,8 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
     return FlatInt8Index(spec, dim, metric, **opts)
 
 
-def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | None" = None, **options) -> Index:
+def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | None" = None,
+           **options) -> Index:
     """Makes an empty index.
 
     spec: see :mod:`medqk.index.spec` (e.g. ``"int8"``, ``"cb4+rerank:int8"``, ``"pq96x4fs"``).

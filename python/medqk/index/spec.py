@@ -68,8 +68,8 @@ class IndexSpec:
 # of specs can be complete.
 CODEC_FORMS = (", ".join(CODECS)
                + ", pq<M>x4fs, pq<M>x8, opq,pq<M>x4fs, opq,pq<M>x8 (M divides the dimension)")
-SPEC_GRAMMAR = (f"{CODEC_FORMS}, hnsw, ivf<nlist>,pq<M>x4fs, ivf<nlist>,opq,pq<M>x4fs, and <base>+rerank:<codec> "
-                "(<base> any of these, <codec> any but hnsw and ivf)")
+SPEC_GRAMMAR = (f"{CODEC_FORMS}, hnsw, ivf<nlist>,pq<M>x4fs, ivf<nlist>,opq,pq<M>x4fs, "
+                "and <base>+rerank:<codec> (<base> any of these, <codec> any but hnsw and ivf)")
 SPEC_EXAMPLES = ("int8", "cb4", "pq64x4fs", "pq32x8", "opq,pq48x8", "ivf128,pq64x4fs", "pq96x4fs+rerank:int8",
                  "hnsw")
 
@@ -174,7 +174,8 @@ def parse_spec(spec: str) -> IndexSpec:
         kind, colon, codec = rest.partition(":")
         if kind != "rerank" or not colon or not _is_codec(codec):
             raise ValueError(
-                f"invalid spec {spec!r}: after '+' expected 'rerank:<codec>' with <codec> one of {CODEC_FORMS}"
+                f"invalid spec {spec!r}: after '+' expected 'rerank:<codec>' with <codec> one of "
+                f"{CODEC_FORMS}"
             )
         rerank = codec
     if parse_ivf(base) is None and base not in BASES and not _is_codec(base):
