@@ -103,11 +103,15 @@ def test_env_isa_override():
 @needs_native
 @pytest.mark.parametrize("value,message", [("bogus", "is not an ISA medqk knows"), ("neon", "not available here")])
 def test_env_isa_refused_clearly(value, message):
+    # README: "an ISA not available is a clear error at import" -- a RuntimeError naming the variable, the
+    # value and the ISAs usable here (the medqk command prints it as one line: tests/test_cli.py)
     if value in medqk.available_isas():
         pytest.skip(f"{value} is available on this machine")
     out = run_python("import medqk", MEDQK_ISA=value)
-    assert out.returncode != 0
-    assert "Traceback" in out.stderr and message in out.stderr and "Segmentation" not in out.stderr
+    assert out.returncode == 1 and "Segmentation" not in out.stderr
+    last = out.stderr.rstrip().splitlines()[-1]
+    assert last.startswith(f"RuntimeError: MEDQK_ISA={value!r} is") and message in last
+    assert last.endswith(f"Unset MEDQK_ISA or choose one of: {', '.join(medqk.available_isas())}")
 
 
 def test_env_backend():
@@ -115,8 +119,10 @@ def test_env_backend():
     out = run_python("import medqk; print(medqk.get_backend())", MEDQK_BACKEND="numba")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "numba"
-    out = run_python("import medqk", MEDQK_BACKEND="gpu")
-    assert out.returncode != 0 and "MEDQK_BACKEND='gpu' is not a backend" in out.stderr
+    out = run_python("import medqk", MEDQK_BACKEND=" GPU")
+    assert out.returncode == 1
+    assert out.stderr.rstrip().splitlines()[-1] == ("RuntimeError: MEDQK_BACKEND=' GPU' is not a backend. "
+                                                    "Unset MEDQK_BACKEND or choose one of: native, numba")
 
 
 def test_fallback_when_native_module_is_unusable():
@@ -158,3 +164,91 @@ def test_gil_released_threads_run_concurrently():
     for t in threads:
         t.join()
     assert results == [True, True, True]
+
+
+# --- the package namespace: documented names only, subpackages reachable on first use (PEP 562)
+
+SUBPACKAGES = ("medqk", "medqk.data", "medqk.eval", "medqk.index", "medqk.kernels", "medqk.quantizers")
+
+NAMESPACES = """
+import importlib, json, pkgutil, sys
+report = {}
+for name in SUBPACKAGES_HERE:
+    for m in [m for m in sys.modules if m == "medqk" or m.startswith("medqk.")]:
+        del sys.modules[m]  # each package as a fresh import sees it
+    package = importlib.import_module(name)
+    children = {m.name: m.ispkg for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
+    report[name] = {
+        "all": list(package.__all__),
+        "dir": [n for n in dir(package) if not n.startswith("_")],
+        "children": children,
+        "missing": [n for n in package.__all__ if not hasattr(package, n)],
+    }
+print(json.dumps(report))
+""".replace("SUBPACKAGES_HERE", repr(SUBPACKAGES))
+
+
+def test_public_names_are_all_and_the_subpackages():
+    out = run_python(NAMESPACES)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    for name, ns in report.items():
+        assert ns["missing"] == [], name  # every name __all__ promises exists
+        public_all = {n for n in ns["all"] if not n.startswith("_")}
+        if name == "medqk":
+            # the API and the subpackages (found here on disk, not from the package's own list), reachable
+            # before anything imported them; not the implementation modules runtime, linear, cli
+            subpackages = {child for child, is_package in ns["children"].items() if is_package}
+            assert subpackages == {"data", "eval", "index", "kernels", "quantizers"}
+            assert set(ns["dir"]) == public_all | subpackages
+        else:
+            # the API and submodules that are loaded, nothing imported for the package's own use (numpy...)
+            extra = set(ns["dir"]) - public_all
+            assert extra <= set(ns["children"]), (name, extra - set(ns["children"]))
+            assert public_all <= set(ns["dir"]), name
+
+
+def test_leaked_names_are_gone():
+    import medqk.index
+
+    for owner, name in [(medqk, "version"), (medqk, "annotations"), (medqk, "PackageNotFoundError"),
+                        (medqk.index, "np"), (medqk.index, "annotations"), (medqk.index, "load_index")]:
+        assert not hasattr(owner, name), f"{owner.__name__}.{name}"
+    assert "np" not in dir(medqk.kernels) and "as_matrix" not in dir(medqk.kernels)
+
+
+def test_import_is_lazy_and_subpackages_are_reachable():
+    code = (
+        "import sys, medqk\n"
+        "lazy = ('medqk.index', 'medqk.eval', 'medqk.kernels', 'medqk.quantizers', 'numba')\n"
+        "print(sorted(m for m in lazy if m in sys.modules))\n"
+        "index = medqk.index.create('int8', 8)\n"
+        "print(type(index).__name__, index.dim, 'medqk.index' in sys.modules)\n"
+        "print(medqk.eval.evaluate.__name__, medqk.quantizers.ScalarQuantizer.__name__)\n"
+        "from medqk import gemm_s8s8_s32, info\n"
+        "print(gemm_s8s8_s32.__module__)\n"
+    )
+    out = run_python(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[]", "FlatInt8Index 8 True", "evaluate ScalarQuantizer",
+                                       "medqk.kernels"]
+
+
+def test_star_import_gives_all():
+    out = run_python("from medqk import *; import medqk\n"
+                     "print(sorted(n for n in dir() if not n.startswith('_') and n != 'medqk') == sorted(\n"
+                     "    n for n in medqk.__all__ if not n.startswith('_')),\n"
+                     "    __version__ == medqk.__version__)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_cmake_helpers_listed_only_when_their_module_exists():
+    import importlib.util
+
+    have = importlib.util.find_spec("medqk._cmake") is not None
+    assert ("get_include" in medqk.__all__) == have and ("get_cmake_dir" in medqk.__all__) == have
+    assert ("get_include" in dir(medqk)) == have
+    if not have:
+        with pytest.raises(AttributeError, match="has no attribute 'get_include'"):
+            medqk.get_include  # noqa: B018

@@ -2,23 +2,43 @@
 
 Kernels run on the native C++ module (per-ISA SIMD: AVX2, NEON, NEON dotprod, scalar reference)
 or on Numba twins with identical integer results; see :func:`info`.
+
+``import medqk`` loads only the native module and reads ``MEDQK_BACKEND`` / ``MEDQK_ISA`` (a bad value is a
+RuntimeError here, naming the variable, its value and the valid choices). Everything else is imported on
+first use (PEP 562): the kernels and numpy on the first kernel name, the subpackages :mod:`medqk.index`,
+:mod:`medqk.eval`, :mod:`medqk.quantizers`, :mod:`medqk.kernels` and :mod:`medqk.data` on first access
+(``medqk.index.create(...)`` works after a plain ``import medqk``).
 """
 
-from __future__ import annotations
+from . import _backend
 
-try:
-    from importlib.metadata import PackageNotFoundError, version
+if _backend.env_error is not None:
+    from ._command import started_as_command as _started_as_command
 
-    try:
-        __version__ = version("medqk")
-    except PackageNotFoundError:  # running from a source tree
-        __version__ = "0+unknown"
-except ImportError:  # pragma: no cover
-    __version__ = "0+unknown"
+    # the `medqk` command prints this as one `medqk: error:` line (medqk.cli.main); anything else gets it now
+    if not _started_as_command():
+        raise RuntimeError(_backend.env_error)
 
-from .kernels import MAX_GEMM_K, PackedS8, gemm_s8s8_s32, pack_s8, pq_assign, quantize_rows_s8
-from .linear import QuantizedLinear
-from .runtime import available_isas, get_backend, get_isa, info, set_backend, set_isa, use_backend, use_isa
+# public name -> the module (relative to this package) that defines it
+_LAZY_NAMES = {
+    "MAX_GEMM_K": "kernels",
+    "PackedS8": "kernels",
+    "gemm_s8s8_s32": "kernels",
+    "pack_s8": "kernels",
+    "pq_assign": "kernels",
+    "quantize_rows_s8": "kernels",
+    "QuantizedLinear": "linear",
+    "available_isas": "runtime",
+    "get_backend": "runtime",
+    "get_isa": "runtime",
+    "info": "runtime",
+    "set_backend": "runtime",
+    "set_isa": "runtime",
+    "use_backend": "runtime",
+    "use_isa": "runtime",
+}
+_SUBPACKAGES = ("data", "eval", "index", "kernels", "quantizers")
+
 
 __all__ = [
     "MAX_GEMM_K",
@@ -38,3 +58,40 @@ __all__ = [
     "use_backend",
     "use_isa",
 ]
+
+
+def _has_module(name: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(f"{__name__}.{name}") is not None
+
+
+# get_include() / get_cmake_dir(): the installed C++ headers and CMake package, where medqk/_cmake.py exists
+if _has_module("_cmake"):
+    _LAZY_NAMES.update(get_include="_cmake", get_cmake_dir="_cmake")
+    __all__ += ["get_cmake_dir", "get_include"]
+
+
+def __getattr__(name: str):
+    from importlib import import_module
+
+    if name in _SUBPACKAGES:
+        return import_module(f"{__name__}.{name}")  # the import also binds it here
+    if name == "__version__":
+        from ._version import read_version
+
+        value = read_version()
+    elif name in _LAZY_NAMES:
+        value = getattr(import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list:
+    # the public API and the subpackages, not the implementation modules (runtime, linear, cli, _backend...)
+    # that importing binds here
+    dunders = {n for n in globals() if n.startswith("__") and n.endswith("__")}
+    return sorted({*__all__, *_SUBPACKAGES} | dunders)
+

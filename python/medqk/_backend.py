@@ -1,8 +1,9 @@
 """Which backend runs the kernels: the native C++ module ``medqk._core`` or the Numba twins.
 
-Chosen once at import from ``MEDQK_BACKEND`` (``native`` or ``numba``; default: native when it loads),
-changed later with :func:`medqk.set_backend` / :func:`medqk.use_backend`. When the native module is
-missing or fails to load and no backend was asked for, medqk warns once and runs on Numba.
+Chosen once at import from ``MEDQK_BACKEND`` (``native`` or ``numba``; default: native when it loads) and,
+for the native module, ``MEDQK_ISA`` (read by the C++ dispatcher); changed later with
+:func:`medqk.set_backend` / :func:`medqk.use_backend`. When the native module is missing or fails to load
+and no backend was asked for, medqk warns once and runs on Numba.
 """
 
 from __future__ import annotations
@@ -19,29 +20,39 @@ try:
 except Exception as exc:  # ImportError, or an OSError from a broken shared object
     native_error = f"{type(exc).__name__}: {exc}"
 
-if _core is not None:
-    _env_isa_error = _core.isa_env_error()
-    if _env_isa_error:
-        raise RuntimeError(
-            f"{_env_isa_error}. Unset MEDQK_ISA or choose one of: {', '.join(_core.isas_supported())}"
-        )
+# A bad MEDQK_BACKEND / MEDQK_ISA is recorded here, naming the variable, its value and the valid choices;
+# medqk/__init__.py raises it at import (the README's "clear error at import"), or, when the ``medqk``
+# command is starting, leaves it to medqk.cli.main to print as one ``medqk: error:`` line.
+env_error: str | None = None
+
+if _core is not None and _core.isa_env_error():
+    # the C++ side names MEDQK_ISA, the value and why it cannot run; the usable ISAs are known only here
+    env_error = (f"{_core.isa_env_error()}. Unset MEDQK_ISA or choose one of: "
+                 f"{', '.join(_core.isas_supported())}")
 
 
 def _initial_backend() -> str:
-    wanted = os.environ.get("MEDQK_BACKEND", "").strip().lower()
+    global env_error
+    raw = os.environ.get("MEDQK_BACKEND", "")
+    wanted = raw.strip().lower()
     if wanted and wanted not in BACKENDS:
-        raise RuntimeError(f"MEDQK_BACKEND={wanted!r} is not a backend; choose one of {BACKENDS}")
-    if wanted == "native" and _core is None:
-        raise RuntimeError(f"MEDQK_BACKEND=native but the native module medqk._core did not load ({native_error})")
+        env_error = env_error or (f"MEDQK_BACKEND={raw!r} is not a backend. Unset MEDQK_BACKEND or choose "
+                                  f"one of: {', '.join(BACKENDS)}")
+        wanted = ""
+    elif wanted == "native" and _core is None:
+        env_error = env_error or (f"MEDQK_BACKEND=native but the native module medqk._core did not load "
+                                  f"({native_error}). Unset MEDQK_BACKEND or set it to numba")
+        wanted = ""
     if wanted:
         return wanted
     if _core is None:
-        warnings.warn(
-            f"medqk: the native module medqk._core is unavailable ({native_error}); "
-            "falling back to the slower Numba kernels",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        if env_error is None:
+            warnings.warn(
+                f"medqk: the native module medqk._core is unavailable ({native_error}); "
+                "falling back to the slower Numba kernels",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         return "numba"
     return "native"
 

@@ -1,10 +1,58 @@
-"""The ``medqk`` command."""
+"""The ``medqk`` command.
+
+Every error is one ``medqk: error: ...`` line on stderr and exit status 2 (a bad flag value, a bad
+``MEDQK_BACKEND`` / ``MEDQK_ISA``, unreadable data). ``medqk`` with no command is a usage error too: it prints
+the help to stderr and exits 2, so a script running ``medqk "$CMD"`` with an empty command fails;
+``medqk --help`` prints the help to stdout and exits 0, ``medqk --version`` prints ``medqk X.Y.Z``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
+from pathlib import Path
+
+
+class _UsageError(Exception):
+    """A command-line mistake found by argparse; main() prints it as one error line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # argparse prints the usage and "medqk eval: error: ..." and exits; medqk's rule is one error line
+        raise _UsageError(message)
+
+
+def _int_at_least(low: int, meaning: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {meaning}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {meaning}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _recall(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a recall in (0, 1], got {text!r}")
+    return value
+
+
+def _error(message) -> int:
+    # one line, even for an exception text that spans several
+    print("medqk: error: " + " ".join(str(message).split()), file=sys.stderr)
+    return 2
 
 
 def _print_info(as_json: bool) -> int:
@@ -90,13 +138,59 @@ def _run_eval(args) -> int:
     return 0
 
 
+def _make_out_folder(out: Path) -> list[Path]:
+    """Creates ``out`` (and its missing parents) and proves it writable, before the long work starts.
+
+    Returns the folders it created, outermost first: :func:`_remove_empty` takes them back when the run ends
+    without writing into them. Folders that existed before are never created, so never removed.
+    """
+    missing = []
+    folder = out
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    created: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        fd, probe = tempfile.mkstemp(prefix=".medqk-probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        _remove_empty(created)
+        raise OSError(f"--out {str(out)!r} is not a writable folder ({exc.strerror or exc})") from None
+    return created
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Removes the folders of ``created`` (outermost first) that are still empty, innermost first: a folder
+    that holds anything, a report or part of one, stays with its parents."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _eval_command(args) -> int:
+    created = _make_out_folder(Path(args.out))
+    try:
+        return _run_eval(args)
+    finally:
+        _remove_empty(created)  # a failed run leaves no empty --out behind; a written report keeps its folder
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medqk", description="medqk: quantization kernels for embedding retrieval")
+    from . import __version__
+    from .index.spec import spec_help
+
+    parser = _Parser(prog="medqk", description="medqk: quantization kernels for embedding retrieval",
+                     epilog="With no COMMAND, medqk prints this help to stderr and exits with status 2.")
+    parser.add_argument("--version", action="version", version=f"medqk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_info = sub.add_parser("info", help="show the backend, CPU features and the kernel chosen for each operation")
     p_info.add_argument("--json", action="store_true", help="print the info() dict as JSON")
-    from .index.spec import valid_specs
-
     p_eval = sub.add_parser(
         "eval",
         help="measure recall, relevance, size and speed of quantization schemes (default: bundled MedQuAD sample)",
@@ -116,32 +210,49 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--query-ids", metavar="FILE[:FIELD]", help="id of each query row (same formats)")
     src.add_argument("--fields", metavar="FILE", help="docs.jsonl with one JSON object per doc (for --shift)")
     p_eval.add_argument("--schemes", action="append", metavar="SPECS",
-                        help=f"comma-separated index specs (repeatable); valid: {', '.join(valid_specs())}")
-    p_eval.add_argument("--k", type=int, default=10, help="results per query (default 10)")
-    p_eval.add_argument("--threads", type=int, default=None, help="threads for search (default: all cores)")
-    p_eval.add_argument("--recall-target", type=float, default=0.95, help="recall@k target (default 0.95)")
-    p_eval.add_argument("--out", default="medqk-report", help="output folder (default ./medqk-report)")
-    p_eval.add_argument("--seed", type=int, default=0, help="seed for bootstrap and folds (default 0)")
-    p_eval.add_argument("--cv", type=int, default=None, metavar="K", help="K-fold cross-validation of codec training")
+                        help=f"comma-separated index specs (repeatable); valid specs: {spec_help()}")
+    p_eval.add_argument("--k", type=_int_at_least(1, "a positive integer"), default=10,
+                        help="results per query (default 10)")
+    p_eval.add_argument("--threads", type=_int_at_least(1, "a positive integer"), default=None,
+                        help="threads for search (default: all cores)")
+    p_eval.add_argument("--recall-target", type=_recall, default=0.95,
+                        help="recall@k target in (0, 1] (default 0.95)")
+    p_eval.add_argument("--out", default="medqk-report",
+                        help="output folder (default ./medqk-report); one this run creates is removed again "
+                        "if the run fails before writing into it")
+    p_eval.add_argument("--seed", type=_int_at_least(0, "an integer >= 0"), default=0,
+                        help="seed for bootstrap and folds (default 0)")
+    p_eval.add_argument("--cv", type=_int_at_least(2, "an integer >= 2 (the number of folds)"), default=None,
+                        metavar="K", help="K-fold cross-validation of codec training, K >= 2")
     p_eval.add_argument("--shift", metavar="FIELD", help="calibrate on one group of FIELD, evaluate on the others")
-    p_eval.add_argument("--max-queries", type=int, default=None, help="use only the first N queries")
+    p_eval.add_argument("--max-queries", type=_int_at_least(1, "a positive integer"), default=None,
+                        metavar="N", help="use only the first N queries")
     p_eval.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs ``medqk`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        return _error(exc)
+    except SystemExit as exc:  # --help or --version printed their text
+        return exc.code if isinstance(exc.code, int) else 0
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    from . import _backend
+
+    if _backend.env_error is not None:  # a bad MEDQK_BACKEND / MEDQK_ISA, left to us by the package import
+        return _error(_backend.env_error)
     try:
         if args.command == "info":
             return _print_info(args.json)
-        if args.command == "eval":
-            return _run_eval(args)
+        return _eval_command(args)
     except (RuntimeError, ValueError, OSError, ImportError) as exc:
-        print(f"medqk: error: {exc}", file=sys.stderr)
-        return 2
-    parser.print_help()
-    return 1
+        return _error(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,13 +5,13 @@
 BMC Bioinformatics 20:511 (2019), CC BY 4.0 -- see ``medquad_sample/README.md``.
 """
 
-from __future__ import annotations
+from pathlib import Path as _Path
 
-from pathlib import Path
+__all__ = ["SAMPLE_DIR", "sample_path"]
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "medquad_sample"
+SAMPLE_DIR = _Path(__file__).resolve().parent / "medquad_sample"
 
 
-def sample_path() -> Path:
+def sample_path() -> _Path:
     """Folder of the bundled MedQuAD sample (the default dataset of ``medqk eval``)."""
     return SAMPLE_DIR

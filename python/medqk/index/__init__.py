@@ -10,17 +10,21 @@ FlatInt8Index(...)
 See :mod:`medqk.index.spec` for the spec grammar and :mod:`medqk.index.flat` for scores and tie rules.
 """
 
-from __future__ import annotations
+# helpers are imported under private names: the package's namespace is its documented API (__all__) and its
+# submodules (flat, spec, io, ...), nothing else
+import numpy as _np
 
-import numpy as np
-
-from .flat import METRICS, FlatFloatIndex, FlatInt8Index, Index, RerankIndex
-from .io import IndexFileError, load_index
-from .spec import CODECS, IndexSpec, parse_ivf, parse_pq, parse_spec, split_opq, valid_specs
-
+from .flat import METRICS as _METRICS
+from .flat import FlatFloatIndex, FlatInt8Index, Index, RerankIndex
+from .io import IndexFileError
+from .io import load_index as _load_index
+from .spec import CODECS, IndexSpec, parse_spec, valid_specs
+from .spec import parse_ivf as _parse_ivf
+from .spec import parse_pq as _parse_pq
+from .spec import split_opq as _split_opq
 
 # options each kind of index accepts (routed by create(); one no part accepts is an error)
-OPTIONS = {
+_OPTIONS = {
     "int8": ("per_dim", "symmetric", "calibration", "percentile", "margin"),
     "level": ("per_dim", "calibration", "percentile", "eta", "margin"),
     "pca": ("seed", "max_iter", "max_train", "progress"),
@@ -43,15 +47,15 @@ def _kind(codec: str) -> str:
         return "pca"
     if codec.startswith("pq"):
         return "pq"
-    if split_opq(codec)[0]:
+    if _split_opq(codec)[0]:
         return "opq"
     return codec
 
 
 def _accepted(part: str) -> tuple[str, ...]:
     """Options a spec part takes (an ivf base also takes those of its codec)."""
-    ivf = parse_ivf(part)
-    return OPTIONS["ivf"] + _accepted(ivf[1]) if ivf else OPTIONS[_kind(part)]
+    ivf = _parse_ivf(part)
+    return _OPTIONS["ivf"] + _accepted(ivf[1]) if ivf else _OPTIONS[_kind(part)]
 
 
 def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
@@ -60,18 +64,18 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
     if kind == "ivf":
         from .ivf import IVFLUT4Index
 
-        nlist, inner = parse_ivf(codec)
+        nlist, inner = _parse_ivf(codec)
         if options.get("eta", 1.0) != 1.0:
             raise ValueError(f"spec '{codec}': eta must be 1 (IVF codes residuals by their nearest centroids)")
         coded = _codec_index(inner, dim, metric, options)  # a FlatLUT4Index: its codec is what IVF needs
         coded.codec.eta = 1.0  # residuals: the anisotropic loss is about the direction of x itself
-        opts = {k: v for k, v in options.items() if k in OPTIONS["ivf"] or k == "seed"}
+        opts = {k: v for k, v in options.items() if k in _OPTIONS["ivf"] or k == "seed"}
         return IVFLUT4Index(spec, dim, metric, nlist, coded.codec, **opts)
-    opts = {k: v for k, v in options.items() if k in OPTIONS[kind]}
+    opts = {k: v for k, v in options.items() if k in _OPTIONS[kind]}
     if codec == "float32":
-        return FlatFloatIndex(spec, dim, metric, np.float32)
+        return FlatFloatIndex(spec, dim, metric, _np.float32)
     if codec == "fp16":
-        return FlatFloatIndex(spec, dim, metric, np.float16)
+        return FlatFloatIndex(spec, dim, metric, _np.float16)
     if kind == "hnsw":
         from .hnsw import HnswIndex
 
@@ -102,7 +106,7 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
         else:
             from ..quantizers.pq import PQCodec as codec_class
 
-        M, nbits, _ = parse_pq(split_opq(codec)[1])
+        M, nbits, _ = _parse_pq(_split_opq(codec)[1])
         if metric == "ip" and nbits == 4:
             # score-aware codes for inner products (PQCodec.encode_sub): opq,pq96x4fs R@10 0.797 -> 0.825
             opts.setdefault("eta", 4.0)
@@ -116,7 +120,8 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
     return FlatInt8Index(spec, dim, metric, **opts)
 
 
-def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None = None, **options) -> Index:
+def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | None" = None,
+           **options) -> Index:
     """Makes an empty index.
 
     spec: see :mod:`medqk.index.spec` (e.g. ``"int8"``, ``"cb4+rerank:int8"``, ``"pq96x4fs"``).
@@ -137,10 +142,10 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
     settable later), ``coarse_iter`` (20 k-means iterations) and ``coarse_max_train`` (64 * nlist vectors).
     """
     parsed = parse_spec(spec)
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
+    if isinstance(dim, bool) or not isinstance(dim, (int, _np.integer)) or dim <= 0:
         raise ValueError(f"dim must be a positive int, got {dim!r}")
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
     dim = int(dim)
     parts = [parsed.base] + ([parsed.rerank] if parsed.rerank else [])
     accepted = {o for part in parts for o in _accepted(part)}
@@ -159,7 +164,7 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: int | None
 
 def load(path, *, mmap: bool = False) -> Index:
     """Loads an index saved with ``Index.save``; raises IndexFileError for anything that is not one."""
-    return load_index(path, mmap=mmap)
+    return _load_index(path, mmap=mmap)
 
 
 __all__ = [

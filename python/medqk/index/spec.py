@@ -64,8 +64,23 @@ class IndexSpec:
         return self.base + (f"+rerank:{self.rerank}" if self.rerank else "")
 
 
+# The accepted forms, compactly (--help, error messages): the PQ and IVF forms take any M / nlist, so no list
+# of specs can be complete.
+CODEC_FORMS = (", ".join(CODECS)
+               + ", pq<M>x4fs, pq<M>x8, opq,pq<M>x4fs, opq,pq<M>x8 (M divides the dimension)")
+SPEC_GRAMMAR = (f"{CODEC_FORMS}, hnsw, ivf<nlist>,pq<M>x4fs, ivf<nlist>,opq,pq<M>x4fs, "
+                "and <base>+rerank:<codec> (<base> any of these, <codec> any but hnsw and ivf)")
+SPEC_EXAMPLES = ("int8", "cb4", "pq64x4fs", "pq32x8", "opq,pq48x8", "ivf128,pq64x4fs", "pq96x4fs+rerank:int8",
+                 "hnsw")
+
+
+def spec_help() -> str:
+    """Every form of spec (:data:`SPEC_GRAMMAR`) and a few examples, in one line."""
+    return f"{SPEC_GRAMMAR}; e.g. {', '.join(SPEC_EXAMPLES)}"
+
+
 def valid_specs() -> list[str]:
-    """Examples of every accepted form, for error messages and --help."""
+    """Examples of every accepted form (not all specs: see :data:`SPEC_GRAMMAR` and :func:`spec_help`)."""
     return list(BASES) + ["pq96x4fs", "pq48x8", "opq,pq96x4fs", "opq,pq48x8", "ivf1024,pq96x4fs",
                           "ivf1024,opq,pq96x4fs", "ivf1024,pq96x4fs+rerank:int8", "pq96x4fs+rerank:int8",
                           "opq,pq96x4fs+rerank:int8", "cb4+rerank:int8", "hnsw+rerank:int8"]
@@ -159,9 +174,10 @@ def parse_spec(spec: str) -> IndexSpec:
         kind, colon, codec = rest.partition(":")
         if kind != "rerank" or not colon or not _is_codec(codec):
             raise ValueError(
-                f"invalid spec {spec!r}: after '+' expected 'rerank:<codec>' with codec one of {', '.join(CODECS)}"
+                f"invalid spec {spec!r}: after '+' expected 'rerank:<codec>' with <codec> one of "
+                f"{CODEC_FORMS}"
             )
         rerank = codec
     if parse_ivf(base) is None and base not in BASES and not _is_codec(base):
-        raise ValueError(f"unknown index spec {spec!r}; valid specs: {', '.join(valid_specs())}")
+        raise ValueError(f"unknown index spec {spec!r}; valid specs: {spec_help()}")
     return IndexSpec(base, rerank)

@@ -160,3 +160,9 @@ def pq_assign(x: np.ndarray, centroids: np.ndarray, *,
 
 
 __all__ = ["MAX_GEMM_K", "PackedS8", "gemm_s8s8_s32", "pack_s8", "pq_assign", "quantize_rows_s8"]
+
+
+def __dir__() -> list[str]:
+    # numpy and the argument checks are imported here for the kernels' use, not exported: dir() (and so
+    # tab completion) shows the public kernels, as `from medqk.kernels import *` does
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
