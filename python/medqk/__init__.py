@@ -16,6 +16,7 @@ try:
 except ImportError:  # pragma: no cover
     __version__ = "0+unknown"
 
+from ._cmake import get_cmake_dir, get_include
 from .kernels import MAX_GEMM_K, PackedS8, gemm_s8s8_s32, pack_s8, pq_assign, quantize_rows_s8
 from .linear import QuantizedLinear
 from .runtime import available_isas, get_backend, get_isa, info, set_backend, set_isa, use_backend, use_isa
@@ -28,6 +29,8 @@ __all__ = [
     "available_isas",
     "gemm_s8s8_s32",
     "get_backend",
+    "get_cmake_dir",
+    "get_include",
     "get_isa",
     "info",
     "pack_s8",
