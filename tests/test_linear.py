@@ -99,7 +99,108 @@ def test_bad_input(backend):
     x[1, 3] = np.inf
     with pytest.raises(ValueError, match="NaN or Inf"):
         layer(x)
-    with pytest.raises(ValueError, match="x must be 2-D"):
-        layer(np.ones(12, dtype=np.float32))
+    with pytest.raises(ValueError, match="x must have shape \\(..., 12\\), got a 0-D array"):
+        layer(np.array(1.0, dtype=np.float32))
+    with pytest.raises(ValueError, match="x has 11 features but the layer expects 12"):
+        layer(np.ones((2, 3, 11)))
+    with pytest.raises(TypeError, match="x must have a float dtype"):
+        layer(np.ones((2, 12), dtype=np.int8))
+    with pytest.raises(TypeError, match="x must be a numpy.ndarray"):
+        layer([[1.0] * 12])
     with pytest.raises(TypeError, match="from_float"):
         medqk.QuantizedLinear()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Any leading dimensions and any strides (issue 20, 17), as torch.nn.Linear: (..., K) -> (..., N) float32.
+# ---------------------------------------------------------------------------------------------------------
+def _views(rng, k):
+    """(name, x) pairs: float arrays of every layout and rank the layer must take, with last axis k."""
+    base = rng.standard_normal((6, 10, 2 * k + 3))
+    f32 = base.astype(np.float32)
+    return [
+        ("c2d_f32", f32[0, :, :k]),
+        ("row_step_f32", f32[0, ::3, :k]),
+        ("col_range_f32", f32[1, :, 3 : 3 + k]),
+        ("col_step_f32", f32[2, :, : 2 * k : 2]),
+        ("fortran_f32", np.asfortranarray(f32[3, :, :k])),
+        ("neg_rows_f32", f32[4, ::-1, :k]),
+        ("neg_cols_f32", f32[5, :, k - 1 :: -1]),
+        ("c2d_f64", base[0, :, :k]),
+        ("fortran_f64", np.asfortranarray(base[1, :, :k])),
+        ("neg_both_f64", base[2, ::-2, k - 1 :: -1]),
+        ("f16", base[3, :, :k].astype(np.float16)),
+        ("3d_f32", np.ascontiguousarray(f32[:, :, :k])),
+        ("3d_row_step_f32", f32[:, ::2, :k]),  # leading axes collapse into one row stride: no copy
+        ("3d_swapped_f32", f32[:, :, :k].transpose(1, 0, 2)),
+        ("3d_f64_neg", base[::-1, :, :k]),
+        ("4d_f32", f32[:, :, :k].reshape(2, 3, 10, k)),
+        ("4d_fortran_f64", np.asfortranarray(base[:, :, :k].reshape(3, 2, 10, k))),
+        ("1d_f32", f32[0, 0, :k]),
+        ("1d_step_f64", base[0, 0, : 2 * k : 2]),
+        ("1d_neg_f32", f32[0, 0, k - 1 :: -1]),
+    ]
+
+
+@pytest.mark.parametrize("k", [1, 33, 130])
+def test_any_layout_and_rank(backend, k):
+    rng = np.random.default_rng(k)
+    w, b = make(rng, 19, k)
+    layer = medqk.QuantizedLinear.from_float(w, b)
+    for name, x in _views(rng, k):
+        assert x.shape[-1] == k, name
+        y = layer(x)
+        assert y.dtype == np.float32 and y.shape == (*x.shape[:-1], 19), name
+        # the same rows as one contiguous float32 matrix: bit for bit the same result
+        x2 = np.ascontiguousarray(x.reshape(-1, k), dtype=np.float32)
+        want = layer(x2).reshape(*x.shape[:-1], 19)
+        np.testing.assert_array_equal(y, want, err_msg=name)
+        assert x.flags.writeable  # the input is left alone
+
+
+def test_any_rank_close_to_float64(backend):
+    # A (batch, seq, features) float64 input against the float64 product, within the int8 quantization bound.
+    rng = np.random.default_rng(17)
+    k, n = 48, 21
+    w, b = make(rng, n, k)
+    x = rng.standard_normal((3, 5, 2 * k))[:, ::-1, ::2]  # float64, negative and column strides
+    layer = medqk.QuantizedLinear.from_float(w, b)
+    y = layer(x)
+    assert y.shape == (3, 5, n) and y.dtype == np.float32
+    x32 = x.astype(np.float32).astype(np.float64)  # the layer's input after its float32 conversion
+    want = x32 @ w.T.astype(np.float64) + b
+    s_x = np.abs(x32).max(-1, keepdims=True) / 127
+    s_w = np.abs(w).max(1) / 127
+    bound = np.abs(x32).sum(-1, keepdims=True) * s_w / 2 + s_x / 2 * np.abs(w).sum(1) + k * s_x * s_w / 4
+    # plus float32 rounding of the scales, the rescale and the bias: a few ulps of sum |x||w| + |b|
+    bound = bound + 4 * np.finfo(np.float32).eps * (np.abs(x32) @ np.abs(w.T.astype(np.float64)) + np.abs(b))
+    assert (np.abs(y - want) <= bound).all()
+
+
+def test_one_dimensional_and_empty_input(backend):
+    rng = np.random.default_rng(5)
+    w, b = make(rng, 7, 9)
+    layer = medqk.QuantizedLinear.from_float(w, b)
+    x = rng.standard_normal(9).astype(np.float32)
+    y = layer(x)
+    assert y.shape == (7,) and y.dtype == np.float32
+    np.testing.assert_array_equal(y, layer(x[None])[0])
+    for lead in [(0,), (2, 0), (0, 3)]:
+        empty = layer(np.zeros((*lead, 9)))
+        assert empty.shape == (*lead, 7) and empty.dtype == np.float32
+
+
+@pytest.mark.skipif(not medqk.info()["native_available"], reason="the native module is not built")
+def test_row_strided_input_reaches_the_kernel_uncopied():
+    # Copy once only when needed: a float32 view whose rows are contiguous goes to the native kernel as it is.
+    rng = np.random.default_rng(6)
+    w, b = make(rng, 5, 16)
+    with medqk.use_backend("native"):
+        layer = medqk.QuantizedLinear.from_float(w, b)
+        base = rng.standard_normal((4, 12, 20)).astype(np.float32)
+        for x in (base[:, :, 2:18], base[:, ::3, :16], base[1, ::2, 4:]):
+            rows, lead = layer._rows(x)
+            assert np.shares_memory(rows, x) and rows.shape == (int(np.prod(lead)), 16)
+        for x in (np.asfortranarray(base[:, :, :16]), base[:, ::-1, :16], base.astype(np.float64)[:, :, :16]):
+            rows, _ = layer._rows(x)
+            assert rows.flags.c_contiguous and not np.shares_memory(rows, x)

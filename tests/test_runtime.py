@@ -243,12 +243,8 @@ def test_star_import_gives_all():
     assert out.stdout.split() == ["True", "True"]
 
 
-def test_cmake_helpers_listed_only_when_their_module_exists():
-    import importlib.util
+def test_cmake_helpers_are_public():
+    from medqk import _cmake
 
-    have = importlib.util.find_spec("medqk._cmake") is not None
-    assert ("get_include" in medqk.__all__) == have and ("get_cmake_dir" in medqk.__all__) == have
-    assert ("get_include" in dir(medqk)) == have
-    if not have:
-        with pytest.raises(AttributeError, match="has no attribute 'get_include'"):
-            medqk.get_include  # noqa: B018
+    assert {"get_include", "get_cmake_dir"} <= set(medqk.__all__) and {"get_include", "get_cmake_dir"} <= set(dir(medqk))
+    assert medqk.get_include is _cmake.get_include and medqk.get_cmake_dir is _cmake.get_cmake_dir

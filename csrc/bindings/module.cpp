@@ -2,12 +2,15 @@
 //
 // The Python layer (python/medqk) validates arguments first with friendlier messages shared by the
 // Numba backend; the checks here keep direct callers of _core from ever reaching a kernel with a bad
-// pointer or size. Inputs are used in place (no copies): they must be C-contiguous with the exact dtype.
+// pointer or size. Inputs are used in place (no copies): they must be C-contiguous with the exact dtype,
+// except the matrices of the GEMM, pack and row-quantization entry points, whose C API takes a row stride:
+// there any view with contiguous rows is read in place (require_rows).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <memory>
@@ -76,6 +79,32 @@ void require(const py::array& x, const char* name, int ndim) {
   }
 }
 
+// A 2-D view whose rows are contiguous, read in place with its row stride (the C API's lda / ldb / ldx):
+// row-strided slices such as x[::2] or x[:, :k] of a wider array, and int8 views of other buffers, need no
+// copy. Returns the row stride in elements. Fortran order, negative strides and column steps are refused
+// here; the Python layer copies those to C order once before calling.
+template <typename T>
+std::size_t require_rows(const py::array& x, const char* name) {
+  if (!py::isinstance<py::array_t<T>>(x) || !x.dtype().is(py::dtype::of<T>())) {
+    throw py::type_error(std::string(name) + " must be a numpy array of dtype " + dtype_name<T>() + ", got " +
+                         std::string(py::str(x.dtype())));
+  }
+  if (x.ndim() != 2) {
+    throw py::value_error(std::string(name) + " must be 2-D, got " + std::to_string(x.ndim()) + "-D");
+  }
+  if (x.shape(0) == 0 || x.shape(1) == 0) throw py::value_error(std::string(name) + " must not be empty");
+  const auto item = static_cast<py::ssize_t>(sizeof(T));
+  // a single column or a single row has no stride to speak of (numpy may report any value for it)
+  const bool rows_contiguous = x.shape(1) == 1 || x.strides(1) == item;
+  const bool row_stride_ok = x.shape(0) == 1 || (x.strides(0) >= 0 && x.strides(0) % item == 0);
+  const bool aligned = reinterpret_cast<std::uintptr_t>(x.data()) % alignof(T) == 0;
+  if (!rows_contiguous || !row_stride_ok || !aligned) {
+    throw py::value_error(std::string(name) + " must have contiguous, aligned rows and a non-negative row stride "
+                          "(use numpy.ascontiguousarray)");
+  }
+  return x.shape(0) == 1 ? static_cast<std::size_t>(x.shape(1)) : static_cast<std::size_t>(x.strides(0) / item);
+}
+
 medqk::Isa isa_or_throw(const std::string& name) {
   medqk::Isa isa;
   if (!medqk::isa_from_name(name, &isa)) {
@@ -119,7 +148,7 @@ struct PackedS8 {
 };
 
 std::shared_ptr<PackedS8> pack_s8(const py::array& b, const std::string& isa_name) {
-  require<int8_t>(b, "b", 2);
+  const std::size_t ldb = require_rows<int8_t>(b, "b");
   const medqk::Isa isa = isa_name.empty() ? medqk::active_isa() : isa_or_throw(isa_name);
   if (!medqk::isa_supported(isa)) throw py::value_error("ISA '" + isa_name + "' is not available here");
   auto p = std::make_shared<PackedS8>();
@@ -131,7 +160,7 @@ std::shared_ptr<PackedS8> pack_s8(const py::array& b, const std::string& isa_nam
   const int8_t* src = static_cast<const int8_t*>(b.data());
   {
     py::gil_scoped_release release;
-    medqk::pack_s8(isa, src, p->n, p->k, p->k, p->data.data());
+    medqk::pack_s8(isa, src, p->n, p->k, ldb, p->data.data());
   }
   return p;
 }
@@ -143,24 +172,33 @@ void check_a(const py::array& a, std::size_t k) {
   }
 }
 
+// The GEMM's a: any view with contiguous rows (require_rows), K columns. Returns its row stride.
+std::size_t check_gemm_a(const py::array& a, std::size_t k) {
+  const std::size_t lda = require_rows<int8_t>(a, "a");
+  if (static_cast<std::size_t>(a.shape(1)) != k) {
+    throw py::value_error("a has K=" + std::to_string(a.shape(1)) + " columns but b has K=" + std::to_string(k));
+  }
+  return lda;
+}
+
 py::array_t<int32_t> gemm_packed(const py::array& a, const PackedS8& b, int threads) {
-  check_a(a, b.k);
+  const std::size_t lda = check_gemm_a(a, b.k);
   const std::size_t m = a.shape(0);
   py::array_t<int32_t> c({m, b.n});
   const int8_t* ap = static_cast<const int8_t*>(a.data());
   int32_t* cp = c.mutable_data();
   {
     py::gil_scoped_release release;
-    medqk::gemm_s8s8_s32_packed(b.isa, ap, m, b.k, b.k, b.data.data(), b.n, cp, b.n, threads);
+    medqk::gemm_s8s8_s32_packed(b.isa, ap, m, b.k, lda, b.data.data(), b.n, cp, b.n, threads);
   }
   return c;
 }
 
 py::array_t<int32_t> gemm(const py::array& a, const py::array& b, int threads) {
-  require<int8_t>(b, "b", 2);
+  const std::size_t ldb = require_rows<int8_t>(b, "b");
   const std::size_t n = b.shape(0), k = b.shape(1);
   if (k > medqk::kMaxGemmK) throw py::value_error("K > 131071: int32 accumulation could overflow");
-  check_a(a, k);
+  const std::size_t lda = check_gemm_a(a, k);
   const std::size_t m = a.shape(0);
   py::array_t<int32_t> c({m, n});
   const int8_t* ap = static_cast<const int8_t*>(a.data());
@@ -168,13 +206,13 @@ py::array_t<int32_t> gemm(const py::array& a, const py::array& b, int threads) {
   int32_t* cp = c.mutable_data();
   {
     py::gil_scoped_release release;
-    medqk::gemm_s8s8_s32(ap, m, k, k, bp, n, k, cp, n, threads);
+    medqk::gemm_s8s8_s32(ap, m, k, lda, bp, n, ldb, cp, n, threads);
   }
   return c;
 }
 
 py::tuple quantize_rows_s8(const py::array& x) {
-  require<float>(x, "x", 2);
+  const std::size_t ldx = require_rows<float>(x, "x");
   const std::size_t m = x.shape(0), k = x.shape(1);
   py::array_t<int8_t> q({m, k});
   py::array_t<float> scales(m);
@@ -184,7 +222,7 @@ py::tuple quantize_rows_s8(const py::array& x) {
   bool ok;
   {
     py::gil_scoped_release release;
-    ok = medqk::quantize_rows_s8(xp, m, k, k, qp, sp);
+    ok = medqk::quantize_rows_s8(xp, m, k, ldx, qp, sp);
   }
   if (!ok) throw py::value_error("x contains NaN or Inf");
   return py::make_tuple(q, scales);
@@ -194,7 +232,7 @@ py::tuple quantize_rows_s8(const py::array& x) {
 // then per-row x per-column rescaling and bias; one call, GIL released throughout.
 py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::array& w_scales,
                              const py::object& bias, int threads) {
-  require<float>(x, "x", 2);
+  const std::size_t ldx = require_rows<float>(x, "x");
   if (static_cast<std::size_t>(x.shape(1)) != w.k) {
     throw py::value_error("x has " + std::to_string(x.shape(1)) + " features but the layer expects " +
                           std::to_string(w.k));
@@ -222,7 +260,7 @@ py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::ar
     thread_local std::vector<float> row_scales;
     if (q.size() < m * w.k) q.resize(m * w.k);
     if (row_scales.size() < m) row_scales.resize(m);
-    ok = medqk::quantize_rows_s8(xp, m, w.k, w.k, q.data(), row_scales.data());
+    ok = medqk::quantize_rows_s8(xp, m, w.k, ldx, q.data(), row_scales.data());
     if (ok) {
       medqk::gemm_s8s8_f32_packed(w.isa, q.data(), m, w.k, w.k, w.data.data(), w.n, row_scales.data(), sp, bias_p, op,
                                   threads);

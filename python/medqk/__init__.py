@@ -28,6 +28,8 @@ _LAZY_NAMES = {
     "pq_assign": "kernels",
     "quantize_rows_s8": "kernels",
     "QuantizedLinear": "linear",
+    "get_cmake_dir": "_cmake",  # the installed C++ headers and CMake package
+    "get_include": "_cmake",
     "available_isas": "runtime",
     "get_backend": "runtime",
     "get_isa": "runtime",
@@ -48,6 +50,8 @@ __all__ = [
     "available_isas",
     "gemm_s8s8_s32",
     "get_backend",
+    "get_cmake_dir",
+    "get_include",
     "get_isa",
     "info",
     "pack_s8",
@@ -60,16 +64,6 @@ __all__ = [
 ]
 
 
-def _has_module(name: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(f"{__name__}.{name}") is not None
-
-
-# get_include() / get_cmake_dir(): the installed C++ headers and CMake package, where medqk/_cmake.py exists
-if _has_module("_cmake"):
-    _LAZY_NAMES.update(get_include="_cmake", get_cmake_dir="_cmake")
-    __all__ += ["get_cmake_dir", "get_include"]
 
 
 def __getattr__(name: str):

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import _backend
 from ._validate import as_matrix, finite, threads_arg
-from .kernels import pack_s8
+from .kernels import _row_major, pack_s8
 
 
 class QuantizedLinear:
@@ -65,16 +65,43 @@ class QuantizedLinear:
         """The float32 weight this layer effectively multiplies by: int8 codes x channel scales."""
         return self.weight_q.astype(np.float32) * self.weight_scales[:, None]
 
+    def _rows(self, x) -> tuple[np.ndarray, tuple[int, ...]]:
+        """``x`` (..., K) as the (M, K) float32 matrix the kernels read, and its leading shape.
+
+        Copies at most once: a float dtype other than float32 is converted to C order; a float32 array whose
+        leading dimensions collapse into one row stride with contiguous rows (C order, x[::2], x[:, :, :K] of
+        a wider array, ...) is passed as a view to the native kernel; anything else (Fortran order, negative
+        strides, axes swapped) is copied to C order.
+        """
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"x must be a numpy.ndarray of a float dtype, got {type(x).__name__}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"x must have a float dtype (float32 is used as is), got {x.dtype.name}")
+        if x.ndim == 0:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got a 0-D array")
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"x has {x.shape[-1]} features but the layer expects {self.in_features}")
+        lead = x.shape[:-1]
+        if x.dtype != np.float32:
+            x = x.astype(np.float32, order="C")
+        # a view when the leading axes collapse into one stride, else numpy's one copy in C order
+        x = x.reshape(-1, self.in_features)
+        return _row_major(x, native=self._packed.backend == "native"), lead
+
     def __call__(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
-        """float32 ``x`` (M, K) -> float32 (M, N). Other float dtypes are converted; NaN/Inf are refused."""
-        x = as_matrix(x, "x", np.float32, convert_float=True)
-        if x.shape[1] != self.in_features:
-            raise ValueError(f"x has {x.shape[1]} features but the layer expects {self.in_features}")
+        """float ``x`` (..., K) -> float32 (..., N), as ``torch.nn.Linear``: any leading dimensions, a 1-D
+        ``x`` (K,) gives (N,). Other float dtypes are converted to float32 and the result is always float32.
+        Any strides are taken (a copy is made only when rows are not contiguous in memory, see
+        :meth:`_rows`); NaN/Inf are refused."""
+        x, lead = self._rows(x)
         nthreads = threads_arg(threads)
-        if self._packed.backend == "native":
-            return _backend._core.linear_s8(x, self._packed._native, self.weight_scales, self.bias, nthreads)
-        nb = _backend.numba_kernels()
         m = x.shape[0]
+        if m == 0:  # an empty batch, as torch.nn.Linear: an empty result
+            return np.empty((*lead, self.out_features), dtype=np.float32)
+        if self._packed.backend == "native":
+            out = _backend._core.linear_s8(x, self._packed._native, self.weight_scales, self.bias, nthreads)
+            return out.reshape(*lead, self.out_features)
+        nb = _backend.numba_kernels()
         q = np.empty(x.shape, dtype=np.int8)
         row_scales = np.empty(m, dtype=np.float32)
         acc = np.empty((m, self.out_features), dtype=np.int32)
@@ -85,7 +112,7 @@ class QuantizedLinear:
                 raise ValueError("x contains NaN or Inf")
             nb.gemm_s8s8_s32(q, self._packed._rows, acc)
             nb.dequantize_s32_f32(acc, row_scales, self.weight_scales, bias, out)
-        return out
+        return out.reshape(*lead, self.out_features)
 
     def __repr__(self) -> str:
         return (

@@ -122,7 +122,13 @@ BAD_CALLS = [
     (lambda a, b: (a.tolist(), b), TypeError, "a must be a numpy.ndarray"),
     (lambda a, b: (a[0], b), ValueError, "a must be 2-D"),
     (lambda a, b: (a, b[None]), ValueError, "b must be 2-D"),
-    (lambda a, b: (a[:, :5], b), ValueError, "C-contiguous"),
+    (lambda a, b: (a.view(np.uint8), b), TypeError, "a must have dtype int8, got uint8"),
+    (lambda a, b: (a, b.astype(np.float64)), TypeError, "b must have dtype int8, got float64"),
+    (lambda a, b: (a, b.astype(bool)), TypeError, "b must have dtype int8, got bool"),
+    (lambda a, b: (a[None], b), ValueError, "a must be 2-D"),
+    (lambda a, b: (a[:, :5], b), ValueError, "K=5 columns but b has K=8"),  # a column range is taken, K checked
+    (lambda a, b: (a.T, b), ValueError, "K=3 columns but b has K=8"),
+    (lambda a, b: (a, b[:, :0]), ValueError, "b must not be empty"),
     (lambda a, b: (a, np.zeros((4, 7), dtype=np.int8)), ValueError, "K=8 columns but b has K=7"),
     (lambda a, b: (a[:0], b), ValueError, "a must not be empty"),
     (lambda a, b: (a, b[:0]), ValueError, "b must not be empty"),
@@ -186,3 +192,126 @@ def test_numba_product_paths(vnni):
     assert res.returncode == 0, res.stderr[-2000:]
     if vnni == "0":
         assert res.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Array views (issue 20, 17b): every layout numpy can make is taken. Views with contiguous rows go to the
+# native kernel in place with their row stride; the others are copied once to C order.
+# ---------------------------------------------------------------------------------------------------------
+ROWS_IN_PLACE = {"c", "row_step", "col_range", "row_step_col_range", "u8_buffer", "i32_buffer", "broadcast",
+                 "as_strided_rows"}
+COPIED = {"fortran", "neg_rows", "neg_cols", "col_step", "transposed", "neg_both"}
+
+
+def make_view(rng, kind: str, m: int, k: int) -> np.ndarray:
+    """An int8 (m, k) view of the given kind, filled with random values over the whole int8 range."""
+    if kind == "c":
+        return rand(rng, (m, k))
+    if kind == "row_step":
+        return rand(rng, (3 * m, k))[1::3]
+    if kind == "col_range":
+        return rand(rng, (m, k + 9))[:, 5 : 5 + k]
+    if kind == "row_step_col_range":
+        return rand(rng, (2 * m + 1, k + 3))[1::2, 3:]
+    if kind == "u8_buffer":  # int8 view of a uint8 buffer, rows strided within it
+        u8 = rng.integers(0, 256, size=(m, k + 7), dtype=np.uint8)
+        return u8.view(np.int8)[:, 7:]
+    if kind == "i32_buffer":  # int8 view of an int32 buffer: the bytes of 4 * cols int32 values per row
+        cols = (k + 3) // 4 + 1
+        i32 = rng.integers(-(2**31), 2**31, size=(m, cols), dtype=np.int64).astype(np.int32)
+        return i32.view(np.int8)[:, 1 : 1 + k]
+    if kind == "broadcast":  # one row repeated: row stride 0
+        return np.broadcast_to(rand(rng, (1, k)), (m, k))
+    if kind == "as_strided_rows":  # rows k + 13 bytes apart in a flat buffer; one row: a stride never used
+        ld = k + 13 if m > 1 else 12345
+        flat = rand(rng, ((m - 1) * (k + 13) + k,))
+        return np.lib.stride_tricks.as_strided(flat, shape=(m, k), strides=(ld, 1), writeable=False)
+    if kind == "fortran":
+        return np.asfortranarray(rand(rng, (m, k)))
+    if kind == "neg_rows":
+        return rand(rng, (m, k))[::-1]
+    if kind == "neg_cols":
+        return rand(rng, (m, k))[:, ::-1]
+    if kind == "neg_both":
+        return rand(rng, (2 * m, k))[::-2, ::-1]
+    if kind == "col_step":
+        return rand(rng, (m, 2 * k))[:, ::2]
+    if kind == "transposed":
+        return rand(rng, (k, m)).T
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS_IN_PLACE | COPIED))
+def test_view_kinds(backend, kind):
+    rng = np.random.default_rng(sum(map(ord, kind)))
+    for m, n, k in [(1, 1, 1), (5, 3, 17), (33, 17, 70), (4, 40, 129)]:
+        a, b = make_view(rng, kind, m, k), make_view(rng, kind, n, k)
+        assert a.dtype == np.int8 and a.shape == (m, k)
+        if kind in COPIED and m > 1 and k > 1:
+            assert not a.flags.c_contiguous  # the case really is a non-C layout
+        check(a, b)
+
+
+def test_fuzz_views(backend):
+    # Random pairs of view kinds and sizes, including the sizes around the kernels' tile widths.
+    rng = np.random.default_rng(2020)
+    kinds = sorted(ROWS_IN_PLACE | COPIED)
+    sizes = [1, 2, 3, 7, 15, 16, 17, 31, 33, 64, 65]
+    for _ in range(60):
+        m, n, k = (int(rng.choice(sizes)) for _ in range(3))
+        a = make_view(rng, str(rng.choice(kinds)), m, k)
+        b = make_view(rng, str(rng.choice(kinds)), n, k)
+        check(a, b)
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS_IN_PLACE | COPIED))
+def test_views_copied_only_when_rows_are_not_contiguous(kind):
+    from medqk.kernels import _row_major
+
+    rng = np.random.default_rng(1)
+    x = make_view(rng, kind, 6, 10)
+    got = _row_major(x, native=True)
+    if kind in ROWS_IN_PLACE:
+        assert got is x  # handed to the native kernel as it is: no copy
+    else:
+        assert got.flags.c_contiguous and not np.shares_memory(got, x)
+        np.testing.assert_array_equal(got, x)
+    # the Numba kernels get C order, so that they are compiled for one layout
+    assert _row_major(x, native=False).flags.c_contiguous
+
+
+@pytest.mark.skipif(not medqk.info()["native_available"], reason="the native module is not built")
+@pytest.mark.parametrize("isa", medqk.available_isas())
+def test_native_binding_reads_row_strided_views_in_place(isa):
+    # The C API takes row strides (lda, ldb): the binding runs row-strided views where they are. It reads
+    # x.data() with x.strides[0]; a binding that ignored the stride would read the rows in between.
+    from medqk import _backend
+
+    core = _backend._core
+    rng = np.random.default_rng(4)
+    base_a, base_b = rand(rng, (40, 50)), rand(rng, (30, 60))
+    a, b = base_a[::2, 3:36], base_b[1::3, 20:53]  # row strides 100 and 180 bytes, K = 33
+    want = reference(a, b)
+    with medqk.use_backend("native"), medqk.use_isa(isa):
+        np.testing.assert_array_equal(core.gemm_s8s8_s32(a, b, 0), want)
+        np.testing.assert_array_equal(core.gemm_s8s8_s32_packed(a, core.pack_s8(b), 0), want)
+        for bad in (np.asfortranarray(a), a[::-1], base_a[:, ::2][:, :33]):
+            with pytest.raises(ValueError, match="contiguous, aligned rows"):
+                core.gemm_s8s8_s32(bad, b, 0)
+        x = rng.standard_normal((20, 40)).astype(np.float32)
+        q, scales = core.quantize_rows_s8(x[::3, 5:29])
+        q_ref, scales_ref = core.quantize_rows_s8(np.ascontiguousarray(x[::3, 5:29]))
+        np.testing.assert_array_equal(q, q_ref)
+        np.testing.assert_array_equal(scales, scales_ref)
+
+
+def test_quantize_rows_views(backend):
+    rng = np.random.default_rng(8)
+    base = rng.standard_normal((30, 50))
+    f32 = base.astype(np.float32)
+    for view in (f32[::2, 4:44], base[::2, 4:44], np.asfortranarray(f32)[::2, 4:44], f32[::-2, 43:3:-1],
+                 f32[:, ::3], np.asfortranarray(base)):
+        want_q, want_s = medqk.quantize_rows_s8(np.ascontiguousarray(view, dtype=np.float32))
+        q, s = medqk.quantize_rows_s8(view)
+        np.testing.assert_array_equal(q, want_q)
+        np.testing.assert_array_equal(s, want_s)

@@ -22,7 +22,7 @@ class PackedS8:
     ``PackedS8`` always runs with that kernel, even if :func:`medqk.set_isa` changes later.
     """
 
-    __slots__ = ("_native", "_rows", "backend", "isa", "n", "k")
+    __slots__ = ("_native", "_rows", "backend", "isa", "k", "n")
 
     def __init__(self, *_args, **_kwargs):
         raise TypeError("use medqk.pack_s8(b) to make a PackedS8")
@@ -48,17 +48,62 @@ class PackedS8:
         return f"PackedS8(n={self.n}, k={self.k}, backend={self.backend!r}, isa={self.isa!r}, nbytes={self.nbytes})"
 
 
+def _matrix(x, name: str, dtype, *, convert_float: bool = False) -> np.ndarray:
+    """``x`` checked as a non-empty 2-D array of ``dtype``, in any memory layout (see :func:`_row_major`).
+
+    Integer kernels refuse other dtypes (a silent cast from float, uint8 or int16 would wrap; an int8 *view*
+    of another buffer is int8 and fine); with ``convert_float`` any real float dtype is converted to float32
+    (one copy, in C order).
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of dtype {np.dtype(dtype).name}, got {type(x).__name__}")
+    want = np.dtype(dtype)
+    if x.dtype != want and not (convert_float and np.issubdtype(x.dtype, np.floating)):
+        raise TypeError(f"{name} must have dtype {want.name}, got {x.dtype.name}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D with shape (rows, K), got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must not be empty, got shape {x.shape}")
+    if x.dtype != want:
+        x = x.astype(want, order="C")
+    return x
+
+
+def _rows_in_place(x: np.ndarray) -> bool:
+    """True when the native kernels can read 2-D ``x`` where it is: contiguous rows, aligned, and a
+    non-negative row stride (passed to the C API as lda / ldb / ldx; rows may even overlap or repeat)."""
+    item = x.itemsize
+    m, k = x.shape
+    rows_contiguous = k == 1 or x.strides[1] == item
+    row_stride_ok = m == 1 or (x.strides[0] >= 0 and x.strides[0] % item == 0)
+    return rows_contiguous and row_stride_ok and x.flags.aligned
+
+
+def _row_major(x: np.ndarray, native: bool) -> np.ndarray:
+    """``x`` as the kernel will read it. Native: a view with contiguous rows is used in place, with its row
+    stride (row slices x[::s], column ranges x[:, a:b], int8 views of other buffers); any other layout
+    (Fortran order, negative strides, column steps) is copied once to C order. Numba: C order (a copy unless
+    ``x`` already is), so that each kernel is compiled for one layout only."""
+    if native and _rows_in_place(x):
+        return x
+    return np.ascontiguousarray(x)
+
+
 def _check_k(k: int, name: str) -> None:
     if k > MAX_GEMM_K:
         raise ValueError(f"{name} has K={k} > {MAX_GEMM_K}: int32 accumulation could overflow")
 
 
 def pack_s8(b: np.ndarray) -> PackedS8:
-    """Packs int8 ``b`` (N, K) for :func:`gemm_s8s8_s32` with the active backend and ISA."""
-    b = as_matrix(b, "b", np.int8)
+    """Packs int8 ``b`` (N, K) for :func:`gemm_s8s8_s32` with the active backend and ISA.
+
+    ``b`` may be any int8 view: the packed copy is made from it directly when its rows are contiguous
+    (any row stride), after one copy to C order otherwise (Fortran order, negative strides, column steps).
+    """
+    b = _matrix(b, "b", np.int8)
     _check_k(b.shape[1], "b")
     if _backend.backend == "native":
-        handle = _backend._core.pack_s8(b)
+        handle = _backend._core.pack_s8(_row_major(b, native=True))
         return PackedS8._make("native", handle.isa, b.shape[0], b.shape[1], native=handle)
     return PackedS8._make("numba", "numba", b.shape[0], b.shape[1], rows=b.copy())
 
@@ -68,21 +113,28 @@ def gemm_s8s8_s32(a: np.ndarray, b, *, threads: int | None = None) -> np.ndarray
 
     Exact for the whole int8 range (-128 included) and K <= 131071; no saturation anywhere.
     ``threads``: None (all cores) or a positive count; the GIL is released while it runs.
-    C-contiguous int8 inputs are used in place, never copied.
+
+    Any int8 array views are taken. On the native backend, a view whose rows are contiguous (C order, row
+    slices such as ``x[::2]``, column ranges such as ``x[:, 8:40]``, int8 views of other buffers) is read in
+    place with its row stride, never copied; other layouts (Fortran order, negative strides, column steps such
+    as ``x[:, ::2]``) are copied once to C order first. The Numba backend copies every non-C-order input once.
+    Other dtypes (float, uint8, int16, ...) are refused with TypeError rather than cast, which could wrap.
     """
-    a = as_matrix(a, "a", np.int8)
+    a = _matrix(a, "a", np.int8)
     nthreads = threads_arg(threads)
     if isinstance(b, PackedS8):
         if a.shape[1] != b.k:
             raise ValueError(f"a has K={a.shape[1]} columns but b was packed with K={b.k}")
         if b.backend == "native":
-            return _backend._core.gemm_s8s8_s32_packed(a, b._native, nthreads)
-        return _numba_gemm(a, b._rows, nthreads)
-    b = as_matrix(b, "b", np.int8)
+            return _backend._core.gemm_s8s8_s32_packed(_row_major(a, native=True), b._native, nthreads)
+        return _numba_gemm(_row_major(a, native=False), b._rows, nthreads)
+    b = _matrix(b, "b", np.int8)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a has K={a.shape[1]} columns but b has K={b.shape[1]}")
     _check_k(b.shape[1], "b")
-    if _backend.backend == "native":
+    native = _backend.backend == "native"
+    a, b = _row_major(a, native), _row_major(b, native)
+    if native:
         return _backend._core.gemm_s8s8_s32(a, b, nthreads)
     return _numba_gemm(a, b, nthreads)
 
@@ -100,10 +152,13 @@ def quantize_rows_s8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     scale = max|row| / 127 (1.0 for an all-zero row, and for a row with max|row| < 2**-119, which quantizes
     to zeros: its scale would be subnormal); codes = round_half_even(x * 127 / max|row|),
-    clipped to [-127, 127]. Identical codes on every backend. NaN/Inf raise ValueError.
+    clipped to [-127, 127]. Identical codes on every backend. NaN/Inf raise ValueError. ``x`` may be any
+    view: other float dtypes are converted (one copy); float32 views with contiguous rows are read in place
+    on the native backend, other layouts copied once to C order.
     """
-    x = as_matrix(x, "x", np.float32, convert_float=True)
-    if _backend.backend == "native":
+    native = _backend.backend == "native"
+    x = _row_major(_matrix(x, "x", np.float32, convert_float=True), native)
+    if native:
         return _backend._core.quantize_rows_s8(x)
     nb = _backend.numba_kernels()
     q = np.empty(x.shape, dtype=np.int8)
