@@ -334,13 +334,19 @@ def _overlaps(a, b, pad=1.5) -> bool:
 
 
 def _segment_hits(p, q, box) -> bool:
-    """Whether the segment p-q passes through ``box`` (sampled finely enough for boxes a few px across)."""
-    n = max(2, int(math.hypot(q[0] - p[0], q[1] - p[1]) / 2))
-    for t in np.linspace(0.0, 1.0, n):
-        x, y = p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])
-        if box[0] <= x <= box[2] and box[1] <= y <= box[3]:
-            return True
-    return False
+    """Whether the segment p-q passes through ``box`` (Liang-Barsky clipping)."""
+    t0, t1 = 0.0, 1.0
+    dx, dy = q[0] - p[0], q[1] - p[1]
+    for step, start, lo, hi in ((dx, p[0], box[0], box[2]), (dy, p[1], box[1], box[3])):
+        if step == 0:
+            if not lo <= start <= hi:
+                return False
+            continue
+        a, b = (lo - start) / step, (hi - start) / step
+        t0, t1 = max(t0, min(a, b)), min(t1, max(a, b))
+        if t0 > t1:
+            return False
+    return True
 
 
 def _square(center, half: float) -> tuple[float, float, float, float]:
@@ -371,6 +377,9 @@ def place_labels(points, sizes, bounds, obstacles, *, order=None, own=None, mark
     # (owner, box): owner None for obstacles of nobody, -1 for placed labels
     boxes = [(None, tuple(b)) for b in obstacles]
     boxes += [(i, m) for i, m in enumerate(markers)] + [(i, tuple(b)) for i in range(n) for b in own[i]]
+    # a leader line may cross the markers and bars of points drawn on top of its own (equal or nearly equal
+    # values): no line from under a pile could leave it otherwise
+    piled = [{j for j in range(n) if _overlaps(markers[i], markers[j], pad=0)} for i in range(n)]
     placed: list[tuple[float, float, float, float] | None] = [None] * n
     for i in order if order is not None else range(n):
         (px, py), (w, h) = points[i], sizes[i]
@@ -388,7 +397,7 @@ def place_labels(points, sizes, bounds, obstacles, *, order=None, own=None, mark
                     continue
                 if r > _LEADER_FROM_PX:
                     end = _nearest_on_box((px, py), box)
-                    if any(_segment_hits((px, py), end, b) for owner, b in boxes if owner != i):
+                    if any(_segment_hits((px, py), end, b) for owner, b in boxes if owner not in piled[i]):
                         continue
                 found = box
                 break
@@ -460,6 +469,7 @@ def _draw(result: EvalResult, bottom_px: float):
     axes[0].set_ylabel(f"recall@{k} vs exact float search\n(spaced by 1 − recall, log)")
 
     numbered: list[tuple[int, str]] = []
+    numbers: dict[str, int] = {}
     for panel, (ax, xs) in enumerate(zip(axes, panel_xs)):
         front = set(pareto_front(list(zip(xs, rec)), minimize_x=panel == 0))
         ax.grid(alpha=0.25, lw=0.6)
@@ -486,8 +496,11 @@ def _draw(result: EvalResult, bottom_px: float):
             fmt = lambda v: f"{v:.0f}" if v >= 10 else f"{v:g}"
         else:
             e0, e1 = math.floor(math.log10(ax.get_xlim()[0])), math.ceil(math.log10(ax.get_xlim()[1]))
-            cand = [m * 10.0**e for m in (1, 2, 5) for e in range(e0, e1 + 1)]
-            cand = [v for v in cand if ax.get_xlim()[0] <= v <= ax.get_xlim()[1]]
+            x0, x1 = ax.get_xlim()
+            cand = [m * 10.0**e for m in (1, 2, 5) for e in range(e0, e1 + 1) if x0 <= m * 10.0**e <= x1]
+            if len(cand) < 3:  # a narrow range: the other leading digits too, so there are ticks to read
+                cand += [m * 10.0**e for m in (3, 4, 6, 7, 8, 9, 1.5, 2.5) for e in range(e0, e1 + 1)
+                         if x0 <= m * 10.0**e <= x1]
             fmt = _si
         to_px_x = lambda v, ax=ax: ax.transData.transform((v, 1.0))[0]
         ticks = _thin(cand, to_px_x, [_text_px(fig, renderer, fmt(v), 9)[0] for v in cand], 10)
@@ -499,19 +512,21 @@ def _draw(result: EvalResult, bottom_px: float):
 
         legend = None
         if panel == 0:
-            handles = [
-                Line2D([], [], color="C0", alpha=0.45, lw=1.4, marker="o", markerfacecolor="C0", markeredgewidth=0,
-                       label="Pareto front"),
-                Line2D([], [], color="0.55", lw=0, marker="o", markeredgewidth=0, label="other schemes"),
-                Line2D([], [], color="C3", lw=0, marker="*", markersize=10, markeredgewidth=0,
-                       label="float32 (reference)"),
-                Line2D([], [], color="0.45", lw=1.0, marker="_", markersize=7, label="95% CI (bootstrap)"),
-                Line2D([], [], color="C2", lw=0, marker="o", markersize=12, markerfacecolor="none",
-                       markeredgewidth=1.8, label="recommended"),
-            ]
+            # only what this plot shows
+            handles = [Line2D([], [], color="C0", alpha=0.45, lw=1.4, marker="o", markerfacecolor="C0",
+                              markeredgewidth=0, label="Pareto front")]
+            if any(i not in front and specs[i] != "float32" for i in range(len(specs))):
+                handles.append(Line2D([], [], color="0.55", lw=0, marker="o", markeredgewidth=0, label="other schemes"))
+            if "float32" in specs:
+                handles.append(Line2D([], [], color="C3", lw=0, marker="*", markersize=10, markeredgewidth=0,
+                                      label="float32 (reference)"))
+            handles.append(Line2D([], [], color="0.45", lw=1.0, marker="_", markersize=7, label="95% CI (bootstrap)"))
+            if recommended & set(specs):
+                handles.append(Line2D([], [], color="C2", lw=0, marker="o", markersize=12, markerfacecolor="none",
+                                      markeredgewidth=1.8, label="recommended"))
             if target is not None:
                 handles.append(Line2D([], [], color="C2", ls="--", lw=1, label=f"recall target {target:g}"))
-            legend = ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+            legend = ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
 
         # labels: placed in pixels around the markers, avoiding markers, error bars, the legend and each other
         pts = [tuple(ax.transData.transform((x, r))) for x, r in zip(xs, rec)]
@@ -529,8 +544,12 @@ def _draw(result: EvalResult, bottom_px: float):
         missing = [i for i, b in enumerate(boxes) if b is None]
         if missing:
             # no room for the names: short numbers take their place and a key under the panel names them
-            number = {i: len(numbered) + n + 1 for n, i in enumerate(missing)}
-            numbered += [(number[i], specs[i]) for i in missing]
+            # one number per scheme, the same in both panels
+            for i in missing:
+                if specs[i] not in numbers:
+                    numbers[specs[i]] = len(numbers) + 1
+                    numbered.append((numbers[specs[i]], specs[i]))
+            number = {i: numbers[specs[i]] for i in missing}
             placed = [b for b in boxes if b is not None]
             num_sizes = [_text_px(fig, renderer, str(number[i]), _LABEL_SIZE, "bold") for i in missing]
             others = obstacles + placed + [half_box for j in range(len(pts)) if j not in number
@@ -565,23 +584,33 @@ def _draw(result: EvalResult, bottom_px: float):
     return fig, numbered
 
 
-def plot(result: EvalResult, path) -> None:
-    """Writes the Pareto plot (recall@k with its 95% CI against bytes per vector and against QPS) to ``path``
-    as PNG. Raises ImportError without matplotlib, ValueError when there is no scheme to draw."""
+def pareto_figure(result: EvalResult):
+    """The Pareto plot as a matplotlib Figure (Agg canvas, no pyplot), e.g. to show in a notebook.
+
+    Left: recall@k with its bootstrap 95% CI against bytes per vector; right: against batch QPS; the Pareto
+    front, the recall target and the recommended schemes are marked. Raises ImportError without matplotlib,
+    ValueError when there is no scheme to draw."""
     if not result.schemes:
         raise ValueError("no scheme finished, so there is nothing to plot")
     base_px = 52.0
     fig, numbered = _draw(result, base_px)
     if numbered:
-        # some names went to a key: redraw with room under the panels for it
+        # some names had no room: a key under the panels names their numbers, so redraw with room for it
+        # (the panels get shorter, so the second placement may number different schemes)
         key = "   ".join(f"{n}: {spec}" for n, spec in numbered)
-        width_px = _FIG_INCHES[0] * _DPI * 0.95
-        per_line = max(1, int(len(key) * (_text_px(fig, fig.canvas.get_renderer(), key, 8)[0] / max(1, len(key)))
-                              // width_px) + 1)
-        fig, numbered = _draw(result, base_px + 14 * per_line + 6)
+        key_px = _text_px(fig, fig.canvas.get_renderer(), key, 8)[0]
+        lines = int(key_px // (_FIG_INCHES[0] * _DPI * 0.95)) + 2  # one spare: wrapping breaks at spaces
+        fig, numbered = _draw(result, base_px + 14 * lines)
         if numbered:
             key = "   ".join(f"{n}: {spec}" for n, spec in numbered)
-            fig.text(0.5, 6 / (_FIG_INCHES[1] * _DPI), key, ha="center", va="bottom", fontsize=8, wrap=True)
+            fig.text(0.5, 6 / (_FIG_INCHES[1] * _DPI), key, ha="center", va="bottom", fontsize=8, wrap=True,
+                     gid="medqk-numbered-key")
+    return fig
+
+
+def plot(result: EvalResult, path) -> None:
+    """Writes :func:`pareto_figure` to ``path`` as PNG, atomically. Raises as :func:`pareto_figure` does."""
+    fig = pareto_figure(result)
     with atomic_file(path) as f:
         fig.savefig(f, format="png", dpi=_DPI)
 
