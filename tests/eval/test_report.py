@@ -344,6 +344,9 @@ def test_plot_marks_the_recommended_schemes():
         rings = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_facecolors()) == 0]
         assert len(rings) == 2
     assert "recommended: pca4 (smallest), int8 (fastest)" in "\n".join(t.get_text() for t in fig.texts)
+    both = result()  # int8 is the smallest and the fastest scheme meeting the target
+    fig, _ = drawn(both)
+    assert "recommended: int8 (smallest and fastest)" in "\n".join(t.get_text() for t in fig.texts)
 
 
 def test_plot_ticks_are_plain_and_do_not_crowd():

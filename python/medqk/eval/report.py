@@ -576,7 +576,11 @@ def _draw(result: EvalResult, bottom_px: float):
     partial = _partial_reason(result)
     if partial:
         title = f"PARTIAL ({partial}). " + title
-    chosen = [f"{recommendation[key_]} ({key_})" for key_ in ("smallest", "fastest") if recommendation.get(key_)]
+    smallest, fastest = recommendation.get("smallest"), recommendation.get("fastest")
+    if smallest and smallest == fastest:
+        chosen = [f"{smallest} (smallest and fastest)"]
+    else:
+        chosen = [f"{name} ({role})" for name, role in ((smallest, "smallest"), (fastest, "fastest")) if name]
     sub = (f"recommended: {', '.join(chosen)}; " if chosen else "no scheme meets the target; ")
     sub += f"target: {recommendation.get('criterion', '')}"
     fig.text(0.5, 1 - 16 / height_px, title, ha="center", va="center", fontsize=10.5)
