@@ -24,11 +24,13 @@ SAMPLE = [
     ("pca2+rerank:int8", 480, 0.9952, (0.9932, 0.9970), 4699), ("cb2", 96, 0.8494, (0.8406, 0.8582), 10079),
     ("pca2", 96, 0.9158, (0.9094, 0.9222), 2583), ("pq96x4fs", 48, 0.7058, (0.6926, 0.7176), 19276),
     ("pq48x8", 48, 0.7214, (0.7080, 0.7338), 3428),
-    ("pq96x4fs+rerank:int8", 432, 0.9936, (0.9914, 0.9956), 12309), ("hnsw", 1685, 0.9898, (0.9862, 0.9926), 2378),
+    ("pq96x4fs+rerank:int8", 432, 0.9936, (0.9914, 0.9956), 12309),
+    ("hnsw", 1685, 0.9898, (0.9862, 0.9926), 2378),
 ]
 
 
-def scheme(spec, nbytes=128.0, mean=0.99, ci=(0.98, 1.0), qps=1000.0, *, ks=(1, 10, 100), k=10, relevance=False):
+def scheme(spec, nbytes=128.0, mean=0.99, ci=(0.98, 1.0), qps=1000.0, *, ks=(1, 10, 100), k=10,
+           relevance=False):
     s = {
         "spec": spec, "bytes_per_vector": float(nbytes), "index_bytes": int(nbytes) * 1000, "train_s": 0.5,
         "add_s": 0.1, "qps": float(qps), "latency_ms": {"p50": 0.2, "p99": 0.9}, "peak_rss_mib": 50.0,
@@ -117,7 +119,7 @@ def test_results_without_recall_ks_take_the_depths_from_the_schemes():
     assert [h for h in head if h.startswith("R@")] == ["R@5", "R@1", "R@100"]
 
 
-# --- display contract: metric, skipped, partial, neighbors check, warnings ------------------------------------
+# --- display contract: metric, skipped, partial, neighbors check, warnings ----------------------------------
 
 
 @pytest.mark.parametrize(("metric", "shown"), [("ip", "inner product (ip)"), ("l2", "L2 distance (l2)"),
@@ -160,7 +162,8 @@ def test_partial_banner_comes_first():
 
 def test_neighbors_check_and_warnings_are_shown():
     check = {"k": 10, "agreement": 0.41, "ok": False,
-             "message": "the file's neighbors agree with medqk's exact top-10 on 41% only: is the metric right?"}
+             "message": "the file's neighbors agree with medqk's exact top-10 on 41% only: is the metric "
+                        "right?"}
     warnings = ["ivf1024 over 2,000 vectors: under 2 vectors per list", "pq48x8 trained on 300 vectors"]
     res = result(meta={"warnings": warnings}, reference={"neighbors_check": check})
     console = report.table(res)
@@ -170,7 +173,8 @@ def test_neighbors_check_and_warnings_are_shown():
         for w in warnings:
             assert "Warning: " + w in out
     assert "## Checks and warnings" in md
-    good = result(reference={"neighbors_check": dict(check, ok=True, agreement=1.0, message="all 100% agree")})
+    good = result(reference={"neighbors_check": {**check, "ok": True, "agreement": 1.0,
+                                                 "message": "all 100% agree"}})
     assert "Neighbors check (ok): all 100% agree" in report.table(good)
 
 
@@ -248,7 +252,8 @@ def test_an_error_while_drawing_is_reported_on_the_console_and_in_the_report(tmp
     written = report.write(result(), tmp_path)
     assert [p.name for p in written] == ["report.json", "report.md"]
     err = capsys.readouterr().err
-    assert err == "medqk: warning: pareto.png not written: drawing it failed (RuntimeError: font cache is corrupt)\n"
+    assert err == ("medqk: warning: pareto.png not written: drawing it failed "
+                   "(RuntimeError: font cache is corrupt)\n")
     md = (tmp_path / "report.md").read_text()
     assert "](pareto.png)" not in md and "RuntimeError: font cache is corrupt" in md
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]  # no temp file left
@@ -269,14 +274,15 @@ def test_no_scheme_means_no_plot_but_a_report(tmp_path):
     assert "PARTIAL" in report.table(res)
 
 
-# --- point 14: the plot ------------------------------------------------------------------------------------------
+# --- point 14: the plot -------------------------------------------------------------------------------------
 
 
 def drawn(res):
     fig = report.pareto_figure(res)
     fig.canvas.draw()
     key = [t.get_text() for t in fig.texts if t.get_gid() == "medqk-numbered-key"]
-    numbered = [(int(n), spec) for text in key for n, spec in (item.split(": ") for item in text.split("   "))]
+    numbered = [(int(n), spec) for text in key
+                for n, spec in (item.split(": ") for item in text.split("   "))]
     return fig, numbered
 
 
@@ -385,7 +391,7 @@ def test_place_labels_keeps_dense_labels_apart():
     rng = np.random.default_rng(0)
     points = [tuple(p) for p in rng.uniform(100, 220, size=(12, 2))]  # 12 markers in 120 x 120 px
     sizes = [(50.0, 10.0)] * len(points)
-    boxes = report.place_labels(points, sizes, (0, 0, 400, 300), [(0, 0, 400, 20)])
+    boxes = report._place_labels(points, sizes, (0, 0, 400, 300), [(0, 0, 400, 20)])
     assert all(b is not None for b in boxes)
     for i, a in enumerate(boxes):
         assert 0 <= a[0] and a[2] <= 400 and 20 < a[1] and a[3] <= 300
@@ -396,7 +402,7 @@ def test_place_labels_keeps_dense_labels_apart():
 
 
 def test_place_labels_reports_what_cannot_fit():
-    boxes = report.place_labels([(10, 10), (12, 10)], [(30.0, 10.0), (30.0, 10.0)], (0, 0, 60, 25), [])
+    boxes = report._place_labels([(10, 10), (12, 10)], [(30.0, 10.0), (30.0, 10.0)], (0, 0, 60, 25), [])
     assert boxes[0] is not None and boxes[1] is None
 
 

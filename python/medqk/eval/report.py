@@ -56,7 +56,8 @@ def load(path) -> EvalResult:
         raise ValueError(f"path {str(p)!r} is not a readable report.json ({exc})") from None
     required = ("meta", "reference", "schemes", "recommendation")
     if not isinstance(saved, dict) or any(key not in saved for key in required):
-        raise ValueError(f"path {str(p)!r} is not a medqk report.json: it needs the keys {', '.join(required)}")
+        raise ValueError(f"path {str(p)!r} is not a medqk report.json: it needs the keys "
+                         f"{', '.join(required)}")
     fields = {f.name for f in dataclasses.fields(EvalResult)}
     result = EvalResult(**{key: value for key, value in saved.items() if key in fields})
     for key, value in saved.items():  # keys this EvalResult has no field for yet (e.g. "skipped")
@@ -65,7 +66,7 @@ def load(path) -> EvalResult:
     return result
 
 
-# --- what every view shows ------------------------------------------------------------------------------------
+# --- what every view shows ----------------------------------------------------------------------------------
 
 
 def _recall_ks(result: EvalResult) -> list[int]:
@@ -147,10 +148,12 @@ def table(result: EvalResult) -> str:
         ]
         if has_rel:
             rel = s["relevance"]
-            r += [f"{rel['mrr']['value']:.4f}", f"{rel['mrr']['delta_vs_float']:+.4f}", f"{rel['ndcg']['value']:.4f}"]
+            r += [f"{rel['mrr']['value']:.4f}", f"{rel['mrr']['delta_vs_float']:+.4f}",
+                  f"{rel['ndcg']['value']:.4f}"]
         rows.append(r)
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+             for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     partial = _partial_reason(result)
     top = [f"PARTIAL: {partial}; only the schemes that finished are shown."] if partial else []
@@ -159,7 +162,8 @@ def table(result: EvalResult) -> str:
     if skipped:
         width = max(len(str(s.get("spec", "?"))) for s in skipped)
         lines += ["", f"Skipped ({len(skipped)}, not built for this data):"]
-        lines += [f"  {str(s.get('spec', '?')).ljust(width)}  {s.get('reason', 'no reason given')}" for s in skipped]
+        lines += [f"  {str(s.get('spec', '?')).ljust(width)}  {s.get('reason', 'no reason given')}"
+                  for s in skipped]
     notes = _notes(result)
     if notes:
         lines += [""] + [n[0].upper() + n[1:] for n in notes]
@@ -182,8 +186,8 @@ def markdown(result: EvalResult, *, plot_file: str | None = None, plot_error: st
         out += [(f"> **PARTIAL report: {partial}.** Only the schemes that finished are shown, and the "
                  "recommendation is chosen among them."), ""]
     out += [
-        (f"Dataset **{m.get('dataset', 'data')}**: {ref['n_docs']} documents, {ref['n_queries']} queries, dim "
-         f"{ref['dim']}, k={k}, metric {metric_description(result)}. CPU {m.get('cpu')}, backend "
+        (f"Dataset **{m.get('dataset', 'data')}**: {ref['n_docs']} documents, {ref['n_queries']} queries, "
+         f"dim {ref['dim']}, k={k}, metric {metric_description(result)}. CPU {m.get('cpu')}, backend "
          f"{m.get('backend')} ({m.get('isa')}), threads {m.get('threads')}, seed {m.get('seed')}, medqk "
          f"{versions.get('medqk', 'unknown')}, {m.get('date')}."),
         "",
@@ -214,7 +218,8 @@ def markdown(result: EvalResult, *, plot_file: str | None = None, plot_error: st
             f"{r['mean']:.4f} [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]",
             *(_recall_cell(rec, kk) for kk in extra),
             f"{s['threshold_recall']:.4f}", f"{s['full_topk_kept']:.3f}", f"{s['qps']:.0f}",
-            f"{s['latency_ms']['p50']:.2f} / {s['latency_ms']['p99']:.2f}", f"{s['train_s']:.2f}", f"{s['add_s']:.2f}",
+            f"{s['latency_ms']['p50']:.2f} / {s['latency_ms']['p99']:.2f}", f"{s['train_s']:.2f}",
+            f"{s['add_s']:.2f}",
             f"{s['peak_rss_mib']:.0f}" if s.get("peak_rss_mib") is not None else "-",
             f"{s['recon_mse']:.2e}" if s.get("recon_mse") is not None else "-",
         ]
@@ -228,8 +233,8 @@ def markdown(result: EvalResult, *, plot_file: str | None = None, plot_error: st
     if "relevance" in ref:
         out += ["", "## Relevance (qrels)", "",
                 "Exact float search: " + ", ".join(f"{m_}@{k} {v:.4f}" for m_, v in ref["relevance"].items())
-                + f" over {ref['n_judged_queries']} judged queries. Change vs float: paired bootstrap over queries, "
-                f"{m.get('bootstrap_resamples')} resamples, 95% CI.", ""]
+                + f" over {ref['n_judged_queries']} judged queries. Change vs float: paired bootstrap over "
+                f"queries, {m.get('bootstrap_resamples')} resamples, 95% CI.", ""]
         names = ["mrr", "ndcg", "precision", "recall", "f1"]
         out += ["| spec | " + " | ".join(f"{n}@{k} (change [95% CI])" for n in names) + " |",
                 "|---|" + "---|" * len(names)]
@@ -243,16 +248,18 @@ def markdown(result: EvalResult, *, plot_file: str | None = None, plot_error: st
     rob = result.robustness
     if "cv" in rob:
         out += ["", f"## Cross-validation ({rob['cv']['folds']} folds of documents)", "",
-                f"Codecs trained on the other folds, evaluated on the held-out fold: recall@{k} mean ± std.", ""]
+                f"Codecs trained on the other folds, evaluated on the held-out fold: recall@{k} mean ± std.",
+                ""]
         out += [f"- `{spec}`: {v['mean']:.4f} ± {v['std']:.4f}" for spec, v in rob["cv"]["schemes"].items()]
     if "shift" in rob:
         out += ["", f"## Calibration shift (field `{rob['shift']['field']}`)", "",
-                (f"Codecs trained on one group only, evaluated on the other groups' documents; drop = recall@{k} "
-                 "with in-distribution training minus recall with the shifted training."), ""]
+                (f"Codecs trained on one group only, evaluated on the other groups' documents; drop = "
+                 f"recall@{k} with in-distribution training minus recall with the shifted training."), ""]
         out += [f"- `{spec}`: mean drop {v['mean_drop']:+.4f}, worst {v['max_drop']:+.4f}"
                 for spec, v in rob["shift"]["groups"].items()]
     if plot_file is not None:
-        out += ["", "## Pareto plot", "", f"![recall@{k} against bytes per vector and against QPS]({plot_file})"]
+        out += ["", "## Pareto plot", "",
+                f"![recall@{k} against bytes per vector and against QPS]({plot_file})"]
     elif plot_error is not None:
         out += ["", "## Pareto plot", "", f"{PLOT_NAME} was not written: {plot_error}."]
     out.append("")
@@ -277,14 +284,15 @@ def pareto_front(points: list[tuple[float, float]], *, minimize_x: bool) -> list
     return front
 
 
-# --- the Pareto plot ------------------------------------------------------------------------------------------
+# --- the Pareto plot ----------------------------------------------------------------------------------------
 
 _DPI = 110
 _FIG_INCHES = (12.0, 5.4)
 _LABEL_SIZE = 8.0  # points
 _MARKER_HALF_PX = 6.0  # half the side of the box a marker covers, in pixels at _DPI
 # Tick values of the recall axis, most wanted first: the thinning keeps as many as fit without crowding.
-_RECALL_TICKS = (1.0, 0.9, 0.99, 0.999, 0.5, 0.95, 0.995, 0.9995, 0.8, 0.98, 0.998, 0.9999, 0.0, 0.7, 0.6, 0.3)
+_RECALL_TICKS = (1.0, 0.9, 0.99, 0.999, 0.5, 0.95, 0.995, 0.9995, 0.8, 0.98, 0.998, 0.9999, 0.0, 0.7, 0.6,
+                 0.3)
 # Candidate label spots: radii (px) from the marker, nearest first, and directions (degrees), right first.
 _RADII = (4, 10, 18, 28, 40, 54, 70, 88, 108, 130)
 _ANGLES = (0, 25, -25, 55, -55, 90, -90, 180, 155, -155, 125, -125)
@@ -318,7 +326,8 @@ def _si(value: float) -> str:
     return f"{value:g}"
 
 
-def _thin(values: list[float], to_px: Callable[[float], float], widths: list[float], gap: float) -> list[float]:
+def _thin(values: list[float], to_px: Callable[[float], float], widths: list[float],
+          gap: float) -> list[float]:
     """Keeps values (in priority order) whose labels, ``widths`` px wide and centred at ``to_px(v)``, stay at
     least ``gap`` px apart from every label kept before."""
     kept: list[tuple[float, float, float]] = []
@@ -357,18 +366,18 @@ def _nearest_on_box(p, box) -> tuple[float, float]:
     return min(max(p[0], box[0]), box[2]), min(max(p[1], box[1]), box[3])
 
 
-def place_labels(points, sizes, bounds, obstacles, *, order=None, own=None, marker_half=None):
+def _place_labels(points, sizes, bounds, obstacles, *, order=None, own=None, marker_half=None):
     """Greedy label placement in pixel space.
 
-    ``points``: (x, y) of each marker; ``sizes``: (w, h) of each label; ``bounds``: (x0, y0, x1, y1) every label
-    stays inside; ``obstacles``: boxes (x0, y0, x1, y1) no label may cover (the legend, say); ``own[i]``: boxes
-    that belong to point i (its error bar): no label covers them, but i's own leader line may cross them;
-    ``marker_half[i]``: half the side of the box marker i covers (default ``_MARKER_HALF_PX``).
-    Labels are placed in ``order`` (default: as given). Each goes to the first free spot on rings of growing
-    radius around its marker, right of it first, so it sits next to its marker when there is room and farther
-    out otherwise (the caller draws a leader line then); a spot is free when the box covers no obstacle, marker
-    or label placed before, and the line from the marker to it crosses no other label, marker or error bar.
-    Returns each label's box, or None where no free spot exists.
+    ``points``: (x, y) of each marker; ``sizes``: (w, h) of each label; ``bounds``: (x0, y0, x1, y1) every
+    label stays inside; ``obstacles``: boxes (x0, y0, x1, y1) no label may cover (the legend, say);
+    ``own[i]``: boxes that belong to point i (its error bar): no label covers them, but i's own leader line
+    may cross them; ``marker_half[i]``: half the side of the box marker i covers (default
+    ``_MARKER_HALF_PX``). Labels are placed in ``order`` (default: as given). Each goes to the first free spot
+    on rings of growing radius around its marker, right of it first, so it sits next to its marker when there
+    is room and farther out otherwise (the caller draws a leader line then); a spot is free when the box
+    covers no obstacle, marker or label placed before, and the line from the marker to it crosses no other
+    label, marker or error bar. Returns each label's box, or None where no free spot exists.
     """
     n = len(points)
     own = own if own is not None else [[] for _ in range(n)]
@@ -438,12 +447,12 @@ def _draw(result: EvalResult, bottom_px: float):
     FigureCanvasAgg(fig)
     renderer = fig.canvas.get_renderer()
     height_px = _FIG_INCHES[1] * _DPI
-    fig.subplots_adjust(left=100 / (_FIG_INCHES[0] * _DPI), right=0.99, top=1 - 62 / height_px, bottom=bottom_px / height_px, wspace=0.16)
+    fig.subplots_adjust(left=100 / (_FIG_INCHES[0] * _DPI), right=0.99, top=1 - 62 / height_px,
+                        bottom=bottom_px / height_px, wspace=0.16)
     axes = fig.subplots(1, 2, sharey=True)
 
     scale = _MissScale([1 - v for v in rec + lo + hi], result.reference["n_queries"], k)
-    lows = [v for v in lo + ([target] if target is not None else [])]
-    y_min_t = float(scale.forward(min(lows)))
+    y_min_t = float(scale.forward(min(lo + ([target] if target is not None else []))))
     y_max_t = float(scale.forward(1.0))
     pad_t = 0.06 * max(y_max_t - y_min_t, 0.3)
 
@@ -483,8 +492,9 @@ def _draw(result: EvalResult, bottom_px: float):
         ax.plot([p[0] for p in fx], [p[1] for p in fx], "-", color="C0", alpha=0.45, lw=1.4, zorder=1)
         for i, x in enumerate(xs):
             is_ref = specs[i] == "float32"
-            ax.scatter([x], [rec[i]], s=90 if is_ref else (48 if i in front else 30), marker="*" if is_ref else "o",
-                       color="C3" if is_ref else ("C0" if i in front else "0.55"), zorder=4, linewidths=0)
+            ax.scatter([x], [rec[i]], s=90 if is_ref else (48 if i in front else 30),
+                       marker="*" if is_ref else "o", zorder=4, linewidths=0,
+                       color="C3" if is_ref else ("C0" if i in front else "0.55"))
             if specs[i] in recommended:
                 ax.scatter([x], [rec[i]], s=210, facecolors="none", edgecolors="C2", linewidths=1.8, zorder=5)
         if target is not None:
@@ -516,21 +526,24 @@ def _draw(result: EvalResult, bottom_px: float):
             handles = [Line2D([], [], color="C0", alpha=0.45, lw=1.4, marker="o", markerfacecolor="C0",
                               markeredgewidth=0, label="Pareto front")]
             if any(i not in front and specs[i] != "float32" for i in range(len(specs))):
-                handles.append(Line2D([], [], color="0.55", lw=0, marker="o", markeredgewidth=0, label="other schemes"))
+                handles.append(Line2D([], [], color="0.55", lw=0, marker="o", markeredgewidth=0,
+                                      label="other schemes"))
             if "float32" in specs:
                 handles.append(Line2D([], [], color="C3", lw=0, marker="*", markersize=10, markeredgewidth=0,
                                       label="float32 (reference)"))
-            handles.append(Line2D([], [], color="0.45", lw=1.0, marker="_", markersize=7, label="95% CI (bootstrap)"))
+            handles.append(Line2D([], [], color="0.45", lw=1.0, marker="_", markersize=7,
+                                  label="95% CI (bootstrap)"))
             if recommended & set(specs):
-                handles.append(Line2D([], [], color="C2", lw=0, marker="o", markersize=12, markerfacecolor="none",
-                                      markeredgewidth=1.8, label="recommended"))
+                handles.append(Line2D([], [], color="C2", lw=0, marker="o", markersize=12,
+                                      markerfacecolor="none", markeredgewidth=1.8, label="recommended"))
             if target is not None:
                 handles.append(Line2D([], [], color="C2", ls="--", lw=1, label=f"recall target {target:g}"))
             legend = ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
 
         # labels: placed in pixels around the markers, avoiding markers, error bars, the legend and each other
         pts = [tuple(ax.transData.transform((x, r))) for x, r in zip(xs, rec)]
-        bars = [[(px - 4, ax.transData.transform((x, lo[i]))[1] - 1, px + 4, ax.transData.transform((x, hi[i]))[1] + 1)]
+        bars = [[(px - 4, ax.transData.transform((x, lo[i]))[1] - 1,
+                  px + 4, ax.transData.transform((x, hi[i]))[1] + 1)]
                 for i, ((px, _py), x) in enumerate(zip(pts, xs))]
         half = [12.0 if sp in recommended else _MARKER_HALF_PX for sp in specs]  # the ring is larger
         obstacles = [tuple(legend.get_window_extent(renderer).extents)] if legend is not None else []
@@ -539,9 +552,11 @@ def _draw(result: EvalResult, bottom_px: float):
         weights = ["bold" if sp in recommended else "normal" for sp in specs]
         sizes = [_text_px(fig, renderer, sp, _LABEL_SIZE, w) for sp, w in zip(specs, weights)]
         # recommended and front first (they matter most), then from the top of the plot, where schemes crowd
-        order = sorted(range(len(specs)), key=lambda i: (specs[i] not in recommended, i not in front, -rec[i]))
-        boxes = place_labels(pts, sizes, bounds, obstacles, order=order, own=bars, marker_half=half)
+        order = sorted(range(len(specs)),
+                       key=lambda i: (specs[i] not in recommended, i not in front, -rec[i]))
+        boxes = _place_labels(pts, sizes, bounds, obstacles, order=order, own=bars, marker_half=half)
         missing = [i for i, b in enumerate(boxes) if b is None]
+        number: dict[int, int] = {}
         if missing:
             # no room for the names: short numbers take their place and a key under the panel names them
             # one number per scheme, the same in both panels
@@ -549,30 +564,31 @@ def _draw(result: EvalResult, bottom_px: float):
                 if specs[i] not in numbers:
                     numbers[specs[i]] = len(numbers) + 1
                     numbered.append((numbers[specs[i]], specs[i]))
-            number = {i: numbers[specs[i]] for i in missing}
+            number.update({i: numbers[specs[i]] for i in missing})
             placed = [b for b in boxes if b is not None]
             num_sizes = [_text_px(fig, renderer, str(number[i]), _LABEL_SIZE, "bold") for i in missing]
             others = obstacles + placed + [half_box for j in range(len(pts)) if j not in number
                                            for half_box in bars[j] + [_square(pts[j], half[j])]]
-            num_boxes = place_labels([pts[i] for i in missing], num_sizes, bounds, others,
-                                     own=[bars[i] for i in missing], marker_half=[half[i] for i in missing])
+            num_boxes = _place_labels([pts[i] for i in missing], num_sizes, bounds, others,
+                                      own=[bars[i] for i in missing], marker_half=[half[i] for i in missing])
             for i, b, (w, h) in zip(missing, num_boxes, num_sizes):
                 # last resort: right of the marker even if crowded
-                boxes[i] = b if b is not None else (pts[i][0] + 7, pts[i][1] - h / 2, pts[i][0] + 7 + w, pts[i][1] + h / 2)
+                px, py = pts[i]
+                boxes[i] = b if b is not None else (px + 7, py - h / 2, px + 7 + w, py + h / 2)
         for i, b in enumerate(boxes):
-            text = str(number[i]) if missing and i in number else specs[i]
+            text = str(number[i]) if i in number else specs[i]
             px, py = pts[i]
             far = math.hypot(*(np.subtract(_nearest_on_box((px, py), b), (px, py)))) > _LEADER_FROM_PX + 1
             ax.annotate(text, (xs[i], rec[i]), xytext=(b[0] - px, b[1] - py), textcoords="offset pixels",
                         ha="left", va="bottom", fontsize=_LABEL_SIZE, zorder=6,
-                        fontweight="bold" if (specs[i] in recommended or (missing and i in number)) else "normal",
+                        fontweight="bold" if (specs[i] in recommended or i in number) else "normal",
                         color="C2" if specs[i] in recommended else "0.1",
                         arrowprops={"arrowstyle": "-", "color": "0.55", "lw": 0.6, "shrinkA": 0, "shrinkB": 4}
                         if far else None)
 
     ref = result.reference
-    title = (f"medqk eval: {result.meta.get('dataset', 'data')} ({ref['n_docs']} docs, {ref['n_queries']} queries, "
-             f"dim {ref['dim']}, metric {metric_description(result)})")
+    title = (f"medqk eval: {result.meta.get('dataset', 'data')} ({ref['n_docs']} docs, "
+             f"{ref['n_queries']} queries, dim {ref['dim']}, metric {metric_description(result)})")
     partial = _partial_reason(result)
     if partial:
         title = f"PARTIAL ({partial}). " + title
