@@ -303,10 +303,17 @@ def labels(ax):
     return [t for t in ax.get_children() if isinstance(t, Annotation)]
 
 
+@pytest.fixture(scope="module")
+def sample_plot():
+    """The 14-scheme sample result and its figure, drawn once for the tests that only read it."""
+    res = sample_result()
+    return res, drawn(res)
+
+
 @pytest.mark.parametrize("n", [14, 20, 2])
-def test_plot_labels_do_not_overlap_each_other_or_markers(n):
-    res = sample_result(n)
-    fig, numbered = drawn(res)
+def test_plot_labels_do_not_overlap_each_other_or_markers(n, sample_plot):
+    res = sample_plot[0] if n == len(SAMPLE) else sample_result(n)
+    fig, numbered = sample_plot[1] if n == len(SAMPLE) else drawn(res)
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         texts = labels(ax)
@@ -324,11 +331,10 @@ def test_plot_labels_do_not_overlap_each_other_or_markers(n):
     assert numbered == []
 
 
-def test_plot_draws_the_95_ci_of_every_scheme():
+def test_plot_draws_the_95_ci_of_every_scheme(sample_plot):
     from matplotlib.container import ErrorbarContainer
 
-    res = sample_result()
-    fig, _ = drawn(res)
+    res, (fig, _) = sample_plot
     for ax in fig.axes:
         bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
         assert len(bars) == len(res.schemes)
@@ -338,10 +344,9 @@ def test_plot_draws_the_95_ci_of_every_scheme():
             np.testing.assert_allclose(sorted(segment[:, 1]), [lo, hi], rtol=0, atol=1e-12)
 
 
-def test_plot_marks_the_recommended_schemes():
-    res = sample_result()
+def test_plot_marks_the_recommended_schemes(sample_plot):
+    res, (fig, _) = sample_plot
     assert (res.recommendation["smallest"], res.recommendation["fastest"]) == ("pca4", "int8")
-    fig, _ = drawn(res)
     for ax in fig.axes:
         bold = {t.get_text() for t in labels(ax) if t.get_fontweight() == "bold"}
         assert bold == {"pca4", "int8"}
@@ -355,8 +360,8 @@ def test_plot_marks_the_recommended_schemes():
     assert "recommended: int8 (smallest and fastest)" in "\n".join(t.get_text() for t in fig.texts)
 
 
-def test_plot_ticks_are_plain_and_do_not_crowd():
-    fig, _ = drawn(sample_result())
+def test_plot_ticks_are_plain_and_do_not_crowd(sample_plot):
+    fig, _ = sample_plot[1]
     renderer = fig.canvas.get_renderer()
     bytes_ax, qps_ax = fig.axes
     bytes_ticks = [t.get_text() for t in bytes_ax.get_xticklabels() if t.get_visible()]
@@ -372,9 +377,8 @@ def test_plot_ticks_are_plain_and_do_not_crowd():
     assert bytes_ax.get_xaxis().get_minor_locator().tick_values(1, 2) == []
 
 
-def test_recall_axis_spreads_the_crowd_near_one():
-    res = sample_result()
-    fig, _ = drawn(res)
+def test_recall_axis_spreads_the_crowd_near_one(sample_plot):
+    fig, _ = sample_plot[1]
     ax = fig.axes[0]
     to_px = lambda y: ax.transData.transform((100.0, y))[1]
     # 0.99 to 1 takes as much height as 0.9 to 0.99, instead of a tenth of it on a linear axis
