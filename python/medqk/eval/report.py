@@ -469,7 +469,10 @@ def _draw(result: EvalResult, bottom_px: float):
         ax.set_xlim(min(xs) / margin, max(xs) * margin)
         ax.set_ylim(scale.inverse(y_min_t - pad_t), scale.inverse(y_max_t + pad_t))
     y_lo, y_hi = axes[0].get_ylim()
-    cand_y = [v for v in _RECALL_TICKS if v == 1.0 or (y_lo <= v <= y_hi and 1.0 - v >= 1.5 * scale.floor)]
+    # recall 1 and the target first, then the round values that stay clear of 1's squeezed neighbourhood
+    cand_y = [1.0] + ([target] if target is not None and target != 1.0 else [])
+    cand_y += [v for v in _RECALL_TICKS
+               if v not in cand_y and y_lo <= v <= y_hi and 1.0 - v >= 1.5 * scale.floor]
     to_px_y = lambda v: axes[0].transData.transform((1.0, v))[1]
     yticks = _thin(cand_y, to_px_y, [_text_px(fig, renderer, "0", 9)[1]] * len(cand_y), 6)
     axes[0].yaxis.set_major_locator(FixedLocator(yticks))
