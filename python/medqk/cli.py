@@ -133,8 +133,6 @@ def _run_eval(args) -> int:
     print("Recommendation:", result.recommendation["statement"])
     written = report.write(result, out)
     print("Wrote " + ", ".join(str(p) for p in written))
-    if not any(p.name == "pareto.png" for p in written):
-        print("(pareto.png skipped: install matplotlib to get the plot)")
     return 0
 
 
