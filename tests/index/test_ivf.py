@@ -195,10 +195,20 @@ def test_ties_padding_and_rerank():
     pos = np.argsort(i, axis=1)  # pos[r, id] = rank of id in row r
     assert (pos[:, :50] < pos[:, 400:]).all()
     np.testing.assert_array_equal(np.take_along_axis(s, pos[:, :50], 1), np.take_along_axis(s, pos[:, 400:], 1))
-    for metric, pad in (("ip", -np.inf), ("l2", np.inf)):
-        small = mi.create("ivf2,pq8x4fs", D, metric).train(x).add(x[:5])
-        s, i = small.search(q, 8, nprobe=2)
-        assert (i[:, 5:] == -1).all() and (s[:, 5:] == pad).all() and (i[:, :5] >= 0).all()
+    for spec in ("ivf2,pq8x4fs", "ivf2,pq8x4fs+rerank:float32", "ivf2,pq8x4fs+rerank:int8"):
+        for metric, pad in (("ip", -np.inf), ("l2", np.inf)):
+            # k = ntotal = 6 but one list probed: a row holds the vectors of its query's list, then pads
+            small = mi.create(spec, D, metric).train(x).add(x[:6])
+            ivf = small.base if "rerank" in spec else small
+            found = ivf.list_sizes()[ivf._probe(q, 1)[0][:, 0]]
+            assert (found < 6).any()
+            ivf.nprobe = 1
+            s, i = small.search(q, 6)
+            assert s.shape == i.shape == (len(q), 6)
+            np.testing.assert_array_equal((i >= 0).sum(axis=1), found)
+            for r, f in enumerate(found):  # found ids first; -1 (score -inf / +inf) after, also after rerank
+                assert (i[r, :f] >= 0).all() and np.isfinite(s[r, :f]).all()
+                assert (i[r, f:] == -1).all() and (s[r, f:] == pad).all()
     rr = mi.create("ivf8,pq8x4fs+rerank:int8", D, nprobe=8).train(x).add(x)
     assert rr.rerank_factor == 20 and rr.bytes_per_vector == 4 + 8 + 32
     assert recall(rr.search(q, 10)[1], exact(x, q, 10, "ip")[1]) >= 0.95
