@@ -120,17 +120,37 @@ def test_int8_ties_lower_id_first(backend):
     assert (scores == scores[:, :1]).all()
 
 
-@pytest.mark.parametrize("spec", ["float32", "int8", "int8+rerank:float32", "cb4", "cb2+rerank:int8"])
+# every kind of index: flat float / int8, the 4-bit codecs, pq x8, opq, ivf, hnsw, and +rerank
+K_RULE_SPECS = ["float32", "fp16", "int8", "int4", "cb4", "pca4", "pq8x4fs", "pq4x8", "opq,pq8x4fs",
+                "ivf4,pq8x4fs", "hnsw", "int8+rerank:float32", "cb2+rerank:int8", "pq4x8+rerank:int8",
+                "ivf4,pq8x4fs+rerank:fp16"]
+
+
+@pytest.mark.parametrize("spec", K_RULE_SPECS)
 @pytest.mark.parametrize("metric", ["ip", "l2"])
-def test_k_larger_than_ntotal_pads(backend, spec, metric):
-    x, q = data(n=7, nq=3, d=16)
-    index = mi.create(spec, 16, metric).train(x).add(x)
-    scores, ids = index.search(q, 10)
-    assert scores.shape == (3, 10)
-    assert sorted(ids[0, :7]) == list(range(7))
-    assert (ids[:, 7:] == -1).all()
-    assert (scores[:, 7:] == (-np.inf if metric == "ip" else np.inf)).all()
-    assert np.isfinite(scores[:, :7]).all()
+def test_k_is_at_most_ntotal(backend, spec, metric):
+    """k = ntotal returns every vector; k > ntotal raises ValueError naming both, before any allocation."""
+    import tracemalloc
+
+    if "hnsw" in spec:
+        pytest.importorskip("hnswlib")
+    x, q = data(n=600, nq=3, d=16)  # enough to train every codec without a SpecDataWarning
+    options = {"nprobe": 4} if "ivf" in spec else {}
+    index = mi.create(spec, 16, metric, **options).train(x).add(x[:40])
+    scores, ids = index.search(q, 40)
+    assert scores.shape == ids.shape == (3, 40) and scores.dtype == np.float32 and ids.dtype == np.int64
+    for row in ids:  # every list probed (nprobe = nlist), so even IVF returns all 40
+        np.testing.assert_array_equal(np.sort(row), np.arange(40))
+    assert np.isfinite(scores).all()
+    for k in (41, 10**9, np.int64(10**12)):
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=f"k={k} is larger than the 40 vectors in the index"):
+                index.search(q, k)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20, peak  # refused before allocating for k (10**9 x 12 bytes per query row)
 
 
 def test_backends_and_isas_return_identical_ids():

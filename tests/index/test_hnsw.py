@@ -44,3 +44,27 @@ def test_missing_hnswlib_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "hnswlib", None)
     with pytest.raises(ImportError, match="pip install hnswlib"):
         mi.create("hnsw", 8)
+
+
+def test_m_below_two_is_refused():
+    # hnswlib draws levels with 1 / ln(M): M=1 made add() fail with "Not enough memory"
+    with pytest.raises(ValueError, match="M must be >= 2"):
+        mi.create("hnsw", 8, M=1)
+    x, _ = data(n=50, nq=1, d=8)
+    assert mi.create("hnsw", 8, M=2).add(x).ntotal == 50
+
+
+def test_add_in_chunks_builds_the_same_graph_with_a_progress_bar(monkeypatch, capsys):
+    from medqk.index import hnsw
+
+    x, q = data(n=700, nq=20, d=16)
+    whole = mi.create("hnsw", 16, progress=False).add(x)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(hnsw, "_ADD_CHUNK", 64)  # 11 hnswlib calls instead of one
+    chunked = mi.create("hnsw", 16, progress=True).add(x)
+    err = capsys.readouterr().err
+    assert "hnsw add:" in err and "0/700" in err  # a tqdm bar on stderr
+    for a, b in zip(whole.search(q, 10), chunked.search(q, 10)):  # sequential insertion: the same graph
+        np.testing.assert_array_equal(a, b)
+    mi.create("hnsw", 16).add(x[:100])  # progress=None: a bar only when stderr is a terminal
+    assert capsys.readouterr().err == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import medqk.index as mi
 import numpy as np
 import pytest
+from medqk.index import SpecDataWarning
 from medqk.index.io import IndexFileError
 from medqk.index.ivf import IVFLUT4Index
 
@@ -195,10 +196,20 @@ def test_ties_padding_and_rerank():
     pos = np.argsort(i, axis=1)  # pos[r, id] = rank of id in row r
     assert (pos[:, :50] < pos[:, 400:]).all()
     np.testing.assert_array_equal(np.take_along_axis(s, pos[:, :50], 1), np.take_along_axis(s, pos[:, 400:], 1))
-    for metric, pad in (("ip", -np.inf), ("l2", np.inf)):
-        small = mi.create("ivf2,pq8x4fs", D, metric).train(x).add(x[:5])
-        s, i = small.search(q, 8, nprobe=2)
-        assert (i[:, 5:] == -1).all() and (s[:, 5:] == pad).all() and (i[:, :5] >= 0).all()
+    for spec in ("ivf2,pq8x4fs", "ivf2,pq8x4fs+rerank:float32", "ivf2,pq8x4fs+rerank:int8"):
+        for metric, pad in (("ip", -np.inf), ("l2", np.inf)):
+            # k = ntotal = 6 but one list probed: a row holds the vectors of its query's list, then pads
+            small = mi.create(spec, D, metric).train(x).add(x[:6])
+            ivf = small.base if "rerank" in spec else small
+            found = ivf.list_sizes()[ivf._probe(q, 1)[0][:, 0]]
+            assert (found < 6).any()
+            ivf.nprobe = 1
+            s, i = small.search(q, 6)
+            assert s.shape == i.shape == (len(q), 6)
+            np.testing.assert_array_equal((i >= 0).sum(axis=1), found)
+            for r, f in enumerate(found):  # found ids first; -1 (score -inf / +inf) after, also after rerank
+                assert (i[r, :f] >= 0).all() and np.isfinite(s[r, :f]).all()
+                assert (i[r, f:] == -1).all() and (s[r, f:] == pad).all()
     rr = mi.create("ivf8,pq8x4fs+rerank:int8", D, nprobe=8).train(x).add(x)
     assert rr.rerank_factor == 20 and rr.bytes_per_vector == 4 + 8 + 32
     assert recall(rr.search(q, 10)[1], exact(x, q, 10, "ip")[1]) >= 0.95
@@ -261,7 +272,8 @@ def test_bad_specs_inputs_and_training():
         index.train(x)
     with pytest.raises(RuntimeError, match="trained"):
         index.add(x)
-    index = mi.create("ivf4,pq8x4fs", D).train(x)
+    with pytest.warns(SpecDataWarning, match="ivf4 trained on 100 vectors, 25.0 per list"):
+        index = mi.create("ivf4,pq8x4fs", D).train(x)
     with pytest.raises(RuntimeError, match="empty"):
         index.search(q, 3)
     index.add(x)
@@ -284,9 +296,9 @@ def test_coarse_kmeans_repairs_empty_lists_and_is_seeded():
     # 10 distinct points repeated, 10 lists: random seeds can pick duplicates; every list must get its point
     rng = np.random.default_rng(1)
     base = rng.standard_normal((10, D)).astype(np.float32)
-    x = np.repeat(base, 20, axis=0)
+    x = np.repeat(base, 40, axis=0)  # 40 per list: enough for IVF (39), no SpecDataWarning
     a = mi.create("ivf10,pq8x4fs", D, seed=5).train(x).add(x)
-    assert (a.list_sizes() == 20).all()
+    assert (a.list_sizes() == 40).all()
     b = mi.create("ivf10,pq8x4fs", D, seed=5).train(x)
     np.testing.assert_array_equal(a.centroids, b.centroids)
 
@@ -323,3 +335,40 @@ def test_native_scan_refuses_bad_arguments(built):
         core.ivf_lut4_search(luts, probes, big, *lists, 5)
     with pytest.raises(ValueError, match="k must be"):
         core.ivf_lut4_search(luts, probes, keys, *lists, 0)
+
+
+def test_spec_data_warning_for_too_many_lists():
+    import warnings
+
+    x, _ = data(n=2000, nq=1, d=D)
+    with pytest.warns(SpecDataWarning, match=r"ivf1024 trained on 2,000 vectors, 2\.0 per list") as caught:
+        mi.create("ivf1024,pq8x4fs", D, coarse_iter=2).train(x)
+    message = str(caught[0].message)
+    assert "39,936" in message and "use ivf32 (or fewer lists) or a flat spec" in message
+    assert caught[0].filename == __file__  # attributed to the caller's train(), not to medqk's internals
+    with pytest.warns(SpecDataWarning, match="use a flat spec"):  # 60 vectors: too few for any IVF
+        mi.create("ivf2,pq8x4fs", D).train(x[:60])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a sane setup warns about nothing
+        mi.create("ivf32,pq8x4fs", D, coarse_iter=2).train(x)  # 62.5 per list
+    # enough vectors, but a coarse sample capped below 39 per list is too small all the same
+    with pytest.warns(SpecDataWarning, match="ivf32 trained on 640 vectors"):
+        mi.create("ivf32,pq8x4fs", D, coarse_iter=2, coarse_max_train=640).train(x)
+
+
+def test_progress_bars_and_chunked_encoding(monkeypatch, capsys):
+    from medqk.index import ivf as ivf_module
+
+    x, q = data(n=1000, nq=10, d=D)
+    quiet = mi.create("ivf8,pq8x4fs", D, progress=False, coarse_iter=3, max_iter=3).train(x).add(x)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(ivf_module, "_ENCODE_CHUNK", 300)  # 4 encoding steps
+    shown = mi.create("ivf8,pq8x4fs", D, progress=True, coarse_iter=3, max_iter=3).train(x).add(x)
+    err = capsys.readouterr().err
+    for bar in ("ivf8 coarse k-means:", "pq8x4fs k-means:", "ivf8 encode:"):  # tqdm bars on stderr
+        assert bar in err, bar
+    np.testing.assert_array_equal(quiet._packed, shown._packed)  # chunks encode exactly as one batch
+    for a, b in zip(quiet.search(q, 10), shown.search(q, 10)):
+        np.testing.assert_array_equal(a, b)
+    mi.create("ivf8,pq8x4fs", D, coarse_iter=3, max_iter=3).train(x).add(x)  # None: not a terminal
+    assert capsys.readouterr().err == ""

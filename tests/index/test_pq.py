@@ -99,12 +99,14 @@ def test_bad_specs_and_training():
         mi.create("pq8x4fs", 32).add(np.zeros((10, 32), np.float32))
 
 
-def test_training_progress_lines(capsys):
+def test_training_progress_bars(capsys):
     x, _ = data(n=300, d=16, seed=1)
     mi.create("pq4x4fs", 16, progress=True, max_iter=3).train(x)
     err = capsys.readouterr().err
-    assert "pq4x4 k-means: iteration 1/3" in err and err.endswith("\n")
+    assert "pq4x4fs k-means++ seeds:" in err and "pq4x4fs k-means:" in err and "0/3" in err  # tqdm bars
     mi.create("pq4x4fs", 16, progress=False).train(x)
+    assert capsys.readouterr().err == ""
+    mi.create("pq4x4fs", 16).train(x)  # None: bars only on a terminal (capsys is not one)
     assert capsys.readouterr().err == ""
 
 

@@ -102,11 +102,14 @@ def test_state_round_trip_and_errors():
         OPQCodec(8, 32, 4, opq_kmeans_iter=0)
 
 
-def test_progress_lines(capsys):
+def test_progress_bars(capsys):
     x = anisotropic(n=300, d=16)
     OPQCodec(4, 16, 4, opq_iter=2, max_iter=3, progress=True).train(x)
     err = capsys.readouterr().err
-    assert "opq,pq4x4 rotation: iteration 2/2" in err and "opq,pq4x4 k-means: iteration 1/3" in err
-    assert err.endswith("\n")
+    # tqdm bars (they start at 0/total when created, and are cleared when done: leave=False)
+    assert "opq,pq4x4fs k-means++ seeds:" in err and "opq,pq4x4fs rotation updates:" in err
+    assert "opq,pq4x4fs k-means:" in err and "0/2" in err and "0/3" in err and "\r" in err
     OPQCodec(4, 16, 4, opq_iter=2, max_iter=3, progress=False).train(x)
+    assert capsys.readouterr().err == ""
+    OPQCodec(4, 16, 4, opq_iter=2, max_iter=3).train(x)  # None: only on a terminal, and capsys is none
     assert capsys.readouterr().err == ""

@@ -14,6 +14,8 @@ See :mod:`medqk.index.spec` for the spec grammar and :mod:`medqk.index.flat` for
 # submodules (flat, spec, io, ...), nothing else
 import numpy as _np
 
+from .._warnings import SpecDataWarning
+
 from .flat import METRICS as _METRICS
 from .flat import FlatFloatIndex, FlatInt8Index, Index, RerankIndex
 from .io import IndexFileError
@@ -26,11 +28,11 @@ from .spec import split_opq as _split_opq
 # options each kind of index accepts (routed by create(); one no part accepts is an error)
 _OPTIONS = {
     "int8": ("per_dim", "symmetric", "calibration", "percentile", "margin"),
-    "level": ("per_dim", "calibration", "percentile", "eta", "margin"),
+    "level": ("per_dim", "calibration", "percentile", "eta", "margin", "progress"),
     "pca": ("seed", "max_iter", "max_train", "progress"),
     "pq": ("seed", "max_iter", "tol", "max_train", "progress", "eta"),
     "opq": ("seed", "max_iter", "tol", "max_train", "progress", "opq_iter", "opq_kmeans_iter", "eta"),
-    "hnsw": ("M", "ef_construction", "ef_search"),
+    "hnsw": ("M", "ef_construction", "ef_search", "progress"),
     "ivf": ("nprobe", "coarse_iter", "coarse_max_train"),  # plus those of the codec after the comma
     "float": (),
 }
@@ -134,12 +136,20 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | Non
     ``calibration`` (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1); for int4 / cb*,
     ``per_dim`` (True; False shares one set of levels, a global range), ``calibration`` and ``percentile``
     (int4 defaults to ``"percentile"``, 0.3), ``eta`` (score-aware codes: 4.0 for cb* with ``metric="ip"``,
-    1.0 = nearest level otherwise); for pca, ``seed``, ``max_iter``, ``max_train``, ``progress``; for pq, ``seed`` (1234),
-    ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536), ``progress`` (None: lines on stderr when it is a
-    terminal); for opq,pq the same plus ``opq_iter`` (20 rotation updates) and ``opq_kmeans_iter`` (4 k-means
-    iterations between two updates); for hnsw, ``M`` (16), ``ef_construction``
-    (200), ``ef_search`` (64); for ivf<nlist>,<pq> those of the pq codec plus ``nprobe`` (min(16, nlist);
-    settable later), ``coarse_iter`` (20 k-means iterations) and ``coarse_max_train`` (64 * nlist vectors).
+    1.0 = nearest level otherwise), ``progress``; for pca, ``seed``, ``max_iter``, ``max_train``,
+    ``progress``; for pq, ``seed`` (1234), ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536),
+    ``progress``; for opq,pq the same plus ``opq_iter`` (20 rotation updates) and ``opq_kmeans_iter`` (4
+    k-means iterations between two updates); for hnsw, ``M`` (16, at least 2), ``ef_construction`` (200),
+    ``ef_search`` (64), ``progress``; for ivf<nlist>,<pq> those of the pq codec (its ``progress`` also
+    covers the coarse k-means and add()) plus ``nprobe`` (min(16, nlist); settable later), ``coarse_iter``
+    (20 k-means iterations) and ``coarse_max_train`` (64 * nlist vectors).
+
+    ``progress``: tqdm bars on stderr during long training and adding steps; None (default) shows them only
+    when stderr is a terminal, True always, False never (see medqk._progress).
+
+    Training warns with :class:`SpecDataWarning` when the spec will work poorly on the data (an ivf with fewer
+    than 39 training vectors per list; cb* or pca* with fewer than 8 per level; pq with fewer than 2 per
+    centroid; see medqk._warnings).
     """
     parsed = parse_spec(spec)
     if isinstance(dim, bool) or not isinstance(dim, (int, _np.integer)) or dim <= 0:
@@ -175,6 +185,7 @@ __all__ = [
     "IndexFileError",
     "IndexSpec",
     "RerankIndex",
+    "SpecDataWarning",
     "create",
     "load",
     "parse_spec",

@@ -44,14 +44,3 @@ def merge_topk(s1, i1, s2, i2, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((i, -s), axis=1)[:, :k]
     return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
 
-
-def pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pads to k columns with score -inf and id -1 (fewer than k vectors in the index)."""
-    missing = k - scores.shape[1]
-    if missing <= 0:
-        return scores, ids
-    nq = scores.shape[0]
-    return (
-        np.concatenate([scores, np.full((nq, missing), -np.inf, dtype=np.float32)], axis=1),
-        np.concatenate([ids, np.full((nq, missing), -1, dtype=np.int64)], axis=1),
-    )

@@ -1,8 +1,13 @@
 """Flat (exhaustive) indexes over float32, fp16 or int8 codes, and the rerank wrapper.
 
 Scores: ``metric="ip"`` returns inner products, best (largest) first; ``metric="l2"`` returns squared
-Euclidean distances, best (smallest) first. Ties: equal scores -> lower id first. When k exceeds the
-number of stored vectors the rows are padded with id -1 and score -inf (ip) / +inf (l2).
+Euclidean distances, best (smallest) first. Ties: equal scores -> lower id first.
+
+k: ``search(q, k)`` takes k in 1..ntotal and always returns (nq, k) arrays; a k larger than the number of
+stored vectors raises ValueError before anything is allocated (padding to any k, as faiss does, let
+``search(q, 10**9)`` ask for gigabytes; to get every vector, pass ``k=index.ntotal``). Only an index that
+does not scan every vector can find fewer than k for a query (IVF, whose probed lists may hold fewer than
+k vectors): its rows end with id -1 and score -inf (ip) / +inf (l2).
 """
 
 from __future__ import annotations
@@ -106,27 +111,29 @@ class Index:
     def search(self, q: np.ndarray, k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best vectors for each query q (nq, dim) (a single (dim,) query is accepted).
 
+        ``k``: 1..ntotal; a larger k raises ValueError (see the module doc: the results are always
+        (nq, k), and only IVF, which scans part of the index, can end a row with id -1).
+
         Returns (scores float32 (nq, k), ids int64 (nq, k)), best first; see the module doc for the
-        score meaning, the tie rule and padding.
+        score meaning and the tie rule.
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
         q = as_vectors(q, "q", self.dim)
         if self._ntotal == 0:
             raise RuntimeError("the index is empty: add(x) vectors before search()")
+        if k > self._ntotal:
+            raise ValueError(f"k={k} is larger than the {self._ntotal} vectors in the index "
+                             f"(k must be in 1..ntotal; k={self._ntotal} returns them all)")
         nthreads = threads_arg(threads)
-        kk = min(int(k), self._ntotal)
-        scores, ids = self._scores_topk(q, kk, nthreads)
+        scores, ids = self._scores_topk(q, int(k), nthreads)
         if self.metric == "l2":
             qn = np.einsum("ij,ij->i", q, q)[:, None]
-            dist = np.maximum(qn - scores, 0).astype(np.float32)
+            dist = np.maximum(qn - scores, 0).astype(np.float32)  # ids -1 (IVF): score -inf -> +inf
             order = np.lexsort((ids, dist), axis=1)  # rounding may have made distinct scores equal
             scores = np.take_along_axis(dist, order, axis=1)
             ids = np.take_along_axis(ids, order, axis=1)
-        scores, ids = _topk.pad(scores.astype(np.float32, copy=False), ids, int(k))
-        if self.metric == "l2" and k > kk:
-            scores[:, kk:] = np.inf
-        return scores, ids
+        return scores.astype(np.float32, copy=False), ids
 
     def save(self, path) -> None:
         """Writes the index to ``path`` atomically (temporary file + rename); see medqk.index.io."""
@@ -346,7 +353,8 @@ class FlatInt8Index(Index):
 
 
 class RerankIndex(Index):
-    """Searches ``base`` for ``rerank_factor * k`` candidates, then re-scores them with ``refine``.
+    """Searches ``base`` for ``rerank_factor * k`` candidates (at most ntotal), then re-scores them with
+    ``refine``.
 
     ``refine`` holds a finer copy of the same vectors (float32, fp16 or int8 reconstruction); scores
     returned are the refined ones, so they compare with other specs' scores.
@@ -383,10 +391,15 @@ class RerankIndex(Index):
             if hasattr(self.refine, "score_ids"):
                 s = self.refine.score_ids(q[q0 : q0 + 256], c, threads)
             else:
-                vecs = self.refine.vectors(c.reshape(-1)).reshape(c.shape[0], kc, self.dim)
+                # an IVF base pads with id -1 when its probed lists hold fewer than kc vectors: those
+                # must score -inf, not as vector -1 (the last one)
+                valid = c >= 0
+                rows = np.where(valid, c, 0).reshape(-1)
+                vecs = self.refine.vectors(rows).reshape(c.shape[0], kc, self.dim)
                 s = np.einsum("qcd,qd->qc", vecs, q[q0 : q0 + 256])
                 if self.metric == "l2":
                     s = 2 * s - np.einsum("qcd,qcd->qc", vecs, vecs)
+                s = np.where(valid, s, -np.inf)
             order = np.lexsort((c, -s), axis=1)[:, :k]
             out_s[q0 : q0 + 256] = np.take_along_axis(s, order, axis=1)
             out_i[q0 : q0 + 256] = np.take_along_axis(c, order, axis=1)

@@ -1,9 +1,11 @@
 """``hnsw``: hnswlib's float32 HNSW graph as a medqk index (a graph baseline for ``medqk eval``).
 
-Parameters: M=16, ef_construction=200, and ef_search = max(ef_search, k) at search time (default 64);
-settable through ``create("hnsw", dim, M=..., ef_construction=..., ef_search=...)``. Needs the optional
-package hnswlib (``pip install hnswlib``). Inner-product scores and squared L2 distances are returned
-as for the flat indexes; ties follow hnswlib's order and then lower id first.
+Parameters: M=16 (at least 2: hnswlib draws levels with 1 / ln M and fails on M=1), ef_construction=200
+(hnswlib uses at least M), and ef_search = max(ef_search, k) at search time (default 64); settable through
+``create("hnsw", dim, M=..., ef_construction=..., ef_search=...)``; ``progress`` (None: a bar on stderr
+when it is a terminal) for add(), which inserts 10,000 vectors at a time (the same graph as one call: the
+insertion is sequential). Needs hnswlib. Inner-product scores and squared L2 distances are returned as for
+the flat indexes; ties follow hnswlib's order and then lower id first.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import tempfile
 
 import numpy as np
 
+from .._progress import progress_bar
 from .flat import Index
+
+_ADD_CHUNK = 10_000  # vectors inserted per hnswlib call: one progress-bar step (200k x 384: ~4 s each)
 
 
 def _hnswlib():
@@ -26,13 +31,16 @@ def _hnswlib():
 
 class HnswIndex(Index):
     def __init__(self, spec, dim: int, metric: str, *, M: int = 16, ef_construction: int = 200, ef_search: int = 64,
-                 seed: int = 100):
+                 seed: int = 100, progress: bool | None = None):
         super().__init__(spec, dim, metric)
         _hnswlib()
         for name, value in (("M", M), ("ef_construction", ef_construction), ("ef_search", ef_search)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if M < 2:  # hnswlib's level multiplier 1 / ln(M) is infinite: add() fails with "Not enough memory"
+            raise ValueError(f"M must be >= 2 (links per node; 16 is the default), got {M!r}")
         self.M, self.ef_construction, self.ef_search, self.seed = int(M), int(ef_construction), int(ef_search), seed
+        self.progress = progress
         self._graph = None
 
     def _new_graph(self, capacity: int):
@@ -47,7 +55,12 @@ class HnswIndex(Index):
             self._graph = self._new_graph(n0 + len(x))
         else:
             self._graph.resize_index(n0 + len(x))
-        self._graph.add_items(x, np.arange(n0, n0 + len(x)), num_threads=1)
+        bar = progress_bar(self.progress, len(x), "hnsw add", "vec")
+        for i in range(0, len(x), _ADD_CHUNK):
+            part = x[i : i + _ADD_CHUNK]
+            self._graph.add_items(part, np.arange(n0 + i, n0 + i + len(part)), num_threads=1)
+            bar.update(len(part))
+        bar.close()
 
     @property
     def bytes_per_vector(self) -> float:

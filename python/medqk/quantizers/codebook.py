@@ -16,6 +16,9 @@ import functools
 
 import numpy as np
 
+from .._progress import progress_bar
+from .._warnings import MIN_VECTORS_PER_LEVEL, kmeans_sample_warning
+
 _DP_POINTS = 2048  # sorted sample compressed to this many weighted points per dimension
 _LLOYD_STEPS = 4
 
@@ -105,7 +108,7 @@ class LevelCodec:
     """Per-dimension sorted levels; ``kind`` is ``"uniform"`` (int4) or ``"kmeans"`` (cb*)."""
 
     def __init__(self, bits: int, kind: str, *, calibration: str = "minmax", percentile: float = 0.1,
-                 per_dim: bool = True, eta: float = 1.0, margin: float = 0.0):
+                 per_dim: bool = True, eta: float = 1.0, margin: float = 0.0, progress: bool | None = None):
         if bits not in (2, 3, 4):
             raise ValueError(f"bits must be 2, 3 or 4, got {bits!r}")
         if kind not in ("uniform", "kmeans"):
@@ -124,6 +127,7 @@ class LevelCodec:
         if not eta >= 1.0:
             raise ValueError(f"eta must be >= 1 (1: nearest level; > 1: score-aware codes), got {eta!r}")
         self.eta = float(eta)  # weight of the residual's component along x (anisotropic encoding, see encode)
+        self.progress = progress  # tqdm bar over the per-dimension fits (None: when stderr is a terminal)
         self.levels: np.ndarray | None = None  # (d, 2**bits) float32, sorted per row
 
     @property
@@ -167,13 +171,15 @@ class LevelCodec:
             self.levels = np.array(arrays["levels"])
 
     def train(self, x: np.ndarray) -> LevelCodec:
+        """Fits the levels of every dimension on x (n, d). k-means levels (cb*) from fewer than 8 values
+        per level give a SpecDataWarning (see medqk._warnings.MIN_VECTORS_PER_LEVEL)."""
         L = self.n_levels
         if not self.per_dim:  # fit one set of levels on all values (a sample of at most 1M), use it everywhere
             values = x.reshape(-1, 1)
             if values.shape[0] > 1_000_000:
                 values = values[np.random.default_rng(0).choice(values.shape[0], 1_000_000, replace=False)]
             shared = LevelCodec(self.bits, self.kind, calibration=self.calibration, percentile=self.percentile,
-                                margin=self.margin)
+                                margin=self.margin, progress=False)
             shared.train(np.ascontiguousarray(values))
             self.levels = np.repeat(shared.levels, x.shape[1], axis=0)
             return self
@@ -191,7 +197,11 @@ class LevelCodec:
                 lo = np.percentile(x, self.percentile, axis=0)
                 hi = np.percentile(x, 100 - self.percentile, axis=0)
                 data = np.clip(x, lo, hi)
-            levels = np.stack([optimal_levels_1d(data[:, j], L) for j in range(x.shape[1])])
+            # (per_dim=False trains a one-dimension codec on every value: its sample is n * d values)
+            kmeans_sample_warning(f"cb{self.bits} ({L} levels per dimension)", x.shape[0], L,
+                                  MIN_VECTORS_PER_LEVEL)
+            dims = progress_bar(self.progress, x.shape[1], f"cb{self.bits} levels", "dim", range(x.shape[1]))
+            levels = np.stack([optimal_levels_1d(data[:, j], L) for j in dims])
         self.levels = np.ascontiguousarray(levels, dtype=np.float32)
         return self
 

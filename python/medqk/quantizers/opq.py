@@ -25,10 +25,9 @@ same capped sample (``max_train``) as :class:`PQCodec`, drawn from the same gene
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
+from .._progress import progress_bar
 from .pq import PQCodec
 
 
@@ -54,34 +53,33 @@ class OPQCodec(PQCodec):
     def is_trained(self) -> bool:
         return self.centroids is not None and self.rotation is not None
 
+    @property
+    def name(self) -> str:
+        return "opq," + super().name
+
     def train(self, x: np.ndarray) -> OPQCodec:
         self._check_train_size(x.shape[0])
         rng = np.random.default_rng(self.seed)
         xt = self._sample(x, rng)  # (n, d) float32, the same rows PQCodec would train on
         n, d, M = xt.shape[0], self.dim, self.M
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
         rot = np.eye(d, dtype=np.float32)
         xs = self._split(xt.copy())
-        cents = self._kmeanspp(xs, rng)
+        cents = self._kmeanspp(xs, rng, self.progress)
         cents, err = self._lloyd(xs, cents, self.opq_kmeans_iter, False)
         xt64 = xt.astype(np.float64)
-        for it in range(self.opq_iter):
+        bar = progress_bar(self.progress, self.opq_iter, f"{self.name} rotation updates")
+        for _ in range(self.opq_iter):
             codes, dist = self._assign(xs, cents)
-            if show:
-                sys.stderr.write(f"\r\033[Kopq,pq{M}x{self.nbits} rotation: iteration {it + 1}/{self.opq_iter}, "
-                                 f"error {float(dist.sum()) / (n * d):.4g}")
-                sys.stderr.flush()
+            bar.set_postfix_str(f"error {float(dist.sum()) / (n * d):.4g}", refresh=False)
             y = cents[np.arange(M)[None, :], codes].reshape(n, d).astype(np.float64)
             # orthogonal Procrustes: argmin over orthogonal R of ||X R - Y||_F is U V^T, X^T Y = U S V^T
             u, _, vt = np.linalg.svd(xt64.T @ y)
             rot = (u @ vt).astype(np.float32)
             xs = self._split(xt @ rot)
             cents, err = self._lloyd(xs, cents, self.opq_kmeans_iter, False)
-        if show and self.opq_iter:
-            sys.stderr.write("\n")
-        cents, err = self._lloyd(xs, cents, self.max_iter, show, label="opq,")
-        if show:
-            sys.stderr.write("\n")
+            bar.update(1)
+        bar.close()
+        cents, err = self._lloyd(xs, cents, self.max_iter, self.progress)
         self.rotation, self.centroids, self.train_error = rot, cents, err
         return self
 

@@ -10,11 +10,11 @@ All M subspaces are trained together with array operations.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from .. import _backend
+from .._progress import progress_bar
+from .._warnings import MIN_VECTORS_PER_CENTROID, kmeans_sample_warning
 from ..kernels import pq_assign
 
 _KMEANSPP_BLOCK = 256  # points per block of the k-means++ draw (PQCodec._kmeanspp)
@@ -35,8 +35,10 @@ class PQCodec:
         if not eta >= 1.0:
             raise ValueError(f"eta must be >= 1 (1: nearest centroids; > 1: score-aware codes), got {eta!r}")
         self.eta = float(eta)  # weight of the residual's component along x when encoding (see encode_sub)
-        # progress lines on stderr during training: default only when stderr is a terminal
+        # tqdm bars on stderr during training (medqk._progress): None = only when stderr is a terminal
         self.progress = progress
+        self._warn_data = True  # SpecDataWarning on a small training sample (off when a codec trains us)
+        self._bar_prefix = ""  # before the bars' names when another codec trains us ("pca4 groups: ")
         self.centroids: np.ndarray | None = None  # (M, 2**nbits, dsub) float32
         self.train_error: float | None = None
 
@@ -74,15 +76,20 @@ class PQCodec:
         _numba_pq_assign.pq_centroid_sums(x2, codes, sums, counts)
         return sums, counts
 
+    @property
+    def name(self) -> str:
+        """The codec as in a spec (progress bars and warnings)."""
+        return f"pq{self.M}x{self.nbits}{'fs' if self.nbits == 4 else ''}"
+
     def train(self, x: np.ndarray) -> PQCodec:
+        """Fits the codebooks on x (n, dim): k-means++ seeds, then Lloyd iterations (progress bars: see
+        ``progress``). Fewer than ``2**nbits`` vectors raise ValueError; fewer than 2 per centroid give a
+        SpecDataWarning (vectors outside the sample would be coded markedly worse: medqk._warnings)."""
         self._check_train_size(x.shape[0])
         rng = np.random.default_rng(self.seed)
         xs = self._split(self._sample(x, rng))
-        cents = self._kmeanspp(xs, rng)
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
-        cents, err = self._lloyd(xs, cents, self.max_iter, show)
-        if show:
-            sys.stderr.write("\n")
+        cents = self._kmeanspp(xs, rng, self.progress)
+        cents, err = self._lloyd(xs, cents, self.max_iter, self.progress)
         self.centroids = cents
         self.train_error = err
         return self
@@ -93,6 +100,9 @@ class PQCodec:
             raise ValueError(
                 f"PQ training needs at least {n_cent} vectors ({n_cent} centroids per subspace), got {n}"
             )
+        if self._warn_data:
+            kmeans_sample_warning(f"{self.name} ({n_cent} centroids per subspace)", min(n, self.max_train),
+                                  n_cent, MIN_VECTORS_PER_CENTROID)
 
     def _sample(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """The training vectors: all of x, or a seeded sample of ``max_train`` rows (in their original order)."""
@@ -101,7 +111,8 @@ class PQCodec:
             x = x[np.sort(rng.choice(n, self.max_train, replace=False))]
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _kmeanspp(self, xs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _kmeanspp(self, xs: np.ndarray, rng: np.random.Generator,
+                  progress: bool | None = False) -> np.ndarray:
         """k-means++ seeds (M, K, dsub): each next centroid drawn with probability proportional to the
         squared distance to the nearest one already chosen, all subspaces at once.
 
@@ -130,6 +141,9 @@ class PQCodec:
         first = rng.integers(0, n, M)
         cents[:, 0] = xt[subspaces, first]
         best[...] = dist_to(cents[:, 0])
+        # (an exception leaves a bar to tqdm's finalizer, which closes it: no try/finally needed)
+        bar = progress_bar(progress, n_cent, f"{self._bar_prefix}{self.name} k-means++ seeds", "centroid")
+        bar.update(1)
         for c in range(1, n_cent):
             block_cum = np.cumsum(best_padded.reshape(M, nb, B).sum(-1, dtype=np.float64), axis=1)
             target = rng.random(M) * block_cum[:, -1]
@@ -141,22 +155,23 @@ class PQCodec:
                 pick[m] = min(b * B + min(int(np.searchsorted(within, rest)), B - 1), n - 1)
             cents[:, c] = xt[subspaces, pick]
             np.minimum(best, dist_to(cents[:, c]), out=best)
+            bar.update(1)
+        bar.close()
         return cents
 
-    def _lloyd(self, xs: np.ndarray, cents: np.ndarray, max_iter: int, show: bool,
-               label: str = "") -> tuple[np.ndarray, float]:
+    def _lloyd(self, xs: np.ndarray, cents: np.ndarray, max_iter: int,
+               progress: bool | None) -> tuple[np.ndarray, float]:
         """At most ``max_iter`` Lloyd iterations from ``cents`` (updated in place), stopping early when the
         relative drop of the error is below ``tol``. Returns the centroids and the mean squared error per
-        dimension of the last assignment."""
+        dimension of the last assignment. ``progress``: a bar over the iterations (medqk._progress), the
+        error per dimension as its postfix."""
         M, n, n_cent = self.M, xs.shape[0], self.n_centroids
         prev = np.inf
-        for it in range(max_iter):
+        bar = progress_bar(progress, max_iter, f"{self._bar_prefix}{self.name} k-means")
+        for _ in range(max_iter):
             codes, dist = self._assign(xs, cents)
             err = float(dist.sum())
-            if show:
-                sys.stderr.write(f"\r\033[K{label}pq{M}x{self.nbits} k-means: iteration {it + 1}/{max_iter}, "
-                                 f"error {err / (n * M * self.dsub):.4g}")
-                sys.stderr.flush()
+            bar.set_postfix_str(f"error {err / (n * M * self.dsub):.4g}", refresh=False)
             all_sums, all_counts = self._centroid_sums(xs, codes)
             nonempty_all = all_counts > 0
             cents[nonempty_all] = (all_sums[nonempty_all] / all_counts[nonempty_all][:, None]).astype(np.float32)
@@ -170,9 +185,11 @@ class PQCodec:
                     codes[far, m], dist[far, m] = c, 0.0
                     counts[big] -= 1
                     counts[c] = 1
+            bar.update(1)
             if prev - err <= self.tol * max(err, 1e-30):
                 break
             prev = err
+        bar.close()
         return cents, err / (n * M * self.dsub)
 
     def encode_sub(self, x: np.ndarray) -> np.ndarray:
