@@ -56,3 +56,10 @@ def test_margin_survives_save_and_load(tmp_path, spec):
     codec = loaded.quantizer if spec == "int8" else loaded.codec
     assert codec.margin == 0.3
     np.testing.assert_array_equal(loaded.search(x[:5], 3)[1], index.search(x[:5], 3)[1])
+
+
+def test_margin_is_an_option_of_the_uniform_codecs_only():
+    x = _data()
+    mi.create("cb4+rerank:int8", x.shape[1], margin=0.5).train(x).add(x)  # routed to int8 only
+    with pytest.raises(TypeError, match="spec 'cb4' takes no option margin"):
+        mi.create("cb4", x.shape[1], margin=0.5)

@@ -28,7 +28,8 @@ from .spec import split_opq as _split_opq
 # options each kind of index accepts (routed by create(); one no part accepts is an error)
 _OPTIONS = {
     "int8": ("per_dim", "symmetric", "calibration", "percentile", "margin"),
-    "level": ("per_dim", "calibration", "percentile", "eta", "margin", "progress"),
+    "level": ("per_dim", "calibration", "percentile", "eta", "progress"),  # cb4 / cb3 / cb2: levels follow the data
+    "int4": ("per_dim", "calibration", "percentile", "eta", "progress", "margin"),  # uniform levels: a range
     "pca": ("seed", "max_iter", "max_train", "progress"),
     "pq": ("seed", "max_iter", "tol", "max_train", "progress", "eta"),
     "opq": ("seed", "max_iter", "tol", "max_train", "progress", "opq_iter", "opq_kmeans_iter", "eta"),
@@ -57,7 +58,11 @@ def _kind(codec: str) -> str:
 def _accepted(part: str) -> tuple[str, ...]:
     """Options a spec part takes (an ivf base also takes those of its codec)."""
     ivf = _parse_ivf(part)
-    return _OPTIONS["ivf"] + _accepted(ivf[1]) if ivf else _OPTIONS[_kind(part)]
+    return _OPTIONS["ivf"] + _accepted(ivf[1]) if ivf else _OPTIONS[_options_key(part)]
+
+
+def _options_key(codec: str) -> str:
+    return "int4" if codec == "int4" else _kind(codec)
 
 
 def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
@@ -73,7 +78,7 @@ def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
         coded.codec.eta = 1.0  # residuals: the anisotropic loss is about the direction of x itself
         opts = {k: v for k, v in options.items() if k in _OPTIONS["ivf"] or k == "seed"}
         return IVFLUT4Index(spec, dim, metric, nlist, coded.codec, **opts)
-    opts = {k: v for k, v in options.items() if k in _OPTIONS[kind]}
+    opts = {k: v for k, v in options.items() if k in _OPTIONS[_options_key(codec)]}
     if codec == "float32":
         return FlatFloatIndex(spec, dim, metric, _np.float32)
     if codec == "fp16":
