@@ -39,8 +39,7 @@ def _print_info(as_json: bool) -> int:
 
 
 def _run_eval(args) -> int:
-    from .eval import DataError, default_schemes, evaluate, load_files, load_folder, load_sample
-    from .eval import report
+    from .eval import DataError, evaluate, load_files, load_folder, load_sample, report
     from .index.spec import split_specs
     if args.data and (args.docs or args.queries):
         raise ValueError("give either --data DIR or --docs/--queries, not both")
@@ -65,18 +64,32 @@ def _run_eval(args) -> int:
         data.queries = data.queries[: args.max_queries]
         if data.qrels is not None:
             data.qrels = data.qrels[: args.max_queries]
-    result = evaluate(
-        data,
-        schemes if schemes is not None else default_schemes(),
-        k=args.k,
-        threads=args.threads,
-        recall_target=args.recall_target,
-        seed=args.seed,
-        cv=args.cv,
-        shift=args.shift,
-        progress=not args.quiet,
-    )
+    try:
+        result = evaluate(
+            data,
+            schemes,  # None: the default list for this data's dimension and size
+            k=args.k,
+            metric=args.metric,
+            threads=args.threads,
+            recall_target=args.recall_target,
+            seed=args.seed,
+            cv=args.cv,
+            shift=args.shift,
+            progress=not args.quiet,
+        )
+    except KeyboardInterrupt:  # before the first scheme finished: nothing to report
+        print("medqk: interrupted before the first scheme finished; no report written", file=sys.stderr)
+        return 130
+    if result.meta.get("partial"):  # Ctrl-C: keep what finished, say so in one line
+        report.write(result, out)
+        print(f"medqk: interrupted: wrote the partial report of {len(result.schemes)} of "
+              f"{len(result.meta['schemes_planned'])} schemes to {out}", file=sys.stderr)
+        return 130
     print(report.table(result))
+    for entry in result.skipped:
+        print(f"skipped {entry['spec']}: {entry['reason']}")
+    for message in result.meta.get("warnings", []):
+        print(f"warning: {message}")
     print()
     print("Recommendation:", result.recommendation["statement"])
     written = report.write(result, out)
@@ -108,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--schemes", action="append", metavar="SPECS",
                         help=f"comma-separated index specs (repeatable); valid: {', '.join(valid_specs())}")
     p_eval.add_argument("--k", type=int, default=10, help="results per query (default 10)")
+    p_eval.add_argument("--metric", choices=("ip", "l2", "cos"), default=None,
+                        help="inner product, squared L2 distance or cosine (default: the metric the data file "
+                        "declares, e.g. an ann-benchmarks .hdf5 'distance', else ip)")
     p_eval.add_argument("--threads", type=int, default=None, help="threads for search (default: all cores)")
     p_eval.add_argument("--recall-target", type=float, default=0.95, help="recall@k target (default 0.95)")
     p_eval.add_argument("--out", default="medqk-report", help="output folder (default ./medqk-report)")
