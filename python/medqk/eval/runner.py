@@ -434,7 +434,7 @@ def evaluate(
             say.warn(message)
 
     for entry in skipped:
-        say(f"skip {entry['spec']}: {entry['reason']}")
+        say.warn(f"{entry['spec']} skipped: {entry['reason']}")
     kmax = min(n, max(RECALL_KS + (k,)))
     say(f"exact float reference ({metric}): {nq} queries x {n} docs")
     ref_scores, ref_ids = _reference(docs, queries, kmax, index_metric)
@@ -460,7 +460,8 @@ def evaluate(
         index = row = None
         try:
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+                if spec_warning is not None:  # ours to record; other warnings keep the caller's filters
+                    warnings.simplefilter("always", spec_warning)
                 say(f"{step}: train + add")
                 gc.collect()
                 index, t_train, t_add = _build(spec, docs, metric=index_metric)
@@ -480,8 +481,8 @@ def evaluate(
         for w in caught:
             if spec_warning is not None and issubclass(w.category, spec_warning):
                 from_training.append(f"{spec}: {w.message}")
-            else:  # not ours to keep: hand it back to the caller's warning filters
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            else:  # one the caller's filters let through: show it as it would have been shown
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         if row is None:
             continue
         # the training's own SpecDataWarnings know best; these checks stand in while training gives none
