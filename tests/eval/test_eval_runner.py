@@ -95,6 +95,18 @@ def test_evaluate_defaults_adapt_to_the_dimension(monkeypatch):
     assert res.scheme("pq64x4fs")["bytes_per_vector"] == res.scheme("pq32x8")["bytes_per_vector"] == 32
 
 
+def test_a_rerank_scheme_reuses_the_codes_trained_for_its_base(monkeypatch):
+    data = gaussian(n=600, nq=20, d=32)
+    alone = evaluate(data, ["cb2+rerank:int8"]).scheme("cb2+rerank:int8")
+    build, built = runner._build, []
+    monkeypatch.setattr(runner, "_build", lambda spec, *a, **kw: built.append(spec) or build(spec, *a, **kw))
+    res = evaluate(data, ["cb2", "int8", "cb2+rerank:int8", "float32"])
+    assert built == ["cb2", "int8", "float32"]  # each part trained once
+    shared = res.scheme("cb2+rerank:int8")
+    assert shared["recall"] == alone["recall"] and shared["index_bytes"] == alone["index_bytes"]
+    assert shared["train_s"] >= res.scheme("cb2")["train_s"]  # the cost of building it, reused parts included
+
+
 # -- skipped schemes ---------------------------------------------------------------------------------------------
 
 def test_a_scheme_that_fails_on_the_data_is_skipped_with_its_reason():
@@ -198,6 +210,23 @@ def test_cli_metric_flag(tmp_path, capsys):
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["meta"]["metric"] == "l2" and report["schemes"][0]["recall"]["recall@10"]["mean"] == 1.0
+
+
+def test_cli_takes_the_metric_and_neighbors_of_an_ann_benchmarks_file(tmp_path, capsys):
+    h5py = pytest.importorskip("h5py")
+    if "metric" not in Dataset.__dataclass_fields__:
+        pytest.skip("the HDF5 reader does not give Dataset.metric / Dataset.neighbors yet")
+    data, l2_top, _ = l2_world()
+    with h5py.File(tmp_path / "set.hdf5", "w") as f:
+        f.attrs["distance"] = "euclidean"
+        f["train"], f["test"], f["neighbors"] = data.docs, data.queries, l2_top.astype(np.int32)
+    out = tmp_path / "out"
+    code = cli.main(["eval", "--docs", str(tmp_path / "set.hdf5"), "--queries", str(tmp_path / "set.hdf5"),
+                     "--schemes", "float32", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["meta"]["metric"] == "l2" and report["reference"]["neighbors_check"]["ok"]
+    assert report["schemes"][0]["recall"]["recall@10"]["mean"] == 1.0
 
 
 # -- warnings ----------------------------------------------------------------------------------------------------

@@ -323,6 +323,50 @@ def _build(spec: str, docs: np.ndarray, train_docs: np.ndarray | None = None, me
     return index, t1 - t0, t2 - t1
 
 
+def _parts(spec: str) -> list[str]:
+    """The indexes a spec is made of: itself, or its base and its rerank codec."""
+    parsed = parse_spec(spec)
+    return [parsed.base] + ([parsed.rerank] if parsed.rerank else [])
+
+
+class _PartCache:
+    """Trained indexes shared by the specs of one run: ``cb4`` and ``cb4+rerank:int8`` train the same cb4 codes
+    (same options, same seed), so the second reuses them instead of training again (at d = 4096 one cb4 or pca2
+    build takes minutes). An index is kept only while a later spec still needs it."""
+
+    def __init__(self, schemes: list[str]):
+        self.remaining: dict[str, int] = {}
+        for spec in schemes:
+            for part in _parts(spec):
+                self.remaining[part] = self.remaining.get(part, 0) + 1
+        self.built: dict[str, tuple] = {}
+
+    def build(self, spec: str, docs: np.ndarray, metric: str):
+        """(index, train seconds, add seconds) of spec; the times include those of reused parts."""
+        parsed = parse_spec(spec)
+        made = []
+        for part in _parts(spec):
+            entry = self.built.get(part)
+            if entry is None:
+                entry = _build(part, docs, metric=metric)
+                if self.remaining[part] > 1:
+                    self.built[part] = entry
+            made.append(entry)
+        if parsed.rerank is None:
+            return made[0]
+        index = mi.create(spec, docs.shape[1], metric)  # the rerank factor create() picks for this base
+        index.base, index.refine = made[0][0], made[1][0]
+        index._ntotal = docs.shape[0]  # both parts hold every document already
+        return index, made[0][1] + made[1][1], made[0][2] + made[1][2]
+
+    def done(self, spec: str) -> None:
+        """spec has been measured (or failed): drop the parts no later spec needs."""
+        for part in _parts(spec):
+            self.remaining[part] -= 1
+            if self.remaining[part] == 0:
+                self.built.pop(part, None)
+
+
 def _recon_mse(index, docs: np.ndarray) -> float | None:
     target = getattr(index, "base", index)
     if not hasattr(target, "vectors") or type(target).__name__ == "HnswIndex":
@@ -453,6 +497,7 @@ def evaluate(
             warn(check["message"])
 
     spec_warning = _spec_data_warning_class()
+    parts = _PartCache(schemes)
     rows: list[dict] = []
     partial_reason = None
     for si, spec in enumerate(schemes):
@@ -464,7 +509,7 @@ def evaluate(
                     warnings.simplefilter("always", spec_warning)
                 say(f"{step}: train + add")
                 gc.collect()
-                index, t_train, t_add = _build(spec, docs, metric=index_metric)
+                index, t_train, t_add = parts.build(spec, docs, index_metric)
                 say(f"{step}: search")
                 row = _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, data.qrels,
                                threads, seed, index_metric, t_train, t_add)
@@ -477,6 +522,7 @@ def evaluate(
             say.warn(f"{spec} skipped: {reason}")
         finally:
             del index
+            parts.done(spec)
         from_training = []
         for w in caught:
             if spec_warning is not None and issubclass(w.category, spec_warning):
