@@ -557,8 +557,8 @@ def evaluate(
     meta.update(metric=metric, partial=partial_reason is not None, warnings=notes, schemes_planned=list(schemes))
     if partial_reason is not None:
         meta["partial_reason"] = partial_reason
-        say.warn(partial_reason)
-    say("done")
+    else:
+        say("done")
     say.done()
     return result
 
