@@ -87,8 +87,7 @@ def _print_info(as_json: bool) -> int:
 
 
 def _run_eval(args) -> int:
-    from .eval import DataError, default_schemes, evaluate, load_files, load_folder, load_sample
-    from .eval import report
+    from .eval import DataError, evaluate, load_files, load_folder, load_sample, report
     from .index.spec import split_specs
     if args.data and (args.docs or args.queries):
         raise ValueError("give either --data DIR or --docs/--queries, not both")
@@ -117,17 +116,30 @@ def _run_eval(args) -> int:
         raise ValueError(str(exc)) from None
     if args.max_queries:
         data.first_queries(args.max_queries)
-    result = evaluate(
-        data,
-        schemes if schemes is not None else default_schemes(),
-        k=args.k,
-        threads=args.threads,
-        recall_target=args.recall_target,
-        seed=args.seed,
-        cv=args.cv,
-        shift=args.shift,
-        progress=not args.quiet,
-    )
+    from ._progress import bars
+
+    try:
+        with bars(False if args.quiet else None):  # --quiet: no training bars either
+            result = evaluate(
+                data,
+                schemes,  # None: the default list for this data's dimension and size
+                k=args.k,
+                metric=args.metric,
+                threads=args.threads,
+                recall_target=args.recall_target,
+                seed=args.seed,
+                cv=args.cv,
+                shift=args.shift,
+                progress=not args.quiet,
+            )
+    except KeyboardInterrupt:  # before the first scheme finished: nothing to report
+        print("medqk: interrupted before the first scheme finished; no report written", file=sys.stderr)
+        return 130
+    if result.meta.get("partial"):  # Ctrl-C: keep what finished, say so in one line
+        report.write(result, out)
+        print(f"medqk: interrupted: wrote the partial report of {len(result.schemes)} of "
+              f"{len(result.meta['schemes_planned'])} schemes to {out}", file=sys.stderr)
+        return 130
     print(report.table(result))
     print()
     print("Recommendation:", result.recommendation["statement"])
@@ -211,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated index specs (repeatable); valid specs: {spec_help()}")
     p_eval.add_argument("--k", type=_int_at_least(1, "a positive integer"), default=10,
                         help="results per query (default 10)")
+    p_eval.add_argument("--metric", choices=("ip", "l2", "cos"), default=None,
+                        help="inner product, squared L2 distance or cosine (default: the metric the data file "
+                        "declares, e.g. an ann-benchmarks .hdf5 'distance', else ip)")
     p_eval.add_argument("--threads", type=_int_at_least(1, "a positive integer"), default=None,
                         help="threads for search (default: all cores)")
     p_eval.add_argument("--recall-target", type=_recall, default=0.95,
@@ -249,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             return _print_info(args.json)
         return _eval_command(args)
+    except KeyboardInterrupt:  # outside the schemes (loading, the exact reference): nothing to report yet
+        print("medqk: interrupted", file=sys.stderr)
+        return 130
     except (RuntimeError, ValueError, OSError, ImportError) as exc:
         return _error(exc)
 

@@ -27,9 +27,12 @@ def small(seed=0, n=400, nq=40, d=32):
 def test_report_schema_and_values():
     res = evaluate(small(), ["float32", "int8", "int8+rerank:float32"], k=10, cv=2, shift="group")
     d = res.to_dict()
-    assert set(d) == {"meta", "reference", "schemes", "recommendation", "robustness"}
-    for key in ("dataset", "versions", "cpu", "backend", "isa", "threads", "seed", "bootstrap_resamples"):
+    assert set(d) == {"meta", "reference", "schemes", "skipped", "recommendation", "robustness"}
+    for key in ("dataset", "versions", "cpu", "backend", "isa", "threads", "seed", "bootstrap_resamples", "metric",
+                "partial", "warnings"):
         assert key in d["meta"]
+    assert d["meta"]["metric"] == d["reference"]["metric"] == "ip" and d["meta"]["partial"] is False
+    assert d["skipped"] == [] and d["meta"]["warnings"] == []
     json.dumps(d)
     f32 = res.scheme("float32")
     assert f32["recall"]["recall@10"]["mean"] == 1.0 and f32["recall"]["recall@100"]["mean"] == 1.0

@@ -4,33 +4,109 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import math
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import index as mi
-from ..index.spec import parse_spec, valid_specs
+from ..index.spec import parse_ivf, parse_pq, parse_spec, split_opq, valid_specs
 from . import metrics as M
 from .data import Dataset
 
+# The MedQuAD list (d = 384): float32 down to the most compact codecs. default_schemes(dim, n) derives the list
+# for other data from it: the PQ entries keep their bits per dimension, IVF joins for large collections.
 DEFAULT_SCHEMES = ("float32", "fp16", "int8", "int4", "cb4", "pca4", "cb4+rerank:int8", "pca2+rerank:int8", "cb2",
                    "pca2", "pq96x4fs", "pq48x8", "pq96x4fs+rerank:int8", "hnsw")
+DEFAULT_DIM = 384
+METRICS = ("ip", "l2", "cos")
 RECALL_KS = (1, 10, 100)
 N_BOOTSTRAP = 1000
 LATENCY_QUERIES = 200
+# Dimensions per PQ subspace in the defaults: pq96x4fs and pq48x8 at d = 384 both spend 1 bit per dimension
+# (4 dims per 4-bit code, 8 dims per byte).
+PQ4_DIMS_PER_SUBSPACE = 4
+PQ8_DIMS_PER_SUBSPACE = 8
+# pq<M>x8 sums M uint8 table entries in uint16 accumulators (index/pq8.py), so M <= 256.
+PQ8_MAX_M = 256
+# A default PQ M is the divisor of d nearest (by ratio) the 1 bit/dim target; one further than this factor from
+# it (d = 97: only M = 1 or 97) is no longer the scheme the budget names, and is left out with a reason.
+PQ_MAX_RATIO = 2.0
+# IVF joins the defaults from this many documents: below it a flat 4-bit PQ scan of every code is already fast
+# (pq96x4fs: 42k QPS over MedQuAD's 15.8k docs) and probing lists only loses recall.
+IVF_MIN_DOCS = 50_000
+# k-means wants this many training vectors per centroid (faiss warns below 39); fewer give centroids that fit
+# the training sample rather than the data, and unbalanced inverted lists.
+MIN_TRAIN_PER_CENTROID = 39
+# Exact float64 re-scoring holds (queries x candidates x d) float64 values at a time: at most this many.
+_EXACT_BLOCK_VALUES = 1 << 23
 
 
-def default_schemes() -> list[str]:
-    """The default spread: float32 (reference) down to the most compact codecs available."""
-    schemes = list(DEFAULT_SCHEMES)
+def _nearest_divisor(dim: int, target: float, max_m: int | None = None) -> int | None:
+    """The divisor M of dim nearest ``target`` by ratio (ties: the larger M), at most ``max_m``; None when the
+    nearest is more than PQ_MAX_RATIO away from min(target, max_m)."""
+    goal = min(target, max_m) if max_m else target
+    candidates = [m for m in range(1, dim + 1) if dim % m == 0 and (max_m is None or m <= max_m)]
+    best = min(candidates, key=lambda m: (abs(math.log(m / goal)), -m))
+    return best if max(best / goal, goal / best) <= PQ_MAX_RATIO else None
+
+
+def ivf_nlist(n: int) -> int:
+    """nlist for n documents: the power of two nearest 4 sqrt(n) (faiss's guide is 4-16 sqrt(n)), lowered until
+    each list has MIN_TRAIN_PER_CENTROID training vectors."""
+    nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
+    while nlist > 1 and n < MIN_TRAIN_PER_CENTROID * nlist:
+        nlist //= 2
+    return nlist
+
+
+def _default_plan(dim: int, n: int | None) -> tuple[list[str], list[dict]]:
+    """(default specs for this data, [{"spec", "reason"}] of the default entries that cannot be made for it)."""
+    left_out: list[dict] = []
+    m4 = _nearest_divisor(dim, dim / PQ4_DIMS_PER_SUBSPACE)
+    m8 = _nearest_divisor(dim, dim / PQ8_DIMS_PER_SUBSPACE, PQ8_MAX_M)
+    names = {"pq96x4fs": f"pq{m4}x4fs" if m4 else None, "pq48x8": f"pq{m8}x8" if m8 else None}
+    schemes = []
+    for spec in DEFAULT_SCHEMES:
+        base, _, rerank = spec.partition("+")
+        if base in names:
+            if names[base] is None:
+                per = PQ4_DIMS_PER_SUBSPACE if base == "pq96x4fs" else PQ8_DIMS_PER_SUBSPACE
+                left_out.append({"spec": spec, "reason": f"no divisor M of d={dim} within a factor {PQ_MAX_RATIO:g} "
+                                 f"of the {dim / per:g} subspaces of {per} dims (1 bit/dim) this scheme stands for"})
+                continue
+            spec = names[base] + (f"+{rerank}" if rerank else "")
+        schemes.append(spec)
+    if n is not None and n >= IVF_MIN_DOCS and m4:
+        schemes.insert(schemes.index("hnsw"), f"ivf{ivf_nlist(n)},pq{m4}x4fs+rerank:int8")
     try:
         import hnswlib  # noqa: F401
     except ImportError:
         schemes.remove("hnsw")
-    return schemes
+    return schemes, left_out
+
+
+def default_schemes(dim: int | None = None, n: int | None = None) -> list[str]:
+    """The default spread for ``dim``-dimensional data with ``n`` documents (no arguments: MedQuAD, d = 384):
+    float32 (reference) down to the most compact codecs.
+
+    PQ keeps the bits per dimension of the 384-d list (pq96x4fs and pq48x8: 1 bit/dim): M is the divisor of d
+    nearest d / 4 (4-bit codes) and d / 8 (8-bit codes, at most 256 subspaces), by ratio, larger on a tie; a
+    PQ entry is left out when no divisor lies within a factor 2 (a prime d). ``ivf<nlist>,pq<M>x4fs+rerank:int8``
+    joins from 50,000 documents, nlist the power of two nearest 4 sqrt(n) with >= 39 documents per list.
+    ``hnsw`` only when hnswlib is installed.
+    """
+    if dim is None:
+        dim = DEFAULT_DIM
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    return _default_plan(int(dim), None if n is None else int(n))[0]
 
 
 class Progress:
@@ -52,6 +128,13 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def warn(self, message: str) -> None:
+        """A line that stays on screen (the next step does not overwrite it on a terminal)."""
+        if not self.enabled:
+            return
+        self.stream.write(("\r\033[K" if self.tty else "") + f"warning: {message}\n")
+        self.stream.flush()
+
     def done(self) -> None:
         if self.tty:
             self.stream.write("\n")
@@ -60,17 +143,22 @@ class Progress:
 
 @dataclass
 class EvalResult:
+    """``schemes``: one dict per evaluated spec; ``skipped``: {"spec", "reason"} of the specs that could not be
+    built or searched on this data. ``meta["partial"]``: the run was cut short (``meta["partial_reason"]``)."""
+
     meta: dict
     reference: dict
     schemes: list[dict]
     recommendation: dict
     robustness: dict = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "meta": self.meta,
             "reference": self.reference,
             "schemes": self.schemes,
+            "skipped": self.skipped,
             "recommendation": self.recommendation,
             "robustness": self.robustness,
         }
@@ -101,6 +189,8 @@ def _flat_row(s: dict) -> dict:
 
 
 def _check_schemes(schemes) -> list[str]:
+    if isinstance(schemes, str):
+        raise TypeError(f"schemes must be a list of specs such as ['float32', 'int8'], got the string {schemes!r}")
     out = []
     for spec in schemes:
         try:
@@ -118,24 +208,84 @@ def _check_schemes(schemes) -> list[str]:
     return out
 
 
-def _reference(docs: np.ndarray, queries: np.ndarray, kmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-kmax by inner product: float32 BLAS for candidates, float64 to order them."""
-    ref = mi.create("float32", docs.shape[1]).add(docs)
+def _check_metric(metric, data: Dataset) -> str:
+    """The metric to evaluate: the argument, else the one the data declares, else inner product."""
+    if metric is None:
+        metric = getattr(data, "metric", None) or "ip"
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    return metric
+
+
+def _normalized(x: np.ndarray, role: str) -> np.ndarray:
+    """Rows scaled to unit length for cosine similarity; a zero row has no direction and is refused."""
+    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise ValueError(f"metric 'cos': {zero.size} of the {role} are zero vectors (first: row {zero[0]}); "
+                         f"a zero vector has no cosine similarity: remove it or use metric 'ip' or 'l2'")
+    return (x / norms[:, None]).astype(np.float32)
+
+
+def _reference(docs: np.ndarray, queries: np.ndarray, kmax: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-kmax (metric "ip" or "l2"): float32 BLAS for candidates, float64 to order them.
+
+    Scores are higher-is-better: inner products, or negated squared L2 distances."""
+    ref = mi.create("float32", docs.shape[1], metric).add(docs)
     _, cand = ref.search(queries, min(docs.shape[0], kmax + 16))
-    exact = _exact_scores(docs, queries, cand)
+    exact = _exact_scores(docs, queries, cand, metric)
     order = np.lexsort((cand, -exact), axis=1)[:, :kmax]
     return np.take_along_axis(exact, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
 
-def _exact_scores(docs: np.ndarray, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def _exact_scores(docs: np.ndarray, queries: np.ndarray, ids: np.ndarray, metric: str = "ip") -> np.ndarray:
+    """float64 scores of docs[ids] for each query, higher is better: q.x ("ip") or -|q - x|^2 ("l2");
+    -inf where ids is -1 (padding)."""
     out = np.full(ids.shape, -np.inf)
-    for q0 in range(0, len(queries), 1024):
-        blk = ids[q0 : q0 + 1024]
+    width = max(1, ids.shape[1] * docs.shape[1])
+    step = max(1, _EXACT_BLOCK_VALUES // width)
+    for q0 in range(0, len(queries), step):
+        blk = ids[q0 : q0 + step]
         valid = blk >= 0
         vec = docs[np.where(valid, blk, 0)].astype(np.float64)
-        s = np.einsum("qkd,qd->qk", vec, queries[q0 : q0 + 1024].astype(np.float64))
-        out[q0 : q0 + 1024] = np.where(valid, s, -np.inf)
+        q = queries[q0 : q0 + step].astype(np.float64)
+        if metric == "l2":
+            vec -= q[:, None, :]
+            s = -np.einsum("qkd,qkd->qk", vec, vec)
+        else:
+            s = np.einsum("qkd,qd->qk", vec, q)
+        out[q0 : q0 + step] = np.where(valid, s, -np.inf)
     return out
+
+
+NEIGHBORS_OK = 0.99  # share of the file's top-k that medqk's exact top-k must hold for the check to pass
+
+
+def _neighbors_check(neighbors, docs, queries, ref_scores, metric: str) -> dict:
+    """How far the true neighbours a data file gives agree with medqk's exact reference (tie-aware: a file
+    neighbour counts when its exact score reaches medqk's k-th best)."""
+    nq, n = queries.shape[0], docs.shape[0]
+    nb = np.asarray(neighbors)
+    if nb.ndim != 2 or nb.shape[0] < nq:
+        return {"k": 0, "agreement": 0.0, "ok": False,
+                "message": f"the file's neighbors have shape {nb.shape}, fewer rows than the {nq} queries: not checked"}
+    k = min(nb.shape[1], ref_scores.shape[1])
+    nb = nb[:nq, :k].astype(np.int64)
+    if ((nb < -1) | (nb >= n)).any():
+        return {"k": k, "agreement": 0.0, "ok": False,
+                "message": f"the file's neighbors point outside the {n} documents: they do not belong to these "
+                           f"docs; not checked"}
+    got = _exact_scores(docs, queries, nb, "l2" if metric == "l2" else "ip")
+    agreement = float(M.recall_at_k(got, ref_scores, k).mean())
+    ok = agreement >= NEIGHBORS_OK
+    name = {"ip": "inner product", "l2": "L2", "cos": "cosine"}[metric]
+    if ok:
+        message = (f"the file's top-{k} neighbors agree with medqk's exact {name} top-{k} "
+                   f"({agreement:.1%} of them, {nq} queries)")
+    else:
+        message = (f"the file's top-{k} neighbors disagree with medqk's exact {name} top-{k}: only {agreement:.1%} "
+                   f"of them are found; the file's distance is probably not the metric evaluated (choose --metric)")
+    return {"k": k, "agreement": agreement, "ok": ok, "message": message}
 
 
 def _peak_rss_reset() -> bool:
@@ -163,14 +313,58 @@ def _peak_rss_mib() -> float | None:
         return None
 
 
-def _build(spec: str, docs: np.ndarray, train_docs: np.ndarray | None = None):
-    index = mi.create(spec, docs.shape[1])
+def _build(spec: str, docs: np.ndarray, train_docs: np.ndarray | None = None, metric: str = "ip"):
+    index = mi.create(spec, docs.shape[1], metric)
     t0 = time.perf_counter()
     index.train(train_docs if train_docs is not None else docs)
     t1 = time.perf_counter()
     index.add(docs)
     t2 = time.perf_counter()
     return index, t1 - t0, t2 - t1
+
+
+def _parts(spec: str) -> list[str]:
+    """The indexes a spec is made of: itself, or its base and its rerank codec."""
+    parsed = parse_spec(spec)
+    return [parsed.base] + ([parsed.rerank] if parsed.rerank else [])
+
+
+class _PartCache:
+    """Trained indexes shared by the specs of one run: ``cb4`` and ``cb4+rerank:int8`` train the same cb4 codes
+    (same options, same seed), so the second reuses them instead of training again (at d = 4096 one cb4 or pca2
+    build takes minutes). An index is kept only while a later spec still needs it."""
+
+    def __init__(self, schemes: list[str]):
+        self.remaining: dict[str, int] = {}
+        for spec in schemes:
+            for part in _parts(spec):
+                self.remaining[part] = self.remaining.get(part, 0) + 1
+        self.built: dict[str, tuple] = {}
+
+    def build(self, spec: str, docs: np.ndarray, metric: str):
+        """(index, train seconds, add seconds) of spec; the times include those of reused parts."""
+        parsed = parse_spec(spec)
+        made = []
+        for part in _parts(spec):
+            entry = self.built.get(part)
+            if entry is None:
+                entry = _build(part, docs, metric=metric)
+                if self.remaining[part] > 1:
+                    self.built[part] = entry
+            made.append(entry)
+        if parsed.rerank is None:
+            return made[0]
+        index = mi.create(spec, docs.shape[1], metric)  # the rerank factor create() picks for this base
+        index.base, index.refine = made[0][0], made[1][0]
+        index._ntotal = docs.shape[0]  # both parts hold every document already
+        return index, made[0][1] + made[1][1], made[0][2] + made[1][2]
+
+    def done(self, spec: str) -> None:
+        """spec has been measured (or failed): drop the parts no later spec needs."""
+        for part in _parts(spec):
+            self.remaining[part] -= 1
+            if self.remaining[part] == 0:
+                self.built.pop(part, None)
 
 
 def _recon_mse(index, docs: np.ndarray) -> float | None:
@@ -186,11 +380,50 @@ def _ci(values, seed):
     return {"mean": mean, "ci95": [lo, hi]}
 
 
+def _spec_data_warning_class():
+    """medqk._warnings.SpecDataWarning (raised by index training when a spec does not suit the data), if present."""
+    try:
+        from .._warnings import SpecDataWarning
+    except ImportError:
+        return None
+    return SpecDataWarning
+
+
+def _spec_data_checks(spec: str, n: int, dim: int) -> list[str]:
+    """Why ``spec`` may work badly on n training vectors of dimension dim (before it is built)."""
+    out = []
+    parsed = parse_spec(spec)
+    for part in [parsed.base] + ([parsed.rerank] if parsed.rerank else []):
+        ivf = parse_ivf(part)
+        if ivf is not None:
+            nlist, part = ivf
+            if n < MIN_TRAIN_PER_CENTROID * nlist:
+                out.append(f"{spec}: {n:,} vectors for {nlist:,} inverted lists ({n / nlist:.1f} per list; k-means "
+                           f"wants >= {MIN_TRAIN_PER_CENTROID}): use at most ivf{max(1, n // MIN_TRAIN_PER_CENTROID)}")
+        pq = parse_pq(split_opq(part)[1])
+        if pq is not None:
+            centroids = 2 ** pq[1]
+            if n < MIN_TRAIN_PER_CENTROID * centroids:
+                out.append(f"{spec}: {n:,} training vectors for {centroids} centroids per subspace (k-means wants "
+                           f">= {MIN_TRAIN_PER_CENTROID} per centroid, {MIN_TRAIN_PER_CENTROID * centroids:,}): "
+                           f"the codebooks fit the training sample more than the data")
+        if part.startswith("pca") and n <= dim:
+            out.append(f"{spec}: {n:,} training vectors in {dim} dimensions: the PCA covariance has rank < {dim}, "
+                       f"its last directions are noise")
+    return out
+
+
+def _failure_reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, (ValueError, TypeError, RuntimeError)) else f"{type(exc).__name__}: {text}"
+
+
 def evaluate(
     data: Dataset,
     schemes=None,
     *,
     k: int = 10,
+    metric: str | None = None,
     threads: int | None = None,
     recall_target: float = 0.95,
     seed: int = 0,
@@ -198,91 +431,185 @@ def evaluate(
     shift: str | None = None,
     progress: bool = False,
 ) -> EvalResult:
-    """Evaluates every spec in ``schemes`` on ``data`` (inner product) and returns an :class:`EvalResult`.
+    """Evaluates every spec in ``schemes`` on ``data`` and returns an :class:`EvalResult`.
+
+    schemes: index specs; None = :func:`default_schemes` for this data's dimension and size. A spec that does
+    not parse raises ValueError before any work; one that parses but cannot be built or searched on this data
+    (e.g. ``pq96x4fs`` at d = 256) is recorded in ``EvalResult.skipped`` with the reason, and the run goes on.
+    metric: ``"ip"`` (inner product), ``"l2"`` (squared Euclidean distance, smaller is better) or ``"cos"``
+    (docs and queries scaled to unit length, then inner product; a zero vector raises ValueError); None = the
+    metric the data declares (``data.metric``, e.g. an ann-benchmarks file's ``distance``), else ``"ip"``.
+    When ``data.neighbors`` gives true neighbours, they are checked against the exact reference
+    (``reference["neighbors_check"]``; a disagreement is a warning).
 
     Per scheme: recall@1/10/100 against exact float search (tie-aware), distance-threshold recall,
     the share of queries whose top-k is fully kept, relevance metrics (when ``data.qrels``) with paired
     bootstrap 95% CIs of the change vs exact float search, bytes/vector, index bytes, train/add time,
     batch QPS, single-query latency p50/p99, peak RSS during search, reconstruction MSE. Optional
-    robustness runs: ``cv`` folds and ``shift`` over a document field.
+    robustness runs: ``cv`` folds and ``shift`` over a document field. Warnings about specs that do not
+    suit the data (too few vectors for their centroids) are in ``meta["warnings"]``.
+
+    Ctrl-C (KeyboardInterrupt) during the schemes or robustness runs returns the result of the schemes that
+    finished, with ``meta["partial"]`` True and ``meta["partial_reason"]``; before the first scheme finishes
+    it propagates.
     """
-    schemes = _check_schemes(schemes if schemes is not None else default_schemes())
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     if not 0 < recall_target <= 1:
         raise ValueError(f"recall_target must be in (0, 1], got {recall_target!r}")
+    metric = _check_metric(metric, data)
     docs, queries = data.docs, data.queries
-    n, nq = docs.shape[0], queries.shape[0]
+    n, nq, dim = docs.shape[0], queries.shape[0], docs.shape[1]
+    if schemes is None:
+        schemes, skipped = _default_plan(dim, n)
+    else:
+        schemes, skipped = _check_schemes(schemes), []
     if k > n:
         raise ValueError(f"k={k} is larger than the {n} documents")
+    if metric == "cos":
+        docs, queries = _normalized(docs, "docs"), _normalized(queries, "queries")
+    index_metric = "l2" if metric == "l2" else "ip"
     say = Progress(progress)
+    notes: list[str] = []
+
+    def warn(message: str) -> None:
+        if message not in notes:
+            notes.append(message)
+            say.warn(message)
+
+    for entry in skipped:
+        say.warn(f"{entry['spec']} skipped: {entry['reason']}")
     kmax = min(n, max(RECALL_KS + (k,)))
-    say(f"exact float reference: {nq} queries x {n} docs")
-    ref_scores, ref_ids = _reference(docs, queries, kmax)
+    say(f"exact float reference ({metric}): {nq} queries x {n} docs")
+    ref_scores, ref_ids = _reference(docs, queries, kmax, index_metric)
     ks = [kk for kk in sorted(set(RECALL_KS + (k,))) if kk <= n]
 
     float_rel = M.relevance_metrics(ref_ids, data.qrels, k) if data.qrels is not None else None
-    reference = {"k": k, "recall_ks": ks, "n_docs": n, "n_queries": nq, "dim": docs.shape[1]}
+    reference = {"k": k, "recall_ks": ks, "n_docs": n, "n_queries": nq, "dim": dim, "metric": metric}
     if float_rel is not None:
         reference["relevance"] = {m: float(v.mean()) for m, v in float_rel.items() if m != "mask"}
         reference["n_judged_queries"] = int(float_rel["mask"].sum())
+    if getattr(data, "neighbors", None) is not None:
+        check = _neighbors_check(data.neighbors, docs, queries, ref_scores, metric)
+        reference["neighbors_check"] = check
+        say(check["message"])
+        if not check["ok"]:
+            warn(check["message"])
 
-    rows = []
+    spec_warning = _spec_data_warning_class()
+    parts = _PartCache(schemes)
+    rows: list[dict] = []
+    partial_reason = None
     for si, spec in enumerate(schemes):
-        say(f"[{si + 1}/{len(schemes)}] {spec}: train + add")
-        gc.collect()
-        index, t_train, t_add = _build(spec, docs)
-        say(f"[{si + 1}/{len(schemes)}] {spec}: search")
-        index.search(queries[: min(nq, 32)], k, threads=threads)  # warm-up (JIT, packing)
-        _peak_rss_reset()
-        t0 = time.perf_counter()
-        _, ids_k = index.search(queries, k, threads=threads)
-        t_search = time.perf_counter() - t0
-        peak = _peak_rss_mib()
-        _, ids = index.search(queries, kmax, threads=threads) if kmax > k else (None, ids_k)
-        lat = []
-        for qi in range(min(nq, LATENCY_QUERIES)):
-            t0 = time.perf_counter()
-            index.search(queries[qi : qi + 1], k, threads=1)
-            lat.append(time.perf_counter() - t0)
-        got_k = _exact_scores(docs, queries, ids_k)
-        got = _exact_scores(docs, queries, ids) if kmax > k else got_k
-        # recall@kk from the search that asked for kk results or the next larger one
-        per_q = {f"recall@{kk}": M.recall_at_k(got_k if kk <= k else got, ref_scores, kk) for kk in ks}
-        thr = M.threshold_recall(got_k, ref_scores, k)
-        row = {
-            "spec": spec,
-            "bytes_per_vector": float(index.bytes_per_vector),
-            "index_bytes": int(index.nbytes),
-            "train_s": t_train,
-            "add_s": t_add,
-            "qps": nq / t_search,
-            "latency_ms": {"p50": float(np.percentile(lat, 50) * 1e3), "p99": float(np.percentile(lat, 99) * 1e3)},
-            "peak_rss_mib": peak,
-            "recon_mse": _recon_mse(index, docs),
-            "recall": {name: _ci(v, seed) for name, v in per_q.items()},
-            "threshold_recall": float(thr.mean()),
-            "full_topk_kept": float((per_q[f"recall@{k}"] == 1.0).mean()),
-        }
-        if float_rel is not None:
-            rel = M.relevance_metrics(ids_k, data.qrels, k)
-            row["relevance"] = {}
-            for m in ("mrr", "ndcg", "precision", "recall", "f1"):
-                diff, lo, hi = M.paired_bootstrap_ci(rel[m], float_rel[m], n_resamples=N_BOOTSTRAP, seed=seed)
-                row["relevance"][m] = {"value": float(rel[m].mean()), "delta_vs_float": diff, "delta_ci95": [lo, hi]}
+        step = f"[{si + 1}/{len(schemes)}] {spec}"
+        index = row = None
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                if spec_warning is not None:  # ours to record; other warnings keep the caller's filters
+                    warnings.simplefilter("always", spec_warning)
+                say(f"{step}: train + add")
+                gc.collect()
+                index, t_train, t_add = parts.build(spec, docs, index_metric)
+                say(f"{step}: search")
+                row = _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, data.qrels,
+                               threads, seed, index_metric, t_train, t_add)
+        except KeyboardInterrupt:
+            partial_reason = f"interrupted by Ctrl-C after {len(rows)} of {len(schemes)} schemes (during {spec})"
+            break
+        except Exception as exc:  # noqa: BLE001 -- whatever a spec raises on this data is its reason to be skipped
+            reason = _failure_reason(exc)
+            skipped.append({"spec": spec, "reason": reason})
+            say.warn(f"{spec} skipped: {reason}")
+        finally:
+            del index
+            parts.done(spec)
+        from_training = []
+        for w in caught:
+            if spec_warning is not None and issubclass(w.category, spec_warning):
+                from_training.append(f"{spec}: {w.message}")
+            else:  # one the caller's filters let through: show it as it would have been shown
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        if row is None:
+            continue
+        # the training's own SpecDataWarnings know best; these checks stand in while training gives none
+        for message in from_training or _spec_data_checks(spec, n, dim):
+            warn(message)
         rows.append(row)
-        say(f"[{si + 1}/{len(schemes)}] {spec}: recall@{k} {row['recall'][f'recall@{k}']['mean']:.4f}, "
-            f"{row['qps']:.0f} QPS")
-        del index
+        say(f"{step}: recall@{k} {row['recall'][f'recall@{k}']['mean']:.4f}, {row['qps']:.0f} QPS")
 
-    result = EvalResult(_meta(threads, seed, data), reference, rows, _recommend(rows, k, recall_target))
-    if cv:
-        result.robustness["cv"] = _cross_validate(data, schemes, k, cv, seed, threads, say)
-    if shift:
-        result.robustness["shift"] = _shift(data, schemes, k, shift, threads, say)
-    say("done")
+    if not rows and partial_reason is not None:
+        say.done()
+        raise KeyboardInterrupt(partial_reason)
+    ok_specs = [r["spec"] for r in rows]
+    meta = _meta(threads, seed, data)
+    result = EvalResult(meta, reference, rows, _recommend(rows, k, recall_target), skipped=skipped)
+    work = data if metric != "cos" else _replace_vectors(data, docs, queries)
+    phase = None
+    try:
+        if cv and partial_reason is None:
+            phase = "cross-validation"
+            result.robustness["cv"] = _cross_validate(work, ok_specs, k, cv, seed, threads, say, index_metric, warn)
+        if shift and partial_reason is None:
+            phase = "shift"
+            result.robustness["shift"] = _shift(work, ok_specs, k, shift, threads, say, index_metric, warn)
+    except KeyboardInterrupt:
+        partial_reason = f"interrupted by Ctrl-C during the {phase} run, after all {len(schemes)} schemes"
+    meta.update(metric=metric, partial=partial_reason is not None, warnings=notes, schemes_planned=list(schemes))
+    if partial_reason is not None:
+        meta["partial_reason"] = partial_reason
+    else:
+        say("done")
     say.done()
     return result
+
+
+def _replace_vectors(data: Dataset, docs: np.ndarray, queries: np.ndarray) -> Dataset:
+    import dataclasses
+
+    return dataclasses.replace(data, docs=docs, queries=queries)
+
+
+def _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, qrels, threads, seed, metric,
+             t_train, t_add) -> dict:
+    nq = queries.shape[0]
+    index.search(queries[: min(nq, 32)], k, threads=threads)  # warm-up (JIT, packing)
+    _peak_rss_reset()
+    t0 = time.perf_counter()
+    _, ids_k = index.search(queries, k, threads=threads)
+    t_search = time.perf_counter() - t0
+    peak = _peak_rss_mib()
+    _, ids = index.search(queries, kmax, threads=threads) if kmax > k else (None, ids_k)
+    lat = []
+    for qi in range(min(nq, LATENCY_QUERIES)):
+        t0 = time.perf_counter()
+        index.search(queries[qi : qi + 1], k, threads=1)
+        lat.append(time.perf_counter() - t0)
+    got_k = _exact_scores(docs, queries, ids_k, metric)
+    got = _exact_scores(docs, queries, ids, metric) if kmax > k else got_k
+    # recall@kk from the search that asked for kk results or the next larger one
+    per_q = {f"recall@{kk}": M.recall_at_k(got_k if kk <= k else got, ref_scores, kk) for kk in ks}
+    thr = M.threshold_recall(got_k, ref_scores, k)
+    row = {
+        "spec": spec,
+        "bytes_per_vector": float(index.bytes_per_vector),
+        "index_bytes": int(index.nbytes),
+        "train_s": t_train,
+        "add_s": t_add,
+        "qps": nq / t_search,
+        "latency_ms": {"p50": float(np.percentile(lat, 50) * 1e3), "p99": float(np.percentile(lat, 99) * 1e3)},
+        "peak_rss_mib": peak,
+        "recon_mse": _recon_mse(index, docs),
+        "recall": {name: _ci(v, seed) for name, v in per_q.items()},
+        "threshold_recall": float(thr.mean()),
+        "full_topk_kept": float((per_q[f"recall@{k}"] == 1.0).mean()),
+    }
+    if float_rel is not None:
+        rel = M.relevance_metrics(ids_k, qrels, k)
+        row["relevance"] = {}
+        for m in ("mrr", "ndcg", "precision", "recall", "f1"):
+            diff, lo, hi = M.paired_bootstrap_ci(rel[m], float_rel[m], n_resamples=N_BOOTSTRAP, seed=seed)
+            row["relevance"][m] = {"value": float(rel[m].mean()), "delta_vs_float": diff, "delta_ci95": [lo, hi]}
+    return row
 
 
 def _recommend(rows: list[dict], k: int, target: float) -> dict:
@@ -303,14 +630,14 @@ def _recommend(rows: list[dict], k: int, target: float) -> dict:
     return rec
 
 
-def _subset_recall(spec, train, docs, queries, k, threads) -> np.ndarray:
-    index, _, _ = _build(spec, docs, train)
-    ref_scores, _ = _reference(docs, queries, k)
+def _subset_recall(spec, train, docs, queries, k, threads, metric="ip") -> np.ndarray:
+    index, _, _ = _build(spec, docs, train, metric)
+    ref_scores, _ = _reference(docs, queries, k, metric)
     _, ids = index.search(queries, k, threads=threads)
-    return M.recall_at_k(_exact_scores(docs, queries, ids), ref_scores, k)
+    return M.recall_at_k(_exact_scores(docs, queries, ids, metric), ref_scores, k)
 
 
-def _cross_validate(data: Dataset, schemes, k, folds, seed, threads, say) -> dict:
+def _cross_validate(data: Dataset, schemes, k, folds, seed, threads, say, metric="ip", warn=None) -> dict:
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"cv must be an int >= 2, got {folds!r}")
     n = data.docs.shape[0]
@@ -321,17 +648,22 @@ def _cross_validate(data: Dataset, schemes, k, folds, seed, threads, say) -> dic
     out = {"folds": folds, "schemes": {}}
     for spec in schemes:
         values = []
-        for f in range(folds):
-            say(f"cv {spec}: fold {f + 1}/{folds}")
-            held = np.sort(parts[f])
-            train = np.sort(np.concatenate([parts[g] for g in range(folds) if g != f]))
-            r = _subset_recall(spec, data.docs[train], data.docs[held], data.queries, k, threads)
-            values.append(float(r.mean()))
+        try:
+            for f in range(folds):
+                say(f"cv {spec}: fold {f + 1}/{folds}")
+                held = np.sort(parts[f])
+                train = np.sort(np.concatenate([parts[g] for g in range(folds) if g != f]))
+                r = _subset_recall(spec, data.docs[train], data.docs[held], data.queries, k, threads, metric)
+                values.append(float(r.mean()))
+        except Exception as exc:  # noqa: BLE001 -- e.g. IVF with more lists than a fold has vectors
+            if warn is not None:
+                warn(f"cv {spec} left out: {_failure_reason(exc)}")
+            continue
         out["schemes"][spec] = {f"recall@{k}": values, "mean": float(np.mean(values)), "std": float(np.std(values))}
     return out
 
 
-def _shift(data: Dataset, schemes, k, field_name, threads, say) -> dict:
+def _shift(data: Dataset, schemes, k, field_name, threads, say, metric="ip", warn=None) -> dict:
     if data.doc_fields is None:
         raise ValueError("--shift needs document fields (docs.jsonl in the data folder)")
     values = [rec.get(field_name) for rec in data.doc_fields]
@@ -346,17 +678,38 @@ def _shift(data: Dataset, schemes, k, field_name, threads, say) -> dict:
     out = {"field": field_name, "groups": {}}
     for spec in schemes:
         per_group = {}
-        for g, rows in groups.items():
-            say(f"shift {spec}: calibrate on {field_name}={g}")
-            others = np.setdiff1d(np.arange(len(values)), rows)
-            docs = data.docs[others]
-            shifted = _subset_recall(spec, data.docs[rows], docs, data.queries, k, threads).mean()
-            in_dist = _subset_recall(spec, docs, docs, data.queries, k, threads).mean()
-            per_group[g] = {"n_train_docs": int(len(rows)), "recall_shifted": float(shifted),
-                            "recall_in_distribution": float(in_dist), "drop": float(in_dist - shifted)}
+        try:
+            for g, rows in groups.items():
+                say(f"shift {spec}: calibrate on {field_name}={g}")
+                others = np.setdiff1d(np.arange(len(values)), rows)
+                docs = data.docs[others]
+                shifted = _subset_recall(spec, data.docs[rows], docs, data.queries, k, threads, metric).mean()
+                in_dist = _subset_recall(spec, docs, docs, data.queries, k, threads, metric).mean()
+                per_group[g] = {"n_train_docs": len(rows), "recall_shifted": float(shifted),
+                                "recall_in_distribution": float(in_dist), "drop": float(in_dist - shifted)}
+        except Exception as exc:  # noqa: BLE001 -- e.g. a group with fewer vectors than the spec's centroids
+            if warn is not None:
+                warn(f"shift {spec} left out: {_failure_reason(exc)}")
+            continue
         drops = [v["drop"] for v in per_group.values()]
         out["groups"][spec] = {"per_group": per_group, "mean_drop": float(np.mean(drops)), "max_drop": float(np.max(drops))}
     return out
+
+
+# distributions whose versions a report records (importlib.metadata names), when installed
+_VERSIONED = ("numpy", "numba", "hnswlib", "h5py", "matplotlib", "tqdm")
+
+
+def _versions(medqk_version: str) -> dict:
+    from importlib import metadata
+
+    versions = {"medqk": medqk_version, "python": platform.python_version()}
+    for dist in _VERSIONED:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def _meta(threads, seed, data: Dataset) -> dict:
@@ -372,17 +725,11 @@ def _meta(threads, seed, data: Dataset) -> dict:
                     break
     except OSError:
         pass
-    versions = {"medqk": info["version"], "numpy": np.__version__, "python": platform.python_version()}
-    for mod in ("numba", "hnswlib"):
-        try:
-            versions[mod] = getattr(__import__(mod), "__version__", "unknown")
-        except ImportError:
-            pass
     return {
         "dataset": data.name,
         "source": data.source,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions,
+        "versions": _versions(info["version"]),
         "cpu": cpu or platform.processor() or platform.machine(),
         "backend": info["backend"],
         "isa": info["isa"],
@@ -390,4 +737,6 @@ def _meta(threads, seed, data: Dataset) -> dict:
         "seed": seed,
         "bootstrap_resamples": N_BOOTSTRAP,
         "metric": "ip",
+        "partial": False,
+        "warnings": [],
     }
