@@ -361,7 +361,10 @@ py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::
   if (static_cast<std::size_t>(luts.shape(1)) != d_even || luts.shape(2) != 16) {
     throw py::value_error("luts must have shape (nq, d rounded up to even, 16)");
   }
-  if (d == 0 || d > 1028) throw py::value_error("d must be in 1..1028");
+  if (d == 0 || d > medqk::kLut4MaxSubspaces) {
+    throw py::value_error("d must be in 1.." + std::to_string(medqk::kLut4MaxSubspaces) +
+                          " (4-bit table sums must stay below 2^23, exact in float32), got " + std::to_string(d));
+  }
   require<uint8_t>(packed, "packed", 1);
   if (static_cast<std::size_t>(packed.shape(0)) != medqk::lut4_packed_bytes(n, d)) {
     throw py::value_error("packed does not hold n vectors of d sub-codes (use lut4_pack)");
@@ -460,8 +463,9 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const 
   require<int64_t>(list_starts, "list_starts", 1);
   const std::size_t nq = luts.shape(0), nlut = luts.shape(1), d_even = luts.shape(2), d = d_even;
   const std::size_t nprobe = probes.shape(1);
-  if (d == 0 || d > 1028 || (d & 1) || luts.shape(3) != 16) {
-    throw py::value_error("luts must be (nq, nlut, S rounded up to even, 16) with 1 <= S <= 1028");
+  if (d == 0 || d > medqk::kLut4MaxSubspaces || (d & 1) || luts.shape(3) != 16) {
+    throw py::value_error("luts must be (nq, nlut, S rounded up to even, 16) with 1 <= S <= " +
+                          std::to_string(medqk::kLut4MaxSubspaces) + " (sums below 2^23: keys below 2^24)");
   }
   if (static_cast<std::size_t>(probe_keys.shape(0)) != nq || static_cast<std::size_t>(probe_keys.shape(1)) != nprobe ||
       static_cast<std::size_t>(probes.shape(0)) != nq) {
@@ -878,6 +882,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "medqk native kernels (C++, per-ISA SIMD). Use the medqk package, not this module directly.";
   m.attr("__version__") = MEDQK_VERSION;
   m.attr("MAX_GEMM_K") = medqk::kMaxGemmK;
+  m.attr("LUT4_MAX_SUBSPACES") = medqk::kLut4MaxSubspaces;
 
   m.def("cpu_features", &cpu_features_dict, "Features detected on this CPU (cpuid + xgetbv / getauxval).");
   m.def("isas_built", [] {

@@ -98,7 +98,7 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
   // rows of sums one cache line more apart than 4 KiB: rows exactly 4 KiB apart alias in the load/store
   // unit (4K aliasing) and cost a third of the scan speed
   const std::size_t sums_stride = chunk_vectors + 16;
-  const int32_t max_sum = static_cast<int32_t>(kernels::kLut4MaxEntry * d_even);
+  const int32_t max_sum = static_cast<int32_t>(kernels::kLut4MaxEntry * d_even);  // the top-k's bins span 0..it
   runtime::parallel_for(tasks, threads, [&](int t) {
     const std::size_t nsplit = parts > 1 ? 1 : qsplit;
     const std::size_t split = static_cast<std::size_t>(t) / parts, part = static_cast<std::size_t>(t) % parts;
@@ -121,7 +121,7 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
           for (std::size_t j = 0; j < nqg; ++j) thresholds[j] = heaps[g0 - q0 + j].threshold();
           scan(luts + g0 * d_even * 16, d_even * 16, nqg, d_even, packed + b0 * block_bytes, nb, sums.data(),
                sums_stride, thresholds, masks.data());
-          // sums < 2^24 (at most 127 * 1028): exact as float keys and as int32
+          // sums <= 127 * kLut4MaxSubspaces < 2^23: exact as int32 keys and as the floats written out
           for (std::size_t j = 0; j < nqg; ++j) {
             heaps[g0 - q0 + j].offer_masked(reinterpret_cast<const int32_t*>(sums.data() + j * sums_stride),
                                             masks.data() + j * nb, nb, nv, static_cast<int64_t>(v0));

@@ -33,8 +33,11 @@ def make(rng, n, d, nq, fill="random"):
     return codes, luts
 
 
+# past the old limit of 1028 up to the bound, 65,536 sub-codes (index/lut4.py: MAX_SUBSPACES), where
+# all-127 tables ("max") give sums of 8,323,072: far past 16 bits, still exact in float32
 CASES = [(1, 1, 1, 1), (33, 3, 2, 5), (100, 7, 3, 10), (31, 16, 2, 40), (1000, 384, 4, 10), (65, 600, 2, 20),
-         (129, 1028, 1, 7)]
+         (129, 1028, 1, 7), (33, 1029, 2, 5), (40, 1536, 5, 7), (70, 4096, 2, 9), (33, 65535, 1, 3),
+         (33, 65536, 2, 40)]
 
 
 @pytest.mark.parametrize("n,d,nq,k", CASES)

@@ -142,9 +142,33 @@ def test_k_is_at_most_ntotal():
 def test_errors():
     with pytest.raises(ValueError, match="at least 16 vectors"):
         mi.create("pca4", 48).train(decaying(n=10))
-    with pytest.raises(ValueError, match="divisible by 4"):
-        mi.create("pca3", 5)
+    with pytest.raises(ValueError, match="no whole nibble"):
+        mi.create("pca2", 1)
     with pytest.raises(ValueError, match="trained for metric 'ip'"):
         PCACodec(4, 48, "ip").train(decaying(n=128)).tables(decaying(n=2), "l2")
     with pytest.raises(TypeError, match="takes no option"):
         mi.create("pca4", 48, calibration="mse")
+
+
+def test_any_dimension_takes_whole_nibbles_rounded_down():
+    """bits * d / 4 nibbles rounded down: pca3 at d = 5 has 3, pca2 at d = 17 has 8 (odd d were refused)."""
+    assert mi.create("pca3", 5).n_sub == 3 and mi.create("pca2", 17).n_sub == 8 and mi.create("pca4", 17).n_sub == 17
+    x = decaying(n=200, d=17)
+    index = mi.create("pca3", 17, "l2").train(x).add(x)
+    _, ids = index.search(x[:5], 3)
+    assert index.n_sub == 12 and (ids[:, 0] == np.arange(5)).all()
+
+
+def test_principal_axes_with_fewer_vectors_than_dimensions():
+    """n < d: the SVD of the data gives the covariance's leading eigenvectors (up to sign), r = n columns."""
+    from medqk.quantizers.pca import _principal_axes
+
+    rng = np.random.default_rng(3)
+    xc = rng.standard_normal((40, 100)) * np.linspace(3, 0.1, 100)
+    xc -= xc.mean(axis=0)
+    vec = _principal_axes(xc)
+    assert vec.shape == (100, 40)
+    lam, ref = np.linalg.eigh(xc.T @ xc / 40)
+    ref = ref[:, np.argsort(lam)[::-1][:39]]  # rank 39 after centring: the 40th direction is arbitrary
+    np.testing.assert_allclose(np.abs(np.sum(vec[:, :39] * ref, axis=0)), 1.0, atol=1e-6)
+    np.testing.assert_allclose(vec.T @ vec, np.eye(40), atol=1e-10)

@@ -124,8 +124,18 @@ void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, con
 // 4-bit table-scan search (csrc/runtime/lut4_search.cpp, kernels/lut4_scan.h): d sub-codes in 0..15
 // per vector, one 16-entry uint8 table per subspace and query. Ranking is by the exact uint32 sum of
 // table entries, larger first, ties -> lower id; the score written is alpha[q] * sum + beta[q]; when
-// topk > n the tail is score -inf, id -1. Requires d <= 1028 (sums below 2^24).
+// topk > n the tail is score -inf, id -1. Requires 1 <= d <= kLut4MaxSubspaces.
+//
+// Why that bound: a sum is at most 127 * d_even (table entries <= 127). The kernels themselves take any
+// d (16-bit lanes are flushed to 32 bits every 256 rows on x86, 128 pairs on NEON; the VBMI kernel sums
+// in 32 bits), and the top-k keeps the sums as int32. What bounds d is float32: the flat search returns
+// alpha * float(sum) + beta and the Numba twin ranks by float32(sum), both exact (and so bit-identical in
+// their ties) only for sums below 2^24; the IVF keys add a list key of up to 2^23 to the sum
+// (ivf_lut4_search), so sums must stay below 2^23 there. 65,536 subspaces keep every sum at most
+// 127 * 65,536 = 8,323,072 < 2^23, for both searches: 16x e5-mistral's 4,096 dimensions.
 // ----------------------------------------------------------------------------------------------
+constexpr std::size_t kLut4MaxSubspaces = 65536;
+static_assert(127 * kLut4MaxSubspaces < (std::size_t(1) << 23), "4-bit table sums must stay below 2^23");
 std::size_t lut4_packed_bytes(std::size_t n, std::size_t d);
 void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* packed);
 // Vectors v0 .. v0 + n - 1 of codes packed by lut4_pack (d sub-codes each) decoded to int8 vectors of
@@ -186,8 +196,9 @@ void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, c
 // nlut = 1 shares one table set over all lists, nlut = nprobe gives each probe its own); the topk best by
 // the integer key sum + probe_keys[q, p] are kept (larger first; among equal keys the lower storage
 // position list_starts[l] + index) and written best first, equal keys by lower id: the key (an integer,
-// exact in float32) into keys, the id into ids; -inf / -1 when fewer were found. Requires d <= 1028,
-// table entries <= 127 (ivf_quantize_tables) and 0 <= probe_keys <= 2^23 (keys then in [0, 2^24)).
+// exact in float32) into keys, the id into ids; -inf / -1 when fewer were found. Requires
+// d <= kLut4MaxSubspaces (sums below 2^23), table entries <= 127 (ivf_quantize_tables) and
+// 0 <= probe_keys <= 2^23: keys then lie in [0, 2^24), exact as float32.
 // threads: 0 = all.
 void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, std::size_t nlut,
                      const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,

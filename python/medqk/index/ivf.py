@@ -53,11 +53,13 @@ from .._warnings import warn_spec_data
 from . import _topk
 from ._memory import aligned
 from .flat import Index
-from .lut4 import unpack_codes
+from .lut4 import check_subspaces, unpack_codes
 
 _QUERY_CHUNK = 4096  # queries per native call: the scan shares list reads among them (l2: 4096 // nprobe)
 _ASSIGN_BLOCK = 16384
-_KEY_LIMIT = 1 << 23  # list key bound: keys (sum < 2^17 plus list key) stay below 2^24 (exact as float32)
+# list key bound: a key (table sum <= 127 * lut4.MAX_SUBSPACES < 2^23, plus the list key) stays below 2^24,
+# exact as float32 (the scan returns keys as floats); the native scan refuses larger list keys
+_KEY_LIMIT = 1 << 23
 _NPROBE = contextvars.ContextVar("medqk_ivf_nprobe", default=None)
 _ENCODE_CHUNK = 65536  # vectors encoded per step of add() (one progress-bar step; bounds the residuals' copy)
 # faiss's rule of thumb (min_points_per_centroid): fewer training vectors per list than this and the coarse
@@ -136,7 +138,7 @@ class IVFLUT4Index(Index):
         self.coarse_max_train = 64 * self.nlist if coarse_max_train is None else int(coarse_max_train)
         self.seed = seed
         self.codec = codec
-        self.n_sub = codec.n_sub(dim)
+        self.n_sub = check_subspaces(spec, dim, codec.n_sub(dim))
         self.centroids: np.ndarray | None = None  # (nlist, dim) float32
         self._cnorms: np.ndarray | None = None
         self._cents_t: np.ndarray | None = None  # centroids.T, C-contiguous (the probe's product)
@@ -313,7 +315,7 @@ class IVFLUT4Index(Index):
         luts, step, offsets = self._quantize(tables)
         # the list's float constant and its tables' offsets, in units of the step: one integer scale for all
         # lists. Shifted per query to start at 0 (a constant per query ranks nothing differently), so keys
-        # are non-negative and below 2^24 (2^23 + 127 * 1028): main's SumsTopK packs them in 24 bits.
+        # are non-negative, at most _KEY_LIMIT, and sum + key below 2^24 (2^23 + 127 * MAX_SUBSPACES).
         step = step.astype(np.float64)
         keys = np.rint((bias.astype(np.float64) + offsets) / step[:, None])
         shift = keys.min(axis=1)

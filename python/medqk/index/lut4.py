@@ -40,6 +40,21 @@ GEMM_MAX_CANDIDATES = 100
 # pq96x4fs (96 subspaces, d' 384) 32k by the GEMM and 42k by the scan. AMX tiles make the GEMM several times
 # faster: with the amx path the GEMM is always taken.
 GEMM_MAX_DIMS_PER_SUBSPACE = 2
+# Most sub-codes per vector (the native LUT4_MAX_SUBSPACES, medqk.h: kLut4MaxSubspaces). The scan kernels
+# take any number (their 16-bit lanes are flushed to 32 bits), but the sums (<= 127 per sub-code) must stay
+# below 2^23: the scores and the Numba twin's ranking use float32(sum), exact below 2^24, and IVF adds a
+# list key of up to 2^23 to each sum (index/ivf.py). 127 * 65,536 = 8,323,072.
+MAX_SUBSPACES = 65536
+
+
+def check_subspaces(spec, dim: int, n_sub: int) -> int:
+    """n_sub, or a ValueError when the 4-bit table scan cannot take that many sub-codes per vector."""
+    if n_sub > MAX_SUBSPACES:
+        raise ValueError(
+            f"spec '{spec}' at dim {dim} needs {n_sub:,} sub-codes per vector; the 4-bit table scan takes at "
+            f"most {MAX_SUBSPACES:,} (its integer sums must stay below 2^23 to be exact in float32)"
+        )
+    return n_sub
 
 
 def quantize_tables(t: np.ndarray):
@@ -103,7 +118,7 @@ class FlatLUT4Index(Index):
     def __init__(self, spec, dim: int, metric: str, codec):
         super().__init__(spec, dim, metric)
         self.codec = codec
-        self.n_sub = codec.n_sub(dim)
+        self.n_sub = check_subspaces(spec, dim, codec.n_sub(dim))
         self._packed = np.empty(0, dtype=np.uint8)
         self._sqnorms = np.empty(0, dtype=np.float32)
 

@@ -66,7 +66,9 @@ class FlatPQ8Index(Index):
     def __init__(self, spec, dim: int, metric: str, codec: PQCodec):
         super().__init__(spec, dim, metric)
         if codec.M > 256:
-            raise ValueError(f"pq<M>x8 needs M <= 256, got {codec.M}")
+            # the scan sums M uint8 entries <= 127 in 16-bit lanes, kept below 2^15 (kernels/pq8_scan.h)
+            raise ValueError(f"pq<M>x8 needs M <= 256 (its scan sums M 7-bit table entries in 16 bits), got "
+                             f"M={codec.M} at dim {dim}: use fewer sub-quantizers or pq<M>x4fs")
         self.codec = codec
         self._packed = np.empty(0, dtype=np.uint8)
 

@@ -27,7 +27,8 @@ Grammar (whitespace ignored, case-insensitive)::
 - ``pq<M>x4fs``: product quantization, M subspaces of 16 centroids (M / 2 bytes per vector, e.g.
   ``pq96x4fs`` = 48 B at 384-d), scanned with the same 4-bit tables (faiss "fast scan"). M must divide
   the dimension. ``pq<M>x8``: 256 centroids per subspace (M bytes per vector, e.g. ``pq48x8`` = 48 B),
-  searched with uint16 tables over blocks of 8 queries.
+  searched with uint16 tables over blocks of 8 queries; M <= 256 (its scan sums in 16 bits). Every 4-bit
+  codec takes up to 65,536 sub-codes per vector (exact integer sums below 2^23).
 - ``opq,<pq>``: optimized product quantization (e.g. ``opq,pq48x8``, ``opq,pq96x4fs+rerank:int8``): the
   vectors are rotated by a learned orthogonal matrix before PQ (:mod:`medqk.quantizers.opq`), which
   balances the variance over the subspaces; same bytes per vector as ``<pq>`` plus one d x d matrix,

@@ -2,8 +2,8 @@
 
 Per-dimension codebooks (``cb4``) give every dimension the same 16 levels. Embedding dimensions are not
 equal: after a PCA rotation a few directions carry most of the variance and the last ones almost none.
-This codec spends the same budget (``b * d / 4`` nibbles, e.g. 384 nibbles = 192 B for ``pca4`` at 384-d)
-unevenly, choosing per rotated dimension, by dynamic programming over the PCA order, one of:
+This codec spends the same budget (``b * d / 4`` nibbles rounded down, e.g. 384 nibbles = 192 B for ``pca4``
+at 384-d) unevenly, choosing per rotated dimension, by dynamic programming over the PCA order, one of:
 
 - drop it (0 nibbles; it is reconstructed at the mean),
 - ``S1`` / ``S2`` / ``S3``: 1 to 3 nibbles of an additive residual scalar quantizer (stage t has 16 levels
@@ -75,6 +75,20 @@ def _encode_stages(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
     return np.stack([(j >> (4 * t)) & 15 for t in range(s)], axis=1).astype(np.uint8)
 
 
+def _principal_axes(xc: np.ndarray) -> np.ndarray:
+    """Principal directions (d, r) of centred data xc (n, d), columns by decreasing variance, r = min(n, d):
+    the eigenvectors of the covariance (O(n d^2 + d^3)), or, with fewer vectors than dimensions, the right
+    singular vectors of xc itself (O(n^2 d)), the same directions without the d x d matrix (d = 4,096 from
+    300 vectors, one BLAS thread: 15.8 s of CPU for the covariance and its eigensolver, 0.25 s for the SVD);
+    the directions past rank n carry no variance."""
+    n, d = xc.shape
+    if n >= d:
+        lam, vec = np.linalg.eigh(xc.T @ xc / n)
+        return vec[:, np.argsort(lam)[::-1]]
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)  # singular values come sorted, largest first
+    return np.ascontiguousarray(vt.T)
+
+
 def allocate(weights: np.ndarray, stage_mse: np.ndarray, variances: np.ndarray, budget: int):
     """The DP: options per PCA position minimising sum(weights * error) with at most ``budget`` nibbles.
 
@@ -84,30 +98,36 @@ def allocate(weights: np.ndarray, stage_mse: np.ndarray, variances: np.ndarray, 
     """
     d = len(weights)
     inf = np.inf
-    f = np.full((d + 1, budget + 1), inf)
+    # f[i] (the least cost of dims < i per nibble count) is read once, at step i, and written by steps
+    # i - 4 .. i - 1: a ring of 5 rows; the choices are one int8 per state, kind * 8 + size (d = 4,096 at
+    # pca4: 16 MB, where a (d, budget) float64 table and int64 pairs took 400 MB)
+    ring = max(_GROUP_GAIN) + 1
+    f = np.full((ring, budget + 1), inf)
     f[0, 0] = 0.0
-    choice = np.zeros((d + 1, budget + 1, 2), dtype=np.int64)  # (kind code, size) of the last step
+    choice = np.zeros((d + 1, budget + 1), dtype=np.int8)  # kind * 8 + size of the last step
     wl = weights * variances
     cum = np.concatenate([[0.0], np.cumsum(wl)])
+    cand = np.empty(budget + 1)
     for i in range(d):
-        row = f[i]
-        if not np.isfinite(row).any():
-            continue
-        steps = [(0, 1, 0, wl[i])]  # (kind 0 drop / 1 stage / 2 group, size, nibbles, cost)
-        steps += [(1, s, s, weights[i] * stage_mse[i, s - 1]) for s in range(1, _MAX_STAGES + 1)]
-        steps += [(2, k, 1, _GROUP_GAIN[k] * (cum[i + k] - cum[i])) for k in _GROUP_GAIN if i + k <= d]
-        for kind, size, nib, cost in steps:
-            end = i + (size if kind == 2 else 1)
-            cand = np.full(budget + 1, inf)
-            cand[nib:] = row[: budget + 1 - nib] + cost
-            better = cand < f[end]
-            f[end][better] = cand[better]
-            choice[end][better] = (kind, size)
-    b = int(np.argmin(f[d]))
+        row = f[i % ring]
+        if np.isfinite(row).any():
+            steps = [(0, 1, 0, wl[i])]  # (kind 0 drop / 1 stage / 2 group, size, nibbles, cost)
+            steps += [(1, s, s, weights[i] * stage_mse[i, s - 1]) for s in range(1, _MAX_STAGES + 1)]
+            steps += [(2, k, 1, _GROUP_GAIN[k] * (cum[i + k] - cum[i])) for k in _GROUP_GAIN if i + k <= d]
+            for kind, size, nib, cost in steps:
+                end = i + (size if kind == 2 else 1)
+                cand[:nib] = inf
+                cand[nib:] = row[: budget + 1 - nib] + cost
+                target = f[end % ring]
+                better = cand < target
+                target[better] = cand[better]
+                choice[end][better] = kind * 8 + size
+        row[:] = inf  # the ring's row for dims < i + 5
+    b = int(np.argmin(f[d % ring]))
     plan = []
     i = d
     while i > 0:
-        kind, size = choice[i, b]
+        kind, size = divmod(int(choice[i, b]), 8)
         if kind == 2:
             i -= size
             plan.append(("group", i, int(size)))
@@ -120,7 +140,8 @@ def allocate(weights: np.ndarray, stage_mse: np.ndarray, variances: np.ndarray, 
 
 
 class PCACodec:
-    """``pca<bits>``: ``bits * d / 4`` nibbles per vector, allocated over PCA directions (see the module doc).
+    """``pca<bits>``: ``bits * d / 4`` nibbles per vector (rounded down), allocated over PCA directions (see
+    the module doc).
 
     seed / max_iter / max_train as for PQ (the group k-means and the training sample); progress: tqdm bars
     on stderr over the per-dimension level fits and the group k-means (None: when stderr is a terminal).
@@ -134,11 +155,11 @@ class PCACodec:
                  max_train: int = 65536, progress: bool | None = None):
         if bits not in (2, 3, 4, 5, 6, 8):
             raise ValueError(f"pca bits must be one of 2, 3, 4, 5, 6, 8, got {bits!r}")
-        if (bits * dim) % 4:
-            raise ValueError(f"pca{bits} needs bits * dim divisible by 4 (whole nibbles), got dim {dim}")
+        if bits * dim < 4:
+            raise ValueError(f"pca{bits} at dim {dim} has no whole nibble to spend (bits * dim / 4 < 1)")
         self.bits, self.dim, self.metric = bits, dim, metric
         self.seed, self.max_iter, self.max_train, self.progress = seed, max_iter, max_train, progress
-        self.budget = bits * dim // 4
+        self.budget = bits * dim // 4  # whole nibbles: rounded down when bits * dim is not a multiple of 4
         self.mean: np.ndarray | None = None       # (d,) float32
         self.basis: np.ndarray | None = None      # (d, n_kept) float32: kept PCA directions, columns
         self.stage_dim: np.ndarray | None = None  # (n_stage,) int32: kept column of each stage nibble
@@ -165,19 +186,19 @@ class PCACodec:
         rng = np.random.default_rng(self.seed)
         if n > self.max_train:
             x = x[np.sort(rng.choice(n, self.max_train, replace=False))]
-        x = x.astype(np.float64)
-        mean = x.mean(axis=0)
-        xc = x - mean
-        lam, vec = np.linalg.eigh(xc.T @ xc / len(xc))
-        order = np.argsort(lam)[::-1]
-        vec = vec[:, order]
+        xc = x.astype(np.float64)
+        mean = xc.mean(axis=0)
+        xc -= mean
+        vec = _principal_axes(xc)
         y = xc @ vec
+        del xc
         lam = y.var(axis=0)
+        d = vec.shape[1]  # min(n, dim): past rank n the training data has no variance left to code
         l2 = self.metric == "l2"
-        # the weight of dimension d's error in a score: ip, E[(q . v_d)^2] for queries like the documents;
-        # l2, plain squared error (near neighbours differ in every direction; weighting by the variance
-        # gave R@10 0.847 on the clustered test data, unweighted 0.875)
-        weights = np.ones(d) if l2 else np.mean((x @ vec) ** 2, axis=0)
+        # the weight of dimension d's error in a score: ip, E[(q . v_d)^2] for queries like the documents
+        # (x . v_d = y_d + mean . v_d); l2, plain squared error (near neighbours differ in every direction;
+        # weighting by the variance gave R@10 0.847 on the clustered test data, unweighted 0.875)
+        weights = np.ones(d) if l2 else np.mean((y + mean @ vec) ** 2, axis=0)
         budget = self.budget - (2 if l2 else 0)
         stage_mse = np.empty((d, _MAX_STAGES))
         stage_lv = []
@@ -192,7 +213,7 @@ class PCACodec:
         col = {j: c for c, j in enumerate(kept)}
         self.mean = mean.astype(np.float32)
         self.basis = np.ascontiguousarray(vec[:, kept], dtype=np.float32)
-        yk = (xc @ vec[:, kept])
+        yk = y[:, kept]
         stage_dim, stage_levels = [], []
         cross = np.zeros(len(y))
         for kind, i, size in plan:
