@@ -52,3 +52,13 @@ def pq_adc_reference(codec, q: np.ndarray, codes: np.ndarray, metric: str) -> tu
     score = qn - 2 * cross + (y * y).sum(-1)
     ops += d + 1
     return score, gamma(ops) * (1 + gamma(ops)) * (qn + 2 * cross_mag + (y * y).sum(-1))
+
+
+def sqnorm_of_product(y: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (float64) |y_i @ m|^2 per row of y (n, d) and the bound on any float32 evaluation of it
+    (the product by an sgemm in any order, then the sum of squares): with x = y @ m and a = |y| @ |m|,
+    the product's error is <= gamma(d) a_j per entry, and the sum of d squares adds gamma(d) sum x_j^2,
+    so |float32 - exact| <= gamma(3 d) sum_j (2 |x_j| a_j + a_j^2) (|x_j| <= a_j)."""
+    y64, m64 = y.astype(np.float64), m.astype(np.float64)
+    x, a = y64 @ m64, np.abs(y64) @ np.abs(m64)
+    return (x * x).sum(1), gamma(3 * y.shape[1]) * (2 * np.abs(x) * a + a * a).sum(1)
