@@ -30,7 +30,11 @@ def test_info_contents():
     assert set(info["kernels"]) == {"gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq8_search_topk",
                                     "pq_assign", "quantize_rows_s8", "s8_score_candidates"}
     json.dumps(info)  # plain data only
+    if info["backend"] == "numba":  # MEDQK_BACKEND=numba: every operation runs its Numba twin
+        assert info["kernels"] == {op: f"numba:{op}" for op in info["kernels"]}
     if NATIVE:
+        with medqk.use_backend("native"):  # the native dispatch, whatever MEDQK_BACKEND chose
+            info = medqk.info()
         assert "scalar" in info["isas_built"] and info["isas_supported"][-1] == "scalar"
         assert info["isa"] in info["isas_supported"]
         assert info["kernels"]["gemm_s8s8_s32"] == f"{info['isa']}:gemm_s8s8_s32"
@@ -69,7 +73,7 @@ def test_cpu_features_match_the_build():
 def test_set_isa_and_context_manager():
     before = medqk.get_isa()
     for isa in medqk.available_isas():
-        with medqk.use_isa(isa):
+        with medqk.use_backend("native"), medqk.use_isa(isa):  # native kernels whatever MEDQK_BACKEND chose
             assert medqk.get_isa() == isa
             assert medqk.info()["kernels"]["gemm_s8s8_s32"] == f"{isa}:gemm_s8s8_s32"
         assert medqk.get_isa() == before

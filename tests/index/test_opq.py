@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 import medqk.index as mi
-from medqk.index.lut4 import FlatLUT4Index
+from medqk.index.lut4 import FlatLUT4Index, unpack_codes
 from medqk.index.pq8 import FlatPQ8Index
 from medqk.quantizers.opq import OPQCodec
+from medqk.quantizers.pq import PQCodec
 
+from ..float_bounds import gamma, pq_adc_reference
 from ..quantizers.test_opq import anisotropic
 from .test_flat import exact, recall
 
@@ -30,10 +32,24 @@ def test_search_scores_are_adc_in_the_original_space(backend, spec, cls, metric)
     assert type(index) is cls and isinstance(index.codec, OPQCodec)
     assert str(index.spec) == spec and index.bytes_per_vector == 4
     scores, ids = index.search(q, 10)
-    rec = index.vectors(ids.reshape(-1)).reshape(ids.shape + (32,)).astype(np.float64)
+    flat_ids = ids.reshape(-1)
+    codes = index.codes(flat_ids) if cls is FlatPQ8Index else unpack_codes(index._packed, flat_ids,
+                                                                            index.n_sub)
+    # float64 reconstructions y R^T in the original space; vectors() makes them by a float32 sgemm
+    y = PQCodec.decode_sub(index.codec, codes).astype(np.float64)  # centroids, rotated space
+    r64 = index.codec.rotation.astype(np.float64)
+    rec = y @ r64.T
+    assert (np.abs(index.vectors(flat_ids) - rec) <= gamma(32) * (np.abs(y) @ np.abs(r64.T))).all()
+    rec = rec.reshape(ids.shape + (32,))
     q64 = q.astype(np.float64)
     want = np.einsum("qd,qkd->qk", q64, rec) if metric == "ip" else ((q64[:, None] - rec) ** 2).sum(-1)
-    np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-4)
+    # the index scores (q R) . y (l2: with |y|^2, which is |y R^T|^2 up to the float32 rotation's
+    # departure from orthogonality) in float32: within the derived bound of the exact ADC score
+    exact_adc, bound = pq_adc_reference(index.codec, q, codes.reshape(ids.shape + (-1,)), metric)
+    assert (np.abs(scores - exact_adc) <= bound).all()
+    defect = np.linalg.norm(np.eye(32) - r64.T @ r64, 2) * (y * y).sum(1).reshape(ids.shape)
+    # want and exact_adc agree up to their own float64 roundings (gamma_64(4 d) S, far below bound * 2**-20)
+    assert (np.abs(want - exact_adc) <= bound * 2.0**-20 + (defect if metric == "l2" else 0)).all()
 
 
 @pytest.mark.parametrize("spec,margin", [("opq,pq8x4fs", 0.05), ("opq,pq4x8", 0.0)])

@@ -1,0 +1,64 @@
+"""Rounding-error bounds for float32 results, so that tests compare with a float64 reference by a tolerance
+derived from the computation instead of a guessed rtol.
+
+A float32 sum of n products computed in any order (any BLAS kernel, thread split, SIMD width or FMA use)
+differs from the exact sum by at most gamma(n) * sum |terms|, gamma(n) = n u / (1 - n u), u = 2**-24
+(Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., section 3.1; gamma(a) + gamma(b) +
+gamma(a) gamma(b) <= gamma(a + b), lemma 3.3). Two float32 computations of one value in different orders
+(OpenBLAS sgemm rounds a row differently with the batch size and the thread count) differ by at most the
+sum of their two bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+U32 = 2.0**-24  # unit roundoff of float32
+
+
+def gamma(n: int) -> float:
+    """Higham's gamma_n for float32: the relative error bound of n chained float32 operations."""
+    return n * U32 / (1 - n * U32)
+
+
+def pq_adc_reference(codec, q: np.ndarray, codes: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (float64) scores of the PQ / OPQ codes (..., M) against queries q (nq, d) as an index reports
+    them (ip: q . x_hat; l2: |q - x_hat|^2), and for each the bound on the error of any float32 evaluation.
+
+    The float32 path is: q' = q @ R (OPQ only: d products per entry), per subspace the table entry
+    q'_m . c (l2: 2 q'_m . c - |c|^2: 2 dsub + 1 operations), the sum of the M entries, and for l2
+    |q|^2 (d products) minus that sum (one operation). Each step's error is at most gamma of its
+    operation count times the magnitudes it combines, each <= (1 + gamma(K)) S with S = sum_j |q R|_j |y_j|
+    for ip, S = |q|^2 + sum_j (2 |q R|_j |y_j| + y_j^2) for l2 (|q R| = |q| @ |R|, y: the codes'
+    centroids in the rotated space); adding the steps (lemma 3.3),
+    |float32 - exact| <= gamma(K) (1 + gamma(K)) S, K = (d for R) + (2 dsub + 1) + M (+ d + 1 for l2).
+    codes has shape (nq, k, M) (one row of candidates per query); returns two (nq, k) float64 arrays.
+    """
+    from medqk.quantizers.pq import PQCodec
+
+    nq, k, M = codes.shape
+    d = q.shape[1]
+    rotation = getattr(codec, "rotation", None)
+    r64 = np.eye(d) if rotation is None else rotation.astype(np.float64)
+    q64 = q.astype(np.float64)
+    qr, qr_mag = q64 @ r64, np.abs(q64) @ np.abs(r64)  # (nq, d)
+    y = PQCodec.decode_sub(codec, codes.reshape(-1, M)).astype(np.float64).reshape(nq, k, d)  # rotated space
+    cross = np.einsum("qd,qkd->qk", qr, y)
+    cross_mag = np.einsum("qd,qkd->qk", qr_mag, np.abs(y))
+    ops = (0 if rotation is None else d) + 2 * codec.dsub + 1 + M
+    if metric == "ip":
+        return cross, gamma(ops) * (1 + gamma(ops)) * cross_mag
+    qn = (q64 * q64).sum(1)[:, None]
+    score = qn - 2 * cross + (y * y).sum(-1)
+    ops += d + 1
+    return score, gamma(ops) * (1 + gamma(ops)) * (qn + 2 * cross_mag + (y * y).sum(-1))
+
+
+def sqnorm_of_product(y: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (float64) |y_i @ m|^2 per row of y (n, d) and the bound on any float32 evaluation of it
+    (the product by an sgemm in any order, then the sum of squares): with x = y @ m and a = |y| @ |m|,
+    the product's error is <= gamma(d) a_j per entry, and the sum of d squares adds gamma(d) sum x_j^2,
+    so |float32 - exact| <= gamma(3 d) sum_j (2 |x_j| a_j + a_j^2) (|x_j| <= a_j)."""
+    y64, m64 = y.astype(np.float64), m.astype(np.float64)
+    x, a = y64 @ m64, np.abs(y64) @ np.abs(m64)
+    return (x * x).sum(1), gamma(3 * y.shape[1]) * (2 * np.abs(x) * a + a * a).sum(1)
