@@ -81,14 +81,14 @@ def main() -> None:
     k = args.k
 
     t0 = time.perf_counter()
-    ref_all, _ = _reference(docs, queries, k)
+    ref_all, _ = _reference(docs, queries, k, "ip")
     shift_sets = []
     for g in sorted(set(groups), key=lambda s: (len(s), s)):
         own = np.flatnonzero(groups == g)
         others = np.flatnonzero(groups != g)
         if len(own) < 50:
             continue
-        ref_g, _ = _reference(docs[others], queries, k)
+        ref_g, _ = _reference(docs[others], queries, k, "ip")
         shift_sets.append((g, own, others, ref_g))
     print(f"# {len(docs)} docs, {len(queries)} queries, d={docs.shape[1]}, k={k}; "
           f"references in {time.perf_counter() - t0:.1f} s; shift groups: {[s[0] for s in shift_sets]}")
