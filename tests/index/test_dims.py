@@ -12,6 +12,7 @@ import medqk.index as mi
 import numpy as np
 import pytest
 from medqk import _backend
+from medqk.index import SpecDataWarning
 from medqk.index.lut4 import MAX_SUBSPACES
 
 from .test_flat import exact, recall
@@ -53,7 +54,13 @@ def _built(spec: str, d: int, metric: str):
     x, q = _data(d)
     spec = spec.format(m4=_pq4_m(d), m8=_pq8_m(d))
     with medqk.use_backend("native" if _backend._core is not None else "numba"):
-        index = mi.create(spec, d, metric).train(x).add(x)
+        index = mi.create(spec, d, metric)
+        if "x8" in spec:  # 300 vectors for 256 centroids a subspace: training says so, the layout is still tested
+            with pytest.warns(SpecDataWarning, match="per centroid"):
+                index.train(x)
+        else:
+            index.train(x)
+        index.add(x)
     return index, x, q
 
 
