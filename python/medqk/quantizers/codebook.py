@@ -143,8 +143,11 @@ class LevelCodec:
         return 2 if self.bits == 2 else 1
 
     def config(self) -> dict:
-        return {"bits": self.bits, "kind": self.kind, "calibration": self.calibration, "percentile": self.percentile,
-                "per_dim": self.per_dim, "eta": self.eta, "margin": self.margin}
+        config = {"bits": self.bits, "kind": self.kind, "calibration": self.calibration,
+                  "percentile": self.percentile, "per_dim": self.per_dim, "eta": self.eta}
+        if self.kind == "uniform":  # the option of uniform levels only (create() refuses it for cb*)
+            config["margin"] = self.margin
+        return config
 
     # -- the sub-code interface of medqk.index.lut4.FlatLUT4Index ------------------------------------
     def n_sub(self, dim: int) -> int:
@@ -163,7 +166,9 @@ class LevelCodec:
 
     def state(self) -> tuple[dict, dict]:
         config = {"calibration": self.calibration, "percentile": self.percentile, "per_dim": self.per_dim,
-                  "eta": self.eta, "margin": self.margin}
+                  "eta": self.eta}
+        if self.kind == "uniform":
+            config["margin"] = self.margin
         return config, ({"levels": self.levels} if self.levels is not None else {})
 
     def load_state(self, arrays: dict) -> None:
