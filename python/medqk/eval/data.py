@@ -244,22 +244,28 @@ def _split_field(spec) -> tuple[Path, str | None]:
     return Path(head), tail
 
 
-def read_ids(spec, n_rows: int | None = None, *, role: str = "doc") -> list[str]:
-    """Row ids from an id file (see the module docstring); ``role`` ("doc" or "query") names the flag."""
-    path, field_name = _split_field(spec)
-    what = f"--{role}-ids file {str(path)!r}"
+def _read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a file that must exist and hold something; ``what`` names it in the DataError."""
     if not path.is_file():
         raise DataError(f"{what} does not exist")
-    suffix = path.suffix.lower()
-    if field_name is not None and suffix != ".jsonl":
-        raise DataError(f"{what}: FILE:FIELD names a field of a .jsonl file, "
-                        f"not of a {suffix or 'plain'} file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{what} is not UTF-8 text: {exc}") from None
     if not text.strip():
         raise DataError(f"{what} is empty")
+    return text
+
+
+def read_ids(spec, n_rows: int | None = None, *, role: str = "doc") -> list[str]:
+    """Row ids from an id file (see the module docstring); ``role`` ("doc" or "query") names the flag."""
+    path, field_name = _split_field(spec)
+    what = f"--{role}-ids file {str(path)!r}"
+    text = _read_text(path, what)
+    suffix = path.suffix.lower()
+    if field_name is not None and suffix != ".jsonl":
+        raise DataError(f"{what}: FILE:FIELD names a field of a .jsonl file, "
+                        f"not of a {suffix or 'plain'} file")
     ids: list[str] = []
     lines: list[int] = []
     if suffix == ".jsonl":
@@ -401,14 +407,7 @@ def read_qrels(path, n_queries: int, n_docs: int, *, query_ids=None, doc_ids=Non
     from a folder's jsonl files, under which integer qrels matching none of the ids keep meaning rows.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"qrels file {str(path)!r} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"qrels file {str(path)!r} is not UTF-8 text: {exc}") from None
-    if not text.strip():
-        raise DataError(f"qrels file {str(path)!r} is empty")
+    text = _read_text(path, f"qrels file {str(path)!r}")
     start = text.lstrip()[:1]
     positional = False
     if start in ("[", "{"):
