@@ -96,7 +96,7 @@ def _run_eval(args) -> int:
     if args.docs and not args.queries and not args.docs.lower().endswith((".hdf5", ".h5")):
         raise ValueError("--docs and --queries go together (only an ann-benchmarks .hdf5 file holds both)")
     schemes = [s for part in args.schemes for s in split_specs(part)] if args.schemes else None
-    out = report.check_writable(args.out)
+    out = Path(args.out)  # made and proved writable by _eval_command before any work
     try:
         if args.docs:
             data = load_files(args.docs, args.queries, args.qrels, args.fields, doc_ids=args.doc_ids,

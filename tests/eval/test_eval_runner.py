@@ -234,17 +234,22 @@ def test_cli_takes_the_metric_and_neighbors_of_an_ann_benchmarks_file(tmp_path, 
 # -- warnings ----------------------------------------------------------------------------------------------------
 
 def test_specs_that_do_not_suit_the_data_are_warned_about():
-    res = evaluate(gaussian(n=700, nq=10, d=32), ["ivf64,pq8x4fs", "pq4x8", "int8"])
+    # the indexes' own SpecDataWarnings (IVF lists, 8-bit PQ codebooks) reach the report, one per spec
+    res = evaluate(gaussian(n=400, nq=10, d=32), ["ivf64,pq8x4fs", "pq4x8", "int8"])
     text = "\n".join(res.meta["warnings"])
-    # the index's own SpecDataWarning (medqk._warnings) or the runner's check, whichever speaks first
-    assert any(w.startswith("ivf64,pq8x4fs: ") and "10.9 per list" in w for w in res.meta["warnings"]), text
-    assert "pq4x8: 700 training vectors for 256 centroids per subspace" in text
+    assert "ivf64,pq8x4fs: ivf64 trained on 400 vectors, 6.2 per list" in text
+    assert "pq4x8: pq4x8 (256 centroids per subspace) trained on 400 vectors (1.6 per centroid" in text
     assert len(res.meta["warnings"]) == 2 and [s["spec"] for s in res.schemes] == ["ivf64,pq8x4fs", "pq4x8", "int8"]
 
 
+def test_pca_with_fewer_vectors_than_dimensions_is_warned_about():
+    res = evaluate(gaussian(n=200, nq=5, d=256), ["pca4", "int8"])
+    assert res.meta["warnings"] == ["pca4: 200 training vectors in 256 dimensions: the PCA covariance has rank "
+                                    "< 256, its last directions are noise"]
+
+
 def test_spec_data_warnings_from_training_are_recorded(monkeypatch):
-    class SpecDataWarning(UserWarning):
-        pass
+    from medqk.index import SpecDataWarning
 
     build = runner._build
 
@@ -253,7 +258,6 @@ def test_spec_data_warnings_from_training_are_recorded(monkeypatch):
             warnings.warn("int8: calibration saw a constant dimension", SpecDataWarning, stacklevel=1)
         return build(spec, docs, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "_spec_data_warning_class", lambda: SpecDataWarning)
     monkeypatch.setattr(runner, "_build", noisy_build)
     res = evaluate(gaussian(n=300, nq=5, d=16), ["float32", "int8"])
     assert res.meta["warnings"] == ["int8: int8: calibration saw a constant dimension"]

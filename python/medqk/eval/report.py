@@ -11,9 +11,7 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -24,19 +22,6 @@ from .runner import EvalResult
 
 PLOT_NAME = "pareto.png"
 METRIC_NAMES = {"ip": "inner product", "l2": "L2 distance", "cos": "cosine similarity"}
-
-
-def check_writable(out_dir) -> Path:
-    """Creates ``out_dir`` if needed and proves it is writable, before any long work starts."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".medqk-probe-", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OSError(f"--out {str(out)!r} is not a writable folder ({exc.strerror or exc})") from None
-    return out
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import index as mi
-from ..index.spec import parse_ivf, parse_pq, parse_spec, split_opq, valid_specs
+from .._warnings import SpecDataWarning
+from ..index.spec import parse_spec, spec_help
 from . import metrics as M
 from .data import Dataset
 
@@ -204,7 +205,7 @@ def _check_schemes(schemes) -> list[str]:
                 raise ValueError("scheme 'hnsw' needs hnswlib (pip install hnswlib)") from None
         out.append(str(parsed))
     if not out:
-        raise ValueError(f"no schemes given; valid specs: {', '.join(valid_specs())}")
+        raise ValueError(f"no schemes given; valid specs: {spec_help()}")
     return out
 
 
@@ -380,37 +381,14 @@ def _ci(values, seed):
     return {"mean": mean, "ci95": [lo, hi]}
 
 
-def _spec_data_warning_class():
-    """medqk._warnings.SpecDataWarning (raised by index training when a spec does not suit the data), if present."""
-    try:
-        from .._warnings import SpecDataWarning
-    except ImportError:
-        return None
-    return SpecDataWarning
-
-
 def _spec_data_checks(spec: str, n: int, dim: int) -> list[str]:
-    """Why ``spec`` may work badly on n training vectors of dimension dim (before it is built)."""
-    out = []
+    """Why ``spec`` may work badly on n training vectors of dimension dim, beyond what its training says (the
+    indexes warn with SpecDataWarning themselves for IVF lists and codebooks with too few training vectors)."""
     parsed = parse_spec(spec)
-    for part in [parsed.base] + ([parsed.rerank] if parsed.rerank else []):
-        ivf = parse_ivf(part)
-        if ivf is not None:
-            nlist, part = ivf
-            if n < MIN_TRAIN_PER_CENTROID * nlist:
-                out.append(f"{spec}: {n:,} vectors for {nlist:,} inverted lists ({n / nlist:.1f} per list; k-means "
-                           f"wants >= {MIN_TRAIN_PER_CENTROID}): use at most ivf{max(1, n // MIN_TRAIN_PER_CENTROID)}")
-        pq = parse_pq(split_opq(part)[1])
-        if pq is not None:
-            centroids = 2 ** pq[1]
-            if n < MIN_TRAIN_PER_CENTROID * centroids:
-                out.append(f"{spec}: {n:,} training vectors for {centroids} centroids per subspace (k-means wants "
-                           f">= {MIN_TRAIN_PER_CENTROID} per centroid, {MIN_TRAIN_PER_CENTROID * centroids:,}): "
-                           f"the codebooks fit the training sample more than the data")
-        if part.startswith("pca") and n <= dim:
-            out.append(f"{spec}: {n:,} training vectors in {dim} dimensions: the PCA covariance has rank < {dim}, "
-                       f"its last directions are noise")
-    return out
+    return [f"{spec}: {n:,} training vectors in {dim} dimensions: the PCA covariance has rank < {dim}, its last "
+            f"directions are noise"
+            for part in [parsed.base] + ([parsed.rerank] if parsed.rerank else [])
+            if part.startswith("pca") and n <= dim]
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -496,7 +474,6 @@ def evaluate(
         if not check["ok"]:
             warn(check["message"])
 
-    spec_warning = _spec_data_warning_class()
     parts = _PartCache(schemes)
     rows: list[dict] = []
     partial_reason = None
@@ -505,8 +482,7 @@ def evaluate(
         index = row = None
         try:
             with warnings.catch_warnings(record=True) as caught:
-                if spec_warning is not None:  # ours to record; other warnings keep the caller's filters
-                    warnings.simplefilter("always", spec_warning)
+                warnings.simplefilter("always", SpecDataWarning)  # ours to record; others keep the caller's filters
                 say(f"{step}: train + add")
                 gc.collect()
                 index, t_train, t_add = parts.build(spec, docs, index_metric)
@@ -525,14 +501,13 @@ def evaluate(
             parts.done(spec)
         from_training = []
         for w in caught:
-            if spec_warning is not None and issubclass(w.category, spec_warning):
+            if issubclass(w.category, SpecDataWarning):
                 from_training.append(f"{spec}: {w.message}")
             else:  # one the caller's filters let through: show it as it would have been shown
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         if row is None:
             continue
-        # the training's own SpecDataWarnings know best; these checks stand in while training gives none
-        for message in from_training or _spec_data_checks(spec, n, dim):
+        for message in from_training + _spec_data_checks(spec, n, dim):
             warn(message)
         rows.append(row)
         say(f"{step}: recall@{k} {row['recall'][f'recall@{k}']['mean']:.4f}, {row['qps']:.0f} QPS")
