@@ -22,34 +22,88 @@ def run_python(code: str, **env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
 
 
+# The ISA paths each CPU path includes: an amx CPU runs avx512vnni and avx2 kernels, neon_dotprod runs neon ones.
+PATH_INCLUDES = {"scalar": {"scalar"}, "avx2": {"avx2", "scalar"}, "avx512vnni": {"avx512vnni", "avx2", "scalar"},
+                 "amx": {"amx", "avx512vnni", "avx2", "scalar"}, "neon": {"neon", "scalar"},
+                 "neon_dotprod": {"neon_dotprod", "neon", "scalar"}}
+# Each operation's chain, best first, as documented (csrc/runtime/dispatch.cpp): a build holds a subsequence.
+CHAINS = {"gemm_s8s8_s32": ["amx", "avx512vnni", "avx2", "neon_dotprod", "neon", "scalar"],
+          "lut4_scan": ["avx512vbmi", "avx512vnni", "avx2", "neon", "scalar"],
+          "pq8_scan": ["avx512vbmi", "avx2", "neon", "scalar"],
+          "f16_scores": ["avx2", "neon", "scalar"],
+          "s8_score_candidates": ["avx2", "neon", "scalar"],
+          "pq_assign": ["avx2", "neon", "scalar"],
+          "quantize_rows_s8": ["avx2", "scalar"]}
+
+
 def test_info_contents():
     info = medqk.info()
     for key in ("version", "backend", "isa", "isas_built", "isas_supported", "cpu_features", "kernels", "threads"):
         assert key in info
     assert info["backend"] in ("native", "numba")
-    assert set(info["kernels"]) == {"gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq8_search_topk",
-                                    "pq_assign", "quantize_rows_s8", "s8_score_candidates"}
     json.dumps(info)  # plain data only
+    if not NATIVE:
+        assert info["kernels"] == {}
+        return
+    assert list(info["kernels"]) == list(CHAINS)
     if info["backend"] == "numba":  # MEDQK_BACKEND=numba: every operation runs its Numba twin
-        assert info["kernels"] == {op: f"numba:{op}" for op in info["kernels"]}
-    if NATIVE:
-        with medqk.use_backend("native"):  # the native dispatch, whatever MEDQK_BACKEND chose
-            info = medqk.info()
-        assert "scalar" in info["isas_built"] and info["isas_supported"][-1] == "scalar"
-        assert info["isa"] in info["isas_supported"]
-        assert info["kernels"]["gemm_s8s8_s32"] == f"{info['isa']}:gemm_s8s8_s32"
-        # the float assignment has no VNNI or dotprod form: those paths run the AVX2 / armv8-a kernel
-        pq_isa = {"avx512vnni": "avx2", "amx": "avx2", "neon_dotprod": "neon"}.get(info["isa"], info["isa"])
-        assert info["kernels"]["pq_assign"] == f"{pq_isa}:pq_assign"
-        assert info["kernels"]["s8_score_candidates"] == f"{pq_isa}:s8_score_candidates"
-        vbmi = info["cpu_features"].get("avx512vbmi")
-        pq8_isa = {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi" if vbmi else "avx2",
-                   "amx": "avx512vbmi" if vbmi else "avx2"}.get(info["isa"], info["isa"])
-        assert info["kernels"]["pq8_search_topk"] == f"{pq8_isa}:pq8_search_topk"
-        lut4_isa = {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi" if vbmi else "avx512vnni",
-                    "amx": "avx512vbmi" if vbmi else "avx512vnni"}.get(info["isa"], info["isa"])
-        assert info["kernels"]["lut4_search_topk"] == f"{lut4_isa}:lut4_search_topk"
-        assert info["threads"]["native"] >= 1
+        assert set(info["kernels"].values()) == {"numba"}
+    with medqk.use_backend("native"):  # the native dispatch, whatever MEDQK_BACKEND chose
+        info = medqk.info()
+    assert "scalar" in info["isas_built"] and info["isas_supported"][-1] == "scalar"
+    assert info["isa"] in info["isas_supported"]
+    assert info["kernels"] == {op: medqk._core.kernel_variant(op, info["isa"]) for op in CHAINS}
+    assert info["threads"]["native"] >= 1
+
+
+@needs_native
+def test_kernel_chains_pick_the_first_variant_the_cpu_path_runs():
+    features = medqk.info()["cpu_features"]
+    variants = medqk.kernel_variants()
+    assert list(variants) == list(CHAINS)
+    supported = set(medqk.available_isas())
+    for op, chain in variants.items():
+        names = [v["name"] for v in chain]
+        assert names == [n for n in CHAINS[op] if n in names], op  # documented order, best first
+        assert names[-1] == "scalar"
+        for v in chain:  # every ISA built has a GEMM; a variant exists only where its ISA is built
+            assert v["isa"] in medqk.info()["isas_built"]
+            assert v["runnable"] == (v["isa"] in supported and (not v["needs"] or features.get(v["needs"], False)))
+        for path in supported:
+            want = next(v["name"] for v in chain
+                        if v["isa"] in PATH_INCLUDES[path] and (not v["needs"] or features.get(v["needs"], False)))
+            assert medqk._core.kernel_variant(op, path) == want, (op, path)
+    for path in supported:  # the GEMM's packed layout belongs to its ISA: each path runs its own
+        assert medqk._core.kernel_variant("gemm_s8s8_s32", path) == path
+    vbmi = features.get("avx512vbmi", False)
+    if "avx512vnni" in supported:
+        assert medqk._core.kernel_variant("lut4_scan", "avx512vnni") == ("avx512vbmi" if vbmi else "avx512vnni")
+        assert medqk._core.kernel_variant("pq8_scan", "avx512vnni") == ("avx512vbmi" if vbmi else "avx2")
+
+
+@needs_native
+def test_use_kernel_pins_a_variant_and_refuses_clearly():
+    isa = medqk.get_isa()
+    for op, chain in medqk.kernel_variants().items():
+        if op == "gemm_s8s8_s32":
+            with pytest.raises(ValueError, match="chosen by ISA.*use set_isa"), medqk.use_kernel(op, "scalar"):
+                pass
+            continue
+        before = medqk._core.kernel_variant(op)
+        for v in chain:
+            if v["runnable"]:
+                with medqk.use_kernel(op, v["name"]):
+                    assert medqk._core.kernel_variant(op) == v["name"]
+                    assert medqk._core.kernel_variant(op, "scalar") == v["name"]  # whatever the path
+            else:
+                with pytest.raises(ValueError, match=f"variant '{v['name']}' of '{op}' cannot run on this CPU"):
+                    medqk._core.force_kernel_variant(op, v["name"])
+            assert medqk._core.kernel_variant(op) == before
+    with pytest.raises(ValueError, match="operation 'lut4_scan' has no variant 'sse9'"):
+        medqk._core.force_kernel_variant("lut4_scan", "sse9")
+    with pytest.raises(ValueError, match="unknown kernel operation 'fft'"):
+        medqk._core.force_kernel_variant("fft", "scalar")
+    assert medqk.get_isa() == isa
 
 
 @needs_native
@@ -75,7 +129,7 @@ def test_set_isa_and_context_manager():
     for isa in medqk.available_isas():
         with medqk.use_backend("native"), medqk.use_isa(isa):  # native kernels whatever MEDQK_BACKEND chose
             assert medqk.get_isa() == isa
-            assert medqk.info()["kernels"]["gemm_s8s8_s32"] == f"{isa}:gemm_s8s8_s32"
+            assert medqk.info()["kernels"]["gemm_s8s8_s32"] == isa
         assert medqk.get_isa() == before
     with pytest.raises(ValueError, match="unknown ISA 'sse9'"):
         medqk.set_isa("sse9")
@@ -93,7 +147,7 @@ def test_set_backend():
     pytest.importorskip("numba")
     with medqk.use_backend("numba"):
         assert medqk.get_backend() == "numba"
-        assert medqk.info()["kernels"]["gemm_s8s8_s32"] == "numba:gemm_s8s8_s32"
+        assert set(medqk.info()["kernels"].values()) <= {"numba"}
     assert medqk.get_backend() == before
 
 

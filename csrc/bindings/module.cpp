@@ -906,6 +906,38 @@ PYBIND11_MODULE(_core, m) {
     }
   });
   m.def("isa_env_error", [] { return medqk::isa_env_error(); });
+  m.def("kernel_operations", &medqk::kernel_operations);
+  m.def("kernel_variants", [](const std::string& op) {
+    const std::vector<medqk::KernelVariantInfo> variants = medqk::kernel_variants(op);
+    if (variants.empty()) throw py::value_error("unknown kernel operation '" + op + "'");
+    py::list out;
+    for (const medqk::KernelVariantInfo& v : variants) {
+      py::dict d;
+      d["name"] = v.name;
+      d["isa"] = std::string(medqk::isa_name(v.isa));
+      d["needs"] = v.needs;
+      d["runnable"] = v.runnable;
+      out.append(d);
+    }
+    return out;
+  }, py::arg("op"));
+  m.def("kernel_variant", [](const std::string& op, const std::string& isa) {
+    std::string v = medqk::kernel_variant(op, isa.empty() ? medqk::active_isa() : isa_or_throw(isa));
+    if (v.empty()) throw py::value_error("unknown kernel operation '" + op + "'");
+    return v;
+  }, py::arg("op"), py::arg("isa") = "");
+  m.def("force_kernel_variant", [](const std::string& op, const std::string& variant) {
+    switch (medqk::force_kernel_variant(op, variant)) {
+      case medqk::ForceResult::ok: return;
+      case medqk::ForceResult::unknown_operation: throw py::value_error("unknown kernel operation '" + op + "'");
+      case medqk::ForceResult::unknown_variant:
+        throw py::value_error("operation '" + op + "' has no variant '" + variant + "' in this build");
+      case medqk::ForceResult::not_runnable:
+        throw py::value_error("variant '" + variant + "' of '" + op + "' cannot run on this CPU");
+      case medqk::ForceResult::not_forceable:
+        throw py::value_error("'" + op + "' is chosen by ISA (its packed layout belongs to the ISA): use set_isa");
+    }
+  }, py::arg("op"), py::arg("variant"));
   m.def("hardware_threads", &medqk::hardware_threads);
 
   py::class_<PackedS8, std::shared_ptr<PackedS8>>(m, "PackedS8")

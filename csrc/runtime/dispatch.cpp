@@ -1,128 +1,43 @@
 // Runtime ISA choice = "built into this binary" AND "the CPU has it", best first, overridable once by
-// the environment (MEDQK_ISA) and later by set_isa(). Kernels are looked up per call from a table that
-// is filled once; the hot loops never test CPU features.
+// the environment (MEDQK_ISA) and later by set_isa().
+//
+// Each operation declares its kernels once, as a chain of variants best first: the variant's name, the ISA
+// path it belongs to, the CPU features it needs beyond that path, and the function. The active ISA runs the
+// first variant its path includes (an amx CPU runs avx512vnni and avx2 kernels; neon_dotprod runs neon ones)
+// whose extra features the CPU has. The chain is walked once per call (a handful of compares, never in a hot
+// loop). force_kernel_variant() pins one variant for tests and benchmarks: every kernel the CPU can run is
+// reachable, not only the one the chain picks.
 #include "runtime/dispatch.h"
 
 #include <atomic>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace medqk {
 namespace {
 
 const char* const kIsaNames[kNumIsas] = {"scalar", "avx2", "neon", "neon_dotprod", "avx512vnni", "amx"};
 
-struct KernelTable {
-  const kernels::GemmS8Kernel* gemm_s8[kNumIsas] = {};
-  kernels::Lut4ScanFn lut4_scan[kNumIsas] = {};
-  kernels::F16ScoresFn f16_scores[kNumIsas] = {};
-  kernels::S8ScoreCandidatesFn s8_score[kNumIsas] = {};
-  kernels::PqAssignFn pq_assign[kNumIsas] = {};
-  kernels::Pq8ScanFn pq8_scan[kNumIsas] = {};
-  kernels::Pq8ScanGroupFn pq8_scan_group[kNumIsas] = {};  // only where it beats one query at a time
-  kernels::QuantizeRowsFn quantize_rows[kNumIsas] = {};
-};
+// CPU features a variant needs beyond its ISA path (the path's own features are checked by cpu_has)
+enum Needs : unsigned { kNoExtra = 0, kVbmi = 1 };
 
-const KernelTable& table() {
-  static const KernelTable t = [] {
-    KernelTable k;
-    static const kernels::GemmS8Kernel scalar_gemm = {kernels::scalar::kGemmS8PanelCols,
-                                                      kernels::scalar::gemm_s8s8_s32_packed_bytes,
-                                                      kernels::scalar::gemm_s8s8_s32_pack,
-                                                      kernels::scalar::gemm_s8s8_s32, nullptr};
-    k.gemm_s8[static_cast<int>(Isa::scalar)] = &scalar_gemm;
-    k.lut4_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::lut4_scan;
-    k.f16_scores[static_cast<int>(Isa::scalar)] = kernels::scalar::f16_scores;
-    k.s8_score[static_cast<int>(Isa::scalar)] = kernels::scalar::s8_score_candidates;
-    k.pq_assign[static_cast<int>(Isa::scalar)] = kernels::scalar::pq_assign;
-    k.pq8_scan[static_cast<int>(Isa::scalar)] = kernels::scalar::pq8_scan;
-    k.quantize_rows[static_cast<int>(Isa::scalar)] = kernels::scalar::quantize_rows_s8;
-#if defined(MEDQK_BUILD_AVX2)
-    static const kernels::GemmS8Kernel avx2_gemm = {kernels::avx2::kGemmS8PanelCols,
-                                                    kernels::avx2::gemm_s8s8_s32_packed_bytes,
-                                                    kernels::avx2::gemm_s8s8_s32_pack,
-                                                    kernels::avx2::gemm_s8s8_s32, nullptr};
-    k.gemm_s8[static_cast<int>(Isa::avx2)] = &avx2_gemm;
-    k.lut4_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::lut4_scan;
-    k.f16_scores[static_cast<int>(Isa::avx2)] = kernels::avx2::f16_scores;
-    k.s8_score[static_cast<int>(Isa::avx2)] = kernels::avx2::s8_score_candidates;
-    k.pq_assign[static_cast<int>(Isa::avx2)] = kernels::avx2::pq_assign;
-    // AVX2 has only 16-entry byte shuffles: 16 sub-table lookups per code for one query, the group scan
-    // (query-minor tables) for several (kernels/avx2/pq8_scan_avx2.cpp)
-    k.pq8_scan[static_cast<int>(Isa::avx2)] = kernels::avx2::pq8_scan;
-    k.pq8_scan_group[static_cast<int>(Isa::avx2)] = kernels::avx2::pq8_scan_group;
-    k.quantize_rows[static_cast<int>(Isa::avx2)] = kernels::avx2::quantize_rows_s8;
-#endif
-#if defined(MEDQK_BUILD_AVX512VNNI)
-    static const kernels::GemmS8Kernel avx512vnni_gemm = {kernels::avx512vnni::kGemmS8PanelCols,
-                                                          kernels::avx512vnni::gemm_s8s8_s32_packed_bytes,
-                                                          kernels::avx512vnni::gemm_s8s8_s32_pack,
-                                                          kernels::avx512vnni::gemm_s8s8_s32,
-                                                          kernels::avx512vnni::gemm_s8s8_f32};
-    k.gemm_s8[static_cast<int>(Isa::avx512vnni)] = &avx512vnni_gemm;
-    // the table scan by vpermb where the CPU has AVX-512 VBMI, by vpshufb otherwise
-    k.lut4_scan[static_cast<int>(Isa::avx512vnni)] =
-        cpu_features().avx512vbmi ? kernels::avx512vnni::lut4_scan_vbmi : kernels::avx512vnni::lut4_scan;
-    k.f16_scores[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::f16_scores;  // F16C is part of the path
-    k.s8_score[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::s8_score_candidates;
-    k.pq_assign[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::pq_assign;   // FMA is part of the path
-    // vpermi2b needs AVX-512 VBMI (Ice Lake, Zen 4 and later), which the avx512vnni path does not require
-    const kernels::Pq8ScanFn pq8_avx512 =
-        cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::avx2::pq8_scan;
-    k.pq8_scan[static_cast<int>(Isa::avx512vnni)] = pq8_avx512;
-    k.pq8_scan_group[static_cast<int>(Isa::avx512vnni)] =
-        cpu_features().avx512vbmi ? nullptr : kernels::avx2::pq8_scan_group;
-    k.quantize_rows[static_cast<int>(Isa::avx512vnni)] = kernels::avx2::quantize_rows_s8;
-#endif
-#if defined(MEDQK_BUILD_AMX)
-    // AMX adds the GEMM; the other operations run the AVX-512 / AVX2 kernels (the amx path requires them)
-    static const kernels::GemmS8Kernel amx_gemm = {kernels::amx::kGemmS8PanelCols,
-                                                   kernels::amx::gemm_s8s8_s32_packed_bytes,
-                                                   kernels::amx::gemm_s8s8_s32_pack, kernels::amx::gemm_s8s8_s32,
-                                                   nullptr};
-    k.gemm_s8[static_cast<int>(Isa::amx)] = &amx_gemm;
-    k.lut4_scan[static_cast<int>(Isa::amx)] =
-        cpu_features().avx512vbmi ? kernels::avx512vnni::lut4_scan_vbmi : kernels::avx512vnni::lut4_scan;
-    k.f16_scores[static_cast<int>(Isa::amx)] = kernels::avx2::f16_scores;
-    k.s8_score[static_cast<int>(Isa::amx)] = kernels::avx2::s8_score_candidates;
-    k.pq_assign[static_cast<int>(Isa::amx)] = kernels::avx2::pq_assign;
-    k.pq8_scan[static_cast<int>(Isa::amx)] =
-        cpu_features().avx512vbmi ? kernels::avx512vnni::pq8_scan : kernels::avx2::pq8_scan;
-    k.pq8_scan_group[static_cast<int>(Isa::amx)] =
-        cpu_features().avx512vbmi ? nullptr : kernels::avx2::pq8_scan_group;
-    k.quantize_rows[static_cast<int>(Isa::amx)] = kernels::avx2::quantize_rows_s8;
-#endif
-#if defined(MEDQK_BUILD_NEON)
-    static const kernels::GemmS8Kernel neon_gemm = {kernels::neon::kGemmS8PanelCols,
-                                                    kernels::neon::gemm_s8s8_s32_packed_bytes,
-                                                    kernels::neon::gemm_s8s8_s32_pack,
-                                                    kernels::neon::gemm_s8s8_s32, nullptr};
-    k.gemm_s8[static_cast<int>(Isa::neon)] = &neon_gemm;
-    k.lut4_scan[static_cast<int>(Isa::neon)] = kernels::neon::lut4_scan;
-    k.f16_scores[static_cast<int>(Isa::neon)] = kernels::neon::f16_scores;
-    k.s8_score[static_cast<int>(Isa::neon)] = kernels::neon::s8_score_candidates;
-    k.pq_assign[static_cast<int>(Isa::neon)] = kernels::neon::pq_assign;
-    k.pq8_scan[static_cast<int>(Isa::neon)] = kernels::neon::pq8_scan;
-    // the portable loop is NEON code on aarch64 (the compiler vectorizes it at the baseline)
-    k.quantize_rows[static_cast<int>(Isa::neon)] = kernels::scalar::quantize_rows_s8;
-#endif
-#if defined(MEDQK_BUILD_NEON_DOTPROD)
-    static const kernels::GemmS8Kernel neon_dotprod_gemm = {kernels::neon_dotprod::kGemmS8PanelCols,
-                                                            kernels::neon_dotprod::gemm_s8s8_s32_packed_bytes,
-                                                            kernels::neon_dotprod::gemm_s8s8_s32_pack,
-                                                            kernels::neon_dotprod::gemm_s8s8_s32, nullptr};
-    k.gemm_s8[static_cast<int>(Isa::neon_dotprod)] = &neon_dotprod_gemm;
-    // table lookups gain nothing from sdot: the dotprod path reuses the armv8-a scan
-    k.lut4_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::lut4_scan;
-    k.f16_scores[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::f16_scores;
-    k.s8_score[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::s8_score_candidates;
-    k.pq_assign[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq_assign;  // float: sdot has nothing to add
-    k.pq8_scan[static_cast<int>(Isa::neon_dotprod)] = kernels::neon::pq8_scan;
-    k.quantize_rows[static_cast<int>(Isa::neon_dotprod)] = kernels::scalar::quantize_rows_s8;
-#endif
-    return k;
-  }();
-  return t;
+bool cpu_has_needs(unsigned needs) { return (needs & kVbmi) == 0 || cpu_features().avx512vbmi; }
+
+const char* needs_name(unsigned needs) { return (needs & kVbmi) != 0 ? "avx512vbmi" : ""; }
+
+// Whether a CPU path runs kernels of ISA `kernel`: each path requires the features of those below it.
+bool path_includes(Isa path, Isa kernel) {
+  switch (kernel) {
+    case Isa::scalar: return true;
+    case Isa::avx2: return path == Isa::avx2 || path == Isa::avx512vnni || path == Isa::amx;
+    case Isa::avx512vnni: return path == Isa::avx512vnni || path == Isa::amx;
+    case Isa::amx: return path == Isa::amx;
+    case Isa::neon: return path == Isa::neon || path == Isa::neon_dotprod;
+    case Isa::neon_dotprod: return path == Isa::neon_dotprod;
+  }
+  return false;
 }
 
 bool cpu_has(Isa isa) {
@@ -136,6 +51,263 @@ bool cpu_has(Isa isa) {
     case Isa::amx: return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vnni && f.amx_int8;
   }
   return false;
+}
+
+constexpr bool kIsaBuilt[kNumIsas] = {
+    true,
+#if defined(MEDQK_BUILD_AVX2)
+    true,
+#else
+    false,
+#endif
+#if defined(MEDQK_BUILD_NEON)
+    true,
+#else
+    false,
+#endif
+#if defined(MEDQK_BUILD_NEON_DOTPROD)
+    true,
+#else
+    false,
+#endif
+#if defined(MEDQK_BUILD_AVX512VNNI)
+    true,
+#else
+    false,
+#endif
+#if defined(MEDQK_BUILD_AMX)
+    true,
+#else
+    false,
+#endif
+};
+
+class Operation {
+ public:
+  Operation(const char* name, bool forceable) : name_(name), forceable_(forceable) {}
+  virtual ~Operation() = default;
+  const char* name() const { return name_; }
+  virtual std::size_t size() const = 0;
+  virtual const char* variant_name(std::size_t i) const = 0;
+  virtual Isa variant_isa(std::size_t i) const = 0;
+  virtual unsigned variant_needs(std::size_t i) const = 0;
+
+  bool runnable(std::size_t i) const { return cpu_has(variant_isa(i)) && cpu_has_needs(variant_needs(i)); }
+  // The variant that runs under CPU path `path`: the forced one, else the first of the chain that fits
+  std::size_t choose(Isa path) const {
+    const int forced = forced_.load(std::memory_order_relaxed);
+    if (forced >= 0) return static_cast<std::size_t>(forced);
+    for (std::size_t i = 0; i < size(); ++i) {
+      if (path_includes(path, variant_isa(i)) && cpu_has_needs(variant_needs(i))) return i;
+    }
+    return size() - 1;  // every chain ends with scalar
+  }
+  int find(const std::string& variant) const {
+    for (std::size_t i = 0; i < size(); ++i) {
+      if (variant == variant_name(i)) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  ForceResult force(const std::string& variant) {
+    if (variant.empty()) {
+      forced_.store(-1);
+      return ForceResult::ok;
+    }
+    if (!forceable_) return ForceResult::not_forceable;
+    const int i = find(variant);
+    if (i < 0) return ForceResult::unknown_variant;
+    if (!runnable(static_cast<std::size_t>(i))) return ForceResult::not_runnable;
+    forced_.store(i);
+    return ForceResult::ok;
+  }
+
+ private:
+  const char* name_;
+  bool forceable_;
+  std::atomic<int> forced_{-1};
+};
+
+template <class Fn>
+struct Variant {
+  const char* name;
+  Isa isa;
+  unsigned needs;
+  Fn fn;
+};
+
+template <class Fn>
+class Chain final : public Operation {
+ public:
+  Chain(const char* name, bool forceable, std::initializer_list<Variant<Fn>> variants)
+      : Operation(name, forceable), variants_(variants) {}
+  std::size_t size() const override { return variants_.size(); }
+  const char* variant_name(std::size_t i) const override { return variants_[i].name; }
+  Isa variant_isa(std::size_t i) const override { return variants_[i].isa; }
+  unsigned variant_needs(std::size_t i) const override { return variants_[i].needs; }
+  const Fn& get(Isa path) const { return variants_[choose(path)].fn; }
+
+ private:
+  std::vector<Variant<Fn>> variants_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// The chains. Adding a kernel: one line in its operation's chain. Adding an ISA: its line in each chain it
+// has a kernel for, plus cpu_has / path_includes above.
+// ---------------------------------------------------------------------------------------------------
+
+// The GEMM's packed layout belongs to its ISA (pack_s8 / gemm_s8s8_s32_packed take the ISA), so each
+// path runs its own kernel and the GEMM is chosen with set_isa, not forced.
+Chain<const kernels::GemmS8Kernel*>& gemm_chain() {
+  namespace k = kernels;
+#if defined(MEDQK_BUILD_AMX)
+  static const k::GemmS8Kernel amx = {k::amx::kGemmS8PanelCols, k::amx::gemm_s8s8_s32_packed_bytes,
+                                      k::amx::gemm_s8s8_s32_pack, k::amx::gemm_s8s8_s32, nullptr};
+#endif
+#if defined(MEDQK_BUILD_AVX512VNNI)
+  static const k::GemmS8Kernel avx512vnni = {k::avx512vnni::kGemmS8PanelCols, k::avx512vnni::gemm_s8s8_s32_packed_bytes,
+                                             k::avx512vnni::gemm_s8s8_s32_pack, k::avx512vnni::gemm_s8s8_s32,
+                                             k::avx512vnni::gemm_s8s8_f32};
+#endif
+#if defined(MEDQK_BUILD_AVX2)
+  static const k::GemmS8Kernel avx2 = {k::avx2::kGemmS8PanelCols, k::avx2::gemm_s8s8_s32_packed_bytes,
+                                       k::avx2::gemm_s8s8_s32_pack, k::avx2::gemm_s8s8_s32, nullptr};
+#endif
+#if defined(MEDQK_BUILD_NEON_DOTPROD)
+  static const k::GemmS8Kernel neon_dotprod = {k::neon_dotprod::kGemmS8PanelCols,
+                                               k::neon_dotprod::gemm_s8s8_s32_packed_bytes,
+                                               k::neon_dotprod::gemm_s8s8_s32_pack, k::neon_dotprod::gemm_s8s8_s32,
+                                               nullptr};
+#endif
+#if defined(MEDQK_BUILD_NEON)
+  static const k::GemmS8Kernel neon = {k::neon::kGemmS8PanelCols, k::neon::gemm_s8s8_s32_packed_bytes,
+                                       k::neon::gemm_s8s8_s32_pack, k::neon::gemm_s8s8_s32, nullptr};
+#endif
+  static const k::GemmS8Kernel scalar = {k::scalar::kGemmS8PanelCols, k::scalar::gemm_s8s8_s32_packed_bytes,
+                                         k::scalar::gemm_s8s8_s32_pack, k::scalar::gemm_s8s8_s32, nullptr};
+  static Chain<const k::GemmS8Kernel*> chain("gemm_s8s8_s32", /*forceable=*/false, {
+#if defined(MEDQK_BUILD_AMX)
+      {"amx", Isa::amx, kNoExtra, &amx},
+#endif
+#if defined(MEDQK_BUILD_AVX512VNNI)
+      {"avx512vnni", Isa::avx512vnni, kNoExtra, &avx512vnni},
+#endif
+#if defined(MEDQK_BUILD_AVX2)
+      {"avx2", Isa::avx2, kNoExtra, &avx2},
+#endif
+#if defined(MEDQK_BUILD_NEON_DOTPROD)
+      {"neon_dotprod", Isa::neon_dotprod, kNoExtra, &neon_dotprod},
+#endif
+#if defined(MEDQK_BUILD_NEON)
+      {"neon", Isa::neon, kNoExtra, &neon},
+#endif
+      {"scalar", Isa::scalar, kNoExtra, &scalar},
+  });
+  return chain;
+}
+
+Chain<kernels::Lut4ScanFn>& lut4_scan_chain() {
+  static Chain<kernels::Lut4ScanFn> chain("lut4_scan", true, {
+#if defined(MEDQK_BUILD_AVX512VNNI)
+      {"avx512vbmi", Isa::avx512vnni, kVbmi, kernels::avx512vnni::lut4_scan_vbmi},  // vpermb, 32-bit sums
+      {"avx512vnni", Isa::avx512vnni, kNoExtra, kernels::avx512vnni::lut4_scan},    // vpshufb on 512 bits
+#endif
+#if defined(MEDQK_BUILD_AVX2)
+      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::lut4_scan},
+#endif
+#if defined(MEDQK_BUILD_NEON)
+      {"neon", Isa::neon, kNoExtra, kernels::neon::lut4_scan},  // table lookups gain nothing from sdot
+#endif
+      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::lut4_scan},
+  });
+  return chain;
+}
+
+// The 8-bit scan, one query at a time, and (where it beats that) its group form over kPq8Group queries:
+// AVX2 has only 16-entry byte shuffles (16 sub-table lookups per code), so sharing each code byte across a
+// group wins; vpermi2b (AVX-512 VBMI: Ice Lake, Zen 4 and later) and NEON tbl look up 128 / 64 entries at
+// once, and one query at a time is faster there.
+Chain<runtime::Pq8Kernel>& pq8_scan_chain() {
+  static Chain<runtime::Pq8Kernel> chain("pq8_scan", true, {
+#if defined(MEDQK_BUILD_AVX512VNNI)
+      {"avx512vbmi", Isa::avx512vnni, kVbmi, {kernels::avx512vnni::pq8_scan, nullptr}},
+#endif
+#if defined(MEDQK_BUILD_AVX2)
+      {"avx2", Isa::avx2, kNoExtra, {kernels::avx2::pq8_scan, kernels::avx2::pq8_scan_group}},
+#endif
+#if defined(MEDQK_BUILD_NEON)
+      {"neon", Isa::neon, kNoExtra, {kernels::neon::pq8_scan, nullptr}},
+#endif
+      {"scalar", Isa::scalar, kNoExtra, {kernels::scalar::pq8_scan, nullptr}},
+  });
+  return chain;
+}
+
+// fp16 scores: F16C (part of the avx2 path) converts; no VNNI or dotprod form
+Chain<kernels::F16ScoresFn>& f16_scores_chain() {
+  static Chain<kernels::F16ScoresFn> chain("f16_scores", true, {
+#if defined(MEDQK_BUILD_AVX2)
+      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::f16_scores},
+#endif
+#if defined(MEDQK_BUILD_NEON)
+      {"neon", Isa::neon, kNoExtra, kernels::neon::f16_scores},
+#endif
+      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::f16_scores},
+  });
+  return chain;
+}
+
+// the +rerank:int8 candidate scoring: float multiply-adds in a fixed order, no VNNI or dotprod form
+Chain<kernels::S8ScoreCandidatesFn>& s8_score_chain() {
+  static Chain<kernels::S8ScoreCandidatesFn> chain("s8_score_candidates", true, {
+#if defined(MEDQK_BUILD_AVX2)
+      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::s8_score_candidates},
+#endif
+#if defined(MEDQK_BUILD_NEON)
+      {"neon", Isa::neon, kNoExtra, kernels::neon::s8_score_candidates},
+#endif
+      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::s8_score_candidates},
+  });
+  return chain;
+}
+
+// the float PQ assignment: FMA is part of the avx2 path; sdot has nothing to add
+Chain<kernels::PqAssignFn>& pq_assign_chain() {
+  static Chain<kernels::PqAssignFn> chain("pq_assign", true, {
+#if defined(MEDQK_BUILD_AVX2)
+      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::pq_assign},
+#endif
+#if defined(MEDQK_BUILD_NEON)
+      {"neon", Isa::neon, kNoExtra, kernels::neon::pq_assign},
+#endif
+      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::pq_assign},
+  });
+  return chain;
+}
+
+// the row quantization: the portable loop is NEON code on aarch64 (the compiler vectorizes it at the
+// baseline), so only x86 has a kernel of its own
+Chain<kernels::QuantizeRowsFn>& quantize_rows_chain() {
+  static Chain<kernels::QuantizeRowsFn> chain("quantize_rows_s8", true, {
+#if defined(MEDQK_BUILD_AVX2)
+      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::quantize_rows_s8},
+#endif
+      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::quantize_rows_s8},
+  });
+  return chain;
+}
+
+const std::vector<Operation*>& operations() {
+  static const std::vector<Operation*> ops = {&gemm_chain(),     &lut4_scan_chain(),  &pq8_scan_chain(),
+                                              &f16_scores_chain(), &s8_score_chain(), &pq_assign_chain(),
+                                              &quantize_rows_chain()};
+  return ops;
+}
+
+Operation* find_operation(const std::string& op) {
+  for (Operation* o : operations()) {
+    if (op == o->name()) return o;
+  }
+  return nullptr;
 }
 
 struct ActiveIsa {
@@ -161,12 +333,11 @@ ActiveIsa& active() {
   return a;
 }
 
+bool valid(Isa isa) { return static_cast<int>(isa) >= 0 && static_cast<int>(isa) < kNumIsas; }
+
 }  // namespace
 
-const char* isa_name(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? kIsaNames[i] : "unknown";
-}
+const char* isa_name(Isa isa) { return valid(isa) ? kIsaNames[static_cast<int>(isa)] : "unknown"; }
 
 bool isa_from_name(const std::string& name, Isa* out) {
   for (int i = 0; i < kNumIsas; ++i) {
@@ -178,10 +349,7 @@ bool isa_from_name(const std::string& name, Isa* out) {
   return false;
 }
 
-bool isa_built(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return i >= 0 && i < kNumIsas && table().gemm_s8[i] != nullptr;
-}
+bool isa_built(Isa isa) { return valid(isa) && kIsaBuilt[static_cast<int>(isa)]; }
 
 bool isa_supported(Isa isa) { return isa_built(isa) && cpu_has(isa); }
 
@@ -205,47 +373,46 @@ bool set_isa(Isa isa) {
 
 const std::string& isa_env_error() { return active().env_error; }
 
+std::vector<std::string> kernel_operations() {
+  std::vector<std::string> out;
+  for (const Operation* op : operations()) out.emplace_back(op->name());
+  return out;
+}
+
+std::vector<KernelVariantInfo> kernel_variants(const std::string& op) {
+  std::vector<KernelVariantInfo> out;
+  const Operation* o = find_operation(op);
+  if (o == nullptr) return out;
+  for (std::size_t i = 0; i < o->size(); ++i) {
+    out.push_back({o->variant_name(i), o->variant_isa(i), needs_name(o->variant_needs(i)), o->runnable(i)});
+  }
+  return out;
+}
+
+std::string kernel_variant(const std::string& op, Isa isa) {
+  const Operation* o = find_operation(op);
+  return o == nullptr ? std::string() : std::string(o->variant_name(o->choose(isa)));
+}
+
+ForceResult force_kernel_variant(const std::string& op, const std::string& variant) {
+  Operation* o = find_operation(op);
+  return o == nullptr ? ForceResult::unknown_operation : o->force(variant);
+}
+
 namespace runtime {
 
 const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? table().gemm_s8[i] : nullptr;
+  if (!isa_built(isa)) return nullptr;
+  const Chain<const kernels::GemmS8Kernel*>& chain = gemm_chain();
+  return chain.get(isa);
 }
 
-kernels::F16ScoresFn f16_scores_kernel(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? table().f16_scores[i] : nullptr;
-}
-
-kernels::S8ScoreCandidatesFn s8_score_kernel(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? table().s8_score[i] : nullptr;
-}
-
-kernels::PqAssignFn pq_assign_kernel(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? table().pq_assign[i] : nullptr;
-}
-
-kernels::Pq8ScanFn pq8_scan_kernel(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? table().pq8_scan[i] : nullptr;
-}
-
-kernels::Pq8ScanGroupFn pq8_scan_group_kernel(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? table().pq8_scan_group[i] : nullptr;
-}
-
-kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? table().quantize_rows[i] : nullptr;
-}
-
-kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) {
-  const int i = static_cast<int>(isa);
-  return (i >= 0 && i < kNumIsas) ? table().lut4_scan[i] : nullptr;
-}
+kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) { return lut4_scan_chain().get(isa); }
+Pq8Kernel pq8_kernel(Isa isa) { return pq8_scan_chain().get(isa); }
+kernels::F16ScoresFn f16_scores_kernel(Isa isa) { return f16_scores_chain().get(isa); }
+kernels::S8ScoreCandidatesFn s8_score_kernel(Isa isa) { return s8_score_chain().get(isa); }
+kernels::PqAssignFn pq_assign_kernel(Isa isa) { return pq_assign_chain().get(isa); }
+kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa) { return quantize_rows_chain().get(isa); }
 
 }  // namespace runtime
 }  // namespace medqk

@@ -1,4 +1,5 @@
-// The dispatch table: one row per ISA for each operation, filled once.
+// Kernel lookup for the front ends: each operation's chain of variants (runtime/dispatch.cpp) resolved for a
+// CPU path, or the variant force_kernel_variant() pinned.
 #pragma once
 
 #include "kernels/gemm_s8s8_s32.h"
@@ -16,10 +17,13 @@ namespace runtime {
 // nullptr when `isa` is not built into this binary.
 const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa);
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa);
-kernels::Pq8ScanFn pq8_scan_kernel(Isa isa);
-// nullptr also where the ISA has no group scan faster than scanning query by query (pq8_search_topk then
-// does that).
-kernels::Pq8ScanGroupFn pq8_scan_group_kernel(Isa isa);
+// The 8-bit scan of one query, and its group form where that beats scanning query by query (else nullptr:
+// pq8_search_topk then scans one query at a time).
+struct Pq8Kernel {
+  kernels::Pq8ScanFn scan;
+  kernels::Pq8ScanGroupFn group;
+};
+Pq8Kernel pq8_kernel(Isa isa);
 kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa);
 kernels::F16ScoresFn f16_scores_kernel(Isa isa);
 kernels::S8ScoreCandidatesFn s8_score_kernel(Isa isa);

@@ -34,10 +34,12 @@ _LAZY_NAMES = {
     "get_backend": "runtime",
     "get_isa": "runtime",
     "info": "runtime",
+    "kernel_variants": "runtime",
     "set_backend": "runtime",
     "set_isa": "runtime",
     "use_backend": "runtime",
     "use_isa": "runtime",
+    "use_kernel": "runtime",
 }
 _SUBPACKAGES = ("data", "eval", "index", "kernels", "quantizers")
 
@@ -54,6 +56,7 @@ __all__ = [
     "get_include",
     "get_isa",
     "info",
+    "kernel_variants",
     "pack_s8",
     "pq_assign",
     "quantize_rows_s8",
@@ -61,6 +64,7 @@ __all__ = [
     "set_isa",
     "use_backend",
     "use_isa",
+    "use_kernel",
 ]
 
 

@@ -74,10 +74,13 @@ def _print_info(as_json: bool) -> int:
         f"  ISAs built     {', '.join(data['isas_built']) or '-'}",
         f"  ISAs usable    {', '.join(data['isas_supported']) or '-'}",
         f"  CPU ({arch})   has: {', '.join(present) or '-'}" + (f"; lacks: {', '.join(absent)}" if absent else ""),
-        "  kernels",
     ]
-    width = max(len(op) for op in data["kernels"])
-    lines += [f"    {op:<{width}} {kernel}" for op, kernel in data["kernels"].items()]
+    if data["kernels"]:
+        lines.append("  kernels")
+        width = max(len(op) for op in data["kernels"])
+        lines += [f"    {op:<{width}} {kernel}" for op, kernel in data["kernels"].items()]
+    else:
+        lines.append("  kernels        the Numba twins (no native module)")
     t = data["threads"]
     lines.append(f"  threads        native {t['native']}, numba {t['numba']}, cpus {t['cpu_count']}")
     if data["env"]:

@@ -9,24 +9,6 @@ from typing import Iterator
 
 from . import _backend
 
-# Operations and the kernel name each ISA runs for them (what medqk.info() reports).
-OPERATIONS = ("gemm_s8s8_s32", "search_s8_topk", "lut4_search_topk", "pq8_search_topk", "pq_assign",
-              "quantize_rows_s8", "s8_score_candidates")
-# the ISA whose kernel runs each dispatched operation under each active ISA (the table scan has no
-# dotprod form: neon_dotprod runs the armv8-a scan; the float assignment runs the AVX2 / armv8-a kernel)
-_KERNEL_ISA = {"lut4_search_topk": {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi", "amx": "avx512vbmi"},
-               # the row quantization: the AVX2 build on x86 paths that have it, the baseline (NEON) build on ARM
-               "quantize_rows_s8": {"avx512vnni": "avx2", "amx": "avx2", "neon": "scalar", "neon_dotprod": "scalar"},
-               "pq_assign": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"},
-               # the candidate re-scoring (+rerank:int8): float multiply-adds, no VNNI or dotprod form
-               "s8_score_candidates": {"neon_dotprod": "neon", "avx512vnni": "avx2", "amx": "avx2"},
-               # the 8-bit scan's 256-entry byte lookups: one instruction with AVX-512 VBMI (checked in info())
-               # or NEON tbl, 16 vpshufb sub-tables on AVX2 (also taken by AVX-512 CPUs without VBMI)
-               "pq8_search_topk": {"neon_dotprod": "neon", "avx512vnni": "avx512vbmi", "amx": "avx512vbmi"}}
-# where an "avx512vbmi" kernel above needs VBMI and the CPU lacks it: the kernel that runs instead (the 4-bit
-# scan's vpermb form falls back to its vpshufb form, the 8-bit scan to AVX2)
-_WITHOUT_VBMI = {"lut4_search_topk": "avx512vnni", "pq8_search_topk": "avx2"}
-
 
 def get_backend() -> str:
     """The backend kernels run on now: ``"native"`` or ``"numba"``."""
@@ -87,6 +69,37 @@ def use_isa(name: str) -> Iterator[None]:
         set_isa(previous)
 
 
+def kernel_variants() -> dict[str, list[dict]]:
+    """Each native kernel operation's variants, best first, as the C++ dispatch declares them.
+
+    An entry: ``{"name": "avx512vbmi", "isa": "avx512vnni", "needs": "avx512vbmi", "runnable": True}`` (the ISA
+    path it belongs to, the CPU features it needs beyond that path, whether this CPU can run it). A CPU path
+    runs the first variant it includes whose extra features are present. Empty without the native module.
+    """
+    core = _backend._core
+    if core is None:
+        return {}
+    return {op: list(core.kernel_variants(op)) for op in core.kernel_operations()}
+
+
+@contextlib.contextmanager
+def use_kernel(op: str, variant: str) -> Iterator[None]:
+    """Context manager: every native call of kernel operation ``op`` runs ``variant`` (see :func:`kernel_variants`).
+
+    For tests and benchmarks that must reach each kernel the CPU can run, including those the dispatch does
+    not pick (the vpshufb 4-bit scan on a CPU with VBMI, the AVX2 8-bit group scan under AVX-512). Process-wide,
+    like :func:`use_isa`. The GEMM is chosen by ISA (:func:`use_isa`): its packed layout belongs to the ISA.
+    """
+    core = _backend._core
+    if core is None:
+        raise RuntimeError(f"use_kernel needs the native module, which is unavailable ({_backend.native_error})")
+    core.force_kernel_variant(op, variant)
+    try:
+        yield
+    finally:
+        core.force_kernel_variant(op, "")
+
+
 def _numba_threads() -> int | None:
     try:
         import numba
@@ -102,15 +115,10 @@ def info() -> dict:
     core = _backend._core
     backend = get_backend()
     isa = get_isa()
+    # the variant each native kernel operation runs now ("numba" for all under the Numba backend)
     kernels = {}
-    for op in OPERATIONS:
-        if backend == "numba":
-            kernels[op] = f"numba:{op}"
-        else:
-            kernel_isa = _KERNEL_ISA.get(op, {}).get(isa, isa)
-            if kernel_isa == "avx512vbmi" and not (core is not None and core.cpu_features().get("avx512vbmi")):
-                kernel_isa = _WITHOUT_VBMI[op]
-            kernels[op] = f"{kernel_isa}:{op}"
+    if core is not None:
+        kernels = {op: "numba" if backend == "numba" else core.kernel_variant(op) for op in core.kernel_operations()}
     return {
         "version": __version__,
         "python": platform.python_version(),

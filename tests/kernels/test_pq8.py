@@ -193,3 +193,36 @@ def test_bad_arguments_are_named():
         core.pq8_scan(np.full((4, 256), 128, np.uint8), packed, 70, 0)
     with pytest.raises(ValueError, match="1 to 256 columns"):
         core.pq8_pack(np.zeros((3, 257), np.uint8))
+
+
+@pytest.mark.parametrize("nq", [1, 16])
+def test_filter_keeps_vectors_whose_table_errors_close_the_gap(nq):
+    """The 8-bit filter's slack must cover the tables' quantization error (pq8_search.cpp: E), not only float
+    rounding. Every table spans 0..127, so the 8-bit step is exactly 1 and 10.49 -> 10, 10.51 -> 11, 11.49 -> 11:
+    errors of 0.49 per subspace, as large as the score gaps. Vector 0 (first chunk) scores 20 x 10.51 = 210.2,
+    8-bit sum 220, and fills the top 1; vector 1500 (second chunk, scanned with that threshold) scores
+    15 x 10.49 + 5 x 11.49 = 214.8 > 210.2 with an 8-bit sum of only 205. Without E the threshold is
+    floor(210.2) - 1 = 209 and the true best vector is dropped; with it, floor(210.2 - 9.8) - 1 = 199."""
+    m, n = 20, 2000
+    t = np.zeros((nq, m, 256), np.float32)
+    t[:, :, 1], t[:, :, 2], t[:, :, 3], t[:, :, 255] = 10.51, 10.49, 11.49, 127.0
+    codes = np.zeros((n, m), np.uint8)
+    codes[0] = 1
+    codes[1500, :15], codes[1500, 15:] = 2, 3
+    packed = pack_ref(codes)
+    want_s, want_i = exact_adc(t, codes, 2)
+    assert (want_i == [1500, 0]).all()
+    from tests.variants import runnable_variants
+
+    for variant in runnable_variants("pq8_scan"):
+        with medqk.use_kernel("pq8_scan", variant):
+            for threads in (1, 2):
+                s, i = _backend._core.pq8_search_topk(t, packed, n, 1, threads)
+                np.testing.assert_array_equal(i, want_i[:, :1], err_msg=f"{variant} threads={threads}")
+                np.testing.assert_array_equal(s, want_s[:, :1])
+    from medqk.kernels import _numba_pq8
+
+    s2, i2 = np.empty((nq, 1), np.float32), np.empty((nq, 1), np.int64)
+    _numba_pq8.pq8_search_topk(t, packed, n, 1, s2, i2)
+    np.testing.assert_array_equal(i2, want_i[:, :1])
+    np.testing.assert_array_equal(s2, want_s[:, :1])

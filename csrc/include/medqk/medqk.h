@@ -41,6 +41,28 @@ bool set_isa(Isa isa);
 // (empty string when the variable was absent or valid).
 const std::string& isa_env_error();
 
+// Kernel variants. Each operation declares its kernels as a chain, best first (csrc/runtime/dispatch.cpp);
+// a CPU path runs the first variant whose ISA it includes (amx runs avx512vnni and avx2 kernels,
+// neon_dotprod runs neon ones) and whose extra CPU features (`needs`, e.g. avx512vbmi) are present.
+// Operations: gemm_s8s8_s32, lut4_scan, pq8_scan, f16_scores, s8_score_candidates, pq_assign,
+// quantize_rows_s8. Every variant computes the same integer results (and the same float bits where the
+// operation documents an order); forcing one lets tests and benchmarks reach each kernel the CPU can run.
+struct KernelVariantInfo {
+  std::string name;    // e.g. "avx512vbmi", "avx2", "scalar"
+  Isa isa;             // the ISA path it belongs to
+  std::string needs;   // CPU features it needs beyond that path ("" or "avx512vbmi")
+  bool runnable;       // built, and this CPU has what it needs
+};
+std::vector<std::string> kernel_operations();
+std::vector<KernelVariantInfo> kernel_variants(const std::string& op);  // built ones, best first; {} if unknown
+// The variant that runs `op` under CPU path `isa` now (the forced one if any); "" for an unknown op.
+std::string kernel_variant(const std::string& op, Isa isa);
+enum class ForceResult { ok, unknown_operation, unknown_variant, not_runnable, not_forceable };
+// Pins `variant` for every later call of `op`, whatever the active ISA (process-wide, like set_isa);
+// "" returns `op` to its chain. The GEMM is not forceable: its packed layout belongs to its ISA
+// (choose it with set_isa / the isa argument of pack_s8).
+ForceResult force_kernel_variant(const std::string& op, const std::string& variant);
+
 // Threads: 0 means "all hardware threads".
 int hardware_threads();
 

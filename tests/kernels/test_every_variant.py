@@ -1,0 +1,244 @@
+"""The cross-ISA harness: every kernel variant built into the module that this CPU can run, pinned and called
+through its front end, equals a numpy reference: integers, ids and the tie rule exactly; float outputs on
+data whose sums are exact in float32 (small integers), so every summation order gives the same bits.
+
+The dispatch runs one variant per operation and ISA path, so a variant no path picks on this CPU (the
+vpshufb 4-bit scan where VBMI exists, the AVX2 8-bit group scan under avx512vnni with VBMI) is run here.
+A new kernel operation registers its check in CHECKS; test_every_operation_has_a_check fails until it does.
+Shapes sweep odd sizes and every tail (blocks of 32 / 64 vectors, odd numbers of 4-bit subspace pairs,
+more than 256 pairs where 16-bit lanes are flushed) and edge values (-128, 127, zeros, all-127 tables).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import medqk
+from medqk import _backend
+from tests.variants import runnable_variants
+
+pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
+core = _backend._core
+
+
+def topk_ref(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best k per row by (score desc, id asc), padded with (-inf, -1) past the row length."""
+    n = scores.shape[1]
+    ids = np.lexsort((np.broadcast_to(np.arange(n), scores.shape), -scores), axis=1)[:, :k]
+    s = np.take_along_axis(scores, ids, axis=1)
+    pad = max(0, k - n)
+    return (np.pad(s, ((0, 0), (0, pad)), constant_values=-np.inf),
+            np.pad(ids, ((0, 0), (0, pad)), constant_values=-1))
+
+
+def check_gemm(isa: str) -> None:
+    rng = np.random.default_rng(1)
+    for m, n, k in [(1, 1, 1), (3, 5, 7), (17, 33, 65), (2, 31, 129), (5, 67, 4), (33, 17, 300)]:
+        a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+        b = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        a[0, :] = -128  # the products that saturate 16-bit pair sums elsewhere: (-128)(-128) * 2 = 2^15
+        b[0, :] = -128
+        if n > 1:
+            b[1, :] = 127
+        with medqk.use_isa(isa):
+            for threads in (1, 2):
+                got = core.gemm_s8s8_s32(a, b, threads)
+                np.testing.assert_array_equal(got, a.astype(np.int64) @ b.astype(np.int64).T,
+                                              err_msg=f"{isa} {m}x{n}x{k}")
+
+
+def lut4_case(rng, n, d, nq, fill):
+    codes = rng.integers(0, 16, (n, d)).astype(np.uint8)
+    luts = np.zeros((nq, d + (d & 1), 16), dtype=np.uint8)
+    luts[:, :d] = {"random": lambda: rng.integers(0, 128, (nq, d, 16)), "max": lambda: 127,
+                   "ties": lambda: rng.integers(0, 2, (nq, d, 16))}[fill]()
+    sums = np.stack([luts[q, np.arange(d)[None, :], codes].astype(np.int64).sum(axis=1) for q in range(nq)])
+    return codes, luts, sums
+
+
+def check_lut4_scan(variant: str) -> None:
+    rng = np.random.default_rng(2)
+    # (n, d, nq, k): d = 5, 17, 33 subspaces are odd numbers of pairs once padded; n around the 32-row
+    # blocks; nq past the 4 queries a scan call takes; d = 513 and 1025 pass 256 pairs (the 16-bit flush)
+    cases = [(1, 1, 1, 1), (33, 5, 1, 5), (65, 17, 3, 5), (97, 33, 5, 10), (300, 34, 4, 3), (31, 2, 9, 40),
+             (32, 6, 2, 32), (40, 513, 2, 5), (70, 1025, 1, 9)]
+    for n, d, nq, k in cases:
+        for fill in ("random", "max", "ties"):
+            codes, luts, sums = lut4_case(rng, n, d, nq, fill)
+            packed = core.lut4_pack(codes)
+            alpha = np.full(nq, 0.5, np.float32)
+            beta = np.full(nq, -1.0, np.float32)
+            want_s, want_i = topk_ref(sums.astype(np.float64), k)
+            with medqk.use_kernel("lut4_scan", variant):
+                for threads in (1, 2):
+                    s, i = core.lut4_search_topk(luts, packed, n, d, alpha, beta, k, threads)
+                    msg = f"{variant} n={n} d={d} nq={nq} {fill} threads={threads}"
+                    np.testing.assert_array_equal(i, want_i, err_msg=msg)
+                    np.testing.assert_array_equal(s, (0.5 * want_s.astype(np.float32) - 1.0).astype(np.float32),
+                                                  err_msg=msg)
+
+
+def check_lut4_scan_ivf(variant: str) -> None:
+    """The IVF front end drives the same scan over lists of any length (tails inside every list)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((700, 34)).astype(np.float32)
+    q = rng.standard_normal((7, 34)).astype(np.float32)
+    index = medqk.index.create("ivf8,pq17x4fs", 34, coarse_iter=3)
+    index.train(x)
+    index.add(x)
+    with medqk.use_kernel("lut4_scan", "scalar"):
+        want = index.search(q, 10, nprobe=3)
+    with medqk.use_kernel("lut4_scan", variant):
+        got = index.search(q, 10, nprobe=3)
+    np.testing.assert_array_equal(got[1], want[1], err_msg=variant)
+    np.testing.assert_array_equal(got[0], want[0], err_msg=variant)
+
+
+def pack_pq8(codes: np.ndarray) -> np.ndarray:
+    return core.pq8_pack(codes)
+
+
+def check_pq8_scan(variant: str) -> None:
+    rng = np.random.default_rng(4)
+    for m in (1, 3, 17, 48):
+        for n in (1, 63, 64, 65, 130):
+            codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
+            codes[0] = 255
+            lut = rng.integers(0, 128, (m, 256), dtype=np.uint8)
+            lut[:, 255] = 127  # vector 0 reaches the largest sum, 127 m
+            packed = pack_pq8(codes)
+            padded = np.zeros((-(-n // 64) * 64, m), np.uint8)
+            padded[:n] = codes
+            want = lut[np.arange(m)[None, :], padded].astype(np.int64).sum(axis=1)
+            lut_t = rng.integers(0, 128, (m, 256, 16), dtype=np.uint8)
+            group_sums = lut_t[np.arange(m)[None, :], padded].sum(axis=1, dtype=np.int64)
+            with medqk.use_kernel("pq8_scan", variant):
+                for thr in (0, int(np.median(want)), 127 * m, 65535):
+                    sums, masks = core.pq8_scan(lut, packed, n, thr)
+                    bits = (want >= thr).reshape(-1, 64).astype(np.uint64)
+                    np.testing.assert_array_equal(sums, want, err_msg=f"{variant} m={m} n={n}")
+                    np.testing.assert_array_equal(
+                        masks, (bits << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64))
+                thr16 = rng.integers(0, 128 * m, 16).astype(np.uint16)
+                thr16[:2] = [0, 65535]
+                hits, hit_sums = core.pq8_scan_group(lut_t, packed, n, thr16)
+            v, g = np.nonzero(group_sums >= thr16[None, :].astype(np.int64))
+            np.testing.assert_array_equal(hits, (v * 16 + g).astype(np.uint32), err_msg=f"{variant} group")
+            np.testing.assert_array_equal(hit_sums, group_sums[v, g].astype(np.uint16))
+    # the search: 1 to 17 queries (one at a time, and the 16-query group where the variant has one), two
+    # chunks of 1,024 vectors (the threshold is refreshed between them), small-integer tables: exact floats
+    for n, m, nq, k in [(1, 1, 1, 3), (65, 3, 5, 7), (1100, 17, 17, 10), (300, 48, 16, 1), (129, 7, 4, 130)]:
+        codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
+        codes[n // 2:] = codes[: n - n // 2]  # duplicate vectors: equal scores, ids decide
+        t = rng.integers(-20, 21, (nq, m, 256)).astype(np.float32)
+        want_s, want_i = topk_ref(t[:, np.arange(m)[None, :], codes].sum(axis=2, dtype=np.float64), k)
+        with medqk.use_kernel("pq8_scan", variant):
+            for threads in (1, 2):
+                s, i = core.pq8_search_topk(t, pack_pq8(codes), n, k, threads)
+                np.testing.assert_array_equal(i, want_i, err_msg=f"{variant} n={n} m={m} nq={nq}")
+                np.testing.assert_array_equal(s, want_s.astype(np.float32))
+
+
+def check_f16_scores(variant: str) -> None:
+    rng = np.random.default_rng(5)
+    for nq, n, d, k in [(1, 1, 1, 1), (3, 15, 7, 20), (2, 17, 16, 5), (5, 100, 33, 10), (1, 64, 129, 64)]:
+        # integers up to 8: every product and sum is exact in float32, so any order gives the same bits
+        x = rng.integers(-8, 9, (n, d)).astype(np.float16)
+        x[n // 2:] = x[: n - n // 2]  # ties: lower id first
+        q = rng.integers(-8, 9, (nq, d)).astype(np.float32)
+        bias = rng.integers(-4, 5, n).astype(np.float32)
+        for b in (None, bias):
+            exact = q.astype(np.float64) @ x.astype(np.float64).T * 2.0 + (0 if b is None else b)
+            want_s, want_i = topk_ref(exact, k)
+            with medqk.use_kernel("f16_scores", variant):
+                for threads in (1, 2):
+                    s, i = core.search_f16_topk(q, x.view(np.uint16), 2.0, b, k, threads)
+                    np.testing.assert_array_equal(i, want_i, err_msg=f"{variant} n={n} d={d}")
+                    np.testing.assert_array_equal(s, want_s.astype(np.float32))
+
+
+def check_s8_score_candidates(variant: str) -> None:
+    rng = np.random.default_rng(6)
+    for nq, n, d, kc in [(1, 1, 1, 1), (3, 20, 7, 5), (2, 50, 16, 9), (4, 40, 33, 17), (1, 30, 129, 30)]:
+        codes = rng.integers(-128, 128, (n, d), dtype=np.int8)
+        cand = rng.integers(-1, n + 1, (nq, kc)).astype(np.int64)  # -1 and n: invalid ids score -inf
+        qi = rng.integers(-64, 65, (nq, d)).astype(np.float32)  # exact sums: the numpy value itself
+        qf = rng.standard_normal((nq, d)).astype(np.float32)  # every variant adds in the documented order
+        valid = (cand >= 0) & (cand < n)
+        want = np.einsum("qd,qcd->qc", qi.astype(np.float64), codes[np.clip(cand, 0, n - 1)].astype(np.float64))
+        want[~valid] = -np.inf
+        with medqk.use_kernel("s8_score_candidates", "scalar"):
+            ref_f = core.s8_score_candidates(qf, codes, cand, 1)
+        with medqk.use_kernel("s8_score_candidates", variant):
+            for threads in (1, 2):
+                np.testing.assert_array_equal(core.s8_score_candidates(qi, codes, cand, threads),
+                                              want.astype(np.float32), err_msg=f"{variant} d={d}")
+                np.testing.assert_array_equal(core.s8_score_candidates(qf, codes, cand, threads), ref_f,
+                                              err_msg=f"{variant} d={d}: not the documented order")
+
+
+def check_pq_assign(variant: str) -> None:
+    rng = np.random.default_rng(7)
+    for n, m, k, dsub in [(1, 1, 1, 1), (9, 3, 5, 2), (33, 2, 17, 3), (70, 4, 256, 4), (20, 5, 9, 1)]:
+        # small integers: every distance is exact, so each variant finds the same minimum, and duplicate
+        # centroids tie (the lowest index wins)
+        centroids = rng.integers(-4, 5, (m, k, dsub)).astype(np.float32)
+        centroids[:, k // 2:] = centroids[:, : k - k // 2]
+        x = rng.integers(-6, 7, (n, m * dsub)).astype(np.float32)
+        xs = x.reshape(n, m, dsub).astype(np.float64)
+        c = centroids.astype(np.float64)
+        score = (c**2).sum(-1)[None] - 2 * np.einsum("nmd,mkd->nmk", xs, c)
+        want_codes = score.argmin(-1)  # the first minimum: the lowest index
+        want_dist = np.maximum(score.min(-1) + (xs**2).sum(-1), 0)
+        with medqk.use_kernel("pq_assign", variant):
+            for threads in (1, 2):
+                codes, dist = core.pq_assign(x, centroids, threads)
+                np.testing.assert_array_equal(codes, want_codes, err_msg=f"{variant} k={k} dsub={dsub}")
+                np.testing.assert_array_equal(dist, want_dist.astype(np.float32))
+
+
+def check_quantize_rows_s8(variant: str) -> None:
+    rng = np.random.default_rng(8)
+    for m, k in [(1, 1), (3, 7), (5, 31), (4, 33), (2, 257)]:
+        x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
+        x[0, :] = 0.0  # an all-zero row: scale 1, zeros
+        if k > 2:  # amax 127: the multiplier is exactly 1, so .5 rounds to the even neighbour
+            x[-1, :3] = [127.0, 2.5, -3.5]
+        amax = np.abs(x).max(axis=1)
+        inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
+        want_q = np.clip(np.rint(x * inv[:, None]), -127, 127).astype(np.int8)
+        want_s = np.where(amax > 0, amax / np.float32(127), 1).astype(np.float32)
+        with medqk.use_kernel("quantize_rows_s8", variant):
+            q, scales = core.quantize_rows_s8(x)
+        np.testing.assert_array_equal(q, want_q, err_msg=f"{variant} {m}x{k}")
+        np.testing.assert_array_equal(scales, want_s)
+
+
+CHECKS = {"gemm_s8s8_s32": [check_gemm], "lut4_scan": [check_lut4_scan, check_lut4_scan_ivf],
+          "pq8_scan": [check_pq8_scan], "f16_scores": [check_f16_scores],
+          "s8_score_candidates": [check_s8_score_candidates], "pq_assign": [check_pq_assign],
+          "quantize_rows_s8": [check_quantize_rows_s8]}
+
+
+def _params():
+    out = [pytest.param(check, isa, id=f"gemm_s8s8_s32-{isa}") for check in CHECKS["gemm_s8s8_s32"]
+           for isa in medqk.available_isas()]
+    for op, checks in CHECKS.items():
+        if op != "gemm_s8s8_s32":
+            out += [pytest.param(check, v, id=f"{check.__name__[6:]}-{v}") for check in checks
+                    for v in runnable_variants(op)]
+    return out
+
+
+@pytest.mark.parametrize("check,variant", _params())
+def test_variant_equals_reference(check, variant):
+    check(variant)
+
+
+def test_every_operation_has_a_check():
+    assert sorted(core.kernel_operations()) == sorted(CHECKS)
+    for op in CHECKS:  # every variant this CPU can run is reached (the GEMM's through its ISA)
+        names = set(runnable_variants(op))
+        reached = set(medqk.available_isas()) if op == "gemm_s8s8_s32" else names
+        assert names <= reached and "scalar" in names
