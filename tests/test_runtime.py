@@ -124,6 +124,30 @@ def test_cpu_features_match_the_build():
 
 
 @needs_native
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="no /proc/cpuinfo to compare with (not Linux)")
+def test_cpu_features_agree_with_the_kernel():
+    """cpuid + xgetbv (getauxval on aarch64) against an independent source: the flags Linux lists, which it
+    clears where the OS does not enable the register state (as medqk's xgetbv check does)."""
+    with open("/proc/cpuinfo") as f:
+        text = f.read()
+    line = next((ln for ln in text.splitlines() if ln.split(":")[0].strip() in ("flags", "Features")), None)
+    if line is None:
+        pytest.skip("/proc/cpuinfo lists no flags here")
+    flags = set(line.split(":", 1)[1].split())
+    features = medqk.info()["cpu_features"]
+    if features["arch"] == "x86_64":
+        names = {"avx2": "avx2", "fma": "fma", "f16c": "f16c", "avx512f": "avx512f", "avx512bw": "avx512bw",
+                 "avx512vnni": "avx512_vnni", "avx512vbmi": "avx512vbmi", "avx_vnni": "avx_vnni"}
+        for ours, linux in names.items():
+            assert features[ours] == (linux in flags), f"{ours}: medqk {features[ours]}, /proc/cpuinfo {linux in flags}"
+        # AMX also needs the tile state granted to the process (arch_prctl), which cpuinfo cannot show
+        assert not features["amx_int8"] or {"amx_int8", "amx_tile"} <= flags
+    elif features["arch"] == "aarch64":
+        for name in ("asimd", "asimddp", "i8mm"):
+            assert features[name] == (name in flags), name
+
+
+@needs_native
 def test_set_isa_and_context_manager():
     before = medqk.get_isa()
     for isa in medqk.available_isas():
@@ -204,7 +228,7 @@ def test_fallback_when_native_module_is_unusable():
 
 @needs_native
 def test_gil_released_threads_run_concurrently():
-    # Two Python threads calling the kernel at once both finish with exact results.
+    # Three Python threads calling the kernel at once all finish with exact results.
     import threading
 
     rng = np.random.default_rng(0)
@@ -222,6 +246,71 @@ def test_gil_released_threads_run_concurrently():
     for t in threads:
         t.join()
     assert results == [True, True, True]
+
+
+def _long_native_calls(scale: int):
+    """One call per entry point of medqk._core that does real work, sized by `scale` (about 10 ms per unit on
+    AVX2, more on the scalar ISA)."""
+    core = medqk._core
+    rng = np.random.default_rng(scale)
+    n = 20000 * scale
+    a = rng.integers(-128, 128, (64, 512), dtype=np.int8)
+    packed = core.pack_s8(rng.integers(-128, 128, (256 * scale, 512), dtype=np.int8))
+    codes4 = core.lut4_pack(rng.integers(0, 16, (n, 64), dtype=np.uint8))
+    luts = rng.integers(0, 128, (8, 64, 16), dtype=np.uint8)
+    ones = np.ones(8, np.float32)
+    codes8 = core.pq8_pack(rng.integers(0, 256, (n // 4, 32), dtype=np.uint8))
+    tables = rng.standard_normal((8, 32, 256)).astype(np.float32)
+    x16 = rng.standard_normal((n // 4, 128)).astype(np.float16).view(np.uint16)
+    q = rng.standard_normal((8, 128)).astype(np.float32)
+    xf = rng.standard_normal((n // 8, 64)).astype(np.float32)
+    cents = rng.standard_normal((8, 256, 8)).astype(np.float32)
+    s8 = rng.integers(-128, 128, (n, 128), dtype=np.int8)
+    cand = rng.integers(0, n, (64, 1000 * scale)).astype(np.int64)
+    qs = rng.standard_normal((64, 128)).astype(np.float32)
+    return {
+        "gemm_s8s8_s32_packed": lambda: core.gemm_s8s8_s32_packed(a, packed, 1),
+        "lut4_search_topk": lambda: core.lut4_search_topk(luts, codes4, n, 64, ones, ones, 10, 1),
+        "pq8_search_topk": lambda: core.pq8_search_topk(tables, codes8, n // 4, 10, 1),
+        "search_f16_topk": lambda: core.search_f16_topk(q, x16, 1.0, None, 10, 1),
+        "pq_assign": lambda: core.pq_assign(xf, cents, 1),
+        "s8_score_candidates": lambda: core.s8_score_candidates(qs, s8, cand, 1),
+        "quantize_rows_s8": lambda: core.quantize_rows_s8(np.tile(xf, (4 * scale, 1))),
+    }
+
+
+@needs_native
+@pytest.mark.parametrize("name", list(_long_native_calls(1)))
+def test_native_calls_release_the_gil(name):
+    """Deterministic, not timed: with a 5 s switch interval the interpreter never takes the GIL from a running
+    thread, so the main thread, waiting for the worker's `started` event, can run before the worker finishes its
+    native call only if that call released the GIL. A call holding it returns first and sets `done`. A retry with
+    a 4x longer call covers a main thread slow to wake (a released GIL must be seen at least once)."""
+    import threading
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)
+    try:
+        seen = []
+        for scale in (1, 4, 16):
+            call = _long_native_calls(scale)[name]
+            started, done = threading.Event(), []
+
+            def work(call=call, started=started, done=done):
+                started.set()
+                call()
+                done.append(True)
+
+            worker = threading.Thread(target=work)
+            worker.start()
+            started.wait()
+            seen.append(not done)  # the worker is still inside the native call, and we hold the GIL
+            worker.join()
+            if seen[-1]:
+                break
+        assert seen[-1], f"{name} held the GIL for the whole call ({len(seen)} sizes tried)"
+    finally:
+        sys.setswitchinterval(previous)
 
 
 # --- the package namespace: documented names only, subpackages reachable on first use (PEP 562)
