@@ -108,7 +108,11 @@ std::size_t require_rows(const py::array& x, const char* name) {
 medqk::Isa isa_or_throw(const std::string& name) {
   medqk::Isa isa;
   if (!medqk::isa_from_name(name, &isa)) {
-    throw py::value_error("unknown ISA '" + name + "' (known: scalar, avx2, avx512vnni, amx, neon, neon_dotprod)");
+    std::string known;
+    for (int i = 0; i < medqk::kNumIsas; ++i) {
+      known += std::string(i ? ", " : "") + medqk::isa_name(static_cast<medqk::Isa>(i));
+    }
+    throw py::value_error("unknown ISA '" + name + "' (known: " + known + ")");
   }
   return isa;
 }

@@ -18,8 +18,6 @@
 namespace medqk {
 namespace {
 
-const char* const kIsaNames[kNumIsas] = {"scalar", "avx2", "neon", "neon_dotprod", "avx512vnni", "amx"};
-
 // CPU features a variant needs beyond its ISA path (the path's own features are checked by cpu_has)
 enum Needs : unsigned { kNoExtra = 0, kVbmi = 1 };
 
@@ -27,60 +25,84 @@ bool cpu_has_needs(unsigned needs) { return (needs & kVbmi) == 0 || cpu_features
 
 const char* needs_name(unsigned needs) { return (needs & kVbmi) != 0 ? "avx512vbmi" : ""; }
 
-// Whether a CPU path runs kernels of ISA `kernel`: each path requires the features of those below it.
-bool path_includes(Isa path, Isa kernel) {
-  switch (kernel) {
-    case Isa::scalar: return true;
-    case Isa::avx2: return path == Isa::avx2 || path == Isa::avx512vnni || path == Isa::amx;
-    case Isa::avx512vnni: return path == Isa::avx512vnni || path == Isa::amx;
-    case Isa::amx: return path == Isa::amx;
-    case Isa::neon: return path == Isa::neon || path == Isa::neon_dotprod;
-    case Isa::neon_dotprod: return path == Isa::neon_dotprod;
-  }
-  return false;
-}
-
-bool cpu_has(Isa isa) {
-  const CpuFeatures& f = cpu_features();
-  switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2: return f.avx2 && f.fma && f.f16c;
-    case Isa::neon: return f.asimd;
-    case Isa::neon_dotprod: return f.asimd && f.asimddp;
-    case Isa::avx512vnni: return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vnni;
-    case Isa::amx: return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vnni && f.amx_int8;
-  }
-  return false;
-}
-
-constexpr bool kIsaBuilt[kNumIsas] = {
-    true,
-#if defined(MEDQK_BUILD_AVX2)
-    true,
-#else
-    false,
-#endif
-#if defined(MEDQK_BUILD_NEON)
-    true,
-#else
-    false,
-#endif
-#if defined(MEDQK_BUILD_NEON_DOTPROD)
-    true,
-#else
-    false,
-#endif
-#if defined(MEDQK_BUILD_AVX512VNNI)
-    true,
-#else
-    false,
-#endif
-#if defined(MEDQK_BUILD_AMX)
-    true,
-#else
-    false,
-#endif
+// The ISAs, declared once, best first: name, the path it falls back to (whose kernels it also runs and
+// whose CPU features it also requires), whether this binary contains it, and the CPU features it adds.
+struct IsaEntry {
+  Isa isa;
+  const char* name;
+  Isa fallback;  // scalar's is itself
+  bool built;
+  bool (*adds)(const CpuFeatures& f);
 };
+
+constexpr IsaEntry kIsas[] = {
+#if defined(MEDQK_BUILD_AMX)
+    {Isa::amx, "amx", Isa::avx512vnni, true, [](const CpuFeatures& f) { return f.amx_int8; }},
+#else
+    {Isa::amx, "amx", Isa::avx512vnni, false, [](const CpuFeatures& f) { return f.amx_int8; }},
+#endif
+    {Isa::avx512vnni, "avx512vnni", Isa::avx2,
+#if defined(MEDQK_BUILD_AVX512VNNI)
+     true,
+#else
+     false,
+#endif
+     [](const CpuFeatures& f) { return f.avx512f && f.avx512bw && f.avx512vnni; }},
+    {Isa::avx2, "avx2", Isa::scalar,
+#if defined(MEDQK_BUILD_AVX2)
+     true,
+#else
+     false,
+#endif
+     [](const CpuFeatures& f) { return f.avx2 && f.fma && f.f16c; }},
+    {Isa::neon_dotprod, "neon_dotprod", Isa::neon,
+#if defined(MEDQK_BUILD_NEON_DOTPROD)
+     true,
+#else
+     false,
+#endif
+     [](const CpuFeatures& f) { return f.asimddp; }},
+    {Isa::neon, "neon", Isa::scalar,
+#if defined(MEDQK_BUILD_NEON)
+     true,
+#else
+     false,
+#endif
+     [](const CpuFeatures& f) { return f.asimd; }},
+    {Isa::scalar, "scalar", Isa::scalar, true, [](const CpuFeatures&) { return true; }},
+};
+static_assert(sizeof(kIsas) / sizeof(kIsas[0]) == kNumIsas, "one entry per Isa");
+
+const IsaEntry* entry(Isa isa) {
+  for (const IsaEntry& e : kIsas) {
+    if (e.isa == isa) return &e;
+  }
+  return nullptr;
+}
+
+// Whether the CPU has an ISA path: its own features and those of every path it falls back to.
+bool cpu_has(Isa isa) {
+  for (const IsaEntry* e = entry(isa); e != nullptr; e = entry(e->fallback)) {
+    if (!e->adds(cpu_features())) return false;
+    if (e->isa == e->fallback) break;
+  }
+  return entry(isa) != nullptr;
+}
+
+// Whether a CPU path runs kernels of ISA `kernel`: `kernel` is on its fallback chain.
+bool path_includes(Isa path, Isa kernel) {
+  for (const IsaEntry* e = entry(path); e != nullptr; e = entry(e->fallback)) {
+    if (e->isa == kernel) return true;
+    if (e->isa == e->fallback) break;
+  }
+  return false;
+}
+
+std::string isa_names() {
+  std::string out;
+  for (const IsaEntry& e : kIsas) out += std::string(out.empty() ? "" : ", ") + e.name;
+  return out;
+}
 
 class Operation {
  public:
@@ -318,7 +340,7 @@ struct ActiveIsa {
     if (env == nullptr || *env == '\0') return;
     Isa wanted;
     if (!isa_from_name(env, &wanted)) {
-      env_error = std::string("MEDQK_ISA='") + env + "' is not an ISA medqk knows (scalar, avx2, avx512vnni, amx, neon, neon_dotprod)";
+      env_error = std::string("MEDQK_ISA='") + env + "' is not an ISA medqk knows (" + isa_names() + ")";
     } else if (!isa_supported(wanted)) {
       env_error = std::string("MEDQK_ISA='") + env + "' is not available here (" +
                   (isa_built(wanted) ? "this CPU lacks it" : "this build does not contain it") + ")";
@@ -333,30 +355,34 @@ ActiveIsa& active() {
   return a;
 }
 
-bool valid(Isa isa) { return static_cast<int>(isa) >= 0 && static_cast<int>(isa) < kNumIsas; }
-
 }  // namespace
 
-const char* isa_name(Isa isa) { return valid(isa) ? kIsaNames[static_cast<int>(isa)] : "unknown"; }
+const char* isa_name(Isa isa) {
+  const IsaEntry* e = entry(isa);
+  return e != nullptr ? e->name : "unknown";
+}
 
 bool isa_from_name(const std::string& name, Isa* out) {
-  for (int i = 0; i < kNumIsas; ++i) {
-    if (name == kIsaNames[i]) {
-      *out = static_cast<Isa>(i);
+  for (const IsaEntry& e : kIsas) {
+    if (name == e.name) {
+      *out = e.isa;
       return true;
     }
   }
   return false;
 }
 
-bool isa_built(Isa isa) { return valid(isa) && kIsaBuilt[static_cast<int>(isa)]; }
+bool isa_built(Isa isa) {
+  const IsaEntry* e = entry(isa);
+  return e != nullptr && e->built;
+}
 
 bool isa_supported(Isa isa) { return isa_built(isa) && cpu_has(isa); }
 
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::amx, Isa::avx512vnni, Isa::avx2, Isa::neon_dotprod, Isa::neon, Isa::scalar}) {
-    if (isa_supported(isa)) out.push_back(isa);
+  for (const IsaEntry& e : kIsas) {
+    if (isa_supported(e.isa)) out.push_back(e.isa);
   }
   return out;
 }

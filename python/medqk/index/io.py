@@ -23,16 +23,13 @@ import struct
 
 import numpy as np
 
+from .._errors import IndexFileError
 from .._files import atomic_file
 
 MAGIC = b"MEDQKIDX"
 VERSION = 1
 _ALIGN = 64
 _CHECKSUM_BYTES = 32
-
-
-class IndexFileError(ValueError):
-    """A file that is not a readable medqk index (wrong magic or version, truncated, corrupt)."""
 
 
 def save_index(index, path) -> None:

@@ -364,7 +364,7 @@ class IVFLUT4Index(Index):
                 "coarse_max_train": self.coarse_max_train}, arrays
 
     def _load_state(self, config, arrays):
-        from .io import IndexFileError
+        from .._errors import IndexFileError
 
         self.codec.load_state(arrays)
         if "coarse_centroids" in arrays:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._errors import IndexFileError
 from .._progress import progress_bar
 from .pq import PQCodec
 
@@ -116,13 +117,11 @@ class OPQCodec(PQCodec):
 
     def load_state(self, arrays: dict) -> None:
         if ("centroids" in arrays) != ("rotation" in arrays):
-            from ..index.io import IndexFileError
 
             raise IndexFileError("corrupt OPQ state: centroids and rotation must be stored together")
         if "rotation" in arrays:
             rot = np.array(arrays["rotation"])
             if rot.shape != (self.dim, self.dim) or rot.dtype != np.float32:
-                from ..index.io import IndexFileError
 
                 raise IndexFileError(f"corrupt OPQ rotation: shape {rot.shape}, dtype {rot.dtype}")
             self.rotation = rot

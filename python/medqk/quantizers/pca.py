@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._errors import IndexFileError
 from .._progress import progress_bar
 from .._warnings import MIN_VECTORS_PER_LEVEL, kmeans_sample_warning
 from .codebook import optimal_levels_1d
@@ -405,7 +406,6 @@ class PCACodec:
     def load_state(self, arrays: dict) -> None:
         if "basis" not in arrays:
             return
-        from ..index.io import IndexFileError
 
         missing = [a for a in self._ARRAYS if a not in arrays]
         if missing:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from .._errors import IndexFileError
 from .._progress import progress_bar
 from .._warnings import MIN_VECTORS_PER_CENTROID, kmeans_sample_warning
 from ..kernels import pq_assign
@@ -302,7 +303,6 @@ class PQCodec:
         if "centroids" in arrays:
             cents = np.array(arrays["centroids"])
             if cents.shape != (self.M, self.n_centroids, self.dsub):
-                from ..index.io import IndexFileError
 
                 raise IndexFileError(f"corrupt PQ centroids: shape {cents.shape}")
             self.centroids = cents
