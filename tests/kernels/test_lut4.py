@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 import medqk
 from medqk import _backend
+from medqk.kernels import _numba_lut4, _numba_search  # numba is a dependency of medqk: the twins always run
 
 pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
-HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 def reference(luts, codes, k):
@@ -66,17 +64,14 @@ def test_scan_matches_reference(n, d, nq, k, fill):
                 np.testing.assert_array_equal(np.take_along_axis(iu, order, 1)[:, :m], ref_i[:, :m])
                 np.testing.assert_array_equal(np.take_along_axis(su, order, 1), s)
                 assert (iu[:, m:] == -1).all()
-    if HAVE_NUMBA:
-        from medqk.kernels import _numba_lut4
-
-        p2 = np.empty_like(packed)
-        _numba_lut4.lut4_pack(codes, p2)
-        np.testing.assert_array_equal(p2, packed)
-        s2 = np.empty((nq, k), np.float32)
-        i2 = np.empty((nq, k), np.int64)
-        _numba_lut4.lut4_search_topk(luts, packed, n, d, alpha, beta, k, s2, i2)
-        np.testing.assert_array_equal(i2, results[0][1])
-        np.testing.assert_array_equal(s2, results[0][0])
+    p2 = np.empty_like(packed)
+    _numba_lut4.lut4_pack(codes, p2)
+    np.testing.assert_array_equal(p2, packed)
+    s2 = np.empty((nq, k), np.float32)
+    i2 = np.empty((nq, k), np.int64)
+    _numba_lut4.lut4_search_topk(luts, packed, n, d, alpha, beta, k, s2, i2)
+    np.testing.assert_array_equal(i2, results[0][1])
+    np.testing.assert_array_equal(s2, results[0][0])
 
 
 def test_tables_at_any_alignment():
@@ -106,9 +101,6 @@ def test_tables_at_any_alignment():
 
 
 def test_table_quantization_and_exact_rescoring_twins():
-    pytest.importorskip("numba")
-    from medqk.kernels import _numba_lut4
-
     rng = np.random.default_rng(2)
     for S in (1, 7, 384):
         t = rng.standard_normal((5, S, 16)).astype(np.float32)
@@ -162,12 +154,9 @@ def test_decode_s8_every_backend(d):
         want = np.clip(want, -127, 127).astype(np.int8)
         got = _backend._core.lut4_decode_s8(packed, n, d, sub, dim, table, d_out, v0, m)
         np.testing.assert_array_equal(got, want)
-        if HAVE_NUMBA:
-            from medqk.kernels import _numba_lut4
-
-            out = np.empty((m, d_out), np.int8)
-            _numba_lut4.lut4_decode_s8(packed, d, sub, dim, table, v0, out)
-            np.testing.assert_array_equal(out, want)
+        out = np.empty((m, d_out), np.int8)
+        _numba_lut4.lut4_decode_s8(packed, d, sub, dim, table, v0, out)
+        np.testing.assert_array_equal(out, want)
     core = _backend._core
     with pytest.raises(ValueError, match="past the stored vectors"):
         core.lut4_decode_s8(packed, n, d, sub, dim, table, d_out, 90, 11)
@@ -199,9 +188,6 @@ def test_bad_arguments():
 
 
 def test_s8_candidate_scores_twin():
-    pytest.importorskip("numba")
-    from medqk.kernels import _numba_search
-
     rng = np.random.default_rng(5)
     for d, kc in ((1, 9), (3, 1), (4, 2), (7, 3), (15, 9), (16, 10), (17, 9), (31, 7), (33, 9), (63, 5), (65, 9),
                   (127, 4), (129, 9), (384, 9), (385, 8)):

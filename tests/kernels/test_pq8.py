@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 import medqk
 from medqk import _backend
+from medqk.kernels import _numba_pq8  # numba is a dependency of medqk: the twins always run
 
 pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
-HAVE_NUMBA = importlib.util.find_spec("numba") is not None
-needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
 
 MS = [1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129, 256]
 NS = [1, 2, 63, 64, 65, 129]
@@ -45,12 +42,9 @@ def test_pack_layout(m):
         codes = rng.integers(0, 256, (n, m), dtype=np.uint8)
         want = pack_ref(codes)
         np.testing.assert_array_equal(_backend._core.pq8_pack(codes), want)
-        if HAVE_NUMBA:
-            from medqk.kernels import _numba_pq8
-
-            out = np.empty_like(want)
-            _numba_pq8.pq8_pack(codes, out)
-            np.testing.assert_array_equal(out, want)
+        out = np.empty_like(want)
+        _numba_pq8.pq8_pack(codes, out)
+        np.testing.assert_array_equal(out, want)
         from medqk.index.pq8 import unpack
 
         np.testing.assert_array_equal(unpack(want, n, m), codes)
@@ -84,14 +78,11 @@ def test_scan_every_isa_and_numba(m, fill):
                     sums, masks = _backend._core.pq8_scan(lut, packed, n, thr)
                 np.testing.assert_array_equal(sums, want, err_msg=f"isa={isa} n={n} thr={thr}")
                 np.testing.assert_array_equal(masks, want_masks, err_msg=f"isa={isa} n={n} thr={thr}")
-            if HAVE_NUMBA:
-                from medqk.kernels import _numba_pq8
-
-                s2 = np.empty_like(sums)
-                m2 = np.empty_like(masks)
-                _numba_pq8.pq8_scan(lut, packed, n, thr, s2, m2)
-                np.testing.assert_array_equal(s2, want)
-                np.testing.assert_array_equal(m2, want_masks)
+            s2 = np.empty_like(sums)
+            m2 = np.empty_like(masks)
+            _numba_pq8.pq8_scan(lut, packed, n, thr, s2, m2)
+            np.testing.assert_array_equal(s2, want)
+            np.testing.assert_array_equal(m2, want_masks)
 
 
 @pytest.mark.parametrize("n,m", [(1, 1), (63, 3), (64, 17), (65, 48), (200, 256)])
@@ -121,14 +112,11 @@ def test_group_scan_every_isa_and_numba(n, m):
             hits, hit_sums = _backend._core.pq8_scan_group(lut_t, packed, n, thr)
         np.testing.assert_array_equal(hits, want_hits, err_msg=f"isa={isa}")
         np.testing.assert_array_equal(hit_sums, want_sums, err_msg=f"isa={isa}")
-    if HAVE_NUMBA:
-        from medqk.kernels import _numba_pq8
-
-        h2 = np.empty(nblocks * 64 * 16, np.uint32)
-        s2 = np.empty(nblocks * 64 * 16, np.uint16)
-        cnt = _numba_pq8.pq8_scan_group(lut_t, packed, n, thr, h2, s2)
-        np.testing.assert_array_equal(h2[:cnt], want_hits)
-        np.testing.assert_array_equal(s2[:cnt], want_sums)
+    h2 = np.empty(nblocks * 64 * 16, np.uint32)
+    s2 = np.empty(nblocks * 64 * 16, np.uint16)
+    cnt = _numba_pq8.pq8_scan_group(lut_t, packed, n, thr, h2, s2)
+    np.testing.assert_array_equal(h2[:cnt], want_hits)
+    np.testing.assert_array_equal(s2[:cnt], want_sums)
 
 
 CASES = [(1, 1, 1, 3), (50, 3, 9, 7), (700, 17, 5, 10), (3000, 48, 4, 20), (129, 256, 2, 130), (20000, 16, 1, 10)]
@@ -157,13 +145,10 @@ def test_search_is_exact_adc_every_isa_and_numba(n, m, nq, k, tables):
         with medqk.use_isa(isa):
             for threads in (1, 2):
                 results.append(_backend._core.pq8_search_topk(t, packed, n, k, threads))
-    if HAVE_NUMBA:
-        from medqk.kernels import _numba_pq8
-
-        s = np.empty((nq, k), np.float32)
-        i = np.empty((nq, k), np.int64)
-        _numba_pq8.pq8_search_topk(t, packed, n, k, s, i)
-        results.append((s, i))
+    s = np.empty((nq, k), np.float32)
+    i = np.empty((nq, k), np.int64)
+    _numba_pq8.pq8_search_topk(t, packed, n, k, s, i)
+    results.append((s, i))
     for s, i in results:
         np.testing.assert_array_equal(i[:, :kk], want_i)
         np.testing.assert_array_equal(s[:, :kk], want_s)

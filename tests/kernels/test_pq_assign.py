@@ -9,15 +9,14 @@ small-integer data every sum is exact: ties are real and the lowest index must w
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 import medqk
 from medqk import _backend
+from medqk.kernels import _numba_pq_assign  # numba is a dependency of medqk: the twins always run
 
-HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+needs_native = pytest.mark.skipif(_backend._core is None, reason="compares the native kernel with its twin")
 NS = [1, 2, 3, 7, 15, 16, 17, 31, 33, 65, 129]
 DSUBS = [1, 2, 3, 4, 7, 8, 16, 17]
 
@@ -91,25 +90,24 @@ def test_duplicate_centroids_lowest_index_wins(backend):
     assert (codes == 0).all()
 
 
-def test_isas_and_numba_agree(backend):
+@needs_native
+def test_isas_and_numba_agree():
     # every ISA vs the numba twin: same codes except within rounding, distances close; scalar and the
     # twin run the same float32 operations in the same order and agree bit for bit
-    if not HAVE_NUMBA or backend == "numba":
-        pytest.skip("compares a native ISA against numba")
-    from medqk.kernels import _numba_pq_assign
-
     rng = np.random.default_rng(5)
     x, cents = data(rng, 1000, 8, 256, 8)
-    codes, dist = medqk.pq_assign(x, cents)
-    nb_codes = np.empty_like(codes)
-    nb_dist = np.empty_like(dist)
+    nb_codes = np.empty((1000, 8), np.uint8)
+    nb_dist = np.empty((1000, 8), np.float32)
     _numba_pq_assign.pq_assign(x, cents, nb_codes, nb_dist)
-    if medqk.get_isa() == "scalar":
-        np.testing.assert_array_equal(codes, nb_codes)
-        np.testing.assert_array_equal(dist, nb_dist)
-    else:
-        assert (codes == nb_codes).mean() > 0.999
-        np.testing.assert_allclose(dist, nb_dist, rtol=1e-4, atol=1e-4)
+    for isa in medqk.available_isas():
+        with medqk.use_backend("native"), medqk.use_isa(isa):
+            codes, dist = medqk.pq_assign(x, cents)
+        if isa == "scalar":
+            np.testing.assert_array_equal(codes, nb_codes)
+            np.testing.assert_array_equal(dist, nb_dist)
+        else:
+            assert (codes == nb_codes).mean() > 0.999, isa
+            np.testing.assert_allclose(dist, nb_dist, rtol=1e-4, atol=1e-4, err_msg=isa)
 
 
 def test_float64_and_threads_give_the_same_result(backend):
@@ -173,13 +171,11 @@ def _aniso_loss(x, cents, codes, eta):
     return (eta - 1.0) * rpar**2 + (r * r).sum(1)
 
 
-@pytest.mark.skipif(_backend._core is None or not HAVE_NUMBA, reason="compares the native kernel with its twin")
+@needs_native
 @pytest.mark.parametrize("m,k,dsub", [(1, 1, 1), (3, 16, 4), (8, 16, 4), (5, 7, 3), (2, 256, 2), (4, 33, 1)])
 def test_pq_anisotropic_native_equals_twin(m, k, dsub):
     """Score-aware codes: native and Numba give the same codes (float64, one order), the loss never rises
     from the nearest-centroid start, a zero vector keeps its nearest codes, ties take the lowest index."""
-    from medqk.kernels import _numba_pq_assign
-
     rng = np.random.default_rng(m * 100 + k)
     n = 300
     x = rng.standard_normal((n, m * dsub)).astype(np.float32)
@@ -210,13 +206,11 @@ def test_pq_anisotropic_native_equals_twin(m, k, dsub):
             _backend._core.pq_anisotropic(x, cents, bad, 4.0, 3)
 
 
-@pytest.mark.skipif(_backend._core is None or not HAVE_NUMBA, reason="compares the native kernel with its twin")
+@needs_native
 @pytest.mark.parametrize("n,m,k,dsub", [(1, 1, 1, 1), (300, 3, 16, 4), (1000, 8, 256, 2), (77, 5, 7, 3)])
 def test_pq_centroid_sums_equal_bincount(n, m, k, dsub):
     """The k-means update sums: native, Numba and numpy.bincount (what training used before) agree bit for bit
     (float64, rows in order); empty cells are 0 with count 0."""
-    from medqk.kernels import _numba_pq_assign
-
     rng = np.random.default_rng(n + k)
     x = rng.standard_normal((n, m * dsub)).astype(np.float32)
     codes = rng.integers(0, max(1, k // 2), (n, m)).astype(np.uint8)  # the upper half of the cells stays empty

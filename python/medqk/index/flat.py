@@ -276,8 +276,10 @@ class FlatInt8Index(Index):
         return self.quantizer.decode(codes)
 
     def _packed_codes(self):
-        # Packed once per (backend, ISA) and reused; add() invalidates it.
-        key = (_backend.backend, _backend._core.active_isa() if _backend._core is not None else None)
+        # Packed once per (backend, ISA) and reused; add() invalidates it. The ISA is the native module's:
+        # the Numba backend must not read it (it runs without that module)
+        native = _backend.backend == "native"
+        key = (_backend.backend, _backend._core.active_isa() if native else None)
         if self._packed is None or self._packed_key != key:
             self._packed = pack_s8(self._codes)
             self._packed_key = key

@@ -186,7 +186,8 @@ class FlatLUT4Index(Index):
     def _search(self, q, k, threads, rescore):
         kc = min(self._ntotal, getattr(self.codec, "rescore_factor", 2) * k) if rescore else k
         view = self._int8_view() if q.shape[0] >= GEMM_MIN_QUERIES and kc <= GEMM_MAX_CANDIDATES else None
-        if view is not None and view[3] > GEMM_MAX_DIMS_PER_SUBSPACE * self.n_sub and get_isa() != "amx":
+        amx = _backend.backend == "native" and get_isa() == "amx"  # the Numba GEMM has no AMX tiles
+        if view is not None and view[3] > GEMM_MAX_DIMS_PER_SUBSPACE * self.n_sub and not amx:
             view = None
         if view is not None:
             cand_all = self._gemm_candidates(q, kc, threads, view)
