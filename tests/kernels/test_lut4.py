@@ -7,6 +7,7 @@ import pytest
 
 import medqk
 from medqk import _backend
+from tests.variants import runnable_variants
 from medqk.kernels import _numba_lut4, _numba_search  # numba is a dependency of medqk: the twins always run
 
 pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
@@ -49,11 +50,11 @@ def test_scan_matches_reference(n, d, nq, k, fill):
     ref_s, ref_i = reference(luts, codes, k)
     m = min(k, n)
     results = []
-    for isa in medqk.available_isas():
-        with medqk.use_isa(isa):
+    for variant in runnable_variants("lut4_scan"):
+        with medqk.use_kernel("lut4_scan", variant):
             for threads in (1, 2):
                 s, i = _backend._core.lut4_search_topk(luts, packed, n, d, alpha, beta, k, threads)
-                np.testing.assert_array_equal(i[:, :m], ref_i[:, :m], err_msg=f"{isa} threads={threads}")
+                np.testing.assert_array_equal(i[:, :m], ref_i[:, :m], err_msg=f"{variant} threads={threads}")
                 np.testing.assert_array_equal(s[:, :m], (0.5 * ref_s[:, :m].astype(np.float32) - 1.0))
                 assert (i[:, m:] == -1).all() and (s[:, m:] == -np.inf).all()
                 results.append((s, i))
@@ -93,10 +94,10 @@ def test_tables_at_any_alignment():
     for offset in (0, 1, 16, 48):
         moved = buf[base + offset : base + offset + luts.size].reshape(luts.shape)
         moved[...] = luts
-        for isa in medqk.available_isas():
-            with medqk.use_isa(isa):
+        for variant in runnable_variants("lut4_scan"):
+            with medqk.use_kernel("lut4_scan", variant):
                 s, i = _backend._core.lut4_search_topk(moved, packed, n, d, alpha, beta, k, 1)
-            np.testing.assert_array_equal(i, ref_i, err_msg=f"{isa} offset {offset}")
+            np.testing.assert_array_equal(i, ref_i, err_msg=f"{variant} offset {offset}")
             np.testing.assert_array_equal(s, ref_s.astype(np.float32))
 
 
@@ -200,10 +201,10 @@ def test_s8_candidate_scores_twin():
         cand[1, -1] = 1
         s2 = np.empty(cand.shape, np.float32)
         _numba_search.s8_score_candidates(qs, codes, cand, s2)
-        for isa in medqk.available_isas():  # every ISA adds in the one order: the same bits as the twin
-            with medqk.use_isa(isa):
+        for variant in runnable_variants("s8_score_candidates"):  # all add in the one order: the twin's bits
+            with medqk.use_kernel("s8_score_candidates", variant):
                 s1 = _backend._core.s8_score_candidates(qs, codes, cand, 2)
-            np.testing.assert_array_equal(s1, s2, err_msg=isa)
+            np.testing.assert_array_equal(s1, s2, err_msg=variant)
         valid = (cand >= 0) & (cand < 40)
         want = np.einsum("qd,qkd->qk", qs.astype(np.float64), codes[np.clip(cand, 0, 39)].astype(np.float64))
         np.testing.assert_allclose(s1[valid], want[valid], rtol=1e-4, atol=1e-3)
@@ -248,8 +249,8 @@ def test_f16_search_every_isa(d):
     q = rng.standard_normal((37, d)).astype(np.float32)
     bias = rng.standard_normal(300).astype(np.float32)
     exact = q.astype(np.float64) @ x.astype(np.float64).T * 2 + bias
-    for isa in medqk.available_isas():
-        with medqk.use_isa(isa):
+    for variant in runnable_variants("f16_scores"):
+        with medqk.use_kernel("f16_scores", variant):
             s, i = _backend._core.search_f16_topk(q, x.view(np.uint16), 2.0, bias, 10, 2)
         want = np.take_along_axis(exact, i, axis=1)
         np.testing.assert_allclose(s, want, rtol=1e-5, atol=1e-5 * d)  # float: summation order differs by ISA
@@ -259,8 +260,8 @@ def test_f16_search_every_isa(d):
     x1 = rng.standard_normal((6000, 384)).astype(np.float16)
     q1 = rng.standard_normal((1, 384)).astype(np.float32)
     ex1 = q1.astype(np.float64) @ x1.astype(np.float64).T
-    for isa in medqk.available_isas():
-        with medqk.use_isa(isa):
+    for variant in runnable_variants("f16_scores"):
+        with medqk.use_kernel("f16_scores", variant):
             s1, i1 = _backend._core.search_f16_topk(q1, x1.view(np.uint16), 1.0, None, 10, 2)
         np.testing.assert_allclose(s1[0], np.sort(ex1[0])[::-1][:10], rtol=1e-5, atol=1e-3)
     # subnormal, zero, negative zero and large halves convert exactly in the portable path

@@ -8,6 +8,7 @@ import pytest
 
 import medqk
 from medqk import _backend
+from tests.variants import runnable_variants
 from medqk.kernels import _numba_pq8  # numba is a dependency of medqk: the twins always run
 
 pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
@@ -73,11 +74,11 @@ def test_scan_every_isa_and_numba(m, fill):
         for thr in (0, int(np.median(want)), 127 * m, 65535):
             bits = (want >= thr).reshape(-1, 64)
             want_masks = (bits.astype(np.uint64) << np.arange(64, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
-            for isa in medqk.available_isas():
-                with medqk.use_isa(isa):
+            for variant in runnable_variants("pq8_scan"):
+                with medqk.use_kernel("pq8_scan", variant):
                     sums, masks = _backend._core.pq8_scan(lut, packed, n, thr)
-                np.testing.assert_array_equal(sums, want, err_msg=f"isa={isa} n={n} thr={thr}")
-                np.testing.assert_array_equal(masks, want_masks, err_msg=f"isa={isa} n={n} thr={thr}")
+                np.testing.assert_array_equal(sums, want, err_msg=f"variant={variant} n={n} thr={thr}")
+                np.testing.assert_array_equal(masks, want_masks, err_msg=f"variant={variant} n={n} thr={thr}")
             s2 = np.empty_like(sums)
             m2 = np.empty_like(masks)
             _numba_pq8.pq8_scan(lut, packed, n, thr, s2, m2)
@@ -107,11 +108,11 @@ def test_group_scan_every_isa_and_numba(n, m):
     v, g = np.nonzero(sums >= thr[None, :].astype(np.int64))
     want_hits, want_sums = (v * 16 + g).astype(np.uint32), sums[v, g].astype(np.uint16)
     assert 0 < want_hits.size < sums.size
-    for isa in medqk.available_isas():
-        with medqk.use_isa(isa):
+    for variant in runnable_variants("pq8_scan"):
+        with medqk.use_kernel("pq8_scan", variant):
             hits, hit_sums = _backend._core.pq8_scan_group(lut_t, packed, n, thr)
-        np.testing.assert_array_equal(hits, want_hits, err_msg=f"isa={isa}")
-        np.testing.assert_array_equal(hit_sums, want_sums, err_msg=f"isa={isa}")
+        np.testing.assert_array_equal(hits, want_hits, err_msg=f"variant={variant}")
+        np.testing.assert_array_equal(hit_sums, want_sums, err_msg=f"variant={variant}")
     h2 = np.empty(nblocks * 64 * 16, np.uint32)
     s2 = np.empty(nblocks * 64 * 16, np.uint16)
     cnt = _numba_pq8.pq8_scan_group(lut_t, packed, n, thr, h2, s2)
@@ -141,8 +142,8 @@ def test_search_is_exact_adc_every_isa_and_numba(n, m, nq, k, tables):
     kk = min(k, n)
     want_s, want_i = exact_adc(t, codes, kk)
     results = []
-    for isa in medqk.available_isas():
-        with medqk.use_isa(isa):
+    for variant in runnable_variants("pq8_scan"):
+        with medqk.use_kernel("pq8_scan", variant):
             for threads in (1, 2):
                 results.append(_backend._core.pq8_search_topk(t, packed, n, k, threads))
     s = np.empty((nq, k), np.float32)
@@ -183,8 +184,8 @@ def test_bad_arguments_are_named():
 @pytest.mark.parametrize("nq", [1, 16])
 def test_filter_keeps_vectors_whose_table_errors_close_the_gap(nq):
     """The 8-bit filter's slack must cover the tables' quantization error (pq8_search.cpp: E), not only float
-    rounding. Every table spans 0..127, so the 8-bit step is exactly 1 and 10.49 -> 10, 10.51 -> 11, 11.49 -> 11:
-    errors of 0.49 per subspace, as large as the score gaps. Vector 0 (first chunk) scores 20 x 10.51 = 210.2,
+    rounding. Every table spans 0..127, so the 8-bit step is exactly 1 and 10.49 -> 10, 10.51 -> 11,
+    11.49 -> 11: errors of 0.49 per subspace, as large as the score gaps. Vector 0 (first chunk) scores 20 x 10.51 = 210.2,
     8-bit sum 220, and fills the top 1; vector 1500 (second chunk, scanned with that threshold) scores
     15 x 10.49 + 5 x 11.49 = 214.8 > 210.2 with an 8-bit sum of only 205. Without E the threshold is
     floor(210.2) - 1 = 209 and the true best vector is dropped; with it, floor(210.2 - 9.8) - 1 = 199."""
@@ -197,8 +198,6 @@ def test_filter_keeps_vectors_whose_table_errors_close_the_gap(nq):
     packed = pack_ref(codes)
     want_s, want_i = exact_adc(t, codes, 2)
     assert (want_i == [1500, 0]).all()
-    from tests.variants import runnable_variants
-
     for variant in runnable_variants("pq8_scan"):
         with medqk.use_kernel("pq8_scan", variant):
             for threads in (1, 2):
