@@ -167,6 +167,10 @@ class Chain final : public Operation {
   Isa variant_isa(std::size_t i) const override { return variants_[i].isa; }
   unsigned variant_needs(std::size_t i) const override { return variants_[i].needs; }
   const Fn& get(Isa path) const { return variants_[choose(path)].fn; }
+  Fn by_name(const std::string& variant, Fn missing) const {
+    const int i = find(variant);
+    return i < 0 ? missing : variants_[static_cast<std::size_t>(i)].fn;
+  }
 
  private:
   std::vector<Variant<Fn>> variants_;
@@ -434,6 +438,7 @@ const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
 }
 
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) { return lut4_scan_chain().get(isa); }
+kernels::Lut4ScanFn lut4_scan_variant(const std::string& name) { return lut4_scan_chain().by_name(name, nullptr); }
 Pq8Kernel pq8_kernel(Isa isa) { return pq8_scan_chain().get(isa); }
 kernels::F16ScoresFn f16_scores_kernel(Isa isa) { return f16_scores_chain().get(isa); }
 kernels::S8ScoreCandidatesFn s8_score_kernel(Isa isa) { return s8_score_chain().get(isa); }

@@ -2,6 +2,8 @@
 // CPU path, or the variant force_kernel_variant() pinned.
 #pragma once
 
+#include <string>
+
 #include "kernels/gemm_s8s8_s32.h"
 #include "kernels/lut4_scan.h"
 #include "kernels/f16_scores.h"
@@ -24,6 +26,8 @@ struct Pq8Kernel {
   kernels::Pq8ScanGroupFn group;
 };
 Pq8Kernel pq8_kernel(Isa isa);
+// The 4-bit scan of variant `name` (nullptr if not built), for tests that call the raw kernel.
+kernels::Lut4ScanFn lut4_scan_variant(const std::string& name);
 kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa);
 kernels::F16ScoresFn f16_scores_kernel(Isa isa);
 kernels::S8ScoreCandidatesFn s8_score_kernel(Isa isa);

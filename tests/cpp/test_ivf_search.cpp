@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "medqk/medqk.h"
+#include "variants.h"
 
 namespace {
 
@@ -125,8 +126,7 @@ int main() {
   std::mt19937 rng(11);
   int failures = 0, cases = 0;
   const std::vector<std::size_t> sizes = {0, 1, 31, 32, 33, 100, 2000};
-  for (medqk::Isa isa : medqk::supported_isas()) {
-    std::printf("ivf_search: testing isa=%s\n", medqk::isa_name(isa));
+  medqk_test::for_each_variant("lut4_scan", [&](medqk::Isa isa, const std::string&) {
     for (std::size_t d : {std::size_t(1), std::size_t(7), std::size_t(16), std::size_t(96)}) {
       for (std::size_t nlut : {std::size_t(1), std::size_t(0)}) {  // 0: one table set per probe
         for (int levels : {4, 256}) {
@@ -149,7 +149,7 @@ int main() {
         }
       }
     }
-  }
+  });
   // list selection: the nprobe best scores, ties -> lower list id, against a full sort; scores of few
   // distinct values (ties everywhere, also at the cut), nprobe from 1 to nlist
   for (std::size_t nlist_sel : {std::size_t(1), std::size_t(7), std::size_t(64), std::size_t(1000)}) {

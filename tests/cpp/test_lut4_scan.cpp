@@ -8,15 +8,18 @@
 #include <limits>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/lut4_scan.h"
+#include "runtime/dispatch.h"
+#include "variants.h"
 #include "medqk/medqk.h"
 
 namespace {
 
-// Every x86 scan kernel this CPU runs, called directly: the dispatch shows only one AVX-512 form (vpermb
-// with VBMI, else vpshufb), so on a VBMI CPU the vpshufb form is checked here, against the scalar kernel:
+// Every scan kernel this CPU runs (the variants of the dispatch's chain, including those no ISA path picks
+// here, such as the vpshufb form on a VBMI CPU), called directly against the scalar kernel:
 // masks for several thresholds (none, negative, typical, above every sum), and the sums of the blocks that
 // have a candidate; d over odd and even sizes (half rows, single rows, 16-bit flushes), 1..4 queries with
 // tables far apart, all-127 tables.
@@ -24,27 +27,21 @@ namespace {
 // must be flushed many times and all-127 tables give sums far past 2^16: fewer query counts there.
 int check_raw_kernels(std::mt19937& rng, int& cases) {
   int failures = 0;
-#if defined(__x86_64__) || defined(_M_X64)
-  using medqk::kernels::Lut4ScanFn;
+  // every variant of the chain this CPU runs, scalar (the oracle) excepted
   struct Named {
-    const char* name;
-    Lut4ScanFn fn;
-    bool runs;
+    std::string name;
+    medqk::kernels::Lut4ScanFn fn;
   };
-  const std::vector<medqk::Isa> isas = medqk::supported_isas();
-  const auto has = [&](medqk::Isa isa) { return std::find(isas.begin(), isas.end(), isa) != isas.end(); };
-  const bool avx512 = has(medqk::Isa::avx512vnni);
-  const Named kernels[] = {{"avx2", medqk::kernels::avx2::lut4_scan, has(medqk::Isa::avx2)},
-                           {"avx512vnni", medqk::kernels::avx512vnni::lut4_scan, avx512},
-                           {"avx512vbmi", medqk::kernels::avx512vnni::lut4_scan_vbmi,
-                            avx512 && medqk::cpu_features().avx512vbmi}};
+  std::vector<Named> kernels;
+  for (const medqk::KernelVariantInfo& v : medqk::kernel_variants("lut4_scan")) {
+    if (v.runnable && v.name != "scalar") kernels.push_back({v.name, medqk::runtime::lut4_scan_variant(v.name)});
+  }
   const std::size_t kMax = medqk::kLut4MaxSubspaces;
   const std::size_t ds[] = {1,   2,   3,   4,   7,    15,   16,   17,   31,       33,  63,
                             65,  96,  127, 129, 384,  511,  514,  1028, 1029,     1536, 4096,
                             kMax - 1, kMax};
   for (const Named& k : kernels) {
-    if (!k.runs) continue;
-    std::printf("lut4_scan: raw kernel %s\n", k.name);
+    std::printf("lut4_scan: raw kernel %s\n", k.name.c_str());
     for (std::size_t d : ds) {
       const std::size_t d_even = d + (d & 1), nblocks = 3, n = 32 * nblocks;
       for (std::size_t nq = 1; nq <= medqk::kernels::kLut4MaxQueries; ++nq) {
@@ -79,7 +76,7 @@ int check_raw_kernels(std::mt19937& rng, int& cases) {
                   ok = got[q * out_stride + 32 * b + v] == want[q * out_stride + 32 * b + v];
                 }
                 if (!ok && failures++ < 10) {
-                  std::printf("FAIL raw %s d=%zu nq=%zu fill=%d thr=%d q=%zu block=%zu\n", k.name, d, nq, fill,
+                  std::printf("FAIL raw %s d=%zu nq=%zu fill=%d thr=%d q=%zu block=%zu\n", k.name.c_str(), d, nq, fill,
                               thr, q, b);
                 }
               }
@@ -89,10 +86,6 @@ int check_raw_kernels(std::mt19937& rng, int& cases) {
       }
     }
   }
-#else
-  (void)rng;
-  (void)cases;
-#endif
   return failures;
 }
 
@@ -105,8 +98,7 @@ int main() {
   // 16-bit finish up to d_even 512; past the old limit of 1028 up to kLut4MaxSubspaces (n = 33 there)
   const std::size_t ds[] = {1,    2,    3,    15,   16, 17, 384, 511, 514, 600, 1028, 1029, 1536, 4096,
                             medqk::kLut4MaxSubspaces - 1, medqk::kLut4MaxSubspaces};
-  for (medqk::Isa isa : medqk::supported_isas()) {
-    std::printf("lut4_scan: testing isa=%s\n", medqk::isa_name(isa));
+  medqk_test::for_each_variant("lut4_scan", [&](medqk::Isa isa, const std::string&) {
     for (std::size_t n : ns) {
       for (std::size_t d : ds) {
         if (d > 1028 && n != 33) continue;
@@ -159,7 +151,7 @@ int main() {
         }
       }
     }
-  }
+  });
   failures += check_raw_kernels(rng, cases);
   std::printf("%d cases, %d failures\n", cases, failures);
   return failures == 0 ? 0 : 1;

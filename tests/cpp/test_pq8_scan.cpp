@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "medqk/medqk.h"
+#include "variants.h"
 
 int main() {
   std::mt19937 rng(11);
@@ -15,8 +16,7 @@ int main() {
   int failures = 0, cases = 0;
   const std::size_t ns[] = {1, 63, 64, 65, 200, 3000};
   const std::size_t ms[] = {1, 2, 3, 7, 15, 16, 17, 31, 33, 48, 63, 65, 127, 129, 256};
-  for (medqk::Isa isa : medqk::supported_isas()) {
-    std::printf("pq8_scan: testing isa=%s\n", medqk::isa_name(isa));
+  medqk_test::for_each_variant("pq8_scan", [&](medqk::Isa isa, const std::string&) {
     for (std::size_t n : ns) {
       for (std::size_t m : ms) {
         if (n * m > 200000) continue;  // keeps the test quick under qemu
@@ -83,7 +83,7 @@ int main() {
         }
       }
     }
-  }
+  });
   std::printf("%d cases, %d failures\n", cases, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "medqk/medqk.h"
+#include "variants.h"
 
 namespace {
 
@@ -68,8 +69,7 @@ int check(medqk::Isa isa, std::size_t n, std::size_t m, std::size_t k, std::size
 int main() {
   std::mt19937 rng(11);
   int failures = 0, cases = 0;
-  for (medqk::Isa isa : medqk::supported_isas()) {
-    std::printf("pq_assign: testing isa=%s\n", medqk::isa_name(isa));
+  medqk_test::for_each_variant("pq_assign", [&](medqk::Isa isa, const std::string&) {
     for (std::size_t k : {1, 5, 16, 33, 256}) {
       for (std::size_t dsub : {1, 2, 3, 4, 7, 8, 9, 16, 17}) {
         for (std::size_t n : {1, 17, 300}) {
@@ -80,7 +80,7 @@ int main() {
         }
       }
     }
-  }
+  });
   std::printf("%d cases, %d failures\n", cases, failures);
   return failures == 0 ? 0 : 1;
 }

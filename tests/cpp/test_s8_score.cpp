@@ -9,10 +9,11 @@
 #include <vector>
 
 #include "medqk/medqk.h"
+#include "variants.h"
 
 namespace {
 
-int check(medqk::Isa isa, std::size_t d, std::size_t kc, std::mt19937& rng) {
+int check(medqk::Isa isa, const std::string& variant, std::size_t d, std::size_t kc, std::mt19937& rng) {
   const std::size_t nq = 3, n = 50;
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_int_distribution<int> byte(-128, 127);
@@ -31,7 +32,10 @@ int check(medqk::Isa isa, std::size_t d, std::size_t kc, std::mt19937& rng) {
   cand[kc - 1] = 1;
   std::vector<float> got(nq * kc), want(nq * kc);
   medqk::s8_score_candidates(isa, q.data(), nq, d, codes.data(), n, cand.data(), kc, got.data(), 1);
+  // the scalar oracle, forced for this one call (the variant under test is forced around it)
+  medqk::force_kernel_variant("s8_score_candidates", "scalar");
   medqk::s8_score_candidates(medqk::Isa::scalar, q.data(), nq, d, codes.data(), n, cand.data(), kc, want.data(), 1);
+  medqk::force_kernel_variant("s8_score_candidates", variant);
   int failures = 0;
   for (std::size_t i = 0; i < nq * kc; ++i) {
     const int64_t v = cand[i];
@@ -63,15 +67,14 @@ int check(medqk::Isa isa, std::size_t d, std::size_t kc, std::mt19937& rng) {
 int main() {
   std::mt19937 rng(7);
   int failures = 0, cases = 0;
-  for (medqk::Isa isa : medqk::supported_isas()) {
-    std::printf("s8_score_candidates: testing isa=%s\n", medqk::isa_name(isa));
+  medqk_test::for_each_variant("s8_score_candidates", [&](medqk::Isa isa, const std::string& variant) {
     for (std::size_t d : {1, 2, 3, 7, 15, 16, 17, 31, 33, 63, 65, 127, 129, 384}) {
       for (std::size_t kc : {1, 2, 3, 9, 16, 17}) {
-        failures += check(isa, d, kc, rng);
+        failures += check(isa, variant, d, kc, rng);
         ++cases;
       }
     }
-  }
+  });
   std::printf("%d cases, %d failures\n", cases, failures);
   return failures == 0 ? 0 : 1;
 }
