@@ -50,6 +50,17 @@ def test_gemm_packed(benchmark, isa, m, n, k):
     check(c, a, b)
 
 
+@pytest.mark.benchmark(group="pack_s8 4096 x 4096")
+@pytest.mark.parametrize("isa", ISAS)
+def test_pack_s8(benchmark, isa):
+    # packing is on the search path too: the 4-bit codecs' batched search packs every decoded block
+    a, b = operands(8, 4096, 4096)
+    with medqk.use_backend("native"), medqk.use_isa(isa):
+        packed = benchmark(medqk.pack_s8, b)
+    assert packed.isa == isa and packed.shape == b.shape
+    check(medqk.gemm_s8s8_s32(a, packed, threads=1), a, b)  # the layout, read back by its own kernel
+
+
 @pytest.mark.benchmark(group="gemm_s8s8_s32 unpacked b (packs per call), 1 thread")
 @pytest.mark.parametrize("isa", ISAS)
 def test_gemm_unpacked(benchmark, isa):
