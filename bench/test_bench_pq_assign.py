@@ -1,12 +1,16 @@
-"""PQ / k-means assignment: pq_assign (native, Numba) against the numpy code it replaced in PQCodec._assign.
+"""PQ / k-means assignment: pq_assign (native on each ISA, Numba) against the numpy code it replaced in
+PQCodec._assign.
 
 The numpy version threads through BLAS: run with OPENBLAS_NUM_THREADS=1 (or 2) to compare like with like.
+Float sums differ between ISAs by rounding (medqk.h: FMA or not), so every code and distance of the result is
+held to float64 within the float32 rounding bound of the computation (exact_terms), not to another ISA's bits.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from _checks import ISAS, gamma
 
 import medqk
 
@@ -40,41 +44,70 @@ def operands(m, k, dsub, seed=0):
     return x, cents
 
 
-def check(codes, dist, x, cents, rows=512):
-    # against float64 on the first rows: codes may differ only in near-ties, distances within rounding
-    m, _, dsub = cents.shape
-    xs = x[:rows].reshape(rows, m, dsub).astype(np.float64)
-    d = ((xs[:, :, None, :] - cents[None].astype(np.float64)) ** 2).sum(-1)
-    assert (np.asarray(codes[:rows]) == d.argmin(-1)).mean() > 0.999
-    got = np.take_along_axis(d, np.asarray(codes[:rows]).astype(np.intp)[..., None], -1)[..., 0]
-    np.testing.assert_allclose(dist[:rows], got, rtol=1e-4, atol=1e-4)
+ROWS = 8192  # rows whose codes are checked against every centroid (float64 distances to all: the costly part)
+
+
+def bound_of(dsub, x2, c2):
+    """The bound on any float32 evaluation of |c|^2 - 2 x.c + |x|^2 (in any order, with or without FMA): sums
+    of at most dsub products each and two combining steps, gamma(dsub + 2) (tests/float_bounds.py) times the
+    magnitudes |c|^2 + 2 |x|.|c| + |x|^2 <= 2 (|c|^2 + |x|^2) (Cauchy-Schwarz)."""
+    return gamma(dsub + 2) * 2 * (c2 + x2)
+
+
+@pytest.fixture(scope="module", params=SHAPES, ids=IDS)
+def case(request):
+    """Operands and, for the first ROWS rows and each subspace, the least value any float32 evaluation may give
+    a centroid's distance (min_c exact + bound): a code whose distance certainly exceeds it is wrong."""
+    m, k, dsub = request.param
+    x, cents = operands(m, k, dsub)
+    floor = np.empty((ROWS, m))
+    for j in range(m):
+        x64, c64 = x[:ROWS, j * dsub : (j + 1) * dsub].astype(np.float64), cents[j].astype(np.float64)
+        x2, c2 = (x64 * x64).sum(1)[:, None], (c64 * c64).sum(1)[None, :]
+        floor[:, j] = (c2 - 2 * (x64 @ c64.T) + x2 + bound_of(dsub, x2, c2)).min(1)
+    return x, cents, floor
+
+
+def check(codes, dist, case):
+    """The chosen centroid is the nearest or within rounding of the nearest (first ROWS rows), and every
+    distance is the float64 one of its code within the bound (all rows)."""
+    x, cents, floor = case
+    m, k, dsub = cents.shape
+    codes = np.asarray(codes)
+    assert codes.shape == (N, m) and (codes < k).all()
+    for j in range(m):
+        xs = x[:, j * dsub : (j + 1) * dsub].astype(np.float64)
+        c = cents[j][codes[:, j]].astype(np.float64)
+        x2, c2 = (xs * xs).sum(1), (c * c).sum(1)
+        exact = c2 - 2 * (xs * c).sum(1) + x2
+        bound = bound_of(dsub, x2, c2)
+        assert (exact[:ROWS] - bound[:ROWS] <= floor[:, j]).all(), f"subspace {j}: a code is not the nearest"
+        assert (np.abs(dist[:, j] - np.maximum(exact, 0)) <= bound).all(), f"subspace {j}: a distance is off"
 
 
 @pytest.mark.benchmark(group="pq_assign n=65536")
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("m,k,dsub", SHAPES, ids=IDS)
-def test_pq_assign_native(benchmark, m, k, dsub, threads):
-    x, cents = operands(m, k, dsub)
-    with medqk.use_backend("native"):
+# every ISA on one thread, and the best one (dispatch's choice) on two
+@pytest.mark.parametrize("isa,threads", [(isa, 1) for isa in ISAS] + [(isa, 2) for isa in ISAS[:1]])
+def test_pq_assign_native(benchmark, case, isa, threads):
+    x, cents, _ = case
+    with medqk.use_backend("native"), medqk.use_isa(isa):
         codes, dist = benchmark(medqk.pq_assign, x, cents, threads=threads)
-    check(codes, dist, x, cents)
+    check(codes, dist, case)
 
 
 @pytest.mark.benchmark(group="pq_assign n=65536")
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("m,k,dsub", SHAPES, ids=IDS)
-def test_pq_assign_numba(benchmark, m, k, dsub, threads):
-    pytest.importorskip("numba")
-    x, cents = operands(m, k, dsub)
+def test_pq_assign_numba(benchmark, case, threads):
+    x, cents, _ = case
     with medqk.use_backend("numba"):
         medqk.pq_assign(x[:1], cents)  # compile
         codes, dist = benchmark(medqk.pq_assign, x, cents, threads=threads)
-    check(codes, dist, x, cents)
+    check(codes, dist, case)
 
 
 @pytest.mark.benchmark(group="pq_assign n=65536")
-@pytest.mark.parametrize("m,k,dsub", SHAPES, ids=IDS)
-def test_numpy_assign_before(benchmark, m, k, dsub):
-    x, cents = operands(m, k, dsub)
+def test_numpy_assign_before(benchmark, case):
+    x, cents, _ = case
+    m, _, dsub = cents.shape
     codes, dist = benchmark(numpy_assign, x.reshape(N, m, dsub), cents)
-    check(codes, dist, x, cents)
+    check(codes, dist, case)
