@@ -33,6 +33,12 @@ gamma = _load_float_bounds().gamma
 ISAS = medqk.available_isas() if _backend._core is not None else []
 
 
+def variants(op: str) -> list[str]:
+    """Every variant of kernel operation ``op`` this CPU can run (medqk.use_kernel pins one), including those
+    no ISA path picks here (the vpshufb 4-bit scan on a VBMI CPU, the AVX2 8-bit group scan under AVX-512)."""
+    return [v["name"] for v in medqk.kernel_variants().get(op, []) if v["runnable"]]
+
+
 def topk_ids(scores: np.ndarray, k: int) -> np.ndarray:
     """medqk's order of each row of ``scores`` (nq, n): larger first, equal scores -> lower id; the first k."""
     nq, n = scores.shape

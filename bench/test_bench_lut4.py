@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _checks import ISAS
+from _checks import ISAS, variants
 
 import medqk
 from medqk import _backend
@@ -60,11 +60,11 @@ def lut4_reference(sums, alpha, beta, k):
 
 @pytest.mark.benchmark(group="lut4_search_topk")
 @pytest.mark.parametrize("nq", [1, NQ])
-@pytest.mark.parametrize("isa", ISAS)
-def test_lut4_search_topk(benchmark, lut4_case, isa, nq):
+@pytest.mark.parametrize("variant", variants("lut4_scan"))
+def test_lut4_search_topk(benchmark, lut4_case, variant, nq):
     d, n, _, packed, luts, alpha, beta, sums = lut4_case
     luts, alpha, beta, sums = luts[:nq], alpha[:nq], beta[:nq], sums[:nq]
-    with medqk.use_isa(isa):
+    with medqk.use_kernel("lut4_scan", variant):
         scores, ids = benchmark(_backend._core.lut4_search_topk, luts, packed, n, d, alpha, beta, K, 1)
     want_s, want_i = lut4_reference(sums, alpha, beta, K)
     np.testing.assert_array_equal(ids, want_i)
@@ -72,10 +72,10 @@ def test_lut4_search_topk(benchmark, lut4_case, isa, nq):
 
 
 @pytest.mark.benchmark(group="lut4_search_topk unsorted, k=200 (the candidates of a re-scoring)")
-@pytest.mark.parametrize("isa", ISAS)
-def test_lut4_search_topk_unsorted(benchmark, lut4_case, isa):
+@pytest.mark.parametrize("variant", variants("lut4_scan"))
+def test_lut4_search_topk_unsorted(benchmark, lut4_case, variant):
     d, n, _, packed, luts, alpha, beta, sums = lut4_case
-    with medqk.use_isa(isa):
+    with medqk.use_kernel("lut4_scan", variant):
         scores, ids = benchmark(_backend._core.lut4_search_topk, luts, packed, n, d, alpha, beta, 200, 2, False)
     # the same hits in no particular order: sorted by (score desc, id asc) they are the reference
     order = np.lexsort((ids, -scores), axis=1)
@@ -216,15 +216,15 @@ def ivf_reference(c, luts, probes, keys, k):
 @pytest.mark.benchmark(group="ivf_lut4_search ivf64,pq96x4fs N=65536 nprobe=8")
 @pytest.mark.parametrize("nlut", [1, IVF_NPROBE], ids=["shared-tables", "per-list-tables"])
 @pytest.mark.parametrize("nq", [1, NQ])
-@pytest.mark.parametrize("isa", ISAS)
-def test_ivf_lut4_search(benchmark, ivf_case, isa, nq, nlut):
+@pytest.mark.parametrize("variant", variants("lut4_scan"))
+def test_ivf_lut4_search(benchmark, ivf_case, variant, nq, nlut):
     c = ivf_case
     rng = rng_for(9, nlut)
     luts = np.zeros((NQ, nlut, IVF_S, 16), np.uint8)
     luts[:] = rng.integers(0, 128, luts.shape, dtype=np.uint8)
     luts, probes, keys = luts[:nq], c["probes"][:nq], c["keys"][:nq]
     args = (luts, probes, keys, c["packed"], c["blocks"], c["starts"], c["list_ids"], K, 1)
-    with medqk.use_isa(isa):
+    with medqk.use_kernel("lut4_scan", variant):
         got_k, got_i = benchmark(_backend._core.ivf_lut4_search, *args)
     want_k, want_i = ivf_reference(c, luts, probes, keys, K)
     np.testing.assert_array_equal(got_i, want_i)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _checks import ISAS, topk_ids
+from _checks import ISAS, variants, topk_ids
 
 import medqk
 from medqk import _backend
@@ -49,10 +49,10 @@ def check(scores, ids, reference):
 
 @pytest.mark.benchmark(group="pq48x8 search N=262144")
 @pytest.mark.parametrize("nq", [1, NQ])
-@pytest.mark.parametrize("isa", ISAS)
-def test_pq8_search_native(benchmark, operands, reference, isa, nq):
+@pytest.mark.parametrize("variant", variants("pq8_scan"))
+def test_pq8_search_native(benchmark, operands, reference, variant, nq):
     codes, tables = operands
-    with medqk.use_backend("native"), medqk.use_isa(isa):
+    with medqk.use_backend("native"), medqk.use_kernel("pq8_scan", variant):
         packed = pq8.pack(codes)
         scores, ids = benchmark(pq8.search_topk, tables[:nq], packed, N, K, 1)
     check(scores, ids, reference)
@@ -89,13 +89,13 @@ def packed_codes(operands):
 
 
 @pytest.mark.benchmark(group="pq8_scan (M=48, N=262144)")
-@pytest.mark.parametrize("isa", ISAS)
-def test_pq8_scan(benchmark, operands, packed_codes, isa):
+@pytest.mark.parametrize("variant", variants("pq8_scan"))
+def test_pq8_scan(benchmark, operands, packed_codes, variant):
     codes, _ = operands
     lut = scan_tables((M, 256), 1)
     sums_ref = lut[np.arange(M), codes].sum(axis=1)  # exact integer sums
     thr = int(np.sort(sums_ref)[-1000])  # about 1,000 vectors pass
-    with medqk.use_isa(isa):
+    with medqk.use_kernel("pq8_scan", variant):
         sums, masks = benchmark(_backend._core.pq8_scan, lut, packed_codes, N, thr)
     np.testing.assert_array_equal(sums, sums_ref)
     bits = (masks[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
@@ -113,11 +113,11 @@ def group_case(operands):
 
 
 @pytest.mark.benchmark(group="pq8_scan_group (16 queries, M=48, N=262144)")
-@pytest.mark.parametrize("isa", ISAS)
-def test_pq8_scan_group(benchmark, group_case, packed_codes, isa):
+@pytest.mark.parametrize("variant", variants("pq8_scan"))
+def test_pq8_scan_group(benchmark, group_case, packed_codes, variant):
     lut_t, sums_ref = group_case
     thr = np.sort(sums_ref, axis=0)[-500].astype(np.uint16)  # about 500 hits per query
-    with medqk.use_isa(isa):
+    with medqk.use_kernel("pq8_scan", variant):
         hits, hit_sums = benchmark(_backend._core.pq8_scan_group, lut_t, packed_codes, N, thr)
     v, g = np.nonzero(sums_ref >= thr)  # in order of v, then g
     np.testing.assert_array_equal(hits, v * 16 + g)
