@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _checks import ISAS, variants
+from _checks import variants
 
 import medqk
 from medqk import _backend

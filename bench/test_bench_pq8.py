@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _checks import ISAS, variants, topk_ids
+from _checks import topk_ids, variants
 
 import medqk
 from medqk import _backend
