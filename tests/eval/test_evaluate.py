@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import medqk.index as mi
 import numpy as np
 import pytest
 from medqk import cli
@@ -24,7 +25,8 @@ def small(seed=0, n=400, nq=40, d=32):
 
 
 def test_report_schema_and_values():
-    res = evaluate(small(), ["float32", "int8", "int8+rerank:float32"], k=10, cv=2, shift="group")
+    data = small()
+    res = evaluate(data, ["float32", "int8", "int8+rerank:float32"], k=10, cv=2, shift="group")
     d = res.to_dict()
     assert set(d) == {"meta", "reference", "schemes", "skipped", "recommendation", "robustness"}
     for key in ("dataset", "versions", "cpu", "backend", "isa", "threads", "seed", "bootstrap_resamples", "metric",
@@ -47,7 +49,10 @@ def test_report_schema_and_values():
     assert [s["bytes_per_vector"] for s in (f32, i8, rerank)] == [128, 32, 160]
     f32_bytes, i8_bytes = 400 * (32 * 4 + 4), 400 * (32 + 4) + 2 * 32 * 4
     assert [s["index_bytes"] for s in (f32, i8, rerank)] == [f32_bytes, i8_bytes, f32_bytes + i8_bytes]
-    assert i8["recon_mse"] > 0  # QPS and latencies: test_speed_is_measured_by_the_clock
+    # reconstruction error of the stored int8 codes (training is deterministic: the same index again)
+    i8_vectors = mi.create("int8", 32).train(data.docs).add(data.docs).vectors().astype(np.float64)
+    assert i8["recon_mse"] == pytest.approx(np.mean((i8_vectors - data.docs) ** 2), rel=1e-12)
+    # QPS and latencies: test_speed_is_measured_by_the_clock
     assert res.reference["n_judged_queries"] == 39
     assert set(d["robustness"]) == {"cv", "shift"}
     assert len(d["robustness"]["cv"]["schemes"]["int8"]["recall@10"]) == 2
