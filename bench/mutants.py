@@ -10,9 +10,10 @@ catch it, whether it needs the native module rebuilt, the CPU feature its code p
      ``--working-tree`` the files as they are now (tracked and untracked, minus what .gitignore ignores);
   2. checks that every selected mutant's text occurs exactly once in its file (a mutant whose code moved
      fails loudly here, before any work, instead of "surviving" a file it never changed);
-  3. gets the native module: when a selected mutant touches csrc/ (or with ``--build``), one full CMake
-     build in the copy (``build/mutants``); each C++ mutant then recompiles only its file. Otherwise the
-     module already built in the checkout (python/medqk/_core*.so, untracked) is copied in;
+  3. gets the native module: when a selected mutant that this CPU can run touches csrc/ (or with ``--build``,
+     or when the checkout has no built module), one full CMake build in the copy (``build/mutants``); each
+     C++ mutant then recompiles only its file. Otherwise the module already built in the checkout
+     (python/medqk/_core*.so, untracked) is copied in;
   4. runs each distinct selection once unchanged (the baseline: a selection that already fails would call
      every mutant "caught"; ``--no-baseline`` skips it), then for each mutant: applies it, rebuilds if it
      is a C++ mutant, runs its selection, and reverts it (source and module) before the next;
@@ -315,23 +316,28 @@ def run(chosen: dict[int, Mutant], scratch: str, args) -> int:
     check_texts(scratch, chosen)
     package = os.path.join(scratch, "python", "medqk")
     build_dir = os.path.join(scratch, "build", "mutants")
-    build = args.build or any(m.needs_rebuild for m in chosen.values())
+    checkout_module = module_files(os.path.join(REPO, "python", "medqk"))
+    # the CPU's features from the checkout's module when there is one: no build for a C++ mutant this CPU
+    # cannot run anyway
+    features = cpu_features(REPO) if checkout_module else None
+
+    def runnable(m: Mutant) -> bool:
+        return not m.needs_cpu or bool(features.get(m.needs_cpu))
+
+    build = args.build or not checkout_module or any(m.needs_rebuild and runnable(m) for m in chosen.values())
     with open(os.path.join(scratch, "build.log"), "w") as log:
         if build:
             say(f"full build of the native module in the copy (log: {log.name})")
             configure(scratch, build_dir, args.jobs, log)
         else:
-            found = module_files(os.path.join(REPO, "python", "medqk"))
-            if not found:
-                raise MutantError("no native module in python/medqk of the checkout to copy: build it there "
-                                  "first, or pass --build")
-            install_module(found[0], package)
+            install_module(checkout_module[0], package)
     pristine = os.path.join(scratch, "pristine-" + os.path.basename(module_files(package)[0]))
     shutil.copy2(module_files(package)[0], pristine)
-    features = cpu_features(scratch)
+    if features is None:
+        features = cpu_features(scratch)
 
     if not args.no_baseline:
-        selections = dict.fromkeys(m.selection for m in chosen.values() if not m.needs_cpu or features.get(m.needs_cpu))
+        selections = dict.fromkeys(m.selection for m in chosen.values() if runnable(m))
         for i, selection in enumerate(selections, 1):
             say(f"baseline: pytest {' '.join(selection)}")
             log_path = os.path.join(scratch, f"baseline-{i}.log")
@@ -343,7 +349,7 @@ def run(chosen: dict[int, Mutant], scratch: str, args) -> int:
 
     rows = []
     for n, m in chosen.items():
-        if m.needs_cpu and not features.get(m.needs_cpu):
+        if not runnable(m):
             rows.append((n, m, f"not runnable on this CPU (no {m.needs_cpu})", []))
             say(f"[{n}] {m.name}: not runnable on this CPU (no {m.needs_cpu}), not run")
             continue
@@ -370,7 +376,7 @@ def run(chosen: dict[int, Mutant], scratch: str, args) -> int:
         print(f"{n:>2}  {m.name:<90}  {result}")
         for test_id in ids:
             print(f"{'':>4}{test_id}")
-    if args.maxfail:
+    if args.maxfail and any(len(r[3]) >= args.maxfail for r in rows):
         print(f"(a run stops after {args.maxfail} failures: --maxfail 0 lists them all)")
     bad = [r for r in rows if r[2] != "caught" and not r[2].startswith("not runnable")]
     return 1 if bad else 0
