@@ -22,7 +22,7 @@ catch it, whether it needs the native module rebuilt, the CPU feature its code p
      mutant was caught. A mutant whose code path the CPU cannot run (medqk._core.cpu_features()) is reported
      as such, never as caught.
 
-Pytest runs under ``nice`` (``--nice``, default 10) with the copy's python/ first on PYTHONPATH. The copy is
+Builds and pytest runs are under ``nice`` (``--nice``, default 10) with the copy's python/ first on PYTHONPATH. The copy is
 deleted at the end unless ``--keep`` (then its path and the pytest logs in it are printed).
 """
 
@@ -223,8 +223,7 @@ def python_env(root: str) -> dict:
 _SUMMARY = re.compile(r"^(FAILED|ERROR) (\S+)")
 
 
-def run_pytest(root: str, selection: tuple[str, ...], log_path: str, niceness: int, maxfail: int,
-               timeout: float) -> tuple[str, list[str]]:
+def run_pytest(root: str, selection: tuple[str, ...], log_path: str, maxfail: int, timeout: float) -> tuple[str, list[str]]:
     """("failed" | "passed" | "error: ..." | "timeout", failing test ids) of the selection in the copy."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *selection]
     if maxfail:
@@ -234,8 +233,7 @@ def run_pytest(root: str, selection: tuple[str, ...], log_path: str, niceness: i
         log.flush()
         try:
             proc = subprocess.run(cmd, check=False, cwd=root, env=python_env(root), stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=timeout,
-                                  preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
+                                  stderr=subprocess.STDOUT, timeout=timeout)
         except subprocess.TimeoutExpired:
             return "timeout", []
     ids = []
@@ -278,13 +276,16 @@ def main(argv=None) -> int:
                         help="build the native module in the copy even when no selected mutant touches csrc/")
     parser.add_argument("--no-baseline", action="store_true", help="skip the unchanged run of each selection")
     parser.add_argument("--jobs", type=int, default=2, help="parallel compile jobs (default 2)")
-    parser.add_argument("--nice", type=int, default=10, help="niceness of the pytest runs (default 10; 0: none)")
+    parser.add_argument("--nice", type=int, default=10,
+                        help="niceness added to this script, so to its builds and pytest runs (default 10)")
     parser.add_argument("--maxfail", type=int, default=10,
                         help="stop a mutant's run after this many failures (default 10; 0: run everything)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per pytest run (default 3600)")
     args = parser.parse_args(argv)
 
     numbers = parse_only(args.only)
+    if args.nice:
+        os.nice(args.nice)  # inherited by every build and pytest run: the machine stays usable
     if args.list:
         for n in numbers:
             m = MUTANTS[n]
@@ -341,7 +342,7 @@ def run(chosen: dict[int, Mutant], scratch: str, args) -> int:
         for i, selection in enumerate(selections, 1):
             say(f"baseline: pytest {' '.join(selection)}")
             log_path = os.path.join(scratch, f"baseline-{i}.log")
-            status, ids = run_pytest(scratch, selection, log_path, args.nice, 0, args.timeout)
+            status, ids = run_pytest(scratch, selection, log_path, 0, args.timeout)
             if status != "passed":
                 raise MutantError(f"the unchanged copy does not pass pytest {' '.join(selection)} ({status}): "
                                   f"{', '.join(ids[:10])}; log {log_path}" + ("" if args.keep else
@@ -361,7 +362,7 @@ def run(chosen: dict[int, Mutant], scratch: str, args) -> int:
                 if m.needs_rebuild:
                     build_module(scratch, build_dir, args.jobs, log)
             log_path = os.path.join(scratch, f"mutant-{n}.log")
-            status, ids = run_pytest(scratch, m.selection, log_path, args.nice, args.maxfail, args.timeout)
+            status, ids = run_pytest(scratch, m.selection, log_path, args.maxfail, args.timeout)
         finally:
             replace_text(path, m.new, m.old)
             if m.needs_rebuild:
