@@ -1,4 +1,4 @@
-"""Mutation check: plant small, plausible bugs in a scratch copy of medqk and show that the tests fail on each.
+"""Mutation check: plant small, plausible bugs in a scratch copy of medqk and show the tests failing on each.
 
     python bench/mutants.py [--only 1,2] [--keep] [--working-tree] [--build] [--no-baseline] [--jobs 2]
     python bench/mutants.py --list
@@ -22,8 +22,9 @@ catch it, whether it needs the native module rebuilt, the CPU feature its code p
      mutant was caught. A mutant whose code path the CPU cannot run (medqk._core.cpu_features()) is reported
      as such, never as caught.
 
-Builds and pytest runs are under ``nice`` (``--nice``, default 10) with the copy's python/ first on PYTHONPATH. The copy is
-deleted at the end unless ``--keep`` (then its path and the pytest logs in it are printed).
+Builds and pytest runs are under ``nice`` (``--nice``, default 10), pytest with the copy's python/ first on
+PYTHONPATH. The copy is deleted at the end unless ``--keep`` (then its path is printed: the build and pytest
+logs are in it).
 """
 
 from __future__ import annotations
@@ -71,14 +72,16 @@ MUTANTS = {
         "    got_k = _exact_scores(docs, queries, ids_k, metric)\n"
         "    got = _exact_scores(docs, queries, ids, metric) if kmax > k else got_k\n",
         "    got_k = index.search(queries, k, threads=threads)[0].astype(np.float64)\n"
-        "    got = index.search(queries, kmax, threads=threads)[0].astype(np.float64) if kmax > k else got_k\n",
+        "    got = index.search(queries, kmax, threads=threads)[0].astype(np.float64)"
+        " if kmax > k else got_k\n",
         ("tests/eval", "tests/test_cli.py"),
         False,
     ),
     3: Mutant(
         "metrics.py: paired_bootstrap_ci unpaired (each scheme's own CI bounds subtracted)",
         "python/medqk/eval/metrics.py",
-        "    return bootstrap_mean_ci(np.asarray(a, np.float64) - np.asarray(b, np.float64), n_resamples=n_resamples,\n"
+        "    return bootstrap_mean_ci(np.asarray(a, np.float64) - np.asarray(b, np.float64),"
+        " n_resamples=n_resamples,\n"
         "                             seed=seed, level=level)\n",
         "    ma, la, ha = bootstrap_mean_ci(a, n_resamples=n_resamples, seed=seed, level=level)\n"
         "    mb, lb, hb = bootstrap_mean_ci(b, n_resamples=n_resamples, seed=seed, level=level)\n"
@@ -120,7 +123,7 @@ class MutantError(RuntimeError):
     """Something about the setup, not a mutant's result: the script stops with this message."""
 
 
-# -- the scratch copy ---------------------------------------------------------------------------------------
+# -- the scratch copy ----------------------------------------------------------------------------------
 
 def copy_repository(dest: str, working_tree: bool) -> None:
     if not working_tree:
@@ -143,7 +146,8 @@ def check_texts(root: str, mutants: dict[int, Mutant]) -> None:
     for number, m in mutants.items():
         path = os.path.join(root, m.file)
         if not os.path.isfile(path):
-            raise MutantError(f"mutant {number} ({m.name}): {m.file} does not exist (moved?): update the mutant")
+            raise MutantError(f"mutant {number} ({m.name}): {m.file} does not exist (moved?): "
+                              f"update the mutant")
         with open(path, encoding="utf-8") as f:
             count = f.read().count(m.old)
         if count != 1:
@@ -164,10 +168,11 @@ def replace_text(path: str, old: str, new: str) -> None:
     os.utime(path, ns=(now, now))
 
 
-# -- the native module ---------------------------------------------------------------------------------------
+# -- the native module ---------------------------------------------------------------------------------
 
 def module_files(folder: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(folder, "_core*.so")) + glob.glob(os.path.join(folder, "_core*.pyd")))
+    return sorted(glob.glob(os.path.join(folder, "_core*.so"))
+                  + glob.glob(os.path.join(folder, "_core*.pyd")))
 
 
 def configure(root: str, build_dir: str, jobs: int, log) -> None:
@@ -180,8 +185,9 @@ def configure(root: str, build_dir: str, jobs: int, log) -> None:
 
 
 def build_module(root: str, build_dir: str, jobs: int, log) -> None:
-    """Builds _core (make / ninja recompile only what changed) and installs it into the copy's python/medqk."""
-    run_logged(["cmake", "--build", build_dir, "--target", "_core", "-j", str(jobs)], root, log, "cmake build")
+    """Builds _core (make / ninja recompile only what changed), installs it into the copy's python/medqk."""
+    run_logged(["cmake", "--build", build_dir, "--target", "_core", "-j", str(jobs)], root, log,
+               "cmake build")
     built = module_files(build_dir)
     if len(built) != 1:
         raise MutantError(f"expected one built _core module in {build_dir}, found {built}")
@@ -210,12 +216,12 @@ def cpu_features(root: str) -> dict:
     return ast.literal_eval(out.stdout.strip())
 
 
-# -- pytest ----------------------------------------------------------------------------------------------------
+# -- pytest --------------------------------------------------------------------------------------------
 
 def python_env(root: str) -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.join(root, "python")] + ([env["PYTHONPATH"]]
-                                                                             if env.get("PYTHONPATH") else []))
+    paths = [os.path.join(root, "python")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env.pop("PYTEST_ADDOPTS", None)  # the selection decides what runs
     return env
 
@@ -223,7 +229,8 @@ def python_env(root: str) -> dict:
 _SUMMARY = re.compile(r"^(FAILED|ERROR) (\S+)")
 
 
-def run_pytest(root: str, selection: tuple[str, ...], log_path: str, maxfail: int, timeout: float) -> tuple[str, list[str]]:
+def run_pytest(root: str, selection: tuple[str, ...], log_path: str, maxfail: int,
+               timeout: float) -> tuple[str, list[str]]:
     """("failed" | "passed" | "error: ..." | "timeout", failing test ids) of the selection in the copy."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *selection]
     if maxfail:
@@ -249,7 +256,7 @@ def run_pytest(root: str, selection: tuple[str, ...], log_path: str, maxfail: in
     return f"error: pytest exit {proc.returncode}", ids
 
 
-# -- the run ---------------------------------------------------------------------------------------------------
+# -- the run -------------------------------------------------------------------------------------------
 
 def parse_only(text: str | None) -> list[int]:
     if text is None:
@@ -344,9 +351,9 @@ def run(chosen: dict[int, Mutant], scratch: str, args) -> int:
             log_path = os.path.join(scratch, f"baseline-{i}.log")
             status, ids = run_pytest(scratch, selection, log_path, 0, args.timeout)
             if status != "passed":
-                raise MutantError(f"the unchanged copy does not pass pytest {' '.join(selection)} ({status}): "
-                                  f"{', '.join(ids[:10])}; log {log_path}" + ("" if args.keep else
-                                                                             " (rerun with --keep to read it)"))
+                hint = "" if args.keep else " (rerun with --keep to read it)"
+                raise MutantError(f"the unchanged copy does not pass pytest {' '.join(selection)} "
+                                  f"({status}): {', '.join(ids[:10])}; log {log_path}{hint}")
 
     rows = []
     for n, m in chosen.items():
