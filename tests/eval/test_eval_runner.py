@@ -245,8 +245,8 @@ def test_specs_that_do_not_suit_the_data_are_warned_about():
 
 def test_pca_with_fewer_vectors_than_dimensions_is_warned_about():
     res = evaluate(gaussian(n=200, nq=5, d=256), ["pca4", "int8"])
-    assert res.meta["warnings"] == [("pca4: 200 training vectors in 256 dimensions: the PCA covariance has rank "
-                                     "< 256, its last directions are noise")]
+    assert res.meta["warnings"] == [("pca4: 200 training vectors in 256 dimensions: the PCA covariance has "
+                                     "rank < 256, its last directions are noise")]
 
 
 def test_spec_data_warnings_from_training_are_recorded(monkeypatch):

@@ -104,11 +104,11 @@ def test_save_to_missing_folder(tmp_path):
         mi.create("float32", 8).add(x).save(tmp_path / "nope" / "i.mqk")
 
 
-# -- every kind of index, corrupted: the same clear error with and without mmap -------------------------------
+# -- every kind of index, corrupted: the same clear error with and without mmap -----------------------------
 
-# One spec per kind of index medqk saves (index/spec.py): each flat codec, both PQ layouts with and without the
-# OPQ rotation, IVF (with OPQ), HNSW, and re-ranking pairs over each kind of base. d = 16 and 600 vectors train
-# every codec without a SpecDataWarning (pq4x8: 2.3 vectors per centroid).
+# One spec per kind of index medqk saves (index/spec.py): each flat codec, both PQ layouts with and without
+# the OPQ rotation, IVF (with OPQ), HNSW, and re-ranking pairs over each kind of base. d = 16 and 600
+# vectors train every codec without a SpecDataWarning (pq4x8: 2.3 vectors per centroid).
 EVERY_KIND = ["float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2", "pca4", "pca3", "pca2",
               "pq4x4fs", "pq4x8", "opq,pq4x4fs", "opq,pq4x8", "pq4x4fs+rerank:int8", "opq,pq4x8+rerank:fp16",
               "ivf4,pq4x4fs", "ivf4,opq,pq4x4fs+rerank:float32", "hnsw", "hnsw+rerank:int8"]
@@ -194,7 +194,8 @@ def test_every_kind_refuses_a_truncated_or_extended_file(tmp_path, every_kind_sa
     hlen, header = file_layout(blob)
     path = tmp_path / "index.mqk"
     assert "bad magic" in load_error(path, blob[:10], mmap)  # not even the fixed 16-byte start
-    assert "truncated (header runs past the end of the file)" in load_error(path, blob[: 16 + hlen // 2], mmap)
+    header_cut = blob[: 16 + hlen // 2]
+    assert "truncated (header runs past the end of the file)" in load_error(path, header_cut, mmap)
     largest = max(header["arrays"], key=lambda e: e["nbytes"])
     for cut in (largest["offset"] + largest["nbytes"] // 2, len(blob) - 32, len(blob) - 1):
         message = load_error(path, blob[:cut], mmap)
