@@ -37,7 +37,7 @@ def _ann_file(path, h5py, *, distance="angular", n=40, nq=5, d=6, neighbors=True
      (b"euclidean", "l2"), (np.bytes_(b"angular"), "cos"), (None, None)],
 )
 def test_hdf5_distance_becomes_the_metric(tmp_path, distance, metric):
-    h5py = pytest.importorskip("h5py")
+    import h5py  # the [test] extra
     _ann_file(tmp_path / "set.hdf5", h5py, distance=distance)
     ds = load_files(tmp_path / "set.hdf5", tmp_path / "set.hdf5")
     assert ds.metric == metric
@@ -46,14 +46,14 @@ def test_hdf5_distance_becomes_the_metric(tmp_path, distance, metric):
 
 @pytest.mark.parametrize("distance", ["hamming", "jaccard"])
 def test_hdf5_set_distances_are_refused(tmp_path, distance):
-    h5py = pytest.importorskip("h5py")
+    import h5py  # the [test] extra
     _ann_file(tmp_path / "set.hdf5", h5py, distance=distance)
     with pytest.raises(DataError, match=f"declares distance '{distance}'.*angular.*euclidean.*dot"):
         load_files(tmp_path / "set.hdf5")
 
 
 def test_hdf5_neighbors_and_docs_alone(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py  # the [test] extra
     x, q = _ann_file(tmp_path / "set.hdf5", h5py, distance="euclidean")
     ds = load_files(tmp_path / "set.hdf5")  # --docs f.hdf5 alone: queries from its test set
     np.testing.assert_array_equal(ds.docs, x)
@@ -67,7 +67,7 @@ def test_hdf5_neighbors_and_docs_alone(tmp_path):
 
 
 def test_hdf5_neighbors_only_from_the_docs_own_file(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py  # the [test] extra
     x, _ = _ann_file(tmp_path / "a.hdf5", h5py)
     _ann_file(tmp_path / "b.hdf5", h5py)
     np.save(tmp_path / "docs.npy", x)
@@ -81,7 +81,7 @@ def test_hdf5_neighbors_only_from_the_docs_own_file(tmp_path):
 
 
 def test_hdf5_bad_neighbors(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py  # the [test] extra
     x, q = _vectors(30, 4), _vectors(3, 4)
     cases = [
         (np.array([[0, 1], [2, 30], [1, 2]], np.int32), "query 1 neighbor 1 is row 30, outside the 30 rows"),
@@ -99,7 +99,7 @@ def test_hdf5_bad_neighbors(tmp_path):
 
 
 def test_hdf5_damaged_and_missing_sets(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py  # the [test] extra
     (tmp_path / "fake.hdf5").write_bytes(b"not an HDF5 file at all")
     with pytest.raises(DataError, match="fake.hdf5' could not be read"):
         load_files(tmp_path / "fake.hdf5")
@@ -418,7 +418,7 @@ def test_cli_id_flags_and_hdf5_alone(tmp_path, capsys):
     source = json.loads((tmp_path / "out" / "report.json").read_text())["meta"]["source"]
     assert source["doc_ids"] == str(tmp_path / "docs.txt")
 
-    h5py = pytest.importorskip("h5py")
+    import h5py  # the [test] extra
     _ann_file(tmp_path / "set.hdf5", h5py, distance="euclidean")
     assert _eval(tmp_path, ["--docs", str(tmp_path / "set.hdf5"), "--max-queries", "2"]) == 0
     source = json.loads((tmp_path / "out" / "report.json").read_text())["meta"]["source"]

@@ -37,12 +37,15 @@ def top10(scores: np.ndarray) -> np.ndarray:
 # -- default schemes ---------------------------------------------------------------------------------------------
 
 def test_default_schemes_without_arguments_is_the_medquad_list():
-    expected = list(runner.DEFAULT_SCHEMES)
-    try:
-        import hnswlib  # noqa: F401
-    except ImportError:
-        expected.remove("hnsw")
+    expected = list(runner.DEFAULT_SCHEMES)  # hnswlib is a dependency: hnsw is among them
     assert default_schemes() == expected == default_schemes(384) == default_schemes(384, 5000)
+
+
+def test_default_schemes_leave_hnsw_out_without_hnswlib(monkeypatch):
+    monkeypatch.setitem(sys.modules, "hnswlib", None)  # `import hnswlib` raises ImportError, as when absent
+    assert default_schemes() == [s for s in runner.DEFAULT_SCHEMES if s != "hnsw"]
+    with pytest.raises(ValueError, match=r"scheme 'hnsw' needs hnswlib \(pip install hnswlib\)"):
+        evaluate(gaussian(n=50, nq=2, d=8), ["hnsw"])
 
 
 @pytest.mark.parametrize("dim", [64, 100, 128, 256, 384, 512, 768, 1024, 1536, 3072, 4096])
@@ -215,9 +218,7 @@ def test_cli_metric_flag(tmp_path, capsys):
 
 
 def test_cli_takes_the_metric_and_neighbors_of_an_ann_benchmarks_file(tmp_path, capsys):
-    h5py = pytest.importorskip("h5py")
-    if "metric" not in Dataset.__dataclass_fields__:
-        pytest.skip("the HDF5 reader does not give Dataset.metric / Dataset.neighbors yet")
+    import h5py  # the [test] extra
     data, l2_top, _ = l2_world()
     with h5py.File(tmp_path / "set.hdf5", "w") as f:
         f.attrs["distance"] = "euclidean"
@@ -244,8 +245,8 @@ def test_specs_that_do_not_suit_the_data_are_warned_about():
 
 def test_pca_with_fewer_vectors_than_dimensions_is_warned_about():
     res = evaluate(gaussian(n=200, nq=5, d=256), ["pca4", "int8"])
-    assert res.meta["warnings"] == ["pca4: 200 training vectors in 256 dimensions: the PCA covariance has rank "
-                                    "< 256, its last directions are noise"]
+    assert res.meta["warnings"] == [("pca4: 200 training vectors in 256 dimensions: the PCA covariance has "
+                                     "rank < 256, its last directions are noise")]
 
 
 def test_spec_data_warnings_from_training_are_recorded(monkeypatch):
@@ -342,8 +343,19 @@ def test_sigint_in_a_real_process_prints_one_line(tmp_path):
 def test_versions_come_from_the_installed_distributions():
     versions = evaluate(gaussian(n=200, nq=3, d=8), ["float32"]).meta["versions"]
     assert "unknown" not in versions.values()
-    for dist in ("numpy", "numba", "hnswlib"):
-        try:
-            assert versions[dist] == metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            assert dist not in versions
+    # medqk's dependencies and h5py (the [test] extra) are installed wherever the tests run
+    for dist in ("numpy", "numba", "hnswlib", "matplotlib", "tqdm", "h5py"):
+        assert versions[dist] == metadata.version(dist)
+
+
+def test_versions_leave_out_a_distribution_that_is_not_installed(monkeypatch):
+    real = metadata.version
+
+    def version(dist):
+        if dist == "h5py":
+            raise metadata.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(metadata, "version", version)
+    versions = runner._versions("1.2.3")
+    assert "h5py" not in versions and versions["numpy"] == real("numpy") and versions["medqk"] == "1.2.3"

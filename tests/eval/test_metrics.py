@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from medqk.eval import metrics as M
 
 
@@ -88,3 +87,29 @@ def test_bootstrap_is_seeded_and_brackets_the_mean():
     d, lo, hi = M.paired_bootstrap_ci(v + 0.1, v, seed=1)
     assert d == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
     assert np.isnan(M.bootstrap_mean_ci(np.array([]))[0])
+
+
+def test_paired_bootstrap_resamples_queries_not_schemes():
+    # Two schemes on the same 400 queries: per-query values spread over [0, 1] (easy and hard queries), and
+    # the second scheme loses 0.02 +- 0.02 (normal) on each query. Paired, the mean loss is known to within
+    # 1.96 * 0.02 / sqrt(400) = 0.002: the CI excludes 0. Unpaired, the query spread (sd 0.29) swamps it.
+    rng = np.random.default_rng(11)
+    n, loss, noise = 400, 0.02, 0.02
+    a = rng.uniform(0.0, 1.0, n)
+    b = a - loss + noise * rng.standard_normal(n)
+    diff = a - b
+    d, lo, hi = M.paired_bootstrap_ci(a, b, n_resamples=1000, seed=7)
+    assert d == pytest.approx(diff.mean(), rel=1e-12)
+    # paired = the bootstrap CI of the mean per-query difference, with the same resamples
+    assert (d, lo, hi) == M.bootstrap_mean_ci(diff, n_resamples=1000, seed=7)
+    # The differences are normal, so their resampled means are normal around the mean with sd se (the
+    # plug-in standard error), and the percentile bounds sit at mean -+ 1.96 se. Each bound, an order
+    # statistic of 1000 resamples, is off by sqrt(p (1 - p) / 1000) / pdf(1.96) = 0.085 se (p = 0.025) in
+    # standard deviation: 5 of those is a bound no seed should cross.
+    se = diff.std() / np.sqrt(n)
+    tol = 5 * np.sqrt(0.025 * 0.975 / 1000) / (np.exp(-1.96**2 / 2) / np.sqrt(2 * np.pi)) * se
+    assert lo == pytest.approx(d - 1.96 * se, abs=tol) and hi == pytest.approx(d + 1.96 * se, abs=tol)
+    assert 0 < lo and hi - lo < 0.005
+    # the premise: what the schemes' own spreads give (unpaired) includes 0 and is ten times wider
+    unpaired = 1.96 * np.sqrt(a.var() / n + b.var() / n)
+    assert d - unpaired < 0 < d + unpaired and 2 * unpaired > 10 * (hi - lo)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
-
-import numpy as np
-import pytest
+import struct
 
 import medqk.index as mi
+import numpy as np
+import pytest
 
 from .test_flat import data
 
@@ -101,3 +102,120 @@ def test_save_to_missing_folder(tmp_path):
     x, _ = data(n=10, d=8)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         mi.create("float32", 8).add(x).save(tmp_path / "nope" / "i.mqk")
+
+
+# -- every kind of index, corrupted: the same clear error with and without mmap -----------------------------
+
+# One spec per kind of index medqk saves (index/spec.py): each flat codec, both PQ layouts with and without
+# the OPQ rotation, IVF (with OPQ), HNSW, and re-ranking pairs over each kind of base. d = 16 and 600
+# vectors train every codec without a SpecDataWarning (pq4x8: 2.3 vectors per centroid).
+EVERY_KIND = ["float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2", "pca4", "pca3", "pca2",
+              "pq4x4fs", "pq4x8", "opq,pq4x4fs", "opq,pq4x8", "pq4x4fs+rerank:int8", "opq,pq4x8+rerank:fp16",
+              "ivf4,pq4x4fs", "ivf4,opq,pq4x4fs+rerank:float32", "hnsw", "hnsw+rerank:int8"]
+
+
+@pytest.fixture(scope="module")
+def every_kind_saved(tmp_path_factory):
+    """{spec: (the saved file's bytes, the index's top-5 (scores, ids) of a few queries)}, built once."""
+    x, q = data(n=600, nq=5, d=16)
+    folder = tmp_path_factory.mktemp("kinds")
+    out = {}
+    for i, spec in enumerate(EVERY_KIND):
+        index = mi.create(spec, 16).train(x).add(x)
+        path = folder / f"{i}.mqk"
+        index.save(path)
+        out[spec] = (path.read_bytes(), index.search(q, 5))
+    return out, q
+
+
+def file_layout(blob: bytes) -> tuple[int, dict]:
+    """(header length, header) of a saved index, read as the format in medqk.index.io documents it."""
+    hlen = struct.unpack("<I", blob[12:16])[0]
+    return hlen, json.loads(blob[16 : 16 + hlen])
+
+
+def flip(blob: bytes, pos: int) -> bytes:
+    bad = bytearray(blob)
+    bad[pos] ^= 0x5A
+    return bytes(bad)
+
+
+def load_error(path, blob: bytes, mmap: bool) -> str:
+    """The message of the IndexFileError that loading ``blob`` from ``path`` raises; it names the file."""
+    path.write_bytes(blob)
+    with pytest.raises(mi.IndexFileError) as caught:
+        mi.load(path, mmap=mmap)
+    message = str(caught.value)
+    assert repr(str(path)) in message
+    return message
+
+
+@pytest.mark.parametrize("spec", EVERY_KIND)
+@pytest.mark.parametrize("mmap", [False, True])
+def test_every_kind_round_trips(tmp_path, every_kind_saved, spec, mmap):
+    # the intact file loads in both modes and searches exactly as the saved index did: the corruption tests
+    # below fail on the corruption, not on a kind that never loads
+    saved, q = every_kind_saved
+    blob, (scores, ids) = saved[spec]
+    path = tmp_path / "index.mqk"
+    path.write_bytes(blob)
+    loaded = mi.load(path, mmap=mmap)
+    assert str(loaded.spec) == spec and loaded.ntotal == 600
+    s2, i2 = loaded.search(q, 5)
+    np.testing.assert_array_equal(i2, ids)
+    np.testing.assert_array_equal(s2, scores)
+
+
+@pytest.mark.parametrize("spec", EVERY_KIND)
+@pytest.mark.parametrize("mmap", [False, True])
+def test_every_kind_refuses_a_flipped_byte(tmp_path, every_kind_saved, spec, mmap):
+    # A flipped byte in any array's data, in the header (still valid JSON of the same length) or in the stored
+    # checksum only shows in the SHA-256: a memory-mapped load must verify it too, before any array is used.
+    blob = every_kind_saved[0][spec][0]
+    hlen, header = file_layout(blob)
+    path = tmp_path / "index.mqk"
+    arrays = [e for e in header["arrays"] if e["nbytes"] > 0]
+    assert arrays
+    for e in arrays:
+        for pos in (e["offset"], e["offset"] + e["nbytes"] // 2, e["offset"] + e["nbytes"] - 1):
+            message = load_error(path, flip(blob, pos), mmap)
+            assert message.endswith("is corrupt (checksum mismatch)"), (e["name"], pos, message)
+    version_at = blob.index(b'"medqk_version": "', 16, 16 + hlen) + len(b'"medqk_version": "')
+    edited = blob[:version_at] + b"9" + blob[version_at + 1 :]  # another version string, same length
+    assert edited != blob and file_layout(edited)[1]["arrays"] == header["arrays"]
+    assert load_error(path, edited, mmap).endswith("is corrupt (checksum mismatch)")
+    assert load_error(path, flip(blob, len(blob) - 1), mmap).endswith("is corrupt (checksum mismatch)")
+
+
+@pytest.mark.parametrize("spec", EVERY_KIND)
+@pytest.mark.parametrize("mmap", [False, True])
+def test_every_kind_refuses_a_truncated_or_extended_file(tmp_path, every_kind_saved, spec, mmap):
+    blob = every_kind_saved[0][spec][0]
+    hlen, header = file_layout(blob)
+    path = tmp_path / "index.mqk"
+    assert "bad magic" in load_error(path, blob[:10], mmap)  # not even the fixed 16-byte start
+    header_cut = blob[: 16 + hlen // 2]
+    assert "truncated (header runs past the end of the file)" in load_error(path, header_cut, mmap)
+    largest = max(header["arrays"], key=lambda e: e["nbytes"])
+    for cut in (largest["offset"] + largest["nbytes"] // 2, len(blob) - 32, len(blob) - 1):
+        message = load_error(path, blob[:cut], mmap)
+        assert f"is truncated or has trailing data ({cut} bytes, expected {len(blob)})" in message
+    message = load_error(path, blob + b"\0", mmap)
+    assert f"is truncated or has trailing data ({len(blob) + 1} bytes, expected {len(blob)})" in message
+
+
+@pytest.mark.parametrize("spec", EVERY_KIND)
+@pytest.mark.parametrize("mmap", [False, True])
+def test_every_kind_refuses_a_wrong_header(tmp_path, every_kind_saved, spec, mmap):
+    blob = every_kind_saved[0][spec][0]
+    hlen, _ = file_layout(blob)
+    path = tmp_path / "index.mqk"
+    assert "is not a medqk index file (bad magic)" in load_error(path, b"MEDQKIDY" + blob[8:], mmap)
+    wrong_version = blob[:8] + struct.pack("<I", 2) + blob[12:]
+    assert "has format version 2; this medqk reads version 1" in load_error(path, wrong_version, mmap)
+    not_json = blob[:16] + b"[" + blob[17:]  # the header's opening brace
+    assert "has a corrupt header" in load_error(path, not_json, mmap)
+    short_hlen = blob[:12] + struct.pack("<I", hlen - 1) + blob[16:]  # the JSON loses its closing brace
+    assert "has a corrupt header" in load_error(path, short_hlen, mmap)
+    long_hlen = blob[:12] + struct.pack("<I", len(blob)) + blob[16:]
+    assert "truncated (header runs past the end of the file)" in load_error(path, long_hlen, mmap)
