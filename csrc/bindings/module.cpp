@@ -5,16 +5,21 @@
 // pointer or size. Inputs are used in place (no copies): they must be C-contiguous with the exact dtype,
 // except the matrices of the GEMM, pack and row-quantization entry points, whose C API takes a row stride:
 // there any view with contiguous rows is read in place (require_rows).
+//
+// Every binding reads the same way: check each argument (require* return its data pointer), allocate the
+// outputs (Out, TopkOut take their pointers while the GIL is held), call the C++ API in without_gil, return.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "medqk/medqk.h"
@@ -39,34 +44,38 @@ bool all_at_most_127(const uint8_t* p, std::size_t n) {
 #define MEDQK_VERSION "0+unknown"
 #endif
 
-template <typename T>
-const char* dtype_name();
-template <>
-const char* dtype_name<int8_t>() { return "int8"; }
-template <>
-const char* dtype_name<uint8_t>() { return "uint8"; }
-template <>
-const char* dtype_name<uint16_t>() { return "uint16"; }
-template <>
-const char* dtype_name<int16_t>() { return "int16"; }
-template <>
-const char* dtype_name<int32_t>() { return "int32"; }
-template <>
-const char* dtype_name<float>() { return "float32"; }
-template <>
-const char* dtype_name<int64_t>() { return "int64"; }
+// Runs f with the GIL released, so that other Python threads run during the kernel. f sees only raw
+// pointers and sizes taken above it, never a Python object.
+template <typename F>
+auto without_gil(F&& f) -> decltype(f()) {
+  py::gil_scoped_release release;
+  return f();
+}
+
+// Dimension d of a checked array, as the C API's size type.
+std::size_t extent(const py::array& x, int d) { return static_cast<std::size_t>(x.shape(d)); }
 
 // The top-k reservoirs key ids in 32 bits (runtime/topk.h).
 void check_ids_fit(std::size_t n) {
   if (n >= (std::size_t(1) << 32)) throw py::value_error("at most 2^32 - 1 stored vectors per index");
 }
 
+void check_k(std::size_t k) {
+  if (k == 0) throw py::value_error("k must be >= 1");
+}
+
 template <typename T>
-void require(const py::array& x, const char* name, int ndim) {
+void require_dtype(const py::array& x, const char* name) {
   if (!py::isinstance<py::array_t<T>>(x) || !x.dtype().is(py::dtype::of<T>())) {
-    throw py::type_error(std::string(name) + " must be a numpy array of dtype " + dtype_name<T>() + ", got " +
-                         std::string(py::str(x.dtype())));
+    throw py::type_error(std::string(name) + " must be a numpy array of dtype " +
+                         std::string(py::str(py::dtype::of<T>())) + ", got " + std::string(py::str(x.dtype())));
   }
+}
+
+// x: a C-contiguous ndim-D array of dtype T with no empty dimension, read in place. Returns its data.
+template <typename T>
+const T* require(const py::array& x, const char* name, int ndim) {
+  require_dtype<T>(x, name);
   if (x.ndim() != ndim) {
     throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
                           std::to_string(x.ndim()) + "-D");
@@ -77,6 +86,31 @@ void require(const py::array& x, const char* name, int ndim) {
   for (int d = 0; d < ndim; ++d) {
     if (x.shape(d) == 0) throw py::value_error(std::string(name) + " must not have an empty dimension");
   }
+  return static_cast<const T*>(x.data());
+}
+
+// x: as require, 1-D with exactly len entries; wrong_length is the message when it has another length.
+template <typename T>
+const T* require_len(const py::array& x, const char* name, std::size_t len, const char* wrong_length) {
+  const T* p = require<T>(x, name, 1);
+  if (extent(x, 0) != len) throw py::value_error(wrong_length);
+  return p;
+}
+
+// An optional 1-D float32 argument of len entries: nullptr for None. keep holds the array until the kernel
+// has run (a sequence passed instead of an array is converted to a new one).
+const float* optional_f32(const py::object& x, const char* name, std::size_t len, const char* wrong_length,
+                          py::array& keep) {
+  if (x.is_none()) return nullptr;
+  keep = x.cast<py::array>();
+  return require_len<float>(keep, name, len, wrong_length);
+}
+
+// Lookup tables of the 4-bit and 8-bit scans: the kernels add two entries in 8 bits, so each is <= 127.
+const uint8_t* require_at_most_127(const py::array& tables, const char* too_large) {
+  const uint8_t* p = static_cast<const uint8_t*>(tables.data());
+  if (!all_at_most_127(p, static_cast<std::size_t>(tables.size()))) throw py::value_error(too_large);
+  return p;
 }
 
 // A 2-D view whose rows are contiguous, read in place with its row stride (the C API's lda / ldb / ldx):
@@ -85,10 +119,7 @@ void require(const py::array& x, const char* name, int ndim) {
 // here; the Python layer copies those to C order once before calling.
 template <typename T>
 std::size_t require_rows(const py::array& x, const char* name) {
-  if (!py::isinstance<py::array_t<T>>(x) || !x.dtype().is(py::dtype::of<T>())) {
-    throw py::type_error(std::string(name) + " must be a numpy array of dtype " + dtype_name<T>() + ", got " +
-                         std::string(py::str(x.dtype())));
-  }
+  require_dtype<T>(x, name);
   if (x.ndim() != 2) {
     throw py::value_error(std::string(name) + " must be 2-D, got " + std::to_string(x.ndim()) + "-D");
   }
@@ -102,8 +133,31 @@ std::size_t require_rows(const py::array& x, const char* name) {
     throw py::value_error(std::string(name) + " must have contiguous, aligned rows and a non-negative row stride "
                           "(use numpy.ascontiguousarray)");
   }
-  return x.shape(0) == 1 ? static_cast<std::size_t>(x.shape(1)) : static_cast<std::size_t>(x.strides(0) / item);
+  return x.shape(0) == 1 ? extent(x, 1) : static_cast<std::size_t>(x.strides(0) / item);
 }
+
+// An output array and its data pointer, taken while the GIL is held.
+template <typename T>
+struct Out {
+  py::array_t<T> array;
+  T* data;
+};
+
+// A new C-contiguous output array.
+template <typename T>
+Out<T> output(py::array::ShapeContainer shape) {
+  py::array_t<T> array(std::move(shape));
+  T* data = array.mutable_data();
+  return {std::move(array), data};
+}
+
+// The (nq, k) outputs of a top-k search: scores float32 and ids int64.
+struct TopkOut {
+  Out<float> scores;
+  Out<int64_t> ids;
+  TopkOut(std::size_t nq, std::size_t k) : scores(output<float>({nq, k})), ids(output<int64_t>({nq, k})) {}
+  py::tuple tuple() const { return py::make_tuple(scores.array, ids.array); }
+};
 
 medqk::Isa isa_or_throw(const std::string& name) {
   medqk::Isa isa;
@@ -157,21 +211,17 @@ std::shared_ptr<PackedS8> pack_s8(const py::array& b, const std::string& isa_nam
   if (!medqk::isa_supported(isa)) throw py::value_error("ISA '" + isa_name + "' is not available here");
   auto p = std::make_shared<PackedS8>();
   p->isa = isa;
-  p->n = b.shape(0);
-  p->k = b.shape(1);
+  p->n = extent(b, 0);
+  p->k = extent(b, 1);
   if (p->k > medqk::kMaxGemmK) throw py::value_error("b has K > 131071: int32 accumulation could overflow");
   p->data.resize(medqk::pack_s8_bytes(isa, p->n, p->k));
   const int8_t* src = static_cast<const int8_t*>(b.data());
-  {
-    py::gil_scoped_release release;
-    medqk::pack_s8(isa, src, p->n, p->k, ldb, p->data.data());
-  }
+  without_gil([&] { medqk::pack_s8(isa, src, p->n, p->k, ldb, p->data.data()); });
   return p;
 }
 
-void check_a(const py::array& a, std::size_t k) {
-  require<int8_t>(a, "a", 2);
-  if (static_cast<std::size_t>(a.shape(1)) != k) {
+void check_a_columns(const py::array& a, std::size_t k) {
+  if (extent(a, 1) != k) {
     throw py::value_error("a has K=" + std::to_string(a.shape(1)) + " columns but b has K=" + std::to_string(k));
   }
 }
@@ -179,57 +229,44 @@ void check_a(const py::array& a, std::size_t k) {
 // The GEMM's a: any view with contiguous rows (require_rows), K columns. Returns its row stride.
 std::size_t check_gemm_a(const py::array& a, std::size_t k) {
   const std::size_t lda = require_rows<int8_t>(a, "a");
-  if (static_cast<std::size_t>(a.shape(1)) != k) {
-    throw py::value_error("a has K=" + std::to_string(a.shape(1)) + " columns but b has K=" + std::to_string(k));
-  }
+  check_a_columns(a, k);
   return lda;
 }
 
 py::array_t<int32_t> gemm_packed(const py::array& a, const PackedS8& b, int threads) {
   const std::size_t lda = check_gemm_a(a, b.k);
-  const std::size_t m = a.shape(0);
-  py::array_t<int32_t> c({m, b.n});
+  const std::size_t m = extent(a, 0);
   const int8_t* ap = static_cast<const int8_t*>(a.data());
-  int32_t* cp = c.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::gemm_s8s8_s32_packed(b.isa, ap, m, b.k, lda, b.data.data(), b.n, cp, b.n, threads);
-  }
-  return c;
+  auto c = output<int32_t>({m, b.n});
+  without_gil([&] {
+    medqk::gemm_s8s8_s32_packed(b.isa, ap, m, b.k, lda, b.data.data(), b.n, c.data, b.n, threads);
+  });
+  return c.array;
 }
 
 py::array_t<int32_t> gemm(const py::array& a, const py::array& b, int threads) {
   const std::size_t ldb = require_rows<int8_t>(b, "b");
-  const std::size_t n = b.shape(0), k = b.shape(1);
+  const std::size_t n = extent(b, 0), k = extent(b, 1);
   if (k > medqk::kMaxGemmK) throw py::value_error("K > 131071: int32 accumulation could overflow");
   const std::size_t lda = check_gemm_a(a, k);
-  const std::size_t m = a.shape(0);
-  py::array_t<int32_t> c({m, n});
+  const std::size_t m = extent(a, 0);
   const int8_t* ap = static_cast<const int8_t*>(a.data());
   const int8_t* bp = static_cast<const int8_t*>(b.data());
-  int32_t* cp = c.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::gemm_s8s8_s32(ap, m, k, lda, bp, n, ldb, cp, n, threads);
-  }
-  return c;
+  auto c = output<int32_t>({m, n});
+  without_gil([&] { medqk::gemm_s8s8_s32(ap, m, k, lda, bp, n, ldb, c.data, n, threads); });
+  return c.array;
 }
 
 py::tuple quantize_rows_s8(const py::array& x) {
   const std::size_t ldx = require_rows<float>(x, "x");
-  const std::size_t m = x.shape(0), k = x.shape(1);
-  py::array_t<int8_t> q({m, k});
-  py::array_t<float> scales(m);
+  const std::size_t m = extent(x, 0), k = extent(x, 1);
   const float* xp = static_cast<const float*>(x.data());
-  int8_t* qp = q.mutable_data();
-  float* sp = scales.mutable_data();
-  bool ok;
-  {
-    py::gil_scoped_release release;
-    ok = medqk::quantize_rows_s8(xp, m, k, ldx, qp, sp);
+  auto q = output<int8_t>({m, k});
+  auto scales = output<float>({m});
+  if (!without_gil([&] { return medqk::quantize_rows_s8(xp, m, k, ldx, q.data, scales.data); })) {
+    throw py::value_error("x contains NaN or Inf");
   }
-  if (!ok) throw py::value_error("x contains NaN or Inf");
-  return py::make_tuple(q, scales);
+  return py::make_tuple(q.array, scales.array);
 }
 
 // Float in, float out: per-row dynamic int8 quantization of x, the GEMM against packed int8 weights,
@@ -237,85 +274,59 @@ py::tuple quantize_rows_s8(const py::array& x) {
 py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::array& w_scales,
                              const py::object& bias, int threads) {
   const std::size_t ldx = require_rows<float>(x, "x");
-  if (static_cast<std::size_t>(x.shape(1)) != w.k) {
+  if (extent(x, 1) != w.k) {
     throw py::value_error("x has " + std::to_string(x.shape(1)) + " features but the layer expects " +
                           std::to_string(w.k));
   }
-  require<float>(w_scales, "weight_scales", 1);
-  if (static_cast<std::size_t>(w_scales.shape(0)) != w.n) throw py::value_error("weight_scales must have N entries");
-  const float* bias_p = nullptr;
+  const float* sp = require_len<float>(w_scales, "weight_scales", w.n, "weight_scales must have N entries");
   py::array bias_arr;
-  if (!bias.is_none()) {
-    bias_arr = bias.cast<py::array>();
-    require<float>(bias_arr, "bias", 1);
-    if (static_cast<std::size_t>(bias_arr.shape(0)) != w.n) throw py::value_error("bias must have N entries");
-    bias_p = static_cast<const float*>(bias_arr.data());
-  }
-  const std::size_t m = x.shape(0);
-  py::array_t<float> out({m, w.n});
+  const float* bias_p = optional_f32(bias, "bias", w.n, "bias must have N entries", bias_arr);
+  const std::size_t m = extent(x, 0);
   const float* xp = static_cast<const float*>(x.data());
-  const float* sp = static_cast<const float*>(w_scales.data());
-  float* op = out.mutable_data();
-  bool ok;
-  {
-    py::gil_scoped_release release;
+  auto out = output<float>({m, w.n});
+  const bool ok = without_gil([&] {
     // Per-thread scratch reused across calls: fresh megabytes would cost a page fault per 4 KiB on every call.
     thread_local std::vector<int8_t> q;
     thread_local std::vector<float> row_scales;
     if (q.size() < m * w.k) q.resize(m * w.k);
     if (row_scales.size() < m) row_scales.resize(m);
-    ok = medqk::quantize_rows_s8(xp, m, w.k, ldx, q.data(), row_scales.data());
-    if (ok) {
-      medqk::gemm_s8s8_f32_packed(w.isa, q.data(), m, w.k, w.k, w.data.data(), w.n, row_scales.data(), sp, bias_p, op,
-                                  threads);
+    const bool finite = medqk::quantize_rows_s8(xp, m, w.k, ldx, q.data(), row_scales.data());
+    if (finite) {
+      medqk::gemm_s8s8_f32_packed(w.isa, q.data(), m, w.k, w.k, w.data.data(), w.n, row_scales.data(), sp, bias_p,
+                                  out.data, threads);
     }
     if (q.size() > (std::size_t(64) << 20)) std::vector<int8_t>().swap(q);  // do not pin a one-off huge buffer
-  }
+    return finite;
+  });
   if (!ok) throw py::value_error("x contains NaN or Inf");
-  return out;
+  return out.array;
 }
 
 // Top-k inner-product search over an int8 database packed as a PackedS8 (see medqk.h).
 py::tuple search_s8_topk(const py::array& a, const PackedS8& db, const py::array& alpha, const py::object& bias,
                          std::size_t topk, int threads) {
-  check_a(a, db.k);
+  const int8_t* ap = require<int8_t>(a, "a", 2);
+  check_a_columns(a, db.k);
   check_ids_fit(db.n);
-  const std::size_t nq = a.shape(0);
-  require<float>(alpha, "alpha", 1);
-  if (static_cast<std::size_t>(alpha.shape(0)) != nq) throw py::value_error("alpha must have one entry per query");
-  const float* bias_p = nullptr;
+  const std::size_t nq = extent(a, 0);
+  const float* alpha_p = require_len<float>(alpha, "alpha", nq, "alpha must have one entry per query");
   py::array bias_arr;
-  if (!bias.is_none()) {
-    bias_arr = bias.cast<py::array>();
-    require<float>(bias_arr, "bias", 1);
-    if (static_cast<std::size_t>(bias_arr.shape(0)) != db.n) throw py::value_error("bias must have one entry per vector");
-    bias_p = static_cast<const float*>(bias_arr.data());
-  }
-  if (topk == 0) throw py::value_error("k must be >= 1");
-  py::array_t<float> scores({nq, topk});
-  py::array_t<int64_t> ids({nq, topk});
-  const int8_t* ap = static_cast<const int8_t*>(a.data());
-  const float* alpha_p = static_cast<const float*>(alpha.data());
-  float* sp = scores.mutable_data();
-  int64_t* ip = ids.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::search_s8_topk(db.isa, ap, nq, db.k, db.data.data(), db.n, alpha_p, bias_p, topk, sp, ip, threads);
-  }
-  return py::make_tuple(scores, ids);
+  const float* bias_p = optional_f32(bias, "bias", db.n, "bias must have one entry per vector", bias_arr);
+  check_k(topk);
+  TopkOut out(nq, topk);
+  without_gil([&] {
+    medqk::search_s8_topk(db.isa, ap, nq, db.k, db.data.data(), db.n, alpha_p, bias_p, topk, out.scores.data,
+                          out.ids.data, threads);
+  });
+  return out.tuple();
 }
 
 py::array_t<uint8_t> lut4_pack(const py::array& codes) {
-  require<uint8_t>(codes, "codes", 2);
-  const std::size_t n = codes.shape(0), d = codes.shape(1);
-  py::array_t<uint8_t> packed(medqk::lut4_packed_bytes(n, d));
-  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
-  uint8_t* pp = packed.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::lut4_pack(cp, n, d, pp);
-  }
-  return packed;
+  const uint8_t* cp = require<uint8_t>(codes, "codes", 2);
+  const std::size_t n = extent(codes, 0), d = extent(codes, 1);
+  auto packed = output<uint8_t>({medqk::lut4_packed_bytes(n, d)});
+  without_gil([&] { medqk::lut4_pack(cp, n, d, packed.data); });
+  return packed.array;
 }
 
 // Vectors v0 .. v0 + n - 1 of a lut4_pack layout (ntotal vectors of d sub-codes) decoded to int8 (n, d_out):
@@ -323,36 +334,27 @@ py::array_t<uint8_t> lut4_pack(const py::array& codes) {
 py::array_t<int8_t> lut4_decode_s8(const py::array& packed, std::size_t ntotal, std::size_t d, const py::array& sub,
                                    const py::array& dim, const py::array& table, std::size_t d_out, std::size_t v0,
                                    std::size_t n) {
-  require<uint8_t>(packed, "packed", 1);
-  require<int32_t>(sub, "sub", 1);
-  require<int32_t>(dim, "dim", 1);
-  require<int16_t>(table, "table", 2);
-  const std::size_t e = sub.shape(0);
-  if (dim.shape(0) != static_cast<py::ssize_t>(e) || table.shape(0) != static_cast<py::ssize_t>(e) ||
-      table.shape(1) != 16) {
+  const uint8_t* pp = require<uint8_t>(packed, "packed", 1);
+  const int32_t* sp = require<int32_t>(sub, "sub", 1);
+  const int32_t* dp = require<int32_t>(dim, "dim", 1);
+  const int16_t* tp = require<int16_t>(table, "table", 2);
+  const std::size_t e = extent(sub, 0);
+  if (extent(dim, 0) != e || extent(table, 0) != e || table.shape(1) != 16) {
     throw py::value_error("sub, dim and table must have one entry each: shapes (e,), (e,), (e, 16)");
   }
-  if (d == 0 || static_cast<std::size_t>(packed.size()) != medqk::lut4_packed_bytes(ntotal, d)) {
+  if (d == 0 || extent(packed, 0) != medqk::lut4_packed_bytes(ntotal, d)) {
     throw py::value_error("packed does not hold ntotal vectors of d sub-codes (use lut4_pack)");
   }
   if (v0 > ntotal || n > ntotal - v0) throw py::value_error("v0 + n is past the stored vectors");
-  const int32_t* sp = static_cast<const int32_t*>(sub.data());
-  const int32_t* dp = static_cast<const int32_t*>(dim.data());
   for (std::size_t j = 0; j < e; ++j) {
     if (sp[j] < 0 || static_cast<std::size_t>(sp[j]) >= d) throw py::value_error("sub entries must be in 0..d-1");
     if (dp[j] < 0 || static_cast<std::size_t>(dp[j]) >= d_out) {
       throw py::value_error("dim entries must be in 0..d_out-1");
     }
   }
-  py::array_t<int8_t> out({n, d_out});
-  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
-  const int16_t* tp = static_cast<const int16_t*>(table.data());
-  int8_t* op = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::lut4_decode_s8(pp, d, v0, n, e, sp, dp, tp, d_out, op);
-  }
-  return out;
+  auto out = output<int8_t>({n, d_out});
+  without_gil([&] { medqk::lut4_decode_s8(pp, d, v0, n, e, sp, dp, tp, d_out, out.data); });
+  return out.array;
 }
 
 // Top-k over 4-bit codes packed by lut4_pack, one uint8 table of 16 entries per subspace and query.
@@ -361,97 +363,67 @@ py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::
                            bool sorted) {
   require<uint8_t>(luts, "luts", 3);
   check_ids_fit(n);
-  const std::size_t nq = luts.shape(0), d_even = d + (d & 1);
-  if (static_cast<std::size_t>(luts.shape(1)) != d_even || luts.shape(2) != 16) {
+  const std::size_t nq = extent(luts, 0), d_even = d + (d & 1);
+  if (extent(luts, 1) != d_even || luts.shape(2) != 16) {
     throw py::value_error("luts must have shape (nq, d rounded up to even, 16)");
   }
   if (d == 0 || d > medqk::kLut4MaxSubspaces) {
     throw py::value_error("d must be in 1.." + std::to_string(medqk::kLut4MaxSubspaces) +
                           " (4-bit table sums must stay below 2^23, exact in float32), got " + std::to_string(d));
   }
-  require<uint8_t>(packed, "packed", 1);
-  if (static_cast<std::size_t>(packed.shape(0)) != medqk::lut4_packed_bytes(n, d)) {
-    throw py::value_error("packed does not hold n vectors of d sub-codes (use lut4_pack)");
-  }
-  require<float>(alpha, "alpha", 1);
-  require<float>(beta, "beta", 1);
-  if (static_cast<std::size_t>(alpha.shape(0)) != nq || static_cast<std::size_t>(beta.shape(0)) != nq) {
-    throw py::value_error("alpha and beta must have one entry per query");
-  }
-  if (topk == 0) throw py::value_error("k must be >= 1");
-  const uint8_t* lp = static_cast<const uint8_t*>(luts.data());
-  if (!all_at_most_127(lp, static_cast<std::size_t>(luts.size()))) {
-    throw py::value_error("luts entries must be <= 127 (make them with lut4_quantize_tables)");
-  }
-  py::array_t<float> scores({nq, topk});
-  py::array_t<int64_t> ids({nq, topk});
-  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
-  const float* ap = static_cast<const float*>(alpha.data());
-  const float* bp = static_cast<const float*>(beta.data());
-  float* sp = scores.mutable_data();
-  int64_t* ip = ids.mutable_data();
-  const medqk::Isa isa = medqk::active_isa();
-  {
-    py::gil_scoped_release release;
-    medqk::lut4_search_topk(isa, lp, nq, d, pp, n, ap, bp, topk, sp, ip, threads, sorted);
-  }
-  return py::make_tuple(scores, ids);
+  const uint8_t* pp = require_len<uint8_t>(packed, "packed", medqk::lut4_packed_bytes(n, d),
+                                           "packed does not hold n vectors of d sub-codes (use lut4_pack)");
+  const char* per_query = "alpha and beta must have one entry per query";
+  const float* ap = require_len<float>(alpha, "alpha", nq, per_query);
+  const float* bp = require_len<float>(beta, "beta", nq, per_query);
+  check_k(topk);
+  const uint8_t* lp = require_at_most_127(luts, "luts entries must be <= 127 (make them with lut4_quantize_tables)");
+  TopkOut out(nq, topk);
+  without_gil([&] {
+    medqk::lut4_search_topk(medqk::active_isa(), lp, nq, d, pp, n, ap, bp, topk, out.scores.data, out.ids.data,
+                            threads, sorted);
+  });
+  return out.tuple();
 }
 
-// A new C-contiguous uint8 array whose data starts on a 64-byte boundary, owned by a capsule. For the 4-bit
+// A new C-contiguous uint8 output whose data starts on a 64-byte boundary, owned by a capsule. For the 4-bit
 // tables: the scan kernels load 64-byte table rows, and numpy's 16-byte alignment split each across two
 // cache lines (1M x pq96x4fs at nq = 32: 1.14 -> 1.37 G codes/s with aligned tables).
-py::array_t<uint8_t> aligned_u8(const std::vector<py::ssize_t>& shape) {
+Out<uint8_t> aligned_u8(const std::vector<py::ssize_t>& shape) {
   std::size_t n = 1;
   for (py::ssize_t s : shape) n *= static_cast<std::size_t>(s);
   void* p = std::aligned_alloc(64, std::max<std::size_t>(64, (n + 63) / 64 * 64));
   if (p == nullptr) throw std::bad_alloc();
   py::capsule owner(p, [](void* q) { std::free(q); });
-  return py::array_t<uint8_t>(shape, static_cast<uint8_t*>(p), owner);
+  return {py::array_t<uint8_t>(shape, static_cast<uint8_t*>(p), owner), static_cast<uint8_t*>(p)};
 }
 
 py::tuple lut4_quantize_tables(const py::array& tables) {
-  require<float>(tables, "tables", 3);
-  const std::size_t nq = tables.shape(0), s = tables.shape(1);
+  const float* tp = require<float>(tables, "tables", 3);
+  const std::size_t nq = extent(tables, 0), s = extent(tables, 1);
   if (tables.shape(2) != 16) throw py::value_error("tables must have shape (nq, S, 16)");
-  py::array_t<uint8_t> luts = aligned_u8({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(s + (s & 1)), 16});
-  py::array_t<float> alpha(nq), beta(nq);
-  const float* tp = static_cast<const float*>(tables.data());
-  uint8_t* lp = luts.mutable_data();
-  float* ap = alpha.mutable_data();
-  float* bp = beta.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::lut4_quantize_tables(tp, nq, s, lp, ap, bp);
-  }
-  return py::make_tuple(luts, alpha, beta);
+  auto luts = aligned_u8({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(s + (s & 1)), 16});
+  auto alpha = output<float>({nq}), beta = output<float>({nq});
+  without_gil([&] { medqk::lut4_quantize_tables(tp, nq, s, luts.data, alpha.data, beta.data); });
+  return py::make_tuple(luts.array, alpha.array, beta.array);
 }
 
 py::array_t<float> lut4_score_candidates(const py::array& tables, const py::array& packed, std::size_t n,
                                          const py::array& cand) {
-  require<float>(tables, "tables", 3);
-  const std::size_t nq = tables.shape(0), s = tables.shape(1);
+  const float* tp = require<float>(tables, "tables", 3);
+  const std::size_t nq = extent(tables, 0), s = extent(tables, 1);
   if (tables.shape(2) != 16) throw py::value_error("tables must have shape (nq, S, 16)");
-  require<uint8_t>(packed, "packed", 1);
-  if (static_cast<std::size_t>(packed.shape(0)) != medqk::lut4_packed_bytes(n, s)) {
-    throw py::value_error("packed does not hold n vectors of S sub-codes");
-  }
-  require<int64_t>(cand, "cand", 2);
-  if (static_cast<std::size_t>(cand.shape(0)) != nq) throw py::value_error("cand must have one row per query");
-  const std::size_t kc = cand.shape(1);
-  const int64_t* cp = static_cast<const int64_t*>(cand.data());
+  const uint8_t* pp = require_len<uint8_t>(packed, "packed", medqk::lut4_packed_bytes(n, s),
+                                           "packed does not hold n vectors of S sub-codes");
+  const int64_t* cp = require<int64_t>(cand, "cand", 2);
+  if (extent(cand, 0) != nq) throw py::value_error("cand must have one row per query");
+  const std::size_t kc = extent(cand, 1);
   for (std::size_t i = 0; i < nq * kc; ++i) {
     if (cp[i] >= static_cast<int64_t>(n)) throw py::value_error("cand holds an id past the stored vectors");
   }
-  py::array_t<float> scores({nq, kc});
-  const float* tp = static_cast<const float*>(tables.data());
-  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
-  float* sp = scores.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::lut4_score_candidates(tp, nq, s, pp, cp, kc, sp);
-  }
-  return scores;
+  auto scores = output<float>({nq, kc});
+  without_gil([&] { medqk::lut4_score_candidates(tp, nq, s, pp, cp, kc, scores.data); });
+  return scores.array;
 }
 
 // IVF search over 4-bit codes grouped by inverted list (see medqk.h: ivf_lut4_search). The list layout
@@ -460,28 +432,25 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const 
                           const py::array& packed, const py::array& list_blocks, const py::array& list_starts,
                           const py::array& list_ids, std::size_t topk, int threads) {
   require<uint8_t>(luts, "luts", 4);
-  require<int64_t>(probes, "probes", 2);
-  require<int32_t>(probe_keys, "probe_keys", 2);
-  require<uint8_t>(packed, "packed", 1);
-  require<int64_t>(list_blocks, "list_blocks", 1);
-  require<int64_t>(list_starts, "list_starts", 1);
-  const std::size_t nq = luts.shape(0), nlut = luts.shape(1), d_even = luts.shape(2), d = d_even;
-  const std::size_t nprobe = probes.shape(1);
+  const int64_t* pp = require<int64_t>(probes, "probes", 2);
+  const int32_t* kp = require<int32_t>(probe_keys, "probe_keys", 2);
+  const uint8_t* cp = require<uint8_t>(packed, "packed", 1);
+  const int64_t* lb = require<int64_t>(list_blocks, "list_blocks", 1);
+  const int64_t* ls = require<int64_t>(list_starts, "list_starts", 1);
+  const std::size_t nq = extent(luts, 0), nlut = extent(luts, 1), d_even = extent(luts, 2), d = d_even;
+  const std::size_t nprobe = extent(probes, 1);
   if (d == 0 || d > medqk::kLut4MaxSubspaces || (d & 1) || luts.shape(3) != 16) {
     throw py::value_error("luts must be (nq, nlut, S rounded up to even, 16) with 1 <= S <= " +
                           std::to_string(medqk::kLut4MaxSubspaces) + " (sums below 2^23: keys below 2^24)");
   }
-  if (static_cast<std::size_t>(probe_keys.shape(0)) != nq || static_cast<std::size_t>(probe_keys.shape(1)) != nprobe ||
-      static_cast<std::size_t>(probes.shape(0)) != nq) {
+  if (extent(probe_keys, 0) != nq || extent(probe_keys, 1) != nprobe || extent(probes, 0) != nq) {
     throw py::value_error("probes and probe_keys must both be (nq, nprobe)");
   }
   if (nlut != 1 && nlut != nprobe) throw py::value_error("luts must hold 1 or nprobe table sets per query");
-  const std::size_t nlist = list_blocks.shape(0) - 1;
-  if (nlist == 0 || static_cast<std::size_t>(list_starts.shape(0)) != nlist + 1) {
+  const std::size_t nlist = extent(list_blocks, 0) - 1;
+  if (nlist == 0 || extent(list_starts, 0) != nlist + 1) {
     throw py::value_error("list_blocks and list_starts must both have nlist + 1 entries");
   }
-  const int64_t* lb = static_cast<const int64_t*>(list_blocks.data());
-  const int64_t* ls = static_cast<const int64_t*>(list_starts.data());
   if (lb[0] != 0 || ls[0] != 0) throw py::value_error("list_blocks and list_starts must start at 0");
   for (std::size_t l = 0; l < nlist; ++l) {
     const int64_t n_l = ls[l + 1] - ls[l];
@@ -489,14 +458,14 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const 
       throw py::value_error("list " + std::to_string(l) + " has inconsistent list_blocks / list_starts");
     }
   }
-  if (static_cast<std::size_t>(packed.shape(0)) != static_cast<std::size_t>(lb[nlist]) * 16 * d_even) {
+  if (extent(packed, 0) != static_cast<std::size_t>(lb[nlist]) * 16 * d_even) {
     throw py::value_error("packed does not hold list_blocks[-1] blocks of S sub-codes");
   }
-  if (list_ids.ndim() != 1 || static_cast<std::size_t>(list_ids.shape(0)) != static_cast<std::size_t>(ls[nlist]) ||
+  if (list_ids.ndim() != 1 || extent(list_ids, 0) != static_cast<std::size_t>(ls[nlist]) ||
       !list_ids.dtype().is(py::dtype::of<int64_t>()) || !(list_ids.flags() & py::array::c_style)) {
     throw py::value_error("list_ids must be a C-contiguous int64 array of list_starts[-1] ids");
   }
-  const int64_t* pp = static_cast<const int64_t*>(probes.data());
+  const int64_t* idp = static_cast<const int64_t*>(list_ids.data());
   if (nprobe >= 65536) throw py::value_error("nprobe must be below 65536");
   std::vector<int64_t> row(nprobe);
   for (std::size_t q = 0; q < nq; ++q) {
@@ -507,163 +476,110 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const 
       if (p > 0 && row[p] >= 0 && row[p] == row[p - 1]) throw py::value_error("probes repeats a list in one row");
     }
   }
-  const int32_t* kp = static_cast<const int32_t*>(probe_keys.data());
   for (std::size_t i = 0; i < nq * nprobe; ++i) {
     if (kp[i] < 0 || kp[i] > (1 << 23)) throw py::value_error("probe_keys must be in 0..2^23");
   }
   if (topk == 0) throw py::value_error("k must be at least 1");
-  const uint8_t* lutp = static_cast<const uint8_t*>(luts.data());
-  if (!all_at_most_127(lutp, static_cast<std::size_t>(luts.size()))) {
-    throw py::value_error("luts entries must be <= 127 (use ivf_quantize_tables)");
-  }
-  py::array_t<float> keys({nq, topk});
-  py::array_t<int64_t> ids({nq, topk});
-  const uint8_t* cp = static_cast<const uint8_t*>(packed.data());
-  const int64_t* idp = static_cast<const int64_t*>(list_ids.data());
-  float* sp = keys.mutable_data();
-  int64_t* ip = ids.mutable_data();
-  const medqk::Isa isa = medqk::active_isa();
-  {
-    py::gil_scoped_release release;
-    medqk::ivf_lut4_search(isa, lutp, nq, d, nlut, pp, kp, nprobe, cp, lb, ls, idp, nlist, topk, sp, ip, threads);
-  }
-  return py::make_tuple(keys, ids);
+  const uint8_t* lutp = require_at_most_127(luts, "luts entries must be <= 127 (use ivf_quantize_tables)");
+  TopkOut out(nq, topk);  // scores are the keys the lists were ranked by
+  without_gil([&] {
+    medqk::ivf_lut4_search(medqk::active_isa(), lutp, nq, d, nlut, pp, kp, nprobe, cp, lb, ls, idp, nlist, topk,
+                           out.scores.data, out.ids.data, threads);
+  });
+  return out.tuple();
 }
 
 py::tuple ivf_quantize_tables(const py::array& tables) {
-  require<float>(tables, "tables", 4);
-  const std::size_t nq = tables.shape(0), nlut = tables.shape(1), s = tables.shape(2);
+  const float* tp = require<float>(tables, "tables", 4);
+  const std::size_t nq = extent(tables, 0), nlut = extent(tables, 1), s = extent(tables, 2);
   if (tables.shape(3) != 16) throw py::value_error("tables must have shape (nq, nlut, S, 16)");
-  py::array_t<uint8_t> luts = aligned_u8(
+  auto luts = aligned_u8(
       {static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(nlut), static_cast<py::ssize_t>(s + (s & 1)), 16});
-  py::array_t<float> step(nq);
-  py::array_t<double> offsets({nq, nlut});
-  const float* tp = static_cast<const float*>(tables.data());
-  uint8_t* lp = luts.mutable_data();
-  float* sp = step.mutable_data();
-  double* op = offsets.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::ivf_quantize_tables(tp, nq, nlut, s, lp, sp, op);
-  }
-  return py::make_tuple(luts, step, offsets);
+  auto step = output<float>({nq});
+  auto offsets = output<double>({nq, nlut});
+  without_gil([&] { medqk::ivf_quantize_tables(tp, nq, nlut, s, luts.data, step.data, offsets.data); });
+  return py::make_tuple(luts.array, step.array, offsets.array);
 }
 
 py::tuple ivf_select_lists(const py::array& list_scores, std::size_t nprobe, int threads) {
-  require<float>(list_scores, "list_scores", 2);
-  const std::size_t nq = list_scores.shape(0), nlist = list_scores.shape(1);
+  const float* sp = require<float>(list_scores, "list_scores", 2);
+  const std::size_t nq = extent(list_scores, 0), nlist = extent(list_scores, 1);
   if (nprobe == 0 || nprobe > nlist) throw py::value_error("nprobe must be in 1..nlist");
-  py::array_t<float> best({nq, nprobe});
-  py::array_t<int64_t> lists({nq, nprobe});
-  const float* sp = static_cast<const float*>(list_scores.data());
-  float* bp = best.mutable_data();
-  int64_t* lp = lists.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::ivf_select_lists(sp, nq, nlist, nprobe, bp, lp, threads);
-  }
-  return py::make_tuple(best, lists);
+  TopkOut best(nq, nprobe);
+  without_gil([&] { medqk::ivf_select_lists(sp, nq, nlist, nprobe, best.scores.data, best.ids.data, threads); });
+  return best.tuple();
+}
+
+// The candidate re-scoring inputs: queries qs (nq, d) float32, codes (n, d) int8, cand (nq, kc) int64.
+struct Candidates {
+  const float* qs;
+  const int8_t* codes;
+  const int64_t* cand;
+  std::size_t nq, d, n, kc;
+};
+
+Candidates require_candidates(const py::array& qs, const py::array& codes, const py::array& cand) {
+  Candidates c{require<float>(qs, "qs", 2), require<int8_t>(codes, "codes", 2), require<int64_t>(cand, "cand", 2),
+               extent(qs, 0), extent(qs, 1), extent(codes, 0), extent(cand, 1)};
+  if (extent(codes, 1) != c.d) throw py::value_error("codes and qs differ in dimension");
+  if (extent(cand, 0) != c.nq) throw py::value_error("cand must have one row per query");
+  return c;
 }
 
 py::array_t<float> s8_score_candidates(const py::array& qs, const py::array& codes, const py::array& cand,
                                        int threads) {
-  require<float>(qs, "qs", 2);
-  require<int8_t>(codes, "codes", 2);
-  require<int64_t>(cand, "cand", 2);
-  const std::size_t nq = qs.shape(0), d = qs.shape(1), n = codes.shape(0), kc = cand.shape(1);
-  if (static_cast<std::size_t>(codes.shape(1)) != d) throw py::value_error("codes and qs differ in dimension");
-  if (static_cast<std::size_t>(cand.shape(0)) != nq) throw py::value_error("cand must have one row per query");
-  py::array_t<float> out({nq, kc});
-  const float* qp = static_cast<const float*>(qs.data());
-  const int8_t* cp = static_cast<const int8_t*>(codes.data());
-  const int64_t* ip = static_cast<const int64_t*>(cand.data());
-  float* op = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::s8_score_candidates(medqk::active_isa(), qp, nq, d, cp, n, ip, kc, op, threads);
-  }
-  return out;
+  const Candidates c = require_candidates(qs, codes, cand);
+  auto out = output<float>({c.nq, c.kc});
+  without_gil([&] {
+    medqk::s8_score_candidates(medqk::active_isa(), c.qs, c.nq, c.d, c.codes, c.n, c.cand, c.kc, out.data, threads);
+  });
+  return out.array;
 }
 
 py::tuple s8_rerank_topk(const py::array& qs, const py::array& codes, const py::array& cand, const py::object& qbias,
                          const py::object& sqnorms, std::size_t k, int threads) {
-  require<float>(qs, "qs", 2);
-  require<int8_t>(codes, "codes", 2);
-  require<int64_t>(cand, "cand", 2);
-  const std::size_t nq = qs.shape(0), d = qs.shape(1), n = codes.shape(0), kc = cand.shape(1);
-  if (static_cast<std::size_t>(codes.shape(1)) != d) throw py::value_error("codes and qs differ in dimension");
-  if (static_cast<std::size_t>(cand.shape(0)) != nq) throw py::value_error("cand must have one row per query");
-  if (k == 0) throw py::value_error("k must be >= 1");
-  const float* bp = nullptr;
-  const float* np_ = nullptr;
+  const Candidates c = require_candidates(qs, codes, cand);
+  check_k(k);
   py::array qb, sq;
-  if (!qbias.is_none()) {
-    qb = qbias.cast<py::array>();
-    require<float>(qb, "qbias", 1);
-    if (static_cast<std::size_t>(qb.shape(0)) != nq) throw py::value_error("qbias must have one value per query");
-    bp = static_cast<const float*>(qb.data());
-  }
-  if (!sqnorms.is_none()) {
-    sq = sqnorms.cast<py::array>();
-    require<float>(sq, "sqnorms", 1);
-    if (static_cast<std::size_t>(sq.shape(0)) != n) throw py::value_error("sqnorms must have one value per code row");
-    np_ = static_cast<const float*>(sq.data());
-  }
-  py::array_t<float> scores({nq, k});
-  py::array_t<int64_t> ids({nq, k});
-  const float* qp = static_cast<const float*>(qs.data());
-  const int8_t* cp = static_cast<const int8_t*>(codes.data());
-  const int64_t* ip = static_cast<const int64_t*>(cand.data());
-  float* sp = scores.mutable_data();
-  int64_t* op = ids.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::s8_rerank_topk(medqk::active_isa(), qp, nq, d, cp, n, ip, kc, bp, np_, k, sp, op, threads);
-  }
-  return py::make_tuple(scores, ids);
+  const float* bp = optional_f32(qbias, "qbias", c.nq, "qbias must have one value per query", qb);
+  const float* np_ = optional_f32(sqnorms, "sqnorms", c.n, "sqnorms must have one value per code row", sq);
+  TopkOut out(c.nq, k);
+  without_gil([&] {
+    medqk::s8_rerank_topk(medqk::active_isa(), c.qs, c.nq, c.d, c.codes, c.n, c.cand, c.kc, bp, np_, k,
+                          out.scores.data, out.ids.data, threads);
+  });
+  return out.tuple();
 }
 
 py::array_t<float> pq_tables(const py::array& x, const py::array& centroids, bool l2, int threads) {
-  require<float>(x, "x", 2);
-  require<float>(centroids, "centroids", 3);
-  const std::size_t nq = x.shape(0), m = centroids.shape(0), k = centroids.shape(1), dsub = centroids.shape(2);
-  if (static_cast<std::size_t>(x.shape(1)) != m * dsub) {
-    throw py::value_error("x must have M * dsub columns, like centroids (M, K, dsub)");
-  }
-  py::array_t<float> out({nq, m, k});
-  const float* xp = static_cast<const float*>(x.data());
-  const float* cp = static_cast<const float*>(centroids.data());
-  float* op = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::pq_tables(xp, nq, m, dsub, cp, k, l2, op, threads);
-  }
-  return out;
+  const float* xp = require<float>(x, "x", 2);
+  const float* cp = require<float>(centroids, "centroids", 3);
+  const std::size_t nq = extent(x, 0), m = extent(centroids, 0), k = extent(centroids, 1), dsub = extent(centroids, 2);
+  if (extent(x, 1) != m * dsub) throw py::value_error("x must have M * dsub columns, like centroids (M, K, dsub)");
+  auto out = output<float>({nq, m, k});
+  without_gil([&] { medqk::pq_tables(xp, nq, m, dsub, cp, k, l2, out.data, threads); });
+  return out.array;
 }
 
 // Byte codes (n, M) -> the packed layout of the 8-bit scan (medqk.h: pq8_pack), flat uint8.
 py::array_t<uint8_t> pq8_pack(const py::array& codes) {
-  require<uint8_t>(codes, "codes", 2);
-  const std::size_t n = codes.shape(0), m = codes.shape(1);
+  const uint8_t* cp = require<uint8_t>(codes, "codes", 2);
+  const std::size_t n = extent(codes, 0), m = extent(codes, 1);
   if (m == 0 || m > 256) throw py::value_error("codes must have 1 to 256 columns (M)");
-  py::array_t<uint8_t> out(static_cast<py::ssize_t>(medqk::pq8_packed_bytes(n, m)));
-  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
-  uint8_t* op = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::pq8_pack(cp, n, m, op);
-  }
-  return out;
+  auto out = output<uint8_t>({medqk::pq8_packed_bytes(n, m)});
+  without_gil([&] { medqk::pq8_pack(cp, n, m, out.data); });
+  return out.array;
 }
 
-void check_pq8_packed(const py::array& packed, std::size_t n, std::size_t m) {
-  require<uint8_t>(packed, "packed", 1);
+const uint8_t* require_pq8_packed(const py::array& packed, std::size_t n, std::size_t m) {
+  const uint8_t* p = require<uint8_t>(packed, "packed", 1);
   if (m == 0 || m > 256) throw py::value_error("M must be 1 to 256");
-  if (static_cast<std::size_t>(packed.shape(0)) != medqk::pq8_packed_bytes(n, m)) {
+  if (extent(packed, 0) != medqk::pq8_packed_bytes(n, m)) {
     throw py::value_error("packed must hold pq8_packed_bytes(n, M) = " +
                           std::to_string(medqk::pq8_packed_bytes(n, m)) + " bytes, got " +
                           std::to_string(packed.shape(0)));
   }
+  return p;
 }
 
 // The 8-bit scan kernel alone: lut (M, 256) uint8 <= 127 over n packed vectors -> (sums (n_pad,) uint16,
@@ -671,23 +587,17 @@ void check_pq8_packed(const py::array& packed, std::size_t n, std::size_t m) {
 py::tuple pq8_scan(const py::array& lut, const py::array& packed, std::size_t n, unsigned thr) {
   require<uint8_t>(lut, "lut", 2);
   if (lut.shape(1) != 256) throw py::value_error("lut must have shape (M, 256)");
-  const std::size_t m = lut.shape(0);
-  check_pq8_packed(packed, n, m);
+  const std::size_t m = extent(lut, 0);
+  const uint8_t* pp = require_pq8_packed(packed, n, m);
   if (thr > 65535) throw py::value_error("thr must be <= 65535");
-  const uint8_t* lp = static_cast<const uint8_t*>(lut.data());
-  if (!all_at_most_127(lp, m * 256)) throw py::value_error("lut entries must be <= 127");
+  const uint8_t* lp = require_at_most_127(lut, "lut entries must be <= 127");
   const std::size_t nblocks = (n + 64 - 1) / 64;
-  py::array_t<uint16_t> sums(static_cast<py::ssize_t>(nblocks * 64));
-  py::array_t<uint64_t> masks(static_cast<py::ssize_t>(nblocks));
-  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
-  uint16_t* sp = sums.mutable_data();
-  uint64_t* mp = masks.mutable_data();
-  const medqk::Isa isa = medqk::active_isa();
-  {
-    py::gil_scoped_release release;
-    medqk::pq8_scan(isa, lp, m, pp, nblocks, static_cast<uint16_t>(thr), sp, mp);
-  }
-  return py::make_tuple(sums, masks);
+  auto sums = output<uint16_t>({nblocks * 64});
+  auto masks = output<uint64_t>({nblocks});
+  without_gil([&] {
+    medqk::pq8_scan(medqk::active_isa(), lp, m, pp, nblocks, static_cast<uint16_t>(thr), sums.data, masks.data);
+  });
+  return py::make_tuple(sums.array, masks.array);
 }
 
 // The group scan alone: lut_t (M, 256, 16) uint8 <= 127 (query-minor tables of 16 queries), thr (16,)
@@ -696,162 +606,124 @@ py::tuple pq8_scan(const py::array& lut, const py::array& packed, std::size_t n,
 py::tuple pq8_scan_group(const py::array& lut_t, const py::array& packed, std::size_t n, const py::array& thr) {
   require<uint8_t>(lut_t, "lut_t", 3);
   if (lut_t.shape(1) != 256 || lut_t.shape(2) != 16) throw py::value_error("lut_t must have shape (M, 256, 16)");
-  const std::size_t m = lut_t.shape(0);
-  check_pq8_packed(packed, n, m);
-  require<uint16_t>(thr, "thr", 1);
-  if (thr.shape(0) != 16) throw py::value_error("thr must have shape (16,)");
-  const uint8_t* lp = static_cast<const uint8_t*>(lut_t.data());
-  if (!all_at_most_127(lp, m * 256 * 16)) throw py::value_error("lut_t entries must be <= 127");
+  const std::size_t m = extent(lut_t, 0);
+  const uint8_t* pp = require_pq8_packed(packed, n, m);
+  const uint16_t* tp = require_len<uint16_t>(thr, "thr", 16, "thr must have shape (16,)");
+  const uint8_t* lp = require_at_most_127(lut_t, "lut_t entries must be <= 127");
   const std::size_t nblocks = (n + 64 - 1) / 64;
+  // the hit count is known only after the scan: it fills scratch of the largest size, then copies out
   std::vector<uint32_t> hits(nblocks * 64 * 16);
   std::vector<uint16_t> hit_sums(nblocks * 64 * 16);
-  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
-  const uint16_t* tp = static_cast<const uint16_t*>(thr.data());
-  const medqk::Isa isa = medqk::active_isa();
-  std::size_t cnt = 0;
-  {
-    py::gil_scoped_release release;
-    cnt = medqk::pq8_scan_group(isa, lp, m, pp, nblocks, tp, hits.data(), hit_sums.data());
-  }
-  py::array_t<uint32_t> h(static_cast<py::ssize_t>(cnt));
-  py::array_t<uint16_t> hs(static_cast<py::ssize_t>(cnt));
-  std::copy(hits.begin(), hits.begin() + cnt, h.mutable_data());
-  std::copy(hit_sums.begin(), hit_sums.begin() + cnt, hs.mutable_data());
-  return py::make_tuple(h, hs);
+  const std::size_t cnt = without_gil([&] {
+    return medqk::pq8_scan_group(medqk::active_isa(), lp, m, pp, nblocks, tp, hits.data(), hit_sums.data());
+  });
+  auto h = output<uint32_t>({cnt});
+  auto hs = output<uint16_t>({cnt});
+  std::copy(hits.begin(), hits.begin() + cnt, h.data);
+  std::copy(hit_sums.begin(), hit_sums.begin() + cnt, hs.data);
+  return py::make_tuple(h.array, hs.array);
 }
 
 py::tuple pq8_search_topk(const py::array& tables, const py::array& packed, std::size_t n, std::size_t topk,
                           int threads) {
-  require<float>(tables, "tables", 3);
+  const float* tp = require<float>(tables, "tables", 3);
   if (tables.shape(2) != 256) throw py::value_error("tables must have shape (nq, M, 256)");
-  const std::size_t nq = tables.shape(0), m = tables.shape(1);
-  check_pq8_packed(packed, n, m);
+  const std::size_t nq = extent(tables, 0), m = extent(tables, 1);
+  const uint8_t* pp = require_pq8_packed(packed, n, m);
   check_ids_fit(n);
-  if (topk == 0) throw py::value_error("k must be >= 1");
-  py::array_t<float> scores({nq, topk});
-  py::array_t<int64_t> ids({nq, topk});
-  const float* tp = static_cast<const float*>(tables.data());
-  const uint8_t* pp = static_cast<const uint8_t*>(packed.data());
-  float* sp = scores.mutable_data();
-  int64_t* ip = ids.mutable_data();
-  const medqk::Isa isa = medqk::active_isa();
-  {
-    py::gil_scoped_release release;
-    medqk::pq8_search_topk(isa, tp, nq, m, pp, n, topk, sp, ip, threads);
-  }
-  return py::make_tuple(scores, ids);
+  check_k(topk);
+  TopkOut out(nq, topk);
+  without_gil([&] {
+    medqk::pq8_search_topk(medqk::active_isa(), tp, nq, m, pp, n, topk, out.scores.data, out.ids.data, threads);
+  });
+  return out.tuple();
 }
 
 py::tuple search_f16_topk(const py::array& q, const py::array& x, float alpha, const py::object& bias,
                           std::size_t topk, int threads) {
-  require<float>(q, "q", 2);
-  require<uint16_t>(x, "x", 2);
-  const std::size_t nq = q.shape(0), d = q.shape(1), n = x.shape(0);
+  const float* qp = require<float>(q, "q", 2);
+  const uint16_t* xp = require<uint16_t>(x, "x", 2);
+  const std::size_t nq = extent(q, 0), d = extent(q, 1), n = extent(x, 0);
   check_ids_fit(n);
-  if (static_cast<std::size_t>(x.shape(1)) != d) throw py::value_error("x and q differ in dimension");
-  const float* bias_p = nullptr;
+  if (extent(x, 1) != d) throw py::value_error("x and q differ in dimension");
   py::array bias_arr;
-  if (!bias.is_none()) {
-    bias_arr = bias.cast<py::array>();
-    require<float>(bias_arr, "bias", 1);
-    if (static_cast<std::size_t>(bias_arr.shape(0)) != n) throw py::value_error("bias must have one entry per vector");
-    bias_p = static_cast<const float*>(bias_arr.data());
+  const float* bias_p = optional_f32(bias, "bias", n, "bias must have one entry per vector", bias_arr);
+  check_k(topk);
+  TopkOut out(nq, topk);
+  without_gil([&] {
+    medqk::search_f16_topk(medqk::active_isa(), qp, nq, d, xp, n, alpha, bias_p, topk, out.scores.data,
+                           out.ids.data, threads);
+  });
+  return out.tuple();
+}
+
+// Product quantization inputs: x (n, M * dsub) float32 and centroids (M, K, dsub) float32, K <= 256 (uint8 codes).
+struct PqInputs {
+  const float* x;
+  const float* centroids;
+  std::size_t n, m, k, dsub;
+};
+
+PqInputs require_pq_inputs(const py::array& x, const py::array& centroids) {
+  PqInputs p{require<float>(x, "x", 2), require<float>(centroids, "centroids", 3), extent(x, 0),
+             extent(centroids, 0), extent(centroids, 1), extent(centroids, 2)};
+  if (p.k > 256) throw py::value_error("centroids must have at most 256 centroids per subspace (uint8 codes)");
+  if (extent(x, 1) != p.m * p.dsub) {
+    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns but centroids cover M * dsub = " +
+                          std::to_string(p.m * p.dsub));
   }
-  if (topk == 0) throw py::value_error("k must be >= 1");
-  py::array_t<float> scores({nq, topk});
-  py::array_t<int64_t> ids({nq, topk});
-  const float* qp = static_cast<const float*>(q.data());
-  const uint16_t* xp = static_cast<const uint16_t*>(x.data());
-  float* sp = scores.mutable_data();
-  int64_t* ip = ids.mutable_data();
-  const medqk::Isa isa = medqk::active_isa();
-  {
-    py::gil_scoped_release release;
-    medqk::search_f16_topk(isa, qp, nq, d, xp, n, alpha, bias_p, topk, sp, ip, threads);
-  }
-  return py::make_tuple(scores, ids);
+  return p;
 }
 
 // Nearest centroid per (row, subspace): codes uint8 (n, M) and squared distances float32 (n, M).
 py::tuple pq_assign(const py::array& x, const py::array& centroids, int threads) {
-  require<float>(x, "x", 2);
-  require<float>(centroids, "centroids", 3);
-  const std::size_t n = x.shape(0), m = centroids.shape(0), k = centroids.shape(1), dsub = centroids.shape(2);
-  if (k > 256) throw py::value_error("centroids must have at most 256 centroids per subspace (uint8 codes)");
-  if (static_cast<std::size_t>(x.shape(1)) != m * dsub) {
-    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns but centroids cover M * dsub = " +
-                          std::to_string(m * dsub));
-  }
-  py::array_t<uint8_t> codes({n, m});
-  py::array_t<float> dist({n, m});
-  const float* xp = static_cast<const float*>(x.data());
-  const float* cp = static_cast<const float*>(centroids.data());
-  uint8_t* op = codes.mutable_data();
-  float* dp = dist.mutable_data();
-  const medqk::Isa isa = medqk::active_isa();
-  {
-    py::gil_scoped_release release;
-    medqk::pq_assign(isa, xp, n, m, k, dsub, cp, op, dp, threads);
-  }
-  return py::make_tuple(codes, dist);
+  const PqInputs p = require_pq_inputs(x, centroids);
+  auto codes = output<uint8_t>({p.n, p.m});
+  auto dist = output<float>({p.n, p.m});
+  without_gil([&] {
+    medqk::pq_assign(medqk::active_isa(), p.x, p.n, p.m, p.k, p.dsub, p.centroids, codes.data, dist.data, threads);
+  });
+  return py::make_tuple(codes.array, dist.array);
 }
 
 py::array_t<uint8_t> pq_anisotropic(const py::array& x, const py::array& centroids, const py::array& codes,
                                     double eta, int passes, int threads) {
-  require<float>(x, "x", 2);
-  require<float>(centroids, "centroids", 3);
-  require<uint8_t>(codes, "codes", 2);
-  const std::size_t n = x.shape(0), m = centroids.shape(0), k = centroids.shape(1), dsub = centroids.shape(2);
-  if (k > 256) throw py::value_error("centroids must have at most 256 centroids per subspace (uint8 codes)");
-  if (static_cast<std::size_t>(x.shape(1)) != m * dsub) {
-    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns but centroids cover M * dsub = " +
-                          std::to_string(m * dsub));
-  }
-  if (static_cast<std::size_t>(codes.shape(0)) != n || static_cast<std::size_t>(codes.shape(1)) != m) {
+  const PqInputs p = require_pq_inputs(x, centroids);
+  const uint8_t* in = require<uint8_t>(codes, "codes", 2);
+  if (extent(codes, 0) != p.n || extent(codes, 1) != p.m) {
     throw py::value_error("codes must have shape (n, M), one row per row of x");
   }
   if (!(eta >= 1.0) || !std::isfinite(eta)) throw py::value_error("eta must be a finite number >= 1");
   if (passes < 0) throw py::value_error("passes must be >= 0");
-  const uint8_t* in = static_cast<const uint8_t*>(codes.data());
-  for (std::size_t i = 0; i < n * m; ++i) {
-    if (in[i] >= k) throw py::value_error("codes must be < K (the centroids per subspace)");
+  for (std::size_t i = 0; i < p.n * p.m; ++i) {
+    if (in[i] >= p.k) throw py::value_error("codes must be < K (the centroids per subspace)");
   }
-  py::array_t<uint8_t> out({n, m});
-  uint8_t* op = out.mutable_data();
-  std::copy(in, in + n * m, op);
-  const float* xp = static_cast<const float*>(x.data());
-  const float* cp = static_cast<const float*>(centroids.data());
-  {
-    py::gil_scoped_release release;
-    medqk::pq_anisotropic(xp, n, m, k, dsub, cp, eta, passes, op, threads);
-  }
-  return out;
+  auto out = output<uint8_t>({p.n, p.m});  // starts from the given codes, improved in place
+  std::copy(in, in + p.n * p.m, out.data);
+  without_gil([&] {
+    medqk::pq_anisotropic(p.x, p.n, p.m, p.k, p.dsub, p.centroids, eta, passes, out.data, threads);
+  });
+  return out.array;
 }
 
 py::tuple pq_centroid_sums(const py::array& x, const py::array& codes, std::size_t k, int threads) {
-  require<float>(x, "x", 2);
-  require<uint8_t>(codes, "codes", 2);
-  const std::size_t n = x.shape(0), m = codes.shape(1);
+  const float* xp = require<float>(x, "x", 2);
+  const uint8_t* cp = require<uint8_t>(codes, "codes", 2);
+  const std::size_t n = extent(x, 0), m = extent(codes, 1);
   if (k == 0 || k > 256) throw py::value_error("k must be 1..256");
-  if (static_cast<std::size_t>(codes.shape(0)) != n) throw py::value_error("codes must have one row per row of x");
-  if (static_cast<std::size_t>(x.shape(1)) % m != 0) {
-    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns, not a multiple of M = " + std::to_string(m));
+  if (extent(codes, 0) != n) throw py::value_error("codes must have one row per row of x");
+  if (extent(x, 1) % m != 0) {
+    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns, not a multiple of M = " +
+                          std::to_string(m));
   }
-  const std::size_t dsub = x.shape(1) / m;
-  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
+  const std::size_t dsub = extent(x, 1) / m;
   for (std::size_t i = 0; i < n * m; ++i) {
     if (cp[i] >= k) throw py::value_error("codes must be < k");
   }
-  py::array_t<double> sums({m, k, dsub});
-  py::array_t<int64_t> counts({m, k});
-  const float* xp = static_cast<const float*>(x.data());
-  double* sp = sums.mutable_data();
-  int64_t* np_ = counts.mutable_data();
-  {
-    py::gil_scoped_release release;
-    medqk::pq_centroid_sums(xp, n, m, k, dsub, cp, sp, np_, threads);
-  }
-  return py::make_tuple(sums, counts);
+  auto sums = output<double>({m, k, dsub});
+  auto counts = output<int64_t>({m, k});
+  without_gil([&] { medqk::pq_centroid_sums(xp, n, m, k, dsub, cp, sums.data, counts.data, threads); });
+  return py::make_tuple(sums.array, counts.array);
 }
 
 py::dict cpu_features_dict() {

@@ -9,18 +9,19 @@
 namespace medqk {
 namespace kernels {
 
-using F16ScoresFn = void (*)(const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
-                             float* out);
+// The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
+using F16Scores = void(const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n, float* out);
+using F16ScoresFn = F16Scores*;
 
 namespace scalar {
-void f16_scores(const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n, float* out);
+F16Scores f16_scores;
 float f16_to_f32(uint16_t h);
 }  // namespace scalar
 namespace avx2 {
-void f16_scores(const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n, float* out);
+F16Scores f16_scores;
 }  // namespace avx2
 namespace neon {
-void f16_scores(const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n, float* out);
+F16Scores f16_scores;
 }  // namespace neon
 
 }  // namespace kernels

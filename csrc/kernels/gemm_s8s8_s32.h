@@ -26,71 +26,44 @@ struct F32Epilogue {
   const float* bias;       // indexed by absolute column, or nullptr
 };
 
+// The signatures of the GEMM entry points, written once: the ISA namespaces below declare theirs with them.
+using GemmS8PackedBytes = std::size_t(std::size_t n, std::size_t k);
+using GemmS8Pack = void(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
+using GemmS8S32 = void(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                       std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
+using GemmS8F32 = void(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                       std::size_t n, std::size_t n0, std::size_t n1, float* out, std::size_t ldo,
+                       const F32Epilogue& ep);
+
 // One row of the dispatch table. gemm_f32 (optional) fuses F32Epilogue into the last store of each tile,
 // writing float C (out, row stride ldo) without an int32 pass over memory; it may keep int32 partial sums
 // in `out` between k blocks.
 struct GemmS8Kernel {
   std::size_t panel_cols;
-  std::size_t (*packed_bytes)(std::size_t n, std::size_t k);
-  void (*pack)(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
-  void (*gemm)(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-               std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
-  void (*gemm_f32)(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, float* out, std::size_t ldo,
-                   const F32Epilogue& ep);
+  GemmS8PackedBytes* packed_bytes;
+  GemmS8Pack* pack;
+  GemmS8S32* gemm;
+  GemmS8F32* gemm_f32;
 };
 
-namespace scalar {
-extern const std::size_t kGemmS8PanelCols;
-std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
-void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
-}  // namespace scalar
+// What every GEMM ISA defines (kernels/<isa>/gemm_s8s8_s32_<isa>.cpp), declared in its namespace below.
+#define MEDQK_GEMM_S8_DECLARATIONS                   \
+  extern const std::size_t kGemmS8PanelCols;         \
+  GemmS8PackedBytes gemm_s8s8_s32_packed_bytes;      \
+  GemmS8Pack gemm_s8s8_s32_pack;                     \
+  GemmS8S32 gemm_s8s8_s32;
 
-namespace avx2 {
-extern const std::size_t kGemmS8PanelCols;
-std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
-void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
-}  // namespace avx2
-
-namespace amx {
-extern const std::size_t kGemmS8PanelCols;
-std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
-void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
-}  // namespace amx
-
-namespace neon {
-extern const std::size_t kGemmS8PanelCols;
-std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
-void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
-}  // namespace neon
-
+namespace scalar { MEDQK_GEMM_S8_DECLARATIONS }
+namespace avx2 { MEDQK_GEMM_S8_DECLARATIONS }
+namespace amx { MEDQK_GEMM_S8_DECLARATIONS }
+namespace neon { MEDQK_GEMM_S8_DECLARATIONS }
+namespace neon_dotprod { MEDQK_GEMM_S8_DECLARATIONS }
 namespace avx512vnni {
-void gemm_s8s8_f32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, float* out, std::size_t ldo,
-                   const F32Epilogue& ep);
-extern const std::size_t kGemmS8PanelCols;
-std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
-void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
+MEDQK_GEMM_S8_DECLARATIONS
+GemmS8F32 gemm_s8s8_f32;
 }  // namespace avx512vnni
 
-namespace neon_dotprod {
-extern const std::size_t kGemmS8PanelCols;
-std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k);
-void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed);
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc);
-}  // namespace neon_dotprod
-
+#undef MEDQK_GEMM_S8_DECLARATIONS
 
 }  // namespace kernels
 }  // namespace medqk

@@ -34,33 +34,25 @@ namespace kernels {
 constexpr std::size_t kLut4MaxQueries = 4;
 constexpr unsigned kLut4MaxEntry = 127;
 
-using Lut4ScanFn = void (*)(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
-                            const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
-                            const int32_t* thresholds, uint32_t* masks);
+// The signature every ISA's scan has, written once: each namespace below declares its kernels with it.
+using Lut4Scan = void(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
+                      const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
+                      const int32_t* thresholds, uint32_t* masks);
+using Lut4ScanFn = Lut4Scan*;
 
 namespace scalar {
-void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
-               uint32_t* masks);
+Lut4Scan lut4_scan;
 }  // namespace scalar
 namespace avx2 {
-void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
-               uint32_t* masks);
+Lut4Scan lut4_scan;
 }  // namespace avx2
 namespace avx512vnni {
 // vpermb + vpdpbusd (kernels/avx512vnni/lut4_scan_avx512vbmi.cpp): only where the CPU has AVX-512 VBMI
-void lut4_scan_vbmi(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
-                    const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
-                    const int32_t* thresholds, uint32_t* masks);
-void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
-               uint32_t* masks);
+Lut4Scan lut4_scan_vbmi;
+Lut4Scan lut4_scan;
 }  // namespace avx512vnni
 namespace neon {
-void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
-               uint32_t* masks);
+Lut4Scan lut4_scan;
 }  // namespace neon
 
 }  // namespace kernels

@@ -19,8 +19,10 @@ namespace kernels {
 constexpr std::size_t kPq8Block = 64;
 constexpr unsigned kPq8LutMax = 127;
 
-using Pq8ScanFn = void (*)(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
-                           uint16_t thr, uint16_t* sums, uint64_t* masks);
+// The signatures every ISA's kernels have, written once: each namespace below declares its kernels with them.
+using Pq8Scan = void(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
+                     uint16_t* sums, uint64_t* masks);
+using Pq8ScanFn = Pq8Scan*;
 
 // The group scan: kPq8Group queries over the same codes, for CPUs whose byte shuffles reach only 16
 // table entries (AVX2). lut_t holds the group's tables query-minor: lut_t[(s * 256 + c) * kPq8Group + g]
@@ -30,30 +32,23 @@ using Pq8ScanFn = void (*)(const uint8_t* lut, std::size_t m, const uint8_t* pac
 // kPq8Group + g, v counted from the first block) and that sum to hit_sums, in order of v then g, and
 // returns how many (at most nblocks * 64 * kPq8Group).
 constexpr std::size_t kPq8Group = 16;
-using Pq8ScanGroupFn = std::size_t (*)(const uint8_t* lut_t, std::size_t m, const uint8_t* packed,
-                                       std::size_t nblocks, const uint16_t* thr, uint32_t* hits,
-                                       uint16_t* hit_sums);
+using Pq8ScanGroup = std::size_t(const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
+                                 const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums);
+using Pq8ScanGroupFn = Pq8ScanGroup*;
 
 namespace scalar {
-void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
-              uint16_t* sums, uint64_t* masks);
-std::size_t pq8_scan_group(const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
-                           const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums);
+Pq8Scan pq8_scan;
+Pq8ScanGroup pq8_scan_group;
 }  // namespace scalar
 namespace avx2 {
-void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
-              uint16_t* sums, uint64_t* masks);
-std::size_t pq8_scan_group(const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
-                           const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums);
+Pq8Scan pq8_scan;
+Pq8ScanGroup pq8_scan_group;
 }  // namespace avx2
 namespace avx512vnni {
-// AVX-512 VBMI (vpermi2b): run only where cpu_features().avx512vbmi
-void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
-              uint16_t* sums, uint64_t* masks);
+Pq8Scan pq8_scan;  // AVX-512 VBMI (vpermi2b): run only where cpu_features().avx512vbmi
 }  // namespace avx512vnni
 namespace neon {
-void pq8_scan(const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
-              uint16_t* sums, uint64_t* masks);
+Pq8Scan pq8_scan;
 }  // namespace neon
 
 }  // namespace kernels

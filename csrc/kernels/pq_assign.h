@@ -25,21 +25,20 @@ constexpr std::size_t kPqAssignLanes = 8;
 // rows x (m * dsub) floats at x (row stride ldx); codes and dist: rows x m (row stride m). scratch holds
 // kPqAssignLanes * m * dsub floats owned by the caller (ISA files allocate nothing: a std::vector
 // instantiated under -mavx2 could be the copy the linker keeps for baseline code).
-using PqAssignFn = void (*)(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub,
-                            const float* ct, const float* norms, std::size_t kp, uint8_t* codes, float* dist,
-                            float* scratch);
+// The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
+using PqAssign = void(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub,
+                      const float* ct, const float* norms, std::size_t kp, uint8_t* codes, float* dist,
+                      float* scratch);
+using PqAssignFn = PqAssign*;
 
 namespace scalar {
-void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub, const float* ct,
-               const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* scratch);
+PqAssign pq_assign;
 }  // namespace scalar
 namespace avx2 {
-void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub, const float* ct,
-               const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* scratch);
+PqAssign pq_assign;
 }  // namespace avx2
 namespace neon {
-void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub, const float* ct,
-               const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* scratch);
+PqAssign pq_assign;
 }  // namespace neon
 
 }  // namespace kernels

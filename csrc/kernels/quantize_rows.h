@@ -7,14 +7,15 @@
 namespace medqk {
 namespace kernels {
 
-using QuantizeRowsFn = bool (*)(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q,
-                                float* scales);
+// The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
+using QuantizeRows = bool(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales);
+using QuantizeRowsFn = QuantizeRows*;
 
 namespace scalar {
-bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales);
+QuantizeRows quantize_rows_s8;
 }  // namespace scalar
 namespace avx2 {
-bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales);
+QuantizeRows quantize_rows_s8;
 }  // namespace avx2
 
 }  // namespace kernels

@@ -16,8 +16,10 @@
 namespace medqk {
 namespace kernels {
 
-using S8ScoreCandidatesFn = void (*)(const float* q, std::size_t d, const int8_t* codes, std::size_t n,
-                                     const int64_t* cand, std::size_t kc, float* out);
+// The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
+using S8ScoreCandidates = void(const float* q, std::size_t d, const int8_t* codes, std::size_t n,
+                               const int64_t* cand, std::size_t kc, float* out);
+using S8ScoreCandidatesFn = S8ScoreCandidates*;
 
 // The rows sit at random places: each kernel fetches the row of the candidate kS8ScoreAhead on while it
 // scores this one (MedQuAD-sized store, 200 candidates of 384 B: 15 -> 11 us per query in the portable
@@ -43,16 +45,13 @@ static inline float s8_score_finish(float* s, const float* q, const int8_t* row,
 static inline bool s8_score_valid(int64_t v, std::size_t n) { return v >= 0 && static_cast<std::size_t>(v) < n; }
 
 namespace scalar {
-void s8_score_candidates(const float* q, std::size_t d, const int8_t* codes, std::size_t n, const int64_t* cand,
-                         std::size_t kc, float* out);
+S8ScoreCandidates s8_score_candidates;
 }  // namespace scalar
 namespace avx2 {
-void s8_score_candidates(const float* q, std::size_t d, const int8_t* codes, std::size_t n, const int64_t* cand,
-                         std::size_t kc, float* out);
+S8ScoreCandidates s8_score_candidates;
 }  // namespace avx2
 namespace neon {
-void s8_score_candidates(const float* q, std::size_t d, const int8_t* codes, std::size_t n, const int64_t* cand,
-                         std::size_t kc, float* out);
+S8ScoreCandidates s8_score_candidates;
 }  // namespace neon
 
 }  // namespace kernels
