@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import index as mi
 from .._warnings import SpecDataWarning
+from ..index import codecs
 from ..index.spec import parse_spec, spec_help
 from . import metrics as M
 from .data import Dataset
@@ -84,10 +85,8 @@ def _default_plan(dim: int, n: int | None) -> tuple[list[str], list[dict]]:
         schemes.append(spec)
     if n is not None and n >= IVF_MIN_DOCS and m4:
         schemes.insert(schemes.index("hnsw"), f"ivf{ivf_nlist(n)},pq{m4}x4fs+rerank:int8")
-    try:
-        import hnswlib  # noqa: F401
-    except ImportError:
-        schemes.remove("hnsw")
+    # a codec whose optional module is not installed (hnsw: hnswlib) is left out without a word
+    schemes = [spec for spec in schemes if not any(codecs.row(p).missing_requirement() for p in _parts(spec))]
     return schemes, left_out
 
 
@@ -198,11 +197,10 @@ def _check_schemes(schemes) -> list[str]:
             parsed = parse_spec(spec)
         except (ValueError, TypeError) as exc:
             raise ValueError(str(exc)) from None
-        if parsed.base == "hnsw":
-            try:
-                import hnswlib  # noqa: F401
-            except ImportError:
-                raise ValueError("scheme 'hnsw' needs hnswlib (pip install hnswlib)") from None
+        for part in _parts(spec):
+            missing = codecs.row(part).missing_requirement()
+            if missing:
+                raise ValueError(f"scheme '{part}' needs {missing} (pip install {missing})")
         out.append(str(parsed))
     if not out:
         raise ValueError(f"no schemes given; valid specs: {spec_help()}")
@@ -388,7 +386,7 @@ def _spec_data_checks(spec: str, n: int, dim: int) -> list[str]:
     return [f"{spec}: {n:,} training vectors in {dim} dimensions: the PCA covariance has rank < {dim}, its last "
             f"directions are noise"
             for part in [parsed.base] + ([parsed.rerank] if parsed.rerank else [])
-            if part.startswith("pca") and n <= dim]
+            if codecs.row(part).kind == "pca" and n <= dim]
 
 
 def _failure_reason(exc: BaseException) -> str:

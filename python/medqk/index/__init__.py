@@ -16,115 +16,40 @@ import numpy as _np
 
 from .._warnings import SpecDataWarning
 
+from . import codecs as _codecs
 from .flat import METRICS as _METRICS
 from .flat import FlatFloatIndex, FlatInt8Index, Index, RerankIndex
 from .io import IndexFileError
 from .io import load_index as _load_index
 from .spec import CODECS, IndexSpec, parse_spec, valid_specs
-from .spec import parse_ivf as _parse_ivf
-from .spec import parse_pq as _parse_pq
-from .spec import split_opq as _split_opq
-
-# options each kind of index accepts (routed by create(); one no part accepts is an error)
-_OPTIONS = {
-    "int8": ("per_dim", "symmetric", "calibration", "percentile", "margin"),
-    "level": ("per_dim", "calibration", "percentile", "eta", "progress"),  # cb4 / cb3 / cb2: levels follow the data
-    "int4": ("per_dim", "calibration", "percentile", "eta", "progress", "margin"),  # uniform levels: a range
-    "pca": ("seed", "max_iter", "max_train", "progress"),
-    "pq": ("seed", "max_iter", "tol", "max_train", "progress", "eta"),
-    "opq": ("seed", "max_iter", "tol", "max_train", "progress", "opq_iter", "opq_kmeans_iter", "eta"),
-    "hnsw": ("M", "ef_construction", "ef_search", "progress"),
-    "ivf": ("nprobe", "coarse_iter", "coarse_max_train"),  # plus those of the codec after the comma
-    "float": (),
-}
-
-
-def _kind(codec: str) -> str:
-    if codec.startswith("ivf"):
-        return "ivf"
-    if codec in ("float32", "fp16"):
-        return "float"
-    if codec in ("int4", "cb4", "cb3", "cb2"):
-        return "level"
-    if codec in ("pca4", "pca3", "pca2"):
-        return "pca"
-    if codec.startswith("pq"):
-        return "pq"
-    if _split_opq(codec)[0]:
-        return "opq"
-    return codec
 
 
 def _accepted(part: str) -> tuple[str, ...]:
-    """Options a spec part takes (an ivf base also takes those of its codec)."""
-    ivf = _parse_ivf(part)
-    return _OPTIONS["ivf"] + _accepted(ivf[1]) if ivf else _OPTIONS[_options_key(part)]
+    """Options a spec part takes (an ivf base also takes those of its codec): its row of the codec table."""
+    return tuple(_codecs.defaults(part, "ip"))
 
 
-def _options_key(codec: str) -> str:
-    return "int4" if codec == "int4" else _kind(codec)
+def _checked(spec, dim, metric) -> tuple[IndexSpec, int]:
+    """(parsed spec, dim as an int), or the error create() raises for a bad spec, dim or metric."""
+    parsed = parse_spec(spec)
+    if isinstance(dim, bool) or not isinstance(dim, (int, _np.integer)) or dim <= 0:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+    return parsed, int(dim)
 
 
-def _codec_index(codec: str, dim: int, metric: str, options: dict) -> Index:
-    spec = IndexSpec(codec)
-    kind = _kind(codec)
-    if kind == "ivf":
-        from .ivf import IVFLUT4Index
-
-        nlist, inner = _parse_ivf(codec)
-        if options.get("eta", 1.0) != 1.0:
-            raise ValueError(f"spec '{codec}': eta must be 1 (IVF codes residuals by their nearest centroids)")
-        coded = _codec_index(inner, dim, metric, options)  # a FlatLUT4Index: its codec is what IVF needs
-        coded.codec.eta = 1.0  # residuals: the anisotropic loss is about the direction of x itself
-        opts = {k: v for k, v in options.items() if k in _OPTIONS["ivf"] or k == "seed"}
-        return IVFLUT4Index(spec, dim, metric, nlist, coded.codec, **opts)
-    opts = {k: v for k, v in options.items() if k in _OPTIONS[_options_key(codec)]}
-    if codec == "float32":
-        return FlatFloatIndex(spec, dim, metric, _np.float32)
-    if codec == "fp16":
-        return FlatFloatIndex(spec, dim, metric, _np.float16)
-    if kind == "hnsw":
-        from .hnsw import HnswIndex
-
-        return HnswIndex(spec, dim, metric, **opts)
-    if kind == "level":
-        from ..quantizers.codebook import LevelCodec
-        from .lut4 import FlatLUT4Index
-
-        bits, levels = {"int4": (4, "uniform"), "cb4": (4, "kmeans"), "cb3": (3, "kmeans"), "cb2": (2, "kmeans")}[codec]
-        # Uniform 4-bit levels waste codes on the tails: clipping 0.3% on each side per dimension gave
-        # R@10 0.947 on MedQuAD dev (min/max 0.931, MSE-optimal clipping 0.932). k-means levels already
-        # follow the density; clipping their training data lowered recall (0.951 -> 0.949).
-        if levels == "uniform":
-            opts.setdefault("calibration", "percentile")
-            opts.setdefault("percentile", 0.3)
-        elif metric == "ip":
-            # score-aware codes for inner products (LevelCodec.encode): cb4 R@10 0.951 -> 0.962 on MedQuAD
-            opts.setdefault("eta", 4.0)
-        return FlatLUT4Index(spec, dim, metric, LevelCodec(bits, levels, **opts))
-    if kind == "pca":
-        from ..quantizers.pca import PCACodec
-        from .lut4 import FlatLUT4Index
-
-        return FlatLUT4Index(spec, dim, metric, PCACodec(int(codec[3:]), dim, metric, **opts))
-    if kind in ("pq", "opq"):
-        if kind == "opq":
-            from ..quantizers.opq import OPQCodec as codec_class
-        else:
-            from ..quantizers.pq import PQCodec as codec_class
-
-        M, nbits, _ = _parse_pq(_split_opq(codec)[1])
-        if metric == "ip" and nbits == 4:
-            # score-aware codes for inner products (PQCodec.encode_sub): opq,pq96x4fs R@10 0.797 -> 0.825
-            opts.setdefault("eta", 4.0)
-        if nbits == 8:
-            from .pq8 import FlatPQ8Index
-
-            return FlatPQ8Index(spec, dim, metric, codec_class(M, dim, 8, **opts))
-        from .lut4 import FlatLUT4Index
-
-        return FlatLUT4Index(spec, dim, metric, codec_class(M, dim, 4, **opts))
-    return FlatInt8Index(spec, dim, metric, **opts)
+def _create(parsed: IndexSpec, dim: int, metric: str, options: dict, refine_options: dict,
+            rerank_factor: "int | None") -> Index:
+    """The index of a parsed spec, its parts built from the codec table (``options`` for the base,
+    ``refine_options`` for the rerank codec; each part takes the options its row lists)."""
+    base = _codecs.build(parsed.base, dim, metric, options)
+    if parsed.rerank is None:
+        return base
+    refine = _codecs.build(parsed.rerank, dim, metric, refine_options)
+    if rerank_factor is None:
+        rerank_factor = _codecs.row(parsed.base).rerank_factor
+    return RerankIndex(parsed, dim, metric, base, refine, rerank_factor)
 
 
 def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | None" = None,
@@ -156,25 +81,14 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | Non
     than 39 training vectors per list; cb* or pca* with fewer than 8 per level; pq with fewer than 2 per
     centroid; see medqk._warnings).
     """
-    parsed = parse_spec(spec)
-    if isinstance(dim, bool) or not isinstance(dim, (int, _np.integer)) or dim <= 0:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
-    if metric not in _METRICS:
-        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-    dim = int(dim)
+    parsed, dim = _checked(spec, dim, metric)
     parts = [parsed.base] + ([parsed.rerank] if parsed.rerank else [])
     accepted = {o for part in parts for o in _accepted(part)}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"spec '{parsed}' takes no option {', '.join(unknown)}"
                         + (f" (it takes: {', '.join(sorted(accepted))})" if accepted else ""))
-    base = _codec_index(parsed.base, dim, metric, options)
-    if parsed.rerank is None:
-        return base
-    refine = _codec_index(parsed.rerank, dim, metric, options)
-    if rerank_factor is None:
-        rerank_factor = {"pq": 16, "opq": 16, "ivf": 20}.get(_kind(parsed.base), 4)
-    return RerankIndex(parsed, dim, metric, base, refine, rerank_factor)
+    return _create(parsed, dim, metric, options, options, rerank_factor)
 
 
 def load(path, *, mmap: bool = False) -> Index:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .._errors import IndexFileError
 from .._files import atomic_file
+from . import codecs
 
 MAGIC = b"MEDQKIDX"
 VERSION = 1
@@ -86,7 +87,7 @@ def save_index(index, path) -> None:
 def load_index(path, *, mmap: bool = False):
     """Reads an index written by ``Index.save``. ``mmap=True`` maps the arrays read-only instead of
     reading them (fast start for big indexes; the checksum is still verified once)."""
-    from . import create
+    from . import _checked, _create
 
     path = os.fspath(path)
     size = os.path.getsize(path)
@@ -132,24 +133,30 @@ def load_index(path, *, mmap: bool = False):
             else:
                 f.seek(e["offset"])
                 arrays[e["name"]] = np.frombuffer(f.read(e["nbytes"]), dtype=dtype).reshape(shape).copy()
-    index = create(header["spec"], header["dim"], header["metric"], **_options_from_config(header["config"]))
+    parsed, dim = _checked(header["spec"], header["dim"], header["metric"])
+    index = _create(parsed, dim, header["metric"], *_options_from_config(parsed, header["config"]))
     index._load_state(header["config"], arrays)
     if index.ntotal != header["ntotal"]:
         raise IndexFileError(f"{path!r} has a corrupt header (ntotal {header['ntotal']} vs {index.ntotal} stored)")
     return index
 
 
-def _options_from_config(config: dict) -> dict:
-    """The create() options that rebuild an index of this config (codec parameters come from arrays)."""
-    options = {}
-    for part in (config, config.get("base", {}), config.get("refine", {})):
-        codec = part.get("codec") or {}
-        options.update({k: v for k, v in codec.items() if k not in ("bits", "kind", "M", "nbits")})
-        options.update({k: part[k] for k in ("M", "ef_construction", "ef_search", "nprobe", "coarse_iter",
-                                             "coarse_max_train") if k in part})
-    if "rerank_factor" in config:
-        options["rerank_factor"] = config["rerank_factor"]
-    return options
+def _options_from_config(parsed, config: dict) -> tuple[dict, dict, int | None]:
+    """(options of the base, options of the rerank codec, rerank factor) that rebuild an index of this spec
+    and config: each part gets the options of its codec-table row its config records (codec parameters come
+    from arrays). Per part, as each was saved: int4+rerank:int8 keeps int4's clipping, not int8's."""
+    if parsed.rerank is None:
+        return _part_options(parsed.base, config), {}, None
+    return (_part_options(parsed.base, config.get("base", {})),
+            _part_options(parsed.rerank, config.get("refine", {})), config.get("rerank_factor"))
+
+
+def _part_options(part: str, config: dict) -> dict:
+    """The options of one spec part its config records: in the codec's config or beside it (hnsw's M, ivf's
+    nprobe)."""
+    accepted = codecs.defaults(part, "ip")
+    recorded = {**(config.get("codec") or {}), **config}
+    return {k: v for k, v in recorded.items() if k in accepted}
 
 
 def _align(n: int) -> int:

@@ -42,6 +42,11 @@ Grammar (whitespace ignored, case-insensitive)::
 - ``hnsw``: hnswlib's float32 HNSW graph (optional dependency hnswlib), a graph baseline.
 - ``<base>+rerank:<codec>``: search the base codes for ``rerank_factor * k`` candidates, then re-score them
   with a second, finer stored copy (e.g. ``int8+rerank:float32``).
+
+Each codec (and codec family) is one row of :data:`medqk.index.codecs.TABLE`: the pattern of its part, the
+form the grammar shows, its options and defaults, bytes per vector and factory. The names below
+(``CODECS``, ``BYTES_PER_DIM``, ``CODEC_FORMS``, ``SPEC_GRAMMAR``) are derived from it; this module adds the
+near-miss diagnostics of the PQ and IVF families (``pq8x4``: write ``pq8x4fs``).
 """
 
 from __future__ import annotations
@@ -49,11 +54,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-CODECS = ("float32", "fp16", "int8", "int4", "cb4", "cb3", "cb2", "pca4", "pca3", "pca2")
-BASES = CODECS + ("hnsw",)
-BYTES_PER_DIM = {"float32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5, "cb4": 0.5, "cb3": 0.5, "cb2": 0.25,
-                 "pca4": 0.5, "pca3": 0.375, "pca2": 0.25,
-                 "hnsw": 4.0}
+from .codecs import TABLE, lookup
+
+# Derived from the codec table (medqk.index.codecs), kept as the public names they have always been.
+CODECS = tuple(c.name for c in TABLE if c.is_fixed and not c.base_only)  # the fixed codecs, rerank ones too
+BASES = CODECS + tuple(c.name for c in TABLE if c.is_fixed and c.base_only)
+_NOMINAL_DIM = 384  # bytes per dimension of codecs that round to whole bytes (cb2, pca3), at an even dim
+BYTES_PER_DIM = {c.name: c.bytes_per_vector((), _NOMINAL_DIM) / _NOMINAL_DIM for c in TABLE if c.is_fixed}
 
 
 @dataclass(frozen=True)
@@ -67,10 +74,10 @@ class IndexSpec:
 
 # The accepted forms, compactly (--help, error messages): the PQ and IVF forms take any M / nlist, so no list
 # of specs can be complete.
-CODEC_FORMS = (", ".join(CODECS)
-               + ", pq<M>x4fs, pq<M>x8, opq,pq<M>x4fs, opq,pq<M>x8 (M divides the dimension)")
-SPEC_GRAMMAR = (f"{CODEC_FORMS}, hnsw, ivf<nlist>,pq<M>x4fs, ivf<nlist>,opq,pq<M>x4fs, "
-                "and <base>+rerank:<codec> (<base> any of these, <codec> any but hnsw and ivf)")
+CODEC_FORMS = ", ".join(f for c in TABLE if not c.base_only for f in c.forms()) + " (M divides the dimension)"
+SPEC_GRAMMAR = (f"{CODEC_FORMS}, {', '.join(f for c in TABLE if c.base_only for f in c.forms())}, "
+                f"and <base>+rerank:<codec> (<base> any of these, <codec> any but "
+                f"{' and '.join(c.kind for c in TABLE if c.base_only)})")
 SPEC_EXAMPLES = ("int8", "cb4", "pq64x4fs", "pq32x8", "opq,pq48x8", "ivf128,pq64x4fs", "pq96x4fs+rerank:int8",
                  "hnsw")
 
@@ -132,27 +139,28 @@ def parse_ivf(base: str) -> tuple[int, str] | None:
     nlist, codec = int(m.group(1)), m.group(2)
     if nlist < 1:
         raise ValueError(f"invalid spec '{base}': nlist must be >= 1")
-    pq = parse_pq(split_opq(codec)[1])
-    if not _is_codec(codec) or pq is None or pq[1] != 4:
+    if not _is_codec(codec) or not lookup(codec)[0].under_ivf:
         raise ValueError(
-            f"invalid spec '{base}': after 'ivf{nlist},' expected a 4-bit fast-scan PQ codec, pq<M>x4fs or "
-            f"opq,pq<M>x4fs (8-bit PQ and scalar codecs are not available under IVF), got '{codec}'"
+            f"invalid spec '{base}': after 'ivf{nlist},' expected a 4-bit fast-scan PQ codec, "
+            f"{' or '.join(c.form for c in TABLE if c.under_ivf)} (8-bit PQ and scalar codecs are not "
+            f"available under IVF), got '{codec}'"
         )
     return nlist, codec
 
 
 def _is_codec(codec: str) -> bool:
+    """codec names a row of the codec table that may follow '+rerank:'; raises ValueError for the near-misses
+    of the PQ family, with what to write instead."""
+    found = lookup(codec)
     opq, codec = split_opq(codec)
     if opq and parse_pq(codec) is None:
         raise ValueError(
             f"invalid spec 'opq,{codec}': 'opq,' (a learned rotation) goes only before a pq codec, "
             f"e.g. opq,pq48x8 or opq,pq96x4fs"
         )
-    if codec in CODECS:
-        return True
     pq = parse_pq(codec)
     if pq is None:
-        return False
+        return found is not None and not found[0].base_only
     M, nbits, fs = pq
     if M < 1:
         raise ValueError(f"invalid spec '{codec}': M must be >= 1")
@@ -162,7 +170,7 @@ def _is_codec(codec: str) -> bool:
         raise ValueError(f"spec '{codec}': 4-bit PQ is stored in the fast-scan layout, write pq{M}x4fs")
     if nbits == 8 and fs:
         raise ValueError(f"spec '{codec}': the fast-scan layout is for 4-bit codes, write pq{M}x8")
-    return True
+    return found is not None and not found[0].base_only
 
 
 def parse_spec(spec: str) -> IndexSpec:
@@ -179,6 +187,6 @@ def parse_spec(spec: str) -> IndexSpec:
                 f"{CODEC_FORMS}"
             )
         rerank = codec
-    if parse_ivf(base) is None and base not in BASES and not _is_codec(base):
+    if parse_ivf(base) is None and not _is_codec(base) and lookup(base) is None:
         raise ValueError(f"unknown index spec {spec!r}; valid specs: {spec_help()}")
     return IndexSpec(base, rerank)
