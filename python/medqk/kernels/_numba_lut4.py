@@ -7,7 +7,7 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ._layout import lut4_block_bytes, lut4_code, lut4_even, lut4_row, lut4_shift, lut4_sub_offset
-from ._numba_search import _heap_push, _heap_sort, quantize_tables
+from ._numba_search import _heap_push, _write_sorted, quantize_tables
 
 # the 4-bit layout (kernels/_layout.py) compiles into the twins where they call it: the plain Python
 # functions stay as they are for numpy (register_jitable returns them unchanged)
@@ -44,14 +44,9 @@ def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
             for s in range(d):
                 acc += luts[q, s, lut4_code(packed, row, s, shift)]
             size = _heap_push(hs, hi, size, k, np.float32(acc), v)
-        _heap_sort(hs, hi, size)
-        for t in range(k):
-            if t < size:
-                scores[q, t] = alpha[q] * hs[t] + beta[q]
-                ids[q, t] = hi[t]
-            else:
-                scores[q, t] = -np.inf
-                ids[q, t] = -1
+        _write_sorted(hs, hi, size, scores[q], ids[q])
+        for t in range(min(size, k)):  # the sums back to scores
+            scores[q, t] = alpha[q] * scores[q, t] + beta[q]
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)

@@ -8,7 +8,7 @@ from numba.extending import register_jitable
 
 from ._layout import PQ8_BLOCK as BLOCK
 from ._layout import pq8_row, pq8_sub_offset
-from ._numba_search import _heap_push, _heap_sort
+from ._numba_search import _heap_push, _write_sorted
 
 # the 8-bit layout (kernels/_layout.py) compiles into the twins where they call it (see _numba_lut4)
 for _f in (pq8_row, pq8_sub_offset):
@@ -85,11 +85,4 @@ def pq8_search_topk(tables, packed, n, k, scores, ids):
             for s in range(m):
                 acc += tables[q, s, packed[row + pq8_sub_offset(s)]]
             size = _heap_push(hs, hi, size, k, acc, v)
-        _heap_sort(hs, hi, size)
-        for t in range(k):
-            if t < size:
-                scores[q, t] = hs[t]
-                ids[q, t] = hi[t]
-            else:
-                scores[q, t] = -np.inf
-                ids[q, t] = -1
+        _write_sorted(hs, hi, size, scores[q], ids[q])
