@@ -12,6 +12,8 @@ the Numba twins) and csrc/runtime/code_layout.h (C++). ``Lut4Packer``: 4-bit cod
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from .. import _backend
@@ -20,75 +22,75 @@ from ._memory import aligned, aligned_concat
 from .flat import Index
 
 
-class Lut4Packer:
-    """The 4-bit layout (kernels/_layout.py) for ``n_sub`` sub-codes in 0..15 per vector."""
+class CodePacker:
+    """A code layout: ``pack`` codes (n, width) uint8 into blocks of ``block`` vectors (the native pack, or
+    its Numba twin), ``unpack`` them by position. Subclasses name the layout (``kernel``: the pack kernels
+    are ``medqk._core.<kernel>_pack`` and ``kernels._numba_<kernel>.<kernel>_pack``) and read it back."""
 
-    block = _layout.LUT4_BLOCK
+    kernel: str
+    block: int
 
-    def __init__(self, n_sub: int):
-        self.n_sub = int(n_sub)
-
-    @property
-    def bytes_per_vector(self) -> float:
-        return _layout.lut4_even(self.n_sub) / 2
+    def __init__(self, width: int):
+        self.width = int(width)
 
     def packed_bytes(self, n: int) -> int:
         """Bytes of n vectors (whole blocks)."""
-        return _layout.lut4_packed_bytes(n, self.n_sub)
+        raise NotImplementedError
 
     def pack(self, codes: np.ndarray) -> np.ndarray:
-        """Sub-codes (n, n_sub) -> the packed layout, flat uint8 of packed_bytes(n) bytes."""
+        """Codes (n, width) -> the packed layout, flat uint8 of packed_bytes(n) bytes."""
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.shape[0] == 0:
             return np.empty(0, dtype=np.uint8)
         if _backend.backend == "native":
-            return _backend._core.lut4_pack(codes)
-        from ..kernels import _numba_lut4
-
+            return getattr(_backend._core, f"{self.kernel}_pack")(codes)
+        twins = importlib.import_module(f"medqk.kernels._numba_{self.kernel}")
         out = np.empty(self.packed_bytes(codes.shape[0]), dtype=np.uint8)
-        _numba_lut4.lut4_pack(codes, out)
+        getattr(twins, f"{self.kernel}_pack")(codes, out)
         return out
 
     def unpack(self, packed: np.ndarray, ids, n: int | None = None) -> np.ndarray:
-        """Sub-codes (len(ids), n_sub) uint8 of the vectors at positions ids; ids None: all n of them."""
-        ids = np.arange(n) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
-        row = _layout.lut4_row(ids, _layout.lut4_even(self.n_sub))[:, None]
-        shift = _layout.lut4_shift(ids).astype(np.uint8)[:, None]
-        return _layout.lut4_code(packed, row, np.arange(self.n_sub)[None, :], shift)
+        """Codes (len(ids), width) uint8 of the vectors at positions ids; ids None: all n of them."""
+        raise NotImplementedError
 
 
-class PQ8Packer:
-    """The 8-bit layout (kernels/_layout.py) for ``m`` byte codes per vector."""
+class Lut4Packer(CodePacker):
+    """The 4-bit layout (kernels/_layout.py): ``width`` sub-codes in 0..15 per vector."""
 
-    block = _layout.PQ8_BLOCK
-
-    def __init__(self, m: int):
-        self.m = int(m)
+    kernel = "lut4"
+    block = _layout.LUT4_BLOCK
 
     @property
     def bytes_per_vector(self) -> float:
-        return float(self.m)
+        return _layout.lut4_even(self.width) / 2
 
     def packed_bytes(self, n: int) -> int:
-        """Bytes of n vectors (whole blocks)."""
-        return _layout.pq8_packed_bytes(n, self.m)
-
-    def pack(self, codes: np.ndarray) -> np.ndarray:
-        """Byte codes (n, m) -> the packed layout, flat uint8 of packed_bytes(n) bytes."""
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        if _backend.backend == "native":
-            return _backend._core.pq8_pack(codes)
-        from ..kernels import _numba_pq8
-
-        out = np.empty(self.packed_bytes(codes.shape[0]), dtype=np.uint8)
-        _numba_pq8.pq8_pack(codes, out)
-        return out
+        return _layout.lut4_packed_bytes(n, self.width)
 
     def unpack(self, packed: np.ndarray, ids, n: int | None = None) -> np.ndarray:
-        """Byte codes (len(ids), m) of the vectors at positions ids; ids None: all n of them."""
-        blocks = _layout.pq8_blocks(packed, self.m)
-        if ids is None:
-            return np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(-1, self.m)[:n])
+        ids = np.arange(n) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+        row = _layout.lut4_row(ids, _layout.lut4_even(self.width))[:, None]
+        shift = _layout.lut4_shift(ids).astype(np.uint8)[:, None]
+        return _layout.lut4_code(packed, row, np.arange(self.width)[None, :], shift)
+
+
+class PQ8Packer(CodePacker):
+    """The 8-bit layout (kernels/_layout.py): ``width`` byte codes per vector."""
+
+    kernel = "pq8"
+    block = _layout.PQ8_BLOCK
+
+    @property
+    def bytes_per_vector(self) -> float:
+        return float(self.width)
+
+    def packed_bytes(self, n: int) -> int:
+        return _layout.pq8_packed_bytes(n, self.width)
+
+    def unpack(self, packed: np.ndarray, ids, n: int | None = None) -> np.ndarray:
+        blocks = _layout.pq8_blocks(packed, self.width)
+        if ids is None:  # all of them: one transposing copy rather than a gather
+            return np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(-1, self.width)[:n])
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         return np.ascontiguousarray(blocks[ids // self.block, :, ids % self.block])
 

@@ -38,13 +38,10 @@ def _sift_down(hs, hi, size, pos):
 
 @njit(boundscheck=False)
 def _sift_up(hs, hi, pos):
-    while pos > 0:
-        parent = (pos - 1) // 2
-        if _better(hs[parent], hi[parent], hs[pos], hi[pos]):
-            _swap(hs, hi, pos, parent)
-            pos = parent
-        else:
-            return
+    parent = (pos - 1) // 2
+    while pos > 0 and _better(hs[parent], hi[parent], hs[pos], hi[pos]):
+        _swap(hs, hi, pos, parent)
+        pos, parent = parent, (parent - 1) // 2
 
 
 @njit(boundscheck=False)
