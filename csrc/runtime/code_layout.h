@@ -41,7 +41,9 @@ inline unsigned lut4_code(const uint8_t* packed, std::size_t row, std::size_t s,
 constexpr std::size_t kPq8Block = kernels::kPq8Block;  // vectors per block of the 8-bit layout
 constexpr std::size_t pq8_blocks(std::size_t n) { return (n + kPq8Block - 1) / kPq8Block; }
 constexpr std::size_t pq8_block_bytes(std::size_t m) { return kPq8Block * m; }
-constexpr std::size_t pq8_row(std::size_t v, std::size_t m) { return (v / kPq8Block) * pq8_block_bytes(m) + v % kPq8Block; }
+constexpr std::size_t pq8_row(std::size_t v, std::size_t m) {
+  return (v / kPq8Block) * pq8_block_bytes(m) + v % kPq8Block;
+}
 constexpr std::size_t pq8_sub_offset(std::size_t s) { return kPq8Block * s; }
 
 }  // namespace layout

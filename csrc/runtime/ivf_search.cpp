@@ -279,7 +279,7 @@ void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlis
 
 void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, std::size_t s, uint8_t* luts,
                          float* step, double* offsets) {
-  const std::size_t s_even = s + (s & 1);
+  const std::size_t s_even = layout::lut4_even(s);  // tables padded as the codes are
   std::vector<float> lo(nlut * s);
   for (std::size_t q = 0; q < nq; ++q) {
     const float* tq = tables + q * nlut * s * 16;

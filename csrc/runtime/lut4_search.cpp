@@ -170,7 +170,7 @@ inline void quantize16(const float* t, float lo, float step, uint8_t* out) {
 
 void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
                           float* beta) {
-  const std::size_t s_even = s + (s & 1);
+  const std::size_t s_even = layout::lut4_even(s);  // tables padded as the codes are
   std::vector<float> lo(s);
   for (std::size_t q = 0; q < nq; ++q) {
     const float* t = tables + q * s * 16;

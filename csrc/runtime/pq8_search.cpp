@@ -133,7 +133,9 @@ inline void exact_scores8(const float* t, std::size_t m, const uint8_t* block, c
 
 }  // namespace
 
-std::size_t pq8_packed_bytes(std::size_t n, std::size_t m) { return layout::pq8_blocks(n) * layout::pq8_block_bytes(m); }
+std::size_t pq8_packed_bytes(std::size_t n, std::size_t m) {
+  return layout::pq8_blocks(n) * layout::pq8_block_bytes(m);
+}
 
 void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packed) {
   std::memset(packed, 0, pq8_packed_bytes(n, m));

@@ -44,7 +44,8 @@ def test_saved_code_arrays_keep_their_format(spec, code_arrays):
     assert config == {"codec": codec_config}
     assert set(arrays) == set(codec_arrays) | code_arrays
     if spec == "int4":
-        np.testing.assert_array_equal(arrays["packed"], Lut4Packer(index.n_sub).pack(index.codec.encode_sub(x)))
+        want = Lut4Packer(index.n_sub).pack(index.codec.encode_sub(x))
+        np.testing.assert_array_equal(arrays["packed"], want)
         assert arrays["sqnorms"].shape == (600,)
     else:
         np.testing.assert_array_equal(arrays["codes"], index.codec.encode_sub(x))

@@ -50,6 +50,7 @@ import numpy as np
 from .. import _backend
 from .._progress import progress_bar
 from .._warnings import warn_spec_data
+from ..kernels._layout import lut4_even
 from . import _topk
 from ._memory import aligned
 from .flat import Index
@@ -251,7 +252,7 @@ class IVFLUT4Index(Index):
         self._packed = aligned(self.packer.pack(padded))
 
     def _slots(self) -> np.ndarray:
-        """Slot (position in the packed layout, packer.block per block) of each stored vector, in list order."""
+        """Slot (position in the packed layout, packer.block per block) of each stored vector, list order."""
         sizes = self.list_sizes()
         within = np.arange(int(self._list_starts[-1])) - np.repeat(self._list_starts[:-1], sizes)
         return np.repeat(self._list_blocks[:-1] * self.packer.block, sizes) + within
@@ -326,7 +327,7 @@ class IVFLUT4Index(Index):
         from ..kernels import _numba_ivf
 
         nq, nlut, S, _ = tables.shape
-        luts = np.empty((nq, nlut, S + (S & 1), 16), dtype=np.uint8)
+        luts = np.empty((nq, nlut, lut4_even(S), 16), dtype=np.uint8)
         step = np.empty(nq, dtype=np.float32)
         offsets = np.empty((nq, nlut), dtype=np.float64)
         _numba_ivf.ivf_quantize_tables(tables, luts, step, offsets)
@@ -374,7 +375,8 @@ class IVFLUT4Index(Index):
         packed = np.asarray(arrays["packed"], dtype=np.uint8)
         sizes = np.diff(starts)
         ok = (starts.shape == (self.nlist + 1,) and blocks.shape == (self.nlist + 1,) and starts[0] == 0
-              and blocks[0] == 0 and (sizes >= 0).all() and (np.diff(blocks) == -(-sizes // self.packer.block)).all()
+              and blocks[0] == 0 and (sizes >= 0).all()
+              and (np.diff(blocks) == -(-sizes // self.packer.block)).all()
               and ids.shape == (starts[-1],)
               and packed.shape == (self.packer.packed_bytes(int(blocks[-1]) * self.packer.block),)
               and np.array_equal(np.sort(ids), np.arange(len(ids))))

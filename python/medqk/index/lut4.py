@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ..kernels._layout import lut4_even
 from ._memory import aligned
 from .flat import s8_blocked_topk
 from .flat_codes import FlatCodesIndex, Lut4Packer
@@ -65,7 +66,7 @@ def quantize_tables(t: np.ndarray):
     from ..kernels import _numba_lut4
 
     nq, S, _ = t.shape
-    luts = np.empty((nq, S + (S & 1), 16), dtype=np.uint8)
+    luts = np.empty((nq, lut4_even(S), 16), dtype=np.uint8)  # tables padded as the codes are
     alpha = np.empty(nq, dtype=np.float32)
     beta = np.empty(nq, dtype=np.float32)
     _numba_lut4.lut4_quantize_tables(t, luts, alpha, beta)
