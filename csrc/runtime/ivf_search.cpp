@@ -25,6 +25,7 @@
 
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
+#include "runtime/code_layout.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
 #include "runtime/round.h"
@@ -33,7 +34,7 @@
 namespace medqk {
 
 namespace {
-constexpr std::size_t kBlockVectors = 32;
+constexpr std::size_t kBlockVectors = layout::kLut4Block;
 constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per kernel call, then selected
 // Largest table entry: the x86 lut4 kernels add two lookups in 8 bits (kernels/lut4_scan.h).
 constexpr int32_t kLutMax = static_cast<int32_t>(kernels::kLut4MaxEntry);
@@ -109,8 +110,9 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
                      std::size_t nlist, std::size_t topk, float* keys, int64_t* ids, int threads) {
   const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
   constexpr std::size_t kGroup = kernels::kLut4MaxQueries;
-  const std::size_t d_even = d + (d & 1);
-  const std::size_t block_bytes = 16 * d_even;
+  const std::size_t d_even = layout::lut4_even(d);
+  const std::size_t block_bytes = layout::lut4_block_bytes(d_even);  // a list's codes: whole blocks
+  const std::size_t table_bytes = 16 * d_even;                        // one query's tables for one list
   if (threads <= 0) threads = hardware_threads();
   // see lut4_search.cpp: rows of sums exactly 4 KiB apart alias in the load/store unit
   const std::size_t sums_stride = kChunkBlocks * kBlockVectors + 16;
@@ -126,7 +128,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
     const std::size_t qa = static_cast<std::size_t>(task) * chunk, qb = std::min(nq, qa + chunk);
     std::vector<uint32_t> sums(kGroup * sums_stride);
     std::vector<uint32_t> masks(kGroup * kChunkBlocks);
-    runtime::AlignedVector<uint8_t> group_luts(kGroup * block_bytes);
+    runtime::AlignedVector<uint8_t> group_luts(kGroup * table_bytes);
     std::vector<runtime::SumsTopK> reservoirs(qb - qa);
     for (auto& r : reservoirs) r.reset(topk);
     // (query, probe) of the chunk's probes grouped by list, queries in order within a list: a counting
@@ -180,11 +182,11 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
         }
         const uint8_t* lut;
         if (ng == 1) {
-          lut = luts + ((qa + qj[0]) * nlut + (nlut == 1 ? 0 : pj[0])) * block_bytes;
+          lut = luts + ((qa + qj[0]) * nlut + (nlut == 1 ? 0 : pj[0])) * table_bytes;
         } else {  // the kernel reads a group's tables at one stride: copy them together
           for (std::size_t u = 0; u < ng; ++u) {
-            std::memcpy(group_luts.data() + u * block_bytes,
-                        luts + ((qa + qj[u]) * nlut + (nlut == 1 ? 0 : pj[u])) * block_bytes, block_bytes);
+            std::memcpy(group_luts.data() + u * table_bytes,
+                        luts + ((qa + qj[u]) * nlut + (nlut == 1 ? 0 : pj[u])) * table_bytes, table_bytes);
           }
           lut = group_luts.data();
         }
@@ -201,7 +203,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
             kthr[u] = thr == runtime::SumsTopK::kNoThreshold ? thr : thr - bias[u];
           }
           nb = std::min(nb, nblocks - b0);
-          scan(lut, block_bytes, ng, d_even, codes + b0 * block_bytes, nb, sums.data(), sums_stride, kthr,
+          scan(lut, table_bytes, ng, d_even, codes + b0 * block_bytes, nb, sums.data(), sums_stride, kthr,
                masks.data());
           const std::size_t v0b = b0 * kBlockVectors, nv = std::min(nb * kBlockVectors, n_l - v0b);
           // position = storage position (list_starts[l] + index): increasing, lists being visited in order
@@ -277,7 +279,7 @@ void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlis
 
 void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, std::size_t s, uint8_t* luts,
                          float* step, double* offsets) {
-  const std::size_t s_even = s + (s & 1);
+  const std::size_t s_even = layout::lut4_even(s);  // tables padded as the codes are
   std::vector<float> lo(nlut * s);
   for (std::size_t q = 0; q < nq; ++q) {
     const float* tq = tables + q * nlut * s * 16;

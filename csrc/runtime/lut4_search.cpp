@@ -1,4 +1,4 @@
-// 4-bit table-scan search: packing of the codes (the layout of kernels/lut4_scan.h) and the top-k
+// 4-bit table-scan search: packing of the codes (the layout of runtime/code_layout.h) and the top-k
 // front end. Ranking is by the exact uint32 table sums (ties -> lower id); the score returned is
 // alpha[i] * sum + beta[i], undoing the per-query quantization of the tables.
 #include <algorithm>
@@ -14,6 +14,7 @@
 
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
+#include "runtime/code_layout.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
 #include "runtime/topk.h"
@@ -22,7 +23,7 @@
 namespace medqk {
 
 namespace {
-constexpr std::size_t kBlockVectors = 32;
+constexpr std::size_t kBlockVectors = layout::kLut4Block;
 // 512 vectors scanned per call, then selected: the next call's threshold is fresher than with 1024 (MedQuAD
 // pq96x4fs, k = 200: 38.1 -> 36.2 us/query), and 1M-vector scans lose nothing; 256 lost 10% there
 constexpr std::size_t kChunkBlocks = 16;
@@ -30,36 +31,31 @@ constexpr std::size_t kBatchQueries = 64;  // queries whose groups take each chu
 }  // namespace
 
 std::size_t lut4_packed_bytes(std::size_t n, std::size_t d) {
-  const std::size_t d_even = d + (d & 1);
-  return (n + kBlockVectors - 1) / kBlockVectors * 16 * d_even;
+  return layout::lut4_blocks(n) * layout::lut4_block_bytes(layout::lut4_even(d));
 }
 
 void lut4_pack(const uint8_t* codes, std::size_t n, std::size_t d, uint8_t* packed) {
-  const std::size_t d_even = d + (d & 1);
-  const std::size_t block_bytes = 16 * d_even;
+  const std::size_t d_even = layout::lut4_even(d);
   std::memset(packed, 0, lut4_packed_bytes(n, d));
   for (std::size_t v = 0; v < n; ++v) {
-    uint8_t* block = packed + (v / kBlockVectors) * block_bytes;
-    const std::size_t lane = v % 16, shift = (v % kBlockVectors) < 16 ? 0 : 4;
+    uint8_t* row = packed + layout::lut4_row(v, d_even);
+    const unsigned shift = layout::lut4_shift(v);
     for (std::size_t s = 0; s < d; ++s) {
-      block[32 * (s / 2) + 16 * (s & 1) + lane] |= static_cast<uint8_t>((codes[v * d + s] & 15) << shift);
+      row[layout::lut4_sub_offset(s)] |= static_cast<uint8_t>((codes[v * d + s] & 15) << shift);
     }
   }
 }
 
 void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::size_t n, std::size_t e,
                     const int32_t* sub, const int32_t* dim, const int16_t* table, std::size_t d_out, int8_t* out) {
-  const std::size_t d_even = d + (d & 1);
-  const std::size_t block_bytes = 16 * d_even;
-  std::vector<std::size_t> offset(e);  // byte of entry j's sub-code within a row of the block
-  for (std::size_t j = 0; j < e; ++j) {
-    offset[j] = 32 * (static_cast<std::size_t>(sub[j]) / 2) + 16 * (static_cast<std::size_t>(sub[j]) & 1);
-  }
+  const std::size_t d_even = layout::lut4_even(d);
+  std::vector<std::size_t> offset(e);  // byte of entry j's sub-code from a vector's row byte
+  for (std::size_t j = 0; j < e; ++j) offset[j] = layout::lut4_sub_offset(static_cast<std::size_t>(sub[j]));
   std::vector<int32_t> acc(d_out);
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t v = v0 + i;
-    const uint8_t* row = packed + (v / kBlockVectors) * block_bytes + v % 16;
-    const unsigned shift = (v % kBlockVectors) < 16 ? 0 : 4;
+    const uint8_t* row = packed + layout::lut4_row(v, d_even);
+    const unsigned shift = layout::lut4_shift(v);
     std::fill(acc.begin(), acc.end(), 0);
     for (std::size_t j = 0; j < e; ++j) acc[dim[j]] += table[j * 16 + ((row[offset[j]] >> shift) & 15)];
     int8_t* o = out + i * d_out;
@@ -71,14 +67,14 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
                       std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
                       int64_t* ids, int threads, bool sorted) {
   const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
-  const std::size_t d_even = d + (d & 1);
+  const std::size_t d_even = layout::lut4_even(d);
   runtime::AlignedVector<uint8_t> aligned_luts;  // tables not on a cache line are scanned from a copy that is
   if (reinterpret_cast<std::uintptr_t>(luts) % 64 != 0) {
     aligned_luts.assign(luts, luts + nq * d_even * 16);
     luts = aligned_luts.data();
   }
-  const std::size_t block_bytes = 16 * d_even;
-  const std::size_t nblocks = (n + kBlockVectors - 1) / kBlockVectors;
+  const std::size_t block_bytes = layout::lut4_block_bytes(d_even);
+  const std::size_t nblocks = layout::lut4_blocks(n);
   const std::size_t nchunks = (nblocks + kChunkBlocks - 1) / kChunkBlocks;
   if (threads <= 0) threads = hardware_threads();
   // Queries go in groups of kLut4MaxQueries, which share every load of the codes; and the groups of a
@@ -174,7 +170,7 @@ inline void quantize16(const float* t, float lo, float step, uint8_t* out) {
 
 void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
                           float* beta) {
-  const std::size_t s_even = s + (s & 1);
+  const std::size_t s_even = layout::lut4_even(s);  // tables padded as the codes are
   std::vector<float> lo(s);
   for (std::size_t q = 0; q < nq; ++q) {
     const float* t = tables + q * s * 16;
@@ -198,7 +194,7 @@ void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, ui
 
 void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, const uint8_t* packed,
                            const int64_t* cand, std::size_t kc, float* scores) {
-  const std::size_t s_even = s + (s & 1);
+  const std::size_t s_even = layout::lut4_even(s);
   for (std::size_t q = 0; q < nq; ++q) {
     const float* t = tables + q * s * 16;
     for (std::size_t c = 0; c < kc; ++c) {
@@ -207,10 +203,10 @@ void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, c
         scores[q * kc + c] = -std::numeric_limits<float>::infinity();
         continue;
       }
-      const uint8_t* block = packed + static_cast<std::size_t>(v / 32) * 16 * s_even + (v % 16);
-      const int shift = (v % 32) < 16 ? 0 : 4;
+      const std::size_t row = layout::lut4_row(static_cast<std::size_t>(v), s_even);
+      const unsigned shift = layout::lut4_shift(static_cast<std::size_t>(v));
       float acc = 0.0f;
-      for (std::size_t j = 0; j < s; ++j) acc += t[j * 16 + ((block[32 * (j / 2) + 16 * (j & 1)] >> shift) & 15)];
+      for (std::size_t j = 0; j < s; ++j) acc += t[j * 16 + layout::lut4_code(packed, row, j, shift)];
       scores[q * kc + c] = acc;
     }
   }

@@ -17,6 +17,7 @@
 
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
+#include "runtime/code_layout.h"
 #include "runtime/dispatch.h"
 #include "runtime/round.h"
 #include "runtime/thread_pool.h"
@@ -109,10 +110,11 @@ inline uint16_t threshold(const QueryPlan& p, const runtime::TopK& heap) {
   return t >= 65535 ? uint16_t(65535) : static_cast<uint16_t>(t);
 }
 
-// The exact score of vector j of a block (m rows of 64 codes): float32, added in subspace order from 0.
-inline float exact_score(const float* t, std::size_t m, const uint8_t* block, std::size_t j) {
+// The exact score of the vector whose code 0 is at `row` (code_layout.h: pq8_row): float32, added in
+// subspace order from 0.
+inline float exact_score(const float* t, std::size_t m, const uint8_t* row) {
   float acc = 0.0f;
-  for (std::size_t s = 0; s < m; ++s) acc += t[s * 256 + block[s * kB + j]];
+  for (std::size_t s = 0; s < m; ++s) acc += t[s * 256 + row[layout::pq8_sub_offset(s)]];
   return acc;
 }
 
@@ -122,7 +124,7 @@ inline float exact_score(const float* t, std::size_t m, const uint8_t* block, st
 inline void exact_scores8(const float* t, std::size_t m, const uint8_t* block, const uint8_t* js, float* out) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (std::size_t s = 0; s < m; ++s) {
-    const uint8_t* row = block + s * kB;
+    const uint8_t* row = block + layout::pq8_sub_offset(s);
     const float* ts = t + s * 256;
     for (int u = 0; u < 8; ++u) acc[u] += ts[row[js[u]]];
   }
@@ -131,13 +133,15 @@ inline void exact_scores8(const float* t, std::size_t m, const uint8_t* block, c
 
 }  // namespace
 
-std::size_t pq8_packed_bytes(std::size_t n, std::size_t m) { return (n + kB - 1) / kB * kB * m; }
+std::size_t pq8_packed_bytes(std::size_t n, std::size_t m) {
+  return layout::pq8_blocks(n) * layout::pq8_block_bytes(m);
+}
 
 void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packed) {
   std::memset(packed, 0, pq8_packed_bytes(n, m));
   for (std::size_t i = 0; i < n; ++i) {
-    uint8_t* block = packed + (i / kB) * kB * m + i % kB;
-    for (std::size_t s = 0; s < m; ++s) block[s * kB] = codes[i * m + s];
+    uint8_t* row = packed + layout::pq8_row(i, m);
+    for (std::size_t s = 0; s < m; ++s) row[layout::pq8_sub_offset(s)] = codes[i * m + s];
   }
 }
 
@@ -147,7 +151,7 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
   const kernels::Pq8ScanFn scan = kernel.scan;
   const kernels::Pq8ScanGroupFn scan_group = kernel.group;
   constexpr std::size_t kG = kernels::kPq8Group;
-  const std::size_t nblocks = (n + kB - 1) / kB;
+  const std::size_t nblocks = layout::pq8_blocks(n);
   const std::size_t chunks = (nblocks + kChunkBlocks - 1) / kChunkBlocks;
   if (threads <= 0) threads = hardware_threads();
   if (nq * n * m < (std::size_t(1) << 20)) threads = 1;
@@ -195,13 +199,13 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
         uint16_t thr[kG];
         for (std::size_t c = c0; c < c1; ++c) {
           const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
-          const uint8_t* chunk = packed + b0 * kB * m;
+          const uint8_t* chunk = packed + b0 * layout::pq8_block_bytes(m);
           for (std::size_t j = 0; j < kG; ++j) thr[j] = q0 + j < q1 ? threshold(plans[j], heaps[j]) : 65535;
           const std::size_t cnt = scan_group(lut_t.data(), m, chunk, nb, thr, hits.data(), hit_sums.data());
           for (std::size_t h = 0; h < cnt; ++h) {
             const std::size_t j = hits[h] % kG, v = b0 * kB + hits[h] / kG;
             if (v >= n || hit_sums[h] < thr[j]) continue;  // a padding vector, or the threshold has risen
-            const float score = exact_score(tables + (q0 + j) * m * 256, m, packed + (v / kB) * kB * m, v % kB);
+            const float score = exact_score(tables + (q0 + j) * m * 256, m, packed + layout::pq8_row(v, m));
             heaps[j].push(score, static_cast<int64_t>(v));
             thr[j] = threshold(plans[j], heaps[j]);
           }
@@ -209,7 +213,7 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
       } else {
         for (std::size_t c = c0; c < c1; ++c) {
           const std::size_t b0 = c * kChunkBlocks, nb = std::min(kChunkBlocks, nblocks - b0);
-          const uint8_t* chunk = packed + b0 * kB * m;
+          const uint8_t* chunk = packed + b0 * layout::pq8_block_bytes(m);
           for (std::size_t q = q0; q < q1; ++q) {
             const QueryPlan& plan = plans[q - q0];
             const float* t = tables + q * m * 256;
@@ -220,7 +224,7 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
               uint64_t mask = masks[b];
               const std::size_t v0 = (b0 + b) * kB;
               if (n - v0 < kB) mask &= (uint64_t(1) << (n - v0)) - 1;  // padding vectors of the last block
-              const uint8_t* block = chunk + b * kB * m;
+              const uint8_t* block = chunk + b * layout::pq8_block_bytes(m);
               // the vectors still above the threshold (it may have risen since the scan), scored 8 at a time
               alignas(8) uint8_t js[kB + 8];
               std::size_t cnt = 0;

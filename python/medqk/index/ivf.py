@@ -50,10 +50,12 @@ import numpy as np
 from .. import _backend
 from .._progress import progress_bar
 from .._warnings import warn_spec_data
+from ..kernels._layout import lut4_even
 from . import _topk
 from ._memory import aligned
 from .flat import Index
-from .lut4 import check_subspaces, unpack_codes
+from .flat_codes import Lut4Packer
+from .lut4 import check_subspaces
 
 _QUERY_CHUNK = 4096  # queries per native call: the scan shares list reads among them (l2: 4096 // nprobe)
 _ASSIGN_BLOCK = 16384
@@ -139,6 +141,7 @@ class IVFLUT4Index(Index):
         self.seed = seed
         self.codec = codec
         self.n_sub = check_subspaces(spec, dim, codec.n_sub(dim))
+        self.packer = Lut4Packer(self.n_sub)  # each list packed in the flat 4-bit layout, from a block start
         self.centroids: np.ndarray | None = None  # (nlist, dim) float32
         self._cnorms: np.ndarray | None = None
         self._cents_t: np.ndarray | None = None  # centroids.T, C-contiguous (the probe's product)
@@ -173,7 +176,7 @@ class IVFLUT4Index(Index):
     @property
     def bytes_per_vector(self) -> float:
         """Code bytes plus the 8-byte id each list keeps per vector."""
-        return (self.n_sub + (self.n_sub & 1)) / 2 + 8
+        return self.packer.bytes_per_vector + 8
 
     def list_sizes(self) -> np.ndarray:
         """Number of vectors in each inverted list (nlist,)."""
@@ -220,7 +223,7 @@ class IVFLUT4Index(Index):
         bar.close()
         n_old = self._ntotal
         old_lists = np.repeat(np.arange(self.nlist), self.list_sizes())
-        old_codes = unpack_codes(self._packed, self._slots(), self.n_sub) if n_old else new_codes[:0]
+        old_codes = self.packer.unpack(self._packed, self._slots()) if n_old else new_codes[:0]
         lists = np.concatenate([old_lists, assign])
         ids = np.concatenate([self._list_ids, np.arange(n_old, n_old + x.shape[0], dtype=np.int64)])
         codes = np.concatenate([old_codes.astype(np.uint8), new_codes])
@@ -240,26 +243,19 @@ class IVFLUT4Index(Index):
 
     def _set_lists(self, counts: np.ndarray, ids: np.ndarray, codes: np.ndarray) -> None:
         self._list_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._list_blocks = np.concatenate([[0], np.cumsum((counts + 31) // 32)]).astype(np.int64)
+        B = self.packer.block
+        self._list_blocks = np.concatenate([[0], np.cumsum(-(-counts // B))]).astype(np.int64)
         self._list_ids = np.ascontiguousarray(ids, dtype=np.int64)
-        # each list starts on a 32-vector block: pack codes placed at their slots (padding slots code 0)
-        padded = np.zeros((int(self._list_blocks[-1]) * 32, self.n_sub), dtype=np.uint8)
+        # each list starts on a block: pack codes placed at their slots (padding slots code 0)
+        padded = np.zeros((int(self._list_blocks[-1]) * B, self.n_sub), dtype=np.uint8)
         padded[self._slots()] = codes
-        self._packed = aligned(self._pack(padded))
+        self._packed = aligned(self.packer.pack(padded))
 
     def _slots(self) -> np.ndarray:
-        """Slot (position in the packed layout, 32 per block) of each stored vector, in list order."""
+        """Slot (position in the packed layout, packer.block per block) of each stored vector, list order."""
         sizes = self.list_sizes()
         within = np.arange(int(self._list_starts[-1])) - np.repeat(self._list_starts[:-1], sizes)
-        return np.repeat(self._list_blocks[:-1] * 32, sizes) + within
-
-    @staticmethod
-    def _pack(sub: np.ndarray) -> np.ndarray:
-        from .lut4 import FlatLUT4Index
-
-        if sub.shape[0] == 0:
-            return np.empty(0, dtype=np.uint8)
-        return FlatLUT4Index._pack(sub)
+        return np.repeat(self._list_blocks[:-1] * self.packer.block, sizes) + within
 
     def vectors(self, ids=None) -> np.ndarray:
         """Reconstructed float32 vectors c_l + r_hat, all or those of ``ids``."""
@@ -268,7 +264,7 @@ class IVFLUT4Index(Index):
         where[self._list_ids] = np.arange(self._ntotal)
         pos = where[ids]
         lists = np.searchsorted(self._list_starts, pos, side="right") - 1
-        rec = self.codec.decode_sub(unpack_codes(self._packed, self._slots()[pos], self.n_sub))
+        rec = self.codec.decode_sub(self.packer.unpack(self._packed, self._slots()[pos]))
         return rec + self.centroids[lists]
 
     # -- search -------------------------------------------------------------------------------
@@ -331,7 +327,7 @@ class IVFLUT4Index(Index):
         from ..kernels import _numba_ivf
 
         nq, nlut, S, _ = tables.shape
-        luts = np.empty((nq, nlut, S + (S & 1), 16), dtype=np.uint8)
+        luts = np.empty((nq, nlut, lut4_even(S), 16), dtype=np.uint8)
         step = np.empty(nq, dtype=np.float32)
         offsets = np.empty((nq, nlut), dtype=np.float64)
         _numba_ivf.ivf_quantize_tables(tables, luts, step, offsets)
@@ -379,9 +375,10 @@ class IVFLUT4Index(Index):
         packed = np.asarray(arrays["packed"], dtype=np.uint8)
         sizes = np.diff(starts)
         ok = (starts.shape == (self.nlist + 1,) and blocks.shape == (self.nlist + 1,) and starts[0] == 0
-              and blocks[0] == 0 and (sizes >= 0).all() and (np.diff(blocks) == (sizes + 31) // 32).all()
+              and blocks[0] == 0 and (sizes >= 0).all()
+              and (np.diff(blocks) == -(-sizes // self.packer.block)).all()
               and ids.shape == (starts[-1],)
-              and packed.shape == (blocks[-1] * 16 * (self.n_sub + (self.n_sub & 1)),)
+              and packed.shape == (self.packer.packed_bytes(int(blocks[-1]) * self.packer.block),)
               and np.array_equal(np.sort(ids), np.arange(len(ids))))
         if not ok:
             raise IndexFileError("corrupt IVF lists: list_starts, list_blocks, list_ids and packed do not agree")

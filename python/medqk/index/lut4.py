@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..runtime import get_isa
-from ._memory import aligned, aligned_concat
-from .flat import Index, s8_blocked_topk
+from ..kernels._layout import lut4_even
+from ._memory import aligned
+from .flat import s8_blocked_topk
+from .flat_codes import FlatCodesIndex, Lut4Packer
 
 _QUERY_CHUNK = 512
 _DECODE_CHUNK = 8192  # vectors reconstructed at a time by add (for |x_hat|^2): 12 MB at d = 384
@@ -38,7 +39,7 @@ GEMM_MAX_CANDIDATES = 100
 # many per subspace the table scan would look up: measured on MedQuAD (15,825 x 384, 11,464 queries, 1 thread,
 # Zen 5 AVX-512, no AMX), int4 / cb4 (384 subspaces, d' 384) run 25-30k QPS by the GEMM and 16-17k by the scan,
 # pq96x4fs (96 subspaces, d' 384) 32k by the GEMM and 42k by the scan. AMX tiles make the GEMM several times
-# faster: with the amx path the GEMM is always taken.
+# faster: where the AMX GEMM runs (gemm_has_amx) the GEMM is always taken.
 GEMM_MAX_DIMS_PER_SUBSPACE = 2
 # Most sub-codes per vector (the native LUT4_MAX_SUBSPACES, medqk.h: kLut4MaxSubspaces). The scan kernels
 # take any number (their 16-bit lanes are flushed to 32 bits), but the sums (<= 127 per sub-code) must stay
@@ -65,7 +66,7 @@ def quantize_tables(t: np.ndarray):
     from ..kernels import _numba_lut4
 
     nq, S, _ = t.shape
-    luts = np.empty((nq, S + (S & 1), 16), dtype=np.uint8)
+    luts = np.empty((nq, lut4_even(S), 16), dtype=np.uint8)  # tables padded as the codes are
     alpha = np.empty(nq, dtype=np.float32)
     beta = np.empty(nq, dtype=np.float32)
     _numba_lut4.lut4_quantize_tables(t, luts, alpha, beta)
@@ -99,16 +100,16 @@ def decode_s8(packed: np.ndarray, ntotal: int, S: int, view, v0: int, n: int) ->
 
 def unpack_codes(packed: np.ndarray, ids: np.ndarray, S: int) -> np.ndarray:
     """Sub-codes (len(ids), S) of the given vectors, read back from the packed layout."""
-    S_even = S + (S & 1)
-    ids = np.asarray(ids, dtype=np.int64)
-    base = (ids // 32) * 16 * S_even + ids % 16
-    shift = np.where(ids % 32 < 16, 0, 4).astype(np.uint8)
-    s = np.arange(S)
-    offsets = 32 * (s // 2) + 16 * (s & 1)
-    return (packed[base[:, None] + offsets[None, :]] >> shift[:, None]) & 15
+    return Lut4Packer(S).unpack(packed, ids)
 
 
-class FlatLUT4Index(Index):
+def gemm_has_amx() -> bool:
+    """Whether the int8 GEMM that would run now is the AMX one (as the native dispatch reports it; the Numba
+    GEMM has no AMX tiles)."""
+    return _backend.backend == "native" and _backend._core.kernel_variant("gemm_s8s8_s32") == "amx"
+
+
+class FlatLUT4Index(FlatCodesIndex):
     """Flat index over 4-bit sub-codes of ``codec`` (a LevelCodec for int4/cb*, a PQ4Codec for pq*x4fs).
 
     The codec provides ``n_sub``, ``train``, ``encode_sub`` (n, S) uint8, ``decode_sub`` -> float32 (n, d),
@@ -116,22 +117,9 @@ class FlatLUT4Index(Index):
     """
 
     def __init__(self, spec, dim: int, metric: str, codec):
-        super().__init__(spec, dim, metric)
-        self.codec = codec
         self.n_sub = check_subspaces(spec, dim, codec.n_sub(dim))
-        self._packed = np.empty(0, dtype=np.uint8)
+        super().__init__(spec, dim, metric, codec, Lut4Packer(self.n_sub))
         self._sqnorms = np.empty(0, dtype=np.float32)
-
-    @property
-    def is_trained(self) -> bool:
-        return self.codec.is_trained
-
-    @property
-    def bytes_per_vector(self) -> float:
-        return (self.n_sub + (self.n_sub & 1)) / 2
-
-    def _train(self, x):
-        self.codec.train(x)
 
     def _add(self, x):
         sub = self.codec.encode_sub(x)
@@ -141,31 +129,8 @@ class FlatLUT4Index(Index):
         for i in range(0, sub.shape[0], _DECODE_CHUNK):
             rec = self.codec.decode_sub(sub[i : i + _DECODE_CHUNK])
             sqnorms[i : i + _DECODE_CHUNK] = np.einsum("ij,ij->i", rec, rec)
-        # blocks of 32 vectors already full keep their bytes; only a last partial block is unpacked and
-        # packed again with the new codes (repacking everything made n adds of m vectors cost O(n^2 m))
-        n_old = self._ntotal
-        kept = n_old - n_old % 32
-        tail = unpack_codes(self._packed, np.arange(kept, n_old), self.n_sub) if n_old > kept else sub[:0]
-        packed = self._pack(np.ascontiguousarray(np.concatenate([tail, sub]), dtype=np.uint8))
-        S_even = self.n_sub + (self.n_sub & 1)
-        self._packed = aligned_concat([self._packed[: kept // 32 * 16 * S_even], packed])
+        self._append_codes(sub)
         self._sqnorms = np.concatenate([self._sqnorms, sqnorms])
-
-    @staticmethod
-    def _pack(sub: np.ndarray) -> np.ndarray:
-        if _backend.backend == "native":
-            return _backend._core.lut4_pack(sub)
-        from ..kernels import _numba_lut4
-
-        S = sub.shape[1]
-        out = np.empty(((sub.shape[0] + 31) // 32) * 16 * (S + (S & 1)), dtype=np.uint8)
-        _numba_lut4.lut4_pack(sub, out)
-        return out
-
-    def vectors(self, ids=None) -> np.ndarray:
-        """Reconstructed float32 vectors, all or those of ``ids``."""
-        ids = np.arange(self._ntotal) if ids is None else np.asarray(ids).reshape(-1)
-        return self.codec.decode_sub(unpack_codes(self._packed, ids, self.n_sub))
 
     def _candidates(self, q, k, threads):
         return self._search(q, k, threads, rescore=False)[1]
@@ -186,8 +151,7 @@ class FlatLUT4Index(Index):
     def _search(self, q, k, threads, rescore):
         kc = min(self._ntotal, getattr(self.codec, "rescore_factor", 2) * k) if rescore else k
         view = self._int8_view() if q.shape[0] >= GEMM_MIN_QUERIES and kc <= GEMM_MAX_CANDIDATES else None
-        amx = _backend.backend == "native" and get_isa() == "amx"  # the Numba GEMM has no AMX tiles
-        if view is not None and view[3] > GEMM_MAX_DIMS_PER_SUBSPACE * self.n_sub and not amx:
+        if view is not None and view[3] > GEMM_MAX_DIMS_PER_SUBSPACE * self.n_sub and not gemm_has_amx():
             view = None
         if view is not None:
             cand_all = self._gemm_candidates(q, kc, threads, view)
@@ -236,13 +200,10 @@ class FlatLUT4Index(Index):
         order = np.lexsort((cand, -s), axis=1)[:, :k]
         return np.take_along_axis(s, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
-    def _state(self):
-        config, arrays = self.codec.state()
-        arrays.update(packed=self._packed, sqnorms=self._sqnorms)
-        return {"codec": config}, arrays
+    def _code_arrays(self):
+        return {"packed": self._packed, "sqnorms": self._sqnorms}
 
-    def _load_state(self, config, arrays):
-        self.codec.load_state(arrays)
+    def _load_code_arrays(self, arrays):
         self._packed = aligned(arrays["packed"])
         self._sqnorms = np.array(arrays["sqnorms"])
         self._ntotal = len(self._sqnorms)

@@ -17,34 +17,23 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
+from ..kernels import _layout
 from ..quantizers.pq import PQCodec
-from ._memory import aligned, aligned_concat
-from .flat import Index
+from .flat_codes import FlatCodesIndex, PQ8Packer
 
-BLOCK = 64  # vectors per packed block (kernels/pq8_scan.h)
+BLOCK = _layout.PQ8_BLOCK  # vectors per packed block (kernels/pq8_scan.h)
 _QUERY_CHUNK = 128  # float tables of 128 queries: 6 MiB at M = 48
 
 
 def pack(codes: np.ndarray) -> np.ndarray:
     """Byte codes (n, M) -> the packed layout of the scan, flat uint8 of ceil(n / 64) * 64 * M bytes."""
-    codes = np.ascontiguousarray(codes, dtype=np.uint8)
-    if _backend.backend == "native":
-        return _backend._core.pq8_pack(codes)
-    from ..kernels import _numba_pq8
-
-    n, m = codes.shape
-    out = np.empty(-(-n // BLOCK) * BLOCK * m, dtype=np.uint8)
-    _numba_pq8.pq8_pack(codes, out)
-    return out
+    codes = np.asarray(codes)
+    return PQ8Packer(codes.shape[1]).pack(codes)
 
 
 def unpack(packed: np.ndarray, n: int, m: int, ids: np.ndarray | None = None) -> np.ndarray:
     """The byte codes (n, M) (or rows ids) back from the packed layout."""
-    blocks = packed.reshape(-1, m, BLOCK)
-    if ids is None:
-        return np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(-1, m)[:n])
-    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-    return np.ascontiguousarray(blocks[ids // BLOCK, :, ids % BLOCK])
+    return PQ8Packer(m).unpack(packed, ids, n)
 
 
 def search_topk(tables: np.ndarray, packed: np.ndarray, n: int, k: int, threads: int):
@@ -62,41 +51,16 @@ def search_topk(tables: np.ndarray, packed: np.ndarray, n: int, k: int, threads:
     return scores, ids
 
 
-class FlatPQ8Index(Index):
+class FlatPQ8Index(FlatCodesIndex):
     def __init__(self, spec, dim: int, metric: str, codec: PQCodec):
-        super().__init__(spec, dim, metric)
         if codec.M > 256:
             # the scan sums M uint8 entries <= 127 in 16-bit lanes, kept below 2^15 (kernels/pq8_scan.h)
             raise ValueError(f"pq<M>x8 needs M <= 256 (its scan sums M 7-bit table entries in 16 bits), got "
                              f"M={codec.M} at dim {dim}: use fewer sub-quantizers or pq<M>x4fs")
-        self.codec = codec
-        self._packed = np.empty(0, dtype=np.uint8)
-
-    @property
-    def is_trained(self) -> bool:
-        return self.codec.is_trained
-
-    @property
-    def bytes_per_vector(self) -> float:
-        return float(self.codec.M)
-
-    def codes(self, ids=None) -> np.ndarray:
-        """Byte codes (n, M) of all vectors or of rows ids."""
-        return unpack(self._packed, self._ntotal, self.codec.M, ids)
-
-    def _train(self, x):
-        self.codec.train(x)
+        super().__init__(spec, dim, metric, codec, PQ8Packer(codec.M))
 
     def _add(self, x):
-        """Packs the new codes after the stored ones: only the last, partly filled block is packed again."""
-        new = self.codec.encode_sub(x)
-        b0 = self._ntotal // BLOCK
-        tail = self.codes(np.arange(b0 * BLOCK, self._ntotal))
-        head = self._packed[: b0 * BLOCK * self.codec.M]
-        self._packed = aligned_concat([head, pack(np.concatenate([tail, new]))])
-
-    def vectors(self, ids=None) -> np.ndarray:
-        return self.codec.decode_sub(self.codes(ids))
+        self._append_codes(self.codec.encode_sub(x))
 
     def _candidates(self, q, k, threads):
         return self._scores_topk(q, k, threads)[1]
@@ -110,13 +74,8 @@ class FlatPQ8Index(Index):
                 tables, self._packed, self._ntotal, k, threads)
         return out_s, out_i
 
-    def _state(self):
-        config, arrays = self.codec.state()
-        arrays["codes"] = self.codes()
-        return {"codec": config}, arrays
+    def _code_arrays(self):
+        return {"codes": self.codes()}  # saved unpacked, packed again on load
 
-    def _load_state(self, config, arrays):
-        self.codec.load_state(arrays)
-        codes = np.asarray(arrays["codes"])
-        self._ntotal = len(codes)
-        self._packed = aligned(pack(codes))
+    def _load_code_arrays(self, arrays):
+        self._set_codes(np.asarray(arrays["codes"]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._numba_lut4 import lut4_block_bytes, lut4_code, lut4_row, lut4_shift  # jit-callable there
+
 LUT_MAX = 127  # largest table entry, as kLutMax in csrc/runtime/ivf_search.cpp
 
 
@@ -15,7 +17,7 @@ def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, 
     fewer were scanned."""
     nq, nlut, d_even, _ = luts.shape
     nprobe = probes.shape[1]
-    block_bytes = 16 * d_even
+    block_bytes = lut4_block_bytes(d_even)
     for q in prange(nq):
         total = 0
         for p in range(nprobe):
@@ -32,11 +34,11 @@ def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, 
             t = 0 if nlut == 1 else p
             base0 = list_blocks[lst] * block_bytes
             for i in range(list_starts[lst + 1] - list_starts[lst]):
-                base = base0 + (i // 32) * block_bytes + i % 16
-                shift = 0 if (i % 32) < 16 else 4
+                row = base0 + lut4_row(i, d_even)
+                shift = lut4_shift(i)
                 acc = 0
                 for s in range(d_even):
-                    acc += luts[q, t, s, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+                    acc += luts[q, t, s, lut4_code(packed, row, s, shift)]
                 qkeys[pos] = acc + probe_keys[q, p]
                 storage[pos] = list_starts[lst] + i
                 pos += 1

@@ -4,51 +4,49 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
-from ._numba_search import _heap_push, _heap_sort, quantize_tables
+from ._layout import lut4_block_bytes, lut4_code, lut4_even, lut4_row, lut4_shift, lut4_sub_offset
+from ._numba_search import _heap_push, _write_sorted, quantize_tables
+
+# the 4-bit layout (kernels/_layout.py) compiles into the twins where they call it: the plain Python
+# functions stay as they are for numpy (register_jitable returns them unchanged)
+for _f in (lut4_block_bytes, lut4_code, lut4_even, lut4_row, lut4_shift, lut4_sub_offset):
+    register_jitable(_f)
 
 
 @njit(boundscheck=False, nogil=True)
 def lut4_pack(codes, packed):
-    """codes (n, d) uint8 in 0..15 -> packed (blocks of 32 vectors; layout of kernels/lut4_scan.h)."""
+    """codes (n, d) uint8 in 0..15 -> packed (blocks of 32 vectors; layout of kernels/_layout.py)."""
     n, d = codes.shape
-    d_even = d + (d & 1)
+    d_even = lut4_even(d)
     packed[:] = 0
     for v in range(n):
-        base = (v // 32) * 16 * d_even
-        lane = v % 16
-        shift = 0 if (v % 32) < 16 else 4
+        row = lut4_row(v, d_even)
+        shift = lut4_shift(v)
         for s in range(d):
-            packed[base + 32 * (s // 2) + 16 * (s & 1) + lane] |= np.uint8((codes[v, s] & 15) << shift)
+            packed[row + lut4_sub_offset(s)] |= np.uint8((codes[v, s] & 15) << shift)
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
 def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
     """Top-k by exact uint32 table sums (ties -> lower id); scores = alpha[q] * sum + beta[q]."""
     nq = luts.shape[0]
-    d_even = d + (d & 1)
-    block_bytes = 16 * d_even
+    d_even = lut4_even(d)
     for q in prange(nq):
         hs = np.empty(k, dtype=np.float32)
         hi = np.empty(k, dtype=np.int64)
         size = 0
         for v in range(n):
-            base = (v // 32) * block_bytes
-            lane = v % 16
-            shift = 0 if (v % 32) < 16 else 4
+            row = lut4_row(v, d_even)
+            shift = lut4_shift(v)
             acc = 0
             for s in range(d):
-                code = (packed[base + 32 * (s // 2) + 16 * (s & 1) + lane] >> shift) & 15
-                acc += luts[q, s, code]
+                acc += luts[q, s, lut4_code(packed, row, s, shift)]
             size = _heap_push(hs, hi, size, k, np.float32(acc), v)
-        _heap_sort(hs, hi, size)
-        for t in range(k):
-            if t < size:
-                scores[q, t] = alpha[q] * hs[t] + beta[q]
-                ids[q, t] = hi[t]
-            else:
-                scores[q, t] = -np.inf
-                ids[q, t] = -1
+        _write_sorted(hs, hi, size, scores[q], ids[q])
+        for t in range(min(size, k)):  # the sums back to scores
+            scores[q, t] = alpha[q] * scores[q, t] + beta[q]
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
@@ -56,15 +54,14 @@ def lut4_decode_s8(packed, d, sub, dim, table, v0, out):
     """Twin of the native lut4_decode_s8: out[i, dim[j]] += table[j, code of vector v0 + i in sub-code
     sub[j]] (int32 sums clamped to -127..127)."""
     n, d_out = out.shape
-    d_even = d + (d & 1)
+    d_even = lut4_even(d)
     for i in prange(n):
         v = v0 + i
-        base = (v // 32) * 16 * d_even + v % 16
-        shift = 0 if (v % 32) < 16 else 4
+        row = lut4_row(v, d_even)
+        shift = lut4_shift(v)
         acc = np.zeros(d_out, dtype=np.int32)
         for j in range(sub.shape[0]):
-            s = sub[j]
-            acc[dim[j]] += table[j, (packed[base + 32 * (s // 2) + 16 * (s & 1)] >> shift) & 15]
+            acc[dim[j]] += table[j, lut4_code(packed, row, sub[j], shift)]
         for c in range(d_out):
             out[i, c] = min(127, max(-127, acc[c]))
 
@@ -78,7 +75,7 @@ def lut4_quantize_tables(tables, luts, alpha, beta):
 def lut4_score_candidates(tables, packed, cand, scores):
     """Twin of the native lut4_score_candidates: exact float32 sums in subspace order."""
     nq, S, _ = tables.shape
-    S_even = S + (S & 1)
+    S_even = lut4_even(S)
     kc = cand.shape[1]
     for q in prange(nq):
         for c in range(kc):
@@ -86,9 +83,9 @@ def lut4_score_candidates(tables, packed, cand, scores):
             if v < 0:
                 scores[q, c] = -np.inf
                 continue
-            base = (v // 32) * 16 * S_even + v % 16
-            shift = 0 if (v % 32) < 16 else 4
+            row = lut4_row(v, S_even)
+            shift = lut4_shift(v)
             acc = np.float32(0.0)
             for j in range(S):
-                acc = acc + tables[q, j, (packed[base + 32 * (j // 2) + 16 * (j & 1)] >> shift) & 15]
+                acc = acc + tables[q, j, lut4_code(packed, row, j, shift)]
             scores[q, c] = acc

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
-from ._numba_search import _heap_push, _heap_sort
+from ._layout import PQ8_BLOCK as BLOCK
+from ._layout import pq8_row, pq8_sub_offset
+from ._numba_search import _heap_push, _write_sorted
 
-BLOCK = 64  # kernels/pq8_scan.h: kPq8Block
+# the 8-bit layout (kernels/_layout.py) compiles into the twins where they call it (see _numba_lut4)
+for _f in (pq8_row, pq8_sub_offset):
+    register_jitable(_f)
 
 
 @njit(boundscheck=False, nogil=True)
 def pq8_pack(codes, packed):
-    """codes (n, M) uint8 -> packed (blocks of 64 vectors, M rows of 64 bytes each; medqk.h: pq8_pack)."""
+    """codes (n, M) uint8 -> packed (blocks of 64 vectors, M rows of 64 bytes each; kernels/_layout.py)."""
     n, m = codes.shape
     packed[:] = 0
     for v in range(n):
-        base = (v // BLOCK) * BLOCK * m + v % BLOCK
+        row = pq8_row(v, m)
         for s in range(m):
-            packed[base + s * BLOCK] = codes[v, s]
+            packed[row + pq8_sub_offset(s)] = codes[v, s]
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
@@ -30,9 +35,10 @@ def pq8_scan(lut, packed, n, thr, sums, masks):
     for b in prange(nblocks):
         mask = np.uint64(0)
         for j in range(BLOCK):
+            row = pq8_row(b * BLOCK + j, m)
             acc = 0
             for s in range(m):
-                acc += lut[s, packed[b * BLOCK * m + s * BLOCK + j]]
+                acc += lut[s, packed[row + pq8_sub_offset(s)]]
             sums[b * BLOCK + j] = acc
             if acc >= thr:
                 mask |= np.uint64(1) << np.uint64(j)
@@ -50,10 +56,10 @@ def pq8_scan_group(lut_t, packed, n, thr, hits, hit_sums):
     acc = np.empty(group, dtype=np.int64)
     cnt = 0
     for v in range(nblocks * BLOCK):
-        base = (v // BLOCK) * BLOCK * m + v % BLOCK
+        row = pq8_row(v, m)
         acc[:] = 0
         for s in range(m):
-            c = packed[base + s * BLOCK]
+            c = packed[row + pq8_sub_offset(s)]
             for g in range(group):
                 acc[g] += lut_t[s, c, g]
         for g in range(group):
@@ -74,16 +80,9 @@ def pq8_search_topk(tables, packed, n, k, scores, ids):
         hi = np.empty(k, dtype=np.int64)
         size = 0
         for v in range(n):
-            base = (v // BLOCK) * BLOCK * m + v % BLOCK
+            row = pq8_row(v, m)
             acc = np.float32(0.0)
             for s in range(m):
-                acc += tables[q, s, packed[base + s * BLOCK]]
+                acc += tables[q, s, packed[row + pq8_sub_offset(s)]]
             size = _heap_push(hs, hi, size, k, acc, v)
-        _heap_sort(hs, hi, size)
-        for t in range(k):
-            if t < size:
-                scores[q, t] = hs[t]
-                ids[q, t] = hi[t]
-            else:
-                scores[q, t] = -np.inf
-                ids[q, t] = -1
+        _write_sorted(hs, hi, size, scores[q], ids[q])

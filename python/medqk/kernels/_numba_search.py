@@ -13,6 +13,12 @@ def _better(s1, i1, s2, i2):
 
 
 @njit(boundscheck=False)
+def _swap(hs, hi, a, b):
+    hs[a], hs[b] = hs[b], hs[a]
+    hi[a], hi[b] = hi[b], hi[a]
+
+
+@njit(boundscheck=False)
 def _sift_down(hs, hi, size, pos):
     # Heap whose root is the worst kept hit: a parent is never better than its children.
     while True:
@@ -24,8 +30,7 @@ def _sift_down(hs, hi, size, pos):
         if right < size and _better(hs[worst], hi[worst], hs[right], hi[right]):
             worst = right
         if _better(hs[pos], hi[pos], hs[worst], hi[worst]):
-            hs[pos], hs[worst] = hs[worst], hs[pos]
-            hi[pos], hi[worst] = hi[worst], hi[pos]
+            _swap(hs, hi, pos, worst)
             pos = worst
         else:
             return
@@ -33,14 +38,10 @@ def _sift_down(hs, hi, size, pos):
 
 @njit(boundscheck=False)
 def _sift_up(hs, hi, pos):
-    while pos > 0:
-        parent = (pos - 1) // 2
-        if _better(hs[parent], hi[parent], hs[pos], hi[pos]):
-            hs[pos], hs[parent] = hs[parent], hs[pos]
-            hi[pos], hi[parent] = hi[parent], hi[pos]
-            pos = parent
-        else:
-            return
+    parent = (pos - 1) // 2
+    while pos > 0 and _better(hs[parent], hi[parent], hs[pos], hi[pos]):
+        _swap(hs, hi, pos, parent)
+        pos, parent = parent, (parent - 1) // 2
 
 
 @njit(boundscheck=False)
@@ -62,9 +63,21 @@ def _heap_push(hs, hi, size, k, s, j):
 def _heap_sort(hs, hi, size):
     """Heap of kept hits -> best first, in place (repeatedly moves the worst to the end)."""
     for end in range(size - 1, 0, -1):
-        hs[0], hs[end] = hs[end], hs[0]
-        hi[0], hi[end] = hi[end], hi[0]
+        _swap(hs, hi, 0, end)
         _sift_down(hs, hi, end, 0)
+
+
+@njit(boundscheck=False)
+def _write_sorted(hs, hi, size, scores, ids):
+    """The heap's hits best first into the rows scores / ids (length k), padded with -inf / -1 past size."""
+    _heap_sort(hs, hi, size)
+    for t in range(scores.shape[0]):
+        if t < size:
+            scores[t] = hs[t]
+            ids[t] = hi[t]
+        else:
+            scores[t] = -np.inf
+            ids[t] = -1
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
@@ -88,14 +101,7 @@ def search_s8_topk(a, b, alpha, bias, k, scores, ids):
             if has_bias:
                 s = s + bias[j]
             size = _heap_push(hs, hi, size, k, s, j)
-        _heap_sort(hs, hi, size)
-        for t in range(k):
-            if t < size:
-                scores[i, t] = hs[t]
-                ids[i, t] = hi[t]
-            else:
-                scores[i, t] = -np.inf
-                ids[i, t] = -1
+        _write_sorted(hs, hi, size, scores[i], ids[i])
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
