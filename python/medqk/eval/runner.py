@@ -16,6 +16,7 @@ import numpy as np
 from .. import index as mi
 from .._warnings import SpecDataWarning
 from ..index import codecs
+from ..index.pq8 import MAX_SUBSPACES as PQ8_MAX_M  # pq<M>x8's 16-bit scan: M <= 256
 from ..index.spec import parse_spec, spec_help
 from . import metrics as M
 from .data import Dataset
@@ -33,8 +34,6 @@ LATENCY_QUERIES = 200
 # (4 dims per 4-bit code, 8 dims per byte).
 PQ4_DIMS_PER_SUBSPACE = 4
 PQ8_DIMS_PER_SUBSPACE = 8
-# pq<M>x8 sums M uint8 table entries in uint16 accumulators (index/pq8.py), so M <= 256.
-PQ8_MAX_M = 256
 # A default PQ M is the divisor of d nearest (by ratio) the 1 bit/dim target; one further than this factor from
 # it (d = 97: only M = 1 or 97) is no longer the scheme the budget names, and is left out with a reason.
 PQ_MAX_RATIO = 2.0

@@ -51,10 +51,13 @@ def search_topk(tables: np.ndarray, packed: np.ndarray, n: int, k: int, threads:
     return scores, ids
 
 
+# The scan sums M uint8 entries <= 127 in 16-bit lanes, kept below 2^15 (kernels/pq8_scan.h): M <= 256.
+MAX_SUBSPACES = 256
+
+
 class FlatPQ8Index(FlatCodesIndex):
     def __init__(self, spec, dim: int, metric: str, codec: PQCodec):
-        if codec.M > 256:
-            # the scan sums M uint8 entries <= 127 in 16-bit lanes, kept below 2^15 (kernels/pq8_scan.h)
+        if codec.M > MAX_SUBSPACES:
             raise ValueError(f"pq<M>x8 needs M <= 256 (its scan sums M 7-bit table entries in 16 bits), got "
                              f"M={codec.M} at dim {dim}: use fewer sub-quantizers or pq<M>x4fs")
         super().__init__(spec, dim, metric, codec, PQ8Packer(codec.M))
