@@ -7,8 +7,10 @@ import pytest
 
 import medqk
 from medqk import _backend
+from tests.twins import NumbaTwin
 from tests.variants import runnable_variants
-from medqk.kernels import _numba_lut4, _numba_search  # numba is a dependency of medqk: the twins always run
+
+_numba_lut4, _numba_search = NumbaTwin("_numba_lut4"), NumbaTwin("_numba_search")
 
 pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
 

@@ -8,8 +8,10 @@ import pytest
 
 import medqk
 from medqk import _backend
+from tests.twins import NumbaTwin
 from tests.variants import runnable_variants
-from medqk.kernels import _numba_pq8  # numba is a dependency of medqk: the twins always run
+
+_numba_pq8 = NumbaTwin("_numba_pq8")
 
 pytestmark = pytest.mark.skipif(_backend._core is None, reason="native module not built")
 
@@ -204,8 +206,6 @@ def test_filter_keeps_vectors_whose_table_errors_close_the_gap(nq):
                 s, i = _backend._core.pq8_search_topk(t, packed, n, 1, threads)
                 np.testing.assert_array_equal(i, want_i[:, :1], err_msg=f"{variant} threads={threads}")
                 np.testing.assert_array_equal(s, want_s[:, :1])
-    from medqk.kernels import _numba_pq8
-
     s2, i2 = np.empty((nq, 1), np.float32), np.empty((nq, 1), np.int64)
     _numba_pq8.pq8_search_topk(t, packed, n, 1, s2, i2)
     np.testing.assert_array_equal(i2, want_i[:, :1])

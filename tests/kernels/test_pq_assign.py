@@ -14,7 +14,9 @@ import pytest
 
 import medqk
 from medqk import _backend
-from medqk.kernels import _numba_pq_assign  # numba is a dependency of medqk: the twins always run
+from tests.twins import NumbaTwin
+
+_numba_pq_assign = NumbaTwin("_numba_pq_assign")
 
 needs_native = pytest.mark.skipif(_backend._core is None, reason="compares the native kernel with its twin")
 NS = [1, 2, 3, 7, 15, 16, 17, 31, 33, 65, 129]

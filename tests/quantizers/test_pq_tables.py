@@ -9,6 +9,7 @@ import medqk
 from medqk import _backend
 from medqk.index import SpecDataWarning
 from medqk.quantizers.pq import PQCodec
+from tests.twins import require_numba
 
 needs_native = pytest.mark.skipif(_backend._core is None, reason="compares the native tables with the twin's")
 
@@ -39,6 +40,8 @@ def test_tables_match_reference_and_backends_agree(M, dim, nbits, metric):
         ref = 2 * ref - np.einsum("mkd,mkd->mk", c, c)[None]
     out = {}
     for name in ("native", "numba"):
+        if name == "numba":
+            require_numba()  # after the native tables were checked
         with medqk.use_backend(name):
             out[name] = codec.tables(q, metric, threads=2)
         assert out[name].shape == (37, M, 2**nbits) and out[name].dtype == np.float32
