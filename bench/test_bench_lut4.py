@@ -1,6 +1,6 @@
 """4-bit table scans (int4, cb*, pca*, pq<M>x4fs and IVF codes), per ISA the CPU has: lut4_search_topk,
 ivf_lut4_search, and the portable steps around them (lut4_pack, lut4_quantize_tables, ivf_quantize_tables,
-lut4_score_candidates, lut4_decode_s8, ivf_select_lists).
+lut4_score_candidates, lut4_decode_s8, select_topk_f32).
 
 Each result is checked whole against numpy: the scans rank by exact integer sums of table entries (medqk.h),
 so the reference is integer math; the table quantizers and the candidates' float scores are the documented
@@ -251,12 +251,12 @@ def test_ivf_quantize_tables(benchmark, nlut):
     np.testing.assert_array_equal(offsets, off)
 
 
-@pytest.mark.benchmark(group="ivf_select_lists (also the float searches' top-k)")
+@pytest.mark.benchmark(group="select_topk_f32 (IVF's list choice, the float searches' top-k)")
 @pytest.mark.parametrize("nprobe", [16, 256])
-def test_ivf_select_lists(benchmark, nprobe):
+def test_select_topk_f32(benchmark, nprobe):
     # scores on a coarse grid: many ties, which go to the lower list id
     s = (np.round(rng_for(11).standard_normal((512, 4096)) * 8) / 8).astype(np.float32)
-    best, lists = benchmark(_backend._core.ivf_select_lists, s, nprobe, 1)
+    best, lists = benchmark(_backend._core.select_topk_f32, s, nprobe, 1)
     want = np.lexsort((np.broadcast_to(np.arange(4096), s.shape), -s), axis=1)[:, :nprobe]
     np.testing.assert_array_equal(lists, want)
     np.testing.assert_array_equal(best, np.take_along_axis(s, want, axis=1))

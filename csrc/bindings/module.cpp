@@ -501,12 +501,12 @@ py::tuple ivf_quantize_tables(const py::array& tables) {
   return py::make_tuple(luts.array, step.array, offsets.array);
 }
 
-py::tuple ivf_select_lists(const py::array& list_scores, std::size_t nprobe, int threads) {
-  const float* sp = require<float>(list_scores, "list_scores", 2);
-  const std::size_t nq = extent(list_scores, 0), nlist = extent(list_scores, 1);
-  if (nprobe == 0 || nprobe > nlist) throw py::value_error("nprobe must be in 1..nlist");
-  TopkOut best(nq, nprobe);
-  without_gil([&] { medqk::ivf_select_lists(sp, nq, nlist, nprobe, best.scores.data, best.ids.data, threads); });
+py::tuple select_topk_f32(const py::array& scores, std::size_t k, int threads) {
+  const float* sp = require<float>(scores, "scores", 2);
+  const std::size_t nq = extent(scores, 0), n = extent(scores, 1);
+  if (k == 0 || k > n) throw py::value_error("k must be in 1..scores.shape[1]");
+  TopkOut best(nq, k);
+  without_gil([&] { medqk::select_topk_f32(sp, nq, n, k, best.scores.data, best.ids.data, threads); });
   return best.tuple();
 }
 
@@ -847,7 +847,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("packed"), py::arg("list_blocks"), py::arg("list_starts"), py::arg("list_ids"), py::arg("k"),
         py::arg("threads") = 0);
   m.def("ivf_quantize_tables", &ivf_quantize_tables, py::arg("tables"));
-  m.def("ivf_select_lists", &ivf_select_lists, py::arg("list_scores"), py::arg("nprobe"), py::arg("threads") = 0);
+  m.def("select_topk_f32", &select_topk_f32, py::arg("scores"), py::arg("k"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
         py::arg("threads") = 0);
   m.def("pq_anisotropic", &pq_anisotropic, py::arg("x"), py::arg("centroids"), py::arg("codes"), py::arg("eta"),

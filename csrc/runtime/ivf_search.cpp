@@ -223,8 +223,8 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
   });
 }
 
-void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe,
-                      float* best, int64_t* lists, int threads) {
+void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe, float* best,
+                     int64_t* lists, int threads) {
   if (threads <= 0) threads = hardware_threads();
   const std::size_t tasks = std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(threads));
   // The nprobe best kept sorted in an array of 64-bit keys (score order in the high half, then the

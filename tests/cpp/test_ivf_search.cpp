@@ -5,7 +5,7 @@
 // (so the kernel threshold goes negative), tables of few distinct values (many equal keys: the tie rule
 // is exercised), k above the number scanned; S around and far above the old limit of 1028 up to
 // kLut4MaxSubspaces with all-127 tables and list keys of 2^23 (keys just below 2^24, written exactly);
-// and ivf_select_lists against a stable sort, with many equal scores; ivf_quantize_tables against its
+// and select_topk_f32 against a stable sort, with many equal scores; ivf_quantize_tables against its
 // formula.
 #include <algorithm>
 #include <cmath>
@@ -161,8 +161,20 @@ int main() {
         for (auto& v : ls) v = static_cast<float>(static_cast<int>(rng() % distinct)) - 2.5f;
         std::vector<float> best(nq * np);
         std::vector<int64_t> lists(nq * np);
-        medqk::ivf_select_lists(ls.data(), nq, nlist_sel, np, best.data(), lists.data(), 2);
+        medqk::select_topk_f32(ls.data(), nq, nlist_sel, np, best.data(), lists.data(), 2);
         ++cases;
+        {  // the name it had before 0.2 still works (deprecated for one release)
+          std::vector<float> best_old(nq * np);
+          std::vector<int64_t> lists_old(nq * np);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+          medqk::ivf_select_lists(ls.data(), nq, nlist_sel, np, best_old.data(), lists_old.data(), 1);
+#pragma GCC diagnostic pop
+          if (best_old != best || lists_old != lists) {
+            std::printf("FAIL ivf_select_lists (deprecated name) differs from select_topk_f32\n");
+            ++failures;
+          }
+        }
         for (std::size_t q = 0; q < nq; ++q) {
           std::vector<int64_t> order(nlist_sel);
           for (std::size_t l = 0; l < nlist_sel; ++l) order[l] = static_cast<int64_t>(l);

@@ -233,10 +233,17 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
 // offsets[q, l] = sum_j lo[l, j] in double, in subspace order. Then sum_j t ~ step * sum_j luts + offset.
 void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, std::size_t s, uint8_t* luts,
                          float* step, double* offsets);
-// The nprobe best lists per query from list_scores (nq x nlist, larger better; ties -> lower list id),
-// best first: scores into best, list ids into lists (both nq x nprobe). nprobe <= nlist.
-void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe,
-                      float* best, int64_t* lists, int threads);
+// Float top-k per row: the k best of each row of scores (nq x n, larger better; ties -> lower index), best
+// first: scores into best, indices into ids (both nq x k). 1 <= k <= n. IVF picks its lists with it, and the
+// float flat searches their top-k of each block (csrc/runtime/ivf_search.cpp).
+void select_topk_f32(const float* scores, std::size_t nq, std::size_t n, std::size_t k, float* best, int64_t* ids,
+                     int threads);
+// The name select_topk_f32 had before 0.2 (it is a general float top-k); kept for one release.
+[[deprecated("renamed medqk::select_topk_f32")]]
+inline void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe,
+                             float* best, int64_t* lists, int threads) {
+  select_topk_f32(list_scores, nq, nlist, nprobe, best, lists, threads);
+}
 
 // ----------------------------------------------------------------------------------------------
 // PQ / k-means assignment (csrc/runtime/pq_assign.cpp, kernels/pq_assign.h). x: n rows of m * dsub

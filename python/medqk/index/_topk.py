@@ -10,7 +10,7 @@ from .. import _backend
 def block_topk(scores: np.ndarray, k: int, id_offset: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Best ``min(k, nb)`` of each row of ``scores`` (nq, nb), ids offset by ``id_offset``; sorted best first.
 
-    The native backend selects up to 256 with ivf_select_lists (a sorted insertion behind a 16-wide threshold
+    The native backend selects up to 256 with select_topk_f32 (a sorted insertion behind a 16-wide threshold
     test; the same result): argpartition and the lexsorts below took most of the float32 flat search's time
     (MedQuAD, 15,825 x 384, k = 10: about 250 us of a query's 390). Larger k keep numpy (the insertion is
     O(k) per entering score)."""
@@ -18,7 +18,7 @@ def block_topk(scores: np.ndarray, k: int, id_offset: int, threads: int = 1) -> 
     kk = min(k, nb)
     if (_backend.backend == "native" and nq and 0 < kk <= 256 and scores.dtype == np.float32
             and scores.flags.c_contiguous):
-        best, ids = _backend._core.ivf_select_lists(scores, kk, threads)
+        best, ids = _backend._core.select_topk_f32(scores, kk, threads)
         return best, ids + id_offset
     if kk < nb:
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
