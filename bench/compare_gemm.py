@@ -17,10 +17,8 @@ import sys
 import time
 import warnings
 
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _threads  # noqa: E402,F401  (sets the thread variables before numpy loads)
-
 import numpy as np  # noqa: E402
 
 import medqk  # noqa: E402
@@ -120,8 +118,8 @@ def main():
     args = ap.parse_args()
     shapes = [(8, 512, 512), (64, 384, 1536)] if args.quick else SHAPES
     repeat = 3 if args.quick else args.repeat
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?") \
-        if os.path.exists("/proc/cpuinfo") else "?"
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               "?") if os.path.exists("/proc/cpuinfo") else "?"
     info = medqk.info()
     print(f"CPU: {cpu}; medqk {info['version']} backend {info['backend']} isa {info['isa']}; threads {args.threads}; "
           f"median of {repeat}")

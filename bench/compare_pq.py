@@ -19,10 +19,8 @@ import os
 import sys
 import time
 
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _threads  # noqa: E402,F401  (sets the thread variables before numpy loads)
-
 import numpy as np  # noqa: E402
 
 import medqk  # noqa: E402

@@ -393,5 +393,6 @@ def test_star_import_gives_all():
 def test_cmake_helpers_are_public():
     from medqk import _cmake
 
-    assert {"get_include", "get_cmake_dir"} <= set(medqk.__all__) and {"get_include", "get_cmake_dir"} <= set(dir(medqk))
+    names = {"get_include", "get_cmake_dir"}
+    assert names <= set(medqk.__all__) and names <= set(dir(medqk))
     assert medqk.get_include is _cmake.get_include and medqk.get_cmake_dir is _cmake.get_cmake_dir

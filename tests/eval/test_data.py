@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+
 from medqk import cli
 from medqk.eval import Dataset, load_files, load_folder, load_sample
 from medqk.eval.data import DataError, attach_ids, attach_qrels, read_ids, read_qrels

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from medqk import cli
 from medqk.eval import Dataset, default_schemes, evaluate, runner
 from medqk.index.spec import parse_ivf, parse_pq

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-import medqk.index as mi
 import numpy as np
 import pytest
+
+import medqk.index as mi
 from medqk import cli
 from medqk.eval import Dataset, evaluate, load_sample, runner
 from medqk.eval.data import DataError, load_files, read_qrels

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from medqk.eval import report
 from medqk.eval.runner import EvalResult
 
@@ -380,7 +381,8 @@ def test_plot_ticks_are_plain_and_do_not_crowd(sample_plot):
 def test_recall_axis_spreads_the_crowd_near_one(sample_plot):
     fig, _ = sample_plot[1]
     ax = fig.axes[0]
-    to_px = lambda y: ax.transData.transform((100.0, y))[1]
+    def to_px(y):
+        return ax.transData.transform((100.0, y))[1]
     # 0.99 to 1 takes as much height as 0.9 to 0.99, instead of a tenth of it on a linear axis
     assert to_px(1.0) - to_px(0.99) > 0.6 * (to_px(0.99) - to_px(0.9))
     assert np.isfinite(to_px(1.0)) and to_px(1.0) < ax.get_window_extent().y1  # recall 1 is inside the panel

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import functools
 
-import medqk
-import medqk.index as mi
 import numpy as np
 import pytest
+
+import medqk
+import medqk.index as mi
 from medqk import _backend
 from medqk.index import SpecDataWarning
 from medqk.index.lut4 import MAX_SUBSPACES

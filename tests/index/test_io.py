@@ -6,14 +6,16 @@ import json
 import os
 import struct
 
-import medqk.index as mi
 import numpy as np
 import pytest
+
+import medqk.index as mi
 
 from .test_flat import data
 
 
-@pytest.mark.parametrize("spec", ["float32", "fp16", "int8", "int8+rerank:float32", "fp16+rerank:int8", "pca4", "pca3+rerank:int8", "cb4"])
+@pytest.mark.parametrize("spec", ["float32", "fp16", "int8", "int8+rerank:float32", "fp16+rerank:int8", "pca4",
+                                  "pca3+rerank:int8", "cb4"])
 @pytest.mark.parametrize("metric", ["ip", "l2"])
 @pytest.mark.parametrize("mmap", [False, True])
 def test_round_trip(tmp_path, spec, metric, mmap):
@@ -150,6 +152,13 @@ def load_error(path, blob: bytes, mmap: bool) -> str:
     return message
 
 
+@pytest.fixture
+def saved_kind(tmp_path, every_kind_saved, spec):
+    """(bytes, header length, header, a path to write altered copies to) of the saved index of ``spec``."""
+    blob = every_kind_saved[0][spec][0]
+    return (blob, *file_layout(blob), tmp_path / "index.mqk")
+
+
 @pytest.mark.parametrize("spec", EVERY_KIND)
 @pytest.mark.parametrize("mmap", [False, True])
 def test_every_kind_round_trips(tmp_path, every_kind_saved, spec, mmap):
@@ -168,12 +177,10 @@ def test_every_kind_round_trips(tmp_path, every_kind_saved, spec, mmap):
 
 @pytest.mark.parametrize("spec", EVERY_KIND)
 @pytest.mark.parametrize("mmap", [False, True])
-def test_every_kind_refuses_a_flipped_byte(tmp_path, every_kind_saved, spec, mmap):
+def test_every_kind_refuses_a_flipped_byte(saved_kind, mmap):
     # A flipped byte in any array's data, in the header (still valid JSON of the same length) or in the stored
     # checksum only shows in the SHA-256: a memory-mapped load must verify it too, before any array is used.
-    blob = every_kind_saved[0][spec][0]
-    hlen, header = file_layout(blob)
-    path = tmp_path / "index.mqk"
+    blob, hlen, header, path = saved_kind
     arrays = [e for e in header["arrays"] if e["nbytes"] > 0]
     assert arrays
     for e in arrays:
@@ -189,10 +196,8 @@ def test_every_kind_refuses_a_flipped_byte(tmp_path, every_kind_saved, spec, mma
 
 @pytest.mark.parametrize("spec", EVERY_KIND)
 @pytest.mark.parametrize("mmap", [False, True])
-def test_every_kind_refuses_a_truncated_or_extended_file(tmp_path, every_kind_saved, spec, mmap):
-    blob = every_kind_saved[0][spec][0]
-    hlen, header = file_layout(blob)
-    path = tmp_path / "index.mqk"
+def test_every_kind_refuses_a_truncated_or_extended_file(saved_kind, mmap):
+    blob, hlen, header, path = saved_kind
     assert "bad magic" in load_error(path, blob[:10], mmap)  # not even the fixed 16-byte start
     header_cut = blob[: 16 + hlen // 2]
     assert "truncated (header runs past the end of the file)" in load_error(path, header_cut, mmap)
@@ -206,10 +211,8 @@ def test_every_kind_refuses_a_truncated_or_extended_file(tmp_path, every_kind_sa
 
 @pytest.mark.parametrize("spec", EVERY_KIND)
 @pytest.mark.parametrize("mmap", [False, True])
-def test_every_kind_refuses_a_wrong_header(tmp_path, every_kind_saved, spec, mmap):
-    blob = every_kind_saved[0][spec][0]
-    hlen, _ = file_layout(blob)
-    path = tmp_path / "index.mqk"
+def test_every_kind_refuses_a_wrong_header(saved_kind, mmap):
+    blob, hlen, header, path = saved_kind
     assert "is not a medqk index file (bad magic)" in load_error(path, b"MEDQKIDY" + blob[8:], mmap)
     wrong_version = blob[:8] + struct.pack("<I", 2) + blob[12:]
     assert "has format version 2; this medqk reads version 1" in load_error(path, wrong_version, mmap)

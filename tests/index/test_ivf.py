@@ -3,9 +3,10 @@ save/load, errors."""
 
 from __future__ import annotations
 
-import medqk.index as mi
 import numpy as np
 import pytest
+
+import medqk.index as mi
 from medqk.index import SpecDataWarning
 from medqk.index.io import IndexFileError
 from medqk.index.ivf import IVFLUT4Index

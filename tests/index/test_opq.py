@@ -99,18 +99,15 @@ def test_opq_only_before_pq(spec):
         mi.create(spec, 32)
 
 
-def test_bad_opq_specs_and_options():
-    with pytest.raises(ValueError, match="M=5 does not divide the dimension 32"):
-        mi.create("opq,pq5x4fs", 32)
-    with pytest.raises(ValueError, match="write pq8x4fs"):
-        mi.create("opq,pq8x4", 32)
-    with pytest.raises(ValueError, match="unknown index spec"):
-        mi.create("opqpq8x8", 32)
-    with pytest.raises(TypeError, match="takes no option opq_iter"):
-        mi.create("pq8x8", 32, opq_iter=3)
-    with pytest.raises(ValueError, match="opq_iter must be an int >= 0"):
-        mi.create("opq,pq8x8", 32, opq_iter=-2)
-    with pytest.raises(ValueError, match="at least 256 vectors"):
-        mi.create("opq,pq8x8", 32).train(np.zeros((100, 32), np.float32))
-    with pytest.raises(RuntimeError, match="must be trained before add"):
-        mi.create("opq,pq8x4fs", 32).add(np.zeros((10, 32), np.float32))
+@pytest.mark.parametrize("error, match, call", [
+    (ValueError, "M=5 does not divide the dimension 32", lambda: mi.create("opq,pq5x4fs", 32)),
+    (ValueError, "write pq8x4fs", lambda: mi.create("opq,pq8x4", 32)),
+    (ValueError, "unknown index spec", lambda: mi.create("opqpq8x8", 32)),
+    (TypeError, "takes no option opq_iter", lambda: mi.create("pq8x8", 32, opq_iter=3)),
+    (ValueError, "opq_iter must be an int >= 0", lambda: mi.create("opq,pq8x8", 32, opq_iter=-2)),
+    (ValueError, "at least 256 vectors", lambda: mi.create("opq,pq8x8", 32).train(np.zeros((100, 32), "f4"))),
+    (RuntimeError, "must be trained before add", lambda: mi.create("opq,pq8x4fs", 32).add(np.zeros((10, 32), "f4"))),
+])
+def test_bad_opq_specs_and_options(error, match, call):
+    with pytest.raises(error, match=match):
+        call()

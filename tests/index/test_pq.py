@@ -77,21 +77,18 @@ def test_rerank_and_round_trip(tmp_path, spec, bpv):
     np.testing.assert_array_equal(loaded.search(q, 10)[1], ids)
 
 
-def test_bad_specs_and_training():
-    with pytest.raises(ValueError, match="M=5 does not divide the dimension 32"):
-        mi.create("pq5x4fs", 32)
-    with pytest.raises(ValueError, match="PQ nbits must be 4 or 8"):
-        mi.create("pq8x6fs", 32)
-    with pytest.raises(ValueError, match="write pq8x4fs"):
-        mi.create("pq8x4", 32)
-    with pytest.raises(ValueError, match="write pq8x8"):
-        mi.create("pq8x8fs", 32)
-    with pytest.raises(ValueError, match="at least 256 vectors"):
-        mi.create("pq8x8", 32).train(np.zeros((100, 32), np.float32))
-    with pytest.raises(ValueError, match="at least 16 vectors"):
-        mi.create("pq8x4fs", 32).train(np.zeros((10, 32), np.float32))
-    with pytest.raises(RuntimeError, match="must be trained before add"):
-        mi.create("pq8x4fs", 32).add(np.zeros((10, 32), np.float32))
+@pytest.mark.parametrize("error, match, call", [
+    (ValueError, "M=5 does not divide the dimension 32", lambda: mi.create("pq5x4fs", 32)),
+    (ValueError, "PQ nbits must be 4 or 8", lambda: mi.create("pq8x6fs", 32)),
+    (ValueError, "write pq8x4fs", lambda: mi.create("pq8x4", 32)),
+    (ValueError, "write pq8x8", lambda: mi.create("pq8x8fs", 32)),
+    (ValueError, "at least 256 vectors", lambda: mi.create("pq8x8", 32).train(np.zeros((100, 32), "f4"))),
+    (ValueError, "at least 16 vectors", lambda: mi.create("pq8x4fs", 32).train(np.zeros((10, 32), "f4"))),
+    (RuntimeError, "must be trained before add", lambda: mi.create("pq8x4fs", 32).add(np.zeros((10, 32), "f4"))),
+])
+def test_bad_specs_and_training(error, match, call):
+    with pytest.raises(error, match=match):
+        call()
 
 
 def test_training_progress_bars(capsys):
@@ -218,7 +215,8 @@ def test_score_aware_pq_codes():
     # inner-product neighbours by the exact ADC of the codes: score-aware codes find more
     _, q = data(n=10, nq=80, d=32, seed=9)
     ref = exact(x, q, 10, "ip")[1]
-    top = lambda c: np.argsort(-(q.astype(np.float64) @ near.decode_sub(c).T.astype(np.float64)), axis=1)[:, :10]
+    def top(c):
+        return np.argsort(-(q.astype(np.float64) @ near.decode_sub(c).T.astype(np.float64)), axis=1)[:, :10]
     assert recall(top(c_aniso), ref) > recall(top(c_near), ref)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import medqk
 import numpy as np
 import pytest
+
+import medqk
 from medqk.index import _topk
 
 

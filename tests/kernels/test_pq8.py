@@ -186,9 +186,9 @@ def test_bad_arguments_are_named():
 @pytest.mark.parametrize("nq", [1, 16])
 def test_filter_keeps_vectors_whose_table_errors_close_the_gap(nq):
     """The 8-bit filter's slack must cover the tables' quantization error (pq8_search.cpp: E), not only float
-    rounding. Every table spans 0..127, so the 8-bit step is exactly 1 and 10.49 -> 10, 10.51 -> 11,
-    11.49 -> 11: errors of 0.49 per subspace, as large as the score gaps. Vector 0 (first chunk) scores 20 x 10.51 = 210.2,
-    8-bit sum 220, and fills the top 1; vector 1500 (second chunk, scanned with that threshold) scores
+    rounding. Every table spans 0..127, so the 8-bit step is exactly 1 and 10.49 -> 10, 10.51 -> 11, 11.49 ->
+    11: errors of 0.49 per subspace, as large as the score gaps. Vector 0 (first chunk) scores 20 x 10.51 =
+    210.2, 8-bit sum 220, and fills the top 1; vector 1500 (second chunk, scanned with that threshold) scores
     15 x 10.49 + 5 x 11.49 = 214.8 > 210.2 with an 8-bit sum of only 205. Without E the threshold is
     floor(210.2) - 1 = 209 and the true best vector is dropped; with it, floor(210.2 - 9.8) - 1 = 199."""
     m, n = 20, 2000

@@ -217,7 +217,8 @@ def test_pq_centroid_sums_equal_bincount(n, m, k, dsub):
     x = rng.standard_normal((n, m * dsub)).astype(np.float32)
     codes = rng.integers(0, max(1, k // 2), (n, m)).astype(np.uint8)  # the upper half of the cells stays empty
     s1, c1 = _backend._core.pq_centroid_sums(x, codes, k, 2)
-    s2 = np.empty((m, k, dsub)); c2 = np.empty((m, k), np.int64)
+    s2 = np.empty((m, k, dsub))
+    c2 = np.empty((m, k), np.int64)
     _numba_pq_assign.pq_centroid_sums(x, codes, s2, c2)
     cell = (codes.astype(np.int64) + k * np.arange(m)[None, :]).ravel()
     c3 = np.bincount(cell, minlength=m * k).reshape(m, k)

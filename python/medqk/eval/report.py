@@ -458,7 +458,8 @@ def _draw(result: EvalResult, bottom_px: float):
     cand_y = [1.0] + ([target] if target is not None and target != 1.0 else [])
     cand_y += [v for v in _RECALL_TICKS
                if v not in cand_y and y_lo <= v <= y_hi and 1.0 - v >= 1.5 * scale.floor]
-    to_px_y = lambda v: axes[0].transData.transform((1.0, v))[1]
+    def to_px_y(v):
+        return axes[0].transData.transform((1.0, v))[1]
     yticks = _thin(cand_y, to_px_y, [_text_px(fig, renderer, "0", 9)[1]] * len(cand_y), 6)
     axes[0].yaxis.set_major_locator(FixedLocator(yticks))
     axes[0].yaxis.set_major_formatter(lambda v, _pos: "1" if v == 1.0 else f"{v:g}")
@@ -491,7 +492,8 @@ def _draw(result: EvalResult, bottom_px: float):
         # ticks: the recall values (most wanted first) and x values whose labels do not crowd
         if panel == 0:
             cand = sorted({round(x, 1) for x in xs})
-            fmt = lambda v: f"{v:.0f}" if v >= 10 else f"{v:g}"
+            def fmt(v):
+                return f"{v:.0f}" if v >= 10 else f"{v:g}"
         else:
             e0, e1 = math.floor(math.log10(ax.get_xlim()[0])), math.ceil(math.log10(ax.get_xlim()[1]))
             x0, x1 = ax.get_xlim()
@@ -500,7 +502,8 @@ def _draw(result: EvalResult, bottom_px: float):
                 cand += [m * 10.0**e for m in (3, 4, 6, 7, 8, 9, 1.5, 2.5) for e in range(e0, e1 + 1)
                          if x0 <= m * 10.0**e <= x1]
             fmt = _si
-        to_px_x = lambda v, ax=ax: ax.transData.transform((v, 1.0))[0]
+        def to_px_x(v, ax=ax):
+            return ax.transData.transform((v, 1.0))[0]
         ticks = _thin(cand, to_px_x, [_text_px(fig, renderer, fmt(v), 9)[0] for v in cand], 10)
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_major_formatter(lambda v, _pos, fmt=fmt: fmt(v))

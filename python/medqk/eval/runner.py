@@ -664,7 +664,8 @@ def _shift(data: Dataset, schemes, k, field_name, threads, say, metric="ip", war
                 warn(f"shift {spec} left out: {_failure_reason(exc)}")
             continue
         drops = [v["drop"] for v in per_group.values()]
-        out["groups"][spec] = {"per_group": per_group, "mean_drop": float(np.mean(drops)), "max_drop": float(np.max(drops))}
+        out["groups"][spec] = {"per_group": per_group, "mean_drop": float(np.mean(drops)),
+                               "max_drop": float(np.max(drops))}
     return out
 
 

@@ -15,7 +15,6 @@ See :mod:`medqk.index.spec` for the spec grammar and :mod:`medqk.index.flat` for
 import numpy as _np
 
 from .._warnings import SpecDataWarning
-
 from . import codecs as _codecs
 from .flat import METRICS as _METRICS
 from .flat import FlatFloatIndex, FlatInt8Index, Index, RerankIndex

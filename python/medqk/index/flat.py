@@ -142,7 +142,8 @@ class Index:
         save_index(self, path)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(spec='{self.spec}', dim={self.dim}, metric='{self.metric}', ntotal={self.ntotal})"
+        return (f"{type(self).__name__}(spec='{self.spec}', dim={self.dim}, metric='{self.metric}', "
+                f"ntotal={self.ntotal})")
 
 
 class FlatFloatIndex(Index):

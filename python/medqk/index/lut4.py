@@ -181,7 +181,8 @@ class FlatLUT4Index(FlatCodesIndex):
                 sc = np.empty((qc.shape[0], kc), dtype=np.float32)
                 cand = np.empty((qc.shape[0], kc), dtype=np.int64)
                 with nb.threads(threads):
-                    _numba_lut4.lut4_search_topk(luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc, sc, cand)
+                    _numba_lut4.lut4_search_topk(luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc,
+                                                 sc, cand)
             if not rescore:
                 out_i[q0 : q0 + _QUERY_CHUNK] = cand
                 continue

@@ -44,8 +44,9 @@ class OPQCodec(PQCodec):
                  **pq_options):
         super().__init__(M, dim, nbits, **pq_options)
         for name, value in (("opq_iter", opq_iter), ("opq_kmeans_iter", opq_kmeans_iter)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (1 if name == "opq_kmeans_iter" else 0):
-                raise ValueError(f"{name} must be an int >= {1 if name == 'opq_kmeans_iter' else 0}, got {value!r}")
+            least = 1 if name == "opq_kmeans_iter" else 0
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         self.dim = int(dim)
         self.opq_iter, self.opq_kmeans_iter = int(opq_iter), int(opq_kmeans_iter)
         self.rotation: np.ndarray | None = None  # (d, d) float32, orthogonal

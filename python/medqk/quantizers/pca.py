@@ -12,12 +12,12 @@ at 384-d) unevenly, choosing per rotated dimension, by dynamic programming over 
 - one nibble shared by 2, 3 or 4 consecutive low-variance dimensions: a 16-centroid vector quantizer
   (k-means, as a PQ subspace).
 
-The DP minimises the expected error of inner products with queries distributed like the documents:
-sum over dimensions of ``w_d * D_d`` with ``w_d`` the second moment of the data along direction d (the
-query weight; for ``l2``, w_d = 1: the reconstruction error) and ``D_d`` the mean squared error of that dimension's option (measured on the training data
-for drop / S1-S3; for shared nibbles, the k-means distortion of 16 centroids in 2/3/4 dimensions modelled
-as 0.117 / 0.247 / 0.354 of the group's variance). On MedQuAD (MiniLM, 384-d, all dev queries) this
-reaches R@10 0.975 at 192 B where per-dimension ``cb4`` stops at 0.951.
+The DP minimises the expected error of inner products with queries distributed like the documents: sum over
+dimensions of ``w_d * D_d`` with ``w_d`` the second moment of the data along direction d (the query weight;
+for ``l2``, w_d = 1: the reconstruction error) and ``D_d`` the mean squared error of that dimension's option
+(measured on the training data for drop / S1-S3; for shared nibbles, the k-means distortion of 16 centroids in
+2/3/4 dimensions modelled as 0.117 / 0.247 / 0.354 of the group's variance). On MedQuAD (MiniLM, 384-d, all
+dev queries) this reaches R@10 0.975 at 192 B where per-dimension ``cb4`` stops at 0.951.
 
 Every option is a 16-entry table per query, so the codes are scanned by the same 4-bit kernels as
 ``cb4`` and PQ fast scan (``medqk.index.lut4``). Tables (``ip``): ``q'_d * level`` for a stage of dimension
@@ -210,7 +210,8 @@ class PCACodec:
             stage_mse[j] = mse
         plan = allocate(weights, stage_mse, lam, budget)
 
-        kept = sorted({j for kind, i, size in plan if kind != "drop" for j in (range(i, i + size) if kind == "group" else [i])})
+        kept = sorted({j for kind, i, size in plan if kind != "drop"
+                       for j in (range(i, i + size) if kind == "group" else [i])})
         col = {j: c for c, j in enumerate(kept)}
         self.mean = mean.astype(np.float32)
         self.basis = np.ascontiguousarray(vec[:, kept], dtype=np.float32)
@@ -335,7 +336,8 @@ class PCACodec:
             idx = np.flatnonzero(sizes == size)
             if len(idx):
                 c = self.group_cents[idx, :, :size]  # (G, 16, size)
-                t = np.matmul(qr[:, self.group_dims[idx, :size]].transpose(1, 0, 2), c.transpose(0, 2, 1))  # (G, nq, 16)
+                # (G, nq, 16)
+                t = np.matmul(qr[:, self.group_dims[idx, :size]].transpose(1, 0, 2), c.transpose(0, 2, 1))
                 t = t.transpose(1, 0, 2)
                 out[:, pos + idx] = 2 * t - np.einsum("gks,gks->gk", c, c)[None] if l2 else t
         if l2:

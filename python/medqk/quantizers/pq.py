@@ -166,7 +166,7 @@ class PQCodec:
         relative drop of the error is below ``tol``. Returns the centroids and the mean squared error per
         dimension of the last assignment. ``progress``: a bar over the iterations (medqk._progress), the
         error per dimension as its postfix."""
-        M, n, n_cent = self.M, xs.shape[0], self.n_centroids
+        M, n = self.M, xs.shape[0]
         prev = np.inf
         bar = progress_bar(progress, max_iter, f"{self._bar_prefix}{self.name} k-means")
         for _ in range(max_iter):
