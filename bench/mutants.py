@@ -59,8 +59,8 @@ class Mutant:
 
 MUTANTS = {
     1: Mutant(
-        "io.py: the SHA-256 check skipped when loading with mmap=True",
-        "python/medqk/index/io.py",
+        "_container.py: the SHA-256 check skipped when loading with mmap=True",
+        "python/medqk/_container.py",
         "        if f.read(_CHECKSUM_BYTES) != digest.digest():\n",
         "        if not mmap and f.read(_CHECKSUM_BYTES) != digest.digest():\n",
         ("tests/index/test_io.py",),

@@ -1,87 +1,23 @@
-"""The medqk index file format (version 1).
-
-    offset 0   magic    b"MEDQKIDX"
-           8   version  uint32 little endian (1)
-          12   hlen     uint32: length of the header
-          16   header   UTF-8 JSON: spec, dim, metric, ntotal, config, medqk version, and for each array
-                        its name, dtype, shape, offset and size in bytes
-           *   arrays   raw little-endian C-order data, each starting at a multiple of 64 bytes
-         end   checksum 32 bytes: SHA-256 of every byte before it
-
-Writing goes to a temporary file in the same folder, flushed and fsynced, then renamed over ``path``:
-a crash or an error never leaves a half-written index under the user's name, and an existing file
-is only replaced by a complete one. Loading checks the magic, version, header, sizes and checksum
-and raises :class:`IndexFileError` naming what is wrong.
-"""
+"""The medqk index file: the container of medqk._container (magic b"MEDQKIDX", version 1) whose header
+holds spec, dim, metric, ntotal and config. Loading raises :class:`IndexFileError` naming what is wrong."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import struct
 
-import numpy as np
-
+from .. import _container
 from .._errors import IndexFileError
-from .._files import atomic_file
 from . import codecs
 
 MAGIC = b"MEDQKIDX"
 VERSION = 1
-_ALIGN = 64
-_CHECKSUM_BYTES = 32
 
 
 def save_index(index, path) -> None:
-    from .. import __version__
-
-    path = os.fspath(path)
     config, arrays = index._state()
-    entries = []
-    offset = 0
-    for name, arr in arrays.items():
-        arr = np.ascontiguousarray(arr)
-        entries.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape), "nbytes": arr.nbytes})
-    header = {
-        "spec": str(index.spec),
-        "dim": index.dim,
-        "metric": index.metric,
-        "ntotal": index.ntotal,
-        "config": config,
-        "medqk_version": __version__,
-        "arrays": entries,
-    }
-    # offsets depend on the header length, which depends on the offsets' digits: settle by iterating
-    for _ in range(4):
-        hbytes = json.dumps(header, sort_keys=True).encode()
-        offset = _align(16 + len(hbytes))
-        for e in entries:
-            e["offset"] = offset
-            offset = _align(offset + e["nbytes"])
-        if json.dumps(header, sort_keys=True).encode() == hbytes:
-            break
-    hbytes = json.dumps(header, sort_keys=True).encode()
-
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save index: folder {directory!r} does not exist")
-    with atomic_file(path) as f:
-        digest = hashlib.sha256()
-
-        def write(data) -> None:
-            data = memoryview(data).cast("B")
-            f.write(data)
-            digest.update(data)
-
-        write(MAGIC + struct.pack("<II", VERSION, len(hbytes)) + hbytes)
-        pos = 16 + len(hbytes)
-        for e, arr in zip(entries, arrays.values()):
-            write(b"\0" * (e["offset"] - pos))
-            write(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
-            pos = e["offset"] + e["nbytes"]
-        write(b"\0" * (_align(pos) - pos))
-        f.write(digest.digest())
+    header = {"spec": str(index.spec), "dim": index.dim, "metric": index.metric, "ntotal": index.ntotal,
+              "config": config}
+    _container.write(path, MAGIC, VERSION, header, arrays)
 
 
 def load_index(path, *, mmap: bool = False):
@@ -90,49 +26,7 @@ def load_index(path, *, mmap: bool = False):
     from . import _checked, _create
 
     path = os.fspath(path)
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(16)
-        if len(head) < 16 or head[:8] != MAGIC:
-            raise IndexFileError(f"{path!r} is not a medqk index file (bad magic)")
-        version, hlen = struct.unpack("<II", head[8:16])
-        if version != VERSION:
-            raise IndexFileError(f"{path!r} has format version {version}; this medqk reads version {VERSION}")
-        if 16 + hlen + _CHECKSUM_BYTES > size:
-            raise IndexFileError(f"{path!r} is truncated (header runs past the end of the file)")
-        hbytes = f.read(hlen)
-        try:
-            header = json.loads(hbytes)
-            entries = header["arrays"]
-            end = max([_align(16 + hlen)] + [_align(e["offset"] + e["nbytes"]) for e in entries])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IndexFileError(f"{path!r} has a corrupt header ({exc})") from None
-        if end + _CHECKSUM_BYTES != size:
-            raise IndexFileError(
-                f"{path!r} is truncated or has trailing data ({size} bytes, expected {end + _CHECKSUM_BYTES})"
-            )
-        f.seek(0)
-        digest = hashlib.sha256()
-        remaining = end
-        while remaining:
-            chunk = f.read(min(remaining, 1 << 24))
-            if not chunk:
-                raise IndexFileError(f"{path!r} is truncated")
-            digest.update(chunk)
-            remaining -= len(chunk)
-        if f.read(_CHECKSUM_BYTES) != digest.digest():
-            raise IndexFileError(f"{path!r} is corrupt (checksum mismatch)")
-        arrays = {}
-        for e in entries:
-            dtype = np.dtype(e["dtype"])
-            shape = tuple(e["shape"])
-            if int(np.prod(shape)) * dtype.itemsize != e["nbytes"]:
-                raise IndexFileError(f"{path!r} has a corrupt header (array {e['name']!r} size)")
-            if mmap and e["nbytes"] > 0:
-                arrays[e["name"]] = np.memmap(path, dtype=dtype, mode="r", offset=e["offset"], shape=shape)
-            else:
-                f.seek(e["offset"])
-                arrays[e["name"]] = np.frombuffer(f.read(e["nbytes"]), dtype=dtype).reshape(shape).copy()
+    header, arrays = _container.read(path, MAGIC, VERSION, "a medqk index file", IndexFileError, mmap=mmap)
     parsed, dim = _checked(header["spec"], header["dim"], header["metric"])
     index = _create(parsed, dim, header["metric"], *_options_from_config(parsed, header["config"]))
     index._load_state(header["config"], arrays)
@@ -157,7 +51,3 @@ def _part_options(part: str, config: dict) -> dict:
     accepted = codecs.defaults(part, "ip")
     recorded = {**(config.get("codec") or {}), **config}
     return {k: v for k, v in recorded.items() if k in accepted}
-
-
-def _align(n: int) -> int:
-    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
