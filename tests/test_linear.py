@@ -202,3 +202,62 @@ def test_row_strided_input_reaches_the_kernel_uncopied():
         for x in (np.asfortranarray(base[:, :, :16]), base[:, ::-1, :16], base.astype(np.float64)[:, :, :16]):
             rows, _ = layer._rows(x)
             assert rows.flags.c_contiguous and not np.shares_memory(rows, x)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_save_load_round_trip(backend, tmp_path, bias):
+    rng = np.random.default_rng(11)
+    w, b = make(rng, 33, 65, bias=bias)
+    layer = medqk.QuantizedLinear.from_float(w, b)
+    path = tmp_path / "layer.mql"
+    layer.save(path)
+    loaded = medqk.QuantizedLinear.load(path)
+    np.testing.assert_array_equal(loaded.weight_q, layer.weight_q)
+    np.testing.assert_array_equal(loaded.weight_scales, layer.weight_scales)
+    assert (loaded.bias is None) == (not bias) and loaded.nbytes == layer.nbytes
+    x = rng.standard_normal((5, 65)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), layer(x))
+
+
+def test_load_refuses_what_is_not_an_intact_layer(tmp_path):
+    rng = np.random.default_rng(12)
+    w, b = make(rng, 8, 16)
+    path = tmp_path / "layer.mql"
+    medqk.QuantizedLinear.from_float(w, b).save(path)
+    blob = path.read_bytes()
+    bad = tmp_path / "bad.mql"
+
+    def error(data: bytes) -> str:
+        bad.write_bytes(data)
+        with pytest.raises(medqk.LayerFileError) as caught:
+            medqk.QuantizedLinear.load(bad)
+        assert repr(str(bad)) in str(caught.value) and isinstance(caught.value, medqk.MedqkFileError)
+        return str(caught.value)
+
+    flipped = bytearray(blob)
+    flipped[len(blob) - 33] ^= 0x20  # the last byte the checksum covers
+    assert "corrupt (checksum mismatch)" in error(bytes(flipped))
+    assert "truncated or has trailing data" in error(blob[:-1])
+    assert "not a medqk layer file (bad magic)" in error(b"MEDQKIDX" + blob[8:])  # an index's magic
+    index = medqk.index.create("int8", 16).train(w).add(w)
+    index.save(tmp_path / "index.mqk")
+    assert "not a medqk layer file (bad magic)" in error((tmp_path / "index.mqk").read_bytes())
+
+
+def test_save_leaves_an_existing_file_on_failure(tmp_path, monkeypatch):
+    rng = np.random.default_rng(13)
+    w, b = make(rng, 8, 16)
+    path = tmp_path / "layer.mql"
+    path.write_bytes(b"the user's file")
+    layer = medqk.QuantizedLinear.from_float(w, b)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "ascontiguousarray", fail)  # the array writes fail half-way through the save
+    with pytest.raises(OSError, match="disk full"):
+        layer.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == b"the user's file" and sorted(p.name for p in tmp_path.iterdir()) == ["layer.mql"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        layer.save(tmp_path / "missing" / "layer.mql")

@@ -28,6 +28,8 @@ _LAZY_NAMES = {
     "pq_assign": "kernels",
     "quantize_rows_s8": "kernels",
     "QuantizedLinear": "linear",
+    "LayerFileError": "_errors",  # a saved layer that cannot be read (QuantizedLinear.load)
+    "MedqkFileError": "_errors",  # the base of every file error (medqk.index.IndexFileError too)
     "get_cmake_dir": "_cmake",  # the installed C++ headers and CMake package
     "get_include": "_cmake",
     "available_isas": "runtime",
@@ -45,7 +47,9 @@ _SUBPACKAGES = ("data", "eval", "index", "kernels", "quantizers")
 
 
 __all__ = [
+    "LayerFileError",
     "MAX_GEMM_K",
+    "MedqkFileError",
     "PackedS8",
     "QuantizedLinear",
     "__version__",

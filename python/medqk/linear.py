@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _container
+from ._errors import LayerFileError
 from ._validate import as_matrix, finite, threads_arg
 from .kernels import _row_major, pack_s8
+
+# the layer file: medqk's container (medqk/_container.py) with its own magic and version
+MAGIC = b"MEDQKLIN"
+VERSION = 1
 
 
 class QuantizedLinear:
@@ -40,13 +45,56 @@ class QuantizedLinear:
         live = amax >= np.float32(2.0**-119)
         scales = np.where(live, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
         q = np.where(live[:, None], np.clip(np.rint(w / scales[:, None]), -127, 127), 0).astype(np.int8)
+        return cls._int8(q, scales, bias)
+
+    @classmethod
+    def _int8(cls, weight_q: np.ndarray, weight_scales: np.ndarray, bias: np.ndarray | None) -> QuantizedLinear:
         self = object.__new__(cls)
-        self.weight_q = q
-        self.weight_scales = scales
+        self.weight_q = weight_q
+        self.weight_scales = weight_scales
         self.bias = bias
-        self.bits = bits
-        self._packed = pack_s8(q)
+        self.bits = 8
+        self._packed = pack_s8(weight_q)
         return self
+
+    def save(self, path) -> None:
+        """Writes the layer to ``path`` (medqk's checksummed container, written atomically: a failed save
+        leaves any existing file untouched). :meth:`load` reads it back on any machine and backend."""
+        header = {"scheme": "int8", "bits": self.bits, "in_features": self.in_features,
+                  "out_features": self.out_features, "bias": self.bias is not None}
+        arrays = {"weight_q": self.weight_q, "weight_scales": self.weight_scales}
+        if self.bias is not None:
+            arrays["bias"] = self.bias
+        _container.write(path, MAGIC, VERSION, header, arrays)
+
+    @classmethod
+    def load(cls, path) -> QuantizedLinear:
+        """Reads a layer written by :meth:`save`; a file that is not one, or is truncated or corrupt, raises
+        :class:`medqk.LayerFileError` naming the file and the problem."""
+        header, arrays = _container.read(path, MAGIC, VERSION, "a medqk layer file", LayerFileError)
+        name = repr(str(path))
+        try:
+            n, k = int(header["out_features"]), int(header["in_features"])
+            scheme, has_bias = header["scheme"], bool(header["bias"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LayerFileError(f"{name} has a corrupt header ({exc!r})") from None
+        expected = {"weight_q": ((n, k), np.int8), "weight_scales": ((n,), np.float32)}
+        if has_bias:
+            expected["bias"] = ((n,), np.float32)
+        if scheme != "int8":
+            raise LayerFileError(f"{name} holds a {scheme!r} layer; this medqk reads 'int8' layers")
+        for key, (shape, dtype) in expected.items():
+            arr = arrays.get(key)
+            if arr is None or arr.shape != shape or arr.dtype != dtype:
+                got = "missing" if arr is None else f"{arr.dtype.name} {arr.shape}"
+                raise LayerFileError(f"{name} has a corrupt layer: {key} should be {np.dtype(dtype).name} "
+                                     f"{shape}, got {got}")
+        if set(arrays) != set(expected):
+            raise LayerFileError(f"{name} has a corrupt layer: unexpected arrays {sorted(set(arrays) - set(expected))}")
+        scales, bias = arrays["weight_scales"], arrays.get("bias")
+        if not np.isfinite(scales).all() or (scales <= 0).any() or (bias is not None and not np.isfinite(bias).all()):
+            raise LayerFileError(f"{name} has a corrupt layer: scales must be finite and > 0, bias finite")
+        return cls._int8(arrays["weight_q"], scales, bias)
 
     @property
     def in_features(self) -> int:
