@@ -37,8 +37,8 @@ PQ8_DIMS_PER_SUBSPACE = 8
 # A default PQ M is the divisor of d nearest (by ratio) the 1 bit/dim target; one further than this factor from
 # it (d = 97: only M = 1 or 97) is no longer the scheme the budget names, and is left out with a reason.
 PQ_MAX_RATIO = 2.0
-# IVF joins the defaults from this many documents: below it a flat 4-bit PQ scan of every code is already fast
-# (pq96x4fs: 42k QPS over MedQuAD's 15.8k docs) and probing lists only loses recall.
+# IVF joins the defaults from this many documents: below it a flat 4-bit PQ scan of every code (48 B each for
+# pq96x4fs: 2.4 MB, cache-sized) is already fast (bench/compare_ivf.py) and probing lists only loses recall.
 IVF_MIN_DOCS = 50_000
 # k-means wants this many training vectors per centroid (faiss warns below 39); fewer give centroids that fit
 # the training sample rather than the data, and unbalanced inverted lists.

@@ -60,7 +60,7 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | Non
     rerank_factor: candidates re-scored per result with ``+rerank`` (default 4; 16 after a ``pq`` base and 20
     after an ``ivf`` one, whose own recall@10 is near 0.7, so that the true top-10 is still among the
     candidates: on all MedQuAD dev queries, ``pq96x4fs+rerank:int8`` has R@10 0.9924 at 16, 0.9936 at 20,
-    0.9900 at 12, and each candidate costs about 0.8 us per query).
+    0.9900 at 12; each candidate costs one int8 dot product of the dimension per query).
     options, routed to the parts that take them: for int8, ``per_dim`` (True), ``symmetric`` (False),
     ``calibration`` (``"minmax"``, ``"percentile"``, ``"mse"``), ``percentile`` (0.1); for int4 / cb*,
     ``per_dim`` (True; False shares one set of levels, a global range), ``calibration`` and ``percentile``

@@ -12,8 +12,7 @@ def block_topk(scores: np.ndarray, k: int, id_offset: int, threads: int = 1) -> 
 
     The native backend selects up to 256 with select_topk_f32 (a sorted insertion behind a 16-wide threshold
     test; the same result): argpartition and the lexsorts below took most of the float32 flat search's time
-    (MedQuAD, 15,825 x 384, k = 10: about 250 us of a query's 390). Larger k keep numpy (the insertion is
-    O(k) per entering score)."""
+    at MedQuAD's size and k = 10. Larger k keep numpy (the insertion is O(k) per entering score)."""
     nq, nb = scores.shape
     kk = min(k, nb)
     if (_backend.backend == "native" and nq and 0 < kk <= 256 and scores.dtype == np.float32

@@ -170,8 +170,8 @@ class FlatFloatIndex(Index):
     def _scores_topk(self, q, k, threads):
         if self._dtype == np.float16 and _backend.backend == "native" and q.shape[0] <= 256:
             # Small batches: native fp16 kernel (F16C / NEON fcvtl) with the top-k fused, no float32 copy of the
-            # store (MedQuAD single query: 0.75 ms instead of 12). Large batches amortize a blockwise float32
-            # conversion over BLAS, which is faster per query there (4.0k vs 2.9k QPS on all dev queries).
+            # store (which would cost a full conversion per batch). Large batches amortize a blockwise float32
+            # conversion over BLAS, which is faster per query there (measured on all MedQuAD dev queries).
             alpha, bias = (2.0, -self._norms) if self.metric == "l2" else (1.0, None)
             return _backend._core.search_f16_topk(q, self._data.view(np.uint16), alpha, bias, k, threads)
         best_s = best_i = None

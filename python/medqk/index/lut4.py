@@ -32,14 +32,15 @@ _DECODE_CHUNK = 8192  # vectors reconstructed at a time by add (for |x_hat|^2): 
 # the 4-bit tables costs for ~100 queries, and the VNNI GEMM then scores 2-3x faster than the table scan.
 GEMM_MIN_QUERIES = 256
 # ... and want at most this many candidates per query: the GEMM's top-k is a heap, which costs more than
-# the table scan's threshold reservoir for long lists (pq96x4fs+rerank:int8, 200 candidates: 7.9k QPS by
-# the GEMM against 10.0k by the scan on MedQuAD)
+# the table scan's threshold reservoir for long lists (pq96x4fs+rerank:int8 at 200 candidates is faster by
+# the scan on MedQuAD)
 GEMM_MAX_CANDIDATES = 100
 # ... and only when the GEMM's d' multiply-adds per vector and query (the int8 view's width) are at most this
-# many per subspace the table scan would look up: measured on MedQuAD (15,825 x 384, 11,464 queries, 1 thread,
-# Zen 5 AVX-512, no AMX), int4 / cb4 (384 subspaces, d' 384) run 25-30k QPS by the GEMM and 16-17k by the scan,
-# pq96x4fs (96 subspaces, d' 384) 32k by the GEMM and 42k by the scan. AMX tiles make the GEMM several times
-# faster: where the AMX GEMM runs (gemm_has_amx) the GEMM is always taken.
+# many per subspace the table scan would look up: one table lookup costs about what two multiply-adds of the
+# GEMM cost, so int4 / cb4 (384 subspaces, d' 384: 1 per subspace) are faster by the GEMM and pq96x4fs
+# (96 subspaces, d' 384: 4 per subspace) by the scan (bench/test_bench_index_search.py measures both per
+# spec). AMX tiles make the GEMM several times faster: where the AMX GEMM runs (gemm_has_amx) the GEMM is
+# always taken.
 GEMM_MAX_DIMS_PER_SUBSPACE = 2
 # Most sub-codes per vector (the native LUT4_MAX_SUBSPACES, medqk.h: kLut4MaxSubspaces). The scan kernels
 # take any number (their 16-bit lanes are flushed to 32 bits), but the sums (<= 127 per sub-code) must stay

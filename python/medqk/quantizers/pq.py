@@ -219,8 +219,8 @@ class PQCodec:
         Coordinate descent from the nearest centroids: each subspace takes the centroid that minimizes
         eta * (r . u)^2 + |r_perp|^2 with the others fixed, `passes` times over the subspaces. The
         centroids are unchanged (MedQuAD opq,pq96x4fs R@10 0.797 -> 0.825 with eta = 4). A native kernel
-        (csrc/runtime/pq_anisotropic.cpp) or its Numba twin, float64, the same codes from both: 1M x 384
-        pq96x4fs, 110 us per vector in the numpy version this replaced, 5 us natively (1 thread)."""
+        (csrc/runtime/pq_anisotropic.cpp) or its Numba twin, float64, the same codes from both (the numpy
+        version it replaced was about 20 times slower; bench/test_bench_pq_codec.py times it)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         cents = np.ascontiguousarray(self.centroids, dtype=np.float32)
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
@@ -248,8 +248,8 @@ class PQCodec:
     def tables(self, q: np.ndarray, metric: str, threads: int | None = None) -> np.ndarray:
         """Float tables (nq, M, 2**nbits): <q_m, c> per subspace m and centroid c (l2: 2 <q_m, c> - |c|^2).
 
-        Native kernel (or its Numba twin: the same floats), not einsum, which took 10 us per query at
-        pq96x4 and as long as the scan itself.
+        Native kernel (or its Numba twin: the same floats), not einsum, which at pq96x4 took as long as the
+        4-bit scan of MedQuAD's codes itself.
         """
         self._require_trained()
         q = np.ascontiguousarray(q, dtype=np.float32)
