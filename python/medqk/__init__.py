@@ -43,7 +43,7 @@ _LAZY_NAMES = {
     "use_isa": "runtime",
     "use_kernel": "runtime",
 }
-_SUBPACKAGES = ("data", "eval", "index", "kernels", "quantizers")
+_SUBPACKAGES = ("data", "encoder", "eval", "index", "kernels", "quantizers")
 
 
 __all__ = [

@@ -1,0 +1,25 @@
+"""medqk.encoder: a BERT-family sentence encoder run by medqk: text in, embeddings out, float or quantized weights.
+
+``SentenceEncoder.load(model_dir)`` reads a local sentence-transformers folder (or a plain BERT folder): the
+``config.json`` (``model_type`` "bert": BERT, BioBERT, ClinicalBERT, PubMedBERT, MiniLM...), the weights from
+``model.safetensors`` (the safetensors numpy API, no torch), the tokenizer from ``tokenizer.json`` (the
+``tokenizers`` library), the pooling from ``1_Pooling/config.json`` (mean or CLS) and the normalization from
+``modules.json``. Nothing is fetched: no network is used. Both libraries are the ``encoder`` extra
+(``pip install "medqk[encoder]"``).
+
+The forward pass is BERT's, in float32: embeddings (word + position + token type 0) and LayerNorm; per layer
+self-attention (softmax over the unpadded keys only), output projection, residual and LayerNorm, the feed-forward
+with exact (erf) GELU, residual and LayerNorm; then pooling over the unpadded tokens and, if configured, L2
+normalization. With ``precision="int8"`` every one of the layers' linear maps (query, key, value, attention output,
+intermediate, output: 6 per layer) is a :class:`medqk.QuantizedLinear` (int8 weights per output channel, int8
+activations per token); the embeddings, LayerNorms, softmax and GELU stay float32.
+
+Texts longer than ``max_seq_length`` tokens ([CLS] and [SEP] included; the model folder's
+``sentence_bert_config.json``, else the position table's size) are truncated, as sentence-transformers does.
+A batch is padded to its longest text; padding changes no result beyond float32 summation order (padded keys get
+zero attention weight, padded tokens are left out of pooling, and quantized activations are scaled per token).
+"""
+
+from ._bert import PRECISIONS, ModelFolderError, SentenceEncoder
+
+__all__ = ["PRECISIONS", "ModelFolderError", "SentenceEncoder"]

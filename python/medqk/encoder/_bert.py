@@ -1,0 +1,382 @@
+"""The BERT forward pass, its model-folder readers and SentenceEncoder (documented in medqk.encoder)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._progress import progress_bar
+from .._validate import threads_arg
+
+PRECISIONS = ("float32", "int8")
+_LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+            "intermediate.dense", "output.dense")
+
+
+class ModelFolderError(ValueError):
+    """A model folder medqk cannot run: a missing or unreadable file, an unsupported architecture or option."""
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    layer_norm_eps: float
+    max_position_embeddings: int
+    pad_token_id: int
+
+    @classmethod
+    def read(cls, path: str) -> BertConfig:
+        config = _read_json(path)
+        kind = config.get("model_type")
+        if kind != "bert":
+            raise ModelFolderError(f"{path!r}: model_type {kind!r} is not supported (medqk runs BERT-family "
+                                   "encoders, model_type 'bert')")
+        act = config.get("hidden_act", "gelu")
+        if act != "gelu":
+            raise ModelFolderError(f"{path!r}: hidden_act {act!r} is not supported (only 'gelu', the exact erf form)")
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise ModelFolderError(f"{path!r}: position_embedding_type "
+                                   f"{config['position_embedding_type']!r} is not supported (only 'absolute')")
+        try:
+            out = cls(int(config["hidden_size"]), int(config["num_hidden_layers"]), int(config["num_attention_heads"]),
+                      int(config["intermediate_size"]), float(config.get("layer_norm_eps", 1e-12)),
+                      int(config["max_position_embeddings"]), int(config.get("pad_token_id", 0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFolderError(f"{path!r}: missing or invalid field {exc}") from None
+        if out.hidden_size % out.num_heads:
+            raise ModelFolderError(f"{path!r}: hidden_size {out.hidden_size} is not a multiple of "
+                                   f"num_attention_heads {out.num_heads}")
+        return out
+
+
+class SentenceEncoder:
+    """Embeds texts with a BERT-family sentence encoder. Build it with :meth:`load`."""
+
+    def __init__(self, *_args, **_kwargs):
+        raise TypeError("use SentenceEncoder.load(model_dir, precision='float32')")
+
+    @classmethod
+    def load(cls, model_dir, precision: str = "float32", *, max_seq_length: int | None = None) -> SentenceEncoder:
+        """Reads the model folder ``model_dir`` (see the module doc) and prepares its weights at ``precision``
+        ("float32" or "int8"). ``max_seq_length`` overrides the folder's (at most the position table's size)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        folder = os.fspath(model_dir)
+        if not os.path.isdir(folder):
+            raise ModelFolderError(f"model folder {folder!r} does not exist or is not a folder")
+        config = BertConfig.read(_need(folder, "config.json"))
+        ckpt = _Checkpoint(folder)
+        self = object.__new__(cls)
+        self.folder = folder
+        self.config = config
+        self.precision = precision
+        self.pooling, self.normalize = _read_pooling(folder)
+        self.max_seq_length = _max_seq_length(folder, config, max_seq_length)
+        self._tokenizer = _read_tokenizer(folder, self.max_seq_length)
+        self._embeddings = {
+            "word": ckpt.get("embeddings.word_embeddings.weight", (None, config.hidden_size)),
+            "position": ckpt.get("embeddings.position_embeddings.weight",
+                                (config.max_position_embeddings, config.hidden_size)),
+            "type": ckpt.get("embeddings.token_type_embeddings.weight", (None, config.hidden_size)),
+            "ln_w": ckpt.get("embeddings.LayerNorm.weight", (config.hidden_size,)),
+            "ln_b": ckpt.get("embeddings.LayerNorm.bias", (config.hidden_size,)),
+        }
+        self._layers = [_read_layer(ckpt, i, config, precision) for i in range(config.num_layers)]
+        return self
+
+    @property
+    def dim(self) -> int:
+        return self.config.hidden_size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored parameters: embedding tables, LayerNorms and the linear layers as stored."""
+        total = sum(a.nbytes for a in self._embeddings.values())
+        for layer in self._layers:
+            for name in _LINEARS:
+                total += layer[name].nbytes
+            total += sum(layer[n].nbytes for n in ("ln1_w", "ln1_b", "ln2_w", "ln2_b"))
+        return total
+
+    def tokenize(self, texts) -> list[list[int]]:
+        """Token ids of each text, truncated to ``max_seq_length`` ([CLS] and [SEP] included)."""
+        texts = _texts(texts)
+        return [enc.ids for enc in self._tokenizer.encode_batch(texts)]
+
+    def encode(self, texts, batch_size: int = 32, *, progress: bool | None = None,
+               threads: int | None = None) -> np.ndarray:
+        """Embeddings float32 (len(texts), dim) of ``texts`` (a list of str), in order. Texts are sorted by
+        length and run in batches of ``batch_size`` (each padded to its longest), so little work goes to
+        padding; ``progress`` shows a bar over the texts (None: on a terminal only); ``threads`` is passed to
+        the quantized layers' kernels."""
+        texts = _texts(texts)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        threads = threads_arg(threads)
+        ids = self.tokenize(texts)
+        order = np.argsort([len(t) for t in ids], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        bar = progress_bar(progress, len(texts), "encode", unit="text")
+        try:
+            for b0 in range(0, len(texts), batch_size):
+                rows = order[b0 : b0 + batch_size]
+                out[rows] = self._encode_batch([ids[r] for r in rows], threads)
+                bar.update(len(rows))
+        finally:
+            bar.close()
+        return out
+
+    def _encode_batch(self, ids: list[list[int]], threads: int) -> np.ndarray:
+        cfg = self.config
+        b, length = len(ids), max(len(t) for t in ids)
+        tokens = np.full((b, length), cfg.pad_token_id, dtype=np.int64)
+        mask = np.zeros((b, length), dtype=bool)
+        for i, t in enumerate(ids):
+            tokens[i, : len(t)] = t
+            mask[i, : len(t)] = True
+        emb = self._embeddings
+        if tokens.max() >= emb["word"].shape[0]:
+            raise ModelFolderError(f"the tokenizer gives id {int(tokens.max())} past the model's "
+                                   f"{emb['word'].shape[0]} word embeddings: tokenizer.json does not match the model")
+        x = emb["word"][tokens] + emb["position"][:length][None] + emb["type"][0]
+        x = _layer_norm(x.reshape(b * length, cfg.hidden_size), emb["ln_w"], emb["ln_b"], cfg.layer_norm_eps)
+        # additive attention mask over keys: padded keys get -inf-like scores, so exp() makes them exactly 0
+        key_bias = np.where(mask, np.float32(0.0), np.float32(np.finfo(np.float32).min))[:, None, None, :]
+        heads, dh = cfg.num_heads, cfg.hidden_size // cfg.num_heads
+        scale = np.float32(1.0 / math.sqrt(dh))
+        for layer in self._layers:
+            def split(t):  # (b * length, hidden) -> (b, heads, length, dh), C order: batched BLAS products
+                return np.ascontiguousarray(t.reshape(b, length, heads, dh).transpose(0, 2, 1, 3))
+
+            q = split(_linear(layer["attention.self.query"], x, threads))
+            k = split(_linear(layer["attention.self.key"], x, threads))
+            v = split(_linear(layer["attention.self.value"], x, threads))
+            scores = np.matmul(q, k.transpose(0, 1, 3, 2))  # (b, heads, length, length), in place below
+            scores *= scale
+            scores += key_bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            ctx = np.matmul(scores, v).transpose(0, 2, 1, 3).reshape(b * length, cfg.hidden_size)
+            attn = _linear(layer["attention.output.dense"], ctx, threads)
+            x = _layer_norm(attn + x, layer["ln1_w"], layer["ln1_b"], cfg.layer_norm_eps)
+            inter = _gelu(_linear(layer["intermediate.dense"], x, threads))
+            out = _linear(layer["output.dense"], inter, threads)
+            x = _layer_norm(out + x, layer["ln2_w"], layer["ln2_b"], cfg.layer_norm_eps)
+        x = x.reshape(b, length, cfg.hidden_size)
+        if self.pooling == "cls":
+            pooled = x[:, 0]
+        else:
+            weights = mask.astype(np.float32)
+            pooled = np.einsum("bl,bld->bd", weights, x) / weights.sum(axis=1, keepdims=True)
+        if self.normalize:
+            pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
+        return pooled.astype(np.float32, copy=False)
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return (f"SentenceEncoder({self.folder!r}, precision={self.precision!r}, layers={cfg.num_layers}, "
+                f"dim={cfg.hidden_size}, pooling={self.pooling!r}, normalize={self.normalize}, "
+                f"max_seq_length={self.max_seq_length})")
+
+
+class _FloatLinear:
+    """A float32 linear map ``x @ weight.T + bias`` (the float32 precision's layers)."""
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray):
+        self.weight_t = np.ascontiguousarray(weight.T)
+        self.bias = bias
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight_t.nbytes + self.bias.nbytes
+
+    def __call__(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+        out = x @ self.weight_t
+        out += self.bias
+        return out
+
+
+def _linear(layer, x: np.ndarray, threads: int) -> np.ndarray:
+    return layer(x, threads=threads)
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    centered = x - mean
+    var = np.mean(centered * centered, axis=-1, keepdims=True)
+    out = centered / np.sqrt(var + np.float32(eps))
+    out *= w
+    out += b
+    return out
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """GELU, x * Phi(x) in the erf form BERT's "gelu" names (not the tanh approximation); erf to within
+    1.5e-7 (medqk.kernels._numba_encoder.gelu_erf)."""
+    from ..kernels._numba_encoder import gelu_erf
+
+    out = np.empty_like(x)
+    gelu_erf(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _read_layer(ckpt: _Checkpoint, i: int, config: BertConfig, precision: str) -> dict:
+    from ..linear import QuantizedLinear
+
+    h, inter = config.hidden_size, config.intermediate_size
+    shapes = {"attention.self.query": (h, h), "attention.self.key": (h, h), "attention.self.value": (h, h),
+              "attention.output.dense": (h, h), "intermediate.dense": (inter, h), "output.dense": (h, inter)}
+    prefix = f"encoder.layer.{i}."
+    layer = {}
+    for name in _LINEARS:
+        w = ckpt.get(prefix + name + ".weight", shapes[name])
+        bias = ckpt.get(prefix + name + ".bias", (shapes[name][0],))
+        layer[name] = _FloatLinear(w, bias) if precision == "float32" else QuantizedLinear.from_float(w, bias)
+    layer["ln1_w"] = ckpt.get(prefix + "attention.output.LayerNorm.weight", (h,))
+    layer["ln1_b"] = ckpt.get(prefix + "attention.output.LayerNorm.bias", (h,))
+    layer["ln2_w"] = ckpt.get(prefix + "output.LayerNorm.weight", (h,))
+    layer["ln2_b"] = ckpt.get(prefix + "output.LayerNorm.bias", (h,))
+    return layer
+
+
+def _texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of str, not one str (wrap it: [text])")
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(f"texts must be a list of str, got {type(texts).__name__}") from None
+    if not texts:
+        raise ValueError("texts is empty")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
+    return texts
+
+
+def _need(folder: str, name: str) -> str:
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        raise ModelFolderError(f"model folder {folder!r} has no {name}")
+    return path
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            out = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelFolderError(f"cannot read {path!r}: {exc}") from None
+    if not isinstance(out, (dict, list)):
+        raise ModelFolderError(f"{path!r} does not hold a JSON object")
+    return out
+
+
+class _Checkpoint:
+    """The tensors of a model.safetensors, read with checks that name the file and the tensor."""
+
+    def __init__(self, folder: str):
+        path = os.path.join(folder, "model.safetensors")
+        if not os.path.isfile(path):
+            hint = " (it has pytorch_model.bin: save the model with safetensors)" if os.path.isfile(
+                os.path.join(folder, "pytorch_model.bin")) else ""
+            raise ModelFolderError(f"model folder {folder!r} has no model.safetensors{hint}")
+        _require("safetensors")
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            tensors = load_file(path)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelFolderError(f"cannot read {path!r}: {exc}") from None
+        # checkpoints saved from BertForX / BertModel wrappers prefix every name with "bert."
+        if not any(k.startswith("embeddings.") for k in tensors):
+            tensors = {k[len("bert."):]: v for k, v in tensors.items() if k.startswith("bert.")}
+        self.path = path
+        self.tensors = tensors
+
+    def get(self, name: str, shape: tuple) -> np.ndarray:
+        """Tensor ``name`` as float32, C order; ``shape`` entries of None take any size."""
+        if name not in self.tensors:
+            raise ModelFolderError(f"{self.path!r} has no tensor {name!r}")
+        t = self.tensors[name]
+        if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+            raise ModelFolderError(f"{self.path!r}: tensor {name!r} has shape {t.shape}, expected "
+                                   f"{tuple('*' if s is None else s for s in shape)}")
+        if not np.issubdtype(t.dtype, np.floating):
+            raise ModelFolderError(f"{self.path!r}: tensor {name!r} has dtype {t.dtype.name}, expected a float dtype")
+        t = np.ascontiguousarray(t, dtype=np.float32)
+        if not np.isfinite(t).all():
+            raise ModelFolderError(f"{self.path!r}: tensor {name!r} contains NaN or Inf")
+        return t
+
+
+def _read_pooling(folder: str) -> tuple[str, bool]:
+    """("mean" | "cls", normalize) from modules.json and its Pooling module's config; a plain BERT folder
+    (no modules.json) gets mean pooling without normalization, as sentence-transformers gives it."""
+    modules_path = os.path.join(folder, "modules.json")
+    if not os.path.isfile(modules_path):
+        return "mean", False
+    modules = _read_json(modules_path)
+    if not isinstance(modules, list):
+        raise ModelFolderError(f"{modules_path!r} must hold a list of modules")
+    pooling, normalize = "mean", False
+    for m in modules:
+        kind = str(m.get("type", "")) if isinstance(m, dict) else ""
+        if kind.endswith(".Pooling"):
+            cfg = _read_json(_need(os.path.join(folder, m.get("path", "")), "config.json"))
+            modes = [k for k, v in cfg.items() if k.startswith("pooling_mode") and v]
+            if modes == ["pooling_mode_mean_tokens"]:
+                pooling = "mean"
+            elif modes == ["pooling_mode_cls_token"]:
+                pooling = "cls"
+            else:
+                raise ModelFolderError(f"{folder!r}: pooling {modes} is not supported (mean tokens or CLS token)")
+        elif kind.endswith(".Normalize"):
+            normalize = True
+        elif not kind.endswith(".Transformer"):
+            raise ModelFolderError(f"{modules_path!r}: module type {kind!r} is not supported")
+    return pooling, normalize
+
+
+def _max_seq_length(folder: str, config: BertConfig, override: int | None) -> int:
+    limit = config.max_position_embeddings
+    if override is not None:
+        if isinstance(override, bool) or not isinstance(override, (int, np.integer)) or not 2 <= override <= limit:
+            raise ValueError(f"max_seq_length must be an int in [2, {limit}], got {override!r}")
+        return int(override)
+    path = os.path.join(folder, "sentence_bert_config.json")
+    if os.path.isfile(path):
+        value = _read_json(path).get("max_seq_length")
+        if isinstance(value, int) and 2 <= value <= limit:
+            return value
+    return limit
+
+
+def _read_tokenizer(folder: str, max_seq_length: int):
+    _require("tokenizers")
+    from tokenizers import Tokenizer
+
+    path = _need(folder, "tokenizer.json")
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except Exception as exc:  # tokenizers raises its own Exception type for every parse error
+        raise ModelFolderError(f"cannot read {path!r}: {exc}") from None
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_seq_length)
+    return tokenizer
+
+
+def _require(module: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"medqk.encoder needs the {module} package: pip install 'medqk[encoder]'")
