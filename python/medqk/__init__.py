@@ -30,6 +30,7 @@ _LAZY_NAMES = {
     "QuantizedLinear": "linear",
     "LayerFileError": "_errors",  # a saved layer that cannot be read (QuantizedLinear.load)
     "MedqkFileError": "_errors",  # the base of every file error (medqk.index.IndexFileError too)
+    "ModelFileError": "_errors",  # a saved model that cannot be read (SentenceEncoder.load of a .mqm)
     "get_cmake_dir": "_cmake",  # the installed C++ headers and CMake package
     "get_include": "_cmake",
     "available_isas": "runtime",
@@ -50,6 +51,7 @@ __all__ = [
     "LayerFileError",
     "MAX_GEMM_K",
     "MedqkFileError",
+    "ModelFileError",
     "PackedS8",
     "QuantizedLinear",
     "__version__",

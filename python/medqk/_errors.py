@@ -17,3 +17,7 @@ class IndexFileError(MedqkFileError):
 
 class LayerFileError(MedqkFileError):
     """A file that is not a readable medqk quantized layer (``QuantizedLinear.save``)."""
+
+
+class ModelFileError(MedqkFileError):
+    """A file that is not a readable medqk model (``SentenceEncoder.save``, ``medqk quantize``)."""

@@ -186,6 +186,17 @@ def _remove_empty(created: list[Path]) -> None:
             return
 
 
+def _quantize_command(args) -> int:
+    from .encoder import PRECISIONS, SentenceEncoder
+
+    if args.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
+    encoder = SentenceEncoder.load(args.model, precision=args.precision, max_seq_length=args.max_seq_length)
+    encoder.save(args.out)
+    print(f"Wrote {args.out}: {encoder!r}, {encoder.nbytes / 1e6:.1f} MB of parameters")
+    return 0
+
+
 def _eval_command(args) -> int:
     created = _make_out_folder(Path(args.out))
     try:
@@ -204,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_info = sub.add_parser("info", help="show the backend, CPU features and the kernel chosen for each operation")
     p_info.add_argument("--json", action="store_true", help="print the info() dict as JSON")
+    p_quant = sub.add_parser(
+        "quantize", help="quantize a sentence encoder (a BERT-family model folder) into one model file",
+        description="Read a local sentence-transformers model folder (config.json, model.safetensors, "
+        "tokenizer.json; no network), quantize its linear layers and write one checksummed model file, "
+        "atomically. medqk.encoder.SentenceEncoder.load(FILE) runs it without the folder.")
+    p_quant.add_argument("model", metavar="MODEL_DIR", help="the model folder")
+    p_quant.add_argument("--precision", default="int8", help="float32 or int8 (default int8)")
+    p_quant.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.mqm)")
+    p_quant.add_argument("--max-seq-length", type=_int_at_least(2, "an integer >= 2"), default=None, metavar="N",
+                         help="longest input in tokens (default: the folder's sentence_bert_config.json)")
     p_eval = sub.add_parser(
         "eval",
         help="measure recall, relevance, size and speed of quantization schemes (default: bundled MedQuAD sample)",
@@ -266,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "info":
             return _print_info(args.json)
+        if args.command == "quantize":
+            return _quantize_command(args)
         return _eval_command(args)
     except KeyboardInterrupt:  # outside the schemes (loading, the exact reference): nothing to report yet
         print("medqk: interrupted", file=sys.stderr)

@@ -60,40 +60,48 @@ class QuantizedLinear:
     def save(self, path) -> None:
         """Writes the layer to ``path`` (medqk's checksummed container, written atomically: a failed save
         leaves any existing file untouched). :meth:`load` reads it back on any machine and backend."""
-        header = {"scheme": "int8", "bits": self.bits, "in_features": self.in_features,
-                  "out_features": self.out_features, "bias": self.bias is not None}
-        arrays = {"weight_q": self.weight_q, "weight_scales": self.weight_scales}
-        if self.bias is not None:
-            arrays["bias"] = self.bias
-        _container.write(path, MAGIC, VERSION, header, arrays)
+        _container.write(path, MAGIC, VERSION, *self._state())
 
     @classmethod
     def load(cls, path) -> QuantizedLinear:
         """Reads a layer written by :meth:`save`; a file that is not one, or is truncated or corrupt, raises
         :class:`medqk.LayerFileError` naming the file and the problem."""
         header, arrays = _container.read(path, MAGIC, VERSION, "a medqk layer file", LayerFileError)
-        name = repr(str(path))
+        return cls._from_state(header, arrays, repr(str(path)), LayerFileError)
+
+    def _state(self) -> tuple[dict, dict]:
+        """(JSON-able description, arrays) of the layer: what :meth:`_from_state` rebuilds it from (a layer
+        file, or one layer of a model file)."""
+        meta = {"scheme": "int8", "bits": self.bits, "in_features": self.in_features,
+                "out_features": self.out_features, "bias": self.bias is not None}
+        arrays = {"weight_q": self.weight_q, "weight_scales": self.weight_scales}
+        if self.bias is not None:
+            arrays["bias"] = self.bias
+        return meta, arrays
+
+    @classmethod
+    def _from_state(cls, meta: dict, arrays: dict, where: str, error: type[Exception]) -> QuantizedLinear:
+        """The layer :meth:`_state` described; anything inconsistent raises ``error`` naming ``where``."""
         try:
-            n, k = int(header["out_features"]), int(header["in_features"])
-            scheme, has_bias = header["scheme"], bool(header["bias"])
+            n, k = int(meta["out_features"]), int(meta["in_features"])
+            scheme, has_bias = meta["scheme"], bool(meta["bias"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise LayerFileError(f"{name} has a corrupt header ({exc!r})") from None
+            raise error(f"{where} has a corrupt header ({exc!r})") from None
+        if scheme != "int8":
+            raise error(f"{where} holds a {scheme!r} layer; this medqk reads 'int8' layers")
         expected = {"weight_q": ((n, k), np.int8), "weight_scales": ((n,), np.float32)}
         if has_bias:
             expected["bias"] = ((n,), np.float32)
-        if scheme != "int8":
-            raise LayerFileError(f"{name} holds a {scheme!r} layer; this medqk reads 'int8' layers")
         for key, (shape, dtype) in expected.items():
             arr = arrays.get(key)
             if arr is None or arr.shape != shape or arr.dtype != dtype:
                 got = "missing" if arr is None else f"{arr.dtype.name} {arr.shape}"
-                raise LayerFileError(f"{name} has a corrupt layer: {key} should be {np.dtype(dtype).name} "
-                                     f"{shape}, got {got}")
+                raise error(f"{where} has a corrupt layer: {key} should be {np.dtype(dtype).name} {shape}, got {got}")
         if set(arrays) != set(expected):
-            raise LayerFileError(f"{name} has a corrupt layer: unexpected arrays {sorted(set(arrays) - set(expected))}")
+            raise error(f"{where} has a corrupt layer: unexpected arrays {sorted(set(arrays) - set(expected))}")
         scales, bias = arrays["weight_scales"], arrays.get("bias")
         if not np.isfinite(scales).all() or (scales <= 0).any() or (bias is not None and not np.isfinite(bias).all()):
-            raise LayerFileError(f"{name} has a corrupt layer: scales must be finite and > 0, bias finite")
+            raise error(f"{where} has a corrupt layer: scales must be finite and > 0, bias finite")
         return cls._int8(arrays["weight_q"], scales, bias)
 
     @property

@@ -203,3 +203,61 @@ def test_bad_texts(model):
         enc.encode(["ok", 3])
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         enc.encode(["ok"], batch_size=0)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_model_file_round_trip(backend, tmp_path, model, precision):
+    folder, _ = model
+    enc = SentenceEncoder.load(folder, precision=precision)
+    path = tmp_path / "model.mqm"
+    enc.save(path)
+    loaded = SentenceEncoder.load(path)
+    assert (loaded.precision, loaded.pooling, loaded.normalize, loaded.max_seq_length) == (
+        precision, enc.pooling, enc.normalize, enc.max_seq_length)
+    assert loaded.nbytes == enc.nbytes and loaded.tokenize(TEXTS) == enc.tokenize(TEXTS)
+    np.testing.assert_array_equal(loaded.encode(TEXTS), enc.encode(TEXTS))
+    assert SentenceEncoder.load(path, max_seq_length=20).max_seq_length == 20
+
+
+def test_model_file_refuses_damage_and_a_precision_it_lacks(tmp_path, model):
+    import medqk
+
+    folder, _ = model
+    path = tmp_path / "model.mqm"
+    SentenceEncoder.load(folder, precision="int8").save(path)
+    assert SentenceEncoder.load(path).precision == "int8"
+    with pytest.raises(ValueError, match="holds a int8 model; precision='float32' needs float weights"):
+        SentenceEncoder.load(path, precision="float32")
+    # a float32 file keeps its float weights: it can be quantized on load, as the folder can
+    SentenceEncoder.load(folder).save(tmp_path / "float.mqm")
+    np.testing.assert_array_equal(SentenceEncoder.load(tmp_path / "float.mqm", precision="int8").encode(TEXTS),
+                                  SentenceEncoder.load(folder, precision="int8").encode(TEXTS))
+    blob = path.read_bytes()
+    bad = tmp_path / "bad.mqm"
+    for damaged, match in [(blob[:-1], "truncated or has trailing data"),
+                           (blob[:-40] + bytes([blob[-40] ^ 1]) + blob[-39:], r"corrupt \(checksum mismatch\)"),
+                           (b"MEDQKLIN" + blob[8:], r"not a medqk model file \(bad magic\)")]:
+        bad.write_bytes(damaged)
+        with pytest.raises(medqk.ModelFileError, match=match):
+            SentenceEncoder.load(bad)
+
+
+def test_quantize_command(tmp_path, model, capsys):
+    from medqk import cli
+
+    folder, _ = model
+    out = tmp_path / "model.mqm"
+    assert cli.main(["quantize", str(folder), "--precision", "int8", "--out", str(out)]) == 0
+    assert f"Wrote {out}" in capsys.readouterr().out
+    np.testing.assert_array_equal(SentenceEncoder.load(out).encode(TEXTS),
+                                  SentenceEncoder.load(folder, precision="int8").encode(TEXTS))
+    out.write_bytes(b"the user's file")
+    for argv, message in [
+        ([str(tmp_path / "nope"), "--out", str(out)], "does not exist or is not a folder"),
+        ([str(folder), "--precision", "int3", "--out", str(out)], "--precision must be one of float32, int8"),
+        ([str(folder), "--out", str(tmp_path / "no" / "model.mqm")], "does not exist"),
+    ]:
+        assert cli.main(["quantize", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("medqk: error:") and message in err and err.count("\n") == 1, err
+    assert out.read_bytes() == b"the user's file"  # a failed run never touches the file

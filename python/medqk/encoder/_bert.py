@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -13,6 +14,9 @@ from .._progress import progress_bar
 from .._validate import threads_arg
 
 PRECISIONS = ("float32", "int8")
+MODEL_MAGIC = b"MEDQKMDL"  # model files: medqk's container (medqk/_container.py) with this magic
+MODEL_VERSION = 1
+_NORMS = ("ln1_w", "ln1_b", "ln2_w", "ln2_b")
 _LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
             "intermediate.dense", "output.dense")
 
@@ -63,33 +67,108 @@ class SentenceEncoder:
         raise TypeError("use SentenceEncoder.load(model_dir, precision='float32')")
 
     @classmethod
-    def load(cls, model_dir, precision: str = "float32", *, max_seq_length: int | None = None) -> SentenceEncoder:
-        """Reads the model folder ``model_dir`` (see the module doc) and prepares its weights at ``precision``
-        ("float32" or "int8"). ``max_seq_length`` overrides the folder's (at most the position table's size)."""
-        if precision not in PRECISIONS:
+    def load(cls, model_dir, precision: str | None = None, *, max_seq_length: int | None = None) -> SentenceEncoder:
+        """Reads ``model_dir``: a model folder (see the module doc), whose weights are prepared at ``precision``
+        ("float32", the default, or "int8"), or a model file written by :meth:`save` / ``medqk quantize``, which
+        keeps the precision it was saved at unless ``precision`` asks for another (possible only from a float32
+        file: a quantized file has no float weights left). ``max_seq_length`` overrides the folder's or file's
+        (at most the position table's size)."""
+        if precision is not None and precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        folder = os.fspath(model_dir)
-        if not os.path.isdir(folder):
-            raise ModelFolderError(f"model folder {folder!r} does not exist or is not a folder")
-        config = BertConfig.read(_need(folder, "config.json"))
-        ckpt = _Checkpoint(folder)
-        self = object.__new__(cls)
-        self.folder = folder
-        self.config = config
-        self.precision = precision
-        self.pooling, self.normalize = _read_pooling(folder)
-        self.max_seq_length = _max_seq_length(folder, config, max_seq_length)
-        self._tokenizer = _read_tokenizer(folder, self.max_seq_length)
-        self._embeddings = {
+        source = os.fspath(model_dir)
+        if os.path.isfile(source):
+            return cls._load_file(source, precision, max_seq_length)
+        precision = precision or "float32"
+        if not os.path.isdir(source):
+            raise ModelFolderError(f"model folder {source!r} does not exist or is not a folder")
+        config = BertConfig.read(_need(source, "config.json"))
+        ckpt = _Checkpoint(source)
+        embeddings = {
             "word": ckpt.get("embeddings.word_embeddings.weight", (None, config.hidden_size)),
             "position": ckpt.get("embeddings.position_embeddings.weight",
-                                (config.max_position_embeddings, config.hidden_size)),
+                                 (config.max_position_embeddings, config.hidden_size)),
             "type": ckpt.get("embeddings.token_type_embeddings.weight", (None, config.hidden_size)),
             "ln_w": ckpt.get("embeddings.LayerNorm.weight", (config.hidden_size,)),
             "ln_b": ckpt.get("embeddings.LayerNorm.bias", (config.hidden_size,)),
         }
-        self._layers = [_read_layer(ckpt, i, config, precision) for i in range(config.num_layers)]
+        layers = [_read_layer(ckpt, i, config, precision) for i in range(config.num_layers)]
+        length = _max_seq_length(source, config, max_seq_length)
+        return cls._assemble(source, config, precision, *_read_pooling(source), length,
+                             _read_tokenizer(_need(source, "tokenizer.json"), length), embeddings, layers)
+
+    @classmethod
+    def _assemble(cls, source, config, precision, pooling, normalize, max_seq_length, tokenizer, embeddings,
+                  layers) -> SentenceEncoder:
+        self = object.__new__(cls)
+        self.folder = source
+        self.config = config
+        self.precision = precision
+        self.pooling, self.normalize = pooling, normalize
+        self.max_seq_length = max_seq_length
+        self._tokenizer = tokenizer
+        self._embeddings = embeddings
+        self._layers = layers
         return self
+
+    def save(self, path) -> None:
+        """Writes the encoder as it runs (tokenizer, configuration, embeddings, every layer at its precision)
+        to one model file: medqk's checksummed container (magic MEDQKMDL), written atomically. Loading it with
+        :meth:`load` needs neither the model folder nor its float weights."""
+        from .. import _container
+
+        header = {"config": dataclasses.asdict(self.config), "precision": self.precision, "pooling": self.pooling,
+                  "normalize": self.normalize, "max_seq_length": self.max_seq_length, "layers": []}
+        arrays = {"tokenizer_json": np.frombuffer(self._tokenizer.to_str().encode("utf-8"), dtype=np.uint8)}
+        arrays.update({f"embeddings.{k}": v for k, v in self._embeddings.items()})
+        for i, layer in enumerate(self._layers):
+            metas = {}
+            for name in _LINEARS:
+                metas[name], parts = layer[name]._state()
+                arrays.update({f"layer.{i}.{name}.{k}": v for k, v in parts.items()})
+            header["layers"].append(metas)
+            arrays.update({f"layer.{i}.{k}": layer[k] for k in _NORMS})
+        _container.write(path, MODEL_MAGIC, MODEL_VERSION, header, arrays)
+
+    @classmethod
+    def _load_file(cls, path: str, precision: str | None, max_seq_length: int | None) -> SentenceEncoder:
+        from .. import _container
+        from .._errors import ModelFileError
+
+        header, arrays = _container.read(path, MODEL_MAGIC, MODEL_VERSION, "a medqk model file", ModelFileError)
+        where = repr(path)
+        try:
+            config = BertConfig(**header["config"])
+            saved_precision, pooling = header["precision"], header["pooling"]
+            normalize, length, metas = bool(header["normalize"]), int(header["max_seq_length"]), header["layers"]
+            tokenizer_json = bytes(arrays.pop("tokenizer_json")).decode("utf-8")
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{where} has a corrupt header ({exc!r})") from None
+        precision = precision or saved_precision
+        if precision != saved_precision and saved_precision != "float32":
+            raise ValueError(f"{where} holds a {saved_precision} model; precision={precision!r} needs float weights "
+                             "(load the model folder or a float32 model file)")
+        if len(metas) != config.num_layers or pooling not in ("mean", "cls"):
+            raise ModelFileError(f"{where} has a corrupt header (layers or pooling)")
+        if max_seq_length is not None:
+            length = _max_seq_length(None, config, max_seq_length)
+        embeddings = {k: _stored(arrays, f"embeddings.{k}", where) for k in ("word", "position", "type", "ln_w",
+                                                                                "ln_b")}
+        layers = []
+        for i, layer_metas in enumerate(metas):
+            layer = {}
+            for name in _LINEARS:
+                prefix = f"layer.{i}.{name}."
+                parts = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                layer[name] = _linear_from_state(layer_metas[name], parts, f"{where} ({prefix[:-1]})")
+                if precision != saved_precision:  # from a float32 file: quantized as from the folder
+                    layer[name] = _prepared(np.ascontiguousarray(layer[name].weight_t.T), layer[name].bias, precision)
+            layer.update({k: _stored(arrays, f"layer.{i}.{k}", where) for k in _NORMS})
+            layers.append(layer)
+        try:
+            tokenizer = _tokenizer_from_str(tokenizer_json, length)
+        except Exception as exc:  # tokenizers raises its own Exception type for every parse error
+            raise ModelFileError(f"{where} has a corrupt tokenizer ({exc})") from None
+        return cls._assemble(path, config, precision, pooling, normalize, length, tokenizer, embeddings, layers)
 
     @property
     def dim(self) -> int:
@@ -102,7 +181,7 @@ class SentenceEncoder:
         for layer in self._layers:
             for name in _LINEARS:
                 total += layer[name].nbytes
-            total += sum(layer[n].nbytes for n in ("ln1_w", "ln1_b", "ln2_w", "ln2_b"))
+            total += sum(layer[n].nbytes for n in _NORMS)
         return total
 
     def tokenize(self, texts) -> list[list[int]]:
@@ -198,10 +277,40 @@ class _FloatLinear:
     def nbytes(self) -> int:
         return self.weight_t.nbytes + self.bias.nbytes
 
+    def _state(self) -> tuple[dict, dict]:
+        n, k = self.weight_t.shape[1], self.weight_t.shape[0]
+        return ({"scheme": "float32", "in_features": k, "out_features": n},
+                {"weight": np.ascontiguousarray(self.weight_t.T), "bias": self.bias})
+
     def __call__(self, x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
         out = x @ self.weight_t
         out += self.bias
         return out
+
+
+def _linear_from_state(meta: dict, arrays: dict, where: str):
+    """A linear layer of a model file: float32 (weight, bias) or a QuantizedLinear's state."""
+    from .._errors import ModelFileError
+    from ..linear import QuantizedLinear
+
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{where} has a corrupt header")
+    if meta.get("scheme") != "float32":
+        return QuantizedLinear._from_state(meta, arrays, where, ModelFileError)
+    w, b = arrays.get("weight"), arrays.get("bias")
+    if (w is None or b is None or w.dtype != np.float32 or b.dtype != np.float32 or w.ndim != 2
+            or b.shape != (w.shape[0],) or not np.isfinite(w).all() or not np.isfinite(b).all()):
+        raise ModelFileError(f"{where} has a corrupt float32 layer")
+    return _FloatLinear(w, b)
+
+
+def _stored(arrays: dict, name: str, where: str) -> np.ndarray:
+    from .._errors import ModelFileError
+
+    a = arrays.get(name)
+    if a is None or a.dtype != np.float32 or not np.isfinite(a).all():
+        raise ModelFileError(f"{where} has a missing or corrupt array {name!r}")
+    return a
 
 
 def _linear(layer, x: np.ndarray, threads: int) -> np.ndarray:
@@ -228,9 +337,14 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_layer(ckpt: _Checkpoint, i: int, config: BertConfig, precision: str) -> dict:
+def _prepared(w: np.ndarray, bias: np.ndarray, precision: str):
+    """The linear layer ``x @ w.T + bias`` at ``precision``."""
     from ..linear import QuantizedLinear
 
+    return _FloatLinear(w, bias) if precision == "float32" else QuantizedLinear.from_float(w, bias)
+
+
+def _read_layer(ckpt: _Checkpoint, i: int, config: BertConfig, precision: str) -> dict:
     h, inter = config.hidden_size, config.intermediate_size
     shapes = {"attention.self.query": (h, h), "attention.self.key": (h, h), "attention.self.value": (h, h),
               "attention.output.dense": (h, h), "intermediate.dense": (inter, h), "output.dense": (h, inter)}
@@ -239,7 +353,7 @@ def _read_layer(ckpt: _Checkpoint, i: int, config: BertConfig, precision: str) -
     for name in _LINEARS:
         w = ckpt.get(prefix + name + ".weight", shapes[name])
         bias = ckpt.get(prefix + name + ".bias", (shapes[name][0],))
-        layer[name] = _FloatLinear(w, bias) if precision == "float32" else QuantizedLinear.from_float(w, bias)
+        layer[name] = _prepared(w, bias, precision)
     layer["ln1_w"] = ckpt.get(prefix + "attention.output.LayerNorm.weight", (h,))
     layer["ln1_b"] = ckpt.get(prefix + "attention.output.LayerNorm.bias", (h,))
     layer["ln2_w"] = ckpt.get(prefix + "output.LayerNorm.weight", (h,))
@@ -347,29 +461,39 @@ def _read_pooling(folder: str) -> tuple[str, bool]:
     return pooling, normalize
 
 
-def _max_seq_length(folder: str, config: BertConfig, override: int | None) -> int:
+def _max_seq_length(folder: str | None, config: BertConfig, override: int | None) -> int:
     limit = config.max_position_embeddings
     if override is not None:
         if isinstance(override, bool) or not isinstance(override, (int, np.integer)) or not 2 <= override <= limit:
             raise ValueError(f"max_seq_length must be an int in [2, {limit}], got {override!r}")
         return int(override)
-    path = os.path.join(folder, "sentence_bert_config.json")
-    if os.path.isfile(path):
+    path = os.path.join(folder or "", "sentence_bert_config.json")
+    if folder is not None and os.path.isfile(path):
         value = _read_json(path).get("max_seq_length")
         if isinstance(value, int) and 2 <= value <= limit:
             return value
     return limit
 
 
-def _read_tokenizer(folder: str, max_seq_length: int):
+def _read_tokenizer(path: str, max_seq_length: int):
     _require("tokenizers")
     from tokenizers import Tokenizer
 
-    path = _need(folder, "tokenizer.json")
     try:
         tokenizer = Tokenizer.from_file(path)
     except Exception as exc:  # tokenizers raises its own Exception type for every parse error
         raise ModelFolderError(f"cannot read {path!r}: {exc}") from None
+    return _truncating(tokenizer, max_seq_length)
+
+
+def _tokenizer_from_str(text: str, max_seq_length: int):
+    _require("tokenizers")
+    from tokenizers import Tokenizer
+
+    return _truncating(Tokenizer.from_str(text), max_seq_length)
+
+
+def _truncating(tokenizer, max_seq_length: int):
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_seq_length)
     return tokenizer
