@@ -6,7 +6,7 @@ programming over the sorted distinct values finds the global minimum (Wang & Son
 2011). The DP row for c + 1 clusters is a row minimum of ``prev[i] + cost(i, j)``, whose arg-min is monotone in
 j (the cost satisfies the quadrangle inequality, Gronlund et al. 2017), so each row is found by divide and
 conquer in O(m log m): O(n_levels * m log m) for m distinct values. ``method="lloyd"`` is Lloyd's algorithm
-from weighted quantiles, the usual heuristic, kept for comparison.
+from the uniform quantizer, the usual heuristic (a local minimum), kept for comparison.
 
 The DP runs compiled by Numba when it is installed, and as plain Python otherwise (same code, same result,
 only slower); importing medqk never needs Numba.
@@ -177,13 +177,13 @@ def optimal_levels(ux: np.ndarray, uw: np.ndarray, n_levels: int) -> np.ndarray:
 
 def lloyd_levels(ux: np.ndarray, uw: np.ndarray, n_levels: int, init: np.ndarray | None = None,
                  max_steps: int = _LLOYD_MAX_STEPS) -> np.ndarray:
-    """Lloyd's algorithm on sorted distinct points with weights, from ``init`` or weighted quantiles
-    (mid-quantiles (i + 1/2) / n_levels); a level that loses all its points stays where it was."""
+    """Lloyd's algorithm on sorted distinct points with weights, from ``init`` or the uniform quantizer
+    (n_levels evenly spaced levels from min to max, the Lloyd-Max start); until no point changes level or
+    ``max_steps``; a level that loses all its points stays where it was."""
     if ux.size <= n_levels:
         return pad_levels(ux.copy(), n_levels)
     if init is None:
-        cdf = np.cumsum(uw) / uw.sum()
-        init = ux[np.minimum(np.searchsorted(cdf, (np.arange(n_levels) + 0.5) / n_levels), ux.size - 1)]
+        init = np.linspace(ux[0], ux[-1], n_levels)
     centres = np.sort(np.asarray(init, dtype=np.float64))
     for _ in range(max_steps):
         idx = np.searchsorted((centres[1:] + centres[:-1]) / 2, ux)
@@ -207,7 +207,7 @@ def fit_1d(x: np.ndarray, n_levels: int, *, weights: np.ndarray | None = None,
     weights : None (all 1) or a 1-D array of the shape of x, finite, >= 0 with a positive sum. Values of
         weight 0 do not move the levels; they are still assigned to their nearest level.
     method : ``"optimal"`` (the exact minimum, dynamic programming) or ``"lloyd"`` (Lloyd's algorithm from
-        weighted quantiles: a local minimum, never better than "optimal").
+        evenly spaced levels: a local minimum, never better than "optimal").
 
     Returns
     -------

@@ -60,12 +60,13 @@ def test_never_worse_than_lloyd(seed, k):
 
 
 def test_optimal_beats_lloyd_where_lloyd_is_stuck():
-    # three well separated clumps of unequal size: quantile starts put two levels in the big clump
-    x = np.concatenate([np.linspace(-0.1, 0.1, 50), [10.0, 10.1], [20.0, 20.1]])
+    # a clump and one outlier: Lloyd's evenly spaced start leaves the middle level empty, the optimum
+    # splits the clump in two
+    x = np.concatenate([np.linspace(0.0, 1.0, 11), [100.0]])
     opt, _ = fit_1d(x, 3)
     lloyd, _ = fit_1d(x, 3, method="lloyd")
     assert sse(x, opt) < 0.5 * sse(x, lloyd)
-    np.testing.assert_allclose(opt, [0.0, 10.05, 20.05], atol=1e-12)
+    assert sse(x, opt) == pytest.approx(brute_force_sse(x, np.ones_like(x), 3), rel=1e-12)
 
 
 def test_assignment_is_nearest_level():
