@@ -28,6 +28,9 @@ _LAZY_NAMES = {
     "pq_assign": "kernels",
     "quantize_rows_s8": "kernels",
     "QuantizedLinear": "linear",
+    "QuantizedWeight": "weights",
+    "dequantize": "weights",
+    "quantize_weights": "weights",
     "get_cmake_dir": "_cmake",  # the installed C++ headers and CMake package
     "get_include": "_cmake",
     "available_isas": "runtime",
@@ -41,15 +44,18 @@ _LAZY_NAMES = {
     "use_isa": "runtime",
     "use_kernel": "runtime",
 }
-_SUBPACKAGES = ("data", "eval", "index", "kernels", "quantizers")
+_SUBPACKAGES = ("codebook", "data", "eval", "index", "kernels", "quantizers")  # codebook: a module
 
 
 __all__ = [
     "MAX_GEMM_K",
     "PackedS8",
     "QuantizedLinear",
+    "QuantizedWeight",
     "__version__",
     "available_isas",
+    "codebook",
+    "dequantize",
     "gemm_s8s8_s32",
     "get_backend",
     "get_cmake_dir",
@@ -60,6 +66,7 @@ __all__ = [
     "pack_s8",
     "pq_assign",
     "quantize_rows_s8",
+    "quantize_weights",
     "set_backend",
     "set_isa",
     "use_backend",
