@@ -96,7 +96,8 @@ def _partition_kernel():
         from numba import njit
     except ImportError:  # same code, interpreted: exact, only slower
         return _optimal_partition
-    return njit(boundscheck=False, cache=False)(_optimal_partition)
+    # cached to disk (a pure function of its arrays): the compile takes seconds, once per install
+    return njit(boundscheck=False, cache=True)(_optimal_partition)
 
 
 def _check_values(x, name: str) -> np.ndarray:

@@ -14,8 +14,8 @@ Schemes (``scheme=``):
 
 - ``"int4"`` symmetric: levels -8..7 (code c is the level c - 8) in every row, no zero point. The scale of a
   group is the smallest that clips nothing: ``max(max(w) / 7, -min(w) / 8)`` (0 for an all-zero group), so the
-  group's values lie in [-8 s, 7 s] and the one of largest magnitude gets an end level exactly when it is
-  negative (-8 s) or when max(w) / 7 >= -min(w) / 8.
+  group's values lie in [-8 s, 7 s], and whichever of max(w) / 7 and -min(w) / 8 sets s is represented
+  exactly (by the level 7 or -8).
 - ``"int4"`` asymmetric (``symmetric=False``): levels 0..15, zero point z in [0, 15]; as in the GPTQ reference
   code the range is widened to contain 0: lo = min(min(w), 0), hi = max(max(w), 0), s = (hi - lo) / 15,
   z = round(-lo / s), so values lie in [-z s, (15 - z) s] and 0 is exact.
@@ -302,7 +302,7 @@ def quantize_weights(weight: np.ndarray, *, scheme: str = "int4", bits: int = 4,
         raise ValueError("weighted_codebook needs calib or hessian (the weights are diag(H))")
     _gptq.check_options(damp, block_size)
 
-    h = None
+    h = energy = None
     if calib is not None:
         h = _gptq.hessian_from_calib(_float_matrix(calib, "calib"), k)
         source = "calib"
@@ -310,14 +310,12 @@ def quantize_weights(weight: np.ndarray, *, scheme: str = "int4", bits: int = 4,
         h = _gptq.check_hessian(_float_matrix(hessian, "hessian"), k)
         source = "hessian"
     if h is not None:
+        if weighted_codebook and np.diag(h).sum() > 0:
+            energy = np.diag(h).copy()  # before the dead inputs get H[k, k] = 1: their weight stays 0
         h, w = _gptq.drop_dead_columns(h, w)
 
     grid = _Grid(scheme, bits, symmetric, n, k, group_size)
     if scheme == "codebook":
-        energy = None
-        if weighted_codebook:
-            energy = np.diag(h).copy()
-            energy = energy if energy.sum() > 0 else None
         grid.fit_codebooks(w, energy, codebook_method)
     if h is None:
         codes = _round_to_nearest(w, grid)
