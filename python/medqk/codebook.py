@@ -5,7 +5,9 @@ partition of the sorted values into contiguous runs (equal values never need to 
 programming over the sorted distinct values finds the global minimum (Wang & Song, "Ckmeans.1d.dp", R Journal
 2011). The DP row for c + 1 clusters is a row minimum of ``prev[i] + cost(i, j)``, whose arg-min is monotone in
 j (the cost satisfies the quadrangle inequality, Gronlund et al. 2017), so each row is found by divide and
-conquer in O(m log m): O(n_levels * m log m) for m distinct values. ``method="lloyd"`` is Lloyd's algorithm
+conquer in O(m log m): O(n_levels * m log m) for m distinct values. Within a search the candidates are scanned
+from the right, and the scan stops once the cluster's own cost plus the smallest ``prev`` in range cannot beat
+the best found (``prev`` is nondecreasing, the cost grows leftwards: exact pruning, as in Ckmeans.1d.dp). ``method="lloyd"`` is Lloyd's algorithm
 from the uniform quantizer, the usual heuristic (a local minimum), kept for comparison.
 
 The DP runs compiled by Numba when it is installed, and as plain Python otherwise (same code, same result,
@@ -67,10 +69,14 @@ def _optimal_partition(x, w, k):
             mid = (lo + hi) // 2
             best = inf
             best_i = olo
-            for i in range(olo, min(ohi, mid - 1) + 1):
+            floor = prev[olo]  # prev is nondecreasing: no candidate's prev is below prev[olo]
+            for i in range(min(ohi, mid - 1), olo - 1, -1):
                 ww = sw[mid] - sw[i]
                 d1 = s1[mid] - s1[i]
-                v = prev[i] + max((s2[mid] - s2[i]) - d1 * d1 / ww, 0.0)
+                cost = max((s2[mid] - s2[i]) - d1 * d1 / ww, 0.0)
+                if cost + floor >= best:  # cost(i, mid) only grows as i falls: no smaller i can win
+                    break
+                v = prev[i] + cost
                 if v < best:
                     best = v
                     best_i = i
