@@ -194,3 +194,25 @@ def test_quantized_weight_checks_the_contract():
             QuantizedWeight(**{**fields, **change})
     with pytest.raises(TypeError, match="qw must be a QuantizedWeight"):
         dequantize(qw.codes)
+
+
+@pytest.mark.parametrize("name", ["int4-asym-g32", "nf4-g64", "cb4-g32", "cb3-row"])
+def test_kernel_formula_gives_the_dequantized_product(name):
+    # the W4A8 kernels' integer form: D[m, n, g] = sum_k a[m, k] levels[n, codes[n, k]] (int32, exact), then
+    # out = sum_g scales[n, g] (D - zeros[n, g] asum[m, g]); it must equal a @ W_hat^T
+    qw = quantize_weights(weight(), **FORMATS[name])
+    n, k = qw.shape
+    rng = np.random.default_rng(7)
+    a = rng.integers(-128, 128, (5, k)).astype(np.int64)
+    a[0] = -128
+    gs = qw.kernel_group_size
+    lv = np.take_along_axis(qw.levels.astype(np.int64), qw.codes.astype(np.intp), axis=1)
+    out = np.zeros((5, n))
+    for g in range(-(-k // gs)):
+        cols = slice(g * gs, (g + 1) * gs)
+        d = a[:, cols] @ lv[:, cols].T
+        if qw.zeros is not None:
+            d = d - a[:, cols].sum(axis=1, keepdims=True) * qw.zeros[:, g].astype(np.int64)[None, :]
+        out += qw.scales[:, g].astype(np.float64)[None, :] * d
+    ref = a.astype(np.float64) @ dequantize(qw).astype(np.float64).T
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
