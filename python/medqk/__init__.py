@@ -31,6 +31,9 @@ _LAZY_NAMES = {
     "LayerFileError": "_errors",  # a saved layer that cannot be read (QuantizedLinear.load)
     "MedqkFileError": "_errors",  # the base of every file error (medqk.index.IndexFileError too)
     "ModelFileError": "_errors",  # a saved model that cannot be read (SentenceEncoder.load of a .mqm)
+    "QuantizedWeight": "weights",
+    "dequantize": "weights",
+    "quantize_weights": "weights",
     "get_cmake_dir": "_cmake",  # the installed C++ headers and CMake package
     "get_include": "_cmake",
     "available_isas": "runtime",
@@ -44,7 +47,7 @@ _LAZY_NAMES = {
     "use_isa": "runtime",
     "use_kernel": "runtime",
 }
-_SUBPACKAGES = ("data", "encoder", "eval", "index", "kernels", "quantizers")
+_SUBPACKAGES = ("codebook", "data", "encoder", "eval", "index", "kernels", "quantizers")  # codebook: a module
 
 
 __all__ = [
@@ -54,8 +57,11 @@ __all__ = [
     "ModelFileError",
     "PackedS8",
     "QuantizedLinear",
+    "QuantizedWeight",
     "__version__",
     "available_isas",
+    "codebook",
+    "dequantize",
     "gemm_s8s8_s32",
     "get_backend",
     "get_cmake_dir",
@@ -66,6 +72,7 @@ __all__ = [
     "pack_s8",
     "pq_assign",
     "quantize_rows_s8",
+    "quantize_weights",
     "set_backend",
     "set_isa",
     "use_backend",

@@ -3,8 +3,8 @@
 Every codec here maps each dimension d to one of L sorted levels ``levels[d]``; encoding picks the
 nearest level. ``int4``: 16 evenly spaced levels between a calibrated lo and hi (minmax, percentile or
 MSE-optimal clipping, as for int8). ``cb<b>``: 2**b levels per dimension placed by optimal 1-D k-means
-(the exact minimum of the squared error over a sorted, bucketed sample -- dynamic programming with the
-divide-and-conquer speed-up, as in Wang & Song's Ckmeans.1d.dp -- then a few Lloyd steps on all the data).
+(the exact minimum of the squared error over a sorted, bucketed sample -- the dynamic programming of
+:mod:`medqk.codebook` -- then a few Lloyd steps on all the data).
 
 For the 4-bit table scan, codes are grouped into subspaces of 16 entries: one dimension per subspace for
 16 or 8 levels; for ``cb2`` two dimensions (4 x 4 levels) share one subspace, so it stores 2 bits/dim.
@@ -12,96 +12,35 @@ For the 4-bit table scan, codes are grouped into subspaces of 16 entries: one di
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from .._progress import progress_bar
 from .._warnings import MIN_VECTORS_PER_LEVEL, kmeans_sample_warning
+from ..codebook import distinct_points, lloyd_levels, optimal_levels, pad_levels
 
 _DP_POINTS = 2048  # sorted sample compressed to this many weighted points per dimension
 _LLOYD_STEPS = 4
 
 
-@functools.lru_cache(maxsize=None)
-def _dp_kernel():
-    """The DP compiled with Numba on first use (importing medqk never needs numba)."""
-    from numba import njit
-
-    return njit(boundscheck=False)(_dp_kmeans_1d)
-
-
-def _dp_kmeans_1d(x, w, k):
-    """Optimal k-means of weighted sorted points x (m,), returns the k cluster centres."""
-    m = x.shape[0]
-    s1 = np.zeros(m + 1)
-    s2 = np.zeros(m + 1)
-    sw = np.zeros(m + 1)
-    for i in range(m):
-        s1[i + 1] = s1[i] + w[i] * x[i]
-        s2[i + 1] = s2[i] + w[i] * x[i] * x[i]
-        sw[i + 1] = sw[i] + w[i]
-    inf = 1e300
-    prev = np.full(m + 1, inf)
-    for j in range(1, m + 1):  # one cluster over [0, j)
-        ww = sw[j]
-        prev[j] = s2[j] - s1[j] * s1[j] / ww if ww > 0 else 0.0
-    cut = np.zeros((k, m + 1), dtype=np.int64)
-    cur = np.full(m + 1, inf)
-    # stack-based divide and conquer: cur[j] = min_{opt_lo <= i <= opt_hi, i < j} prev[i] + cost(i, j)
-    for c in range(1, k):
-        cur[:] = inf
-        stack = [(c + 1, m, c, m - 1)]
-        while len(stack) > 0:
-            lo, hi, olo, ohi = stack.pop()
-            if lo > hi:
-                continue
-            mid = (lo + hi) // 2
-            best = inf
-            best_i = olo
-            for i in range(olo, min(ohi, mid - 1) + 1):
-                ww = sw[mid] - sw[i]
-                cost = (s2[mid] - s2[i]) - (s1[mid] - s1[i]) ** 2 / ww if ww > 0 else 0.0
-                v = prev[i] + cost
-                if v < best:
-                    best = v
-                    best_i = i
-            cur[mid] = best
-            cut[c, mid] = best_i
-            stack.append((lo, mid - 1, olo, best_i))
-            stack.append((mid + 1, hi, best_i, ohi))
-        prev, cur = cur, prev
-    centres = np.empty(k)
-    j = m
-    for c in range(k - 1, -1, -1):
-        i = cut[c, j] if c > 0 else 0
-        ww = sw[j] - sw[i]
-        centres[c] = (s1[j] - s1[i]) / ww if ww > 0 else x[min(i, m - 1)]
-        j = i
-    return centres
-
-
 def optimal_levels_1d(values: np.ndarray, k: int) -> np.ndarray:
-    """k sorted levels minimizing the squared error of ``values`` (1-D), bucketed to 2048 points."""
+    """k sorted levels minimizing the squared error of ``values`` (1-D), bucketed to 2048 points.
+
+    The sorted values are averaged in 2048 equal-count buckets, the exact DP of :mod:`medqk.codebook` places
+    the levels on those weighted points, and a few Lloyd steps on all the values refine them (the buckets
+    blur the cuts a little). At most 2048 values: the exact optimum of :func:`medqk.codebook.fit_1d`.
+    """
     v = np.sort(values.astype(np.float64))
-    uniq = np.unique(v)
+    ones = np.ones_like(v)
+    uniq, counts = distinct_points(v, ones)
     if uniq.size <= k:  # fewer distinct values than levels: each value is a level
-        return np.concatenate([uniq, np.full(k - uniq.size, uniq[-1])])
+        return pad_levels(uniq, k)
     if v.size > _DP_POINTS:
         edges = np.linspace(0, v.size, _DP_POINTS + 1).astype(np.int64)
-        sums = np.add.reduceat(v, edges[:-1])
         w = np.diff(edges).astype(np.float64)
-        x = sums / w
-    else:
-        x, w = v, np.ones_like(v)
-    centres = _dp_kernel()(x, w, k)
-    for _ in range(_LLOYD_STEPS):  # refine on all the data (the buckets blur the cuts a little)
-        cuts = (centres[1:] + centres[:-1]) / 2
-        idx = np.searchsorted(cuts, v)
-        counts = np.bincount(idx, minlength=k)
-        sums = np.bincount(idx, weights=v, minlength=k)
-        centres = np.where(counts > 0, sums / np.maximum(counts, 1), centres)
-    return np.sort(centres)
+        x, w = distinct_points(np.add.reduceat(v, edges[:-1]) / w, w)
+        centres = optimal_levels(x, w, k)
+        return lloyd_levels(uniq, counts, k, init=centres, max_steps=_LLOYD_STEPS)
+    return optimal_levels(uniq, counts, k)
 
 
 class LevelCodec:
