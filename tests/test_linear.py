@@ -80,8 +80,14 @@ def test_backends_agree():
 def test_bad_input(backend):
     rng = np.random.default_rng(3)
     w, b = make(rng, 8, 12)
-    with pytest.raises(ValueError, match="bits must be 8"):
-        medqk.QuantizedLinear.from_float(w, b, bits=4)
+    with pytest.raises(ValueError, match="bits must be 8, 4, 3 or 2, got 5"):
+        medqk.QuantizedLinear.from_float(w, b, bits=5)
+    with pytest.raises(ValueError, match="scheme 'nf4' does not take bits=3"):
+        medqk.QuantizedLinear.from_float(w, b, bits=3, scheme="nf4")
+    with pytest.raises(ValueError, match="scheme must be one of int8, int4, nf4, codebook, got 'fp4'"):
+        medqk.QuantizedLinear.from_float(w, b, bits=4, scheme="fp4")
+    with pytest.raises(ValueError, match="calib / hessian .GPTQ. apply to the 4-, 3- and 2-bit schemes"):
+        medqk.QuantizedLinear.from_float(w, b, calib=np.ones((4, 12), np.float32))
     with pytest.raises(ValueError, match="bias must have shape"):
         medqk.QuantizedLinear.from_float(w, b[:3])
     with pytest.raises(TypeError, match="weight must have dtype float32"):

@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenizer.json; no network), quantize its linear layers and write one checksummed model file, "
         "atomically. medqk.encoder.SentenceEncoder.load(FILE) runs it without the folder.")
     p_quant.add_argument("model", metavar="MODEL_DIR", help="the model folder")
-    p_quant.add_argument("--precision", default="int8", help="float32 or int8 (default int8)")
+    p_quant.add_argument("--precision", default="int8",
+                         help="float32, int8 (default), int4, nf4, codebook4, codebook3 or codebook2")
     p_quant.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.mqm)")
     p_quant.add_argument("--max-seq-length", type=_int_at_least(2, "an integer >= 2"), default=None, metavar="N",
                          help="longest input in tokens (default: the folder's sentence_bert_config.json)")

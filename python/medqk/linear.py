@@ -1,4 +1,4 @@
-"""QuantizedLinear: a float Linear layer stored as int8 weights, run with the exact int8 GEMM."""
+"""QuantizedLinear: a float Linear layer stored as int8, int4, nf4 or codebook weights, run on medqk's kernels."""
 
 from __future__ import annotations
 
@@ -12,24 +12,46 @@ from .kernels import _row_major, pack_s8
 # the layer file: medqk's container (medqk/_container.py) with its own magic and version
 MAGIC = b"MEDQKLIN"
 VERSION = 1
+SCHEMES = ("int8", "int4", "nf4", "codebook")
 
 
 class QuantizedLinear:
-    """``y = x @ weight.T + bias`` with weight stored as int8 and per-output-channel symmetric scales.
+    """``y = x @ weight.T + bias`` with the weight stored quantized. Build it with :meth:`from_float`.
 
-    Activations are quantized dynamically, per row of ``x``, to int8 (scale = max|row| / 127, round half
-    to even); the product is the exact int8 GEMM; the int32 result is rescaled by row scale x channel
-    scale and the bias added, all in float32. Build it with :meth:`from_float`.
+    Activations are quantized dynamically, per row of ``x``, to int8 (scale = max|row| / 127, round half to
+    even). ``scheme="int8"``: int8 weights with one symmetric scale per output channel, the exact int8 GEMM, the
+    int32 result rescaled by row scale x channel scale and the bias added, in float32. ``"int4"``, ``"nf4"``,
+    ``"codebook"`` (4, 3 or 2 bits): the weight in medqk.weights' layout (16-entry int8 level tables, a float
+    scale per group), run by the W4A8 kernel: int8 activations times the looked-up levels, exact int32 per
+    group, then scaled per group and row in float32 (:func:`medqk.kernels.gemm_w4a8_f32`).
     """
 
     def __init__(self, *_args, **_kwargs):
         raise TypeError("use QuantizedLinear.from_float(weight, bias=None, bits=8)")
 
     @classmethod
-    def from_float(cls, weight: np.ndarray, bias: np.ndarray | None = None, bits: int = 8) -> QuantizedLinear:
-        """Quantizes float ``weight`` (N, K) per output channel to int8; ``bias`` is float (N,) or None."""
-        if bits != 8:
-            raise ValueError(f"bits must be 8 (int4 weights come in a later release), got {bits!r}")
+    def from_float(cls, weight: np.ndarray, bias: np.ndarray | None = None, bits: int = 8,
+                   scheme: str | None = None, *, group_size: int | None = 32, symmetric: bool = True,
+                   calib: np.ndarray | None = None, hessian: np.ndarray | None = None, damp: float = 0.01,
+                   codebook_method: str = "optimal", weighted_codebook: bool = False) -> QuantizedLinear:
+        """Quantizes float ``weight`` (N, K); ``bias`` is float (N,) or None.
+
+        ``bits`` / ``scheme``: 8 / "int8" (the default: per-channel int8), 4 / "int4" (groups of
+        ``group_size`` along K, ``symmetric`` or with zero points), 4 / "nf4", 4, 3 or 2 / "codebook" (2**bits
+        levels fitted per output channel, ``codebook_method`` "optimal" or "lloyd"). ``scheme`` defaults to
+        int8 for 8 bits, int4 for 4 and codebook for 3 and 2. ``calib`` (activations (M, K) the layer sees) or
+        ``hessian`` switch the 4-bit and lower schemes to GPTQ rounding (``damp``: see
+        :func:`medqk.quantize_weights`, which documents every format and option).
+        """
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits not in (8, 4, 3, 2):
+            raise ValueError(f"bits must be 8, 4, 3 or 2, got {bits!r}")
+        if scheme is None:
+            scheme = {8: "int8", 4: "int4"}.get(int(bits), "codebook")
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+        if (scheme == "int8") != (bits == 8):
+            raise ValueError(f"scheme {scheme!r} does not take bits={bits} (int8 is 8 bits; int4 and nf4 are 4; "
+                             "codebook is 4, 3 or 2)")
         w = as_matrix(weight, "weight", np.float32, convert_float=True)
         finite(w, "weight")
         if bias is not None:
@@ -39,6 +61,15 @@ class QuantizedLinear:
                 raise ValueError(f"bias must have shape ({w.shape[0]},), got {bias.shape}")
             bias = np.ascontiguousarray(bias, dtype=np.float32)
             finite(bias, "bias")
+        if scheme != "int8":
+            from .weights import quantize_weights
+
+            qw = quantize_weights(w, scheme=scheme, bits=int(bits), group_size=group_size, symmetric=symmetric,
+                                  calib=calib, hessian=hessian, damp=damp, codebook_method=codebook_method,
+                                  weighted_codebook=weighted_codebook)
+            return cls._grouped(qw, bias)
+        if calib is not None or hessian is not None:
+            raise ValueError("calib / hessian (GPTQ) apply to the 4-, 3- and 2-bit schemes, not to int8")
         amax = np.abs(w).max(axis=1)
         # a channel with max|w| < 2**-119 (its scale would be subnormal) is a zero channel, as in
         # quantize_rows_s8
@@ -48,8 +79,21 @@ class QuantizedLinear:
         return cls._int8(q, scales, bias)
 
     @classmethod
+    def _grouped(cls, qweight, bias: np.ndarray | None) -> QuantizedLinear:
+        from .kernels import pack_w4
+
+        self = object.__new__(cls)
+        self.scheme = qweight.scheme
+        self.bits = qweight.bits
+        self.qweight = qweight
+        self.bias = bias
+        self._packed = pack_w4(qweight.codes, qweight.levels, qweight.kernel_group_size)
+        return self
+
+    @classmethod
     def _int8(cls, weight_q: np.ndarray, weight_scales: np.ndarray, bias: np.ndarray | None) -> QuantizedLinear:
         self = object.__new__(cls)
+        self.scheme = "int8"
         self.weight_q = weight_q
         self.weight_scales = weight_scales
         self.bias = bias
@@ -71,10 +115,18 @@ class QuantizedLinear:
 
     def _state(self) -> tuple[dict, dict]:
         """(JSON-able description, arrays) of the layer: what :meth:`_from_state` rebuilds it from (a layer
-        file, or one layer of a model file)."""
-        meta = {"scheme": "int8", "bits": self.bits, "in_features": self.in_features,
+        file, or one layer of a model file). 4-bit and lower codes are stored two to a byte (low nibble first)."""
+        meta = {"scheme": self.scheme, "bits": self.bits, "in_features": self.in_features,
                 "out_features": self.out_features, "bias": self.bias is not None}
-        arrays = {"weight_q": self.weight_q, "weight_scales": self.weight_scales}
+        if self.scheme == "int8":
+            arrays = {"weight_q": self.weight_q, "weight_scales": self.weight_scales}
+        else:
+            qw = self.qweight
+            meta["group_size"] = qw.group_size
+            codes = qw.codes if qw.shape[1] % 2 == 0 else np.pad(qw.codes, ((0, 0), (0, 1)))
+            arrays = {"codes": codes[:, 0::2] | (codes[:, 1::2] << 4), "levels": qw.levels, "scales": qw.scales}
+            if qw.zeros is not None:
+                arrays["zeros"] = qw.zeros
         if self.bias is not None:
             arrays["bias"] = self.bias
         return meta, arrays
@@ -84,12 +136,19 @@ class QuantizedLinear:
         """The layer :meth:`_state` described; anything inconsistent raises ``error`` naming ``where``."""
         try:
             n, k = int(meta["out_features"]), int(meta["in_features"])
-            scheme, has_bias = meta["scheme"], bool(meta["bias"])
+            scheme, bits, has_bias = meta["scheme"], int(meta["bits"]), bool(meta["bias"])
+            group_size = meta.get("group_size")
         except (KeyError, TypeError, ValueError) as exc:
             raise error(f"{where} has a corrupt header ({exc!r})") from None
-        if scheme != "int8":
-            raise error(f"{where} holds a {scheme!r} layer; this medqk reads 'int8' layers")
-        expected = {"weight_q": ((n, k), np.int8), "weight_scales": ((n,), np.float32)}
+        if scheme not in SCHEMES:
+            raise error(f"{where} holds a {scheme!r} layer; this medqk reads {', '.join(SCHEMES)} layers")
+        if scheme == "int8":
+            expected = {"weight_q": ((n, k), np.int8), "weight_scales": ((n,), np.float32)}
+        else:
+            expected = {"codes": ((n, (k + 1) // 2), np.uint8), "levels": ((n, 16), np.int8)}
+            if "zeros" in arrays:
+                expected["zeros"] = (arrays["zeros"].shape, np.int8)  # shape checked by QuantizedWeight
+            expected["scales"] = (arrays["scales"].shape if "scales" in arrays else (n, 1), np.float32)
         if has_bias:
             expected["bias"] = ((n,), np.float32)
         for key, (shape, dtype) in expected.items():
@@ -99,27 +158,52 @@ class QuantizedLinear:
                 raise error(f"{where} has a corrupt layer: {key} should be {np.dtype(dtype).name} {shape}, got {got}")
         if set(arrays) != set(expected):
             raise error(f"{where} has a corrupt layer: unexpected arrays {sorted(set(arrays) - set(expected))}")
-        scales, bias = arrays["weight_scales"], arrays.get("bias")
-        if not np.isfinite(scales).all() or (scales <= 0).any() or (bias is not None and not np.isfinite(bias).all()):
-            raise error(f"{where} has a corrupt layer: scales must be finite and > 0, bias finite")
-        return cls._int8(arrays["weight_q"], scales, bias)
+        bias = arrays.get("bias")
+        if bias is not None and not np.isfinite(bias).all():
+            raise error(f"{where} has a corrupt layer: bias must be finite")
+        if scheme == "int8":
+            scales = arrays["weight_scales"]
+            if not np.isfinite(scales).all() or (scales <= 0).any():
+                raise error(f"{where} has a corrupt layer: scales must be finite and > 0")
+            return cls._int8(arrays["weight_q"], scales, bias)
+        from .weights import QuantizedWeight
+
+        packed = arrays["codes"]
+        codes = np.empty((n, packed.shape[1] * 2), dtype=np.uint8)
+        codes[:, 0::2], codes[:, 1::2] = packed & 15, packed >> 4
+        try:
+            qw = QuantizedWeight(scheme=scheme, bits=bits, group_size=group_size,
+                                 codes=np.ascontiguousarray(codes[:, :k]), levels=arrays["levels"],
+                                 scales=arrays["scales"], zeros=arrays.get("zeros"), shape=(n, k))
+        except (TypeError, ValueError) as exc:
+            raise error(f"{where} has a corrupt layer: {exc}") from None
+        return cls._grouped(qw, bias)
 
     @property
     def in_features(self) -> int:
-        return self.weight_q.shape[1]
+        return self.weight_q.shape[1] if self.scheme == "int8" else self.qweight.shape[1]
 
     @property
     def out_features(self) -> int:
-        return self.weight_q.shape[0]
+        return self.weight_q.shape[0] if self.scheme == "int8" else self.qweight.shape[0]
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the stored parameters: int8 weights, float32 scales and bias."""
-        return self.weight_q.nbytes + self.weight_scales.nbytes + (self.bias.nbytes if self.bias is not None else 0)
+        """Bytes of the stored parameters: int8 weights and float32 scales, or the 4-bit and lower format's
+        true storage (:attr:`medqk.QuantizedWeight.nbytes`: codes at ``bits`` bits, tables, scales, zero
+        points), and the float32 bias."""
+        bias = self.bias.nbytes if self.bias is not None else 0
+        if self.scheme == "int8":
+            return self.weight_q.nbytes + self.weight_scales.nbytes + bias
+        return self.qweight.nbytes + bias
 
     def dequantize(self) -> np.ndarray:
-        """The float32 weight this layer effectively multiplies by: int8 codes x channel scales."""
-        return self.weight_q.astype(np.float32) * self.weight_scales[:, None]
+        """The float32 weight this layer effectively multiplies by: codes x scales (x levels, - zero points)."""
+        if self.scheme == "int8":
+            return self.weight_q.astype(np.float32) * self.weight_scales[:, None]
+        from .weights import dequantize
+
+        return dequantize(self.qweight)
 
     def _rows(self, x) -> tuple[np.ndarray, tuple[int, ...]]:
         """``x`` (..., K) as the (M, K) float32 matrix the kernels read, and its leading shape.
@@ -154,6 +238,13 @@ class QuantizedLinear:
         m = x.shape[0]
         if m == 0:  # an empty batch, as torch.nn.Linear: an empty result
             return np.empty((*lead, self.out_features), dtype=np.float32)
+        if self.scheme != "int8":
+            from .kernels import gemm_w4a8_f32, quantize_rows_s8
+
+            q, row_scales = quantize_rows_s8(x)
+            qw = self.qweight
+            out = gemm_w4a8_f32(q, row_scales, self._packed, qw.scales, qw.zeros, self.bias, threads=threads)
+            return out.reshape(*lead, self.out_features)
         if self._packed.backend == "native":
             out = _backend._core.linear_s8(x, self._packed._native, self.weight_scales, self.bias, nthreads)
             return out.reshape(*lead, self.out_features)
@@ -173,5 +264,6 @@ class QuantizedLinear:
     def __repr__(self) -> str:
         return (
             f"QuantizedLinear(in_features={self.in_features}, out_features={self.out_features}, "
-            f"bits={self.bits}, bias={self.bias is not None}, backend={self._packed.backend!r})"
+            f"scheme={self.scheme!r}, bits={self.bits}, bias={self.bias is not None}, "
+            f"backend={self._packed.backend!r})"
         )

@@ -10,9 +10,13 @@
 The forward pass is BERT's, in float32: embeddings (word + position + token type 0) and LayerNorm; per layer
 self-attention (softmax over the unpadded keys only), output projection, residual and LayerNorm, the feed-forward
 with exact (erf) GELU, residual and LayerNorm; then pooling over the unpadded tokens and, if configured, L2
-normalization. With ``precision="int8"`` every one of the layers' linear maps (query, key, value, attention output,
-intermediate, output: 6 per layer) is a :class:`medqk.QuantizedLinear` (int8 weights per output channel, int8
-activations per token); the embeddings, LayerNorms, softmax and GELU stay float32.
+normalization. With a quantized ``precision`` the layers' linear maps (query, key, value, attention output,
+intermediate, output: 6 per layer) are :class:`medqk.QuantizedLinear` layers on int8 activations per token:
+"int8" (per output channel), "int4" (symmetric, groups of 128), "nf4" (groups of 64), "codebook4" /
+"codebook3" / "codebook2" (16 / 8 / 4 levels fitted per output channel); a plan such as
+``{"default": "int4", "layer.0.*": "int8", "*.output.dense": "int8"}`` picks one per layer (fnmatch patterns over
+:func:`layer_names`, the first match in the plan's order). The embeddings, LayerNorms, softmax and GELU stay
+float32.
 
 Texts longer than ``max_seq_length`` tokens ([CLS] and [SEP] included; the model folder's
 ``sentence_bert_config.json``, else the position table's size) are truncated, as sentence-transformers does.
@@ -20,6 +24,6 @@ A batch is padded to its longest text; padding changes no result beyond float32 
 zero attention weight, padded tokens are left out of pooling, and quantized activations are scaled per token).
 """
 
-from ._bert import PRECISIONS, ModelFolderError, SentenceEncoder
+from ._bert import PRECISIONS, ModelFolderError, SentenceEncoder, layer_names
 
-__all__ = ["PRECISIONS", "ModelFolderError", "SentenceEncoder"]
+__all__ = ["PRECISIONS", "ModelFolderError", "SentenceEncoder", "layer_names"]

@@ -13,7 +13,16 @@ import numpy as np
 from .._progress import progress_bar
 from .._validate import threads_arg
 
-PRECISIONS = ("float32", "int8")
+# each precision: the QuantizedLinear.from_float options of every linear layer (None: float32 kept)
+PRECISIONS = {
+    "float32": None,
+    "int8": {"bits": 8},  # per output channel
+    "int4": {"bits": 4, "scheme": "int4", "group_size": 128},  # symmetric, 4.25 bits per weight at K = 384
+    "nf4": {"bits": 4, "scheme": "nf4", "group_size": 64},
+    "codebook4": {"bits": 4, "scheme": "codebook", "group_size": None},  # 16 fitted levels per output channel
+    "codebook3": {"bits": 3, "scheme": "codebook", "group_size": None},
+    "codebook2": {"bits": 2, "scheme": "codebook", "group_size": None},
+}
 MODEL_MAGIC = b"MEDQKMDL"  # model files: medqk's container (medqk/_container.py) with this magic
 MODEL_VERSION = 1
 _NORMS = ("ln1_w", "ln1_b", "ln2_w", "ln2_b")
@@ -73,8 +82,8 @@ class SentenceEncoder:
         keeps the precision it was saved at unless ``precision`` asks for another (possible only from a float32
         file: a quantized file has no float weights left). ``max_seq_length`` overrides the folder's or file's
         (at most the position table's size)."""
-        if precision is not None and precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision is not None:
+            _check_precision(precision)
         source = os.fspath(model_dir)
         if os.path.isfile(source):
             return cls._load_file(source, precision, max_seq_length)
@@ -161,7 +170,8 @@ class SentenceEncoder:
                 parts = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
                 layer[name] = _linear_from_state(layer_metas[name], parts, f"{where} ({prefix[:-1]})")
                 if precision != saved_precision:  # from a float32 file: quantized as from the folder
-                    layer[name] = _prepared(np.ascontiguousarray(layer[name].weight_t.T), layer[name].bias, precision)
+                    layer[name] = _prepared(np.ascontiguousarray(layer[name].weight_t.T), layer[name].bias,
+                                            _resolve(precision, f"layer.{i}.{name}"))
             layer.update({k: _stored(arrays, f"layer.{i}.{k}", where) for k in _NORMS})
             layers.append(layer)
         try:
@@ -337,11 +347,45 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_precision(precision) -> None:
+    """A precision name of PRECISIONS, or a plan: {"default": name, "<pattern>": name, ...} whose patterns
+    (fnmatch) match the linear layers' names, e.g. "layer.0.*" or "*.attention.output.dense"."""
+    names = ", ".join(PRECISIONS)
+    if isinstance(precision, str):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {names} or a per-layer plan, got {precision!r}")
+        return
+    if not isinstance(precision, dict) or "default" not in precision:
+        raise ValueError(f"precision must be one of {names} or a dict plan with a 'default', got {precision!r}")
+    for pattern, value in precision.items():
+        if not isinstance(pattern, str) or value not in PRECISIONS:
+            raise ValueError(f"precision plan entry {pattern!r}: {value!r} must be one of {names}")
+
+
+def _resolve(precision, layer_name: str) -> str:
+    """The precision of the linear layer ``layer_name`` ("layer.3.attention.self.query"): a plan's first
+    matching pattern in the plan's order, else its default."""
+    if isinstance(precision, str):
+        return precision
+    import fnmatch
+
+    for pattern, value in precision.items():
+        if pattern != "default" and fnmatch.fnmatchcase(layer_name, pattern):
+            return value
+    return precision["default"]
+
+
+def layer_names(num_layers: int) -> list[str]:
+    """The names a precision plan's patterns match: "layer.<i>.<linear>" for every linear layer."""
+    return [f"layer.{i}.{name}" for i in range(num_layers) for name in _LINEARS]
+
+
 def _prepared(w: np.ndarray, bias: np.ndarray, precision: str):
-    """The linear layer ``x @ w.T + bias`` at ``precision``."""
+    """The linear layer ``x @ w.T + bias`` at ``precision`` (a name of PRECISIONS)."""
     from ..linear import QuantizedLinear
 
-    return _FloatLinear(w, bias) if precision == "float32" else QuantizedLinear.from_float(w, bias)
+    options = PRECISIONS[precision]
+    return _FloatLinear(w, bias) if options is None else QuantizedLinear.from_float(w, bias, **options)
 
 
 def _read_layer(ckpt: _Checkpoint, i: int, config: BertConfig, precision: str) -> dict:
@@ -353,7 +397,7 @@ def _read_layer(ckpt: _Checkpoint, i: int, config: BertConfig, precision: str) -
     for name in _LINEARS:
         w = ckpt.get(prefix + name + ".weight", shapes[name])
         bias = ckpt.get(prefix + name + ".bias", (shapes[name][0],))
-        layer[name] = _prepared(w, bias, precision)
+        layer[name] = _prepared(w, bias, _resolve(precision, f"layer.{i}.{name}"))
     layer["ln1_w"] = ckpt.get(prefix + "attention.output.LayerNorm.weight", (h,))
     layer["ln1_b"] = ckpt.get(prefix + "attention.output.LayerNorm.bias", (h,))
     layer["ln2_w"] = ckpt.get(prefix + "output.LayerNorm.weight", (h,))
