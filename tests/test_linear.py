@@ -82,7 +82,7 @@ def test_bad_input(backend):
     w, b = make(rng, 8, 12)
     with pytest.raises(ValueError, match="bits must be 8, 4, 3 or 2, got 5"):
         medqk.QuantizedLinear.from_float(w, b, bits=5)
-    with pytest.raises(ValueError, match="scheme 'nf4' does not take bits=3"):
+    with pytest.raises(ValueError, match="bits must be 4 for scheme 'nf4'"):
         medqk.QuantizedLinear.from_float(w, b, bits=3, scheme="nf4")
     with pytest.raises(ValueError, match="scheme must be one of int8, int4, nf4, codebook, got 'fp4'"):
         medqk.QuantizedLinear.from_float(w, b, bits=4, scheme="fp4")
