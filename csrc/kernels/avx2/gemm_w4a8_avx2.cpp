@@ -1,22 +1,27 @@
 // AVX2 W4A8 GEMM: 4-bit codes expanded by vpshufb through each column's 16 int8 levels, multiplied by int8
-// activations, exact over the whole range (a = -128 and levels = +-127 included).
+// activations, exact over the whole range (a = -128 and levels = +-127 included). Two paths share one layout.
 //
-// Why the sign trick and not "a + 128 as u8": vpmaddubsw (u8 x s8 -> s16 pair sums) saturates once a pair
-// sum leaves int16, and 255 * 127 * 2 does. Here the unsigned operand is |a| (<= 128, vpabsb of -128 is 0x80
-// = 128 as u8) and the signed one is sign(a) * w (vpsignb; |w| <= 127, so the negation never wraps): each
-// pair sum is at most 2 * 128 * 127 = 32512 < 2^15, exact. vpmaddwd by ones then widens the pairs to int32.
-// Per 32 products of a row: vpsignb, vpmaddubsw, vpmaddwd, vpaddd; the expansion (and, shift, and, two
-// vpshufb for 64 weights) is shared by every row of a tile.
+// Layout (owned by this file): panels of 16 columns, each 8 column pairs (n, n + 1). A panel is 8 x 32 bytes
+// of levels, pair q's [L_n | L_n+1] (the table of one vpshufb whose lanes serve one column each), then for
+// each block of 32 k (K padded with code 0 to whole blocks) 8 x 32 bytes: in pair q's 32, byte j < 16 holds
+// code(n, 32b + j) in its low nibble and code(n, 32b + 16 + j) in its high nibble, bytes 16 + j the same for
+// column n + 1. Columns past n have levels and codes 0. Padding k never reach a result: both paths read the
+// activations through a copy padded with zeros.
 //
-// Layout (owned by this file): panels of 2 columns (n, n + 1). A panel is 32 bytes of levels, [L_n | L_n+1],
-// the table of one vpshufb whose lanes serve one column each, then for each block of 32 k (K padded with code
-// 0 to whole blocks) 32 bytes: byte j < 16 holds code(n, 32b + j) in its low nibble and code(n, 32b + 16 + j)
-// in its high nibble; bytes 16 + j the same for column n + 1. A column past n has levels and codes 0.
-// Padding k never reach a result: the kernel reads activations through a copy padded with zeros.
+// Few rows (GEMV): the sign trick on bytes. vpmaddubsw (u8 x s8 -> s16 pair sums) saturates once a pair sum
+// leaves int16, and (a + 128 as u8) * 127 * 2 does; here the unsigned operand is |a| (<= 128: vpabsb of -128
+// is 0x80 = 128 as u8) and the signed one sign(a) * w (vpsignb; |w| <= 127, so the negation never wraps):
+// each pair sum is at most 2 * 128 * 127 = 32512 < 2^15, exact; vpmaddwd by ones widens the pairs to int32.
+// An accumulator's lanes 0-3 are partial sums of column n, 4-7 of column n + 1; with the float output they
+// are converted and scaled at each group end and summed across lanes at the end.
 //
-// Each int32 lane of an accumulator holds a partial sum of D: lanes 0-3 column n, 4-7 column n + 1. With
-// the float output, at each group end the lanes are converted and multiplied by the group's scale into
-// float lanes (so no horizontal sum per group), summed across the 4 lanes of a column at the end.
+// Many rows: vpsignb shares the multiply ports with vpmaddubsw, so per row the byte path costs 1.5 times the
+// int8 GEMM's port time. Instead each slice of a panel is decoded once to int16 in the int8 GEMM's widened
+// layout (per k pair, 16 columns x (k, k + 1) as int16: two vpshufb outputs are transposed by 16- and 32-bit
+// unpacks and vpermq, then vpmovsxbw) into an L1 buffer that every row tile reads; the micro-kernel is then
+// the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair, vpmaddwd (|pair sum| <= 2 * 128 * 127), vpaddd.
+// Accumulator lanes are columns (in the order kColumnOrder), so a group's fold into the float result is one
+// vcvtdq2ps and one FMA per 8 columns and row.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -31,12 +36,14 @@ namespace avx2 {
 
 namespace {
 
-constexpr std::size_t kPanelCols = 2;
-constexpr int kRows = 4;                     // rows per tile
-constexpr std::size_t kPanelsPerBlock = 16;  // weights of 16 panels (32 columns) serve every row tile from L2
+constexpr std::size_t kPanelCols = 16;
+constexpr std::size_t kPairs = kPanelCols / 2;  // column pairs per panel
+constexpr int kRows = 4;                        // rows per tile of the int16 path
+constexpr std::size_t kGemvMaxRows = 1;         // the byte path runs up to this many rows
+constexpr std::size_t kSliceK = 256;  // k per decoded slice (16 KiB of int16), whole groups at least
 
 std::size_t blocks32(std::size_t k) { return (k + 31) / 32; }
-std::size_t panel_bytes(std::size_t k) { return 32 + 32 * blocks32(k); }
+std::size_t panel_bytes(std::size_t k) { return 32 * kPairs * (1 + blocks32(k)); }
 
 std::size_t packed_bytes(std::size_t n, std::size_t k, std::size_t /*group_size*/) {
   return (n + kPanelCols - 1) / kPanelCols * panel_bytes(k);
@@ -47,27 +54,33 @@ void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, c
   std::memset(packed, 0, packed_bytes(n, k, 0));
   for (std::size_t j = 0; j < n; ++j) {
     uint8_t* panel = packed + (j / kPanelCols) * panel_bytes(k);
-    const std::size_t half = 16 * (j % kPanelCols);
-    std::memcpy(panel + half, levels + j * 16, 16);
+    const std::size_t pair = j % kPanelCols / 2, half = 16 * (j % 2);
+    std::memcpy(panel + 32 * pair + half, levels + j * 16, 16);
+    uint8_t* code_blocks = panel + 32 * kPairs + 32 * pair + half;
     for (std::size_t p = 0; p < k; ++p) {
-      const std::size_t in_block = p % 32;
-      panel[32 + 32 * (p / 32) + half + in_block % 16] |=
-          static_cast<uint8_t>(codes[j * ldc + p] << (in_block & 16 ? 4 : 0));
+      code_blocks[32 * kPairs * (p / 32) + p % 16] |=
+          static_cast<uint8_t>(codes[j * ldc + p] << (p % 32 & 16 ? 4 : 0));
     }
   }
 }
 
-// Activations of the rows of one call, K padded with zeros to whole blocks of 32: a and |a| (as u8).
+// Activations of the rows of one call, K padded with zeros to whole blocks of 32, a and |a| (as u8), each
+// half block of 16 k stored twice (64 bytes per block: [k 0-15 | k 0-15][k 16-31 | k 16-31]) so that the
+// kernel reads the operand of both columns' lanes with a plain load (a broadcast would take a shuffle port).
 struct Activations {
   std::vector<int8_t> a;
   std::vector<uint8_t> abs;
   std::size_t stride;
-  Activations(const W4A8Args& x, std::size_t m0, std::size_t m1) : stride(32 * blocks32(x.k)) {
+  Activations(const W4A8Args& x, std::size_t m0, std::size_t m1) : stride(64 * blocks32(x.k)) {
     a.assign((m1 - m0) * stride, 0);
     abs.assign((m1 - m0) * stride, 0);
     for (std::size_t i = m0; i < m1; ++i) {
       int8_t* dst = a.data() + (i - m0) * stride;
-      std::memcpy(dst, x.a + i * x.lda, x.k);
+      for (std::size_t p = 0; p < x.k; p += 16) {
+        const std::size_t len = std::min<std::size_t>(16, x.k - p);
+        std::memcpy(dst + 2 * p, x.a + i * x.lda + p, len);
+        std::memcpy(dst + 2 * p + 16, x.a + i * x.lda + p, len);
+      }
       uint8_t* dst_abs = abs.data() + (i - m0) * stride;
       for (std::size_t p = 0; p < stride; p += 32) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(dst + p));
@@ -77,9 +90,7 @@ struct Activations {
   }
 };
 
-inline __m256i bcast16(const void* p) {
-  return _mm256_broadcastsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p)));
-}
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // Sums of lanes 0-3 and 4-7 of v.
 inline void half_sums(__m256i v, int32_t* s0, int32_t* s1) {
@@ -89,17 +100,18 @@ inline void half_sums(__m256i v, int32_t* s0, int32_t* s1) {
   *s1 = _mm_extract_epi32(quads, 1);
 }
 
-// Rows [0, R) of a tile (activation rows ta, |a| rows tabs, stride `stride`) times P consecutive panels (pb
-// bytes apart) from column j: the int32 D of every group (x.d) or the float output (x.out), columns past n
-// skipped, result rows i0 + r. The P panels share each activation load, and their R x P accumulators are
-// independent chains (a GEMV needs P > 1 to keep the pipes busy).
+// The byte path. Rows [0, R) of a tile (activation rows ta, |a| rows tabs, stride `stride`) times P
+// consecutive column pairs of one panel (tables at `tables`, 32 bytes apart; codes from `codes`) from column
+// j: the int32 D of every group (x.d) or the float output (x.out), columns past n skipped, result rows i0 +
+// r. The P panels share each activation load, and their R x P accumulators are independent chains (a GEMV
+// needs P > 1 to keep the pipes busy).
 template <int R, int P, bool kInt32, bool kZeros>
-void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t stride, const uint8_t* panels,
-          std::size_t pb, std::size_t i0, std::size_t j) {
+void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t stride, const uint8_t* tables,
+          const uint8_t* codes, std::size_t i0, std::size_t j) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   const std::size_t blocks = blocks32(x.k), group_blocks = x.group_size / 32;
-  const std::size_t cols = std::min<std::size_t>(kPanelCols * P, x.n - j);
+  const std::size_t cols = std::min<std::size_t>(2 * P, x.n - j);
   __m256 facc[R][P];
   for (int r = 0; r < R; ++r) {
     for (int p = 0; p < P; ++p) facc[r][p] = _mm256_setzero_ps();
@@ -113,14 +125,13 @@ void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t 
       for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then k 16-31 (high)
         __m256i w[P];
         for (int p = 0; p < P; ++p) {
-          const uint8_t* panel = panels + p * pb;
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + 32 + 32 * b));
+          const __m256i v = load32(codes + 32 * kPairs * b + 32 * p);
           const __m256i idx = _mm256_and_si256(half == 0 ? v : _mm256_srli_epi16(v, 4), low4);
-          w[p] = _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel)), idx);
+          w[p] = _mm256_shuffle_epi8(load32(tables + 32 * p), idx);
         }
         for (int r = 0; r < R; ++r) {
-          const __m256i ar = bcast16(ta + r * stride + 32 * b + 16 * half);
-          const __m256i ur = bcast16(tabs + r * stride + 32 * b + 16 * half);
+          const __m256i ar = load32(ta + r * stride + 64 * b + 32 * half);
+          const __m256i ur = load32(tabs + r * stride + 64 * b + 32 * half);
           for (int p = 0; p < P; ++p) {
             const __m256i prod = _mm256_maddubs_epi16(ur, _mm256_sign_epi8(w[p], ar));
             acc[r][p] = _mm256_add_epi32(acc[r][p], _mm256_madd_epi16(prod, ones));
@@ -160,7 +171,8 @@ void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t 
     float* row = x.out + (i0 + r) * x.n + j;
     const float rs = x.row_scale[i0 + r];
     for (int p = 0; p < P; ++p) {
-      const __m128 pairs = _mm_hadd_ps(_mm256_castps256_ps128(facc[r][p]), _mm256_extractf128_ps(facc[r][p], 1));
+      const __m128 pairs =
+          _mm_hadd_ps(_mm256_castps256_ps128(facc[r][p]), _mm256_extractf128_ps(facc[r][p], 1));
       float sums[4];
       _mm_storeu_ps(sums, _mm_hadd_ps(pairs, pairs));
       for (std::size_t c = 2 * p; c < std::min<std::size_t>(cols, 2 * p + 2); ++c) {
@@ -170,40 +182,194 @@ void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t 
   }
 }
 
-using TileFn = void (*)(const W4A8Args&, const int8_t*, const uint8_t*, std::size_t, const uint8_t*,
-                        std::size_t, std::size_t, std::size_t);
-constexpr int kGemvPanels = 4;  // panels per tile of one row
-
-// The tiles of one output mode: [0] one row by kGemvPanels panels, [r] r rows by one panel.
+// The byte path (few rows) over columns [n0, n1) (whole panels from n0), row by row, 4 column pairs at a
+// time.
 template <bool kInt32, bool kZeros>
-struct Tiles {
-  static constexpr TileFn fns[kRows + 1] = {tile<1, kGemvPanels, kInt32, kZeros>, tile<1, 1, kInt32, kZeros>,
-                                            tile<2, 1, kInt32, kZeros>, tile<3, 1, kInt32, kZeros>,
-                                            tile<4, 1, kInt32, kZeros>};
-};
-
-// Blocks of kPanelsPerBlock panels, each read from memory once and then from cache by every row tile.
-void gemm(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+void gemm_bytes(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
   const Activations act(x, m0, m1);
   const std::size_t pb = panel_bytes(x.k);
-  const TileFn* tiles = x.d != nullptr ? Tiles<true, false>::fns
-                        : x.zeros != nullptr ? Tiles<false, true>::fns : Tiles<false, false>::fns;
-  for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols * kPanelsPerBlock) {
-    const std::size_t j1 = std::min(n1, j0 + kPanelCols * kPanelsPerBlock);
-    for (std::size_t i = m0; i < m1; i += kRows) {
-      const std::size_t rows = std::min<std::size_t>(kRows, m1 - i);
+  for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
+    const uint8_t* tables = x.packed + j0 / kPanelCols * pb;
+    const uint8_t* codes = tables + 32 * kPairs;
+    const std::size_t pairs = (std::min(n1, j0 + kPanelCols) - j0 + 1) / 2;
+    for (std::size_t i = m0; i < m1; ++i) {
       const int8_t* ta = act.a.data() + (i - m0) * act.stride;
       const uint8_t* tabs = act.abs.data() + (i - m0) * act.stride;
-      std::size_t j = j0;
-      if (rows == 1) {
-        for (; j + kPanelCols * kGemvPanels <= j1; j += kPanelCols * kGemvPanels) {
-          tiles[0](x, ta, tabs, act.stride, x.packed + (j / kPanelCols) * pb, pb, i, j);
-        }
+      std::size_t q = 0;
+      for (; q + 4 <= pairs; q += 4) {
+        tile<1, 4, kInt32, kZeros>(x, ta, tabs, act.stride, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
       }
-      for (; j < j1; j += kPanelCols) {
-        tiles[rows](x, ta, tabs, act.stride, x.packed + (j / kPanelCols) * pb, pb, i, j);
+      for (; q < pairs; ++q) {
+        tile<1, 1, kInt32, kZeros>(x, ta, tabs, act.stride, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
       }
     }
+  }
+}
+
+// The int16 path. Column order of the decoded slice and of every accumulator: lane l of the 8-column half s
+// holds column 8 s + kColumnOrder[l] of the panel (the transpose below interleaves even and odd columns).
+constexpr int kColumnOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+// Decodes blocks [b0, b1) of a panel to int16: for each k pair p, 64 bytes = 16 columns x (w[k], w[k + 1]).
+void decode_slice(const uint8_t* panel, std::size_t b0, std::size_t b1, int16_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (std::size_t b = b0; b < b1; ++b) {
+    const uint8_t* codes = panel + 32 * kPairs * (1 + b);
+    for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then 16-31 (high)
+      for (int set = 0; set < 2; ++set) {   // columns 0-7, then 8-15
+        __m256i e[4];                       // e[q]: lane 0 column 2q (16 k), lane 1 column 2q + 1
+        for (int q = 0; q < 4; ++q) {
+          const __m256i v = load32(codes + 32 * (4 * set + q));
+          const __m256i idx = _mm256_and_si256(half == 0 ? v : _mm256_srli_epi16(v, 4), low4);
+          e[q] = _mm256_shuffle_epi8(load32(panel + 32 * (4 * set + q)), idx);
+        }
+        // per lane, 16-bit units are k pairs: transpose 4 columns x 8 pairs to 8 pairs x 4 columns
+        const __m256i u0 = _mm256_unpacklo_epi16(e[0], e[1]), u1 = _mm256_unpackhi_epi16(e[0], e[1]);
+        const __m256i u2 = _mm256_unpacklo_epi16(e[2], e[3]), u3 = _mm256_unpackhi_epi16(e[2], e[3]);
+        const __m256i v[4] = {_mm256_unpacklo_epi32(u0, u2), _mm256_unpackhi_epi32(u0, u2),
+                              _mm256_unpacklo_epi32(u1, u3), _mm256_unpackhi_epi32(u1, u3)};
+        for (int t = 0; t < 4; ++t) {  // v[t]: pairs 2t, 2t + 1 (even columns in lane 0, odd in lane 1)
+          const __m256i pp = _mm256_permute4x64_epi64(v[t], 0xD8);  // lane 0: pair 2t, lane 1: pair 2t + 1
+          int16_t* dst = out + ((b - b0) * 16 + 8 * half + 2 * t) * 32 + 16 * set;
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dst),
+                             _mm256_cvtepi8_epi16(_mm256_castsi256_si128(pp)));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32),
+                             _mm256_cvtepi8_epi16(_mm256_extracti128_si256(pp, 1)));
+        }
+      }
+    }
+  }
+}
+
+// A (rows of one call) widened to int16, K padded with zeros to whole blocks: one int32 word per k pair.
+std::vector<int32_t> widen_rows(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t kp) {
+  std::vector<int32_t> wide((m1 - m0) * kp, 0);
+  for (std::size_t i = m0; i < m1; ++i) {
+    int16_t* dst = reinterpret_cast<int16_t*>(wide.data() + (i - m0) * kp);
+    for (std::size_t p = 0; p < x.k; ++p) dst[p] = x.a[i * x.lda + p];
+  }
+  return wide;
+}
+
+// R rows x 16 columns over k pairs [p0, p1) of the decoded slice (pairs counted from the slice start): int32
+// sums, lanes in kColumnOrder.
+template <int R>
+inline void micro(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t p1,
+                  __m256i acc[][2]) {
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (std::size_t p = p0; p < p1; ++p) {
+    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(slice + 32 * p));
+    const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(slice + 32 * p + 16));
+    for (int r = 0; r < R; ++r) {
+      const __m256i ar = _mm256_set1_epi32(a[r * kp + p]);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(ar, b0));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(ar, b1));
+    }
+  }
+}
+
+// Per panel state of the int16 path: each group's scales (and zero points) in the accumulators' column order,
+// and the float sums of every row.
+struct PanelFold {
+  std::vector<float> scale;   // groups x 16
+  std::vector<int32_t> zero;  // groups x 16, when zeros
+  std::vector<float> sums;    // rows x 16
+};
+
+template <int R>
+void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16_t* slice,
+                std::size_t slice_p0, std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold,
+                std::size_t fold_row) {
+  const std::size_t gp = x.group_size / 2;  // k pairs per group
+  for (std::size_t p = slice_p0; p < slice_p1; p += gp) {
+    const std::size_t g = p / gp, p1 = std::min(slice_p1, p + gp);
+    __m256i acc[R][2];
+    micro<R>(a + slice_p0, kp, slice, p - slice_p0, p1 - slice_p0, acc);
+    if (x.d != nullptr) {
+      alignas(32) int32_t t[R][16];
+      for (int r = 0; r < R; ++r) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t[r]), acc[r][0]);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t[r] + 8), acc[r][1]);
+        for (std::size_t c = 0; c < 16; ++c) {
+          const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+          if (col < x.n) x.d[((i0 + r) * x.n + col) * x.groups + g] = t[r][c];
+        }
+      }
+      continue;
+    }
+    for (int s = 0; s < 2; ++s) {
+      const __m256 scale = _mm256_loadu_ps(fold.scale.data() + 16 * g + 8 * s);
+      for (int r = 0; r < R; ++r) {
+        __m256i d = acc[r][s];
+        if (x.zeros != nullptr) {
+          const __m256i z =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fold.zero.data() + 16 * g + 8 * s));
+          d = _mm256_sub_epi32(d, _mm256_mullo_epi32(z, _mm256_set1_epi32(x.asum[(i0 + r) * x.groups + g])));
+        }
+        float* sum = fold.sums.data() + (fold_row + r) * 16 + 8 * s;
+        _mm256_storeu_ps(sum, _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, _mm256_loadu_ps(sum)));
+      }
+    }
+  }
+}
+
+using RowsSlice = void (*)(const W4A8Args&, const int32_t*, std::size_t, const int16_t*, std::size_t,
+                           std::size_t, std::size_t, std::size_t, PanelFold&, std::size_t);
+constexpr RowsSlice kRowsSlice[kRows + 1] = {nullptr, rows_slice<1>, rows_slice<2>, rows_slice<3>,
+                                             rows_slice<4>};
+
+void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+  const std::size_t blocks = blocks32(x.k), kp = 16 * blocks, gp = x.group_size / 2;
+  const std::vector<int32_t> wide = widen_rows(x, m0, m1, kp);
+  const std::size_t slice_pairs = std::max(gp, kSliceK / 2 / gp * gp);  // whole groups
+  std::vector<int16_t, std::allocator<int16_t>> slice_store(slice_pairs * 32 + 16);
+  int16_t* slice =
+      reinterpret_cast<int16_t*>((reinterpret_cast<std::uintptr_t>(slice_store.data()) + 31) & ~31ull);
+  PanelFold fold;
+  fold.scale.resize(x.groups * 16);
+  if (x.zeros != nullptr) fold.zero.resize(x.groups * 16);
+  fold.sums.resize((m1 - m0) * 16);
+  const std::size_t pb = panel_bytes(x.k);
+  for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
+    const uint8_t* panel = x.packed + j0 / kPanelCols * pb;
+    if (x.out != nullptr) {
+      for (std::size_t c = 0; c < 16; ++c) {
+        const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+        for (std::size_t g = 0; g < x.groups; ++g) {
+          fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
+          if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
+        }
+      }
+      std::fill(fold.sums.begin(), fold.sums.end(), 0.0f);
+    }
+    for (std::size_t p0 = 0; p0 < kp; p0 += slice_pairs) {
+      const std::size_t p1 = std::min(kp, p0 + slice_pairs);
+      decode_slice(panel, p0 / 16, p1 / 16, slice);
+      for (std::size_t i = m0; i < m1; i += kRows) {
+        const std::size_t rows = std::min<std::size_t>(kRows, m1 - i);
+        kRowsSlice[rows](x, wide.data() + (i - m0) * kp, kp, slice, p0, p1, i, j0, fold, i - m0);
+      }
+    }
+    if (x.out == nullptr) continue;
+    for (std::size_t i = m0; i < m1; ++i) {
+      const float rs = x.row_scale[i];
+      for (std::size_t c = 0; c < 16; ++c) {
+        const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+        if (col >= x.n) continue;
+        const float v = rs * fold.sums[(i - m0) * 16 + c];
+        x.out[i * x.n + col] = x.bias != nullptr ? v + x.bias[col] : v;
+      }
+    }
+  }
+}
+
+void gemm(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+  if (m1 - m0 <= kGemvMaxRows) {
+    if (x.d != nullptr) return gemm_bytes<true, false>(x, m0, m1, n0, n1);
+    if (x.zeros != nullptr) return gemm_bytes<false, true>(x, m0, m1, n0, n1);
+    gemm_bytes<false, false>(x, m0, m1, n0, n1);
+  } else {
+    gemm_int16(x, m0, m1, n0, n1);
   }
 }
 
