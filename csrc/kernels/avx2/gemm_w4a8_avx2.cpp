@@ -302,8 +302,9 @@ inline void micro<4>(const int32_t* a, std::size_t kp, const int16_t* slice, std
       "1:\n\t"
       "vmovdqa   (%[b]), %%ymm0\n\t"
       "vmovdqa 32(%[b]), %%ymm1\n\t"
-      "add $64, %[b]\n\t" MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7") MEDQK_W4_ROW("a2", "8", "9")
-          MEDQK_W4_ROW("a3", "10", "11")
+      "add $64, %[b]\n\t"  //
+      MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7")  //
+      MEDQK_W4_ROW("a2", "8", "9") MEDQK_W4_ROW("a3", "10", "11")
       "inc %[i]\n\t"
       "cmp %[i], %[n]\n\t"
       "jne 1b\n\t"
@@ -317,8 +318,8 @@ inline void micro<4>(const int32_t* a, std::size_t kp, const int16_t* slice, std
       "vmovdqa %%ymm11, 224(%[t])\n\t"
       : [b] "+r"(b), [i] "+r"(i)
       : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3), [n] "r"(n), [t] "r"(&tile[0][0])
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "memory",
-        "cc");
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+        "memory", "cc");
 #undef MEDQK_W4_ROW
   for (int r = 0; r < 4; ++r) {
     acc[r][0] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[r]));
