@@ -15,11 +15,12 @@
 // An accumulator's lanes 0-3 are partial sums of column n, 4-7 of column n + 1; with the float output they
 // are converted and scaled at each group end and summed across lanes at the end.
 //
-// Many rows: vpsignb shares the multiply ports with vpmaddubsw, so per row the byte path costs 1.5 times the
-// int8 GEMM's port time. Instead each slice of a panel is decoded once to int16 in the int8 GEMM's widened
-// layout (per k pair, 16 columns x (k, k + 1) as int16: two vpshufb outputs are transposed by 16- and 32-bit
-// unpacks and vpermq, then vpmovsxbw) into an L1 buffer that every row tile reads; the micro-kernel is then
-// the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair, vpmaddwd (|pair sum| <= 2 * 128 * 127), vpaddd.
+// Many rows: per 32 products of a row the byte path issues vpsignb, vpmaddubsw and vpmaddwd, where the int8
+// GEMM issues two vpmaddwd; an expansion shared by the rows may cost more. So each slice of a panel is
+// decoded once to int16 in the int8 GEMM's widened layout (per k pair, 16 columns x (k, k + 1) as int16: two vpshufb
+// outputs are transposed by 16- and 32-bit unpacks and vpermq, then vpmovsxbw) into an L1 buffer that every
+// row tile reads; the micro-kernel is then the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair, vpmaddwd
+// (|pair sum| <= 2 * 128 * 127), vpaddd.
 // Accumulator lanes are columns (in the order kColumnOrder), so a group's fold into the float result is one
 // vcvtdq2ps and one FMA per 8 columns and row.
 #include <immintrin.h>
@@ -40,7 +41,7 @@ constexpr std::size_t kPanelCols = 16;
 constexpr std::size_t kPairs = kPanelCols / 2;  // column pairs per panel
 constexpr int kRows = 4;                        // rows per tile of the int16 path
 constexpr std::size_t kGemvMaxRows = 1;         // the byte path runs up to this many rows
-constexpr std::size_t kSliceK = 256;  // k per decoded slice (16 KiB of int16), whole groups at least
+constexpr std::size_t kSliceK = 256;  // k per decoded slice (8 KiB of int16), whole groups at least
 
 std::size_t blocks32(std::size_t k) { return (k + 31) / 32; }
 std::size_t panel_bytes(std::size_t k) { return 32 * kPairs * (1 + blocks32(k)); }
