@@ -17,9 +17,9 @@
 //
 // Many rows: per 32 products of a row the byte path issues vpsignb, vpmaddubsw and vpmaddwd, where the int8
 // GEMM issues two vpmaddwd; an expansion shared by the rows may cost more. So each slice of a panel is
-// decoded once to int16 in the int8 GEMM's widened layout (per k pair, 16 columns x (k, k + 1) as int16: two vpshufb
-// outputs are transposed by 16- and 32-bit unpacks and vpermq, then vpmovsxbw) into an L1 buffer that every
-// row tile reads; the micro-kernel is then the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair, vpmaddwd
+// decoded once to int16 in the int8 GEMM's widened layout (per k pair, 16 columns x (k, k + 1) as int16: two
+// vpshufb outputs are transposed by 16- and 32-bit unpacks and vpermq, then vpmovsxbw) into an L1 buffer that
+// every row tile reads; the micro-kernel is then the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair, vpmaddwd
 // (|pair sum| <= 2 * 128 * 127), vpaddd.
 // Accumulator lanes are columns (in the order kColumnOrder), so a group's fold into the float result is one
 // vcvtdq2ps and one FMA per 8 columns and row.
@@ -123,6 +123,9 @@ void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t 
       for (int p = 0; p < P; ++p) acc[r][p] = _mm256_setzero_si256();
     }
     for (const std::size_t b1 = std::min(blocks, b + group_blocks); b < b1; ++b) {
+      // a GEMV streams the weights once: ask for the panel's codes 16 blocks (4 KiB) ahead, all 8 pairs
+      const char* ahead = reinterpret_cast<const char*>(codes + 32 * kPairs * (b + 16));
+      for (int line = 0; line < 4; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
       for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then k 16-31 (high)
         __m256i w[P];
         for (int p = 0; p < P; ++p) {
@@ -216,6 +219,10 @@ void decode_slice(const uint8_t* panel, std::size_t b0, std::size_t b1, int16_t*
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (std::size_t b = b0; b < b1; ++b) {
     const uint8_t* codes = panel + 32 * kPairs * (1 + b);
+    // few rows stream the weights from memory: the next slice's codes are asked for while this one computes
+    for (int line = 0; line < 4; ++line) {
+      _mm_prefetch(reinterpret_cast<const char*>(codes + 32 * kPairs * (kSliceK / 32) + 64 * line), _MM_HINT_T1);
+    }
     for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then 16-31 (high)
       for (int set = 0; set < 2; ++set) {   // columns 0-7, then 8-15
         __m256i e[4];                       // e[q]: lane 0 column 2q (16 k), lane 1 column 2q + 1
