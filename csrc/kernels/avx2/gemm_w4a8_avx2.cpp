@@ -157,6 +157,10 @@ void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t 
     }
     for (int p = 0; p < P; ++p) {
       const std::size_t c0 = j + 2 * p, c1 = c0 + 1 < x.n ? c0 + 1 : c0;  // c1 = c0: a padding column's lanes
+      if (g % 16 == 0) {  // each column's scales are a stream of their own: the next line, 16 groups ahead
+        _mm_prefetch(reinterpret_cast<const char*>(x.scales + c0 * x.groups + g + 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(x.scales + c1 * x.groups + g + 16), _MM_HINT_T0);
+      }
       const __m256 scale = _mm256_setr_m128(_mm_set1_ps(x.scales[c0 * x.groups + g]),
                                             _mm_set1_ps(x.scales[c1 * x.groups + g]));
       for (int r = 0; r < R; ++r) {
