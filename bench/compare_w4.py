@@ -7,8 +7,8 @@ medians quoted.
 Float in, float out for all three: medqk W4A8 is quantize_rows_s8 + gemm_w4a8_f32 (4-bit codes, int8 levels
 per row, one float32 scale per group); medqk INT8 is QuantizedLinear (linear_s8); MatMulNBits is 4 bits,
 block 32, accuracy_level 4 (int8 activations inside), built with the onnx package. Prints GOP/s (2*M*N*K / s)
-and the ratios W4A8 / INT8 and W4A8 / MatMulNBits; also the integer kernels alone (gemm_w4a8_s32 vs
-gemm_s8s8_s32). Peers that are not installed show as "-". Every medqk result is checked before timing.
+and the ratios W4A8 / INT8 and W4A8 / MatMulNBits. Peers that are not installed show as "-". Every medqk
+result is checked before timing.
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ def main():
     gs = args.group_size
     print(f"medqk {medqk.__version__}, ISA {medqk.get_isa()}, gemm_w4a8 variant "
           f"{medqk.info()['kernels'].get('gemm_w4a8')}, {args.threads} thread(s), group {gs}, medians of {repeat}")
-    head = (f"{'shape':>16} {'W4A8':>8} {'INT8':>8} {'ORT4':>8} {'W4/INT8':>8} {'W4/ORT4':>8} |"
-            f" {'w4 s32':>8} {'s8 s32':>8} {'ratio':>8}   (GOP/s)")
+    head = f"{'shape':>16} {'W4A8':>8} {'INT8':>8} {'ORT4':>8} {'W4/INT8':>8} {'W4/ORT4':>8}   (GOP/s)"
     print(head)
     rng = np.random.default_rng(0)
     for m, n, k in shapes:
@@ -103,9 +102,6 @@ def main():
         w_float = (np.take_along_axis(levels, codes.astype(np.intp), axis=1) * np.repeat(scales, gs, 1)[:, :k])
         packed = kernels.pack_w4(codes, levels, gs)
         layer = medqk.QuantizedLinear.from_float(w_float.astype(np.float32))
-        q, rs = kernels.quantize_rows_s8(x)
-        b8 = rng.integers(-128, 128, (n, k), dtype=np.int8)
-        p8 = kernels.pack_s8(b8)
         t = args.threads
 
         def w4a8(x=x, packed=packed, scales=scales):
@@ -113,9 +109,7 @@ def main():
             return kernels.gemm_w4a8_f32(qx, rsx, packed, scales, threads=t)
 
         check_w4(x, packed, codes, levels, scales, gs, w4a8())
-        fns = {"w4": w4a8, "int8": lambda x=x, layer=layer: layer(x, threads=t),
-               "w4s32": lambda q=q, packed=packed: kernels.gemm_w4a8_s32(q, packed, threads=t),
-               "s8s32": lambda q=q, p8=p8: kernels.gemm_s8s8_s32(q, p8, threads=t)}
+        fns = {"w4": w4a8, "int8": lambda x=x, layer=layer: layer(x, threads=t)}
         ort = ort_matmul_nbits(codes, levels[0], scales, 32, t) if gs == 32 else None
         if ort is not None:
             y = ort(x)
@@ -125,8 +119,7 @@ def main():
         med = interleaved_medians(fns, repeat)
         gops = {name: 2 * m * n * k / s / 1e9 for name, s in med.items()}
         print(f"{f'{m}x{n}x{k}':>16} {fmt(gops['w4'])} {fmt(gops['int8'])} {fmt(gops.get('ort'))} "
-              f"{ratio(gops['w4'], gops['int8'])} {ratio(gops['w4'], gops.get('ort'))} |"
-              f" {fmt(gops['w4s32'])} {fmt(gops['s8s32'])} {ratio(gops['w4s32'], gops['s8s32'])}", flush=True)
+              f"{ratio(gops['w4'], gops['int8'])} {ratio(gops['w4'], gops.get('ort'))}", flush=True)
 
 
 if __name__ == "__main__":
