@@ -96,13 +96,13 @@ def main():
     head = f"{'shape':>16} {'W4A8':>8} {'INT8':>8} {'ORT4':>8} {'W4/INT8':>8} {'W4/ORT4':>8}   (GOP/s)"
     print(head)
     rng = np.random.default_rng(0)
+    t = args.threads
     for m, n, k in shapes:
         codes, levels, scales = int4_weights(rng, n, k, gs)
         x = rng.standard_normal((m, k)).astype(np.float32)
         w_float = (np.take_along_axis(levels, codes.astype(np.intp), axis=1) * np.repeat(scales, gs, 1)[:, :k])
         packed = kernels.pack_w4(codes, levels, gs)
         layer = medqk.QuantizedLinear.from_float(w_float.astype(np.float32))
-        t = args.threads
 
         def w4a8(x=x, packed=packed, scales=scales):
             qx, rsx = kernels.quantize_rows_s8(x)
