@@ -33,7 +33,8 @@ CHAINS = {"gemm_s8s8_s32": ["amx", "avx512vnni", "avx2", "neon_dotprod", "neon",
           "f16_scores": ["avx2", "neon", "scalar"],
           "s8_score_candidates": ["avx2", "neon", "scalar"],
           "pq_assign": ["avx2", "neon", "scalar"],
-          "quantize_rows_s8": ["avx2", "scalar"]}
+          "quantize_rows_s8": ["avx2", "scalar"],
+          "gemm_w4a8": ["avx512vnni", "avx2", "scalar"]}
 
 
 def test_info_contents():
@@ -268,7 +269,10 @@ def _long_native_calls(scale: int):
     s8 = rng.integers(-128, 128, (n, 128), dtype=np.int8)
     cand = rng.integers(0, n, (64, 1000 * scale)).astype(np.int64)
     qs = rng.standard_normal((64, 128)).astype(np.float32)
+    w4 = core.pack_w4(rng.integers(0, 16, (256 * scale, 512), dtype=np.uint8),
+                      rng.integers(-127, 128, (256 * scale, 16), dtype=np.int8), 32)
     return {
+        "gemm_w4a8_s32": lambda: core.gemm_w4a8_s32(a, w4, 1),
         "gemm_s8s8_s32_packed": lambda: core.gemm_s8s8_s32_packed(a, packed, 1),
         "lut4_search_topk": lambda: core.lut4_search_topk(luts, codes4, n, 64, ones, ones, 10, 1),
         "pq8_search_topk": lambda: core.pq8_search_topk(tables, codes8, n // 4, 10, 1),

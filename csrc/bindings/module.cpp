@@ -257,6 +257,109 @@ py::array_t<int32_t> gemm(const py::array& a, const py::array& b, int threads) {
   return c.array;
 }
 
+// W4A8 weights packed for the gemm_w4a8 variant that ran under `isa` at packing time; immutable once made.
+struct PackedW4 {
+  medqk::Isa isa;
+  std::string variant;  // the layout's owner: a product under another variant would misread it
+  std::size_t n, k, group_size, groups;
+  std::vector<uint8_t, StreamAllocator<uint8_t>> data;  // huge pages from 2 MiB up
+};
+
+std::shared_ptr<PackedW4> pack_w4(const py::array& codes, const py::array& levels, std::size_t group_size,
+                                  const std::string& isa_name) {
+  const std::size_t ldc = require_rows<uint8_t>(codes, "codes");
+  const std::size_t n = extent(codes, 0), k = extent(codes, 1);
+  const int8_t* lp = require<int8_t>(levels, "levels", 2);
+  if (extent(levels, 0) != n || extent(levels, 1) != 16) {
+    throw py::value_error("levels must have shape (N, 16)");
+  }
+  if (group_size == 0 || group_size % 32 != 0 || group_size > medqk::kMaxW4GroupSize) {
+    throw py::value_error("group_size must be a positive multiple of 32, at most 65536");
+  }
+  if (k > medqk::kMaxGemmK) throw py::value_error("codes has K > 131071: int32 accumulation could overflow");
+  const uint8_t* cp = static_cast<const uint8_t*>(codes.data());
+  for (std::size_t j = 0; j < n; ++j) {
+    uint8_t any = 0;
+    for (std::size_t p = 0; p < k; ++p) any |= cp[j * ldc + p];
+    if (any >= 16) throw py::value_error("codes must be < 16");
+  }
+  for (std::size_t i = 0; i < n * 16; ++i) {
+    if (lp[i] == -128) throw py::value_error("levels must be in [-127, 127]");
+  }
+  const medqk::Isa isa = isa_name.empty() ? medqk::active_isa() : isa_or_throw(isa_name);
+  if (!medqk::isa_supported(isa)) throw py::value_error("ISA '" + isa_name + "' is not available here");
+  auto p = std::make_shared<PackedW4>();
+  p->isa = isa;
+  p->variant = medqk::kernel_variant("gemm_w4a8", isa);
+  p->n = n;
+  p->k = k;
+  p->group_size = group_size;
+  p->groups = (k + group_size - 1) / group_size;
+  p->data.resize(medqk::pack_w4_bytes(isa, n, k, group_size));
+  without_gil([&] { medqk::pack_w4(isa, cp, n, k, ldc, lp, group_size, p->data.data()); });
+  return p;
+}
+
+// The W4A8 product's a (any view with contiguous rows, K columns) against weights packed by the variant that
+// runs now. Returns a's row stride.
+std::size_t check_w4_call(const py::array& a, const PackedW4& w) {
+  const std::size_t lda = require_rows<int8_t>(a, "a");
+  if (extent(a, 1) != w.k) {
+    throw py::value_error("a has K=" + std::to_string(a.shape(1)) + " columns but the weights have K=" +
+                          std::to_string(w.k));
+  }
+  const std::string now = medqk::kernel_variant("gemm_w4a8", w.isa);
+  if (now != w.variant) {
+    throw py::value_error("the weights were packed for gemm_w4a8 variant '" + w.variant + "' but '" + now +
+                          "' would run now: pack them again");
+  }
+  return lda;
+}
+
+py::array_t<int32_t> gemm_w4a8_s32(const py::array& a, const PackedW4& w, int threads) {
+  const std::size_t lda = check_w4_call(a, w);
+  const std::size_t m = extent(a, 0);
+  const int8_t* ap = static_cast<const int8_t*>(a.data());
+  auto d = output<int32_t>({m, w.n, w.groups});
+  without_gil([&] {
+    medqk::gemm_w4a8_s32(w.isa, ap, m, w.k, lda, w.data.data(), w.n, w.group_size, d.data, threads);
+  });
+  return d.array;
+}
+
+py::array_t<float> gemm_w4a8_f32(const py::array& a, const py::array& row_scale, const PackedW4& w,
+                                 const py::array& scales, const py::object& zeros, const py::object& bias,
+                                 int threads) {
+  const std::size_t lda = check_w4_call(a, w);
+  const std::size_t m = extent(a, 0);
+  const float* rs = require_len<float>(row_scale, "row_scale", m, "row_scale must have M entries");
+  const float* sp = require<float>(scales, "scales", 2);
+  if (extent(scales, 0) != w.n || extent(scales, 1) != w.groups) {
+    throw py::value_error("scales must have shape (N, G)");
+  }
+  py::array zeros_arr;
+  const int8_t* zp = nullptr;
+  if (!zeros.is_none()) {
+    zeros_arr = zeros.cast<py::array>();
+    zp = require<int8_t>(zeros_arr, "zeros", 2);
+    if (extent(zeros_arr, 0) != w.n || extent(zeros_arr, 1) != w.groups) {
+      throw py::value_error("zeros must have shape (N, G)");
+    }
+    for (std::size_t i = 0; i < w.n * w.groups; ++i) {
+      if (zp[i] < 0 || zp[i] > 15) throw py::value_error("zeros must be in [0, 15]");
+    }
+  }
+  py::array bias_arr;
+  const float* bp = optional_f32(bias, "bias", w.n, "bias must have N entries", bias_arr);
+  const int8_t* ap = static_cast<const int8_t*>(a.data());
+  auto out = output<float>({m, w.n});
+  without_gil([&] {
+    medqk::gemm_w4a8_f32(w.isa, ap, m, w.k, lda, w.data.data(), w.n, w.group_size, rs, sp, zp, bp, out.data,
+                         threads);
+  });
+  return out.array;
+}
+
 py::tuple quantize_rows_s8(const py::array& x) {
   const std::size_t ldx = require_rows<float>(x, "x");
   const std::size_t m = extent(x, 0), k = extent(x, 1);
@@ -826,6 +929,17 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_s8s8_s32", &gemm, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("gemm_s8s8_s32_packed", &gemm_packed, py::arg("a"), py::arg("b"), py::arg("threads") = 0);
   m.def("quantize_rows_s8", &quantize_rows_s8, py::arg("x"));
+  py::class_<PackedW4, std::shared_ptr<PackedW4>>(m, "PackedW4")
+      .def_property_readonly("n", [](const PackedW4& p) { return p.n; })
+      .def_property_readonly("k", [](const PackedW4& p) { return p.k; })
+      .def_property_readonly("group_size", [](const PackedW4& p) { return p.group_size; })
+      .def_property_readonly("isa", [](const PackedW4& p) { return std::string(medqk::isa_name(p.isa)); })
+      .def_property_readonly("variant", [](const PackedW4& p) { return p.variant; })
+      .def_property_readonly("nbytes", [](const PackedW4& p) { return p.data.size(); });
+  m.def("pack_w4", &pack_w4, py::arg("codes"), py::arg("levels"), py::arg("group_size"), py::arg("isa") = "");
+  m.def("gemm_w4a8_s32", &gemm_w4a8_s32, py::arg("a"), py::arg("w"), py::arg("threads") = 0);
+  m.def("gemm_w4a8_f32", &gemm_w4a8_f32, py::arg("a"), py::arg("row_scale"), py::arg("w"), py::arg("scales"),
+        py::arg("zeros"), py::arg("bias"), py::arg("threads") = 0);
   m.def("search_f16_topk", &search_f16_topk, py::arg("q"), py::arg("x"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("pq8_pack", &pq8_pack, py::arg("codes"));

@@ -231,6 +231,21 @@ Chain<const kernels::GemmS8Kernel*>& gemm_chain() {
   return chain;
 }
 
+// The W4A8 weight GEMM: each variant is a layout and its kernel. It is forceable (tests reach every variant);
+// a caller packs and multiplies under one choice (the Python PackedW4 records the variant and checks it).
+Chain<const kernels::GemmW4Kernel*>& gemm_w4a8_chain() {
+  static Chain<const kernels::GemmW4Kernel*> chain("gemm_w4a8", true, {
+#if defined(MEDQK_BUILD_AVX512VNNI)
+      {"avx512vnni", Isa::avx512vnni, kNoExtra, &kernels::avx512vnni::kGemmW4A8},  // vpdpbusd
+#endif
+#if defined(MEDQK_BUILD_AVX2)
+      {"avx2", Isa::avx2, kNoExtra, &kernels::avx2::kGemmW4A8},
+#endif
+      {"scalar", Isa::scalar, kNoExtra, &kernels::scalar::kGemmW4A8},
+  });
+  return chain;
+}
+
 Chain<kernels::Lut4ScanFn>& lut4_scan_chain() {
   static Chain<kernels::Lut4ScanFn> chain("lut4_scan", true, {
 #if defined(MEDQK_BUILD_AVX512VNNI)
@@ -325,7 +340,7 @@ Chain<kernels::QuantizeRowsFn>& quantize_rows_chain() {
 const std::vector<Operation*>& operations() {
   static const std::vector<Operation*> ops = {&gemm_chain(),     &lut4_scan_chain(),  &pq8_scan_chain(),
                                               &f16_scores_chain(), &s8_score_chain(), &pq_assign_chain(),
-                                              &quantize_rows_chain()};
+                                              &quantize_rows_chain(), &gemm_w4a8_chain()};
   return ops;
 }
 
@@ -437,6 +452,7 @@ const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
   return chain.get(isa);
 }
 
+const kernels::GemmW4Kernel* gemm_w4_kernel(Isa isa) { return gemm_w4a8_chain().get(isa); }
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) { return lut4_scan_chain().get(isa); }
 kernels::Lut4ScanFn lut4_scan_variant(const std::string& name) { return lut4_scan_chain().by_name(name, nullptr); }
 Pq8Kernel pq8_kernel(Isa isa) { return pq8_scan_chain().get(isa); }

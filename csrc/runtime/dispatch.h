@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/gemm_s8s8_s32.h"
+#include "kernels/gemm_w4a8.h"
 #include "kernels/lut4_scan.h"
 #include "kernels/f16_scores.h"
 #include "kernels/pq8_scan.h"
@@ -18,6 +19,8 @@ namespace runtime {
 
 // nullptr when `isa` is not built into this binary.
 const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa);
+// The W4A8 layout and kernel that run under `isa` now (a forced variant included).
+const kernels::GemmW4Kernel* gemm_w4_kernel(Isa isa);
 kernels::Lut4ScanFn lut4_scan_kernel(Isa isa);
 // The 8-bit scan of one query, and its group form where that beats scanning query by query (else nullptr:
 // pq8_search_topk then scans one query at a time).

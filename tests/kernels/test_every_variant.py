@@ -215,10 +215,28 @@ def check_quantize_rows_s8(variant: str) -> None:
         np.testing.assert_array_equal(scales, want_s)
 
 
+def check_gemm_w4a8(variant: str) -> None:
+    rng = np.random.default_rng(9)
+    # (m, n, k, group): the one-row tile and every row-tile height, odd n (half panels), partial last groups
+    for m, n, k, g in [(1, 1, 1, 32), (1, 9, 100, 32), (5, 7, 257, 64), (17, 33, 300, 128), (3, 5, 64, 96)]:
+        a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+        codes = rng.integers(0, 16, (n, k), dtype=np.uint8)
+        levels = rng.integers(-127, 128, (n, 16), dtype=np.int8)
+        a[0] = -128  # with levels -127: the pair sums that saturate u8 x s8 multiply-adds elsewhere
+        levels[0] = -127
+        w = np.take_along_axis(levels, codes.astype(np.intp), axis=1).astype(np.int64)
+        want = np.stack([a[:, i:i + g].astype(np.int64) @ w[:, i:i + g].T for i in range(0, k, g)], axis=-1)
+        with medqk.use_kernel("gemm_w4a8", variant):
+            packed = core.pack_w4(codes, levels, g)
+            for threads in (1, 2):
+                np.testing.assert_array_equal(core.gemm_w4a8_s32(a, packed, threads), want,
+                                              err_msg=f"{variant} {m}x{n}x{k} g{g}")
+
+
 CHECKS = {"gemm_s8s8_s32": [check_gemm], "lut4_scan": [check_lut4_scan, check_lut4_scan_ivf],
           "pq8_scan": [check_pq8_scan], "f16_scores": [check_f16_scores],
           "s8_score_candidates": [check_s8_score_candidates], "pq_assign": [check_pq_assign],
-          "quantize_rows_s8": [check_quantize_rows_s8]}
+          "quantize_rows_s8": [check_quantize_rows_s8], "gemm_w4a8": [check_gemm_w4a8]}
 
 
 def _params():

@@ -44,7 +44,7 @@ const std::string& isa_env_error();
 // Kernel variants. Each operation declares its kernels as a chain, best first (csrc/runtime/dispatch.cpp);
 // a CPU path runs the first variant whose ISA it includes (amx runs avx512vnni and avx2 kernels,
 // neon_dotprod runs neon ones) and whose extra CPU features (`needs`, e.g. avx512vbmi) are present.
-// Operations: gemm_s8s8_s32, lut4_scan, pq8_scan, f16_scores, s8_score_candidates, pq_assign,
+// Operations: gemm_s8s8_s32, gemm_w4a8, lut4_scan, pq8_scan, f16_scores, s8_score_candidates, pq_assign,
 // quantize_rows_s8. Every variant computes the same integer results (and the same float bits where the
 // operation documents an order); forcing one lets tests and benchmarks reach each kernel the CPU can run.
 struct KernelVariantInfo {
@@ -101,6 +101,34 @@ void gemm_s8s8_f32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k
 void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
                    const int8_t* b, std::size_t n, std::size_t ldb, int32_t* c, std::size_t ldc,
                    int threads);
+
+// ----------------------------------------------------------------------------------------------
+// W4A8 weight GEMM (csrc/runtime/gemm_w4a8.cpp, kernels/gemm_w4a8.h): 4-bit weight codes expanded through a
+// 16-entry int8 lookup per output row, times int8 activations, exact int32 per group.
+// Weights W (n x k): codes uint8 (n x k, each < 16), levels int8 (n x 16, each in [-127, 127]), groups of
+// group_size (a multiple of 32, at most kMaxW4GroupSize) along k, G = ceil(k / group_size), the last group
+// possibly partial. For a (m x k) int8 in [-128, 127]:
+//   D[m, n, g] = sum over k in group g of a[m, k] * levels[n, codes[n, k]]            (exact, int32)
+//   out[m, n]  = row_scale[m] * sum_g scales[n, g] * float(D[m, n, g] - zeros[n, g] * asum[m, g]) + bias[n]
+// with asum[m, g] the sum of a[m, :] over group g; zeros (n x G int8 in [0, 15]) and bias (n) may be null.
+// The float sum over g (and over the partial sums of each D a SIMD kernel keeps) runs in the kernel's order.
+// The packed layout belongs to the kernel variant that runs gemm_w4a8 for `isa` at packing time (the
+// chain's choice, or the variant force_kernel_variant pinned): pack and multiply under the same choice.
+// threads: 0 = all hardware threads. k <= kMaxGemmK.
+// ----------------------------------------------------------------------------------------------
+constexpr std::size_t kMaxW4GroupSize = 65536;  // |D - zeros * asum| <= 65536 * (128 * 127 + 15 * 128) < 2^31
+
+std::size_t pack_w4_bytes(Isa isa, std::size_t n, std::size_t k, std::size_t group_size);
+// codes row stride ldc bytes; packed: pack_w4_bytes bytes, any alignment.
+void pack_w4(Isa isa, const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, const int8_t* levels,
+             std::size_t group_size, uint8_t* packed);
+// d: m x n x G int32 (the integer result of every group, for tests and callers with their own epilogue).
+void gemm_w4a8_s32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t group_size, int32_t* d, int threads);
+// out: m x n float32, the fused epilogue above (no int32 pass over memory).
+void gemm_w4a8_f32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t group_size, const float* row_scale, const float* scales,
+                   const int8_t* zeros, const float* bias, float* out, int threads);
 
 // ----------------------------------------------------------------------------------------------
 // Float helpers around the integer GEMM (portable code, compiled at the baseline ISA).

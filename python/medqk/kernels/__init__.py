@@ -168,6 +168,175 @@ def quantize_rows_s8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scales
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_W4_GROUP_SIZE = 65536
+"""Largest W4A8 group: |D - zeros * asum| <= 65536 * (128 * 127 + 15 * 128) < 2**31."""
+
+
+class PackedW4:
+    """4-bit weights (N, K) packed once for :func:`gemm_w4a8_s32` / :func:`gemm_w4a8_f32`.
+
+    Made by :func:`pack_w4`. The layout belongs to the kernel variant that runs ``gemm_w4a8`` at packing time
+    (the active ISA's, or the one :func:`medqk.use_kernel` pins); a product under another variant is refused
+    with ValueError (pack again), never misread.
+    """
+
+    __slots__ = ("_codes", "_levels", "_native", "backend", "group_size", "isa", "k", "n", "variant")
+
+    def __init__(self, *_args, **_kwargs):
+        raise TypeError("use medqk.kernels.pack_w4(codes, levels, group_size) to make a PackedW4")
+
+    @classmethod
+    def _make(cls, backend: str, n: int, k: int, group_size: int, native=None, codes=None,
+              levels=None) -> PackedW4:
+        self = object.__new__(cls)
+        self.backend, self.n, self.k, self.group_size = backend, n, k, group_size
+        self.isa = native.isa if native is not None else "numba"
+        self.variant = native.variant if native is not None else "numba"
+        self._native, self._codes, self._levels = native, codes, levels
+        return self
+
+    @property
+    def groups(self) -> int:
+        """G = ceil(K / group_size): the number of scales (and zero points) per output row."""
+        return -(-self.k // self.group_size)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The (N, K) shape of the weights."""
+        return (self.n, self.k)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the packed layout (tables and padding included)."""
+        if self._native is not None:
+            return self._native.nbytes
+        return self._codes.nbytes + self._levels.nbytes
+
+    def __repr__(self) -> str:
+        return (f"PackedW4(n={self.n}, k={self.k}, group_size={self.group_size}, backend={self.backend!r}, "
+                f"variant={self.variant!r}, nbytes={self.nbytes})")
+
+
+def pack_w4(codes: np.ndarray, levels: np.ndarray, group_size: int) -> PackedW4:
+    """Packs 4-bit weights for the W4A8 GEMM with the active backend and kernel variant.
+
+    ``codes`` uint8 (N, K), each < 16 (3-bit and 2-bit codes are the same with fewer levels in use);
+    ``levels`` int8 (N, 16), each in [-127, 127]: weight (n, k) is ``levels[n, codes[n, k]]`` in groups of
+    ``group_size`` along K (a positive multiple of 32, at most 65536; the last group may be partial, no
+    padding needed). ``codes`` may be any uint8 view (rows read in place where contiguous).
+    """
+    codes = _matrix(codes, "codes", np.uint8)
+    n, k = codes.shape
+    if not isinstance(levels, np.ndarray):
+        raise TypeError(f"levels must be a numpy.ndarray of dtype int8, got {type(levels).__name__}")
+    if levels.dtype != np.int8:
+        raise TypeError(f"levels must have dtype int8, got {levels.dtype.name}")
+    if levels.shape != (n, 16):
+        raise ValueError(f"levels must have shape (N, 16) = ({n}, 16), got {levels.shape}")
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)):
+        raise TypeError(f"group_size must be an int, got {type(group_size).__name__}")
+    if group_size <= 0 or group_size % 32 != 0 or group_size > MAX_W4_GROUP_SIZE:
+        raise ValueError(f"group_size must be a positive multiple of 32, at most {MAX_W4_GROUP_SIZE}, "
+                         f"got {group_size}")
+    _check_k(k, "codes")
+    if int(codes.max()) >= 16:
+        raise ValueError(f"codes must be < 16 (4-bit), got a maximum of {int(codes.max())}")
+    if int(levels.min()) < -127:
+        raise ValueError("levels must be in [-127, 127], got -128")
+    levels = np.ascontiguousarray(levels)
+    if _backend.backend == "native":
+        handle = _backend._core.pack_w4(_row_major(codes, native=True), levels, int(group_size))
+        return PackedW4._make("native", n, k, int(group_size), native=handle)
+    return PackedW4._make("numba", n, k, int(group_size), codes=np.ascontiguousarray(codes).copy(),
+                          levels=levels.copy())
+
+
+def _w4_operands(a, packed) -> np.ndarray:
+    a = _matrix(a, "a", np.int8)
+    if not isinstance(packed, PackedW4):
+        raise TypeError(f"packed must be a PackedW4 (from pack_w4), got {type(packed).__name__}")
+    if a.shape[1] != packed.k:
+        raise ValueError(f"a has K={a.shape[1]} columns but the weights have K={packed.k}")
+    return _row_major(a, native=packed.backend == "native")
+
+
+def gemm_w4a8_s32(a: np.ndarray, packed: PackedW4, *, threads: int | None = None) -> np.ndarray:
+    """The exact int32 of every group: ``D[m, n, g] = sum over k in group g of a[m, k] * W[n, k]``, (M, N, G).
+
+    ``a`` int8 (M, K), the whole range (-128 included); ``W[n, k] = levels[n, codes[n, k]]`` as packed by
+    :func:`pack_w4`. Identical on every backend and kernel variant. ``threads``: None (all cores) or a
+    positive count; the GIL is released while it runs.
+    """
+    a = _w4_operands(a, packed)
+    nthreads = threads_arg(threads)
+    if packed.backend == "native":
+        return _backend._core.gemm_w4a8_s32(a, packed._native, nthreads)
+    from . import _numba_w4
+
+    d = np.empty((a.shape[0], packed.n, packed.groups), dtype=np.int32)
+    with _backend.numba_kernels().threads(nthreads):
+        _numba_w4.gemm_w4a8_s32(a, packed._codes, packed._levels, packed.group_size, d)
+    return d
+
+
+def _float_vector(x, name: str, length: int, what: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{name} must be a float numpy.ndarray, got "
+                        f"{x.dtype.name if isinstance(x, np.ndarray) else type(x).__name__}")
+    if x.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},) ({what}), got {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    finite(x, name)
+    return x
+
+
+def gemm_w4a8_f32(a: np.ndarray, row_scale: np.ndarray, packed: PackedW4, scales: np.ndarray,
+                  zeros: np.ndarray | None = None, bias: np.ndarray | None = None, *,
+                  threads: int | None = None) -> np.ndarray:
+    """The dequantized product, float32 (M, N), with the integer part exact:
+
+    ``out[m, n] = row_scale[m] * sum_g scales[n, g] * float(D[m, n, g] - zeros[n, g] * asum[m, g]) + bias[n]``
+
+    with D as in :func:`gemm_w4a8_s32` and ``asum[m, g]`` the sum of ``a[m, :]`` over group g. ``row_scale``
+    (M,) and ``bias`` (N,) float, finite; ``scales`` (N, G) float, finite and >= 0; ``zeros`` int8 (N, G) in
+    [0, 15] (asymmetric int4) or None; ``bias`` None for none. The float sum over groups runs in each kernel's
+    order: results agree across backends and variants within float32 rounding of G (and, in SIMD kernels, a
+    few more) terms.
+    """
+    a = _w4_operands(a, packed)
+    m, n, groups = a.shape[0], packed.n, packed.groups
+    row_scale = _float_vector(row_scale, "row_scale", m, "one per row of a")
+    if not isinstance(scales, np.ndarray) or not np.issubdtype(scales.dtype, np.floating):
+        raise TypeError("scales must be a float numpy.ndarray of shape (N, G)")
+    if scales.shape != (n, groups):
+        raise ValueError(f"scales must have shape (N, G) = ({n}, {groups}), got {scales.shape}")
+    scales = np.ascontiguousarray(scales, dtype=np.float32)
+    if not (scales.min() >= 0 and scales.max() <= _FLOAT32_MAX):  # a NaN makes both reductions NaN
+        raise ValueError("scales must be finite and >= 0")
+    if zeros is not None:
+        if not isinstance(zeros, np.ndarray) or zeros.dtype != np.int8:
+            raise TypeError("zeros must be None or an int8 numpy.ndarray of shape (N, G)")
+        if zeros.shape != (n, groups):
+            raise ValueError(f"zeros must have shape (N, G) = ({n}, {groups}), got {zeros.shape}")
+        if int(zeros.min()) < 0 or int(zeros.max()) > 15:
+            raise ValueError("zeros must be in [0, 15]")
+        zeros = np.ascontiguousarray(zeros)
+    if bias is not None:
+        bias = _float_vector(bias, "bias", n, "one per output row of the weights")
+    nthreads = threads_arg(threads)
+    if packed.backend == "native":
+        return _backend._core.gemm_w4a8_f32(a, row_scale, packed._native, scales, zeros, bias, nthreads)
+    from . import _numba_w4
+
+    out = np.empty((m, n), dtype=np.float32)
+    with _backend.numba_kernels().threads(nthreads):
+        _numba_w4.gemm_w4a8_f32(a, packed._codes, packed._levels, packed.group_size, row_scale, scales,
+                                zeros if zeros is not None else np.zeros((1, 1), np.int8), zeros is not None,
+                                bias if bias is not None else np.zeros(1, np.float32), bias is not None, out)
+    return out
+
+
 def pq_assign(x: np.ndarray, centroids: np.ndarray, *,
               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centroid per (row, subspace), the assignment step of PQ / k-means training and encoding.
@@ -214,7 +383,8 @@ def pq_assign(x: np.ndarray, centroids: np.ndarray, *,
     return codes, dist
 
 
-__all__ = ["MAX_GEMM_K", "PackedS8", "gemm_s8s8_s32", "pack_s8", "pq_assign", "quantize_rows_s8"]
+__all__ = ["MAX_GEMM_K", "MAX_W4_GROUP_SIZE", "PackedS8", "PackedW4", "gemm_s8s8_s32", "gemm_w4a8_f32",
+           "gemm_w4a8_s32", "pack_s8", "pack_w4", "pq_assign", "quantize_rows_s8"]
 
 
 def __dir__() -> list[str]:

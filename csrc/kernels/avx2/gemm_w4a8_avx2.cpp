@@ -1,0 +1,453 @@
+// AVX2 W4A8 GEMM: 4-bit codes expanded by vpshufb through each column's 16 int8 levels, multiplied by int8
+// activations, exact over the whole range (a = -128 and levels = +-127 included). Two paths share one layout.
+//
+// Layout (owned by this file): panels of 16 columns, each 8 column pairs (n, n + 1). A panel is 8 x 32 bytes
+// of levels, pair q's [L_n | L_n+1] (the table of one vpshufb whose lanes serve one column each), then for
+// each block of 32 k (K padded with code 0 to whole blocks) 8 x 32 bytes: in pair q's 32, byte j < 16 holds
+// code(n, 32b + j) in its low nibble and code(n, 32b + 16 + j) in its high nibble, bytes 16 + j the same for
+// column n + 1. Columns past n have levels and codes 0. Padding k never reach a result: both paths read the
+// activations through a copy padded with zeros.
+//
+// Few rows (GEMV): the sign trick on bytes. vpmaddubsw (u8 x s8 -> s16 pair sums) saturates once a pair sum
+// leaves int16, and (a + 128 as u8) * 127 * 2 does; here the unsigned operand is |a| (<= 128: vpabsb of -128
+// is 0x80 = 128 as u8) and the signed one sign(a) * w (vpsignb; |w| <= 127, so the negation never wraps):
+// each pair sum is at most 2 * 128 * 127 = 32512 < 2^15, exact; vpmaddwd by ones widens the pairs to int32.
+// An accumulator's lanes 0-3 are partial sums of column n, 4-7 of column n + 1; with the float output they
+// are converted and scaled at each group end and summed across lanes at the end.
+//
+// Many rows: per 32 products of a row the byte path issues vpsignb, vpmaddubsw and vpmaddwd, where the int8
+// GEMM issues two vpmaddwd; an expansion shared by the rows may cost more. So each slice of a panel is
+// decoded once to int16 in the int8 GEMM's widened layout (per k pair, 16 columns x (k, k + 1) as int16: two
+// vpshufb outputs are transposed by 16- and 32-bit unpacks and vpermq, then vpmovsxbw) into an L1 buffer that
+// every row tile reads; the micro-kernel is then the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair, vpmaddwd
+// (|pair sum| <= 2 * 128 * 127), vpaddd.
+// Accumulator lanes are columns (in the order kColumnOrder), so a group's fold into the float result is one
+// vcvtdq2ps and one FMA per 8 columns and row.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/gemm_w4a8.h"
+
+namespace medqk {
+namespace kernels {
+namespace avx2 {
+
+namespace {
+
+constexpr std::size_t kPanelCols = 16;
+constexpr std::size_t kPairs = kPanelCols / 2;  // column pairs per panel
+constexpr int kRows = 4;                        // rows per tile of the int16 path
+constexpr std::size_t kGemvMaxRows = 1;         // the byte path runs up to this many rows
+constexpr std::size_t kSliceK = 256;  // k per decoded slice (8 KiB of int16), whole groups at least
+
+std::size_t blocks32(std::size_t k) { return (k + 31) / 32; }
+std::size_t panel_bytes(std::size_t k) { return 32 * kPairs * (1 + blocks32(k)); }
+
+std::size_t packed_bytes(std::size_t n, std::size_t k, std::size_t /*group_size*/) {
+  return (n + kPanelCols - 1) / kPanelCols * panel_bytes(k);
+}
+
+void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, const int8_t* levels,
+          std::size_t /*group_size*/, uint8_t* packed) {
+  std::memset(packed, 0, packed_bytes(n, k, 0));
+  for (std::size_t j = 0; j < n; ++j) {
+    uint8_t* panel = packed + (j / kPanelCols) * panel_bytes(k);
+    const std::size_t pair = j % kPanelCols / 2, half = 16 * (j % 2);
+    std::memcpy(panel + 32 * pair + half, levels + j * 16, 16);
+    uint8_t* code_blocks = panel + 32 * kPairs + 32 * pair + half;
+    for (std::size_t p = 0; p < k; ++p) {
+      code_blocks[32 * kPairs * (p / 32) + p % 16] |=
+          static_cast<uint8_t>(codes[j * ldc + p] << (p % 32 & 16 ? 4 : 0));
+    }
+  }
+}
+
+// Activations of the rows of one call, K padded with zeros to whole blocks of 32, a and |a| (as u8), each
+// half block of 16 k stored twice (64 bytes per block: [k 0-15 | k 0-15][k 16-31 | k 16-31]) so that the
+// kernel reads the operand of both columns' lanes with a plain load (a broadcast would take a shuffle port).
+struct Activations {
+  std::vector<int8_t> a;
+  std::vector<uint8_t> abs;
+  std::size_t stride;
+  Activations(const W4A8Args& x, std::size_t m0, std::size_t m1) : stride(64 * blocks32(x.k)) {
+    a.assign((m1 - m0) * stride, 0);
+    abs.assign((m1 - m0) * stride, 0);
+    for (std::size_t i = m0; i < m1; ++i) {
+      int8_t* dst = a.data() + (i - m0) * stride;
+      for (std::size_t p = 0; p < x.k; p += 16) {
+        const std::size_t len = std::min<std::size_t>(16, x.k - p);
+        std::memcpy(dst + 2 * p, x.a + i * x.lda + p, len);
+        std::memcpy(dst + 2 * p + 16, x.a + i * x.lda + p, len);
+      }
+      uint8_t* dst_abs = abs.data() + (i - m0) * stride;
+      for (std::size_t p = 0; p < stride; p += 32) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(dst + p));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst_abs + p), _mm256_abs_epi8(v));
+      }
+    }
+  }
+};
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Sums of lanes 0-3 and 4-7 of v.
+inline void half_sums(__m256i v, int32_t* s0, int32_t* s1) {
+  const __m128i pairs = _mm_hadd_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  const __m128i quads = _mm_hadd_epi32(pairs, pairs);
+  *s0 = _mm_cvtsi128_si32(quads);
+  *s1 = _mm_extract_epi32(quads, 1);
+}
+
+// The byte path. Rows [0, R) of a tile (activation rows ta, |a| rows tabs, stride `stride`) times P
+// consecutive column pairs of one panel (tables at `tables`, 32 bytes apart; codes from `codes`) from column
+// j: the int32 D of every group (x.d) or the float output (x.out), columns past n skipped, result rows i0 +
+// r. The P panels share each activation load, and their R x P accumulators are independent chains (a GEMV
+// needs P > 1 to keep the pipes busy).
+template <int R, int P, bool kInt32, bool kZeros>
+void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t stride, const uint8_t* tables,
+          const uint8_t* codes, std::size_t i0, std::size_t j) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const std::size_t blocks = blocks32(x.k), group_blocks = x.group_size / 32;
+  const std::size_t cols = std::min<std::size_t>(2 * P, x.n - j);
+  __m256 facc[R][P];
+  for (int r = 0; r < R; ++r) {
+    for (int p = 0; p < P; ++p) facc[r][p] = _mm256_setzero_ps();
+  }
+  for (std::size_t g = 0, b = 0; g < x.groups; ++g) {
+    __m256i acc[R][P];
+    for (int r = 0; r < R; ++r) {
+      for (int p = 0; p < P; ++p) acc[r][p] = _mm256_setzero_si256();
+    }
+    for (const std::size_t b1 = std::min(blocks, b + group_blocks); b < b1; ++b) {
+      // a GEMV streams the weights once: ask for the panel's codes 16 blocks (4 KiB) ahead, all 8 pairs
+      const char* ahead = reinterpret_cast<const char*>(codes + 32 * kPairs * (b + 16));
+      for (int line = 0; line < 4; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
+      for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then k 16-31 (high)
+        __m256i w[P];
+        for (int p = 0; p < P; ++p) {
+          const __m256i v = load32(codes + 32 * kPairs * b + 32 * p);
+          const __m256i idx = _mm256_and_si256(half == 0 ? v : _mm256_srli_epi16(v, 4), low4);
+          w[p] = _mm256_shuffle_epi8(load32(tables + 32 * p), idx);
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m256i ar = load32(ta + r * stride + 64 * b + 32 * half);
+          const __m256i ur = load32(tabs + r * stride + 64 * b + 32 * half);
+          for (int p = 0; p < P; ++p) {
+            const __m256i prod = _mm256_maddubs_epi16(ur, _mm256_sign_epi8(w[p], ar));
+            acc[r][p] = _mm256_add_epi32(acc[r][p], _mm256_madd_epi16(prod, ones));
+          }
+        }
+      }
+    }
+    if (kInt32) {
+      for (int r = 0; r < R; ++r) {
+        for (int p = 0; p < P; ++p) {
+          int32_t d[2];
+          half_sums(acc[r][p], &d[0], &d[1]);
+          for (std::size_t c = 2 * p; c < std::min<std::size_t>(cols, 2 * p + 2); ++c) {
+            x.d[((i0 + r) * x.n + j + c) * x.groups + g] = d[c - 2 * p];
+          }
+        }
+      }
+      continue;
+    }
+    for (int p = 0; p < P; ++p) {
+      const std::size_t c0 = j + 2 * p, c1 = c0 + 1 < x.n ? c0 + 1 : c0;  // c1 = c0: a padding column's lanes
+      if (g % 16 == 0) {  // each column's scales are a stream of their own: the next line, 16 groups ahead
+        _mm_prefetch(reinterpret_cast<const char*>(x.scales + c0 * x.groups + g + 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(x.scales + c1 * x.groups + g + 16), _MM_HINT_T0);
+      }
+      const __m256 scale = _mm256_setr_m128(_mm_set1_ps(x.scales[c0 * x.groups + g]),
+                                            _mm_set1_ps(x.scales[c1 * x.groups + g]));
+      for (int r = 0; r < R; ++r) {
+        __m256i dr = acc[r][p];
+        if (kZeros) {
+          const int32_t as = x.asum[(i0 + r) * x.groups + g];
+          const int32_t z0 = x.zeros[c0 * x.groups + g] * as, z1 = x.zeros[c1 * x.groups + g] * as;
+          dr = _mm256_sub_epi32(dr, _mm256_setr_epi32(z0, 0, 0, 0, z1, 0, 0, 0));
+        }
+        facc[r][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dr), scale, facc[r][p]);
+      }
+    }
+  }
+  if (kInt32) return;
+  for (int r = 0; r < R; ++r) {
+    float* row = x.out + (i0 + r) * x.n + j;
+    const float rs = x.row_scale[i0 + r];
+    for (int p = 0; p < P; ++p) {
+      const __m128 pairs =
+          _mm_hadd_ps(_mm256_castps256_ps128(facc[r][p]), _mm256_extractf128_ps(facc[r][p], 1));
+      float sums[4];
+      _mm_storeu_ps(sums, _mm_hadd_ps(pairs, pairs));
+      for (std::size_t c = 2 * p; c < std::min<std::size_t>(cols, 2 * p + 2); ++c) {
+        row[c] = rs * sums[c - 2 * p] + (x.bias != nullptr ? x.bias[j + c] : 0.0f);
+      }
+    }
+  }
+}
+
+// The byte path (few rows) over columns [n0, n1) (whole panels from n0), row by row, 4 column pairs at a
+// time.
+template <bool kInt32, bool kZeros>
+void gemm_bytes(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+  const Activations act(x, m0, m1);
+  const std::size_t pb = panel_bytes(x.k);
+  for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
+    const uint8_t* tables = x.packed + j0 / kPanelCols * pb;
+    const uint8_t* codes = tables + 32 * kPairs;
+    const std::size_t pairs = (std::min(n1, j0 + kPanelCols) - j0 + 1) / 2;
+    for (std::size_t i = m0; i < m1; ++i) {
+      const int8_t* ta = act.a.data() + (i - m0) * act.stride;
+      const uint8_t* tabs = act.abs.data() + (i - m0) * act.stride;
+      std::size_t q = 0;
+      for (; q + 4 <= pairs; q += 4) {
+        tile<1, 4, kInt32, kZeros>(x, ta, tabs, act.stride, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
+      }
+      for (; q < pairs; ++q) {
+        tile<1, 1, kInt32, kZeros>(x, ta, tabs, act.stride, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
+      }
+    }
+  }
+}
+
+// The int16 path. Column order of the decoded slice and of every accumulator: lane l of the 8-column half s
+// holds column 8 s + kColumnOrder[l] of the panel (the transpose below interleaves even and odd columns).
+constexpr int kColumnOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+// Decodes blocks [b0, b1) of a panel to int16: for each k pair p, 64 bytes = 16 columns x (w[k], w[k + 1]).
+void decode_slice(const uint8_t* panel, std::size_t b0, std::size_t b1, int16_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (std::size_t b = b0; b < b1; ++b) {
+    const uint8_t* codes = panel + 32 * kPairs * (1 + b);
+    // few rows stream the weights from memory: the next slice's codes are asked for while this one computes
+    for (int line = 0; line < 4; ++line) {
+      _mm_prefetch(reinterpret_cast<const char*>(codes + 32 * kPairs * (kSliceK / 32) + 64 * line), _MM_HINT_T1);
+    }
+    for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then 16-31 (high)
+      for (int set = 0; set < 2; ++set) {   // columns 0-7, then 8-15
+        __m256i e[4];                       // e[q]: lane 0 column 2q (16 k), lane 1 column 2q + 1
+        for (int q = 0; q < 4; ++q) {
+          const __m256i v = load32(codes + 32 * (4 * set + q));
+          const __m256i idx = _mm256_and_si256(half == 0 ? v : _mm256_srli_epi16(v, 4), low4);
+          e[q] = _mm256_shuffle_epi8(load32(panel + 32 * (4 * set + q)), idx);
+        }
+        // per lane, 16-bit units are k pairs: transpose 4 columns x 8 pairs to 8 pairs x 4 columns
+        const __m256i u0 = _mm256_unpacklo_epi16(e[0], e[1]), u1 = _mm256_unpackhi_epi16(e[0], e[1]);
+        const __m256i u2 = _mm256_unpacklo_epi16(e[2], e[3]), u3 = _mm256_unpackhi_epi16(e[2], e[3]);
+        const __m256i v[4] = {_mm256_unpacklo_epi32(u0, u2), _mm256_unpackhi_epi32(u0, u2),
+                              _mm256_unpacklo_epi32(u1, u3), _mm256_unpackhi_epi32(u1, u3)};
+        for (int t = 0; t < 4; ++t) {  // v[t]: pairs 2t, 2t + 1 (even columns in lane 0, odd in lane 1)
+          const __m256i pp = _mm256_permute4x64_epi64(v[t], 0xD8);  // lane 0: pair 2t, lane 1: pair 2t + 1
+          int16_t* dst = out + ((b - b0) * 16 + 8 * half + 2 * t) * 32 + 16 * set;
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dst),
+                             _mm256_cvtepi8_epi16(_mm256_castsi256_si128(pp)));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32),
+                             _mm256_cvtepi8_epi16(_mm256_extracti128_si256(pp, 1)));
+        }
+      }
+    }
+  }
+}
+
+// A (rows of one call) widened to int16, K padded with zeros to whole blocks: one int32 word per k pair.
+std::vector<int32_t> widen_rows(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t kp) {
+  std::vector<int32_t> wide((m1 - m0) * kp, 0);
+  for (std::size_t i = m0; i < m1; ++i) {
+    int16_t* dst = reinterpret_cast<int16_t*>(wide.data() + (i - m0) * kp);
+    for (std::size_t p = 0; p < x.k; ++p) dst[p] = x.a[i * x.lda + p];
+  }
+  return wide;
+}
+
+// R rows x 16 columns over k pairs [p0, p1) of the decoded slice (pairs counted from the slice start): int32
+// sums, lanes in kColumnOrder.
+template <int R>
+inline void micro(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t p1,
+                  __m256i acc[][2]) {
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+  for (std::size_t p = p0; p < p1; ++p) {
+    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(slice + 32 * p));
+    const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(slice + 32 * p + 16));
+    for (int r = 0; r < R; ++r) {
+      const __m256i ar = _mm256_set1_epi32(a[r * kp + p]);
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(ar, b0));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(ar, b1));
+    }
+  }
+}
+
+// The full tile, in inline assembly: GCC 12 compiles micro<4> with a register copy per accumulator and k pair
+// (8 extra instructions in a 31-instruction loop), which the front end pays for. 8 accumulators (ymm4-11),
+// the two 8-column halves of the slice's pair (ymm0-1), one broadcast pair of a (ymm2) and a product (ymm3).
+template <>
+inline void micro<4>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t p1,
+                     __m256i acc[][2]) {
+  alignas(32) int32_t tile[4][16];
+  const int32_t* a0 = a + p0;
+  const int32_t* a1 = a0 + kp;
+  const int32_t* a2 = a1 + kp;
+  const int32_t* a3 = a2 + kp;
+  const int16_t* b = slice + 32 * p0;
+  std::size_t i = 0;
+  const std::size_t n = p1 - p0;
+#define MEDQK_W4_ROW(A, X, Y)           \
+  "vpbroadcastd (%[" A                  \
+  "],%[i],4), %%ymm2\n\t"               \
+  "vpmaddwd %%ymm0, %%ymm2, %%ymm3\n\t" \
+  "vpaddd %%ymm3, %%ymm" X ", %%ymm" X  \
+  "\n\t"                                \
+  "vpmaddwd %%ymm1, %%ymm2, %%ymm2\n\t" \
+  "vpaddd %%ymm2, %%ymm" Y ", %%ymm" Y "\n\t"
+  __asm__ volatile(
+      "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
+      "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
+      "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
+      "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
+      "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
+      "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
+      "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
+      "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
+      "1:\n\t"
+      "vmovdqa   (%[b]), %%ymm0\n\t"
+      "vmovdqa 32(%[b]), %%ymm1\n\t"
+      "add $64, %[b]\n\t"  //
+      MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7")  //
+      MEDQK_W4_ROW("a2", "8", "9") MEDQK_W4_ROW("a3", "10", "11")
+      "inc %[i]\n\t"
+      "cmp %[i], %[n]\n\t"
+      "jne 1b\n\t"
+      "vmovdqa %%ymm4, 0(%[t])\n\t"
+      "vmovdqa %%ymm5, 32(%[t])\n\t"
+      "vmovdqa %%ymm6, 64(%[t])\n\t"
+      "vmovdqa %%ymm7, 96(%[t])\n\t"
+      "vmovdqa %%ymm8, 128(%[t])\n\t"
+      "vmovdqa %%ymm9, 160(%[t])\n\t"
+      "vmovdqa %%ymm10, 192(%[t])\n\t"
+      "vmovdqa %%ymm11, 224(%[t])\n\t"
+      : [b] "+r"(b), [i] "+r"(i)
+      : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3), [n] "r"(n), [t] "r"(&tile[0][0])
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+        "memory", "cc");
+#undef MEDQK_W4_ROW
+  for (int r = 0; r < 4; ++r) {
+    acc[r][0] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[r]));
+    acc[r][1] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[r] + 8));
+  }
+}
+
+// Per panel state of the int16 path: each group's scales (and zero points) in the accumulators' column order,
+// and the float sums of every row.
+struct PanelFold {
+  std::vector<float> scale;   // groups x 16
+  std::vector<int32_t> zero;  // groups x 16, when zeros
+  std::vector<float> sums;    // rows x 16
+};
+
+template <int R>
+void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16_t* slice,
+                std::size_t slice_p0, std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold,
+                std::size_t fold_row) {
+  const std::size_t gp = x.group_size / 2;  // k pairs per group
+  for (std::size_t p = slice_p0; p < slice_p1; p += gp) {
+    const std::size_t g = p / gp, p1 = std::min(slice_p1, p + gp);
+    __m256i acc[R][2];
+    micro<R>(a + slice_p0, kp, slice, p - slice_p0, p1 - slice_p0, acc);
+    if (x.d != nullptr) {
+      alignas(32) int32_t t[R][16];
+      for (int r = 0; r < R; ++r) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t[r]), acc[r][0]);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(t[r] + 8), acc[r][1]);
+        for (std::size_t c = 0; c < 16; ++c) {
+          const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+          if (col < x.n) x.d[((i0 + r) * x.n + col) * x.groups + g] = t[r][c];
+        }
+      }
+      continue;
+    }
+    for (int s = 0; s < 2; ++s) {
+      const __m256 scale = _mm256_loadu_ps(fold.scale.data() + 16 * g + 8 * s);
+      for (int r = 0; r < R; ++r) {
+        __m256i d = acc[r][s];
+        if (x.zeros != nullptr) {
+          const __m256i z =
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fold.zero.data() + 16 * g + 8 * s));
+          d = _mm256_sub_epi32(d, _mm256_mullo_epi32(z, _mm256_set1_epi32(x.asum[(i0 + r) * x.groups + g])));
+        }
+        float* sum = fold.sums.data() + (fold_row + r) * 16 + 8 * s;
+        _mm256_storeu_ps(sum, _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, _mm256_loadu_ps(sum)));
+      }
+    }
+  }
+}
+
+using RowsSlice = void (*)(const W4A8Args&, const int32_t*, std::size_t, const int16_t*, std::size_t,
+                           std::size_t, std::size_t, std::size_t, PanelFold&, std::size_t);
+constexpr RowsSlice kRowsSlice[kRows + 1] = {nullptr, rows_slice<1>, rows_slice<2>, rows_slice<3>,
+                                             rows_slice<4>};
+
+void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+  const std::size_t blocks = blocks32(x.k), kp = 16 * blocks, gp = x.group_size / 2;
+  const std::vector<int32_t> wide = widen_rows(x, m0, m1, kp);
+  const std::size_t slice_pairs = std::max(gp, kSliceK / 2 / gp * gp);  // whole groups
+  std::vector<int16_t, std::allocator<int16_t>> slice_store(slice_pairs * 32 + 16);
+  int16_t* slice =
+      reinterpret_cast<int16_t*>((reinterpret_cast<std::uintptr_t>(slice_store.data()) + 31) & ~31ull);
+  PanelFold fold;
+  fold.scale.resize(x.groups * 16);
+  if (x.zeros != nullptr) fold.zero.resize(x.groups * 16);
+  fold.sums.resize((m1 - m0) * 16);
+  const std::size_t pb = panel_bytes(x.k);
+  for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
+    const uint8_t* panel = x.packed + j0 / kPanelCols * pb;
+    if (x.out != nullptr) {
+      for (std::size_t c = 0; c < 16; ++c) {
+        const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+        for (std::size_t g = 0; g < x.groups; ++g) {
+          fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
+          if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
+        }
+      }
+      std::fill(fold.sums.begin(), fold.sums.end(), 0.0f);
+    }
+    for (std::size_t p0 = 0; p0 < kp; p0 += slice_pairs) {
+      const std::size_t p1 = std::min(kp, p0 + slice_pairs);
+      decode_slice(panel, p0 / 16, p1 / 16, slice);
+      for (std::size_t i = m0; i < m1; i += kRows) {
+        const std::size_t rows = std::min<std::size_t>(kRows, m1 - i);
+        kRowsSlice[rows](x, wide.data() + (i - m0) * kp, kp, slice, p0, p1, i, j0, fold, i - m0);
+      }
+    }
+    if (x.out == nullptr) continue;
+    for (std::size_t i = m0; i < m1; ++i) {
+      const float rs = x.row_scale[i];
+      for (std::size_t c = 0; c < 16; ++c) {
+        const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+        if (col >= x.n) continue;
+        const float v = rs * fold.sums[(i - m0) * 16 + c];
+        x.out[i * x.n + col] = x.bias != nullptr ? v + x.bias[col] : v;
+      }
+    }
+  }
+}
+
+void gemm(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+  if (m1 - m0 <= kGemvMaxRows) {
+    if (x.d != nullptr) return gemm_bytes<true, false>(x, m0, m1, n0, n1);
+    if (x.zeros != nullptr) return gemm_bytes<false, true>(x, m0, m1, n0, n1);
+    gemm_bytes<false, false>(x, m0, m1, n0, n1);
+  } else {
+    gemm_int16(x, m0, m1, n0, n1);
+  }
+}
+
+}  // namespace
+
+const GemmW4Kernel kGemmW4A8 = {kPanelCols, packed_bytes, pack, gemm};
+
+}  // namespace avx2
+}  // namespace kernels
+}  // namespace medqk
