@@ -19,7 +19,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _threads  # noqa: E402,F401  (sets the thread variables before numpy loads)
-
 import numpy as np  # noqa: E402
 from compare_gemm import fmt, interleaved_medians, ratio  # noqa: E402
 

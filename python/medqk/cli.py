@@ -186,12 +186,38 @@ def _remove_empty(created: list[Path]) -> None:
             return
 
 
+def _read_texts(path: str, flag: str) -> list[str]:
+    """Texts from a .jsonl file (a "text" field per line) or a plain text file (one per line), blank lines
+    skipped; a clear error naming ``flag`` otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{flag} {path!r}: cannot read ({exc})") from None
+    if not lines:
+        raise ValueError(f"{flag} {path!r} holds no texts")
+    if not path.endswith(".jsonl"):
+        return [line.rstrip("\n") for line in lines]
+    texts = []
+    for number, line in enumerate(lines, 1):
+        try:
+            text = json.loads(line)["text"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{flag} {path!r}: line {number} is not a JSON object with a \"text\" field") from None
+        if not isinstance(text, str):
+            raise ValueError(f"{flag} {path!r}: line {number}: \"text\" is not a string")
+        texts.append(text)
+    return texts
+
+
 def _quantize_command(args) -> int:
     from .encoder import PRECISIONS, SentenceEncoder
 
     if args.precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
-    encoder = SentenceEncoder.load(args.model, precision=args.precision, max_seq_length=args.max_seq_length)
+    calib = _read_texts(args.calib, "--calib") if args.calib else None
+    encoder = SentenceEncoder.load(args.model, precision=args.precision, max_seq_length=args.max_seq_length,
+                                   calib=calib)
     encoder.save(args.out)
     print(f"Wrote {args.out}: {encoder!r}, {encoder.nbytes / 1e6:.1f} MB of parameters")
     return 0
@@ -224,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_quant.add_argument("--precision", default="int8",
                          help="float32, int8 (default), int4, nf4, codebook4, codebook3 or codebook2")
     p_quant.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.mqm)")
+    p_quant.add_argument("--calib", metavar="FILE", help="calibration texts for GPTQ rounding of the 4-, 3- and "
+                         "2-bit layers: a .jsonl file with a \"text\" field per line, or a text file, one per line")
     p_quant.add_argument("--max-seq-length", type=_int_at_least(2, "an integer >= 2"), default=None, metavar="N",
                          help="longest input in tokens (default: the folder's sentence_bert_config.json)")
     p_eval = sub.add_parser(

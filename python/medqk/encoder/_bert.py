@@ -76,15 +76,26 @@ class SentenceEncoder:
         raise TypeError("use SentenceEncoder.load(model_dir, precision='float32')")
 
     @classmethod
-    def load(cls, model_dir, precision: str | None = None, *, max_seq_length: int | None = None) -> SentenceEncoder:
+    def load(cls, model_dir, precision=None, *, max_seq_length: int | None = None, calib=None,
+             calib_batch_size: int = 32, progress: bool | None = None) -> SentenceEncoder:
         """Reads ``model_dir``: a model folder (see the module doc), whose weights are prepared at ``precision``
-        ("float32", the default, or "int8"), or a model file written by :meth:`save` / ``medqk quantize``, which
-        keeps the precision it was saved at unless ``precision`` asks for another (possible only from a float32
-        file: a quantized file has no float weights left). ``max_seq_length`` overrides the folder's or file's
-        (at most the position table's size)."""
+        (a name of PRECISIONS, "float32" by default, or a per-layer plan), or a model file written by
+        :meth:`save` / ``medqk quantize``, which keeps the precision it was saved at unless ``precision`` asks
+        for another (possible only from a float32 file: a quantized file has no float weights left).
+        ``max_seq_length`` overrides the folder's or file's (at most the position table's size).
+
+        ``calib``: texts (a list of str) that switch the 4-, 3- and 2-bit layers to GPTQ rounding: the float
+        model runs over them once, each linear layer's Hessian 2 X^T X is summed over the unpadded tokens of its
+        input, and :func:`medqk.quantize_weights` rounds the layer with it (int8 layers stay round to nearest).
+        """
         if precision is not None:
             _check_precision(precision)
         source = os.fspath(model_dir)
+        if calib is not None:
+            if precision is None or precision == "float32":
+                raise ValueError("calib (GPTQ) needs a quantized precision")
+            float_encoder = cls.load(source, "float32", max_seq_length=max_seq_length)
+            return float_encoder._calibrated(precision, _texts(calib), calib_batch_size, progress)
         if os.path.isfile(source):
             return cls._load_file(source, precision, max_seq_length)
         precision = precision or "float32"
@@ -118,6 +129,28 @@ class SentenceEncoder:
         self._embeddings = embeddings
         self._layers = layers
         return self
+
+    def _calibrated(self, precision, texts: list[str], batch_size: int, progress) -> SentenceEncoder:
+        """This float32 encoder's weights at ``precision``, the low-bit layers rounded by GPTQ with the
+        Hessians of their inputs over ``texts``."""
+        if self.precision != "float32":
+            raise ValueError(f"calib needs float weights; {self.folder!r} holds a {self.precision} model")
+        self._hessians = {}
+        try:
+            self.encode(texts, batch_size=batch_size, progress=progress)
+            hessians = self._hessians
+        finally:
+            del self._hessians
+        layers = []
+        for i, layer in enumerate(self._layers):
+            new = dict(layer)
+            for name in _LINEARS:
+                w = np.ascontiguousarray(layer[name].weight_t.T)
+                new[name] = _prepared(w, layer[name].bias, _resolve(precision, f"layer.{i}.{name}"),
+                                      hessian=hessians[i, name])
+            layers.append(new)
+        return type(self)._assemble(self.folder, self.config, precision, self.pooling, self.normalize,
+                                    self.max_seq_length, self._tokenizer, self._embeddings, layers)
 
     def save(self, path) -> None:
         """Writes the encoder as it runs (tokenizer, configuration, embeddings, every layer at its precision)
@@ -240,13 +273,23 @@ class SentenceEncoder:
         key_bias = np.where(mask, np.float32(0.0), np.float32(np.finfo(np.float32).min))[:, None, None, :]
         heads, dh = cfg.num_heads, cfg.hidden_size // cfg.num_heads
         scale = np.float32(1.0 / math.sqrt(dh))
-        for layer in self._layers:
+        hessians = getattr(self, "_hessians", None)  # set while _calibrated runs the float model
+        valid = mask.reshape(-1)
+
+        def lin(i: int, name: str, inp: np.ndarray) -> np.ndarray:
+            if hessians is not None:
+                rows = inp[valid].astype(np.float64)
+                h = hessians.setdefault((i, name), np.zeros((inp.shape[1], inp.shape[1])))
+                h += 2.0 * (rows.T @ rows)
+            return self._layers[i][name](inp, threads=threads)
+
+        for li, layer in enumerate(self._layers):
             def split(t):  # (b * length, hidden) -> (b, heads, length, dh), C order: batched BLAS products
                 return np.ascontiguousarray(t.reshape(b, length, heads, dh).transpose(0, 2, 1, 3))
 
-            q = split(_linear(layer["attention.self.query"], x, threads))
-            k = split(_linear(layer["attention.self.key"], x, threads))
-            v = split(_linear(layer["attention.self.value"], x, threads))
+            q = split(lin(li, "attention.self.query", x))
+            k = split(lin(li, "attention.self.key", x))
+            v = split(lin(li, "attention.self.value", x))
             scores = np.matmul(q, k.transpose(0, 1, 3, 2))  # (b, heads, length, length), in place below
             scores *= scale
             scores += key_bias
@@ -254,10 +297,10 @@ class SentenceEncoder:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             ctx = np.matmul(scores, v).transpose(0, 2, 1, 3).reshape(b * length, cfg.hidden_size)
-            attn = _linear(layer["attention.output.dense"], ctx, threads)
+            attn = lin(li, "attention.output.dense", ctx)
             x = _layer_norm(attn + x, layer["ln1_w"], layer["ln1_b"], cfg.layer_norm_eps)
-            inter = _gelu(_linear(layer["intermediate.dense"], x, threads))
-            out = _linear(layer["output.dense"], inter, threads)
+            inter = _gelu(lin(li, "intermediate.dense", x))
+            out = lin(li, "output.dense", inter)
             x = _layer_norm(out + x, layer["ln2_w"], layer["ln2_b"], cfg.layer_norm_eps)
         x = x.reshape(b, length, cfg.hidden_size)
         if self.pooling == "cls":
@@ -323,10 +366,6 @@ def _stored(arrays: dict, name: str, where: str) -> np.ndarray:
     return a
 
 
-def _linear(layer, x: np.ndarray, threads: int) -> np.ndarray:
-    return layer(x, threads=threads)
-
-
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(axis=-1, keepdims=True)
     centered = x - mean
@@ -380,12 +419,17 @@ def layer_names(num_layers: int) -> list[str]:
     return [f"layer.{i}.{name}" for i in range(num_layers) for name in _LINEARS]
 
 
-def _prepared(w: np.ndarray, bias: np.ndarray, precision: str):
-    """The linear layer ``x @ w.T + bias`` at ``precision`` (a name of PRECISIONS)."""
+def _prepared(w: np.ndarray, bias: np.ndarray, precision: str, hessian: np.ndarray | None = None):
+    """The linear layer ``x @ w.T + bias`` at ``precision`` (a name of PRECISIONS); ``hessian`` (2 X^T X of
+    its inputs) makes the 4-, 3- and 2-bit formats round by GPTQ."""
     from ..linear import QuantizedLinear
 
     options = PRECISIONS[precision]
-    return _FloatLinear(w, bias) if options is None else QuantizedLinear.from_float(w, bias, **options)
+    if options is None:
+        return _FloatLinear(w, bias)
+    if hessian is not None and options["bits"] < 8:
+        options = {**options, "hessian": hessian}
+    return QuantizedLinear.from_float(w, bias, **options)
 
 
 def _read_layer(ckpt: _Checkpoint, i: int, config: BertConfig, precision: str) -> dict:
