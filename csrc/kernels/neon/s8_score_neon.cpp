@@ -12,12 +12,8 @@ namespace neon {
 void s8_score_candidates(const float* q, std::size_t d, const int8_t* codes, std::size_t n, const int64_t* cand,
                          std::size_t kc, float* out) {
   for (std::size_t c = 0; c < kc; ++c) {
-    s8_score_prefetch(codes, n, d, cand, c, kc);
-    if (!s8_score_valid(cand[c], n)) {
-      out[c] = -std::numeric_limits<float>::infinity();
-      continue;
-    }
-    const int8_t* row = codes + static_cast<std::size_t>(cand[c]) * d;
+    const int8_t* row = s8_score_row(codes, n, d, cand, c, kc, out);
+    if (row == nullptr) continue;
     float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
     std::size_t j = 0;
     for (; j + 16 <= d; j += 16) {
