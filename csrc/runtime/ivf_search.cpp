@@ -17,12 +17,6 @@
 #include <limits>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#elif defined(__ARM_NEON)
-#include <arm_neon.h>
-#endif
-
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
 #include "runtime/code_layout.h"
@@ -40,31 +34,6 @@ constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per kernel cal
 constexpr int32_t kLutMax = static_cast<int32_t>(kernels::kLut4MaxEntry);
 constexpr std::size_t kQueriesPerChunk = 4096;  // queries sharing the list visits (< 2^16: packed in a key)
 
-// Bit u set where p[u] > thr, u < 16 (float compare; baseline SSE2 / NEON, as greater_mask16 in topk.h).
-inline unsigned greater_mask16_f32(const float* p, float thr) {
-#if defined(__SSE2__)
-  const __m128 t = _mm_set1_ps(thr);
-  unsigned mask = 0;
-  for (int i = 0; i < 4; ++i) {
-    mask |= static_cast<unsigned>(_mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(p + 4 * i), t))) << (4 * i);
-  }
-  return mask;
-#elif defined(__ARM_NEON)
-  const float32x4_t t = vdupq_n_f32(thr);
-  static const uint32_t kBits[4] = {1, 2, 4, 8};
-  const uint32x4_t bits = vld1q_u32(kBits);
-  unsigned mask = 0;
-  for (int i = 0; i < 4; ++i) {
-    mask |= vaddvq_u32(vandq_u32(vcgtq_f32(vld1q_f32(p + 4 * i), t), bits)) << (4 * i);
-  }
-  return mask;
-#else
-  unsigned mask = 0;
-  for (int u = 0; u < 16; ++u) mask |= static_cast<unsigned>(p[u] > thr) << u;
-  return mask;
-#endif
-}
-
 // Float -> uint32 with the same order (larger float, larger key); -0 maps like +0, so that equal floats
 // give equal keys and the id decides, as in a float compare.
 inline uint32_t ordered_bits(float f) {
@@ -72,34 +41,6 @@ inline uint32_t ordered_bits(float f) {
   uint32_t b;
   std::memcpy(&b, &f, sizeof b);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
-// out[c] = clamp(round_half_even((t[c] - m) * inv), 0, kLutMax) for c < 16 (runtime::round_clamp), with
-// the clamp done by the saturating packs int32 -> int16 -> uint8 and an unsigned min. GCC left the scalar loop unvectorized
-// (a cmov per entry): this is 4x less time for the whole quantization.
-inline void quantize16(const float* t, float m, float inv, uint8_t* out) {
-#if defined(__SSE2__)
-  const __m128 vm = _mm_set1_ps(m), vinv = _mm_set1_ps(inv), magic = _mm_set1_ps(12582912.0f);
-  __m128i r[4];
-  for (int i = 0; i < 4; ++i) {
-    const __m128 v = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(t + 4 * i), vm), vinv);
-    r[i] = _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(v, magic), magic));
-  }
-  const __m128i packed = _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3]));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(packed, _mm_set1_epi8(kLutMax)));
-#elif defined(__ARM_NEON)
-  const float32x4_t vm = vdupq_n_f32(m), vinv = vdupq_n_f32(inv), magic = vdupq_n_f32(12582912.0f);
-  int32x4_t r[4];
-  for (int i = 0; i < 4; ++i) {
-    const float32x4_t v = vmulq_f32(vsubq_f32(vld1q_f32(t + 4 * i), vm), vinv);
-    r[i] = vcvtq_s32_f32(vsubq_f32(vaddq_f32(v, magic), magic));
-  }
-  const int16x8_t lo = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1]));
-  const int16x8_t hi = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
-  vst1q_u8(out, vminq_u8(vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi)), vdupq_n_u8(kLutMax)));
-#else
-  for (int c = 0; c < 16; ++c) out[c] = static_cast<uint8_t>(runtime::round_clamp((t[c] - m) * inv, kLutMax));
-#endif
 }
 
 }  // namespace
@@ -258,7 +199,7 @@ void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist
       for (; l < nlist && size < nprobe; ++l) offer(l);
       for (; l < nlist; l += 16) {
         const std::size_t m = std::min<std::size_t>(16, nlist - l);
-        unsigned mask = m == 16 ? greater_mask16_f32(s + l, threshold) : 0;
+        unsigned mask = m == 16 ? runtime::greater_mask16(s + l, threshold) : 0;
         if (m < 16) {
           for (std::size_t u = 0; u < m; ++u) mask |= static_cast<unsigned>(s[l + u] > threshold) << u;
         }
@@ -291,14 +232,14 @@ void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, 
       span = std::max(span, mx - mn);
     }
     const float st = span > 0.0f ? span / static_cast<float>(kLutMax) : 1.0f;
-    const float inv = 1.0f / st;  // a product per entry, not a division (the flat tables divide: 2x slower)
+    const float inv = 1.0f / st;  // a product per entry: a division costs several multiplications
     for (std::size_t l = 0; l < nlut; ++l) {
       uint8_t* out = luts + (q * nlut + l) * s_even * 16;
       double off = 0.0;
       for (std::size_t j = 0; j < s; ++j) {
         const float* t = tq + (l * s + j) * 16;
         const float m = lo[l * s + j];
-        quantize16(t, m, inv, out + j * 16);
+        runtime::quantize16<false>(t, m, inv, kLutMax, out + j * 16);
         off += static_cast<double>(m);
       }
       if (s_even != s) std::memset(out + s * 16, 0, 16);

@@ -7,16 +7,11 @@
 // (a vector's state is d + 3 K doubles: it stays in L1), in the order of the Numba twin
 // (python/medqk/kernels/_numba_pq_assign.py: pq_anisotropic), so the codes are equal bit for bit. It
 // replaced numpy code doing the same with two (n, K) GEMMs and a dozen (n, K) temporaries per subspace
-// and pass: 1M x 384 pq96x4fs, 110 us -> see pq.py for the measurement.
+// and pass.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#elif defined(__aarch64__)
-#include <arm_neon.h>
-#endif
 
 #include "medqk/medqk.h"
 #include "runtime/thread_pool.h"
@@ -26,21 +21,18 @@ namespace medqk {
 namespace {
 
 #if defined(__SSE2__) || defined(__aarch64__)
-// Two doubles in a register, baseline SSE2 or AArch64 NEON; mul_add multiplies, then adds (no FMA), as the
-// scalar loop and the Numba twin do.
-#if defined(__SSE2__)
-using D2 = __m128d;
-inline D2 d2_set1(double v) { return _mm_set1_pd(v); }
-inline D2 d2_load(const double* p) { return _mm_loadu_pd(p); }
-inline void d2_store(double* p, D2 v) { _mm_storeu_pd(p, v); }
-inline D2 d2_mul_add(D2 acc, D2 a, D2 b) { return _mm_add_pd(acc, _mm_mul_pd(a, b)); }
-#else
-using D2 = float64x2_t;
-inline D2 d2_set1(double v) { return vdupq_n_f64(v); }
-inline D2 d2_load(const double* p) { return vld1q_f64(p); }
-inline void d2_store(double* p, D2 v) { vst1q_f64(p, v); }
-inline D2 d2_mul_add(D2 acc, D2 a, D2 b) { return vaddq_f64(acc, vmulq_f64(a, b)); }
-#endif
+// Two doubles in a GCC / Clang vector type, one register of baseline SSE2 or AArch64 NEON, the same code
+// for both; mul_add multiplies, then adds (-ffp-contract=off: no FMA), as the scalar loop and the Numba
+// twin do.
+typedef double D2 __attribute__((vector_size(16)));
+inline D2 d2_set1(double v) { return D2{v, v}; }
+inline D2 d2_load(const double* p) {
+  D2 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void d2_store(double* p, D2 v) { std::memcpy(p, &v, sizeof v); }
+inline D2 d2_mul_add(D2 acc, D2 a, D2 b) { return acc + a * b; }
 #define MEDQK_HAVE_D2 1
 #endif
 
