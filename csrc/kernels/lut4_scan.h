@@ -47,9 +47,15 @@ namespace avx2 {
 Lut4Scan lut4_scan;
 }  // namespace avx2
 namespace avx512vnni {
-// vpermb + vpdpbusd (kernels/avx512vnni/lut4_scan_avx512vbmi.cpp): only where the CPU has AVX-512 VBMI
-Lut4Scan lut4_scan_vbmi;
+Lut4Scan lut4_scan;  // vpshufb on 512 bits (kernels/avx512vnni/lut4_scan_avx512.cpp)
+}  // namespace avx512vnni
+namespace avx512vbmi {
+// vpermb + vpdpbusd (kernels/avx512vnni/lut4_scan_avx512vbmi.cpp): only where the CPU has AVX-512 VBMI; the
+// dispatch runs it on the avx512vnni path, under the name below
 Lut4Scan lut4_scan;
+}  // namespace avx512vbmi
+namespace avx512vnni {
+inline constexpr Lut4ScanFn lut4_scan_vbmi = avx512vbmi::lut4_scan;
 }  // namespace avx512vnni
 namespace neon {
 Lut4Scan lut4_scan;

@@ -44,16 +44,18 @@ static inline float s8_score_finish(float* s, const float* q, const int8_t* row,
 
 static inline bool s8_score_valid(int64_t v, std::size_t n) { return v >= 0 && static_cast<std::size_t>(v) < n; }
 
-// The start of a one-candidate-at-a-time kernel's step c: fetches the row kS8ScoreAhead on, and returns
-// candidate c's row, or nullptr after writing out[c] = -inf when its id is outside [0, n).
-static inline const int8_t* s8_score_row(const int8_t* codes, std::size_t n, std::size_t d, const int64_t* cand,
-                                         std::size_t c, std::size_t kc, float* out) {
-  s8_score_prefetch(codes, n, d, cand, c, kc);
-  if (!s8_score_valid(cand[c], n)) {
-    out[c] = -std::numeric_limits<float>::infinity();
-    return nullptr;
+// The candidate loop of the kernels that score one candidate at a time (scalar, NEON): out[c] =
+// score_row(row of cand[c]) for c < kc, or -inf for an id outside [0, n); the row of the candidate
+// kS8ScoreAhead on is fetched first. A template of each ISA file's own lambda: every copy is built with
+// that file's flags.
+template <class ScoreRow>
+static inline void s8_score_each(const int8_t* codes, std::size_t n, std::size_t d, const int64_t* cand,
+                                 std::size_t kc, float* out, ScoreRow score_row) {
+  for (std::size_t c = 0; c < kc; ++c) {
+    s8_score_prefetch(codes, n, d, cand, c, kc);
+    out[c] = s8_score_valid(cand[c], n) ? score_row(codes + static_cast<std::size_t>(cand[c]) * d)
+                                        : -std::numeric_limits<float>::infinity();
   }
-  return codes + static_cast<std::size_t>(cand[c]) * d;
 }
 
 namespace scalar {

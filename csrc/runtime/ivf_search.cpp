@@ -10,8 +10,8 @@
 // ids, increase during the scan, which is what its tie rule needs); the kept hits are then written by
 // key, equal keys by id. There is no float re-scoring of the candidates: re-scoring the 2k best keys with
 // the float tables changed MedQuAD's R@10 by at most 0.0008 either way (ivf128 and ivf1024, nprobe 1..32),
-// and took 40-60% of the scan time, waiting on the candidates' codes, long out of cache when a query's
-// last list is scanned (1M, nlist 1024, nprobe 4).
+// and it reads every candidate's codes again at random, long out of cache once the query's last list has
+// been scanned.
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -73,7 +73,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
     std::vector<runtime::SumsTopK> reservoirs(qb - qa);
     for (auto& r : reservoirs) r.reset(topk);
     // (query, probe) of the chunk's probes grouped by list, queries in order within a list: a counting
-    // sort (std::sort of 64-bit keys cost 7 us per query at 4096 queries x nprobe 128)
+    // sort: linear in the probes and the lists, where sorting 64-bit keys is n log n with a branch each
     std::vector<std::size_t> first(nlist + 1, 0);
     std::vector<uint32_t> remaining(qb - qa, 0);  // probed lists of the query not scanned yet
     std::vector<uint32_t> seen(qb - qa, 0);       // blocks the query has scanned
@@ -171,8 +171,8 @@ void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist
   // The nprobe best kept sorted in an array of 64-bit keys (score order in the high half, then the
   // complement of the list id, so one integer compare applies the tie rule), each new one inserted from
   // the bottom; a vector compare against the current nprobe-th score skips the rest 16 at a time. A
-  // binary heap (or a buffer cut by nth_element) spent most of its time in mispredicted branches:
-  // 6-7 us per query at nlist=1024, nprobe=32; this takes about a third of that.
+  // binary heap (or a buffer cut by nth_element) branches on every list, and those branches are random;
+  // here most lists cost one vector compare and no branch taken.
   runtime::parallel_for(static_cast<int>(tasks), threads, [&](int task) {
     std::vector<uint64_t> top(nprobe);
     for (std::size_t q = nq * task / tasks; q < nq * (task + 1) / tasks; ++q) {

@@ -20,8 +20,8 @@ namespace medqk {
 
 namespace {
 constexpr std::size_t kBlockVectors = layout::kLut4Block;
-// 512 vectors scanned per call, then selected: the next call's threshold is fresher than with 1024 (MedQuAD
-// pq96x4fs, k = 200: 38.1 -> 36.2 us/query), and 1M-vector scans lose nothing; 256 lost 10% there
+// 512 vectors scanned per call, then selected: a smaller chunk refreshes the threshold sooner, so the next
+// call's masks skip more blocks, and a larger one spreads the cost of a call; 512 is the tuning between them
 constexpr std::size_t kChunkBlocks = 16;
 constexpr std::size_t kBatchQueries = 64;  // queries whose groups take each chunk in turn
 }  // namespace
@@ -75,9 +75,9 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
   if (threads <= 0) threads = hardware_threads();
   // Queries go in groups of kLut4MaxQueries, which share every load of the codes; and the groups of a
   // batch of up to kBatchQueries scan each chunk of codes in turn while it is in cache, so that a large
-  // database streams from memory once per batch rather than once per group (1M random x 48 B at nq = 32,
-  // 1 thread: 1.1 -> 1.3 G codes/s). Threads split the queries (whole groups) or, with fewer groups than
-  // threads, the vectors (every part then keeps its own top-k, merged at the end).
+  // database streams from memory once per batch rather than once per group. Threads split the queries
+  // (whole groups) or, with fewer groups than threads, the vectors (every part then keeps its own top-k,
+  // merged at the end).
   const std::size_t group = kernels::kLut4MaxQueries;
   const std::size_t ngroups = (nq + group - 1) / group;
   if (nq * n * d < (std::size_t(1) << 20)) threads = 1;

@@ -6,11 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#elif defined(__ARM_NEON)
-#include <arm_neon.h>
-#endif
+#include "runtime/baseline_simd.h"
 
 namespace medqk {
 namespace runtime {
@@ -78,11 +74,13 @@ inline void quantize16(const float* t, float offset, float scale, int32_t top, u
 #if defined(__SSE2__)
   const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(__m128i(r[0]), __m128i(r[1])),
                                          _mm_packs_epi32(__m128i(r[2]), __m128i(r[3])));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(bytes, _mm_set1_epi8(static_cast<char>(top))));
+  const __m128i top8 = _mm_set1_epi8(static_cast<char>(top));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(bytes, top8));
 #else
   const int16x8_t lo = vcombine_s16(vqmovn_s32(int32x4_t(r[0])), vqmovn_s32(int32x4_t(r[1])));
   const int16x8_t hi = vcombine_s16(vqmovn_s32(int32x4_t(r[2])), vqmovn_s32(int32x4_t(r[3])));
-  vst1q_u8(out, vminq_u8(vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi)), vdupq_n_u8(static_cast<uint8_t>(top))));
+  const uint8x16_t top8 = vdupq_n_u8(static_cast<uint8_t>(top));
+  vst1q_u8(out, vminq_u8(vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi)), top8));
 #endif
 #else
   for (int c = 0; c < 16; ++c) {

@@ -8,11 +8,7 @@
 #include <limits>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#elif defined(__ARM_NEON)
-#include <arm_neon.h>
-#endif
+#include "runtime/baseline_simd.h"
 
 namespace medqk {
 namespace runtime {

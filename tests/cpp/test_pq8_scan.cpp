@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "medqk/medqk.h"
+#include "topk_reference.h"
 #include "variants.h"
 
 int main() {
@@ -57,26 +58,23 @@ int main() {
             medqk::pq8_search_topk(isa, tables.data(), nq, m, packed.data(), n, k, scores.data(), ids.data(),
                                    threads);
             for (std::size_t q = 0; q < nq; ++q) {
-              std::vector<std::pair<float, long long>> ref;
-              for (std::size_t v = 0; v < n; ++v) {
-                float acc = 0.0f;
-                for (std::size_t s = 0; s < m; ++s) acc += tables[(q * m + s) * 256 + codes[v * m + s]];
-                ref.push_back({-acc, static_cast<long long>(v)});
-              }
-              std::sort(ref.begin(), ref.end());
               ++cases;
-              for (std::size_t t = 0; t < k; ++t) {
-                const bool have = t < n;
-                const long long want_id = have ? ref[t].second : -1;
-                if (ids[q * k + t] != want_id || (have && scores[q * k + t] != -ref[t].first)) {
-                  if (failures < 10) {
-                    std::printf("FAIL search isa=%s n=%zu m=%zu fill=%d threads=%d q=%zu rank %zu: id %lld want %lld\n",
-                                medqk::isa_name(isa), n, m, fill, threads, q, t,
-                                static_cast<long long>(ids[q * k + t]), want_id);
-                  }
-                  ++failures;
-                  break;
+              long long want_id = 0;
+              const long t = medqk_test::first_topk_mismatch(
+                  n, k, ids.data() + q * k, scores.data() + q * k,
+                  [&](std::size_t v) {
+                    float acc = 0.0f;
+                    for (std::size_t s = 0; s < m; ++s) acc += tables[(q * m + s) * 256 + codes[v * m + s]];
+                    return acc;
+                  },
+                  &want_id);
+              if (t >= 0) {
+                if (failures < 10) {
+                  std::printf("FAIL search isa=%s n=%zu m=%zu fill=%d threads=%d q=%zu rank %ld: id %lld want %lld\n",
+                              medqk::isa_name(isa), n, m, fill, threads, q, t,
+                              static_cast<long long>(ids[q * k + t]), want_id);
                 }
+                ++failures;
               }
             }
           }

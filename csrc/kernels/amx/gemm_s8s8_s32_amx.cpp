@@ -142,8 +142,8 @@ void few_rows(const int8_t* abuf, std::size_t mr, std::size_t kp, std::size_t kc
 // tiles 2, 3 (rows 16..31) = the A rows at a0 (and a1) x the panel's two B tiles, over kc chunks of 64 k;
 // stored at out (row stride ld bytes).
 template <bool kTwoATiles>
-inline void tile_block(const int8_t* a0, const int8_t* a1, std::size_t kp, const uint8_t* panel, std::size_t kc,
-                       int32_t* out, std::size_t ld) {
+inline void tile_block(const int8_t* a0, const int8_t* a1, std::size_t kp, const uint8_t* panel,
+                       std::size_t kc, int32_t* out, std::size_t ld) {
   _tile_zero(0);
   _tile_zero(1);
   if constexpr (kTwoATiles) {

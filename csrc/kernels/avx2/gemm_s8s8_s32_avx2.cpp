@@ -8,8 +8,8 @@
 //
 // Layout of packed B (kernels/gemm_s8_pack_k_groups.h, k pairs): panels of 24 columns; in a panel, for
 // each pair of k (2p, 2p+1), 48 bytes: [c0k0 c0k1 c1k0 c1k1 ... c7k0 c7k1 | c8k0 .. c15k1 | c16k0 ..
-// c23k1]. Columns past n and the k past an odd K are zero. vpmovsxbw of each 16-byte third gives eight int32 lanes, each
-// holding the (k0, k1) int16 pair of one column.
+// c23k1]. Columns past n and the k past an odd K are zero. vpmovsxbw of each 16-byte third gives eight
+// int32 lanes, each holding the (k0, k1) int16 pair of one column.
 // A is widened per block of rows to int16 with K padded to even, so a broadcast 32-bit word is the
 // matching (a[2p], a[2p+1]) pair.
 //
@@ -118,19 +118,19 @@ void micro_kernel(const int32_t* a, std::size_t a_stride, const uint8_t* b, std:
 
 // One micro_kernel<R, WIDE> specialisation: zero the accumulators, kc steps of LOAD and the R rows, store.
 // The rows that R leaves out do not read their A pointer (a1, a2: then a copy of a0).
-#define MEDQK_KERNEL(R, WIDE, LOAD, ZEROS, ROWS, STORES)                                                      \
-  template <>                                                                                                 \
-  void micro_kernel<R, WIDE>(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc,        \
-                             int32_t* tile) {                                                                 \
-    std::size_t i = 0;                                                                                        \
-    __asm__ volatile(ZEROS "1:\n\t" LOAD ROWS                                                                 \
-                     "inc %[i]\n\t"                                                                           \
-                     "cmp %[i], %[kc]\n\t"                                                                    \
-                     "jne 1b\n\t" STORES                                                                      \
-                     : [b] "+r"(b), [i] "+r"(i)                                                               \
-                     : [a0] "r"(a), [a1] "r"(R > 1 ? a + a_stride : a), [a2] "r"(R > 2 ? a + 2 * a_stride : a), \
-                       [kc] "r"(kc), [t] "r"(tile)                                                            \
-                     : MEDQK_CLOBBERS);                                                                       \
+#define MEDQK_KERNEL(R, WIDE, LOAD, ZEROS, ROWS, STORES)                                               \
+  template <>                                                                                          \
+  void micro_kernel<R, WIDE>(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, \
+                             int32_t* tile) {                                                          \
+    std::size_t i = 0;                                                                                 \
+    __asm__ volatile(ZEROS "1:\n\t" LOAD ROWS                                                          \
+                     "inc %[i]\n\t"                                                                    \
+                     "cmp %[i], %[kc]\n\t"                                                             \
+                     "jne 1b\n\t" STORES                                                               \
+                     : [b] "+r"(b), [i] "+r"(i)                                                        \
+                     : [a0] "r"(a), [a1] "r"(R > 1 ? a + a_stride : a),                                \
+                       [a2] "r"(R > 2 ? a + 2 * a_stride : a), [kc] "r"(kc), [t] "r"(tile)             \
+                     : MEDQK_CLOBBERS);                                                                \
   }
 #define MEDQK_ZEROS_1 MEDQK_ZERO("7") MEDQK_ZERO("8") MEDQK_ZERO("9")
 #define MEDQK_ZEROS_2 MEDQK_ZEROS_1 MEDQK_ZERO("10") MEDQK_ZERO("11") MEDQK_ZERO("12")
@@ -139,8 +139,10 @@ void micro_kernel(const int32_t* a, std::size_t a_stride, const uint8_t* b, std:
 #define MEDQK_ROWS_2 MEDQK_ROWS_1 MEDQK_ROW("a1", "10", "11", "12")
 #define MEDQK_ROWS_3 MEDQK_ROWS_2 MEDQK_ROW("a2", "13", "14", "15")
 #define MEDQK_STORES_1 MEDQK_STORE("7", "0") MEDQK_STORE("8", "32") MEDQK_STORE("9", "64")
-#define MEDQK_STORES_2 MEDQK_STORES_1 MEDQK_STORE("10", "96") MEDQK_STORE("11", "128") MEDQK_STORE("12", "160")
-#define MEDQK_STORES_3 MEDQK_STORES_2 MEDQK_STORE("13", "192") MEDQK_STORE("14", "224") MEDQK_STORE("15", "256")
+#define MEDQK_STORES_2 \
+  MEDQK_STORES_1 MEDQK_STORE("10", "96") MEDQK_STORE("11", "128") MEDQK_STORE("12", "160")
+#define MEDQK_STORES_3 \
+  MEDQK_STORES_2 MEDQK_STORE("13", "192") MEDQK_STORE("14", "224") MEDQK_STORE("15", "256")
 
 MEDQK_KERNEL(3, false, MEDQK_LOAD_B, MEDQK_ZEROS_3, MEDQK_ROWS_3, MEDQK_STORES_3)
 MEDQK_KERNEL(2, false, MEDQK_LOAD_B, MEDQK_ZEROS_2, MEDQK_ROWS_2, MEDQK_STORES_2)
@@ -199,8 +201,7 @@ namespace {
 
 // Few rows: each panel slice is read from packed B (from memory, once, in order) and widened inside the
 // micro-kernel. K is blocked only when the widened rows of A would not stay in L2 (m x kp x 4 bytes):
-// blocking K would start a new 12 KiB stream in every panel (8 x 4096 x 4096 at 46 GOP/s with kKC
-// blocks, 1 thread), and its tiles re-read it from L2.
+// blocking K would start a new 12 KiB stream in every panel, which its tiles would then re-read from L2.
 void gemm_streamed_b(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
                      std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc) {
   const std::size_t kp = k_pairs(k);

@@ -83,7 +83,8 @@ inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size
   if constexpr (NQ == 1) {
     if (steps != 0) {
       __asm__ volatile(
-          MEDQK_LUT4_LOOP(MEDQK_LUT4_LOAD2 MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0"))
+          MEDQK_LUT4_LOOP(MEDQK_LUT4_LOAD2
+                          MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0"))
           : [c] "+r"(codes), [t] "+r"(lut), [n] "+r"(steps), [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]),
             [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0])
           : [nib] "r"(nib)
@@ -103,7 +104,8 @@ inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size
       __asm__ volatile(
           MEDQK_LUT4_LOOP(MEDQK_LUT4_CODES2
                           MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0")
-                          MEDQK_LUT4_QUERY2("(%[t],%[stride])", "32(%[t],%[stride])", "la1", "lb1", "ha1", "hb1"))
+                          MEDQK_LUT4_QUERY2("(%[t],%[stride])", "32(%[t],%[stride])",
+                                            "la1", "lb1", "ha1", "hb1"))
           : [c] "+r"(codes), [t] "+r"(lut), [n] "+r"(steps), [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]),
             [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0]), [la1] "+x"(lo_a[1]), [lb1] "+x"(lo_b[1]),
             [ha1] "+x"(hi_a[1]), [hb1] "+x"(hi_b[1])

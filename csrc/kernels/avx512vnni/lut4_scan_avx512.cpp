@@ -186,16 +186,7 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
 
 }  // namespace
 
-void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
-               const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
-               const int32_t* thresholds, uint32_t* masks) {
-  switch (nq) {
-    case 1: return scan_queries<1>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    case 2: return scan_queries<2>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    case 3: return scan_queries<3>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    default: return scan_queries<4>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-  }
-}
+#include "kernels/avx512vnni/lut4_scan_by_nq.h"
 
 }  // namespace avx512vnni
 }  // namespace kernels

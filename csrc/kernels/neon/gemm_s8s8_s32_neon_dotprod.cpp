@@ -29,7 +29,8 @@ struct Dot {
   using A = int8x16_t;
 
   static B load_b(const uint8_t* group) {
-    return {vld1q_s8(reinterpret_cast<const int8_t*>(group)), vld1q_s8(reinterpret_cast<const int8_t*>(group + 16))};
+    const int8_t* g = reinterpret_cast<const int8_t*>(group);
+    return {vld1q_s8(g), vld1q_s8(g + 16)};
   }
 
   // a[4q .. 4q+3] in each 32-bit lane; the k past K read as 0

@@ -8,16 +8,14 @@ namespace scalar {
 
 void s8_score_candidates(const float* q, std::size_t d, const int8_t* codes, std::size_t n, const int64_t* cand,
                          std::size_t kc, float* out) {
-  for (std::size_t c = 0; c < kc; ++c) {
-    const int8_t* row = s8_score_row(codes, n, d, cand, c, kc, out);
-    if (row == nullptr) continue;
+  s8_score_each(codes, n, d, cand, kc, out, [q, d](const int8_t* row) {
     float s[16] = {};
     std::size_t j = 0;
     for (; j + 16 <= d; j += 16) {
       for (int l = 0; l < 16; ++l) s[l] += q[j + l] * static_cast<float>(row[j + l]);
     }
-    out[c] = s8_score_finish(s, q, row, j, d);
-  }
+    return s8_score_finish(s, q, row, j, d);
+  });
 }
 
 }  // namespace scalar
