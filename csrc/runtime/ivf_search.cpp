@@ -34,6 +34,31 @@ constexpr std::size_t kChunkBlocks = 32;  // 1024 vectors scanned per kernel cal
 constexpr int32_t kLutMax = static_cast<int32_t>(kernels::kLut4MaxEntry);
 constexpr std::size_t kQueriesPerChunk = 4096;  // queries sharing the list visits (< 2^16: packed in a key)
 
+// Bit u set where p[u] > thr, u < 16 (float compare; baseline SSE2 / NEON, as greater_mask16 in topk.h).
+inline unsigned greater_mask16_f32(const float* p, float thr) {
+#if defined(__SSE2__)
+  const __m128 t = _mm_set1_ps(thr);
+  unsigned mask = 0;
+  for (int i = 0; i < 4; ++i) {
+    mask |= static_cast<unsigned>(_mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(p + 4 * i), t))) << (4 * i);
+  }
+  return mask;
+#elif defined(__ARM_NEON)
+  const float32x4_t t = vdupq_n_f32(thr);
+  static const uint32_t kBits[4] = {1, 2, 4, 8};
+  const uint32x4_t bits = vld1q_u32(kBits);
+  unsigned mask = 0;
+  for (int i = 0; i < 4; ++i) {
+    mask |= vaddvq_u32(vandq_u32(vcgtq_f32(vld1q_f32(p + 4 * i), t), bits)) << (4 * i);
+  }
+  return mask;
+#else
+  unsigned mask = 0;
+  for (int u = 0; u < 16; ++u) mask |= static_cast<unsigned>(p[u] > thr) << u;
+  return mask;
+#endif
+}
+
 // Float -> uint32 with the same order (larger float, larger key); -0 maps like +0, so that equal floats
 // give equal keys and the id decides, as in a float compare.
 inline uint32_t ordered_bits(float f) {
@@ -199,7 +224,7 @@ void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist
       for (; l < nlist && size < nprobe; ++l) offer(l);
       for (; l < nlist; l += 16) {
         const std::size_t m = std::min<std::size_t>(16, nlist - l);
-        unsigned mask = m == 16 ? runtime::greater_mask16(s + l, threshold) : 0;
+        unsigned mask = m == 16 ? greater_mask16_f32(s + l, threshold) : 0;
         if (m < 16) {
           for (std::size_t u = 0; u < m; ++u) mask |= static_cast<unsigned>(s[l + u] > threshold) << u;
         }

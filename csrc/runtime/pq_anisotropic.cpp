@@ -10,8 +10,13 @@
 // and pass.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 
 #include "medqk/medqk.h"
 #include "runtime/thread_pool.h"
@@ -21,18 +26,23 @@ namespace medqk {
 namespace {
 
 #if defined(__SSE2__) || defined(__aarch64__)
-// Two doubles in a GCC / Clang vector type, one register of baseline SSE2 or AArch64 NEON, the same code
-// for both; mul_add multiplies, then adds (-ffp-contract=off: no FMA), as the scalar loop and the Numba
-// twin do.
-typedef double D2 __attribute__((vector_size(16)));
-inline D2 d2_set1(double v) { return D2{v, v}; }
-inline D2 d2_load(const double* p) {
-  D2 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
+// Two doubles in a register, baseline SSE2 or AArch64 NEON: each operation below names its SSE2 and its NEON
+// intrinsic (MEDQK_D2(sse2, neon) picks the target's). mul_add multiplies, then adds (no FMA), as the scalar
+// loop and the Numba twin do.
+#if defined(__SSE2__)
+using D2 = __m128d;
+#define MEDQK_D2(sse2, neon) sse2
+#else
+using D2 = float64x2_t;
+#define MEDQK_D2(sse2, neon) neon
+#endif
+inline D2 d2_set1(double v) { return MEDQK_D2(_mm_set1_pd, vdupq_n_f64)(v); }
+inline D2 d2_load(const double* p) { return MEDQK_D2(_mm_loadu_pd, vld1q_f64)(p); }
+inline void d2_store(double* p, D2 v) { MEDQK_D2(_mm_storeu_pd, vst1q_f64)(p, v); }
+inline D2 d2_mul_add(D2 acc, D2 a, D2 b) {
+  return MEDQK_D2(_mm_add_pd, vaddq_f64)(acc, MEDQK_D2(_mm_mul_pd, vmulq_f64)(a, b));
 }
-inline void d2_store(double* p, D2 v) { std::memcpy(p, &v, sizeof v); }
-inline D2 d2_mul_add(D2 acc, D2 a, D2 b) { return acc + a * b; }
+#undef MEDQK_D2
 #define MEDQK_HAVE_D2 1
 #endif
 
