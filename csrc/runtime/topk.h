@@ -173,8 +173,9 @@ inline void keys_to_hits(uint64_t* first, uint64_t* last, std::vector<Hit>& hits
 
 // Top-k by a reservoir rather than a heap, for the exact integer sums of the table scans (T = int32_t; a
 // float KeyOrder would serve the int8 / fp16 scans, but there the heap above passes fewer scores: its
-// threshold rises with every push, the reservoir's only at a cut): a score enters the buffer only when it beats the threshold, and when
-// the buffer is full it is cut back to the k best (nth_element) and the threshold rises to the k-th best.
+// threshold rises with every push, the reservoir's only at a cut): a score enters the buffer only when it
+// beats the threshold, and when the buffer is full it is cut back to the k best (nth_element) and the
+// threshold rises to the k-th best.
 // Per candidate that is one compare (done by the scan kernel itself: offer_masked), and an
 // append for the few that pass; a heap costs O(log k) branchy steps for each of those, which dominated
 // the table scans at k = 200, where the scan kernel tests a threshold of the previous chunk anyway.
