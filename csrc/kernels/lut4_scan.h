@@ -10,9 +10,9 @@
 //
 // Tables: per query, d_even x 16 uint8 entries, table[s][c] for subspace s and code c, each at most
 // kLut4MaxEntry = 127 (lut4_quantize_tables makes them so; the bindings refuse larger ones): the x86
-// kernels add the lookups of two rows of subspaces in 8 bits (<= 254) before widening, which saves a
-// sixth of the scan's instructions (MedQuAD 384 subspaces: 57 -> 67 G lookups/s on AVX-512) and costs
-// no recall at k=10 for cb4 or PQ fast scan (pca4 re-scores 4k candidates instead of 2k for that).
+// kernels add the lookups of two rows of subspaces in 8 bits (<= 254) before widening, so one widening
+// serves two rows (a sixth of the scan's instructions); the 7-bit tables cost no recall at k=10 for cb4
+// or PQ fast scan in the project's evaluation (pca4 re-scores 4k candidates instead of 2k for that).
 // scan(lut, lut_stride, nq, d_even, packed, nblocks, out, out_stride): for each query j < nq
 // (1 <= nq <= kLut4MaxQueries), with tables at lut + j * lut_stride,
 // masks[j * nblocks + b] has bit u set where the sum of vector 32 b + u > thresholds[j] (signed compare),
@@ -47,9 +47,15 @@ namespace avx2 {
 Lut4Scan lut4_scan;
 }  // namespace avx2
 namespace avx512vnni {
-// vpermb + vpdpbusd (kernels/avx512vnni/lut4_scan_avx512vbmi.cpp): only where the CPU has AVX-512 VBMI
-Lut4Scan lut4_scan_vbmi;
+Lut4Scan lut4_scan;  // vpshufb on 512 bits (kernels/avx512vnni/lut4_scan_avx512.cpp)
+}  // namespace avx512vnni
+namespace avx512vbmi {
+// vpermb + vpdpbusd (kernels/avx512vnni/lut4_scan_avx512vbmi.cpp): only where the CPU has AVX-512 VBMI; the
+// dispatch runs it on the avx512vnni path, under the name below
 Lut4Scan lut4_scan;
+}  // namespace avx512vbmi
+namespace avx512vnni {
+inline constexpr Lut4ScanFn lut4_scan_vbmi = avx512vbmi::lut4_scan;
 }  // namespace avx512vnni
 namespace neon {
 Lut4Scan lut4_scan;

@@ -31,6 +31,14 @@ using PqAssign = void(const float* x, std::size_t rows, std::size_t ldx, std::si
                       float* scratch);
 using PqAssignFn = PqAssign*;
 
+// ||xs||^2 over dsub floats, summed in float32 in order p, multiply and add apart (the build has
+// -ffp-contract=off): the norm every kernel adds to the best score. static: each ISA file keeps its own copy.
+static inline float pq_squared_norm(const float* xs, std::size_t dsub) {
+  float xn = 0.0f;
+  for (std::size_t p = 0; p < dsub; ++p) xn += xs[p] * xs[p];
+  return xn;
+}
+
 namespace scalar {
 PqAssign pq_assign;
 }  // namespace scalar

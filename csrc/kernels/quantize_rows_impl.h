@@ -1,21 +1,17 @@
-// Per-row dynamic int8 quantization (medqk.h: quantize_rows_s8), written once and compiled per ISA: the
-// scalar file builds it at the baseline ISA (SSE2 / NEON vectorized by the compiler), the AVX2 file with
-// -mavx2 (8 lanes and a native 32-bit max). -ffp-contract=off on the library keeps x * inv and the
-// rounding addition apart (no FMA), so every build gives the Numba twin's codes bit for bit.
-#pragma once
-
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-
-namespace medqk {
-namespace kernels {
+// Per-row dynamic int8 quantization (medqk.h: quantize_rows_s8), written once and compiled per ISA: each
+// ISA file includes this inside its own namespace (medqk::kernels::scalar, ::avx2), so the definition below
+// becomes that namespace's quantize_rows_s8, built with that file's flags (no inline function is shared
+// between ISA files, so none built with -mavx2 can be picked for a CPU without AVX2). The scalar file
+// builds it at the baseline ISA (SSE2 / NEON vectorized by the compiler), the AVX2 file with -mavx2
+// (8 lanes and a native 32-bit max). -ffp-contract=off on the library keeps x * inv and the rounding
+// addition apart (no FMA), so every build gives the Numba twin's codes bit for bit.
+// The including file includes <cstring> and kernels/quantize_rows.h first (std headers cannot be
+// included inside a namespace).
 
 constexpr float kTinyRow = 0x1p-119f;  // FLT_MIN * 128
 
-// static: each ISA file keeps its own copy (an inline function shared across them could be merged into
-// the AVX2 one and run on a CPU without AVX2)
-static inline bool quantize_rows_s8_impl(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales) {
+bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q,
+                      float* scales) {
   for (std::size_t i = 0; i < m; ++i) {
     const float* xi = x + i * ldx;
     // max |x| on the bit patterns: for non-negative floats the integer order is the float order, and
@@ -52,6 +48,3 @@ static inline bool quantize_rows_s8_impl(const float* x, std::size_t m, std::siz
   }
   return true;
 }
-
-}  // namespace kernels
-}  // namespace medqk

@@ -1,6 +1,6 @@
 // std::vector storage on a 64-byte boundary, for the tables the scan kernels read in 64-byte rows: malloc
-// aligns to 16 bytes, and a table row across two cache lines cost 15% of the 4-bit scan at nq = 32
-// (1M x pq96x4fs: 1.14 -> 1.37 G codes/s with aligned tables).
+// aligns to 16 bytes, and a 64-byte table row that straddles two cache lines costs two line reads per
+// load in the scan's innermost loop.
 #pragma once
 
 #include <cstddef>

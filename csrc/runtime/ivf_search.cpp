@@ -10,18 +10,12 @@
 // ids, increase during the scan, which is what its tie rule needs); the kept hits are then written by
 // key, equal keys by id. There is no float re-scoring of the candidates: re-scoring the 2k best keys with
 // the float tables changed MedQuAD's R@10 by at most 0.0008 either way (ivf128 and ivf1024, nprobe 1..32),
-// and took 40-60% of the scan time, waiting on the candidates' codes, long out of cache when a query's
-// last list is scanned (1M, nlist 1024, nprobe 4).
+// and it reads every candidate's codes again at random, long out of cache once the query's last list has
+// been scanned.
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#elif defined(__ARM_NEON)
-#include <arm_neon.h>
-#endif
 
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
@@ -74,34 +68,6 @@ inline uint32_t ordered_bits(float f) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-// out[c] = clamp(round_half_even((t[c] - m) * inv), 0, kLutMax) for c < 16 (runtime::round_clamp), with
-// the clamp done by the saturating packs int32 -> int16 -> uint8 and an unsigned min. GCC left the scalar loop unvectorized
-// (a cmov per entry): this is 4x less time for the whole quantization.
-inline void quantize16(const float* t, float m, float inv, uint8_t* out) {
-#if defined(__SSE2__)
-  const __m128 vm = _mm_set1_ps(m), vinv = _mm_set1_ps(inv), magic = _mm_set1_ps(12582912.0f);
-  __m128i r[4];
-  for (int i = 0; i < 4; ++i) {
-    const __m128 v = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(t + 4 * i), vm), vinv);
-    r[i] = _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(v, magic), magic));
-  }
-  const __m128i packed = _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3]));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(packed, _mm_set1_epi8(kLutMax)));
-#elif defined(__ARM_NEON)
-  const float32x4_t vm = vdupq_n_f32(m), vinv = vdupq_n_f32(inv), magic = vdupq_n_f32(12582912.0f);
-  int32x4_t r[4];
-  for (int i = 0; i < 4; ++i) {
-    const float32x4_t v = vmulq_f32(vsubq_f32(vld1q_f32(t + 4 * i), vm), vinv);
-    r[i] = vcvtq_s32_f32(vsubq_f32(vaddq_f32(v, magic), magic));
-  }
-  const int16x8_t lo = vcombine_s16(vqmovn_s32(r[0]), vqmovn_s32(r[1]));
-  const int16x8_t hi = vcombine_s16(vqmovn_s32(r[2]), vqmovn_s32(r[3]));
-  vst1q_u8(out, vminq_u8(vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi)), vdupq_n_u8(kLutMax)));
-#else
-  for (int c = 0; c < 16; ++c) out[c] = static_cast<uint8_t>(runtime::round_clamp((t[c] - m) * inv, kLutMax));
-#endif
-}
-
 }  // namespace
 
 void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, std::size_t nlut,
@@ -132,7 +98,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
     std::vector<runtime::SumsTopK> reservoirs(qb - qa);
     for (auto& r : reservoirs) r.reset(topk);
     // (query, probe) of the chunk's probes grouped by list, queries in order within a list: a counting
-    // sort (std::sort of 64-bit keys cost 7 us per query at 4096 queries x nprobe 128)
+    // sort: linear in the probes and the lists, where sorting 64-bit keys is n log n with a branch each
     std::vector<std::size_t> first(nlist + 1, 0);
     std::vector<uint32_t> remaining(qb - qa, 0);  // probed lists of the query not scanned yet
     std::vector<uint32_t> seen(qb - qa, 0);       // blocks the query has scanned
@@ -230,8 +196,8 @@ void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist
   // The nprobe best kept sorted in an array of 64-bit keys (score order in the high half, then the
   // complement of the list id, so one integer compare applies the tie rule), each new one inserted from
   // the bottom; a vector compare against the current nprobe-th score skips the rest 16 at a time. A
-  // binary heap (or a buffer cut by nth_element) spent most of its time in mispredicted branches:
-  // 6-7 us per query at nlist=1024, nprobe=32; this takes about a third of that.
+  // binary heap (or a buffer cut by nth_element) branches on every list, and those branches are random;
+  // here most lists cost one vector compare and no branch taken.
   runtime::parallel_for(static_cast<int>(tasks), threads, [&](int task) {
     std::vector<uint64_t> top(nprobe);
     for (std::size_t q = nq * task / tasks; q < nq * (task + 1) / tasks; ++q) {
@@ -291,14 +257,14 @@ void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, 
       span = std::max(span, mx - mn);
     }
     const float st = span > 0.0f ? span / static_cast<float>(kLutMax) : 1.0f;
-    const float inv = 1.0f / st;  // a product per entry, not a division (the flat tables divide: 2x slower)
+    const float inv = 1.0f / st;  // a product per entry: a division costs several multiplications
     for (std::size_t l = 0; l < nlut; ++l) {
       uint8_t* out = luts + (q * nlut + l) * s_even * 16;
       double off = 0.0;
       for (std::size_t j = 0; j < s; ++j) {
         const float* t = tq + (l * s + j) * 16;
         const float m = lo[l * s + j];
-        quantize16(t, m, inv, out + j * 16);
+        runtime::quantize16<false>(t, m, inv, kLutMax, out + j * 16);
         off += static_cast<double>(m);
       }
       if (s_even != s) std::memset(out + s * 16, 0, 16);

@@ -8,10 +8,6 @@
 #include <limits>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
 #include "runtime/code_layout.h"
@@ -24,8 +20,8 @@ namespace medqk {
 
 namespace {
 constexpr std::size_t kBlockVectors = layout::kLut4Block;
-// 512 vectors scanned per call, then selected: the next call's threshold is fresher than with 1024 (MedQuAD
-// pq96x4fs, k = 200: 38.1 -> 36.2 us/query), and 1M-vector scans lose nothing; 256 lost 10% there
+// 512 vectors scanned per call, then selected: a smaller chunk refreshes the threshold sooner, so the next
+// call's masks skip more blocks, and a larger one spreads the cost of a call; 512 is the tuning between them
 constexpr std::size_t kChunkBlocks = 16;
 constexpr std::size_t kBatchQueries = 64;  // queries whose groups take each chunk in turn
 }  // namespace
@@ -79,9 +75,9 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
   if (threads <= 0) threads = hardware_threads();
   // Queries go in groups of kLut4MaxQueries, which share every load of the codes; and the groups of a
   // batch of up to kBatchQueries scan each chunk of codes in turn while it is in cache, so that a large
-  // database streams from memory once per batch rather than once per group (1M random x 48 B at nq = 32,
-  // 1 thread: 1.1 -> 1.3 G codes/s). Threads split the queries (whole groups) or, with fewer groups than
-  // threads, the vectors (every part then keeps its own top-k, merged at the end).
+  // database streams from memory once per batch rather than once per group. Threads split the queries
+  // (whole groups) or, with fewer groups than threads, the vectors (every part then keeps its own top-k,
+  // merged at the end).
   const std::size_t group = kernels::kLut4MaxQueries;
   const std::size_t ngroups = (nq + group - 1) / group;
   if (nq * n * d < (std::size_t(1) << 20)) threads = 1;
@@ -145,28 +141,6 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
   if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
 
-namespace {
-
-// out[c] = round_clamp((t[c] - lo) / step, kLut4MaxEntry) for 16 entries: the same float operations in
-// four lanes (divps is the IEEE division), the clamp by saturating packs.
-inline void quantize16(const float* t, float lo, float step, uint8_t* out) {
-  const int32_t top = static_cast<int32_t>(kernels::kLut4MaxEntry);
-#if defined(__SSE2__)
-  const __m128 l = _mm_set1_ps(lo), st = _mm_set1_ps(step), magic = _mm_set1_ps(12582912.0f);
-  __m128i r[4];
-  for (int i = 0; i < 4; ++i) {
-    const __m128 v = _mm_div_ps(_mm_sub_ps(_mm_loadu_ps(t + 4 * i), l), st);
-    r[i] = _mm_cvttps_epi32(_mm_sub_ps(_mm_add_ps(v, magic), magic));
-  }
-  // int32 -> int16 -> uint8 with saturation is the clamp to [0, 255]; then to [0, top]
-  const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(r[0], r[1]), _mm_packs_epi32(r[2], r[3]));
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(bytes, _mm_set1_epi8(static_cast<char>(top))));
-#else
-  for (int c = 0; c < 16; ++c) out[c] = static_cast<uint8_t>(runtime::round_clamp((t[c] - lo) / step, top));
-#endif
-}
-
-}  // namespace
 
 void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
                           float* beta) {
@@ -185,7 +159,8 @@ void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, ui
     }
     const float max_entry = static_cast<float>(kernels::kLut4MaxEntry);
     const float step = span > 0.0f ? span / max_entry : 1.0f;
-    for (std::size_t j = 0; j < s; ++j) quantize16(t + j * 16, lo[j], step, out + j * 16);
+    const int32_t top = static_cast<int32_t>(kernels::kLut4MaxEntry);
+    for (std::size_t j = 0; j < s; ++j) runtime::quantize16<true>(t + j * 16, lo[j], step, top, out + j * 16);
     if (s_even != s) std::memset(out + s * 16, 0, 16);
     alpha[q] = step;
     beta[q] = offset;

@@ -29,9 +29,9 @@ namespace {
 
 constexpr std::size_t kB = kernels::kPq8Block;
 constexpr std::size_t kChunkBlocks = 16;  // 1,024 vectors per scan call: the threshold is refreshed per call
-// The group scan costs about the same for 1 or 16 queries, about four one-query scans on Zen 3 (AVX2,
-// m = 48: 0.09 G codes/s for one query, 0.33 G vector-queries/s for a group of 16): groups of fewer
-// queries than this scan one query at a time.
+// The group scan does the same work per code for 1 or 16 queries (each code's lookups are shared by the
+// group: kernels/pq8_scan.h), so a group pays off only from a few queries on: groups of fewer queries
+// than this scan one query at a time. The value is a tuning choice.
 constexpr std::size_t kGroupMinQueries = 5;
 
 // One query's 8-bit tables and the constants of its filter.
@@ -42,8 +42,8 @@ struct QueryPlan {
 };
 
 // Written as plain float loops over a subspace's 256 entries so that they vectorize at the baseline ISA
-// (ternaries map onto minps / maxps; round_clamp is branch-free): this runs once per query and subspace,
-// and with a naive double loop it cost more than scanning 5,000 vectors.
+// (ternaries map onto minps / maxps; round_clamp is branch-free): this runs once per query and subspace
+// over 256 entries, work of the order of a scan of thousands of vectors if left scalar.
 void plan_query(const float* t, std::size_t m, QueryPlan* plan) {
   std::vector<float> lo(m), hi(m);
   float span = 0.0f;

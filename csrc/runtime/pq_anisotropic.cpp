@@ -7,7 +7,7 @@
 // (a vector's state is d + 3 K doubles: it stays in L1), in the order of the Numba twin
 // (python/medqk/kernels/_numba_pq_assign.py: pq_anisotropic), so the codes are equal bit for bit. It
 // replaced numpy code doing the same with two (n, K) GEMMs and a dozen (n, K) temporaries per subspace
-// and pass: 1M x 384 pq96x4fs, 110 us -> see pq.py for the measurement.
+// and pass.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -26,21 +26,23 @@ namespace medqk {
 namespace {
 
 #if defined(__SSE2__) || defined(__aarch64__)
-// Two doubles in a register, baseline SSE2 or AArch64 NEON; mul_add multiplies, then adds (no FMA), as the
-// scalar loop and the Numba twin do.
+// Two doubles in a register, baseline SSE2 or AArch64 NEON: each operation below names its SSE2 and its NEON
+// intrinsic (MEDQK_D2(sse2, neon) picks the target's). mul_add multiplies, then adds (no FMA), as the scalar
+// loop and the Numba twin do.
 #if defined(__SSE2__)
 using D2 = __m128d;
-inline D2 d2_set1(double v) { return _mm_set1_pd(v); }
-inline D2 d2_load(const double* p) { return _mm_loadu_pd(p); }
-inline void d2_store(double* p, D2 v) { _mm_storeu_pd(p, v); }
-inline D2 d2_mul_add(D2 acc, D2 a, D2 b) { return _mm_add_pd(acc, _mm_mul_pd(a, b)); }
+#define MEDQK_D2(sse2, neon) sse2
 #else
 using D2 = float64x2_t;
-inline D2 d2_set1(double v) { return vdupq_n_f64(v); }
-inline D2 d2_load(const double* p) { return vld1q_f64(p); }
-inline void d2_store(double* p, D2 v) { vst1q_f64(p, v); }
-inline D2 d2_mul_add(D2 acc, D2 a, D2 b) { return vaddq_f64(acc, vmulq_f64(a, b)); }
+#define MEDQK_D2(sse2, neon) neon
 #endif
+inline D2 d2_set1(double v) { return MEDQK_D2(_mm_set1_pd, vdupq_n_f64)(v); }
+inline D2 d2_load(const double* p) { return MEDQK_D2(_mm_loadu_pd, vld1q_f64)(p); }
+inline void d2_store(double* p, D2 v) { MEDQK_D2(_mm_storeu_pd, vst1q_f64)(p, v); }
+inline D2 d2_mul_add(D2 acc, D2 a, D2 b) {
+  return MEDQK_D2(_mm_add_pd, vaddq_f64)(acc, MEDQK_D2(_mm_mul_pd, vmulq_f64)(a, b));
+}
+#undef MEDQK_D2
 #define MEDQK_HAVE_D2 1
 #endif
 

@@ -6,13 +6,8 @@
 #include <algorithm>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#elif defined(__ARM_NEON)
-#include <arm_neon.h>
-#endif
-
 #include "medqk/medqk.h"
+#include "runtime/baseline_simd.h"
 #include "runtime/thread_pool.h"
 
 namespace medqk {
@@ -20,8 +15,8 @@ namespace medqk {
 namespace {
 
 // k = 16 (the 4-bit codes): the 16 sums stay in four vector registers across the dsub steps. The general
-// loop below (k a run-time value) stored them and loaded them back at every step, a store-forwarding chain:
-// 1.9 us per query at 96 subspaces x 4 dimensions. Multiply, then add (no FMA), in d order, as the
+// loop below (k a run-time value) stores them and loads them back at every step, a chain of dependent
+// store-to-load forwards per dimension. Multiply, then add (no FMA), in d order, as the
 // general loop and the Numba twin do: the same floats.
 void table16(const float* x, std::size_t m, std::size_t dsub, const float* ct, const float* norms, float* out) {
   for (std::size_t s = 0; s < m; ++s) {
@@ -90,8 +85,8 @@ void pq_tables(const float* x, std::size_t nq, std::size_t m, std::size_t dsub, 
         continue;
       }
       for (std::size_t s = 0; s < m; ++s) {
-        // restrict: without it the stores to o could alias the centroids and x, and every d reloaded
-        // them (MedQuAD dev, 11,464 queries x 96 subspaces x 16 centroids, 1 thread: 43 -> 36 ms)
+        // restrict: without it the stores to o could alias the centroids and x, and every d would reload
+        // them from memory instead of keeping xs[d] in a register
         const float* __restrict xs = x + q * m * dsub + s * dsub;
         float* __restrict o = out + (q * m + s) * k;
         const float* __restrict cs = ct.data() + s * dsub * k;

@@ -4,12 +4,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#elif defined(__ARM_NEON)
-#include <arm_neon.h>
-#endif
+#include "runtime/baseline_simd.h"
 
 namespace medqk {
 namespace runtime {
@@ -51,6 +48,46 @@ inline void min_max16(const float* t, float* mn, float* mx) {
 inline int32_t round_clamp(float v, int32_t top) {
   const int32_t i = static_cast<int32_t>((v + 12582912.0f) - 12582912.0f);
   return i < 0 ? 0 : (i > top ? top : i);
+}
+
+// out[c] = round_clamp(f(t[c]), top) for c < 16, 0 <= top <= 255, with f(v) = (v - offset) * scale, or
+// (v - offset) / scale with kDivide (IEEE division): the same float operations as the scalar round_clamp,
+// four lanes at a time in GCC / Clang vector types (SSE2 or NEON instructions), then the clamp by the
+// saturating narrowings int32 -> int16 -> uint8 and an unsigned min. GCC leaves the scalar loop
+// unvectorized (a compare and select per entry).
+template <bool kDivide>
+inline void quantize16(const float* t, float offset, float scale, int32_t top, uint8_t* out) {
+#if defined(__SSE2__) || defined(__ARM_NEON)
+  typedef float F4 __attribute__((vector_size(16)));
+  typedef int32_t I4 __attribute__((vector_size(16)));
+  I4 r[4];
+  for (int i = 0; i < 4; ++i) {
+    F4 v;
+    std::memcpy(&v, t + 4 * i, sizeof v);
+    if constexpr (kDivide) {
+      v = (v - offset) / scale;
+    } else {
+      v = (v - offset) * scale;
+    }
+    r[i] = __builtin_convertvector((v + 12582912.0f) - 12582912.0f, I4);  // integral: the cast is exact
+  }
+#if defined(__SSE2__)
+  const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(__m128i(r[0]), __m128i(r[1])),
+                                         _mm_packs_epi32(__m128i(r[2]), __m128i(r[3])));
+  const __m128i top8 = _mm_set1_epi8(static_cast<char>(top));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(bytes, top8));
+#else
+  const int16x8_t lo = vcombine_s16(vqmovn_s32(int32x4_t(r[0])), vqmovn_s32(int32x4_t(r[1])));
+  const int16x8_t hi = vcombine_s16(vqmovn_s32(int32x4_t(r[2])), vqmovn_s32(int32x4_t(r[3])));
+  const uint8x16_t top8 = vdupq_n_u8(static_cast<uint8_t>(top));
+  vst1q_u8(out, vminq_u8(vcombine_u8(vqmovun_s16(lo), vqmovun_s16(hi)), top8));
+#endif
+#else
+  for (int c = 0; c < 16; ++c) {
+    const float v = kDivide ? (t[c] - offset) / scale : (t[c] - offset) * scale;
+    out[c] = static_cast<uint8_t>(round_clamp(v, top));
+  }
+#endif
 }
 
 }  // namespace runtime

@@ -8,11 +8,7 @@
 #include <limits>
 #include <vector>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#elif defined(__ARM_NEON)
-#include <arm_neon.h>
-#endif
+#include "runtime/baseline_simd.h"
 
 namespace medqk {
 namespace runtime {
@@ -58,7 +54,8 @@ struct Hit {
 };
 
 // "a ranks before b": higher score, then lower id. A closure object rather than a function, so that the
-// std algorithms given `better` call it inline instead of through a function pointer (2-3x on sorts).
+// std algorithms given `better` call it inline instead of through a function pointer (a sort calls it
+// n log n times).
 constexpr auto better = [](const Hit& a, const Hit& b) {
   return a.score > b.score || (a.score == b.score && a.id < b.id);
 };
@@ -175,17 +172,18 @@ inline void keys_to_hits(uint64_t* first, uint64_t* last, std::vector<Hit>& hits
 }
 
 // Top-k by a reservoir rather than a heap, for the exact integer sums of the table scans (T = int32_t; a
-// float KeyOrder would serve the int8 / fp16 scans, but there the heap above measured faster: its threshold
-// rises with every push, the reservoir's only at a cut, so more scores pass): a score enters the buffer only when it beats the threshold, and when
-// the buffer is full it is cut back to the k best (nth_element) and the threshold rises to the k-th best.
+// float KeyOrder would serve the int8 / fp16 scans, but there the heap above passes fewer scores: its
+// threshold rises with every push, the reservoir's only at a cut): a score enters the buffer only when it
+// beats the threshold, and when the buffer is full it is cut back to the k best (nth_element) and the
+// threshold rises to the k-th best.
 // Per candidate that is one compare (done by the scan kernel itself: offer_masked), and an
 // append for the few that pass; a heap costs O(log k) branchy steps for each of those, which dominated
 // the table scans at k = 200, where the scan kernel tests a threshold of the previous chunk anyway.
 // Tie rule: ids arrive in increasing order, so a later score equal to the threshold ranks after the kept
 // one it equals: only a strictly greater score can enter once the buffer has been cut.
 // The buffer holds one 64-bit key per hit, ord(score) << 32 | (2^32 - 1 - id) (ids < 2^32): "better" is
-// then one integer compare (nth_element on keys ran the k = 200 selection 2x faster than on (score, id)
-// pairs with a two-field comparator).
+// then one integer compare, where (score, id) pairs need a two-field comparator with a branch on equal
+// scores.
 template <typename T>
 class ReservoirTopK {
  public:

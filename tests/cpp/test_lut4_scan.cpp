@@ -13,6 +13,7 @@
 
 #include "kernels/lut4_scan.h"
 #include "runtime/dispatch.h"
+#include "topk_reference.h"
 #include "variants.h"
 #include "medqk/medqk.h"
 
@@ -123,27 +124,23 @@ int main() {
             medqk::lut4_search_topk(isa, luts.data(), nq, d, packed.data(), n, alpha.data(), beta.data(), k,
                                     scores.data(), ids.data(), 1);
             for (std::size_t q = 0; q < nq; ++q) {
-              // reference: all sums ranked, ties -> lower id
-              std::vector<std::pair<long long, long long>> ref;
-              for (std::size_t v = 0; v < n; ++v) {
-                long long s = 0;
-                for (std::size_t j = 0; j < d; ++j) s += luts[q * d_even * 16 + j * 16 + codes[v * d + j]];
-                ref.push_back({-s, static_cast<long long>(v)});
-              }
-              std::sort(ref.begin(), ref.end());
               ++cases;
-              for (std::size_t t = 0; t < k; ++t) {
-                const bool have = t < n;
-                const long long want_id = have ? ref[t].second : -1;
-                const int64_t got = ids[q * k + t];
-                if (got != want_id || (have && scores[q * k + t] != static_cast<float>(-ref[t].first))) {
-                  if (failures < 10) {
-                    std::printf("FAIL isa=%s n=%zu d=%zu fill=%d nq=%zu q=%zu rank %zu: id %lld want %lld\n",
-                                medqk::isa_name(isa), n, d, fill, nq, q, t, static_cast<long long>(got), want_id);
-                  }
-                  ++failures;
-                  break;
+              long long want_id = 0;
+              const long t = medqk_test::first_topk_mismatch(
+                  n, k, ids.data() + q * k, scores.data() + q * k,
+                  [&](std::size_t v) {
+                    long long s = 0;
+                    for (std::size_t j = 0; j < d; ++j) s += luts[q * d_even * 16 + j * 16 + codes[v * d + j]];
+                    return s;
+                  },
+                  &want_id);
+              if (t >= 0) {
+                if (failures < 10) {
+                  std::printf("FAIL isa=%s n=%zu d=%zu fill=%d nq=%zu q=%zu rank %ld: id %lld want %lld\n",
+                              medqk::isa_name(isa), n, d, fill, nq, q, t, static_cast<long long>(ids[q * k + t]),
+                              want_id);
                 }
+                ++failures;
               }
             }
             }

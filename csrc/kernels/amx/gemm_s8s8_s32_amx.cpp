@@ -137,6 +137,39 @@ void few_rows(const int8_t* abuf, std::size_t mr, std::size_t kp, std::size_t kc
     default: return few_rows<8>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
   }
 }
+
+// One block of C: tiles 0, 1 (rows 0..15, columns 0..15 and 16..31 of the panel) and, with kTwoATiles,
+// tiles 2, 3 (rows 16..31) = the A rows at a0 (and a1) x the panel's two B tiles, over kc chunks of 64 k;
+// stored at out (row stride ld bytes).
+template <bool kTwoATiles>
+inline void tile_block(const int8_t* a0, const int8_t* a1, std::size_t kp, const uint8_t* panel,
+                       std::size_t kc, int32_t* out, std::size_t ld) {
+  _tile_zero(0);
+  _tile_zero(1);
+  if constexpr (kTwoATiles) {
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  for (std::size_t q = 0; q < kc; ++q) {
+    _tile_loadd(4, a0 + q * kKChunk, kp);
+    _tile_loadd(6, panel + q * 2 * kTileBytes, 64);
+    _tile_loadd(7, panel + q * 2 * kTileBytes + kTileBytes, 64);
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 4, 7);
+    if constexpr (kTwoATiles) {
+      _tile_loadd(5, a1 + q * kKChunk, kp);
+      _tile_dpbssd(2, 5, 6);
+      _tile_dpbssd(3, 5, 7);
+    }
+  }
+  if constexpr (kTwoATiles) {
+    _tile_stored(2, out + 16 * (ld / 4), ld);
+    _tile_stored(3, out + 16 * (ld / 4) + 16, ld);
+  }
+  _tile_stored(0, out, ld);
+  _tile_stored(1, out + 16, ld);
+}
+
 }  // namespace
 
 void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
@@ -166,34 +199,11 @@ void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t ld
       const bool whole = mr == kRows && nc == kGemmS8PanelCols;
       int32_t* out = whole ? c + i0 * ldc + j0 : cbuf;
       const std::size_t ld = (whole ? ldc : 32) * 4;
-      _tile_zero(0);
-      _tile_zero(1);
       if (mr > 16) {
-        _tile_zero(2);
-        _tile_zero(3);
-        for (std::size_t q = 0; q < kc; ++q) {
-          _tile_loadd(4, a0 + q * kKChunk, kp);
-          _tile_loadd(6, panel + q * 2 * kTileBytes, 64);
-          _tile_loadd(7, panel + q * 2 * kTileBytes + kTileBytes, 64);
-          _tile_dpbssd(0, 4, 6);
-          _tile_dpbssd(1, 4, 7);
-          _tile_loadd(5, a1 + q * kKChunk, kp);
-          _tile_dpbssd(2, 5, 6);
-          _tile_dpbssd(3, 5, 7);
-        }
-        _tile_stored(2, out + 16 * (ld / 4), ld);
-        _tile_stored(3, out + 16 * (ld / 4) + 16, ld);
+        tile_block<true>(a0, a1, kp, panel, kc, out, ld);
       } else {  // at most 16 rows: one A tile
-        for (std::size_t q = 0; q < kc; ++q) {
-          _tile_loadd(4, a0 + q * kKChunk, kp);
-          _tile_loadd(6, panel + q * 2 * kTileBytes, 64);
-          _tile_loadd(7, panel + q * 2 * kTileBytes + kTileBytes, 64);
-          _tile_dpbssd(0, 4, 6);
-          _tile_dpbssd(1, 4, 7);
-        }
+        tile_block<false>(a0, a1, kp, panel, kc, out, ld);
       }
-      _tile_stored(0, out, ld);
-      _tile_stored(1, out + 16, ld);
       if (!whole) {
         for (std::size_t r = 0; r < mr; ++r) std::memcpy(c + (i0 + r) * ldc + j0, cbuf + r * 32, nc * 4);
       }

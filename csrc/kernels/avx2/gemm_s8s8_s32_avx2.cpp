@@ -2,24 +2,25 @@
 //
 // Why vpmaddwd and not vpmaddubsw: vpmaddubsw (u8 x s8 -> s16 pair sums) saturates as soon as a pair
 // sum leaves int16 (255 * -128 * 2), which is the onnxruntime / FBGEMM / ggml trap. Here both operands
-// are sign-extended to int16 and vpmaddwd forms int32 pair sums (|sum| <= 2 * 2^14), added with vpaddd.
-// On Zen 3 that is 32 MAC/cycle, the same as the vpmaddubsw + vpmaddwd chain, without its error.
+// are sign-extended to int16 and vpmaddwd forms int32 pair sums (|sum| <= 2 * 2^14), added with vpaddd:
+// 16 products per multiply instruction, as many as the two-instruction vpmaddubsw + vpmaddwd chain's 32,
+// without its error.
 //
-// Layout of packed B (owned by this file): panels of 24 columns; in a panel, for each pair of k
-// (2p, 2p+1), 48 bytes: [c0k0 c0k1 c1k0 c1k1 ... c7k0 c7k1 | c8k0 .. c15k1 | c16k0 .. c23k1]. Columns
-// past n and the k past an odd K are zero. vpmovsxbw of each 16-byte third gives eight int32 lanes, each
-// holding the (k0, k1) int16 pair of one column.
+// Layout of packed B (kernels/gemm_s8_pack_k_groups.h, k pairs): panels of 24 columns; in a panel, for
+// each pair of k (2p, 2p+1), 48 bytes: [c0k0 c0k1 c1k0 c1k1 ... c7k0 c7k1 | c8k0 .. c15k1 | c16k0 ..
+// c23k1]. Columns past n and the k past an odd K are zero. vpmovsxbw of each 16-byte third gives eight
+// int32 lanes, each holding the (k0, k1) int16 pair of one column.
 // A is widened per block of rows to int16 with K padded to even, so a broadcast 32-bit word is the
 // matching (a[2p], a[2p+1]) pair.
 //
 // The micro-kernel (3 rows x 24 columns: 9 accumulators, 3 B registers, a broadcast and temporaries,
 // all 16 ymm registers) is written in inline assembly: GCC 12 compiled the same intrinsics with
-// accumulators spilled to the stack inside the loop (5 x 16 tile: 61 GOP/s at 1024^3 on Zen 3, where
-// this loop runs at about 150 GOP/s).
+// accumulators spilled to the stack inside the loop (a load and a store per accumulator and k-pair),
+// where the assembly keeps all nine in registers.
 //
 // With many rows, each slice of a panel (kKCW k-pairs) is first widened to int16 into a 12 KiB buffer
 // that stays in L1, and every row tile reads it with plain loads: the three vpmovsxbw per k-pair then
-// leave the shuffle pipes (FP1/FP2 on Zen 3) to the broadcasts and additions. With few rows the panel is
+// leave the shuffle units, which the broadcasts also need, to the broadcasts. With few rows the panel is
 // read once from memory, so the micro-kernel widens as it goes.
 #include <immintrin.h>
 
@@ -36,6 +37,7 @@ namespace avx2 {
 namespace {
 
 constexpr std::size_t kNR = 24;   // columns per panel (three ymm of int32)
+constexpr std::size_t kKGroup = 2;  // B is read in k pairs (kernels/gemm_s8_pack_k_groups.h)
 constexpr int kMR = 3;            // rows per micro-tile
 constexpr std::size_t kKC = 256;  // k-pairs per block: the B slice of one panel (12 KiB) stays in L1
 constexpr std::size_t kMC = 96;   // rows per block of widened A (96 x 512 x 2 B = 96 KiB of L2 per k block)
@@ -114,73 +116,51 @@ inline void store_tile(const int32_t* tile, int32_t* c, std::size_t ldc, bool ac
 template <int R, bool Wide>
 void micro_kernel(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, int32_t* tile);
 
-#define MEDQK_KERNEL_3(WIDE, LOAD)                                                                                \
-  template <>                                                                                                 \
-  void micro_kernel<3, WIDE>(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, \
-                                    int32_t* tile) {                                                          \
-    const int32_t* a0 = a;                                                                                    \
-    const int32_t* a1 = a + a_stride;                                                                         \
-    const int32_t* a2 = a + 2 * a_stride;                                                                     \
-    std::size_t i = 0;                                                                                        \
-    __asm__ volatile(MEDQK_ZERO("7") MEDQK_ZERO("8") MEDQK_ZERO("9") MEDQK_ZERO("10") MEDQK_ZERO("11")        \
-                         MEDQK_ZERO("12") MEDQK_ZERO("13") MEDQK_ZERO("14") MEDQK_ZERO("15")                  \
-                     "1:\n\t" LOAD MEDQK_ROW("a0", "7", "8", "9") MEDQK_ROW("a1", "10", "11", "12")            \
-                         MEDQK_ROW("a2", "13", "14", "15")                                                    \
-                     "inc %[i]\n\t"                                                                           \
-                     "cmp %[i], %[kc]\n\t"                                                                    \
-                     "jne 1b\n\t" MEDQK_STORE("7", "0") MEDQK_STORE("8", "32") MEDQK_STORE("9", "64")         \
-                         MEDQK_STORE("10", "96") MEDQK_STORE("11", "128") MEDQK_STORE("12", "160")            \
-                             MEDQK_STORE("13", "192") MEDQK_STORE("14", "224") MEDQK_STORE("15", "256")       \
-                     : [b] "+r"(b), [i] "+r"(i)                                                               \
-                     : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [kc] "r"(kc), [t] "r"(tile)                  \
-                     : MEDQK_CLOBBERS);                                                                       \
+// One micro_kernel<R, WIDE> specialisation: zero the accumulators, kc steps of LOAD and the R rows, store.
+// The rows that R leaves out do not read their A pointer (a1, a2: then a copy of a0).
+#define MEDQK_KERNEL(R, WIDE, LOAD, ZEROS, ROWS, STORES)                                               \
+  template <>                                                                                          \
+  void micro_kernel<R, WIDE>(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, \
+                             int32_t* tile) {                                                          \
+    std::size_t i = 0;                                                                                 \
+    __asm__ volatile(ZEROS "1:\n\t" LOAD ROWS                                                          \
+                     "inc %[i]\n\t"                                                                    \
+                     "cmp %[i], %[kc]\n\t"                                                             \
+                     "jne 1b\n\t" STORES                                                               \
+                     : [b] "+r"(b), [i] "+r"(i)                                                        \
+                     : [a0] "r"(a), [a1] "r"(R > 1 ? a + a_stride : a),                                \
+                       [a2] "r"(R > 2 ? a + 2 * a_stride : a), [kc] "r"(kc), [t] "r"(tile)             \
+                     : MEDQK_CLOBBERS);                                                                \
   }
+#define MEDQK_ZEROS_1 MEDQK_ZERO("7") MEDQK_ZERO("8") MEDQK_ZERO("9")
+#define MEDQK_ZEROS_2 MEDQK_ZEROS_1 MEDQK_ZERO("10") MEDQK_ZERO("11") MEDQK_ZERO("12")
+#define MEDQK_ZEROS_3 MEDQK_ZEROS_2 MEDQK_ZERO("13") MEDQK_ZERO("14") MEDQK_ZERO("15")
+#define MEDQK_ROWS_1 MEDQK_ROW("a0", "7", "8", "9")
+#define MEDQK_ROWS_2 MEDQK_ROWS_1 MEDQK_ROW("a1", "10", "11", "12")
+#define MEDQK_ROWS_3 MEDQK_ROWS_2 MEDQK_ROW("a2", "13", "14", "15")
+#define MEDQK_STORES_1 MEDQK_STORE("7", "0") MEDQK_STORE("8", "32") MEDQK_STORE("9", "64")
+#define MEDQK_STORES_2 \
+  MEDQK_STORES_1 MEDQK_STORE("10", "96") MEDQK_STORE("11", "128") MEDQK_STORE("12", "160")
+#define MEDQK_STORES_3 \
+  MEDQK_STORES_2 MEDQK_STORE("13", "192") MEDQK_STORE("14", "224") MEDQK_STORE("15", "256")
 
-#define MEDQK_KERNEL_2(WIDE, LOAD)                                                                                \
-  template <>                                                                                                 \
-  void micro_kernel<2, WIDE>(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, \
-                                    int32_t* tile) {                                                          \
-    const int32_t* a0 = a;                                                                                    \
-    const int32_t* a1 = a + a_stride;                                                                         \
-    std::size_t i = 0;                                                                                        \
-    __asm__ volatile(MEDQK_ZERO("7") MEDQK_ZERO("8") MEDQK_ZERO("9") MEDQK_ZERO("10") MEDQK_ZERO("11")        \
-                         MEDQK_ZERO("12")                                                                     \
-                     "1:\n\t" LOAD MEDQK_ROW("a0", "7", "8", "9") MEDQK_ROW("a1", "10", "11", "12")            \
-                     "inc %[i]\n\t"                                                                           \
-                     "cmp %[i], %[kc]\n\t"                                                                    \
-                     "jne 1b\n\t" MEDQK_STORE("7", "0") MEDQK_STORE("8", "32") MEDQK_STORE("9", "64")         \
-                         MEDQK_STORE("10", "96") MEDQK_STORE("11", "128") MEDQK_STORE("12", "160")            \
-                     : [b] "+r"(b), [i] "+r"(i)                                                               \
-                     : [a0] "r"(a0), [a1] "r"(a1), [kc] "r"(kc), [t] "r"(tile)                                \
-                     : MEDQK_CLOBBERS);                                                                       \
-  }
+MEDQK_KERNEL(3, false, MEDQK_LOAD_B, MEDQK_ZEROS_3, MEDQK_ROWS_3, MEDQK_STORES_3)
+MEDQK_KERNEL(2, false, MEDQK_LOAD_B, MEDQK_ZEROS_2, MEDQK_ROWS_2, MEDQK_STORES_2)
+MEDQK_KERNEL(1, false, MEDQK_LOAD_B, MEDQK_ZEROS_1, MEDQK_ROWS_1, MEDQK_STORES_1)
+MEDQK_KERNEL(3, true, MEDQK_LOAD_WIDE_B, MEDQK_ZEROS_3, MEDQK_ROWS_3, MEDQK_STORES_3)
+MEDQK_KERNEL(2, true, MEDQK_LOAD_WIDE_B, MEDQK_ZEROS_2, MEDQK_ROWS_2, MEDQK_STORES_2)
+MEDQK_KERNEL(1, true, MEDQK_LOAD_WIDE_B, MEDQK_ZEROS_1, MEDQK_ROWS_1, MEDQK_STORES_1)
 
-#define MEDQK_KERNEL_1(WIDE, LOAD)                                                                                \
-  template <>                                                                                                 \
-  void micro_kernel<1, WIDE>(const int32_t* a, std::size_t /*a_stride*/, const uint8_t* b,             \
-                                    std::size_t kc, int32_t* tile) {                                          \
-    const int32_t* a0 = a;                                                                                    \
-    std::size_t i = 0;                                                                                        \
-    __asm__ volatile(MEDQK_ZERO("7") MEDQK_ZERO("8") MEDQK_ZERO("9")                                          \
-                     "1:\n\t" LOAD MEDQK_ROW("a0", "7", "8", "9")                                             \
-                     "inc %[i]\n\t"                                                                           \
-                     "cmp %[i], %[kc]\n\t"                                                                    \
-                     "jne 1b\n\t" MEDQK_STORE("7", "0") MEDQK_STORE("8", "32") MEDQK_STORE("9", "64")         \
-                     : [b] "+r"(b), [i] "+r"(i)                                                               \
-                     : [a0] "r"(a0), [kc] "r"(kc), [t] "r"(tile)                                              \
-                     : MEDQK_CLOBBERS);                                                                       \
-  }
-
-MEDQK_KERNEL_3(false, MEDQK_LOAD_B)
-MEDQK_KERNEL_2(false, MEDQK_LOAD_B)
-MEDQK_KERNEL_1(false, MEDQK_LOAD_B)
-MEDQK_KERNEL_3(true, MEDQK_LOAD_WIDE_B)
-MEDQK_KERNEL_2(true, MEDQK_LOAD_WIDE_B)
-MEDQK_KERNEL_1(true, MEDQK_LOAD_WIDE_B)
-
-#undef MEDQK_KERNEL_3
-#undef MEDQK_KERNEL_2
-#undef MEDQK_KERNEL_1
+#undef MEDQK_KERNEL
+#undef MEDQK_ZEROS_1
+#undef MEDQK_ZEROS_2
+#undef MEDQK_ZEROS_3
+#undef MEDQK_ROWS_1
+#undef MEDQK_ROWS_2
+#undef MEDQK_ROWS_3
+#undef MEDQK_STORES_1
+#undef MEDQK_STORES_2
+#undef MEDQK_STORES_3
 #undef MEDQK_LOAD_B
 #undef MEDQK_LOAD_WIDE_B
 #undef MEDQK_ROW
@@ -215,31 +195,13 @@ void widen_b_slice(const uint8_t* b, std::size_t kc, int16_t* out) {
 
 }  // namespace
 
-const std::size_t kGemmS8PanelCols = kNR;
-
-std::size_t gemm_s8s8_s32_packed_bytes(std::size_t n, std::size_t k) {
-  return ((n + kNR - 1) / kNR) * k_pairs(k) * 48;
-}
-
-void gemm_s8s8_s32_pack(const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed) {
-  const std::size_t kp = k_pairs(k);
-  const std::size_t panels = (n + kNR - 1) / kNR;
-  std::memset(packed, 0, panels * kp * 48);
-  for (std::size_t j = 0; j < n; ++j) {
-    uint8_t* panel = packed + (j / kNR) * kp * 48;
-    const std::size_t col = j % kNR;
-    const std::size_t offset = (col / 8) * 16 + (col % 8) * 2;  // which third, which pair in it
-    const int8_t* bj = b + j * ldb;
-    for (std::size_t p = 0; p < k; ++p) panel[(p / 2) * 48 + offset + (p & 1)] = static_cast<uint8_t>(bj[p]);
-  }
-}
+#include "kernels/gemm_s8_pack_k_groups.h"
 
 namespace {
 
 // Few rows: each panel slice is read from packed B (from memory, once, in order) and widened inside the
 // micro-kernel. K is blocked only when the widened rows of A would not stay in L2 (m x kp x 4 bytes):
-// blocking K would start a new 12 KiB stream in every panel (8 x 4096 x 4096 at 46 GOP/s with kKC
-// blocks, 1 thread), and its tiles re-read it from L2.
+// blocking K would start a new 12 KiB stream in every panel, which its tiles would then re-read from L2.
 void gemm_streamed_b(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
                      std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc) {
   const std::size_t kp = k_pairs(k);

@@ -4,20 +4,21 @@
 // even_byte + 256 * odd_byte, and a second accumulator adds odd_byte alone (the register shifted right
 // by 8); even = acc - (odd << 8) modulo 2^16 is exact while every true sum is below 65536, so the
 // 16-bit sums are flushed to 32 bits every 256 pairs of subspaces (256 * 127 < 65536 per lane). Two
-// rows' lookups are added in 8 bits first (<= 254), as in the AVX-512 kernel; with the pair loop in
-// assembly (accumulate_pairs) that took 1M x 96 subspaces at nq = 32 from 0.39 to 0.46 G codes/s here.
+// rows' lookups are added in 8 bits first (<= 254), as in the AVX-512 kernel, so one widening serves
+// two rows; the pair loop is in assembly (accumulate_pairs, below says why).
 #include <immintrin.h>
 
 #include <algorithm>
 
 #include "kernels/lut4_scan.h"
-#include "kernels/lut4_store_x86.h"
 
 namespace medqk {
 namespace kernels {
 namespace avx2 {
 
 namespace {
+#include "kernels/lut4_store_x86.h"
+
 constexpr std::size_t kFlushPairs = 256;
 
 // The pair loop: for each of `pairs` rows of codes (32 bytes: two subspaces, 32 vectors in nibbles) and
@@ -28,20 +29,25 @@ constexpr std::size_t kFlushPairs = 256;
 // instructions per row for two queries, where this loop has 17 per row); all 16 ymm registers are used
 // (8 accumulators for two queries, codes of two rows in nibbles, table, two results, a temporary).
 // Two queries fetch the code lines 4 KiB ahead (CODES2); a single query, the scan that streams the codes
-// from memory, leaves that to the hardware prefetchers (LOAD2), which read faster alone (1M x pq96x4fs,
-// nq = 1, Zen 4 with MEDQK_ISA=avx2: 0.60-0.64 -> 0.62-0.66 G codes/s).
+// from memory in order, leaves that to the hardware prefetchers (LOAD2): a sequential stream is the
+// pattern they follow, and the software prefetch would only add an instruction per row.
 #define MEDQK_LUT4_CODES2                   \
   "prefetcht0 4096(%[c])\n\t"               \
   MEDQK_LUT4_LOAD2
-#define MEDQK_LUT4_LOAD2                    \
-  "vmovdqu (%[c]), %%ymm8\n\t"              \
-  "vpsrlw $4, %%ymm8, %%ymm9\n\t"           \
-  "vpand (%[nib]), %%ymm8, %%ymm8\n\t"      \
-  "vpand (%[nib]), %%ymm9, %%ymm9\n\t"      \
-  "vmovdqu 32(%[c]), %%ymm10\n\t"           \
-  "vpsrlw $4, %%ymm10, %%ymm11\n\t"         \
-  "vpand (%[nib]), %%ymm10, %%ymm10\n\t"    \
-  "vpand (%[nib]), %%ymm11, %%ymm11\n\t"
+#define MEDQK_LUT4_LOAD2 MEDQK_LUT4_SPLIT("", "8", "9") MEDQK_LUT4_SPLIT("32", "10", "11")
+// one row alone (an odd number of rows)
+#define MEDQK_LUT4_CODES1 MEDQK_LUT4_SPLIT("", "8", "9")
+// the 32 bytes of codes at OFF(%[c]) split into low nibbles (ymm LO) and high nibbles (ymm HI)
+#define MEDQK_LUT4_SPLIT(OFF, LO, HI)                   \
+  "vmovdqu " OFF "(%[c]), %%ymm" LO "\n\t"              \
+  "vpsrlw $4, %%ymm" LO ", %%ymm" HI "\n\t"             \
+  "vpand (%[nib]), %%ymm" LO ", %%ymm" LO "\n\t"        \
+  "vpand (%[nib]), %%ymm" HI ", %%ymm" HI "\n\t"
+// the u8 lookups in ymm R added as u16 into accumulator A (even + 256 odd bytes), their odd bytes into B
+#define MEDQK_LUT4_WIDEN(R, A, B)                       \
+  "vpaddw %%ymm" R ", %[" A "], %[" A "]\n\t"           \
+  "vpsrlw $8, %%ymm" R ", %%ymm" R "\n\t"               \
+  "vpaddw %%ymm" R ", %[" B "], %[" B "]\n\t"
 #define MEDQK_LUT4_QUERY2(T0, T1, LA, LB, HA, HB)   \
   "vmovdqu " T0 ", %%ymm12\n\t"                     \
   "vpshufb %%ymm8, %%ymm12, %%ymm13\n\t"            \
@@ -51,28 +57,19 @@ constexpr std::size_t kFlushPairs = 256;
   "vpaddb %%ymm15, %%ymm13, %%ymm13\n\t"            \
   "vpshufb %%ymm11, %%ymm12, %%ymm15\n\t"           \
   "vpaddb %%ymm15, %%ymm14, %%ymm14\n\t"            \
-  "vpaddw %%ymm13, %[" LA "], %[" LA "]\n\t"        \
-  "vpsrlw $8, %%ymm13, %%ymm13\n\t"                 \
-  "vpaddw %%ymm13, %[" LB "], %[" LB "]\n\t"        \
-  "vpaddw %%ymm14, %[" HA "], %[" HA "]\n\t"        \
-  "vpsrlw $8, %%ymm14, %%ymm14\n\t"                 \
-  "vpaddw %%ymm14, %[" HB "], %[" HB "]\n\t"
-// one row alone (an odd number of rows)
-#define MEDQK_LUT4_CODES1                   \
-  "vmovdqu (%[c]), %%ymm8\n\t"              \
-  "vpsrlw $4, %%ymm8, %%ymm9\n\t"           \
-  "vpand (%[nib]), %%ymm8, %%ymm8\n\t"      \
-  "vpand (%[nib]), %%ymm9, %%ymm9\n\t"
+  MEDQK_LUT4_WIDEN("13", LA, LB) MEDQK_LUT4_WIDEN("14", HA, HB)
 #define MEDQK_LUT4_QUERY1(T0, LA, LB, HA, HB)       \
   "vmovdqu " T0 ", %%ymm12\n\t"                     \
   "vpshufb %%ymm8, %%ymm12, %%ymm13\n\t"            \
   "vpshufb %%ymm9, %%ymm12, %%ymm14\n\t"            \
-  "vpaddw %%ymm13, %[" LA "], %[" LA "]\n\t"        \
-  "vpsrlw $8, %%ymm13, %%ymm13\n\t"                 \
-  "vpaddw %%ymm13, %[" LB "], %[" LB "]\n\t"        \
-  "vpaddw %%ymm14, %[" HA "], %[" HA "]\n\t"        \
-  "vpsrlw $8, %%ymm14, %%ymm14\n\t"                 \
-  "vpaddw %%ymm14, %[" HB "], %[" HB "]\n\t"
+  MEDQK_LUT4_WIDEN("13", LA, LB) MEDQK_LUT4_WIDEN("14", HA, HB)
+// steps of two rows: codes and tables advance 64 bytes per step, [n] counts the steps down
+#define MEDQK_LUT4_LOOP(BODY)                       \
+  "1:\n\t" BODY                                     \
+  "add $64, %[c]\n\t"                               \
+  "add $64, %[t]\n\t"                               \
+  "dec %[n]\n\t"                                    \
+  "jnz 1b\n\t"
 #define MEDQK_LUT4_CLOBBERS \
   "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc"
 
@@ -86,13 +83,8 @@ inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size
   if constexpr (NQ == 1) {
     if (steps != 0) {
       __asm__ volatile(
-          "1:\n\t"
-          MEDQK_LUT4_LOAD2
-          MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0")
-          "add $64, %[c]\n\t"
-          "add $64, %[t]\n\t"
-          "dec %[n]\n\t"
-          "jnz 1b\n\t"
+          MEDQK_LUT4_LOOP(MEDQK_LUT4_LOAD2
+                          MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0"))
           : [c] "+r"(codes), [t] "+r"(lut), [n] "+r"(steps), [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]),
             [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0])
           : [nib] "r"(nib)
@@ -110,14 +102,10 @@ inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size
     static_assert(NQ == 2, "one or two queries");
     if (steps != 0) {
       __asm__ volatile(
-          "1:\n\t"
-          MEDQK_LUT4_CODES2
-          MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0")
-          MEDQK_LUT4_QUERY2("(%[t],%[stride])", "32(%[t],%[stride])", "la1", "lb1", "ha1", "hb1")
-          "add $64, %[c]\n\t"
-          "add $64, %[t]\n\t"
-          "dec %[n]\n\t"
-          "jnz 1b\n\t"
+          MEDQK_LUT4_LOOP(MEDQK_LUT4_CODES2
+                          MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0")
+                          MEDQK_LUT4_QUERY2("(%[t],%[stride])", "32(%[t],%[stride])",
+                                            "la1", "lb1", "ha1", "hb1"))
           : [c] "+r"(codes), [t] "+r"(lut), [n] "+r"(steps), [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]),
             [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0]), [la1] "+x"(lo_a[1]), [lb1] "+x"(lo_b[1]),
             [ha1] "+x"(hi_a[1]), [hb1] "+x"(hi_b[1])
@@ -141,6 +129,9 @@ inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size
 #undef MEDQK_LUT4_QUERY2
 #undef MEDQK_LUT4_CODES1
 #undef MEDQK_LUT4_QUERY1
+#undef MEDQK_LUT4_SPLIT
+#undef MEDQK_LUT4_WIDEN
+#undef MEDQK_LUT4_LOOP
 #undef MEDQK_LUT4_CLOBBERS
 
 
@@ -204,36 +195,15 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
   }
   for (std::size_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = packed + b * block_bytes;
-    // 32-bit totals: vectors 0..15 (low nibbles) and 16..31 (high nibbles), even and odd vectors apart.
-    __m256i tot_lo_even[NQ], tot_lo_odd[NQ], tot_hi_even[NQ], tot_hi_odd[NQ];
-    for (int j = 0; j < NQ; ++j) {
-      tot_lo_even[j] = tot_lo_odd[j] = tot_hi_even[j] = tot_hi_odd[j] = _mm256_setzero_si256();
-    }
+    Lut4Totals<NQ> totals;
     for (std::size_t p0 = 0; p0 < pairs; p0 += kFlushPairs) {
       const std::size_t p1 = std::min(pairs, p0 + kFlushPairs);
       __m256i lo_a[NQ], lo_b[NQ], hi_a[NQ], hi_b[NQ];
       for (int j = 0; j < NQ; ++j) lo_a[j] = lo_b[j] = hi_a[j] = hi_b[j] = _mm256_setzero_si256();
       accumulate_pairs<NQ>(block + 32 * p0, lut + 32 * p0, lut_stride, p1 - p0, lo_a, lo_b, hi_a, hi_b);
-      // add the two halves (subspaces 2p and 2p+1 of the same vectors) in 32 bits
-      auto fold = [](__m256i v) {
-        const __m256i a = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(v));
-        const __m256i b = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1));
-        return _mm256_add_epi32(a, b);
-      };
-      for (int j = 0; j < NQ; ++j) {
-        // even-indexed bytes (vectors 0, 2, ..) and odd ones, per 128-bit half (= per subspace of the pair)
-        const __m256i lo_even = _mm256_sub_epi16(lo_a[j], _mm256_slli_epi16(lo_b[j], 8));
-        const __m256i hi_even = _mm256_sub_epi16(hi_a[j], _mm256_slli_epi16(hi_b[j], 8));
-        tot_lo_even[j] = _mm256_add_epi32(tot_lo_even[j], fold(lo_even));
-        tot_lo_odd[j] = _mm256_add_epi32(tot_lo_odd[j], fold(lo_b[j]));
-        tot_hi_even[j] = _mm256_add_epi32(tot_hi_even[j], fold(hi_even));
-        tot_hi_odd[j] = _mm256_add_epi32(tot_hi_odd[j], fold(hi_b[j]));
-      }
+      for (int j = 0; j < NQ; ++j) totals.add_halves(j, lo_a[j], lo_b[j], hi_a[j], hi_b[j]);
     }
-    for (int j = 0; j < NQ; ++j) {
-      masks[j * nblocks + b] = lut4_store_block(tot_lo_even[j], tot_lo_odd[j], tot_hi_even[j], tot_hi_odd[j],
-                                                out + j * out_stride + b * 32, thresholds[j]);
-    }
+    totals.store(b, nblocks, out, out_stride, thresholds, masks);
   }
 }
 

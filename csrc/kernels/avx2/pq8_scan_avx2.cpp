@@ -2,9 +2,9 @@
 //
 // One query (pq8_scan): AVX2 has no 256-entry byte lookup, so a 256-entry table is looked up as 16
 // vpshufb lookups of 16 entries with a blend by the code's high nibble (half_sums), 32 codes at a time,
-// in inline assembly (GCC kept the intermediate vectors on the stack). 1M x 48 subspaces, 1 thread, on
-// Zen 3: 0.04 G codes/s with scalar loads (eight codes per 64-bit load, sums in registers; vpgatherdd
-// was slower still) -> ~0.07 this way.
+// in inline assembly (GCC kept the intermediate vectors on the stack). The alternatives, scalar lookups
+// (one load per code and subspace) and vpgatherdd (one gathered element per code), do more loads per code
+// than the 16 in-register lookups shared by 32 codes.
 //
 // The group scan (pq8_scan_group): 16 queries over the same codes. AVX2's byte
 // shuffle reaches 16 table entries, not 256, so instead of looking codes up in a register the code byte

@@ -35,13 +35,13 @@ namespace {
 constexpr std::size_t kNR = 32;    // columns per panel (two zmm of int32)
 constexpr int kMR = 12;            // rows per tile: 24 accumulators + 2 B + 1 A of 32 zmm
 constexpr std::size_t kChunk = 16; // k-quads per chunk of prepared A (64 bytes of a row)
-constexpr std::size_t kKC = 256;   // k-quads per block (a multiple of kChunk): a panel's B slice (32 KiB of the
-                                   // 48 KiB L1) is reused by every row tile; 192 (24 KiB) lost 8% at 1024^3 to
-                                   // the extra C round trips
+constexpr std::size_t kKC = 256;   // k-quads per block (a multiple of kChunk): a panel's B slice (32 KiB) is
+                                   // reused by every row tile from cache; a smaller slice costs more round
+                                   // trips of C through memory
 constexpr std::size_t kMC = 96;    // rows per block of prepared A
 // B is read this far ahead (software prefetch, 32 quads). It matters where B streams from L3 (small M, and the
-// first row tile of each slice): the next slice of a panel is contiguous with the current one. On Zen 4, 1
-// thread, 2048 -> 4096 bytes: 1 x 4096^2 106 -> 115 GOP/s, 8 x 4096^2 416 -> 441, 1024^3 unchanged; 8192 no better.
+// first row tile of each slice): the next slice of a panel is contiguous with the current one. 4 KiB is
+// a page: the fetches run ahead of the loads by the time a few k-quad steps take, and stay in one page.
 constexpr std::size_t kPrefetchBytes = 4096;
 
 inline std::size_t k_quads(std::size_t k) { return (k + 3) / 4; }
@@ -85,7 +85,8 @@ struct Sink {
 };
 
 // Not inlined: inlining this branchy store into the micro-kernel made GCC move the accumulators through the
-// stack in the hot loop (650 -> 280 GOP/s). A call per row and tile costs nothing next to the k loop.
+// stack in the hot loop (a store and a load per accumulator and k-quad). A call per row and tile costs
+// little next to the k loop.
 __attribute__((noinline)) void store_row(const Sink& s, int r, __m512i lo, __m512i hi, const int32_t* corr) {
   int32_t* c = s.c + r * s.ldc;
   // masks of the valid columns in each half (all ones for a full tile): masked loads and stores, no copies
@@ -125,7 +126,7 @@ __attribute__((always_inline)) inline void quad_step(const uint8_t* a, const uin
   __m512i b0 = _mm512_loadu_si512(bq);
   __m512i b1 = _mm512_loadu_si512(bq + 64);
   // One load each into registers: left alone, GCC folds the loads into every vpdpbusd as memory operands,
-  // which halved 2- and 3-row tiles when B came from L2 (3 x 1024 x 1024: 225 -> 436 GOP/s).
+  // which loads B again for every row where this loads it once per k-quad.
   __asm__("" : "+v"(b0), "+v"(b1));
   // (past the end of the buffer this is harmless: prefetches never fault)
   _mm_prefetch(reinterpret_cast<const char*>(bq + kPrefetchBytes), _MM_HINT_T0);
@@ -144,7 +145,7 @@ __attribute__((always_inline)) inline void quad_step(const uint8_t* a, const uin
 // b = the panel's slice. The block starts on a chunk boundary; only the last block of K may end inside one.
 // vpdpbusd has a latency of ~6 cycles and two issue per cycle, so about 12 independent accumulators keep it
 // busy: tiles of 1..4 rows (GEMV and small batches) cycle through U sets of accumulators over consecutive
-// quads and add them at the end (1 x 1024 x 1024 with B in L2: 138 -> 155 GOP/s, 4 rows: 470 -> 540).
+// quads and add them at the end (integer sums: the order does not change them).
 template <int R>
 void micro_kernel(const uint8_t* a, const uint8_t* b, std::size_t kc, const int32_t* colsum, const Sink& sink) {
   constexpr int U = R == 1 ? 4 : R <= 4 ? 2 : 1;

@@ -11,13 +11,14 @@
 #include <algorithm>
 
 #include "kernels/lut4_scan.h"
-#include "kernels/lut4_store_x86.h"
 
 namespace medqk {
 namespace kernels {
 namespace avx512vnni {
 
 namespace {
+#include "kernels/lut4_store_x86.h"
+
 constexpr std::size_t kFlushIters = 256;
 constexpr std::size_t kPrefetchBytes = 4096;
 
@@ -27,11 +28,6 @@ inline __m256i fold4(__m512i v) {
   const __m512i hi = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1));  // quarters 2, 3
   const __m512i s = _mm512_add_epi32(lo, hi);
   return _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
-}
-
-inline __m256i fold2(__m256i v) {
-  return _mm256_add_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)),
-                          _mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1)));
 }
 
 // Adds rows [q0, q1) of 64 bytes (four subspaces each) of one block, looked up in NQ tables, into the 16-bit
@@ -161,21 +157,15 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
   }
   for (std::size_t b = 0; b < nblocks; ++b) {
     const uint8_t* block = packed + b * block_bytes;
-    // 32-bit totals per query: vectors 0..15 (low nibbles) and 16..31 (high nibbles), even / odd apart
-    __m256i tot_lo_even[NQ], tot_lo_odd[NQ], tot_hi_even[NQ], tot_hi_odd[NQ];
-    for (int j = 0; j < NQ; ++j) {
-      tot_lo_even[j] = tot_lo_odd[j] = tot_hi_even[j] = tot_hi_odd[j] = _mm256_setzero_si256();
-    }
+    Lut4Totals<NQ> totals;
     for (std::size_t q0 = 0; q0 < quads; q0 += kFlushIters) {
       const std::size_t q1 = std::min(quads, q0 + kFlushIters);
       __m512i lo_a[NQ], lo_b[NQ], hi_a[NQ], hi_b[NQ];
       for (int j = 0; j < NQ; ++j) lo_a[j] = lo_b[j] = hi_a[j] = hi_b[j] = _mm512_setzero_si512();
       accumulate_quads<NQ>(block, lut, lut_stride, q0, q1, lo_a, lo_b, hi_a, hi_b);
       for (int j = 0; j < NQ; ++j) {
-        tot_lo_even[j] = _mm256_add_epi32(tot_lo_even[j], fold4(_mm512_sub_epi16(lo_a[j], _mm512_slli_epi16(lo_b[j], 8))));
-        tot_lo_odd[j] = _mm256_add_epi32(tot_lo_odd[j], fold4(lo_b[j]));
-        tot_hi_even[j] = _mm256_add_epi32(tot_hi_even[j], fold4(_mm512_sub_epi16(hi_a[j], _mm512_slli_epi16(hi_b[j], 8))));
-        tot_hi_odd[j] = _mm256_add_epi32(tot_hi_odd[j], fold4(hi_b[j]));
+        totals.add(j, fold4(_mm512_sub_epi16(lo_a[j], _mm512_slli_epi16(lo_b[j], 8))), fold4(lo_b[j]),
+                   fold4(_mm512_sub_epi16(hi_a[j], _mm512_slli_epi16(hi_b[j], 8))), fold4(hi_b[j]));
       }
     }
     if (pairs & 1) {  // the last pair of subspaces, 32 bytes
@@ -187,32 +177,16 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
         const __m256i table = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + j * lut_stride + 32 * p));
         const __m256i r_lo = _mm256_shuffle_epi8(table, c_lo);
         const __m256i r_hi = _mm256_shuffle_epi8(table, c_hi);
-        const __m256i lo_b = _mm256_srli_epi16(r_lo, 8), hi_b = _mm256_srli_epi16(r_hi, 8);
-        tot_lo_even[j] = _mm256_add_epi32(tot_lo_even[j], fold2(_mm256_sub_epi16(r_lo, _mm256_slli_epi16(lo_b, 8))));
-        tot_lo_odd[j] = _mm256_add_epi32(tot_lo_odd[j], fold2(lo_b));
-        tot_hi_even[j] = _mm256_add_epi32(tot_hi_even[j], fold2(_mm256_sub_epi16(r_hi, _mm256_slli_epi16(hi_b, 8))));
-        tot_hi_odd[j] = _mm256_add_epi32(tot_hi_odd[j], fold2(hi_b));
+        totals.add_halves(j, r_lo, _mm256_srli_epi16(r_lo, 8), r_hi, _mm256_srli_epi16(r_hi, 8));
       }
     }
-    for (int j = 0; j < NQ; ++j) {
-      masks[j * nblocks + b] = lut4_store_block(tot_lo_even[j], tot_lo_odd[j], tot_hi_even[j], tot_hi_odd[j],
-                                                out + j * out_stride + b * 32, thresholds[j]);
-    }
+    totals.store(b, nblocks, out, out_stride, thresholds, masks);
   }
 }
 
 }  // namespace
 
-void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
-               const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
-               const int32_t* thresholds, uint32_t* masks) {
-  switch (nq) {
-    case 1: return scan_queries<1>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    case 2: return scan_queries<2>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    case 3: return scan_queries<3>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    default: return scan_queries<4>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-  }
-}
+#include "kernels/avx512vnni/lut4_scan_by_nq.h"
 
 }  // namespace avx512vnni
 }  // namespace kernels

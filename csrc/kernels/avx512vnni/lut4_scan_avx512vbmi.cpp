@@ -1,4 +1,4 @@
-// AVX-512 VBMI 4-bit table scan (dispatched on the avx512vnni path where the CPU has VBMI: Ice Lake, Zen 4
+// AVX-512 VBMI 4-bit table scan (namespace avx512vbmi, dispatched on the avx512vnni path where the CPU has
 // and later). Same packed layout and contract as every lut4 kernel (kernels/lut4_scan.h); a different way to
 // add the lookups up:
 //   - one vpermb per 64-byte row of codes (four subspaces x 16 bytes, shared by the group's queries)
@@ -10,8 +10,7 @@
 // Per 128 lookups of a query: 2 vpermb + 1 vpaddb + 1 vpdpbusd, against 4 vpshufb + 2 vpaddb + 4 vpaddw +
 // 2 vpsrlw in the vpshufb kernel (kernels/avx512vnni/lut4_scan_avx512.cpp), whose 16-bit even / odd
 // accumulators also need a transpose to finish a block. The sums are 32-bit from the start: exact for any
-// number of subspaces, no flush. Measured on Zen 4 (a loop over 16 blocks in L1, 4 queries, 96 subspaces):
-// 1.2-1.3x the lookups per second of the vpshufb kernel.
+// number of subspaces, no flush. Dispatch prefers this kernel where the CPU has VBMI.
 // GCC 12 reports its own _mm512_undefined_*() in the vpermb intrinsic as maybe-uninitialized (GCC bug
 // 105593): the warning is off for this file only.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -21,13 +20,12 @@
 
 namespace medqk {
 namespace kernels {
-namespace avx512vnni {
+namespace avx512vbmi {
 
 namespace {
 // Queries in groups of 2 to 4 fetch the code lines kPrefetchBytes ahead. A single query does not: its
-// scan is the one that streams the codes from memory, and there the hardware prefetchers alone read faster
-// (1M x pq96x4fs, nq = 1, codes in 2 MiB pages: 0.53-0.57 -> 0.69-0.72 G codes/s without the software
-// prefetch; a plain read loop on this Zen 4 streams 46 GB/s, and 31 GB/s with a prefetch 1 KiB ahead).
+// scan is the one that streams the codes from memory in order, the pattern the hardware prefetchers
+// follow on their own, and software prefetches there compete with them for the line fill buffers.
 constexpr std::size_t kPrefetchBytes = 4096;
 
 // byte 4 v + s <- byte 16 s + v of a row (v < 16 vectors, s < 4 subspaces)
@@ -119,17 +117,8 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
 
 }  // namespace
 
-void lut4_scan_vbmi(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
-                    const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
-                    const int32_t* thresholds, uint32_t* masks) {
-  switch (nq) {
-    case 1: return scan_queries<1>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    case 2: return scan_queries<2>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    case 3: return scan_queries<3>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    default: return scan_queries<4>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-  }
-}
+#include "kernels/avx512vnni/lut4_scan_by_nq.h"
 
-}  // namespace avx512vnni
+}  // namespace avx512vbmi
 }  // namespace kernels
 }  // namespace medqk

@@ -23,8 +23,7 @@ void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m,
     const float* nj = norms + j * kp;
     for (std::size_t i = 0; i < rows; ++i) {
       const float* xs = x + i * ldx + j * dsub;
-      float xn = 0.0f;
-      for (std::size_t p = 0; p < dsub; ++p) xn += xs[p] * xs[p];
+      const float xn = pq_squared_norm(xs, dsub);
       float32x4_t best = vdupq_n_f32(std::numeric_limits<float>::infinity());
       uint32x4_t idx = vdupq_n_u32(0), ci = first;
       for (std::size_t c = 0; c < kp; c += 4) {

@@ -16,8 +16,7 @@ void pq_assign(const float* x, std::size_t rows, std::size_t ldx, std::size_t m,
     const float* nj = norms + j * kp;
     for (std::size_t i = 0; i < rows; ++i) {
       const float* xs = x + i * ldx + j * dsub;
-      float xn = 0.0f;
-      for (std::size_t p = 0; p < dsub; ++p) xn += xs[p] * xs[p];
+      const float xn = pq_squared_norm(xs, dsub);
       // scores of all centroids, p outer: the c loop vectorizes (SSE2) without changing any sum's order
       float acc[256];  // kp <= 256 (uint8 codes)
       for (std::size_t c = 0; c < kp; ++c) acc[c] = xs[0] * cj[c];

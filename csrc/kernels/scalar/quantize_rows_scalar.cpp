@@ -1,15 +1,9 @@
-// Per-row int8 quantization built for the baseline ISA (the compiler vectorizes it: SSE2 on x86-64, NEON on aarch64).
+// Per-row int8 quantization built for the baseline ISA (the compiler vectorizes it: SSE2 on x86-64, NEON on
+// aarch64): kernels/quantize_rows_impl.h compiled in this namespace.
+#include <cstring>
+
 #include "kernels/quantize_rows.h"
+
+namespace medqk::kernels::scalar {
 #include "kernels/quantize_rows_impl.h"
-
-namespace medqk {
-namespace kernels {
-namespace scalar {
-
-bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales) {
-  return quantize_rows_s8_impl(x, m, k, ldx, q, scales);
-}
-
-}  // namespace scalar
-}  // namespace kernels
-}  // namespace medqk
+}  // namespace medqk::kernels::scalar

@@ -8,20 +8,14 @@ namespace scalar {
 
 void s8_score_candidates(const float* q, std::size_t d, const int8_t* codes, std::size_t n, const int64_t* cand,
                          std::size_t kc, float* out) {
-  for (std::size_t c = 0; c < kc; ++c) {
-    s8_score_prefetch(codes, n, d, cand, c, kc);
-    if (!s8_score_valid(cand[c], n)) {
-      out[c] = -std::numeric_limits<float>::infinity();
-      continue;
-    }
-    const int8_t* row = codes + static_cast<std::size_t>(cand[c]) * d;
+  s8_score_each(codes, n, d, cand, kc, out, [q, d](const int8_t* row) {
     float s[16] = {};
     std::size_t j = 0;
     for (; j + 16 <= d; j += 16) {
       for (int l = 0; l < 16; ++l) s[l] += q[j + l] * static_cast<float>(row[j + l]);
     }
-    out[c] = s8_score_finish(s, q, row, j, d);
-  }
+    return s8_score_finish(s, q, row, j, d);
+  });
 }
 
 }  // namespace scalar
