@@ -24,6 +24,7 @@ namespace neon {
 namespace {
 
 struct W4Dot {
+  static constexpr int kRows = 3;  // 4 rows' 16 accumulators and their int16 temporaries spill (GCC 12)
   static inline int32x4_t add(int32x4_t acc, int8x16_t w, int8x16_t a) {
     return vpadalq_s16(acc, vmlal_high_s8(vmull_s8(vget_low_s8(w), vget_low_s8(a)), w, a));
   }

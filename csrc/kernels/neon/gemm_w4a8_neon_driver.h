@@ -3,50 +3,57 @@
 // the row tiles, the group folds and the entry kGemmW4A8 (kernels/gemm_w4a8.h).
 //
 // Each file includes this inside its own ISA namespace (medqk::kernels::neon, ::neon_dotprod), after
-// defining in its anonymous namespace the inner step
-//   int32x4_t W4Dot::add(int32x4_t acc, int8x16_t w, int8x16_t a)
-// which adds the 16 products w[i] * a[i] (w looked-up levels in [-127, 127], a activations in [-128, 127])
-// into the four int32 lanes of acc, exactly. So each file's copy is built with its own flags (+dotprod only
-// in the dotprod file): no inline function with external linkage is shared between them. The including
-// file includes <arm_neon.h>, <algorithm>, <cstring>, <vector> and kernels/gemm_w4a8.h first.
+// defining in its anonymous namespace the struct W4Dot:
+//   int32x4_t W4Dot::add(int32x4_t acc, int8x16_t w, int8x16_t a)   adds the 16 products w[i] * a[i] (w
+//       looked-up levels in [-127, 127], a activations in [-128, 127]) into the 4 int32 lanes of acc, exactly
+//   W4Dot::kRows                                                     the rows of a GEMM tile (1 to 4)
+// So each file's copy is built with its own flags (+dotprod only in the dotprod file): no inline function
+// with external linkage is shared between them. The including file includes <arm_neon.h>, <algorithm>,
+// <cstring>, <vector> and kernels/gemm_w4a8.h first.
 //
-// Layout (owned by this header, one per file that includes it): panels of 4 columns. A panel is 4 x 16
-// bytes of levels (column c's 16 int8 levels, the table of one tbl), then for each block of 32 k (K padded
-// with code 0 to whole blocks) 4 x 16 bytes: in column c's 16, byte j holds code(c, 32b + j) in its low
-// nibble and code(c, 32b + 16 + j) in its high nibble. Columns past n have levels and codes 0. Padding k
-// never reach a result: the activations are read through a copy padded with zeros.
+// Layout (one per file that includes this): panels of 4 columns. A panel is 4 x 16 bytes of levels
+// (column c's 16 int8 levels, the table of one tbl), then for each block of 32 k (K padded with code 0 to
+// whole blocks) 4 x 16 bytes: in column c's 16, byte j holds code(c, 32b + j) in its low nibble and
+// code(c, 32b + 16 + j) in its high nibble. Columns past n have levels and codes 0. Padding k never reach
+// a result: the activations are read through a copy padded with zeros.
 //
 // Each block's codes are expanded by tbl (vqtbl1q_s8: a code < 16 picks one of the column's levels) once
 // per row tile and multiplied into every row of the tile: one row for a GEMV (M = 1: the weights are read
-// once, four independent column accumulators), kRows rows for a GEMM (the expansion shared by the rows).
-// An accumulator's four lanes are partial sums of one column over one group; a group's fold pairs them
-// (addp, exact: every partial sum is a sum of a subset of the group's products, |.| <= group_size * 128 *
-// 127 < 2^31) into one int32x4 of the 4 columns. The float output adds scales[n, g] * float(D - zeros *
-// asum) per group in increasing g, then * row_scale + bias: the scalar oracle's operations in its order.
+// once, four independent column accumulators), W4Dot::kRows rows for a GEMM (the expansion shared by the
+// rows). An accumulator's four lanes are partial sums of one column over one group; a group's fold pairs
+// them (addp, exact: every partial sum is a sum of a subset of the group's products, |.| <= group_size *
+// 128 * 127 < 2^31) into one int32x4 of the 4 columns. The float output adds scales[n, g] * float(D -
+// zeros * asum) per group in increasing g, then * row_scale + bias: the scalar oracle's operations in its
+// order, so its floats equal the oracle's bit for bit.
 
 namespace {
 
 constexpr std::size_t kPanelCols = 4;
-constexpr int kRows = 4;  // rows per GEMM tile: 16 accumulators, 4 expanded columns, 4 tables in q registers
+// rows per GEMM tile, the file's choice: the largest whose accumulators (4 per row), 8 expanded columns and
+// 4 tables stay in the 32 q registers without spills (see the including file)
+constexpr int kRows = W4Dot::kRows;
+static_assert(kRows >= 1, "a tile has rows");
 
 std::size_t blocks32(std::size_t k) { return (k + 31) / 32; }
+// the 4 tables, then 64 bytes of codes per block of 32 k
 std::size_t panel_bytes(std::size_t k) { return 16 * kPanelCols * (1 + blocks32(k)); }
-
 std::size_t packed_bytes(std::size_t n, std::size_t k, std::size_t /*group_size*/) {
-  return (n + kPanelCols - 1) / kPanelCols * panel_bytes(k);
+  return panel_bytes(k) * ((n + kPanelCols - 1) / kPanelCols);
 }
 
 void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, const int8_t* levels,
-          std::size_t /*group_size*/, uint8_t* packed) {
-  std::memset(packed, 0, packed_bytes(n, k, 0));
+          std::size_t group_size, uint8_t* packed) {
+  std::memset(packed, 0, packed_bytes(n, k, group_size));  // columns past n: levels and codes 0
   for (std::size_t j = 0; j < n; ++j) {
-    uint8_t* panel = packed + (j / kPanelCols) * panel_bytes(k);
-    const std::size_t col = 16 * (j % kPanelCols);
-    std::memcpy(panel + col, levels + j * 16, 16);
-    uint8_t* code_blocks = panel + 16 * kPanelCols + col;
-    for (std::size_t p = 0; p < k; ++p) {
-      code_blocks[16 * kPanelCols * (p / 32) + p % 16] |=
-          static_cast<uint8_t>(codes[j * ldc + p] << (p % 32 < 16 ? 0 : 4));
+    uint8_t* column = packed + (j / kPanelCols) * panel_bytes(k) + 16 * (j % kPanelCols);
+    std::memcpy(column, levels + j * 16, 16);
+    const uint8_t* cj = codes + j * ldc;
+    auto code = [&](std::size_t p) { return p < k ? cj[p] : 0; };  // padding k: code 0
+    for (std::size_t b = 0; b < blocks32(k); ++b) {
+      uint8_t* block = column + 16 * kPanelCols * (1 + b);
+      for (std::size_t q = 0; q < 16; ++q) {
+        block[q] = static_cast<uint8_t>(code(32 * b + q) | code(32 * b + 16 + q) << 4);
+      }
     }
   }
 }
@@ -122,8 +129,15 @@ void tile(const W4A8Args& x, const int8_t* act, std::size_t stride, const uint8_
   }
 }
 
-using Tile = void (*)(const W4A8Args&, const int8_t*, std::size_t, const uint8_t*, std::size_t, std::size_t);
-constexpr Tile kTiles[kRows + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>};
+// tile<rows> for 1 <= rows <= R (only the tiles up to kRows are built)
+template <int R>
+void tile_of(std::size_t rows, const W4A8Args& x, const int8_t* act, std::size_t stride, const uint8_t* panel,
+             std::size_t i0, std::size_t j) {
+  if constexpr (R > 1) {
+    if (rows < R) return tile_of<R - 1>(rows, x, act, stride, panel, i0, j);
+  }
+  tile<R>(x, act, stride, panel, i0, j);
+}
 
 // The rows [m0, m1) copied with K padded with zeros to whole blocks of 32; each panel of [n0, n1) then
 // meets every row tile while its codes are in cache.
@@ -136,7 +150,7 @@ void gemm(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std
     const uint8_t* panel = x.packed + j / kPanelCols * pb;
     for (std::size_t i = m0; i < m1; i += kRows) {
       const std::size_t rows = std::min<std::size_t>(kRows, m1 - i);
-      kTiles[rows](x, act.data() + (i - m0) * stride, stride, panel, i, j);
+      tile_of<kRows>(rows, x, act.data() + (i - m0) * stride, stride, panel, i, j);
     }
   }
 }
