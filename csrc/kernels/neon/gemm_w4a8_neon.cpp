@@ -24,7 +24,9 @@ namespace neon {
 namespace {
 
 struct W4Dot {
-  static constexpr int kRows = 3;  // 4 rows' 16 accumulators and their int16 temporaries spill (GCC 12)
+  // 4 rows would need 16 accumulators, 4 int16 products, 8 expanded columns, 4 tables, the mask and a row
+  // of activations: 34 q registers of 32
+  static constexpr int kRows = 3;
   static inline int32x4_t add(int32x4_t acc, int8x16_t w, int8x16_t a) {
     return vpadalq_s16(acc, vmlal_high_s8(vmull_s8(vget_low_s8(w), vget_low_s8(a)), w, a));
   }

@@ -20,7 +20,8 @@ namespace neon_dotprod {
 namespace {
 
 struct W4Dot {
-  static constexpr int kRows = 4;  // 16 accumulators, 8 expanded columns, 4 tables: 28 of 32 q registers
+  // 16 accumulators, 8 expanded columns, 4 tables, the mask and a row of activations: 30 q registers of 32
+  static constexpr int kRows = 4;
   static inline int32x4_t add(int32x4_t acc, int8x16_t w, int8x16_t a) { return vdotq_s32(acc, w, a); }
 };
 

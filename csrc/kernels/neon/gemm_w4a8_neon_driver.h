@@ -29,8 +29,8 @@
 namespace {
 
 constexpr std::size_t kPanelCols = 4;
-// rows per GEMM tile, the file's choice: the largest whose accumulators (4 per row), 8 expanded columns and
-// 4 tables stay in the 32 q registers without spills (see the including file)
+// rows per GEMM tile, the file's choice: a row holds 4 accumulators, the tile 8 expanded columns and 4
+// tables besides, and the inner steps differ in the temporaries they need (see the including file)
 constexpr int kRows = W4Dot::kRows;
 static_assert(kRows >= 1, "a tile has rows");
 
