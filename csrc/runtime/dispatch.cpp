@@ -241,6 +241,12 @@ Chain<const kernels::GemmW4Kernel*>& gemm_w4a8_chain() {
 #if defined(MEDQK_BUILD_AVX2)
       {"avx2", Isa::avx2, kNoExtra, &kernels::avx2::kGemmW4A8},
 #endif
+#if defined(MEDQK_BUILD_NEON_DOTPROD)
+      {"neon_dotprod", Isa::neon_dotprod, kNoExtra, &kernels::neon_dotprod::kGemmW4A8},  // tbl, sdot
+#endif
+#if defined(MEDQK_BUILD_NEON)
+      {"neon", Isa::neon, kNoExtra, &kernels::neon::kGemmW4A8},  // tbl, smull + smlal2 + sadalp
+#endif
       {"scalar", Isa::scalar, kNoExtra, &kernels::scalar::kGemmW4A8},
   });
   return chain;
