@@ -1,5 +1,5 @@
-"""Flat-search kernels with a fused top-k, per ISA the CPU has: int8 (search_s8_topk over a packed int8
-store), fp16 (search_f16_topk), and the per-row int8 quantization of the queries (quantize_rows_s8).
+"""Flat-search kernels with a fused top-k, per ISA the CPU has: int8 (s8_search_topk over a packed int8
+store), fp16 (f16_search_topk), and the per-row int8 quantization of the queries (quantize_rows_s8).
 
 int8 and the quantization are exact by contract (medqk.h) and checked bit for bit against numpy: exact integer
 dots (float64 is exact for them), then the documented float32 steps. fp16 sums in an order each ISA chooses:
@@ -33,11 +33,11 @@ def s8_case():
     return codes, qcode, alpha, bias, dots
 
 
-@pytest.mark.benchmark(group="search_s8_topk N=50000 d=384")
+@pytest.mark.benchmark(group="s8_search_topk N=50000 d=384")
 @pytest.mark.parametrize("with_bias", [False, True], ids=["ip", "bias"])
 @pytest.mark.parametrize("nq", NQ)
 @pytest.mark.parametrize("isa", ISAS)
-def test_search_s8_topk(benchmark, s8_case, isa, nq, with_bias):
+def test_s8_search_topk(benchmark, s8_case, isa, nq, with_bias):
     codes, qcode, alpha, bias, dots = s8_case
     qcode, alpha, dots = qcode[:nq], alpha[:nq], dots[:nq]
     bias = bias if with_bias else None
@@ -71,15 +71,15 @@ def f16_scalar_reference(q, x, bias):
     return np.float32(2) * s + bias
 
 
-@pytest.mark.benchmark(group="search_f16_topk N=20000 d=384")
+@pytest.mark.benchmark(group="f16_search_topk N=20000 d=384")
 @pytest.mark.parametrize("nq", NQ)
 @pytest.mark.parametrize("isa", ISAS)
-def test_search_f16_topk(benchmark, f16_case, isa, nq):
+def test_f16_search_topk(benchmark, f16_case, isa, nq):
     x, q, bias = f16_case
     q = q[:nq]
     with medqk.use_isa(isa):
         # the l2 form of FlatFloatIndex: alpha 2, bias -|x|^2
-        scores, ids = benchmark(_backend._core.search_f16_topk, q, x.view(np.uint16), 2.0, bias, K, 1)
+        scores, ids = benchmark(_backend._core.f16_search_topk, q, x.view(np.uint16), 2.0, bias, K, 1)
     if isa == "scalar":
         want = f16_scalar_reference(q, x, bias)
         want_i = topk_ids(want, K)

@@ -276,7 +276,7 @@ def _long_native_calls(scale: int):
         "gemm_s8s8_s32_packed": lambda: core.gemm_s8s8_s32_packed(a, packed, 1),
         "lut4_search_topk": lambda: core.lut4_search_topk(luts, codes4, n, 64, ones, ones, 10, 1),
         "pq8_search_topk": lambda: core.pq8_search_topk(tables, codes8, n // 4, 10, 1),
-        "search_f16_topk": lambda: core.search_f16_topk(q, x16, 1.0, None, 10, 1),
+        "f16_search_topk": lambda: core.f16_search_topk(q, x16, 1.0, None, 10, 1),
         "pq_assign": lambda: core.pq_assign(xf, cents, 1),
         "s8_score_candidates": lambda: core.s8_score_candidates(qs, s8, cand, 1),
         "quantize_rows_s8": lambda: core.quantize_rows_s8(np.tile(xf, (4 * scale, 1))),

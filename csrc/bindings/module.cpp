@@ -406,7 +406,7 @@ py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::ar
 }
 
 // Top-k inner-product search over an int8 database packed as a PackedS8 (see medqk.h).
-py::tuple search_s8_topk(const py::array& a, const PackedS8& db, const py::array& alpha, const py::object& bias,
+py::tuple s8_search_topk(const py::array& a, const PackedS8& db, const py::array& alpha, const py::object& bias,
                          std::size_t topk, int threads) {
   const int8_t* ap = require<int8_t>(a, "a", 2);
   check_a_columns(a, db.k);
@@ -418,7 +418,7 @@ py::tuple search_s8_topk(const py::array& a, const PackedS8& db, const py::array
   check_k(topk);
   TopkOut out(nq, topk);
   without_gil([&] {
-    medqk::search_s8_topk(db.isa, ap, nq, db.k, db.data.data(), db.n, alpha_p, bias_p, topk, out.scores.data,
+    medqk::s8_search_topk(db.isa, ap, nq, db.k, db.data.data(), db.n, alpha_p, bias_p, topk, out.scores.data,
                           out.ids.data, threads);
   });
   return out.tuple();
@@ -742,7 +742,7 @@ py::tuple pq8_search_topk(const py::array& tables, const py::array& packed, std:
   return out.tuple();
 }
 
-py::tuple search_f16_topk(const py::array& q, const py::array& x, float alpha, const py::object& bias,
+py::tuple f16_search_topk(const py::array& q, const py::array& x, float alpha, const py::object& bias,
                           std::size_t topk, int threads) {
   const float* qp = require<float>(q, "q", 2);
   const uint16_t* xp = require<uint16_t>(x, "x", 2);
@@ -754,7 +754,7 @@ py::tuple search_f16_topk(const py::array& q, const py::array& x, float alpha, c
   check_k(topk);
   TopkOut out(nq, topk);
   without_gil([&] {
-    medqk::search_f16_topk(medqk::active_isa(), qp, nq, d, xp, n, alpha, bias_p, topk, out.scores.data,
+    medqk::f16_search_topk(medqk::active_isa(), qp, nq, d, xp, n, alpha, bias_p, topk, out.scores.data,
                            out.ids.data, threads);
   });
   return out.tuple();
@@ -940,7 +940,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_w4a8_s32", &gemm_w4a8_s32, py::arg("a"), py::arg("w"), py::arg("threads") = 0);
   m.def("gemm_w4a8_f32", &gemm_w4a8_f32, py::arg("a"), py::arg("row_scale"), py::arg("w"), py::arg("scales"),
         py::arg("zeros"), py::arg("bias"), py::arg("threads") = 0);
-  m.def("search_f16_topk", &search_f16_topk, py::arg("q"), py::arg("x"), py::arg("alpha"), py::arg("bias"),
+  m.def("f16_search_topk", &f16_search_topk, py::arg("q"), py::arg("x"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("pq8_pack", &pq8_pack, py::arg("codes"));
   m.def("pq8_scan", &pq8_scan, py::arg("lut"), py::arg("packed"), py::arg("n"), py::arg("thr"));
@@ -969,7 +969,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("pq_centroid_sums", &pq_centroid_sums, py::arg("x"), py::arg("codes"), py::arg("k"), py::arg("threads") = 0);
   m.def("s8_rerank_topk", &s8_rerank_topk, py::arg("qs"), py::arg("codes"), py::arg("cand"), py::arg("qbias"),
         py::arg("sqnorms"), py::arg("k"), py::arg("threads") = 0);
-  m.def("search_s8_topk", &search_s8_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),
+  m.def("s8_search_topk", &s8_search_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),
         py::arg("k"), py::arg("threads") = 0);
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),
         py::arg("threads") = 0);

@@ -15,7 +15,7 @@ constexpr std::size_t kQueryBlock = 32;
 constexpr std::size_t kDbBlock = 512;
 }  // namespace
 
-void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
+void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
                      float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads) {
   const kernels::F16ScoresFn score = runtime::f16_scores_kernel(isa);
   if (threads <= 0) threads = hardware_threads();

@@ -64,7 +64,7 @@ inline void offer_scaled(TopK& heap, const int32_t* row, std::size_t n, float al
 
 }  // namespace
 
-void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
+void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
                     int threads) {
   const kernels::GemmS8Kernel& kernel = *runtime::gemm_s8_kernel(isa);

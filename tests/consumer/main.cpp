@@ -49,9 +49,18 @@ int main() {
   const float alpha = 0.5f;
   float scores[2];
   int64_t ids[2];
-  medqk::search_s8_topk(isa, query.data(), 1, k, packed.data(), n, &alpha, nullptr, 2, scores, ids, 1);
-  expect(ids[0] == 1 && ids[1] == 3, "search_s8_topk finds vectors 1 then 3");
-  expect(scores[0] == 12.0f && scores[1] == 8.0f, "search_s8_topk scores are alpha * dot");
+  medqk::s8_search_topk(isa, query.data(), 1, k, packed.data(), n, &alpha, nullptr, 2, scores, ids, 1);
+  expect(ids[0] == 1 && ids[1] == 3, "s8_search_topk finds vectors 1 then 3");
+  expect(scores[0] == 12.0f && scores[1] == 8.0f, "s8_search_topk scores are alpha * dot");
+  // the name it had before 0.2 still links for one release (a deprecation warning, silenced here)
+  float old_scores[2];
+  int64_t old_ids[2];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  medqk::search_s8_topk(isa, query.data(), 1, k, packed.data(), n, &alpha, nullptr, 2, old_scores, old_ids, 1);
+#pragma GCC diagnostic pop
+  expect(old_ids[0] == ids[0] && old_ids[1] == ids[1] && old_scores[0] == scores[0],
+         "search_s8_topk (deprecated name) gives what s8_search_topk gives");
 
   if (failures != 0) return 1;
   std::printf("consumer ok\n");

@@ -153,7 +153,7 @@ def check_f16_scores(variant: str) -> None:
             want_s, want_i = topk_ref(exact, k)
             with medqk.use_kernel("f16_scores", variant):
                 for threads in (1, 2):
-                    s, i = core.search_f16_topk(q, x.view(np.uint16), 2.0, b, k, threads)
+                    s, i = core.f16_search_topk(q, x.view(np.uint16), 2.0, b, k, threads)
                     np.testing.assert_array_equal(i, want_i, err_msg=f"{variant} n={n} d={d}")
                     np.testing.assert_array_equal(s, want_s.astype(np.float32))
 

@@ -1,4 +1,4 @@
-"""fp16 search kernel (search_f16_topk) on every ISA: the ids of a float64 reference on the float16-rounded
+"""fp16 search kernel (f16_search_topk) on every ISA: the ids of a float64 reference on the float16-rounded
 vectors, the tie rule (equal scores -> lower id, duplicates split between threads included), the scalar
 ISA's documented float32 order bit for bit, and every ISA's scores within a bound derived from d.
 
@@ -51,7 +51,7 @@ def scalar_order(q, x16, alpha, bias):
 
 
 def search(q, x16, alpha, bias, k, threads):
-    return _backend._core.search_f16_topk(q, x16.view(np.uint16), alpha, bias, k, threads)
+    return _backend._core.f16_search_topk(q, x16.view(np.uint16), alpha, bias, k, threads)
 
 
 # (nq, n, d, k, threads): one vector; k past n (padding); blocks of 32 queries and 512 vectors with tails; and

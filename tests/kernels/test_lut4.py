@@ -253,7 +253,7 @@ def test_f16_search_every_isa(d):
     exact = q.astype(np.float64) @ x.astype(np.float64).T * 2 + bias
     for variant in runnable_variants("f16_scores"):
         with medqk.use_kernel("f16_scores", variant):
-            s, i = _backend._core.search_f16_topk(q, x.view(np.uint16), 2.0, bias, 10, 2)
+            s, i = _backend._core.f16_search_topk(q, x.view(np.uint16), 2.0, bias, 10, 2)
         want = np.take_along_axis(exact, i, axis=1)
         np.testing.assert_allclose(s, want, rtol=1e-5, atol=1e-5 * d)  # float: summation order differs by ISA
         best = np.sort(exact, axis=1)[:, ::-1][:, :10]
@@ -264,10 +264,10 @@ def test_f16_search_every_isa(d):
     ex1 = q1.astype(np.float64) @ x1.astype(np.float64).T
     for variant in runnable_variants("f16_scores"):
         with medqk.use_kernel("f16_scores", variant):
-            s1, i1 = _backend._core.search_f16_topk(q1, x1.view(np.uint16), 1.0, None, 10, 2)
+            s1, i1 = _backend._core.f16_search_topk(q1, x1.view(np.uint16), 1.0, None, 10, 2)
         np.testing.assert_allclose(s1[0], np.sort(ex1[0])[::-1][:10], rtol=1e-5, atol=1e-3)
     # subnormal, zero, negative zero and large halves convert exactly in the portable path
     special = np.array([[6e-8, -6e-8, 0.0, -0.0, 65504.0, -2.0, 1e-5, 0.5]], dtype=np.float16)
     with medqk.use_isa("scalar"):
-        s, _ = _backend._core.search_f16_topk(np.eye(8, dtype=np.float32), special.view(np.uint16), 1.0, None, 1)
+        s, _ = _backend._core.f16_search_topk(np.eye(8, dtype=np.float32), special.view(np.uint16), 1.0, None, 1)
     np.testing.assert_array_equal(s[:, 0], special[0].astype(np.float32))

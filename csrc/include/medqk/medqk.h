@@ -148,9 +148,16 @@ void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const 
 // Writes the topk best per query, best first; equal scores -> lower id first; when topk > n the tail
 // is score -inf, id -1. `packed` is B (n x k) packed for `isa` (pack_s8). threads: 0 = all.
 // ----------------------------------------------------------------------------------------------
-void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
+void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
                     int threads);
+// The name s8_search_topk had before 0.2 (kernel names are <operand>_<verb>[_topk]); kept for one release.
+[[deprecated("renamed medqk::s8_search_topk")]]
+inline void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed,
+                           std::size_t n, const float* alpha, const float* bias, std::size_t topk, float* scores,
+                           int64_t* ids, int threads) {
+  s8_search_topk(isa, a, nq, k, packed, n, alpha, bias, topk, scores, ids, threads);
+}
 // out[q, c] = sum_j qs[q, j] * codes[cand[q, c], j] in float32 (16 partial sums, lane l adding the
 // j = l mod 16 in order, then s[l] += s[l + 8], s[l] += s[l + 4], (s0 + s2) + (s1 + s3)); an id outside
 // [0, n) gives -inf. Re-scores candidates with a float query; threads <= 0: all cores. Every ISA's kernel
@@ -167,8 +174,15 @@ void s8_rerank_topk(Isa isa, const float* qs, std::size_t nq, std::size_t d, con
 
 // fp16 flat search (csrc/runtime/search_f16.cpp): x holds n IEEE half vectors (uint16 bits);
 // score(i, j) = alpha * (q_i . float(x_j)) + (bias ? bias[j] : 0), top-k fused, ties -> lower id.
-void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
+void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
                      float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads);
+// The name f16_search_topk had before 0.2; kept for one release.
+[[deprecated("renamed medqk::f16_search_topk")]]
+inline void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x,
+                            std::size_t n, float alpha, const float* bias, std::size_t topk, float* scores,
+                            int64_t* ids, int threads) {
+  f16_search_topk(isa, q, nq, d, x, n, alpha, bias, topk, scores, ids, threads);
+}
 
 // ----------------------------------------------------------------------------------------------
 // 4-bit table-scan search (csrc/runtime/lut4_search.cpp, kernels/lut4_scan.h): d sub-codes in 0..15

@@ -173,7 +173,7 @@ class FlatFloatIndex(Index):
             # store (which would cost a full conversion per batch). Large batches amortize a blockwise float32
             # conversion over BLAS, which is faster per query there (measured on all MedQuAD dev queries).
             alpha, bias = (2.0, -self._norms) if self.metric == "l2" else (1.0, None)
-            return _backend._core.search_f16_topk(q, self._data.view(np.uint16), alpha, bias, k, threads)
+            return _backend._core.f16_search_topk(q, self._data.view(np.uint16), alpha, bias, k, threads)
         best_s = best_i = None
         for q0 in range(0, q.shape[0], _QUERY_BLOCK):
             qb = q[q0 : q0 + _QUERY_BLOCK]
@@ -202,7 +202,7 @@ def s8_topk(qcode, packed, alpha, bias, k: int, threads: int):
     packed codes' backend: (scores float32 (nq, k), ids int64 (nq, k)), ties -> lower id."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
     if packed.backend == "native":
-        return _backend._core.search_s8_topk(qcode, packed._native, alpha, bias, k, threads)
+        return _backend._core.s8_search_topk(qcode, packed._native, alpha, bias, k, threads)
     from ..kernels import _numba_search
 
     nb = _backend.numba_kernels()
@@ -210,7 +210,7 @@ def s8_topk(qcode, packed, alpha, bias, k: int, threads: int):
     ids = np.empty((qcode.shape[0], k), dtype=np.int64)
     empty = np.empty(0, dtype=np.float32)
     with nb.threads(threads):
-        _numba_search.search_s8_topk(qcode, packed._rows, alpha, bias if bias is not None else empty, k, scores, ids)
+        _numba_search.s8_search_topk(qcode, packed._rows, alpha, bias if bias is not None else empty, k, scores, ids)
     return scores, ids
 
 

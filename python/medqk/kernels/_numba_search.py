@@ -81,7 +81,7 @@ def _write_sorted(hs, hi, size, scores, ids):
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def search_s8_topk(a, b, alpha, bias, k, scores, ids):
+def s8_search_topk(a, b, alpha, bias, k, scores, ids):
     """For each query row of int8 a (nq, d): the k best database rows of int8 b (n, d) by
     score = alpha[i] * float32(a_i . b_j) + bias[j] (bias empty: none), written best first into
     scores (nq, k) float32 / ids (nq, k) int64; equal scores -> lower id; missing -> -inf / -1."""
