@@ -39,7 +39,7 @@ namespace {
 
 constexpr std::size_t kPanelCols = 16;
 constexpr std::size_t kPairs = kPanelCols / 2;  // column pairs per panel
-constexpr int kRows = 4;                        // rows per tile of the int16 path
+constexpr int kRows = 3;                        // rows per tile of the int16 path
 constexpr std::size_t kGemvMaxRows = 1;         // the byte path runs up to this many rows
 constexpr std::size_t kSliceK = 256;  // k per decoded slice (8 KiB of int16), whole groups at least
 
@@ -280,64 +280,82 @@ inline void micro(const int32_t* a, std::size_t kp, const int16_t* slice, std::s
   }
 }
 
-// The full tile, in inline assembly: GCC 12 compiles micro<4> with a register copy per accumulator and k pair
-// (8 extra instructions in a 31-instruction loop), which the front end pays for. 8 accumulators (ymm4-11),
-// the two 8-column halves of the slice's pair (ymm0-1), one broadcast pair of a (ymm2) and a product (ymm3).
-template <>
-inline void micro<4>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t p1,
-                     __m256i acc[][2]) {
-  alignas(32) int32_t tile[4][16];
-  const int32_t* a0 = a + p0;
-  const int32_t* a1 = a0 + kp;
-  const int32_t* a2 = a1 + kp;
-  const int32_t* a3 = a2 + kp;
-  const int16_t* b = slice + 32 * p0;
-  std::size_t i = 0;
-  const std::size_t n = p1 - p0;
-#define MEDQK_W4_ROW(A, X, Y)           \
-  "vpbroadcastd (%[" A                  \
-  "],%[i],4), %%ymm2\n\t"               \
-  "vpmaddwd %%ymm0, %%ymm2, %%ymm3\n\t" \
-  "vpaddd %%ymm3, %%ymm" X ", %%ymm" X  \
-  "\n\t"                                \
-  "vpmaddwd %%ymm1, %%ymm2, %%ymm2\n\t" \
+// R rows (1 to 3) x 16 columns over `groups` groups of `gp` k pairs each of the decoded slice (from k pair
+// p0 of the slice), each group's int32 sums folded into the rows' float sums as soon as the group ends, all
+// in registers: row r's two int32 accumulators are ymm(4 + 2r), ymm(5 + 2r) and its float sums ymm(10 + 2r),
+// ymm(11 + 2r) (read from and written back to `sums`, rows 16 floats apart, lanes in kColumnOrder), the
+// slice's pair ymm0-1, a broadcast ymm2 and a product ymm3. The fold is a vcvtdq2ps and an FMA with the
+// group's scales (16 floats per group from `scale`, memory operands) per accumulator: no call, store or
+// reload per group.
+template <int R>
+void micro_fold(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t groups,
+                std::size_t gp, const float* scale, float* sums);
+
+#define MEDQK_W4_ROW(A, X, Y)                    \
+  "vpbroadcastd (%[" A "],%[i],4), %%ymm2\n\t"   \
+  "vpmaddwd %%ymm0, %%ymm2, %%ymm3\n\t"          \
+  "vpaddd %%ymm3, %%ymm" X ", %%ymm" X "\n\t"    \
+  "vpmaddwd %%ymm1, %%ymm2, %%ymm2\n\t"          \
   "vpaddd %%ymm2, %%ymm" Y ", %%ymm" Y "\n\t"
-  __asm__ volatile(
-      "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
-      "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
-      "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
-      "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
-      "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
-      "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
-      "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
-      "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
-      "1:\n\t"
-      "vmovdqa   (%[b]), %%ymm0\n\t"
-      "vmovdqa 32(%[b]), %%ymm1\n\t"
-      "add $64, %[b]\n\t"  //
-      MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7")  //
-      MEDQK_W4_ROW("a2", "8", "9") MEDQK_W4_ROW("a3", "10", "11")
-      "inc %[i]\n\t"
-      "cmp %[i], %[n]\n\t"
-      "jne 1b\n\t"
-      "vmovdqa %%ymm4, 0(%[t])\n\t"
-      "vmovdqa %%ymm5, 32(%[t])\n\t"
-      "vmovdqa %%ymm6, 64(%[t])\n\t"
-      "vmovdqa %%ymm7, 96(%[t])\n\t"
-      "vmovdqa %%ymm8, 128(%[t])\n\t"
-      "vmovdqa %%ymm9, 160(%[t])\n\t"
-      "vmovdqa %%ymm10, 192(%[t])\n\t"
-      "vmovdqa %%ymm11, 224(%[t])\n\t"
-      : [b] "+r"(b), [i] "+r"(i)
-      : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3), [n] "r"(n), [t] "r"(&tile[0][0])
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "memory", "cc");
-#undef MEDQK_W4_ROW
-  for (int r = 0; r < 4; ++r) {
-    acc[r][0] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[r]));
-    acc[r][1] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[r] + 8));
+#define MEDQK_W4_ZERO(X, Y) "vpxor %%xmm" X ", %%xmm" X ", %%xmm" X "\n\tvpxor %%xmm" Y ", %%xmm" Y ", %%xmm" Y "\n\t"
+#define MEDQK_W4_FOLD(X, Y, F, G)                       \
+  "vcvtdq2ps %%ymm" X ", %%ymm" X "\n\t"                \
+  "vfmadd231ps (%[s]), %%ymm" X ", %%ymm" F "\n\t"      \
+  "vcvtdq2ps %%ymm" Y ", %%ymm" Y "\n\t"                \
+  "vfmadd231ps 32(%[s]), %%ymm" Y ", %%ymm" G "\n\t"
+#define MEDQK_W4_SUMS(OP, F, G, OFF0, OFF1) OP " " OFF0 "(%[sum]), %%ymm" F "\n\t" OP " " OFF1 "(%[sum]), %%ymm" G "\n\t"
+#define MEDQK_W4_STORE(F, G, OFF0, OFF1) \
+  "vmovups %%ymm" F ", " OFF0 "(%[sum])\n\tvmovups %%ymm" G ", " OFF1 "(%[sum])\n\t"
+#define MEDQK_W4_MICRO_FOLD(R, LOADS, ZEROS, ROWS, FOLDS, STORES)                                             \
+  template <>                                                                                                 \
+  void micro_fold<R>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0,                  \
+                     std::size_t groups, std::size_t gp, const float* scale, float* sums) {                   \
+    const int32_t* a0 = a + p0;                                                                               \
+    const int32_t* a1 = R > 1 ? a0 + kp : a0;                                                                 \
+    const int32_t* a2 = R > 2 ? a1 + kp : a0;                                                                 \
+    const int16_t* b = slice + 32 * p0;                                                                       \
+    std::size_t i = 0, count = 0;                                                                             \
+    __asm__ volatile(LOADS "2:\n\t" ZEROS "mov %[gp], %[c]\n\t"                                                \
+                     "1:\n\t"                                                                                 \
+                     "vmovdqa   (%[b]), %%ymm0\n\t"                                                           \
+                     "vmovdqa 32(%[b]), %%ymm1\n\t"                                                           \
+                     "add $64, %[b]\n\t" ROWS "inc %[i]\n\t"                                                  \
+                     "dec %[c]\n\t"                                                                           \
+                     "jne 1b\n\t" FOLDS "add $64, %[s]\n\t"                                                   \
+                     "dec %[g]\n\t"                                                                           \
+                     "jne 2b\n\t" STORES                                                                      \
+                     : [b] "+r"(b), [i] "+r"(i), [c] "+r"(count), [g] "+r"(groups), [s] "+r"(scale)           \
+                     : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [gp] "r"(gp), [sum] "r"(sums)                \
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",        \
+                       "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");                 \
   }
-}
+
+MEDQK_W4_MICRO_FOLD(1, MEDQK_W4_SUMS("vmovups", "10", "11", "0", "32"), MEDQK_W4_ZERO("4", "5"),
+                    MEDQK_W4_ROW("a0", "4", "5"), MEDQK_W4_FOLD("4", "5", "10", "11"),
+                    MEDQK_W4_STORE("10", "11", "0", "32"))
+MEDQK_W4_MICRO_FOLD(2,
+                    MEDQK_W4_SUMS("vmovups", "10", "11", "0", "32")
+                        MEDQK_W4_SUMS("vmovups", "12", "13", "64", "96"),
+                    MEDQK_W4_ZERO("4", "5") MEDQK_W4_ZERO("6", "7"),
+                    MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7"),
+                    MEDQK_W4_FOLD("4", "5", "10", "11") MEDQK_W4_FOLD("6", "7", "12", "13"),
+                    MEDQK_W4_STORE("10", "11", "0", "32") MEDQK_W4_STORE("12", "13", "64", "96"))
+MEDQK_W4_MICRO_FOLD(3,
+                    MEDQK_W4_SUMS("vmovups", "10", "11", "0", "32") MEDQK_W4_SUMS("vmovups", "12", "13", "64", "96")
+                        MEDQK_W4_SUMS("vmovups", "14", "15", "128", "160"),
+                    MEDQK_W4_ZERO("4", "5") MEDQK_W4_ZERO("6", "7") MEDQK_W4_ZERO("8", "9"),
+                    MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7") MEDQK_W4_ROW("a2", "8", "9"),
+                    MEDQK_W4_FOLD("4", "5", "10", "11") MEDQK_W4_FOLD("6", "7", "12", "13")
+                        MEDQK_W4_FOLD("8", "9", "14", "15"),
+                    MEDQK_W4_STORE("10", "11", "0", "32") MEDQK_W4_STORE("12", "13", "64", "96")
+                        MEDQK_W4_STORE("14", "15", "128", "160"))
+
+#undef MEDQK_W4_MICRO_FOLD
+#undef MEDQK_W4_ROW
+#undef MEDQK_W4_ZERO
+#undef MEDQK_W4_FOLD
+#undef MEDQK_W4_SUMS
+#undef MEDQK_W4_STORE
 
 // Per panel state of the int16 path: each group's scales (and zero points) in the accumulators' column order,
 // and the float sums of every row.
@@ -352,6 +370,16 @@ void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16
                 std::size_t slice_p0, std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold,
                 std::size_t fold_row) {
   const std::size_t gp = x.group_size / 2;  // k pairs per group
+  if (x.out != nullptr && x.zeros == nullptr) {  // whole groups, then the last (partial) one
+    const std::size_t whole = (slice_p1 - slice_p0) / gp, g0 = slice_p0 / gp;
+    float* sums = fold.sums.data() + fold_row * 16;
+    if (whole > 0) micro_fold<R>(a + slice_p0, kp, slice, 0, whole, gp, fold.scale.data() + 16 * g0, sums);
+    const std::size_t tail = slice_p1 - slice_p0 - whole * gp;
+    if (tail > 0) {
+      micro_fold<R>(a + slice_p0, kp, slice, whole * gp, 1, tail, fold.scale.data() + 16 * (g0 + whole), sums);
+    }
+    return;
+  }
   for (std::size_t p = slice_p0; p < slice_p1; p += gp) {
     const std::size_t g = p / gp, p1 = std::min(slice_p1, p + gp);
     __m256i acc[R][2];
@@ -386,8 +414,7 @@ void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16
 
 using RowsSlice = void (*)(const W4A8Args&, const int32_t*, std::size_t, const int16_t*, std::size_t,
                            std::size_t, std::size_t, std::size_t, PanelFold&, std::size_t);
-constexpr RowsSlice kRowsSlice[kRows + 1] = {nullptr, rows_slice<1>, rows_slice<2>, rows_slice<3>,
-                                             rows_slice<4>};
+constexpr RowsSlice kRowsSlice[kRows + 1] = {nullptr, rows_slice<1>, rows_slice<2>, rows_slice<3>};
 
 void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
   const std::size_t blocks = blocks32(x.k), kp = 16 * blocks, gp = x.group_size / 2;
@@ -422,6 +449,19 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
       }
     }
     if (x.out == nullptr) continue;
+    if (j0 + kPanelCols <= x.n) {  // a whole panel: each row's 16 sums back to column order, 2 vector stores
+      const __m256i natural = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // inverse of kColumnOrder
+      for (std::size_t i = m0; i < m1; ++i) {
+        const __m256 rs = _mm256_set1_ps(x.row_scale[i]);
+        for (std::size_t s = 0; s < 2; ++s) {
+          const __m256 sum = _mm256_loadu_ps(fold.sums.data() + (i - m0) * 16 + 8 * s);
+          __m256 v = _mm256_mul_ps(rs, _mm256_permutevar8x32_ps(sum, natural));
+          if (x.bias != nullptr) v = _mm256_add_ps(v, _mm256_loadu_ps(x.bias + j0 + 8 * s));
+          _mm256_storeu_ps(x.out + i * x.n + j0 + 8 * s, v);
+        }
+      }
+      continue;
+    }
     for (std::size_t i = m0; i < m1; ++i) {
       const float rs = x.row_scale[i];
       for (std::size_t c = 0; c < 16; ++c) {
