@@ -431,11 +431,29 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
   for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
     const uint8_t* panel = x.packed + j0 / kPanelCols * pb;
     if (x.out != nullptr) {
-      for (std::size_t c = 0; c < 16; ++c) {
-        const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+      // the next panel's scales (16 columns x G floats, contiguous) are asked for while this panel computes:
+      // with few rows the gather below otherwise waits on memory once per line
+      if (j0 + kPanelCols < n1) {
+        const char* next = reinterpret_cast<const char*>(x.scales + (j0 + kPanelCols) * x.groups);
+        const std::size_t bytes = std::min(kPanelCols, x.n - j0 - kPanelCols) * x.groups * sizeof(float);
+        for (std::size_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
+      }
+      if (x.zeros == nullptr && j0 + kPanelCols <= x.n) {  // each group's 16 scales: two gathers
+        const __m256i cols = _mm256_mullo_epi32(_mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7),
+                                                _mm256_set1_epi32(static_cast<int>(x.groups)));
+        const float* s0 = x.scales + j0 * x.groups;
+        const float* s1 = s0 + 8 * x.groups;
         for (std::size_t g = 0; g < x.groups; ++g) {
-          fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
-          if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
+          _mm256_storeu_ps(fold.scale.data() + 16 * g, _mm256_i32gather_ps(s0 + g, cols, 4));
+          _mm256_storeu_ps(fold.scale.data() + 16 * g + 8, _mm256_i32gather_ps(s1 + g, cols, 4));
+        }
+      } else {
+        for (std::size_t c = 0; c < 16; ++c) {
+          const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+          for (std::size_t g = 0; g < x.groups; ++g) {
+            fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
+            if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
+          }
         }
       }
       std::fill(fold.sums.begin(), fold.sums.end(), 0.0f);
