@@ -93,105 +93,121 @@ struct Activations {
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Sums of lanes 0-3 and 4-7 of v.
-inline void half_sums(__m256i v, int32_t* s0, int32_t* s1) {
-  const __m128i pairs = _mm_hadd_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  const __m128i quads = _mm_hadd_epi32(pairs, pairs);
-  *s0 = _mm_cvtsi128_si32(quads);
-  *s1 = _mm_extract_epi32(quads, 1);
+// Sums of each column's 4 lanes over the 4 accumulators of 4 column pairs (pair p's lanes 0-3 column 2p,
+// 4-7 column 2p + 1): lanes [c0 c2 c4 c6 | c1 c3 c5 c7], exact (each |sum| <= group_size * 128 * 127).
+inline __m256i column_sums(const __m256i acc[4]) {
+  const __m256i u = _mm256_add_epi32(_mm256_unpacklo_epi32(acc[0], acc[1]), _mm256_unpackhi_epi32(acc[0], acc[1]));
+  const __m256i v = _mm256_add_epi32(_mm256_unpacklo_epi32(acc[2], acc[3]), _mm256_unpackhi_epi32(acc[2], acc[3]));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(u, v), _mm256_unpackhi_epi64(u, v));
 }
 
-// The byte path. Rows [0, R) of a tile (activation rows ta, |a| rows tabs, stride `stride`) times P
-// consecutive column pairs of one panel (tables at `tables`, 32 bytes apart; codes from `codes`) from column
-// j: the int32 D of every group (x.d) or the float output (x.out), columns past n skipped, result rows i0 +
-// r. The P panels share each activation load, and their R x P accumulators are independent chains (a GEMV
-// needs P > 1 to keep the pipes busy).
-template <int R, int P, bool kInt32, bool kZeros>
-void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t stride, const uint8_t* tables,
-          const uint8_t* codes, std::size_t i0, std::size_t j) {
+// out[i][l] = scales[col_index[l] + g + i] for the groups g + i < G (8 columns' scales of 8 groups, transposed:
+// lanes are the tile's columns).
+inline void group_scales(const W4A8Args& x, const int32_t col_index[8], std::size_t g, float out[8][8]) {
+  if (g + 8 > x.groups) {
+    for (std::size_t i = 0; g + i < x.groups; ++i) {
+      for (int l = 0; l < 8; ++l) out[i][l] = x.scales[col_index[l] + g + i];
+    }
+    return;
+  }
+  __m256 r[8], t[8];
+  for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(x.scales + col_index[l] + g);
+  for (int q = 0; q < 8; q += 2) {
+    t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+    t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+  }
+  for (int h = 0; h < 8; h += 4) {  // r[h..h+3]: lanes h..h+3 of groups (0, 4), (1, 5), (2, 6), (3, 7)
+    r[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);
+    r[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], 0xEE);
+    r[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+    r[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_store_ps(out[i], _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_store_ps(out[i + 4], _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+// The byte path: one row (activations ta, |a| tabs) times 4 consecutive column pairs of one panel (tables at
+// `tables`, 32 bytes apart; codes from `codes`) from column j: the int32 D of every group (x.d) or the
+// float output (x.out), columns past n skipped, result row i. The 4 pairs share each activation load and
+// their accumulators are independent chains. At each group end the 4 accumulators are summed per column
+// (column_sums: 9 single-uop instructions for 8 columns), and with the float output converted once and
+// multiplied by the 8 columns' scales of the group in the same lane order (group_scales: a gather
+// instruction per group costs more).
+template <bool kInt32, bool kZeros>
+void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const uint8_t* tables,
+               const uint8_t* codes, std::size_t i, std::size_t j) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   const std::size_t blocks = blocks32(x.k), group_blocks = x.group_size / 32;
-  const std::size_t cols = std::min<std::size_t>(2 * P, x.n - j);
-  __m256 facc[R][P];
-  for (int r = 0; r < R; ++r) {
-    for (int p = 0; p < P; ++p) facc[r][p] = _mm256_setzero_ps();
+  const std::size_t cols = std::min<std::size_t>(8, x.n - j);
+  const int lane_col[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  alignas(32) int32_t col_index[8];  // each lane's column (clamped to n - 1: padding lanes read a real scale)
+  for (int l = 0; l < 8; ++l) {
+    col_index[l] = static_cast<int32_t>(std::min<std::size_t>(j + lane_col[l], x.n - 1) * x.groups);
   }
+  alignas(32) float group_scale[8][8];
+  __m256i table[4];
+  for (int p = 0; p < 4; ++p) table[p] = load32(tables + 32 * p);
+  __m256 facc = _mm256_setzero_ps();
   for (std::size_t g = 0, b = 0; g < x.groups; ++g) {
-    __m256i acc[R][P];
-    for (int r = 0; r < R; ++r) {
-      for (int p = 0; p < P; ++p) acc[r][p] = _mm256_setzero_si256();
-    }
+    __m256i acc[4];
+    for (int p = 0; p < 4; ++p) acc[p] = _mm256_setzero_si256();
     for (const std::size_t b1 = std::min(blocks, b + group_blocks); b < b1; ++b) {
       // a GEMV streams the weights once: ask for the panel's codes 16 blocks (4 KiB) ahead, all 8 pairs
       const char* ahead = reinterpret_cast<const char*>(codes + 32 * kPairs * (b + 16));
       for (int line = 0; line < 4; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
+      __m256i v[4];
+      for (int p = 0; p < 4; ++p) v[p] = load32(codes + 32 * kPairs * b + 32 * p);
       for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then k 16-31 (high)
-        __m256i w[P];
-        for (int p = 0; p < P; ++p) {
-          const __m256i v = load32(codes + 32 * kPairs * b + 32 * p);
-          const __m256i idx = _mm256_and_si256(half == 0 ? v : _mm256_srli_epi16(v, 4), low4);
-          w[p] = _mm256_shuffle_epi8(load32(tables + 32 * p), idx);
-        }
-        for (int r = 0; r < R; ++r) {
-          const __m256i ar = load32(ta + r * stride + 64 * b + 32 * half);
-          const __m256i ur = load32(tabs + r * stride + 64 * b + 32 * half);
-          for (int p = 0; p < P; ++p) {
-            const __m256i prod = _mm256_maddubs_epi16(ur, _mm256_sign_epi8(w[p], ar));
-            acc[r][p] = _mm256_add_epi32(acc[r][p], _mm256_madd_epi16(prod, ones));
-          }
+        const __m256i ar = load32(ta + 64 * b + 32 * half);
+        const __m256i ur = load32(tabs + 64 * b + 32 * half);
+        for (int p = 0; p < 4; ++p) {
+          const __m256i idx = _mm256_and_si256(half == 0 ? v[p] : _mm256_srli_epi16(v[p], 4), low4);
+          const __m256i w = _mm256_shuffle_epi8(table[p], idx);
+          const __m256i prod = _mm256_maddubs_epi16(ur, _mm256_sign_epi8(w, ar));
+          acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(prod, ones));
         }
       }
     }
+    __m256i d = column_sums(acc);
     if (kInt32) {
-      for (int r = 0; r < R; ++r) {
-        for (int p = 0; p < P; ++p) {
-          int32_t d[2];
-          half_sums(acc[r][p], &d[0], &d[1]);
-          for (std::size_t c = 2 * p; c < std::min<std::size_t>(cols, 2 * p + 2); ++c) {
-            x.d[((i0 + r) * x.n + j + c) * x.groups + g] = d[c - 2 * p];
-          }
-        }
+      alignas(32) int32_t t[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(t), d);
+      for (int l = 0; l < 8; ++l) {
+        if (static_cast<std::size_t>(lane_col[l]) < cols) x.d[(i * x.n + j + lane_col[l]) * x.groups + g] = t[l];
       }
       continue;
     }
-    for (int p = 0; p < P; ++p) {
-      const std::size_t c0 = j + 2 * p, c1 = c0 + 1 < x.n ? c0 + 1 : c0;  // c1 = c0: a padding column's lanes
+    if (g % 8 == 0) {  // the 8 columns' scales of groups g to g + 7, transposed to one vector per group
       if (g % 16 == 0) {  // each column's scales are a stream of their own: the next line, 16 groups ahead
-        _mm_prefetch(reinterpret_cast<const char*>(x.scales + c0 * x.groups + g + 16), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(x.scales + c1 * x.groups + g + 16), _MM_HINT_T0);
-      }
-      const __m256 scale = _mm256_setr_m128(_mm_set1_ps(x.scales[c0 * x.groups + g]),
-                                            _mm_set1_ps(x.scales[c1 * x.groups + g]));
-      for (int r = 0; r < R; ++r) {
-        __m256i dr = acc[r][p];
-        if (kZeros) {
-          const int32_t as = x.asum[(i0 + r) * x.groups + g];
-          const int32_t z0 = x.zeros[c0 * x.groups + g] * as, z1 = x.zeros[c1 * x.groups + g] * as;
-          dr = _mm256_sub_epi32(dr, _mm256_setr_epi32(z0, 0, 0, 0, z1, 0, 0, 0));
+        for (int l = 0; l < 8; ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(x.scales + col_index[l] + g + 16), _MM_HINT_T0);
         }
-        facc[r][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dr), scale, facc[r][p]);
       }
+      group_scales(x, col_index, g, group_scale);
     }
+    if (kZeros) {
+      alignas(32) int32_t z[8];
+      for (int l = 0; l < 8; ++l) z[l] = x.zeros[col_index[l] + g];
+      const __m256i zv = _mm256_load_si256(reinterpret_cast<const __m256i*>(z));
+      d = _mm256_sub_epi32(d, _mm256_mullo_epi32(zv, _mm256_set1_epi32(x.asum[i * x.groups + g])));
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_load_ps(group_scale[g % 8]), facc);
   }
   if (kInt32) return;
-  for (int r = 0; r < R; ++r) {
-    float* row = x.out + (i0 + r) * x.n + j;
-    const float rs = x.row_scale[i0 + r];
-    for (int p = 0; p < P; ++p) {
-      const __m128 pairs =
-          _mm_hadd_ps(_mm256_castps256_ps128(facc[r][p]), _mm256_extractf128_ps(facc[r][p], 1));
-      float sums[4];
-      _mm_storeu_ps(sums, _mm_hadd_ps(pairs, pairs));
-      for (std::size_t c = 2 * p; c < std::min<std::size_t>(cols, 2 * p + 2); ++c) {
-        row[c] = rs * sums[c - 2 * p] + (x.bias != nullptr ? x.bias[j + c] : 0.0f);
-      }
-    }
+  alignas(32) float sums[8];
+  _mm256_store_ps(sums, _mm256_mul_ps(facc, _mm256_set1_ps(x.row_scale[i])));
+  float* row = x.out + i * x.n + j;
+  for (int l = 0; l < 8; ++l) {
+    const std::size_t c = lane_col[l];
+    if (c < cols) row[c] = sums[l] + (x.bias != nullptr ? x.bias[j + c] : 0.0f);
   }
 }
 
 // The byte path (few rows) over columns [n0, n1) (whole panels from n0), row by row, 4 column pairs at a
-// time.
+// time (pairs past n are padding: zero codes and levels, their columns skipped).
 template <bool kInt32, bool kZeros>
 void gemm_bytes(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
   const Activations act(x, m0, m1);
@@ -199,16 +215,11 @@ void gemm_bytes(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
   for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
     const uint8_t* tables = x.packed + j0 / kPanelCols * pb;
     const uint8_t* codes = tables + 32 * kPairs;
-    const std::size_t pairs = (std::min(n1, j0 + kPanelCols) - j0 + 1) / 2;
     for (std::size_t i = m0; i < m1; ++i) {
       const int8_t* ta = act.a.data() + (i - m0) * act.stride;
       const uint8_t* tabs = act.abs.data() + (i - m0) * act.stride;
-      std::size_t q = 0;
-      for (; q + 4 <= pairs; q += 4) {
-        tile<1, 4, kInt32, kZeros>(x, ta, tabs, act.stride, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
-      }
-      for (; q < pairs; ++q) {
-        tile<1, 1, kInt32, kZeros>(x, ta, tabs, act.stride, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
+      for (std::size_t q = 0; q < kPairs && j0 + 2 * q < n1; q += 4) {
+        gemv_tile<kInt32, kZeros>(x, ta, tabs, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
       }
     }
   }
