@@ -12,17 +12,18 @@
 // leaves int16, and (a + 128 as u8) * 127 * 2 does; here the unsigned operand is |a| (<= 128: vpabsb of -128
 // is 0x80 = 128 as u8) and the signed one sign(a) * w (vpsignb; |w| <= 127, so the negation never wraps):
 // each pair sum is at most 2 * 128 * 127 = 32512 < 2^15, exact; vpmaddwd by ones widens the pairs to int32.
-// An accumulator's lanes 0-3 are partial sums of column n, 4-7 of column n + 1; with the float output they
-// are converted and scaled at each group end and summed across lanes at the end.
+// An accumulator's lanes 0-3 are partial sums of column n, 4-7 of column n + 1; at each group end the 4
+// accumulators of 4 pairs are summed per column in int32 (exact) and, with the float output, converted and
+// scaled once per 8 columns.
 //
 // Many rows: per 32 products of a row the byte path issues vpsignb, vpmaddubsw and vpmaddwd, where the int8
 // GEMM issues two vpmaddwd; an expansion shared by the rows may cost more. So each slice of a panel is
 // decoded once to int16 in the int8 GEMM's widened layout (per k pair, 16 columns x (k, k + 1) as int16: two
 // vpshufb outputs are transposed by 16- and 32-bit unpacks and vpermq, then vpmovsxbw) into an L1 buffer that
-// every row tile reads; the micro-kernel is then the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair, vpmaddwd
-// (|pair sum| <= 2 * 128 * 127), vpaddd.
+// every row tile reads; the micro-kernel is then the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair,
+// vpmaddwd (|pair sum| <= 2 * 128 * 127), vpaddd.
 // Accumulator lanes are columns (in the order kColumnOrder), so a group's fold into the float result is one
-// vcvtdq2ps and one FMA per 8 columns and row.
+// vcvtdq2ps and one FMA per 8 columns and row, done inside the micro-kernel with the float sums in registers.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -96,13 +97,15 @@ inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<con
 // Sums of each column's 4 lanes over the 4 accumulators of 4 column pairs (pair p's lanes 0-3 column 2p,
 // 4-7 column 2p + 1): lanes [c0 c2 c4 c6 | c1 c3 c5 c7], exact (each |sum| <= group_size * 128 * 127).
 inline __m256i column_sums(const __m256i acc[4]) {
-  const __m256i u = _mm256_add_epi32(_mm256_unpacklo_epi32(acc[0], acc[1]), _mm256_unpackhi_epi32(acc[0], acc[1]));
-  const __m256i v = _mm256_add_epi32(_mm256_unpacklo_epi32(acc[2], acc[3]), _mm256_unpackhi_epi32(acc[2], acc[3]));
+  const __m256i u =
+      _mm256_add_epi32(_mm256_unpacklo_epi32(acc[0], acc[1]), _mm256_unpackhi_epi32(acc[0], acc[1]));
+  const __m256i v =
+      _mm256_add_epi32(_mm256_unpacklo_epi32(acc[2], acc[3]), _mm256_unpackhi_epi32(acc[2], acc[3]));
   return _mm256_add_epi32(_mm256_unpacklo_epi64(u, v), _mm256_unpackhi_epi64(u, v));
 }
 
-// out[i][l] = scales[col_index[l] + g + i] for the groups g + i < G (8 columns' scales of 8 groups, transposed:
-// lanes are the tile's columns).
+// out[i][l] = scales[col_index[l] + g + i] for the groups g + i < G (8 columns' scales of 8 groups,
+// transposed: lanes are the tile's columns).
 inline void group_scales(const W4A8Args& x, const int32_t col_index[8], std::size_t g, float out[8][8]) {
   if (g + 8 > x.groups) {
     for (std::size_t i = 0; g + i < x.groups; ++i) {
@@ -176,7 +179,8 @@ void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const u
       alignas(32) int32_t t[8];
       _mm256_store_si256(reinterpret_cast<__m256i*>(t), d);
       for (int l = 0; l < 8; ++l) {
-        if (static_cast<std::size_t>(lane_col[l]) < cols) x.d[(i * x.n + j + lane_col[l]) * x.groups + g] = t[l];
+        const std::size_t c = lane_col[l];
+        if (c < cols) x.d[(i * x.n + j + c) * x.groups + g] = t[l];
       }
       continue;
     }
@@ -236,7 +240,8 @@ void decode_slice(const uint8_t* panel, std::size_t b0, std::size_t b1, int16_t*
     const uint8_t* codes = panel + 32 * kPairs * (1 + b);
     // few rows stream the weights from memory: the next slice's codes are asked for while this one computes
     for (int line = 0; line < 4; ++line) {
-      _mm_prefetch(reinterpret_cast<const char*>(codes + 32 * kPairs * (kSliceK / 32) + 64 * line), _MM_HINT_T1);
+      const uint8_t* next = codes + 32 * kPairs * (kSliceK / 32) + 64 * line;
+      _mm_prefetch(reinterpret_cast<const char*>(next), _MM_HINT_T1);
     }
     for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then 16-31 (high)
       for (int set = 0; set < 2; ++set) {   // columns 0-7, then 8-15
@@ -308,52 +313,54 @@ void micro_fold(const int32_t* a, std::size_t kp, const int16_t* slice, std::siz
   "vpaddd %%ymm3, %%ymm" X ", %%ymm" X "\n\t"    \
   "vpmaddwd %%ymm1, %%ymm2, %%ymm2\n\t"          \
   "vpaddd %%ymm2, %%ymm" Y ", %%ymm" Y "\n\t"
-#define MEDQK_W4_ZERO(X, Y) "vpxor %%xmm" X ", %%xmm" X ", %%xmm" X "\n\tvpxor %%xmm" Y ", %%xmm" Y ", %%xmm" Y "\n\t"
+#define MEDQK_W4_ZERO(X, Y) \
+  "vpxor %%xmm" X ", %%xmm" X ", %%xmm" X "\n\tvpxor %%xmm" Y ", %%xmm" Y ", %%xmm" Y "\n\t"
 #define MEDQK_W4_FOLD(X, Y, F, G)                       \
   "vcvtdq2ps %%ymm" X ", %%ymm" X "\n\t"                \
   "vfmadd231ps (%[s]), %%ymm" X ", %%ymm" F "\n\t"      \
   "vcvtdq2ps %%ymm" Y ", %%ymm" Y "\n\t"                \
   "vfmadd231ps 32(%[s]), %%ymm" Y ", %%ymm" G "\n\t"
-#define MEDQK_W4_SUMS(OP, F, G, OFF0, OFF1) OP " " OFF0 "(%[sum]), %%ymm" F "\n\t" OP " " OFF1 "(%[sum]), %%ymm" G "\n\t"
+#define MEDQK_W4_LOAD(F, G, OFF0, OFF1) \
+  "vmovups " OFF0 "(%[sum]), %%ymm" F "\n\tvmovups " OFF1 "(%[sum]), %%ymm" G "\n\t"
 #define MEDQK_W4_STORE(F, G, OFF0, OFF1) \
   "vmovups %%ymm" F ", " OFF0 "(%[sum])\n\tvmovups %%ymm" G ", " OFF1 "(%[sum])\n\t"
-#define MEDQK_W4_MICRO_FOLD(R, LOADS, ZEROS, ROWS, FOLDS, STORES)                                             \
-  template <>                                                                                                 \
-  void micro_fold<R>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0,                  \
-                     std::size_t groups, std::size_t gp, const float* scale, float* sums) {                   \
-    const int32_t* a0 = a + p0;                                                                               \
-    const int32_t* a1 = R > 1 ? a0 + kp : a0;                                                                 \
-    const int32_t* a2 = R > 2 ? a1 + kp : a0;                                                                 \
-    const int16_t* b = slice + 32 * p0;                                                                       \
-    std::size_t i = 0, count = 0;                                                                             \
-    __asm__ volatile(LOADS "2:\n\t" ZEROS "mov %[gp], %[c]\n\t"                                                \
-                     "1:\n\t"                                                                                 \
-                     "vmovdqa   (%[b]), %%ymm0\n\t"                                                           \
-                     "vmovdqa 32(%[b]), %%ymm1\n\t"                                                           \
-                     "add $64, %[b]\n\t" ROWS "inc %[i]\n\t"                                                  \
-                     "dec %[c]\n\t"                                                                           \
-                     "jne 1b\n\t" FOLDS "add $64, %[s]\n\t"                                                   \
-                     "dec %[g]\n\t"                                                                           \
-                     "jne 2b\n\t" STORES                                                                      \
-                     : [b] "+r"(b), [i] "+r"(i), [c] "+r"(count), [g] "+r"(groups), [s] "+r"(scale)           \
-                     : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [gp] "r"(gp), [sum] "r"(sums)                \
-                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",        \
-                       "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");                 \
+#define MEDQK_W4_MICRO_FOLD(R, LOADS, ZEROS, ROWS, FOLDS, STORES)                                            \
+  template <>                                                                                                \
+  void micro_fold<R>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0,                 \
+                     std::size_t groups, std::size_t gp, const float* scale, float* sums) {                  \
+    const int32_t* a0 = a + p0;                                                                              \
+    const int32_t* a1 = R > 1 ? a0 + kp : a0;                                                                \
+    const int32_t* a2 = R > 2 ? a1 + kp : a0;                                                                \
+    const int16_t* b = slice + 32 * p0;                                                                      \
+    std::size_t i = 0, count = 0;                                                                            \
+    __asm__ volatile(LOADS "2:\n\t" ZEROS "mov %[gp], %[c]\n\t"                                              \
+                     "1:\n\t"                                                                                \
+                     "vmovdqa   (%[b]), %%ymm0\n\t"                                                          \
+                     "vmovdqa 32(%[b]), %%ymm1\n\t"                                                          \
+                     "add $64, %[b]\n\t" ROWS "inc %[i]\n\t"                                                 \
+                     "dec %[c]\n\t"                                                                          \
+                     "jne 1b\n\t" FOLDS "add $64, %[s]\n\t"                                                  \
+                     "dec %[g]\n\t"                                                                          \
+                     "jne 2b\n\t" STORES                                                                     \
+                     : [b] "+r"(b), [i] "+r"(i), [c] "+r"(count), [g] "+r"(groups), [s] "+r"(scale)          \
+                     : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [gp] "r"(gp), [sum] "r"(sums)               \
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",       \
+                       "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");                \
   }
 
-MEDQK_W4_MICRO_FOLD(1, MEDQK_W4_SUMS("vmovups", "10", "11", "0", "32"), MEDQK_W4_ZERO("4", "5"),
+MEDQK_W4_MICRO_FOLD(1, MEDQK_W4_LOAD("10", "11", "0", "32"), MEDQK_W4_ZERO("4", "5"),
                     MEDQK_W4_ROW("a0", "4", "5"), MEDQK_W4_FOLD("4", "5", "10", "11"),
                     MEDQK_W4_STORE("10", "11", "0", "32"))
 MEDQK_W4_MICRO_FOLD(2,
-                    MEDQK_W4_SUMS("vmovups", "10", "11", "0", "32")
-                        MEDQK_W4_SUMS("vmovups", "12", "13", "64", "96"),
+                    MEDQK_W4_LOAD("10", "11", "0", "32")
+                        MEDQK_W4_LOAD("12", "13", "64", "96"),
                     MEDQK_W4_ZERO("4", "5") MEDQK_W4_ZERO("6", "7"),
                     MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7"),
                     MEDQK_W4_FOLD("4", "5", "10", "11") MEDQK_W4_FOLD("6", "7", "12", "13"),
                     MEDQK_W4_STORE("10", "11", "0", "32") MEDQK_W4_STORE("12", "13", "64", "96"))
 MEDQK_W4_MICRO_FOLD(3,
-                    MEDQK_W4_SUMS("vmovups", "10", "11", "0", "32") MEDQK_W4_SUMS("vmovups", "12", "13", "64", "96")
-                        MEDQK_W4_SUMS("vmovups", "14", "15", "128", "160"),
+                    MEDQK_W4_LOAD("10", "11", "0", "32") MEDQK_W4_LOAD("12", "13", "64", "96")
+                        MEDQK_W4_LOAD("14", "15", "128", "160"),
                     MEDQK_W4_ZERO("4", "5") MEDQK_W4_ZERO("6", "7") MEDQK_W4_ZERO("8", "9"),
                     MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7") MEDQK_W4_ROW("a2", "8", "9"),
                     MEDQK_W4_FOLD("4", "5", "10", "11") MEDQK_W4_FOLD("6", "7", "12", "13")
@@ -365,7 +372,7 @@ MEDQK_W4_MICRO_FOLD(3,
 #undef MEDQK_W4_ROW
 #undef MEDQK_W4_ZERO
 #undef MEDQK_W4_FOLD
-#undef MEDQK_W4_SUMS
+#undef MEDQK_W4_LOAD
 #undef MEDQK_W4_STORE
 
 // Per panel state of the int16 path: each group's scales (and zero points) in the accumulators' column order,
@@ -381,13 +388,16 @@ void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16
                 std::size_t slice_p0, std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold,
                 std::size_t fold_row) {
   const std::size_t gp = x.group_size / 2;  // k pairs per group
-  if (x.out != nullptr && x.zeros == nullptr) {  // whole groups, then the last (partial) one
+  // the float output without zero points folds in the asm kernels (whole groups, then the last partial one);
+  // zero points and the int32 output take the intrinsics kernel, one call and fold per group
+  if (x.out != nullptr && x.zeros == nullptr) {
     const std::size_t whole = (slice_p1 - slice_p0) / gp, g0 = slice_p0 / gp;
     float* sums = fold.sums.data() + fold_row * 16;
     if (whole > 0) micro_fold<R>(a + slice_p0, kp, slice, 0, whole, gp, fold.scale.data() + 16 * g0, sums);
     const std::size_t tail = slice_p1 - slice_p0 - whole * gp;
     if (tail > 0) {
-      micro_fold<R>(a + slice_p0, kp, slice, whole * gp, 1, tail, fold.scale.data() + 16 * (g0 + whole), sums);
+      const float* tail_scale = fold.scale.data() + 16 * (g0 + whole);
+      micro_fold<R>(a + slice_p0, kp, slice, whole * gp, 1, tail, tail_scale, sums);
     }
     return;
   }
