@@ -12,17 +12,18 @@
 // leaves int16, and (a + 128 as u8) * 127 * 2 does; here the unsigned operand is |a| (<= 128: vpabsb of -128
 // is 0x80 = 128 as u8) and the signed one sign(a) * w (vpsignb; |w| <= 127, so the negation never wraps):
 // each pair sum is at most 2 * 128 * 127 = 32512 < 2^15, exact; vpmaddwd by ones widens the pairs to int32.
-// An accumulator's lanes 0-3 are partial sums of column n, 4-7 of column n + 1; with the float output they
-// are converted and scaled at each group end and summed across lanes at the end.
+// An accumulator's lanes 0-3 are partial sums of column n, 4-7 of column n + 1; at each group end the 4
+// accumulators of 4 pairs are summed per column in int32 (exact) and, with the float output, converted and
+// scaled once per 8 columns.
 //
 // Many rows: per 32 products of a row the byte path issues vpsignb, vpmaddubsw and vpmaddwd, where the int8
 // GEMM issues two vpmaddwd; an expansion shared by the rows may cost more. So each slice of a panel is
 // decoded once to int16 in the int8 GEMM's widened layout (per k pair, 16 columns x (k, k + 1) as int16: two
 // vpshufb outputs are transposed by 16- and 32-bit unpacks and vpermq, then vpmovsxbw) into an L1 buffer that
-// every row tile reads; the micro-kernel is then the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair, vpmaddwd
-// (|pair sum| <= 2 * 128 * 127), vpaddd.
+// every row tile reads; the micro-kernel is then the int8 GEMM's: a broadcast (a_k, a_k+1) int16 pair,
+// vpmaddwd (|pair sum| <= 2 * 128 * 127), vpaddd.
 // Accumulator lanes are columns (in the order kColumnOrder), so a group's fold into the float result is one
-// vcvtdq2ps and one FMA per 8 columns and row.
+// vcvtdq2ps and one FMA per 8 columns and row, done inside the micro-kernel with the float sums in registers.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -39,7 +40,7 @@ namespace {
 
 constexpr std::size_t kPanelCols = 16;
 constexpr std::size_t kPairs = kPanelCols / 2;  // column pairs per panel
-constexpr int kRows = 4;                        // rows per tile of the int16 path
+constexpr int kRows = 3;                        // rows per tile of the int16 path
 constexpr std::size_t kGemvMaxRows = 1;         // the byte path runs up to this many rows
 constexpr std::size_t kSliceK = 256;  // k per decoded slice (8 KiB of int16), whole groups at least
 
@@ -93,105 +94,124 @@ struct Activations {
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// Sums of lanes 0-3 and 4-7 of v.
-inline void half_sums(__m256i v, int32_t* s0, int32_t* s1) {
-  const __m128i pairs = _mm_hadd_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  const __m128i quads = _mm_hadd_epi32(pairs, pairs);
-  *s0 = _mm_cvtsi128_si32(quads);
-  *s1 = _mm_extract_epi32(quads, 1);
+// Sums of each column's 4 lanes over the 4 accumulators of 4 column pairs (pair p's lanes 0-3 column 2p,
+// 4-7 column 2p + 1): lanes [c0 c2 c4 c6 | c1 c3 c5 c7], exact (each |sum| <= group_size * 128 * 127).
+inline __m256i column_sums(const __m256i acc[4]) {
+  const __m256i u =
+      _mm256_add_epi32(_mm256_unpacklo_epi32(acc[0], acc[1]), _mm256_unpackhi_epi32(acc[0], acc[1]));
+  const __m256i v =
+      _mm256_add_epi32(_mm256_unpacklo_epi32(acc[2], acc[3]), _mm256_unpackhi_epi32(acc[2], acc[3]));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(u, v), _mm256_unpackhi_epi64(u, v));
 }
 
-// The byte path. Rows [0, R) of a tile (activation rows ta, |a| rows tabs, stride `stride`) times P
-// consecutive column pairs of one panel (tables at `tables`, 32 bytes apart; codes from `codes`) from column
-// j: the int32 D of every group (x.d) or the float output (x.out), columns past n skipped, result rows i0 +
-// r. The P panels share each activation load, and their R x P accumulators are independent chains (a GEMV
-// needs P > 1 to keep the pipes busy).
-template <int R, int P, bool kInt32, bool kZeros>
-void tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, std::size_t stride, const uint8_t* tables,
-          const uint8_t* codes, std::size_t i0, std::size_t j) {
+// out[i][l] = scales[col_index[l] + g + i] for the groups g + i < G (8 columns' scales of 8 groups,
+// transposed: lanes are the tile's columns).
+inline void group_scales(const W4A8Args& x, const int32_t col_index[8], std::size_t g, float out[8][8]) {
+  if (g + 8 > x.groups) {
+    for (std::size_t i = 0; g + i < x.groups; ++i) {
+      for (int l = 0; l < 8; ++l) out[i][l] = x.scales[col_index[l] + g + i];
+    }
+    return;
+  }
+  __m256 r[8], t[8];
+  for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(x.scales + col_index[l] + g);
+  for (int q = 0; q < 8; q += 2) {
+    t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+    t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+  }
+  for (int h = 0; h < 8; h += 4) {  // r[h..h+3]: lanes h..h+3 of groups (0, 4), (1, 5), (2, 6), (3, 7)
+    r[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);
+    r[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], 0xEE);
+    r[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+    r[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_store_ps(out[i], _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_store_ps(out[i + 4], _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+// The byte path: one row (activations ta, |a| tabs) times 4 consecutive column pairs of one panel (tables at
+// `tables`, 32 bytes apart; codes from `codes`) from column j: the int32 D of every group (x.d) or the
+// float output (x.out), columns past n skipped, result row i. The 4 pairs share each activation load and
+// their accumulators are independent chains. At each group end the 4 accumulators are summed per column
+// (column_sums: 9 single-uop instructions for 8 columns), and with the float output converted once and
+// multiplied by the 8 columns' scales of the group in the same lane order (group_scales: a gather
+// instruction per group costs more).
+template <bool kInt32, bool kZeros>
+void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const uint8_t* tables,
+               const uint8_t* codes, std::size_t i, std::size_t j) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   const std::size_t blocks = blocks32(x.k), group_blocks = x.group_size / 32;
-  const std::size_t cols = std::min<std::size_t>(2 * P, x.n - j);
-  __m256 facc[R][P];
-  for (int r = 0; r < R; ++r) {
-    for (int p = 0; p < P; ++p) facc[r][p] = _mm256_setzero_ps();
+  const std::size_t cols = std::min<std::size_t>(8, x.n - j);
+  const int lane_col[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  alignas(32) int32_t col_index[8];  // each lane's column (clamped to n - 1: padding lanes read a real scale)
+  for (int l = 0; l < 8; ++l) {
+    col_index[l] = static_cast<int32_t>(std::min<std::size_t>(j + lane_col[l], x.n - 1) * x.groups);
   }
+  alignas(32) float group_scale[8][8];
+  __m256i table[4];
+  for (int p = 0; p < 4; ++p) table[p] = load32(tables + 32 * p);
+  __m256 facc = _mm256_setzero_ps();
   for (std::size_t g = 0, b = 0; g < x.groups; ++g) {
-    __m256i acc[R][P];
-    for (int r = 0; r < R; ++r) {
-      for (int p = 0; p < P; ++p) acc[r][p] = _mm256_setzero_si256();
-    }
+    __m256i acc[4];
+    for (int p = 0; p < 4; ++p) acc[p] = _mm256_setzero_si256();
     for (const std::size_t b1 = std::min(blocks, b + group_blocks); b < b1; ++b) {
       // a GEMV streams the weights once: ask for the panel's codes 16 blocks (4 KiB) ahead, all 8 pairs
       const char* ahead = reinterpret_cast<const char*>(codes + 32 * kPairs * (b + 16));
       for (int line = 0; line < 4; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
+      __m256i v[4];
+      for (int p = 0; p < 4; ++p) v[p] = load32(codes + 32 * kPairs * b + 32 * p);
       for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then k 16-31 (high)
-        __m256i w[P];
-        for (int p = 0; p < P; ++p) {
-          const __m256i v = load32(codes + 32 * kPairs * b + 32 * p);
-          const __m256i idx = _mm256_and_si256(half == 0 ? v : _mm256_srli_epi16(v, 4), low4);
-          w[p] = _mm256_shuffle_epi8(load32(tables + 32 * p), idx);
-        }
-        for (int r = 0; r < R; ++r) {
-          const __m256i ar = load32(ta + r * stride + 64 * b + 32 * half);
-          const __m256i ur = load32(tabs + r * stride + 64 * b + 32 * half);
-          for (int p = 0; p < P; ++p) {
-            const __m256i prod = _mm256_maddubs_epi16(ur, _mm256_sign_epi8(w[p], ar));
-            acc[r][p] = _mm256_add_epi32(acc[r][p], _mm256_madd_epi16(prod, ones));
-          }
+        const __m256i ar = load32(ta + 64 * b + 32 * half);
+        const __m256i ur = load32(tabs + 64 * b + 32 * half);
+        for (int p = 0; p < 4; ++p) {
+          const __m256i idx = _mm256_and_si256(half == 0 ? v[p] : _mm256_srli_epi16(v[p], 4), low4);
+          const __m256i w = _mm256_shuffle_epi8(table[p], idx);
+          const __m256i prod = _mm256_maddubs_epi16(ur, _mm256_sign_epi8(w, ar));
+          acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(prod, ones));
         }
       }
     }
+    __m256i d = column_sums(acc);
     if (kInt32) {
-      for (int r = 0; r < R; ++r) {
-        for (int p = 0; p < P; ++p) {
-          int32_t d[2];
-          half_sums(acc[r][p], &d[0], &d[1]);
-          for (std::size_t c = 2 * p; c < std::min<std::size_t>(cols, 2 * p + 2); ++c) {
-            x.d[((i0 + r) * x.n + j + c) * x.groups + g] = d[c - 2 * p];
-          }
-        }
+      alignas(32) int32_t t[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(t), d);
+      for (int l = 0; l < 8; ++l) {
+        const std::size_t c = lane_col[l];
+        if (c < cols) x.d[(i * x.n + j + c) * x.groups + g] = t[l];
       }
       continue;
     }
-    for (int p = 0; p < P; ++p) {
-      const std::size_t c0 = j + 2 * p, c1 = c0 + 1 < x.n ? c0 + 1 : c0;  // c1 = c0: a padding column's lanes
+    if (g % 8 == 0) {  // the 8 columns' scales of groups g to g + 7, transposed to one vector per group
       if (g % 16 == 0) {  // each column's scales are a stream of their own: the next line, 16 groups ahead
-        _mm_prefetch(reinterpret_cast<const char*>(x.scales + c0 * x.groups + g + 16), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(x.scales + c1 * x.groups + g + 16), _MM_HINT_T0);
-      }
-      const __m256 scale = _mm256_setr_m128(_mm_set1_ps(x.scales[c0 * x.groups + g]),
-                                            _mm_set1_ps(x.scales[c1 * x.groups + g]));
-      for (int r = 0; r < R; ++r) {
-        __m256i dr = acc[r][p];
-        if (kZeros) {
-          const int32_t as = x.asum[(i0 + r) * x.groups + g];
-          const int32_t z0 = x.zeros[c0 * x.groups + g] * as, z1 = x.zeros[c1 * x.groups + g] * as;
-          dr = _mm256_sub_epi32(dr, _mm256_setr_epi32(z0, 0, 0, 0, z1, 0, 0, 0));
+        for (int l = 0; l < 8; ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(x.scales + col_index[l] + g + 16), _MM_HINT_T0);
         }
-        facc[r][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dr), scale, facc[r][p]);
       }
+      group_scales(x, col_index, g, group_scale);
     }
+    if (kZeros) {
+      alignas(32) int32_t z[8];
+      for (int l = 0; l < 8; ++l) z[l] = x.zeros[col_index[l] + g];
+      const __m256i zv = _mm256_load_si256(reinterpret_cast<const __m256i*>(z));
+      d = _mm256_sub_epi32(d, _mm256_mullo_epi32(zv, _mm256_set1_epi32(x.asum[i * x.groups + g])));
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_load_ps(group_scale[g % 8]), facc);
   }
   if (kInt32) return;
-  for (int r = 0; r < R; ++r) {
-    float* row = x.out + (i0 + r) * x.n + j;
-    const float rs = x.row_scale[i0 + r];
-    for (int p = 0; p < P; ++p) {
-      const __m128 pairs =
-          _mm_hadd_ps(_mm256_castps256_ps128(facc[r][p]), _mm256_extractf128_ps(facc[r][p], 1));
-      float sums[4];
-      _mm_storeu_ps(sums, _mm_hadd_ps(pairs, pairs));
-      for (std::size_t c = 2 * p; c < std::min<std::size_t>(cols, 2 * p + 2); ++c) {
-        row[c] = rs * sums[c - 2 * p] + (x.bias != nullptr ? x.bias[j + c] : 0.0f);
-      }
-    }
+  alignas(32) float sums[8];
+  _mm256_store_ps(sums, _mm256_mul_ps(facc, _mm256_set1_ps(x.row_scale[i])));
+  float* row = x.out + i * x.n + j;
+  for (int l = 0; l < 8; ++l) {
+    const std::size_t c = lane_col[l];
+    if (c < cols) row[c] = sums[l] + (x.bias != nullptr ? x.bias[j + c] : 0.0f);
   }
 }
 
 // The byte path (few rows) over columns [n0, n1) (whole panels from n0), row by row, 4 column pairs at a
-// time.
+// time (pairs past n are padding: zero codes and levels, their columns skipped).
 template <bool kInt32, bool kZeros>
 void gemm_bytes(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
   const Activations act(x, m0, m1);
@@ -199,16 +219,11 @@ void gemm_bytes(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
   for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
     const uint8_t* tables = x.packed + j0 / kPanelCols * pb;
     const uint8_t* codes = tables + 32 * kPairs;
-    const std::size_t pairs = (std::min(n1, j0 + kPanelCols) - j0 + 1) / 2;
     for (std::size_t i = m0; i < m1; ++i) {
       const int8_t* ta = act.a.data() + (i - m0) * act.stride;
       const uint8_t* tabs = act.abs.data() + (i - m0) * act.stride;
-      std::size_t q = 0;
-      for (; q + 4 <= pairs; q += 4) {
-        tile<1, 4, kInt32, kZeros>(x, ta, tabs, act.stride, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
-      }
-      for (; q < pairs; ++q) {
-        tile<1, 1, kInt32, kZeros>(x, ta, tabs, act.stride, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
+      for (std::size_t q = 0; q < kPairs && j0 + 2 * q < n1; q += 4) {
+        gemv_tile<kInt32, kZeros>(x, ta, tabs, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
       }
     }
   }
@@ -225,7 +240,8 @@ void decode_slice(const uint8_t* panel, std::size_t b0, std::size_t b1, int16_t*
     const uint8_t* codes = panel + 32 * kPairs * (1 + b);
     // few rows stream the weights from memory: the next slice's codes are asked for while this one computes
     for (int line = 0; line < 4; ++line) {
-      _mm_prefetch(reinterpret_cast<const char*>(codes + 32 * kPairs * (kSliceK / 32) + 64 * line), _MM_HINT_T1);
+      const uint8_t* next = codes + 32 * kPairs * (kSliceK / 32) + 64 * line;
+      _mm_prefetch(reinterpret_cast<const char*>(next), _MM_HINT_T1);
     }
     for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then 16-31 (high)
       for (int set = 0; set < 2; ++set) {   // columns 0-7, then 8-15
@@ -280,64 +296,84 @@ inline void micro(const int32_t* a, std::size_t kp, const int16_t* slice, std::s
   }
 }
 
-// The full tile, in inline assembly: GCC 12 compiles micro<4> with a register copy per accumulator and k pair
-// (8 extra instructions in a 31-instruction loop), which the front end pays for. 8 accumulators (ymm4-11),
-// the two 8-column halves of the slice's pair (ymm0-1), one broadcast pair of a (ymm2) and a product (ymm3).
-template <>
-inline void micro<4>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t p1,
-                     __m256i acc[][2]) {
-  alignas(32) int32_t tile[4][16];
-  const int32_t* a0 = a + p0;
-  const int32_t* a1 = a0 + kp;
-  const int32_t* a2 = a1 + kp;
-  const int32_t* a3 = a2 + kp;
-  const int16_t* b = slice + 32 * p0;
-  std::size_t i = 0;
-  const std::size_t n = p1 - p0;
-#define MEDQK_W4_ROW(A, X, Y)           \
-  "vpbroadcastd (%[" A                  \
-  "],%[i],4), %%ymm2\n\t"               \
-  "vpmaddwd %%ymm0, %%ymm2, %%ymm3\n\t" \
-  "vpaddd %%ymm3, %%ymm" X ", %%ymm" X  \
-  "\n\t"                                \
-  "vpmaddwd %%ymm1, %%ymm2, %%ymm2\n\t" \
+// R rows (1 to 3) x 16 columns over `groups` groups of `gp` k pairs each of the decoded slice (from k pair
+// p0 of the slice), each group's int32 sums folded into the rows' float sums as soon as the group ends, all
+// in registers: row r's two int32 accumulators are ymm(4 + 2r), ymm(5 + 2r) and its float sums ymm(10 + 2r),
+// ymm(11 + 2r) (read from and written back to `sums`, rows 16 floats apart, lanes in kColumnOrder), the
+// slice's pair ymm0-1, a broadcast ymm2 and a product ymm3. The fold is a vcvtdq2ps and an FMA with the
+// group's scales (16 floats per group from `scale`, memory operands) per accumulator: no call, store or
+// reload per group.
+template <int R>
+void micro_fold(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t groups,
+                std::size_t gp, const float* scale, float* sums);
+
+#define MEDQK_W4_ROW(A, X, Y)                    \
+  "vpbroadcastd (%[" A "],%[i],4), %%ymm2\n\t"   \
+  "vpmaddwd %%ymm0, %%ymm2, %%ymm3\n\t"          \
+  "vpaddd %%ymm3, %%ymm" X ", %%ymm" X "\n\t"    \
+  "vpmaddwd %%ymm1, %%ymm2, %%ymm2\n\t"          \
   "vpaddd %%ymm2, %%ymm" Y ", %%ymm" Y "\n\t"
-  __asm__ volatile(
-      "vpxor %%xmm4, %%xmm4, %%xmm4\n\t"
-      "vpxor %%xmm5, %%xmm5, %%xmm5\n\t"
-      "vpxor %%xmm6, %%xmm6, %%xmm6\n\t"
-      "vpxor %%xmm7, %%xmm7, %%xmm7\n\t"
-      "vpxor %%xmm8, %%xmm8, %%xmm8\n\t"
-      "vpxor %%xmm9, %%xmm9, %%xmm9\n\t"
-      "vpxor %%xmm10, %%xmm10, %%xmm10\n\t"
-      "vpxor %%xmm11, %%xmm11, %%xmm11\n\t"
-      "1:\n\t"
-      "vmovdqa   (%[b]), %%ymm0\n\t"
-      "vmovdqa 32(%[b]), %%ymm1\n\t"
-      "add $64, %[b]\n\t"  //
-      MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7")  //
-      MEDQK_W4_ROW("a2", "8", "9") MEDQK_W4_ROW("a3", "10", "11")
-      "inc %[i]\n\t"
-      "cmp %[i], %[n]\n\t"
-      "jne 1b\n\t"
-      "vmovdqa %%ymm4, 0(%[t])\n\t"
-      "vmovdqa %%ymm5, 32(%[t])\n\t"
-      "vmovdqa %%ymm6, 64(%[t])\n\t"
-      "vmovdqa %%ymm7, 96(%[t])\n\t"
-      "vmovdqa %%ymm8, 128(%[t])\n\t"
-      "vmovdqa %%ymm9, 160(%[t])\n\t"
-      "vmovdqa %%ymm10, 192(%[t])\n\t"
-      "vmovdqa %%ymm11, 224(%[t])\n\t"
-      : [b] "+r"(b), [i] "+r"(i)
-      : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [a3] "r"(a3), [n] "r"(n), [t] "r"(&tile[0][0])
-      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-        "memory", "cc");
-#undef MEDQK_W4_ROW
-  for (int r = 0; r < 4; ++r) {
-    acc[r][0] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[r]));
-    acc[r][1] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tile[r] + 8));
+#define MEDQK_W4_ZERO(X, Y) \
+  "vpxor %%xmm" X ", %%xmm" X ", %%xmm" X "\n\tvpxor %%xmm" Y ", %%xmm" Y ", %%xmm" Y "\n\t"
+#define MEDQK_W4_FOLD(X, Y, F, G)                       \
+  "vcvtdq2ps %%ymm" X ", %%ymm" X "\n\t"                \
+  "vfmadd231ps (%[s]), %%ymm" X ", %%ymm" F "\n\t"      \
+  "vcvtdq2ps %%ymm" Y ", %%ymm" Y "\n\t"                \
+  "vfmadd231ps 32(%[s]), %%ymm" Y ", %%ymm" G "\n\t"
+#define MEDQK_W4_LOAD(F, G, OFF0, OFF1) \
+  "vmovups " OFF0 "(%[sum]), %%ymm" F "\n\tvmovups " OFF1 "(%[sum]), %%ymm" G "\n\t"
+#define MEDQK_W4_STORE(F, G, OFF0, OFF1) \
+  "vmovups %%ymm" F ", " OFF0 "(%[sum])\n\tvmovups %%ymm" G ", " OFF1 "(%[sum])\n\t"
+#define MEDQK_W4_MICRO_FOLD(R, LOADS, ZEROS, ROWS, FOLDS, STORES)                                            \
+  template <>                                                                                                \
+  void micro_fold<R>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0,                 \
+                     std::size_t groups, std::size_t gp, const float* scale, float* sums) {                  \
+    const int32_t* a0 = a + p0;                                                                              \
+    const int32_t* a1 = R > 1 ? a0 + kp : a0;                                                                \
+    const int32_t* a2 = R > 2 ? a1 + kp : a0;                                                                \
+    const int16_t* b = slice + 32 * p0;                                                                      \
+    std::size_t i = 0, count = 0;                                                                            \
+    __asm__ volatile(LOADS "2:\n\t" ZEROS "mov %[gp], %[c]\n\t"                                              \
+                     "1:\n\t"                                                                                \
+                     "vmovdqa   (%[b]), %%ymm0\n\t"                                                          \
+                     "vmovdqa 32(%[b]), %%ymm1\n\t"                                                          \
+                     "add $64, %[b]\n\t" ROWS "inc %[i]\n\t"                                                 \
+                     "dec %[c]\n\t"                                                                          \
+                     "jne 1b\n\t" FOLDS "add $64, %[s]\n\t"                                                  \
+                     "dec %[g]\n\t"                                                                          \
+                     "jne 2b\n\t" STORES                                                                     \
+                     : [b] "+r"(b), [i] "+r"(i), [c] "+r"(count), [g] "+r"(groups), [s] "+r"(scale)          \
+                     : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [gp] "r"(gp), [sum] "r"(sums)               \
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",       \
+                       "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");                \
   }
-}
+
+MEDQK_W4_MICRO_FOLD(1, MEDQK_W4_LOAD("10", "11", "0", "32"), MEDQK_W4_ZERO("4", "5"),
+                    MEDQK_W4_ROW("a0", "4", "5"), MEDQK_W4_FOLD("4", "5", "10", "11"),
+                    MEDQK_W4_STORE("10", "11", "0", "32"))
+MEDQK_W4_MICRO_FOLD(2,
+                    MEDQK_W4_LOAD("10", "11", "0", "32")
+                        MEDQK_W4_LOAD("12", "13", "64", "96"),
+                    MEDQK_W4_ZERO("4", "5") MEDQK_W4_ZERO("6", "7"),
+                    MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7"),
+                    MEDQK_W4_FOLD("4", "5", "10", "11") MEDQK_W4_FOLD("6", "7", "12", "13"),
+                    MEDQK_W4_STORE("10", "11", "0", "32") MEDQK_W4_STORE("12", "13", "64", "96"))
+MEDQK_W4_MICRO_FOLD(3,
+                    MEDQK_W4_LOAD("10", "11", "0", "32") MEDQK_W4_LOAD("12", "13", "64", "96")
+                        MEDQK_W4_LOAD("14", "15", "128", "160"),
+                    MEDQK_W4_ZERO("4", "5") MEDQK_W4_ZERO("6", "7") MEDQK_W4_ZERO("8", "9"),
+                    MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7") MEDQK_W4_ROW("a2", "8", "9"),
+                    MEDQK_W4_FOLD("4", "5", "10", "11") MEDQK_W4_FOLD("6", "7", "12", "13")
+                        MEDQK_W4_FOLD("8", "9", "14", "15"),
+                    MEDQK_W4_STORE("10", "11", "0", "32") MEDQK_W4_STORE("12", "13", "64", "96")
+                        MEDQK_W4_STORE("14", "15", "128", "160"))
+
+#undef MEDQK_W4_MICRO_FOLD
+#undef MEDQK_W4_ROW
+#undef MEDQK_W4_ZERO
+#undef MEDQK_W4_FOLD
+#undef MEDQK_W4_LOAD
+#undef MEDQK_W4_STORE
 
 // Per panel state of the int16 path: each group's scales (and zero points) in the accumulators' column order,
 // and the float sums of every row.
@@ -352,6 +388,19 @@ void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16
                 std::size_t slice_p0, std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold,
                 std::size_t fold_row) {
   const std::size_t gp = x.group_size / 2;  // k pairs per group
+  // the float output without zero points folds in the asm kernels (whole groups, then the last partial one);
+  // zero points and the int32 output take the intrinsics kernel, one call and fold per group
+  if (x.out != nullptr && x.zeros == nullptr) {
+    const std::size_t whole = (slice_p1 - slice_p0) / gp, g0 = slice_p0 / gp;
+    float* sums = fold.sums.data() + fold_row * 16;
+    if (whole > 0) micro_fold<R>(a + slice_p0, kp, slice, 0, whole, gp, fold.scale.data() + 16 * g0, sums);
+    const std::size_t tail = slice_p1 - slice_p0 - whole * gp;
+    if (tail > 0) {
+      const float* tail_scale = fold.scale.data() + 16 * (g0 + whole);
+      micro_fold<R>(a + slice_p0, kp, slice, whole * gp, 1, tail, tail_scale, sums);
+    }
+    return;
+  }
   for (std::size_t p = slice_p0; p < slice_p1; p += gp) {
     const std::size_t g = p / gp, p1 = std::min(slice_p1, p + gp);
     __m256i acc[R][2];
@@ -386,8 +435,7 @@ void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16
 
 using RowsSlice = void (*)(const W4A8Args&, const int32_t*, std::size_t, const int16_t*, std::size_t,
                            std::size_t, std::size_t, std::size_t, PanelFold&, std::size_t);
-constexpr RowsSlice kRowsSlice[kRows + 1] = {nullptr, rows_slice<1>, rows_slice<2>, rows_slice<3>,
-                                             rows_slice<4>};
+constexpr RowsSlice kRowsSlice[kRows + 1] = {nullptr, rows_slice<1>, rows_slice<2>, rows_slice<3>};
 
 void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
   const std::size_t blocks = blocks32(x.k), kp = 16 * blocks, gp = x.group_size / 2;
@@ -404,11 +452,29 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
   for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
     const uint8_t* panel = x.packed + j0 / kPanelCols * pb;
     if (x.out != nullptr) {
-      for (std::size_t c = 0; c < 16; ++c) {
-        const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+      // the next panel's scales (16 columns x G floats, contiguous) are asked for while this panel computes:
+      // with few rows the gather below otherwise waits on memory once per line
+      if (j0 + kPanelCols < n1) {
+        const char* next = reinterpret_cast<const char*>(x.scales + (j0 + kPanelCols) * x.groups);
+        const std::size_t bytes = std::min(kPanelCols, x.n - j0 - kPanelCols) * x.groups * sizeof(float);
+        for (std::size_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
+      }
+      if (x.zeros == nullptr && j0 + kPanelCols <= x.n) {  // each group's 16 scales: two gathers
+        const __m256i cols = _mm256_mullo_epi32(_mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7),
+                                                _mm256_set1_epi32(static_cast<int>(x.groups)));
+        const float* s0 = x.scales + j0 * x.groups;
+        const float* s1 = s0 + 8 * x.groups;
         for (std::size_t g = 0; g < x.groups; ++g) {
-          fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
-          if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
+          _mm256_storeu_ps(fold.scale.data() + 16 * g, _mm256_i32gather_ps(s0 + g, cols, 4));
+          _mm256_storeu_ps(fold.scale.data() + 16 * g + 8, _mm256_i32gather_ps(s1 + g, cols, 4));
+        }
+      } else {
+        for (std::size_t c = 0; c < 16; ++c) {
+          const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
+          for (std::size_t g = 0; g < x.groups; ++g) {
+            fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
+            if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
+          }
         }
       }
       std::fill(fold.sums.begin(), fold.sums.end(), 0.0f);
@@ -422,6 +488,19 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
       }
     }
     if (x.out == nullptr) continue;
+    if (j0 + kPanelCols <= x.n) {  // a whole panel: each row's 16 sums back to column order, 2 vector stores
+      const __m256i natural = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);  // inverse of kColumnOrder
+      for (std::size_t i = m0; i < m1; ++i) {
+        const __m256 rs = _mm256_set1_ps(x.row_scale[i]);
+        for (std::size_t s = 0; s < 2; ++s) {
+          const __m256 sum = _mm256_loadu_ps(fold.sums.data() + (i - m0) * 16 + 8 * s);
+          __m256 v = _mm256_mul_ps(rs, _mm256_permutevar8x32_ps(sum, natural));
+          if (x.bias != nullptr) v = _mm256_add_ps(v, _mm256_loadu_ps(x.bias + j0 + 8 * s));
+          _mm256_storeu_ps(x.out + i * x.n + j0 + 8 * s, v);
+        }
+      }
+      continue;
+    }
     for (std::size_t i = m0; i < m1; ++i) {
       const float rs = x.row_scale[i];
       for (std::size_t c = 0; c < 16; ++c) {
