@@ -16,8 +16,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <new>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -130,7 +130,8 @@ std::size_t require_rows(const py::array& x, const char* name) {
   const bool row_stride_ok = x.shape(0) == 1 || (x.strides(0) >= 0 && x.strides(0) % item == 0);
   const bool aligned = reinterpret_cast<std::uintptr_t>(x.data()) % alignof(T) == 0;
   if (!rows_contiguous || !row_stride_ok || !aligned) {
-    throw py::value_error(std::string(name) + " must have contiguous, aligned rows and a non-negative row stride "
+    throw py::value_error(std::string(name) +
+                          " must have contiguous, aligned rows and a non-negative row stride "
                           "(use numpy.ascontiguousarray)");
   }
   return x.shape(0) == 1 ? extent(x, 1) : static_cast<std::size_t>(x.strides(0) / item);
@@ -193,9 +194,13 @@ struct StreamAllocator {
   }
   void deallocate(T* p, std::size_t n) { ::operator delete(p, std::align_val_t(align_for(n * sizeof(T)))); }
   template <typename U>
-  bool operator==(const StreamAllocator<U>&) const { return true; }
+  bool operator==(const StreamAllocator<U>&) const {
+    return true;
+  }
   template <typename U>
-  bool operator!=(const StreamAllocator<U>&) const { return false; }
+  bool operator!=(const StreamAllocator<U>&) const {
+    return false;
+  }
 };
 
 // B packed for one ISA; immutable once made.
@@ -238,9 +243,7 @@ py::array_t<int32_t> gemm_packed(const py::array& a, const PackedS8& b, int thre
   const std::size_t m = extent(a, 0);
   const int8_t* ap = static_cast<const int8_t*>(a.data());
   auto c = output<int32_t>({m, b.n});
-  without_gil([&] {
-    medqk::gemm_s8s8_s32_packed(b.isa, ap, m, b.k, lda, b.data.data(), b.n, c.data, b.n, threads);
-  });
+  without_gil([&] { medqk::gemm_s8s8_s32_packed(b.isa, ap, m, b.k, lda, b.data.data(), b.n, c.data, b.n, threads); });
   return c.array;
 }
 
@@ -305,8 +308,8 @@ std::shared_ptr<PackedW4> pack_w4(const py::array& codes, const py::array& level
 std::size_t check_w4_call(const py::array& a, const PackedW4& w) {
   const std::size_t lda = require_rows<int8_t>(a, "a");
   if (extent(a, 1) != w.k) {
-    throw py::value_error("a has K=" + std::to_string(a.shape(1)) + " columns but the weights have K=" +
-                          std::to_string(w.k));
+    throw py::value_error("a has K=" + std::to_string(a.shape(1)) +
+                          " columns but the weights have K=" + std::to_string(w.k));
   }
   const std::string now = medqk::kernel_variant("gemm_w4a8", w.isa);
   if (now != w.variant) {
@@ -321,9 +324,7 @@ py::array_t<int32_t> gemm_w4a8_s32(const py::array& a, const PackedW4& w, int th
   const std::size_t m = extent(a, 0);
   const int8_t* ap = static_cast<const int8_t*>(a.data());
   auto d = output<int32_t>({m, w.n, w.groups});
-  without_gil([&] {
-    medqk::gemm_w4a8_s32(w.isa, ap, m, w.k, lda, w.data.data(), w.n, w.group_size, d.data, threads);
-  });
+  without_gil([&] { medqk::gemm_w4a8_s32(w.isa, ap, m, w.k, lda, w.data.data(), w.n, w.group_size, d.data, threads); });
   return d.array;
 }
 
@@ -354,8 +355,7 @@ py::array_t<float> gemm_w4a8_f32(const py::array& a, const py::array& row_scale,
   const int8_t* ap = static_cast<const int8_t*>(a.data());
   auto out = output<float>({m, w.n});
   without_gil([&] {
-    medqk::gemm_w4a8_f32(w.isa, ap, m, w.k, lda, w.data.data(), w.n, w.group_size, rs, sp, zp, bp, out.data,
-                         threads);
+    medqk::gemm_w4a8_f32(w.isa, ap, m, w.k, lda, w.data.data(), w.n, w.group_size, rs, sp, zp, bp, out.data, threads);
   });
   return out.array;
 }
@@ -374,8 +374,8 @@ py::tuple quantize_rows_s8(const py::array& x) {
 
 // Float in, float out: per-row dynamic int8 quantization of x, the GEMM against packed int8 weights,
 // then per-row x per-column rescaling and bias; one call, GIL released throughout.
-py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::array& w_scales,
-                             const py::object& bias, int threads) {
+py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::array& w_scales, const py::object& bias,
+                             int threads) {
   const std::size_t ldx = require_rows<float>(x, "x");
   if (extent(x, 1) != w.k) {
     throw py::value_error("x has " + std::to_string(x.shape(1)) + " features but the layer expects " +
@@ -462,8 +462,7 @@ py::array_t<int8_t> lut4_decode_s8(const py::array& packed, std::size_t ntotal, 
 
 // Top-k over 4-bit codes packed by lut4_pack, one uint8 table of 16 entries per subspace and query.
 py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::size_t n, std::size_t d,
-                           const py::array& alpha, const py::array& beta, std::size_t topk, int threads,
-                           bool sorted) {
+                           const py::array& alpha, const py::array& beta, std::size_t topk, int threads, bool sorted) {
   require<uint8_t>(luts, "luts", 3);
   check_ids_fit(n);
   const std::size_t nq = extent(luts, 0), d_even = d + (d & 1);
@@ -483,8 +482,8 @@ py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::
   const uint8_t* lp = require_at_most_127(luts, "luts entries must be <= 127 (make them with lut4_quantize_tables)");
   TopkOut out(nq, topk);
   without_gil([&] {
-    medqk::lut4_search_topk(medqk::active_isa(), lp, nq, d, pp, n, ap, bp, topk, out.scores.data, out.ids.data,
-                            threads, sorted);
+    medqk::lut4_search_topk(medqk::active_isa(), lp, nq, d, pp, n, ap, bp, topk, out.scores.data, out.ids.data, threads,
+                            sorted);
   });
   return out.tuple();
 }
@@ -622,8 +621,13 @@ struct Candidates {
 };
 
 Candidates require_candidates(const py::array& qs, const py::array& codes, const py::array& cand) {
-  Candidates c{require<float>(qs, "qs", 2), require<int8_t>(codes, "codes", 2), require<int64_t>(cand, "cand", 2),
-               extent(qs, 0), extent(qs, 1), extent(codes, 0), extent(cand, 1)};
+  Candidates c{require<float>(qs, "qs", 2),
+               require<int8_t>(codes, "codes", 2),
+               require<int64_t>(cand, "cand", 2),
+               extent(qs, 0),
+               extent(qs, 1),
+               extent(codes, 0),
+               extent(cand, 1)};
   if (extent(codes, 1) != c.d) throw py::value_error("codes and qs differ in dimension");
   if (extent(cand, 0) != c.nq) throw py::value_error("cand must have one row per query");
   return c;
@@ -648,8 +652,8 @@ py::tuple s8_rerank_topk(const py::array& qs, const py::array& codes, const py::
   const float* np_ = optional_f32(sqnorms, "sqnorms", c.n, "sqnorms must have one value per code row", sq);
   TopkOut out(c.nq, k);
   without_gil([&] {
-    medqk::s8_rerank_topk(medqk::active_isa(), c.qs, c.nq, c.d, c.codes, c.n, c.cand, c.kc, bp, np_, k,
-                          out.scores.data, out.ids.data, threads);
+    medqk::s8_rerank_topk(medqk::active_isa(), c.qs, c.nq, c.d, c.codes, c.n, c.cand, c.kc, bp, np_, k, out.scores.data,
+                          out.ids.data, threads);
   });
   return out.tuple();
 }
@@ -678,9 +682,8 @@ const uint8_t* require_pq8_packed(const py::array& packed, std::size_t n, std::s
   const uint8_t* p = require<uint8_t>(packed, "packed", 1);
   if (m == 0 || m > 256) throw py::value_error("M must be 1 to 256");
   if (extent(packed, 0) != medqk::pq8_packed_bytes(n, m)) {
-    throw py::value_error("packed must hold pq8_packed_bytes(n, M) = " +
-                          std::to_string(medqk::pq8_packed_bytes(n, m)) + " bytes, got " +
-                          std::to_string(packed.shape(0)));
+    throw py::value_error("packed must hold pq8_packed_bytes(n, M) = " + std::to_string(medqk::pq8_packed_bytes(n, m)) +
+                          " bytes, got " + std::to_string(packed.shape(0)));
   }
   return p;
 }
@@ -717,9 +720,8 @@ py::tuple pq8_scan_group(const py::array& lut_t, const py::array& packed, std::s
   // the hit count is known only after the scan: it fills scratch of the largest size, then copies out
   std::vector<uint32_t> hits(nblocks * 64 * 16);
   std::vector<uint16_t> hit_sums(nblocks * 64 * 16);
-  const std::size_t cnt = without_gil([&] {
-    return medqk::pq8_scan_group(medqk::active_isa(), lp, m, pp, nblocks, tp, hits.data(), hit_sums.data());
-  });
+  const std::size_t cnt = without_gil(
+      [&] { return medqk::pq8_scan_group(medqk::active_isa(), lp, m, pp, nblocks, tp, hits.data(), hit_sums.data()); });
   auto h = output<uint32_t>({cnt});
   auto hs = output<uint16_t>({cnt});
   std::copy(hits.begin(), hits.begin() + cnt, h.data);
@@ -742,8 +744,8 @@ py::tuple pq8_search_topk(const py::array& tables, const py::array& packed, std:
   return out.tuple();
 }
 
-py::tuple f16_search_topk(const py::array& q, const py::array& x, float alpha, const py::object& bias,
-                          std::size_t topk, int threads) {
+py::tuple f16_search_topk(const py::array& q, const py::array& x, float alpha, const py::object& bias, std::size_t topk,
+                          int threads) {
   const float* qp = require<float>(q, "q", 2);
   const uint16_t* xp = require<uint16_t>(x, "x", 2);
   const std::size_t nq = extent(q, 0), d = extent(q, 1), n = extent(x, 0);
@@ -754,8 +756,8 @@ py::tuple f16_search_topk(const py::array& q, const py::array& x, float alpha, c
   check_k(topk);
   TopkOut out(nq, topk);
   without_gil([&] {
-    medqk::f16_search_topk(medqk::active_isa(), qp, nq, d, xp, n, alpha, bias_p, topk, out.scores.data,
-                           out.ids.data, threads);
+    medqk::f16_search_topk(medqk::active_isa(), qp, nq, d, xp, n, alpha, bias_p, topk, out.scores.data, out.ids.data,
+                           threads);
   });
   return out.tuple();
 }
@@ -768,12 +770,16 @@ struct PqInputs {
 };
 
 PqInputs require_pq_inputs(const py::array& x, const py::array& centroids) {
-  PqInputs p{require<float>(x, "x", 2), require<float>(centroids, "centroids", 3), extent(x, 0),
-             extent(centroids, 0), extent(centroids, 1), extent(centroids, 2)};
+  PqInputs p{require<float>(x, "x", 2),
+             require<float>(centroids, "centroids", 3),
+             extent(x, 0),
+             extent(centroids, 0),
+             extent(centroids, 1),
+             extent(centroids, 2)};
   if (p.k > 256) throw py::value_error("centroids must have at most 256 centroids per subspace (uint8 codes)");
   if (extent(x, 1) != p.m * p.dsub) {
-    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns but centroids cover M * dsub = " +
-                          std::to_string(p.m * p.dsub));
+    throw py::value_error("x has " + std::to_string(x.shape(1)) +
+                          " columns but centroids cover M * dsub = " + std::to_string(p.m * p.dsub));
   }
   return p;
 }
@@ -789,8 +795,8 @@ py::tuple pq_assign(const py::array& x, const py::array& centroids, int threads)
   return py::make_tuple(codes.array, dist.array);
 }
 
-py::array_t<uint8_t> pq_anisotropic(const py::array& x, const py::array& centroids, const py::array& codes,
-                                    double eta, int passes, int threads) {
+py::array_t<uint8_t> pq_anisotropic(const py::array& x, const py::array& centroids, const py::array& codes, double eta,
+                                    int passes, int threads) {
   const PqInputs p = require_pq_inputs(x, centroids);
   const uint8_t* in = require<uint8_t>(codes, "codes", 2);
   if (extent(codes, 0) != p.n || extent(codes, 1) != p.m) {
@@ -803,9 +809,7 @@ py::array_t<uint8_t> pq_anisotropic(const py::array& x, const py::array& centroi
   }
   auto out = output<uint8_t>({p.n, p.m});  // starts from the given codes, improved in place
   std::copy(in, in + p.n * p.m, out.data);
-  without_gil([&] {
-    medqk::pq_anisotropic(p.x, p.n, p.m, p.k, p.dsub, p.centroids, eta, passes, out.data, threads);
-  });
+  without_gil([&] { medqk::pq_anisotropic(p.x, p.n, p.m, p.k, p.dsub, p.centroids, eta, passes, out.data, threads); });
   return out.array;
 }
 
@@ -816,8 +820,8 @@ py::tuple pq_centroid_sums(const py::array& x, const py::array& codes, std::size
   if (k == 0 || k > 256) throw py::value_error("k must be 1..256");
   if (extent(codes, 0) != n) throw py::value_error("codes must have one row per row of x");
   if (extent(x, 1) % m != 0) {
-    throw py::value_error("x has " + std::to_string(x.shape(1)) + " columns, not a multiple of M = " +
-                          std::to_string(m));
+    throw py::value_error("x has " + std::to_string(x.shape(1)) +
+                          " columns, not a multiple of M = " + std::to_string(m));
   }
   const std::size_t dsub = extent(x, 1) / m;
   for (std::size_t i = 0; i < n * m; ++i) {
@@ -886,37 +890,48 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("isa_env_error", [] { return medqk::isa_env_error(); });
   m.def("kernel_operations", &medqk::kernel_operations);
-  m.def("kernel_variants", [](const std::string& op) {
-    const std::vector<medqk::KernelVariantInfo> variants = medqk::kernel_variants(op);
-    if (variants.empty()) throw py::value_error("unknown kernel operation '" + op + "'");
-    py::list out;
-    for (const medqk::KernelVariantInfo& v : variants) {
-      py::dict d;
-      d["name"] = v.name;
-      d["isa"] = std::string(medqk::isa_name(v.isa));
-      d["needs"] = v.needs;
-      d["runnable"] = v.runnable;
-      out.append(d);
-    }
-    return out;
-  }, py::arg("op"));
-  m.def("kernel_variant", [](const std::string& op, const std::string& isa) {
-    std::string v = medqk::kernel_variant(op, isa.empty() ? medqk::active_isa() : isa_or_throw(isa));
-    if (v.empty()) throw py::value_error("unknown kernel operation '" + op + "'");
-    return v;
-  }, py::arg("op"), py::arg("isa") = "");
-  m.def("force_kernel_variant", [](const std::string& op, const std::string& variant) {
-    switch (medqk::force_kernel_variant(op, variant)) {
-      case medqk::ForceResult::ok: return;
-      case medqk::ForceResult::unknown_operation: throw py::value_error("unknown kernel operation '" + op + "'");
-      case medqk::ForceResult::unknown_variant:
-        throw py::value_error("operation '" + op + "' has no variant '" + variant + "' in this build");
-      case medqk::ForceResult::not_runnable:
-        throw py::value_error("variant '" + variant + "' of '" + op + "' cannot run on this CPU");
-      case medqk::ForceResult::not_forceable:
-        throw py::value_error("'" + op + "' is chosen by ISA (its packed layout belongs to the ISA): use set_isa");
-    }
-  }, py::arg("op"), py::arg("variant"));
+  m.def(
+      "kernel_variants",
+      [](const std::string& op) {
+        const std::vector<medqk::KernelVariantInfo> variants = medqk::kernel_variants(op);
+        if (variants.empty()) throw py::value_error("unknown kernel operation '" + op + "'");
+        py::list out;
+        for (const medqk::KernelVariantInfo& v : variants) {
+          py::dict d;
+          d["name"] = v.name;
+          d["isa"] = std::string(medqk::isa_name(v.isa));
+          d["needs"] = v.needs;
+          d["runnable"] = v.runnable;
+          out.append(d);
+        }
+        return out;
+      },
+      py::arg("op"));
+  m.def(
+      "kernel_variant",
+      [](const std::string& op, const std::string& isa) {
+        std::string v = medqk::kernel_variant(op, isa.empty() ? medqk::active_isa() : isa_or_throw(isa));
+        if (v.empty()) throw py::value_error("unknown kernel operation '" + op + "'");
+        return v;
+      },
+      py::arg("op"), py::arg("isa") = "");
+  m.def(
+      "force_kernel_variant",
+      [](const std::string& op, const std::string& variant) {
+        switch (medqk::force_kernel_variant(op, variant)) {
+          case medqk::ForceResult::ok:
+            return;
+          case medqk::ForceResult::unknown_operation:
+            throw py::value_error("unknown kernel operation '" + op + "'");
+          case medqk::ForceResult::unknown_variant:
+            throw py::value_error("operation '" + op + "' has no variant '" + variant + "' in this build");
+          case medqk::ForceResult::not_runnable:
+            throw py::value_error("variant '" + variant + "' of '" + op + "' cannot run on this CPU");
+          case medqk::ForceResult::not_forceable:
+            throw py::value_error("'" + op + "' is chosen by ISA (its packed layout belongs to the ISA): use set_isa");
+        }
+      },
+      py::arg("op"), py::arg("variant"));
   m.def("hardware_threads", &medqk::hardware_threads);
 
   py::class_<PackedS8, std::shared_ptr<PackedS8>>(m, "PackedS8")
@@ -969,8 +984,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("pq_centroid_sums", &pq_centroid_sums, py::arg("x"), py::arg("codes"), py::arg("k"), py::arg("threads") = 0);
   m.def("s8_rerank_topk", &s8_rerank_topk, py::arg("qs"), py::arg("codes"), py::arg("cand"), py::arg("qbias"),
         py::arg("sqnorms"), py::arg("k"), py::arg("threads") = 0);
-  m.def("s8_search_topk", &s8_search_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"),
-        py::arg("k"), py::arg("threads") = 0);
+  m.def("s8_search_topk", &s8_search_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"), py::arg("k"),
+        py::arg("threads") = 0);
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),
         py::arg("threads") = 0);
 }

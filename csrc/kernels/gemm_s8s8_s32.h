@@ -47,17 +47,27 @@ struct GemmS8Kernel {
 };
 
 // What every GEMM ISA defines (kernels/<isa>/gemm_s8s8_s32_<isa>.cpp), declared in its namespace below.
-#define MEDQK_GEMM_S8_DECLARATIONS                   \
-  extern const std::size_t kGemmS8PanelCols;         \
-  GemmS8PackedBytes gemm_s8s8_s32_packed_bytes;      \
-  GemmS8Pack gemm_s8s8_s32_pack;                     \
+#define MEDQK_GEMM_S8_DECLARATIONS              \
+  extern const std::size_t kGemmS8PanelCols;    \
+  GemmS8PackedBytes gemm_s8s8_s32_packed_bytes; \
+  GemmS8Pack gemm_s8s8_s32_pack;                \
   GemmS8S32 gemm_s8s8_s32;
 
-namespace scalar { MEDQK_GEMM_S8_DECLARATIONS }
-namespace avx2 { MEDQK_GEMM_S8_DECLARATIONS }
-namespace amx { MEDQK_GEMM_S8_DECLARATIONS }
-namespace neon { MEDQK_GEMM_S8_DECLARATIONS }
-namespace neon_dotprod { MEDQK_GEMM_S8_DECLARATIONS }
+namespace scalar {
+MEDQK_GEMM_S8_DECLARATIONS
+}
+namespace avx2 {
+MEDQK_GEMM_S8_DECLARATIONS
+}
+namespace amx {
+MEDQK_GEMM_S8_DECLARATIONS
+}
+namespace neon {
+MEDQK_GEMM_S8_DECLARATIONS
+}
+namespace neon_dotprod {
+MEDQK_GEMM_S8_DECLARATIONS
+}
 namespace avx512vnni {
 MEDQK_GEMM_S8_DECLARATIONS
 GemmS8F32 gemm_s8s8_f32;

@@ -31,13 +31,13 @@ struct W4A8Args {
   const float* row_scale;             // (m,)
   const float* scales;                // (n, groups), finite and >= 0
   const int8_t* zeros;                // (n, groups) in [0, 15], or nullptr
-  const int32_t* asum;  // (m, groups): sum of a over each group; set (by the front end) when zeros is
-  const float* bias;    // (n,) or nullptr
+  const int32_t* asum;                // (m, groups): sum of a over each group; set (by the front end) when zeros is
+  const float* bias;                  // (n,) or nullptr
 };
 
 using GemmW4PackedBytes = std::size_t(std::size_t n, std::size_t k, std::size_t group_size);
-using GemmW4Pack = void(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc,
-                        const int8_t* levels, std::size_t group_size, uint8_t* packed);
+using GemmW4Pack = void(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, const int8_t* levels,
+                        std::size_t group_size, uint8_t* packed);
 using GemmW4A8 = void(const W4A8Args& args, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1);
 
 // One row of the dispatch table: a layout and the kernel that reads it.

@@ -18,10 +18,10 @@
 // masks[j * nblocks + b] has bit u set where the sum of vector 32 b + u > thresholds[j] (signed compare),
 // and out[j * out_stride + v] = sum_s table_j[s][code[v][s]] as uint32 for the vectors of every block whose
 // mask is not 0 (a kernel may leave the other blocks' sums unwritten: the selection reads only the sums of
-// blocks with a candidate, like faiss's in-register threshold test). A batch of queries shares each load of the codes (the scan is bound by lookups and their
-// accumulation, not by memory, once the codes are in cache). Exact for any d_even: a 16-bit lane takes at
-// most 256 entries <= 127 (x86 vpshufb: 256 rows per flush; NEON: 2 x 128 pairs) or, on the 16-bit-only
-// path, the whole sum (d_even <= 512: 127 * 512 < 65536) before widening to 32 bits; the VBMI kernel
+// blocks with a candidate, like faiss's in-register threshold test). A batch of queries shares each load of the codes
+// (the scan is bound by lookups and their accumulation, not by memory, once the codes are in cache). Exact for any
+// d_even: a 16-bit lane takes at most 256 entries <= 127 (x86 vpshufb: 256 rows per flush; NEON: 2 x 128 pairs) or, on
+// the 16-bit-only path, the whole sum (d_even <= 512: 127 * 512 < 65536) before widening to 32 bits; the VBMI kernel
 // sums in 32 bits. The bound on d (medqk.h: kLut4MaxSubspaces) comes from float32 after the scan.
 #pragma once
 

@@ -7,8 +7,8 @@
 // external linkage shared between them could be merged into the AVX-512 one and run on an AVX2-only CPU.
 
 // Block of 32 vectors, kept as even / odd vectors of the low (0..15) and high (16..31) nibbles.
-inline uint32_t lut4_store_block(__m256i lo_even, __m256i lo_odd, __m256i hi_even, __m256i hi_odd,
-                                 uint32_t* out, int32_t threshold) {
+inline uint32_t lut4_store_block(__m256i lo_even, __m256i lo_odd, __m256i hi_even, __m256i hi_odd, uint32_t* out,
+                                 int32_t threshold) {
   const __m256i lo_01 = _mm256_unpacklo_epi32(lo_even, lo_odd);  // v0 v1 v2 v3 | v8 .. v11
   const __m256i lo_23 = _mm256_unpackhi_epi32(lo_even, lo_odd);  // v4 v5 v6 v7 | v12 .. v15
   const __m256i hi_01 = _mm256_unpacklo_epi32(hi_even, hi_odd);
@@ -60,11 +60,11 @@ struct Lut4Totals {
   }
 
   // block b's sums and masks for every query (the layout of kernels/lut4_scan.h)
-  void store(std::size_t b, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
-             const int32_t* thresholds, uint32_t* masks) const {
+  void store(std::size_t b, std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
+             uint32_t* masks) const {
     for (int j = 0; j < NQ; ++j) {
-      masks[j * nblocks + b] = lut4_store_block(lo_even[j], lo_odd[j], hi_even[j], hi_odd[j],
-                                                out + j * out_stride + b * 32, thresholds[j]);
+      masks[j * nblocks + b] =
+          lut4_store_block(lo_even[j], lo_odd[j], hi_even[j], hi_odd[j], out + j * out_stride + b * 32, thresholds[j]);
     }
   }
 };

@@ -27,8 +27,7 @@ constexpr std::size_t kPqAssignLanes = 8;
 // instantiated under -mavx2 could be the copy the linker keeps for baseline code).
 // The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
 using PqAssign = void(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub,
-                      const float* ct, const float* norms, std::size_t kp, uint8_t* codes, float* dist,
-                      float* scratch);
+                      const float* ct, const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* scratch);
 using PqAssignFn = PqAssign*;
 
 // ||xs||^2 over dsub floats, summed in float32 in order p, multiply and add apart (the build has

@@ -10,8 +10,7 @@
 
 constexpr float kTinyRow = 0x1p-119f;  // FLT_MIN * 128
 
-bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q,
-                      float* scales) {
+bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales) {
   for (std::size_t i = 0; i < m; ++i) {
     const float* xi = x + i * ldx;
     // max |x| on the bit patterns: for non-negative floats the integer order is the float order, and

@@ -17,8 +17,8 @@ namespace medqk {
 namespace kernels {
 
 // The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
-using S8ScoreCandidates = void(const float* q, std::size_t d, const int8_t* codes, std::size_t n,
-                               const int64_t* cand, std::size_t kc, float* out);
+using S8ScoreCandidates = void(const float* q, std::size_t d, const int8_t* codes, std::size_t n, const int64_t* cand,
+                               std::size_t kc, float* out);
 using S8ScoreCandidatesFn = S8ScoreCandidates*;
 
 // The rows sit at random places, so each row read is a cache miss the hardware prefetchers cannot predict:
@@ -49,8 +49,8 @@ static inline bool s8_score_valid(int64_t v, std::size_t n) { return v >= 0 && s
 // kS8ScoreAhead on is fetched first. A template of each ISA file's own lambda: every copy is built with
 // that file's flags.
 template <class ScoreRow>
-static inline void s8_score_each(const int8_t* codes, std::size_t n, std::size_t d, const int64_t* cand,
-                                 std::size_t kc, float* out, ScoreRow score_row) {
+static inline void s8_score_each(const int8_t* codes, std::size_t n, std::size_t d, const int64_t* cand, std::size_t kc,
+                                 float* out, ScoreRow score_row) {
   for (std::size_t c = 0; c < kc; ++c) {
     s8_score_prefetch(codes, n, d, cand, c, kc);
     out[c] = s8_score_valid(cand[c], n) ? score_row(codes + static_cast<std::size_t>(cand[c]) * d)

@@ -2,9 +2,9 @@
 //   x86-64: cpuid leaves 1 and 7, and xgetbv to check that the OS saves the YMM/ZMM state
 //           (a CPU flag alone is not enough: AVX under an OS that does not save YMM faults).
 //   aarch64: getauxval(AT_HWCAP / AT_HWCAP2), which the kernel fills from the ID registers.
-#include "medqk/medqk.h"
-
 #include <thread>
+
+#include "medqk/medqk.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -63,7 +63,7 @@ CpuFeatures detect() {
     const bool fma = (ecx >> 12) & 1;
     const bool f16c = (ecx >> 29) & 1;
     unsigned long long xcr0 = osxsave ? read_xcr0() : 0;
-    const bool ymm_saved = (xcr0 & 0x6) == 0x6;            // XMM and YMM state
+    const bool ymm_saved = (xcr0 & 0x6) == 0x6;                 // XMM and YMM state
     const bool zmm_saved = ymm_saved && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM_Hi256, Hi16_ZMM
     if (max_leaf >= 7) {
       unsigned int a7, b7, c7, d7;
@@ -79,7 +79,7 @@ CpuFeatures detect() {
       unsigned int a71, b71, c71, d71;
       __cpuid_count(7, 1, a71, b71, c71, d71);
       f.avx_vnni = ((a71 >> 4) & 1) && ymm_saved;
-      const bool amx = ((d7 >> 24) & 1) && ((d7 >> 25) & 1);  // AMX-TILE, AMX-INT8
+      const bool amx = ((d7 >> 24) & 1) && ((d7 >> 25) & 1);           // AMX-TILE, AMX-INT8
       const bool tiles_saved = (xcr0 & (3ull << 17)) == (3ull << 17);  // XTILECFG, XTILEDATA
       f.amx_int8 = amx && tiles_saved && zmm_saved && request_amx_permission();
     }

@@ -199,10 +199,9 @@ Chain<const kernels::GemmS8Kernel*>& gemm_chain() {
                                        k::avx2::gemm_s8s8_s32_pack, k::avx2::gemm_s8s8_s32, nullptr};
 #endif
 #if defined(MEDQK_BUILD_NEON_DOTPROD)
-  static const k::GemmS8Kernel neon_dotprod = {k::neon_dotprod::kGemmS8PanelCols,
-                                               k::neon_dotprod::gemm_s8s8_s32_packed_bytes,
-                                               k::neon_dotprod::gemm_s8s8_s32_pack, k::neon_dotprod::gemm_s8s8_s32,
-                                               nullptr};
+  static const k::GemmS8Kernel neon_dotprod = {
+      k::neon_dotprod::kGemmS8PanelCols, k::neon_dotprod::gemm_s8s8_s32_packed_bytes,
+      k::neon_dotprod::gemm_s8s8_s32_pack, k::neon_dotprod::gemm_s8s8_s32, nullptr};
 #endif
 #if defined(MEDQK_BUILD_NEON)
   static const k::GemmS8Kernel neon = {k::neon::kGemmS8PanelCols, k::neon::gemm_s8s8_s32_packed_bytes,
@@ -210,62 +209,67 @@ Chain<const kernels::GemmS8Kernel*>& gemm_chain() {
 #endif
   static const k::GemmS8Kernel scalar = {k::scalar::kGemmS8PanelCols, k::scalar::gemm_s8s8_s32_packed_bytes,
                                          k::scalar::gemm_s8s8_s32_pack, k::scalar::gemm_s8s8_s32, nullptr};
-  static Chain<const k::GemmS8Kernel*> chain("gemm_s8s8_s32", /*forceable=*/false, {
+  static Chain<const k::GemmS8Kernel*> chain("gemm_s8s8_s32", /*forceable=*/false,
+                                             {
 #if defined(MEDQK_BUILD_AMX)
-      {"amx", Isa::amx, kNoExtra, &amx},
+                                                 {"amx", Isa::amx, kNoExtra, &amx},
 #endif
 #if defined(MEDQK_BUILD_AVX512VNNI)
-      {"avx512vnni", Isa::avx512vnni, kNoExtra, &avx512vnni},
+                                                 {"avx512vnni", Isa::avx512vnni, kNoExtra, &avx512vnni},
 #endif
 #if defined(MEDQK_BUILD_AVX2)
-      {"avx2", Isa::avx2, kNoExtra, &avx2},
+                                                 {"avx2", Isa::avx2, kNoExtra, &avx2},
 #endif
 #if defined(MEDQK_BUILD_NEON_DOTPROD)
-      {"neon_dotprod", Isa::neon_dotprod, kNoExtra, &neon_dotprod},
+                                                 {"neon_dotprod", Isa::neon_dotprod, kNoExtra, &neon_dotprod},
 #endif
 #if defined(MEDQK_BUILD_NEON)
-      {"neon", Isa::neon, kNoExtra, &neon},
+                                                 {"neon", Isa::neon, kNoExtra, &neon},
 #endif
-      {"scalar", Isa::scalar, kNoExtra, &scalar},
-  });
+                                                 {"scalar", Isa::scalar, kNoExtra, &scalar},
+                                             });
   return chain;
 }
 
 // The W4A8 weight GEMM: each variant is a layout and its kernel. It is forceable (tests reach every variant);
 // a caller packs and multiplies under one choice (the Python PackedW4 records the variant and checks it).
 Chain<const kernels::GemmW4Kernel*>& gemm_w4a8_chain() {
-  static Chain<const kernels::GemmW4Kernel*> chain("gemm_w4a8", true, {
+  static Chain<const kernels::GemmW4Kernel*> chain(
+      "gemm_w4a8", true,
+      {
 #if defined(MEDQK_BUILD_AVX512VNNI)
-      {"avx512vnni", Isa::avx512vnni, kNoExtra, &kernels::avx512vnni::kGemmW4A8},  // vpdpbusd
+          {"avx512vnni", Isa::avx512vnni, kNoExtra, &kernels::avx512vnni::kGemmW4A8},  // vpdpbusd
 #endif
 #if defined(MEDQK_BUILD_AVX2)
-      {"avx2", Isa::avx2, kNoExtra, &kernels::avx2::kGemmW4A8},
+          {"avx2", Isa::avx2, kNoExtra, &kernels::avx2::kGemmW4A8},
 #endif
 #if defined(MEDQK_BUILD_NEON_DOTPROD)
-      {"neon_dotprod", Isa::neon_dotprod, kNoExtra, &kernels::neon_dotprod::kGemmW4A8},  // tbl, sdot
+          {"neon_dotprod", Isa::neon_dotprod, kNoExtra, &kernels::neon_dotprod::kGemmW4A8},  // tbl, sdot
 #endif
 #if defined(MEDQK_BUILD_NEON)
-      {"neon", Isa::neon, kNoExtra, &kernels::neon::kGemmW4A8},  // tbl, smull + smlal2 + sadalp
+          {"neon", Isa::neon, kNoExtra, &kernels::neon::kGemmW4A8},  // tbl, smull + smlal2 + sadalp
 #endif
-      {"scalar", Isa::scalar, kNoExtra, &kernels::scalar::kGemmW4A8},
-  });
+          {"scalar", Isa::scalar, kNoExtra, &kernels::scalar::kGemmW4A8},
+      });
   return chain;
 }
 
 Chain<kernels::Lut4ScanFn>& lut4_scan_chain() {
-  static Chain<kernels::Lut4ScanFn> chain("lut4_scan", true, {
+  static Chain<kernels::Lut4ScanFn> chain(
+      "lut4_scan", true,
+      {
 #if defined(MEDQK_BUILD_AVX512VNNI)
-      {"avx512vbmi", Isa::avx512vnni, kVbmi, kernels::avx512vnni::lut4_scan_vbmi},  // vpermb, 32-bit sums
-      {"avx512vnni", Isa::avx512vnni, kNoExtra, kernels::avx512vnni::lut4_scan},    // vpshufb on 512 bits
+          {"avx512vbmi", Isa::avx512vnni, kVbmi, kernels::avx512vnni::lut4_scan_vbmi},  // vpermb, 32-bit sums
+          {"avx512vnni", Isa::avx512vnni, kNoExtra, kernels::avx512vnni::lut4_scan},    // vpshufb on 512 bits
 #endif
 #if defined(MEDQK_BUILD_AVX2)
-      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::lut4_scan},
+          {"avx2", Isa::avx2, kNoExtra, kernels::avx2::lut4_scan},
 #endif
 #if defined(MEDQK_BUILD_NEON)
-      {"neon", Isa::neon, kNoExtra, kernels::neon::lut4_scan},  // table lookups gain nothing from sdot
+          {"neon", Isa::neon, kNoExtra, kernels::neon::lut4_scan},  // table lookups gain nothing from sdot
 #endif
-      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::lut4_scan},
-  });
+          {"scalar", Isa::scalar, kNoExtra, kernels::scalar::lut4_scan},
+      });
   return chain;
 }
 
@@ -274,78 +278,85 @@ Chain<kernels::Lut4ScanFn>& lut4_scan_chain() {
 // group wins; vpermi2b (AVX-512 VBMI: Ice Lake, Zen 4 and later) and NEON tbl look up 128 / 64 entries at
 // once, and one query at a time is faster there.
 Chain<runtime::Pq8Kernel>& pq8_scan_chain() {
-  static Chain<runtime::Pq8Kernel> chain("pq8_scan", true, {
+  static Chain<runtime::Pq8Kernel> chain(
+      "pq8_scan", true,
+      {
 #if defined(MEDQK_BUILD_AVX512VNNI)
-      {"avx512vbmi", Isa::avx512vnni, kVbmi, {kernels::avx512vnni::pq8_scan, nullptr}},
+          {"avx512vbmi", Isa::avx512vnni, kVbmi, {kernels::avx512vnni::pq8_scan, nullptr}},
 #endif
 #if defined(MEDQK_BUILD_AVX2)
-      {"avx2", Isa::avx2, kNoExtra, {kernels::avx2::pq8_scan, kernels::avx2::pq8_scan_group}},
+          {"avx2", Isa::avx2, kNoExtra, {kernels::avx2::pq8_scan, kernels::avx2::pq8_scan_group}},
 #endif
 #if defined(MEDQK_BUILD_NEON)
-      {"neon", Isa::neon, kNoExtra, {kernels::neon::pq8_scan, nullptr}},
+          {"neon", Isa::neon, kNoExtra, {kernels::neon::pq8_scan, nullptr}},
 #endif
-      {"scalar", Isa::scalar, kNoExtra, {kernels::scalar::pq8_scan, nullptr}},
-  });
+          {"scalar", Isa::scalar, kNoExtra, {kernels::scalar::pq8_scan, nullptr}},
+      });
   return chain;
 }
 
 // fp16 scores: F16C (part of the avx2 path) converts; no VNNI or dotprod form
 Chain<kernels::F16ScoresFn>& f16_scores_chain() {
-  static Chain<kernels::F16ScoresFn> chain("f16_scores", true, {
+  static Chain<kernels::F16ScoresFn> chain("f16_scores", true,
+                                           {
 #if defined(MEDQK_BUILD_AVX2)
-      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::f16_scores},
+                                               {"avx2", Isa::avx2, kNoExtra, kernels::avx2::f16_scores},
 #endif
 #if defined(MEDQK_BUILD_NEON)
-      {"neon", Isa::neon, kNoExtra, kernels::neon::f16_scores},
+                                               {"neon", Isa::neon, kNoExtra, kernels::neon::f16_scores},
 #endif
-      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::f16_scores},
-  });
+                                               {"scalar", Isa::scalar, kNoExtra, kernels::scalar::f16_scores},
+                                           });
   return chain;
 }
 
 // the +rerank:int8 candidate scoring: float multiply-adds in a fixed order, no VNNI or dotprod form
 Chain<kernels::S8ScoreCandidatesFn>& s8_score_chain() {
-  static Chain<kernels::S8ScoreCandidatesFn> chain("s8_score_candidates", true, {
+  static Chain<kernels::S8ScoreCandidatesFn> chain(
+      "s8_score_candidates", true,
+      {
 #if defined(MEDQK_BUILD_AVX2)
-      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::s8_score_candidates},
+          {"avx2", Isa::avx2, kNoExtra, kernels::avx2::s8_score_candidates},
 #endif
 #if defined(MEDQK_BUILD_NEON)
-      {"neon", Isa::neon, kNoExtra, kernels::neon::s8_score_candidates},
+          {"neon", Isa::neon, kNoExtra, kernels::neon::s8_score_candidates},
 #endif
-      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::s8_score_candidates},
-  });
+          {"scalar", Isa::scalar, kNoExtra, kernels::scalar::s8_score_candidates},
+      });
   return chain;
 }
 
 // the float PQ assignment: FMA is part of the avx2 path; sdot has nothing to add
 Chain<kernels::PqAssignFn>& pq_assign_chain() {
-  static Chain<kernels::PqAssignFn> chain("pq_assign", true, {
+  static Chain<kernels::PqAssignFn> chain("pq_assign", true,
+                                          {
 #if defined(MEDQK_BUILD_AVX2)
-      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::pq_assign},
+                                              {"avx2", Isa::avx2, kNoExtra, kernels::avx2::pq_assign},
 #endif
 #if defined(MEDQK_BUILD_NEON)
-      {"neon", Isa::neon, kNoExtra, kernels::neon::pq_assign},
+                                              {"neon", Isa::neon, kNoExtra, kernels::neon::pq_assign},
 #endif
-      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::pq_assign},
-  });
+                                              {"scalar", Isa::scalar, kNoExtra, kernels::scalar::pq_assign},
+                                          });
   return chain;
 }
 
 // the row quantization: the portable loop is NEON code on aarch64 (the compiler vectorizes it at the
 // baseline), so only x86 has a kernel of its own
 Chain<kernels::QuantizeRowsFn>& quantize_rows_chain() {
-  static Chain<kernels::QuantizeRowsFn> chain("quantize_rows_s8", true, {
+  static Chain<kernels::QuantizeRowsFn> chain("quantize_rows_s8", true,
+                                              {
 #if defined(MEDQK_BUILD_AVX2)
-      {"avx2", Isa::avx2, kNoExtra, kernels::avx2::quantize_rows_s8},
+                                                  {"avx2", Isa::avx2, kNoExtra, kernels::avx2::quantize_rows_s8},
 #endif
-      {"scalar", Isa::scalar, kNoExtra, kernels::scalar::quantize_rows_s8},
-  });
+                                                  {"scalar", Isa::scalar, kNoExtra, kernels::scalar::quantize_rows_s8},
+                                              });
   return chain;
 }
 
 const std::vector<Operation*>& operations() {
-  static const std::vector<Operation*> ops = {&gemm_chain(),     &lut4_scan_chain(),  &pq8_scan_chain(),
-                                              &f16_scores_chain(), &s8_score_chain(), &pq_assign_chain(),
+  static const std::vector<Operation*> ops = {&gemm_chain(),          &lut4_scan_chain(), &pq8_scan_chain(),
+                                              &f16_scores_chain(),    &s8_score_chain(),  &pq_assign_chain(),
                                               &quantize_rows_chain(), &gemm_w4a8_chain()};
   return ops;
 }

@@ -4,14 +4,14 @@
 
 #include <string>
 
+#include "kernels/f16_scores.h"
 #include "kernels/gemm_s8s8_s32.h"
 #include "kernels/gemm_w4a8.h"
 #include "kernels/lut4_scan.h"
-#include "kernels/f16_scores.h"
 #include "kernels/pq8_scan.h"
+#include "kernels/pq_assign.h"
 #include "kernels/quantize_rows.h"
 #include "kernels/s8_score.h"
-#include "kernels/pq_assign.h"
 #include "medqk/medqk.h"
 
 namespace medqk {

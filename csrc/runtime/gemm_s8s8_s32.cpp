@@ -87,8 +87,8 @@ void gemm_s8s8_f32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k
   });
 }
 
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const int8_t* b,
-                   std::size_t n, std::size_t ldb, int32_t* c, std::size_t ldc, int threads) {
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const int8_t* b, std::size_t n,
+                   std::size_t ldb, int32_t* c, std::size_t ldc, int threads) {
   const Isa isa = active_isa();
   std::vector<uint8_t> packed(pack_s8_bytes(isa, n, k));
   pack_s8(isa, b, n, k, ldb, packed.data());

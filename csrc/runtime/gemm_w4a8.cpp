@@ -13,8 +13,8 @@ std::size_t pack_w4_bytes(Isa isa, std::size_t n, std::size_t k, std::size_t gro
   return runtime::gemm_w4_kernel(isa)->packed_bytes(n, k, group_size);
 }
 
-void pack_w4(Isa isa, const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc,
-             const int8_t* levels, std::size_t group_size, uint8_t* packed) {
+void pack_w4(Isa isa, const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, const int8_t* levels,
+             std::size_t group_size, uint8_t* packed) {
   runtime::gemm_w4_kernel(isa)->pack(codes, n, k, ldc, levels, group_size, packed);
 }
 
@@ -44,8 +44,8 @@ void run(const kernels::GemmW4Kernel& kernel, const kernels::W4A8Args& args, int
   });
 }
 
-kernels::W4A8Args operands(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
-                           const uint8_t* packed, std::size_t n, std::size_t group_size) {
+kernels::W4A8Args operands(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                           std::size_t n, std::size_t group_size) {
   kernels::W4A8Args args{};
   args.a = a;
   args.m = m;
@@ -60,16 +60,16 @@ kernels::W4A8Args operands(const int8_t* a, std::size_t m, std::size_t k, std::s
 
 }  // namespace
 
-void gemm_w4a8_s32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
-                   const uint8_t* packed, std::size_t n, std::size_t group_size, int32_t* d, int threads) {
+void gemm_w4a8_s32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t group_size, int32_t* d, int threads) {
   kernels::W4A8Args args = operands(a, m, k, lda, packed, n, group_size);
   args.d = d;
   run(*runtime::gemm_w4_kernel(isa), args, threads);
 }
 
-void gemm_w4a8_f32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
-                   const uint8_t* packed, std::size_t n, std::size_t group_size, const float* row_scale,
-                   const float* scales, const int8_t* zeros, const float* bias, float* out, int threads) {
+void gemm_w4a8_f32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
+                   std::size_t n, std::size_t group_size, const float* row_scale, const float* scales,
+                   const int8_t* zeros, const float* bias, float* out, int threads) {
   kernels::W4A8Args args = operands(a, m, k, lda, packed, n, group_size);
   std::vector<int32_t> asum;
   if (zeros != nullptr) {  // m x G sums, a small fraction of the m x n x k products

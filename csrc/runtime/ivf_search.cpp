@@ -21,8 +21,8 @@
 #include "runtime/aligned.h"
 #include "runtime/code_layout.h"
 #include "runtime/dispatch.h"
-#include "runtime/thread_pool.h"
 #include "runtime/round.h"
+#include "runtime/thread_pool.h"
 #include "runtime/topk.h"
 
 namespace medqk {
@@ -72,13 +72,13 @@ inline uint32_t ordered_bits(float f) {
 
 void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, std::size_t nlut,
                      const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
-                     const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids,
-                     std::size_t nlist, std::size_t topk, float* keys, int64_t* ids, int threads) {
+                     const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist,
+                     std::size_t topk, float* keys, int64_t* ids, int threads) {
   const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
   constexpr std::size_t kGroup = kernels::kLut4MaxQueries;
   const std::size_t d_even = layout::lut4_even(d);
   const std::size_t block_bytes = layout::lut4_block_bytes(d_even);  // a list's codes: whole blocks
-  const std::size_t table_bytes = 16 * d_even;                        // one query's tables for one list
+  const std::size_t table_bytes = 16 * d_even;                       // one query's tables for one list
   if (threads <= 0) threads = hardware_threads();
   // see lut4_search.cpp: rows of sums exactly 4 KiB apart alias in the load/store unit
   const std::size_t sums_stride = kChunkBlocks * kBlockVectors + 16;
@@ -205,7 +205,8 @@ void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist
       std::size_t size = 0;
       float threshold = -std::numeric_limits<float>::infinity();
       const auto offer = [&](std::size_t l) {
-        const uint64_t key = (static_cast<uint64_t>(ordered_bits(s[l])) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(l));
+        const uint64_t key =
+            (static_cast<uint64_t>(ordered_bits(s[l])) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(l));
         std::size_t j = size;
         if (size == nprobe) {
           j = nprobe - 1;

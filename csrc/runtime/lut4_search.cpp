@@ -12,9 +12,9 @@
 #include "runtime/aligned.h"
 #include "runtime/code_layout.h"
 #include "runtime/dispatch.h"
+#include "runtime/round.h"
 #include "runtime/thread_pool.h"
 #include "runtime/topk.h"
-#include "runtime/round.h"
 
 namespace medqk {
 
@@ -59,9 +59,9 @@ void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::s
   }
 }
 
-void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
-                      std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
-                      int64_t* ids, int threads, bool sorted) {
+void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed, std::size_t n,
+                      const float* alpha, const float* beta, std::size_t topk, float* scores, int64_t* ids, int threads,
+                      bool sorted) {
   const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
   const std::size_t d_even = layout::lut4_even(d);
   runtime::AlignedVector<uint8_t> aligned_luts;  // tables not on a cache line are scanned from a copy that is
@@ -82,8 +82,9 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
   const std::size_t ngroups = (nq + group - 1) / group;
   if (nq * n * d < (std::size_t(1) << 20)) threads = 1;
   const std::size_t qsplit = std::min<std::size_t>(static_cast<std::size_t>(threads), ngroups);
-  const std::size_t parts =
-      qsplit >= static_cast<std::size_t>(threads) ? 1 : std::max<std::size_t>(1, std::min<std::size_t>(threads, nchunks));
+  const std::size_t parts = qsplit >= static_cast<std::size_t>(threads)
+                                ? 1
+                                : std::max<std::size_t>(1, std::min<std::size_t>(threads, nchunks));
   std::vector<std::vector<runtime::Hit>> partial(parts > 1 ? nq * parts : 0);
   const int tasks = static_cast<int>((parts > 1 ? 1 : qsplit) * parts);
   const std::size_t chunk_vectors = kChunkBlocks * kBlockVectors;
@@ -140,7 +141,6 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
   });
   if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
-
 
 void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
                           float* beta) {

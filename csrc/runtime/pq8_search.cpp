@@ -145,8 +145,8 @@ void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packe
   }
 }
 
-void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed,
-                     std::size_t n, std::size_t topk, float* scores, int64_t* ids, int threads) {
+void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed, std::size_t n,
+                     std::size_t topk, float* scores, int64_t* ids, int threads) {
   const runtime::Pq8Kernel kernel = runtime::pq8_kernel(isa);
   const kernels::Pq8ScanFn scan = kernel.scan;
   const kernels::Pq8ScanGroupFn scan_group = kernel.group;
@@ -259,8 +259,8 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
   if (parts > 1) runtime::merge_parts(partial, nq, parts, topk, scores, ids);
 }
 
-void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
-              uint16_t thr, uint16_t* sums, uint64_t* masks) {
+void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
+              uint16_t* sums, uint64_t* masks) {
   runtime::pq8_kernel(isa).scan(lut, m, packed, nblocks, thr, sums, masks);
 }
 

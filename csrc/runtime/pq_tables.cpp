@@ -57,8 +57,8 @@ void table16(const float* x, std::size_t m, std::size_t dsub, const float* ct, c
 
 }  // namespace
 
-void pq_tables(const float* x, std::size_t nq, std::size_t m, std::size_t dsub, const float* centroids,
-               std::size_t k, bool l2, float* out, int threads) {
+void pq_tables(const float* x, std::size_t nq, std::size_t m, std::size_t dsub, const float* centroids, std::size_t k,
+               bool l2, float* out, int threads) {
   // centroids (m, k, dsub) -> (m, dsub, k): the loop over k becomes contiguous
   std::vector<float> ct(m * dsub * k), norms(l2 ? m * k : 0);
   for (std::size_t s = 0; s < m; ++s) {

@@ -72,8 +72,8 @@ inline void quantize16(const float* t, float offset, float scale, int32_t top, u
     r[i] = __builtin_convertvector((v + 12582912.0f) - 12582912.0f, I4);  // integral: the cast is exact
   }
 #if defined(__SSE2__)
-  const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(__m128i(r[0]), __m128i(r[1])),
-                                         _mm_packs_epi32(__m128i(r[2]), __m128i(r[3])));
+  const __m128i bytes =
+      _mm_packus_epi16(_mm_packs_epi32(__m128i(r[0]), __m128i(r[1])), _mm_packs_epi32(__m128i(r[2]), __m128i(r[3])));
   const __m128i top8 = _mm_set1_epi8(static_cast<char>(top));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_min_epu8(bytes, top8));
 #else

@@ -23,8 +23,8 @@ using runtime::write_sorted;
 
 namespace {
 
-constexpr std::size_t kQueryBlock = 32;   // queries per tile (rows of A)
-constexpr std::size_t kDbTarget = 1024;   // about this many database vectors per tile: 32 x 1024 int32 = 128 KiB
+constexpr std::size_t kQueryBlock = 32;  // queries per tile (rows of A)
+constexpr std::size_t kDbTarget = 1024;  // about this many database vectors per tile: 32 x 1024 int32 = 128 KiB
 
 // An int32 bound under which no dot product can score above `worst` (al > 0): |fl(al * fl(d)) - al * d| is
 // below 2.4e-7 * |al * d|, so d <= t - |t| * 1e-6 - 2 (t = worst / al) scores below worst. Conservative:
@@ -65,8 +65,7 @@ inline void offer_scaled(TopK& heap, const int32_t* row, std::size_t n, float al
 }  // namespace
 
 void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
-                    const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
-                    int threads) {
+                    const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads) {
   const kernels::GemmS8Kernel& kernel = *runtime::gemm_s8_kernel(isa);
   const std::size_t panel_bytes = kernel.packed_bytes(kernel.panel_cols, k);
   // whole panels per tile (16, 24, 32 columns... by ISA), so that every tile starts at a panel

@@ -23,14 +23,12 @@ int main() {
   std::printf("medqk active ISA: %s\n", medqk::isa_name(medqk::active_isa()));
 
   // A (2 x 3) @ B (2 x 3)^T, the int8 extremes included: -128 * -128 * 3 = 49152 needs more than 16 bits.
-  const int8_t a[] = {1, 2, 3,
-                      -128, -128, -128};
-  const int8_t b[] = {4, 5, 6,
-                      -128, 127, -128};
+  const int8_t a[] = {1, 2, 3, -128, -128, -128};
+  const int8_t b[] = {4, 5, 6, -128, 127, -128};
   int32_t c[4] = {0, 0, 0, 0};
   medqk::gemm_s8s8_s32(a, 2, 3, 3, b, 2, 3, c, 2, /*threads=*/1);
-  const int32_t want[] = {1 * 4 + 2 * 5 + 3 * 6, 1 * -128 + 2 * 127 + 3 * -128,
-                          -128 * 4 + -128 * 5 + -128 * 6, 16384 - 16256 + 16384};
+  const int32_t want[] = {1 * 4 + 2 * 5 + 3 * 6, 1 * -128 + 2 * 127 + 3 * -128, -128 * 4 + -128 * 5 + -128 * 6,
+                          16384 - 16256 + 16384};
   for (int i = 0; i < 4; ++i) expect(c[i] == want[i], "gemm_s8s8_s32 equals the exact product");
 
   // Top-2 by inner product of one query over four stored vectors, packed for the active ISA.

@@ -17,11 +17,21 @@ void fill(std::vector<int8_t>& v, Fill f, std::mt19937& rng, bool negate) {
   std::uniform_int_distribution<int> any(-128, 127), coin(0, 1);
   for (auto& x : v) {
     switch (f) {
-      case Fill::random: x = static_cast<int8_t>(any(rng)); break;
-      case Fill::all_min: x = -128; break;
-      case Fill::all_max: x = negate ? -128 : 127; break;
-      case Fill::mixed_extremes: x = coin(rng) ? int8_t(127) : int8_t(-128); break;
-      case Fill::zeros: x = 0; break;
+      case Fill::random:
+        x = static_cast<int8_t>(any(rng));
+        break;
+      case Fill::all_min:
+        x = -128;
+        break;
+      case Fill::all_max:
+        x = negate ? -128 : 127;
+        break;
+      case Fill::mixed_extremes:
+        x = coin(rng) ? int8_t(127) : int8_t(-128);
+        break;
+      case Fill::zeros:
+        x = 0;
+        break;
     }
   }
 }
@@ -72,8 +82,8 @@ void check_f32(medqk::Isa isa, std::size_t m, std::size_t n, std::size_t k, bool
   for (std::size_t i = 0; i < m * n; ++i) {
     if (got[i] != want[i]) {
       if (failures < 10) {
-        std::printf("FAIL f32 isa=%s m=%zu n=%zu k=%zu bias=%d at %zu: got %g want %g\n", medqk::isa_name(isa), m, n,
-                    k, int(with_bias), i, got[i], want[i]);
+        std::printf("FAIL f32 isa=%s m=%zu n=%zu k=%zu bias=%d at %zu: got %g want %g\n", medqk::isa_name(isa), m, n, k,
+                    int(with_bias), i, got[i], want[i]);
       }
       ++failures;
       return;

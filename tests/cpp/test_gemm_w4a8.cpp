@@ -24,12 +24,8 @@ struct Weights {
 };
 
 Weights make_weights(std::size_t n, std::size_t k, std::size_t group_size, bool extremes, std::mt19937& rng) {
-  Weights w{n,
-            k,
-            group_size,
-            (k + group_size - 1) / group_size,
-            std::vector<uint8_t>(n * k),
-            std::vector<int8_t>(n * 16)};
+  Weights w{
+      n, k, group_size, (k + group_size - 1) / group_size, std::vector<uint8_t>(n * k), std::vector<int8_t>(n * 16)};
   std::uniform_int_distribution<int> code(0, 15), level(-127, 127), coin(0, 1);
   for (auto& c : w.codes) c = static_cast<uint8_t>(code(rng));
   for (auto& l : w.levels) l = static_cast<int8_t>(extremes ? (coin(rng) ? 127 : -127) : level(rng));
@@ -69,8 +65,7 @@ void check_s32(medqk::Isa isa, const std::string& variant, std::size_t m, std::s
             std::printf(
                 "FAIL %s m=%zu n=%zu k=%zu group=%zu extremes=%d threads=%d at (%zu,%zu,%zu): got %lld "
                 "want %lld\n",
-                variant.c_str(), m, n, k, group_size, int(extremes), threads, i, j, g, (long long)got,
-                (long long)want);
+                variant.c_str(), m, n, k, group_size, int(extremes), threads, i, j, g, (long long)got, (long long)want);
           }
           return;
         }
@@ -111,8 +106,7 @@ void check_f32(medqk::Isa isa, const std::string& variant, std::size_t m, std::s
       if (double(out[i * n + j]) != want) {
         if (failures++ < 10) {
           std::printf("FAIL f32 %s m=%zu n=%zu k=%zu group=%zu zeros=%d at (%zu,%zu): got %.9g want %.9g\n",
-                      variant.c_str(), m, n, k, group_size, int(with_zeros), i, j, double(out[i * n + j]),
-                      want);
+                      variant.c_str(), m, n, k, group_size, int(with_zeros), i, j, double(out[i * n + j]), want);
         }
         return;
       }

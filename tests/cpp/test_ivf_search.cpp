@@ -56,8 +56,9 @@ int check_config(std::mt19937& rng, medqk::Isa isa, std::size_t d, const std::ve
   std::vector<uint8_t> luts(nq * nl * d_even * 16, 0);
   for (std::size_t t = 0; t < nq * nl; ++t) {
     for (std::size_t i = 0; i < d * 16; ++i) {
-      luts[t * d_even * 16 + i] =
-          static_cast<uint8_t>(levels == 127 ? 127 : levels == 256 ? rng() & 127 : (rng() % 4) * 42);
+      luts[t * d_even * 16 + i] = static_cast<uint8_t>(levels == 127   ? 127
+                                                       : levels == 256 ? rng() & 127
+                                                                       : (rng() % 4) * 42);
     }
   }
   std::vector<int64_t> probes(nq * nprobe);
@@ -76,8 +77,8 @@ int check_config(std::mt19937& rng, medqk::Isa isa, std::size_t d, const std::ve
     std::vector<int64_t> ids(nq * k);
     // threads 1: chunks of 64 queries (70: two chunks), groups of up to 4 per list; 2: smaller chunks
     medqk::ivf_lut4_search(isa, luts.data(), nq, d, nl, probes.data(), keys.data(), nprobe, packed.data(),
-                           list_blocks.data(), list_starts.data(), list_ids.data(), nlist, k, got.data(),
-                           ids.data(), 1 + (k % 2));
+                           list_blocks.data(), list_starts.data(), list_ids.data(), nlist, k, got.data(), ids.data(),
+                           1 + (k % 2));
     ++cases;
     for (std::size_t q = 0; q < nq; ++q) {
       // reference: every probed vector's key; the k best by (key desc, storage asc), then by id
@@ -96,9 +97,8 @@ int check_config(std::mt19937& rng, medqk::Isa isa, std::size_t d, const std::ve
         return a.key > b.key || (a.key == b.key && a.storage < b.storage);
       });
       all.resize(std::min(all.size(), k));
-      std::sort(all.begin(), all.end(), [](const Cand& a, const Cand& b) {
-        return a.key > b.key || (a.key == b.key && a.id < b.id);
-      });
+      std::sort(all.begin(), all.end(),
+                [](const Cand& a, const Cand& b) { return a.key > b.key || (a.key == b.key && a.id < b.id); });
       for (std::size_t t = 0; t < k; ++t) {
         // keys below 2^24: the float written must equal the integer key exactly
         const bool have = t < all.size();
@@ -108,10 +108,11 @@ int check_config(std::mt19937& rng, medqk::Isa isa, std::size_t d, const std::ve
                                  : got[q * k + t] == -std::numeric_limits<float>::infinity();
         if (ids[q * k + t] != wi || !key_ok) {
           if (failures++ < 10) {
-            std::printf("FAIL isa=%s d=%zu nlut=%zu levels=%d k=%zu q=%zu t=%zu: got (%.1f, %lld) "
-                        "want (%lld, %lld)\n", medqk::isa_name(isa), d, nl, levels, k, q, t,
-                        static_cast<double>(got[q * k + t]), static_cast<long long>(ids[q * k + t]),
-                        static_cast<long long>(wk), static_cast<long long>(wi));
+            std::printf(
+                "FAIL isa=%s d=%zu nlut=%zu levels=%d k=%zu q=%zu t=%zu: got (%.1f, %lld) "
+                "want (%lld, %lld)\n",
+                medqk::isa_name(isa), d, nl, levels, k, q, t, static_cast<double>(got[q * k + t]),
+                static_cast<long long>(ids[q * k + t]), static_cast<long long>(wk), static_cast<long long>(wi));
           }
         }
       }
@@ -144,8 +145,8 @@ int main() {
                           medqk::kLut4MaxSubspaces}) {
       for (int levels : {127, 256}) {
         for (std::size_t nlut : {std::size_t(1), std::size_t(0)}) {
-          failures += check_config(rng, isa, d, {33, 0, 40, 1}, nlut, levels, 5, 3, int32_t(1) << 23, {1, 10, 100},
-                                   cases);
+          failures +=
+              check_config(rng, isa, d, {33, 0, 40, 1}, nlut, levels, 5, 3, int32_t(1) << 23, {1, 10, 100}, cases);
         }
       }
     }
@@ -183,8 +184,8 @@ int main() {
           for (std::size_t t = 0; t < np; ++t) {
             if (lists[q * np + t] != order[t] || best[q * np + t] != row[order[t]]) {
               if (failures++ < 10) {
-                std::printf("FAIL select nlist=%zu nprobe=%zu q=%zu t=%zu: got %lld want %lld\n", nlist_sel, np, q,
-                            t, static_cast<long long>(lists[q * np + t]), static_cast<long long>(order[t]));
+                std::printf("FAIL select nlist=%zu nprobe=%zu q=%zu t=%zu: got %lld want %lld\n", nlist_sel, np, q, t,
+                            static_cast<long long>(lists[q * np + t]), static_cast<long long>(order[t]));
               }
             }
           }

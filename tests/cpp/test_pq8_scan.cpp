@@ -61,19 +61,17 @@ int main() {
           for (int threads : {1, 2}) {
             std::vector<float> scores(nq * k);
             std::vector<int64_t> ids(nq * k);
-            medqk::pq8_search_topk(isa, tables.data(), nq, m, packed.data(), n, k, scores.data(), ids.data(),
-                                   threads);
+            medqk::pq8_search_topk(isa, tables.data(), nq, m, packed.data(), n, k, scores.data(), ids.data(), threads);
             for (std::size_t q = 0; q < nq; ++q) {
               long long want_id = 0;
               auto score = [&](std::size_t v) { return adc(q, v); };
-              const long t = medqk_test::first_topk_mismatch(n, k, &ids[q * k], &scores[q * k], score,
-                                                             &want_id);
+              const long t = medqk_test::first_topk_mismatch(n, k, &ids[q * k], &scores[q * k], score, &want_id);
               ++cases;
               if (t >= 0 && failures++ < 10) {
-                std::printf("FAIL search isa=%s n=%zu m=%zu fill=%d threads=%d q=%zu rank %ld: "
-                            "id %lld want %lld\n",
-                            medqk::isa_name(isa), n, m, fill, threads, q, t,
-                            static_cast<long long>(ids[q * k + t]), want_id);
+                std::printf(
+                    "FAIL search isa=%s n=%zu m=%zu fill=%d threads=%d q=%zu rank %ld: "
+                    "id %lld want %lld\n",
+                    medqk::isa_name(isa), n, m, fill, threads, q, t, static_cast<long long>(ids[q * k + t]), want_id);
               }
             }
           }

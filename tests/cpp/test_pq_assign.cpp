@@ -54,8 +54,9 @@ int check(medqk::Isa isa, std::size_t n, std::size_t m, std::size_t k, std::size
       if (integers || second - best > 1e-5 * scale) ok = ok && got == arg;
       if (!ok) {
         if (failures < 5) {
-          std::printf("FAIL isa=%s n=%zu m=%zu k=%zu dsub=%zu int=%d row %zu sub %zu: code %zu want %zu, dist %g want %g\n",
-                      medqk::isa_name(isa), n, m, k, dsub, int(integers), i, j, got, arg, double(dist[i * m + j]), best);
+          std::printf(
+              "FAIL isa=%s n=%zu m=%zu k=%zu dsub=%zu int=%d row %zu sub %zu: code %zu want %zu, dist %g want %g\n",
+              medqk::isa_name(isa), n, m, k, dsub, int(integers), i, j, got, arg, double(dist[i * m + j]), best);
         }
         ++failures;
       }

@@ -22,19 +22,19 @@ struct CpuFeatures {
   bool sse2 = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vnni = false, avx_vnni = false;
   bool avx512vbmi = false;  // vpermi2b: the 8-bit PQ scan's 128-entry byte lookups (not an ISA of its own)
-  bool amx_int8 = false;  // AMX-TILE + AMX-INT8, tile state enabled by the OS and granted to this process
+  bool amx_int8 = false;    // AMX-TILE + AMX-INT8, tile state enabled by the OS and granted to this process
   // aarch64
   bool asimd = false, asimddp = false, i8mm = false;
 };
 
-const CpuFeatures& cpu_features();        // detected once (cpuid + xgetbv / getauxval)
+const CpuFeatures& cpu_features();  // detected once (cpuid + xgetbv / getauxval)
 const char* isa_name(Isa isa);
 bool isa_from_name(const std::string& name, Isa* out);
-bool isa_built(Isa isa);                  // compiled into this binary
-bool isa_supported(Isa isa);              // built AND the CPU has it
-std::vector<Isa> supported_isas();        // in preference order, best first
+bool isa_built(Isa isa);            // compiled into this binary
+bool isa_supported(Isa isa);        // built AND the CPU has it
+std::vector<Isa> supported_isas();  // in preference order, best first
 Isa best_isa();
-Isa active_isa();                         // the ISA kernels dispatch to now
+Isa active_isa();  // the ISA kernels dispatch to now
 // Selects the ISA for every later call. Returns false (and changes nothing) if unsupported.
 bool set_isa(Isa isa);
 // Reads MEDQK_ISA once at start-up; an unknown or unsupported value is reported here
@@ -48,10 +48,10 @@ const std::string& isa_env_error();
 // quantize_rows_s8. Every variant computes the same integer results (and the same float bits where the
 // operation documents an order); forcing one lets tests and benchmarks reach each kernel the CPU can run.
 struct KernelVariantInfo {
-  std::string name;    // e.g. "avx512vbmi", "avx2", "scalar"
-  Isa isa;             // the ISA path it belongs to
-  std::string needs;   // CPU features it needs beyond that path ("" or "avx512vbmi")
-  bool runnable;       // built, and this CPU has what it needs
+  std::string name;   // e.g. "avx512vbmi", "avx2", "scalar"
+  Isa isa;            // the ISA path it belongs to
+  std::string needs;  // CPU features it needs beyond that path ("" or "avx512vbmi")
+  bool runnable;      // built, and this CPU has what it needs
 };
 std::vector<std::string> kernel_operations();
 std::vector<KernelVariantInfo> kernel_variants(const std::string& op);  // built ones, best first; {} if unknown
@@ -79,7 +79,7 @@ constexpr std::size_t kMaxGemmK = 131071;
 struct PackedS8Info {
   Isa isa;
   std::size_t n, k;
-  std::size_t bytes;   // size of the packed buffer
+  std::size_t bytes;  // size of the packed buffer
 };
 
 std::size_t pack_s8_bytes(Isa isa, std::size_t n, std::size_t k);
@@ -98,9 +98,8 @@ void gemm_s8s8_f32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k
                           const float* bias, float* out, int threads);
 
 // Convenience: packs B on the fly with the active ISA, then multiplies.
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
-                   const int8_t* b, std::size_t n, std::size_t ldb, int32_t* c, std::size_t ldc,
-                   int threads);
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const int8_t* b, std::size_t n,
+                   std::size_t ldb, int32_t* c, std::size_t ldc, int threads);
 
 // ----------------------------------------------------------------------------------------------
 // W4A8 weight GEMM (csrc/runtime/gemm_w4a8.cpp, kernels/gemm_w4a8.h): 4-bit weight codes expanded through a
@@ -136,8 +135,7 @@ void gemm_w4a8_f32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::
 // Per-row symmetric quantization: scale[i] = max|x[i,:]| / 127 (1 for an all-zero row, and for a row
 // whose max|x| < 2^-119, which quantizes to zeros: its scale would be subnormal),
 // q = clamp(round_half_even(x * (127 / max|x|)), -127, 127). Returns false on a non-finite value.
-bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q,
-                      float* scales);
+bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales);
 // out[i, j] = acc[i, j] * row_scale[i] * col_scale[j] + (bias ? bias[j] : 0)
 void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const float* row_scale,
                         const float* col_scale, const float* bias, float* out);
@@ -149,8 +147,7 @@ void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const 
 // is score -inf, id -1. `packed` is B (n x k) packed for `isa` (pack_s8). threads: 0 = all.
 // ----------------------------------------------------------------------------------------------
 void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
-                    const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
-                    int threads);
+                    const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads);
 // The name s8_search_topk had before 0.2 (kernel names are <operand>_<verb>[_topk]); kept for one release.
 [[deprecated("renamed medqk::s8_search_topk")]]
 inline void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed,
@@ -178,9 +175,9 @@ void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, con
                      float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads);
 // The name f16_search_topk had before 0.2; kept for one release.
 [[deprecated("renamed medqk::f16_search_topk")]]
-inline void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x,
-                            std::size_t n, float alpha, const float* bias, std::size_t topk, float* scores,
-                            int64_t* ids, int threads) {
+inline void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
+                            float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids,
+                            int threads) {
   f16_search_topk(isa, q, nq, d, x, n, alpha, bias, topk, scores, ids, threads);
 }
 
@@ -212,9 +209,9 @@ void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::s
 // luts: nq x d_even x 16 (d_even = d rounded up to even; a padded subspace's table must be zero),
 // every entry <= 127 (the kernels add two lookups in 8 bits; lut4_quantize_tables gives such tables).
 // sorted = false: the same topk hits (padding last) in no particular order, for callers that re-score them.
-void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed,
-                      std::size_t n, const float* alpha, const float* beta, std::size_t topk, float* scores,
-                      int64_t* ids, int threads, bool sorted = true);
+void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed, std::size_t n,
+                      const float* alpha, const float* beta, std::size_t topk, float* scores, int64_t* ids, int threads,
+                      bool sorted = true);
 // 8-bit PQ search (csrc/runtime/pq8_search.cpp). Codes (n x m bytes, one centroid id per subspace) are
 // packed by pq8_pack into blocks of 64 vectors: block b is m rows of 64 bytes, row s holding the
 // subspace-s codes of vectors 64b .. 64b + 63 (padding: code 0); pq8_packed_bytes(n, m) bytes.
@@ -225,13 +222,13 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
 // could still enter the top-k are scored in float: the result is the same as scoring all of them.
 std::size_t pq8_packed_bytes(std::size_t n, std::size_t m);
 void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packed);
-void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed,
-                     std::size_t n, std::size_t topk, float* scores, int64_t* ids, int threads);
+void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed, std::size_t n,
+                     std::size_t topk, float* scores, int64_t* ids, int threads);
 // The scan kernel alone (for tests and benchmarks): lut is m x 256 uint8 entries, each <= 127; for nblocks
 // packed blocks, sums[64 b + j] = sum_s lut[s][code_s of vector 64 b + j] (exact, uint16) and bit j of
 // masks[b] set when that sum >= thr.
-void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks,
-              uint16_t thr, uint16_t* sums, uint64_t* masks);
+void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
+              uint16_t* sums, uint64_t* masks);
 // The group scan (for tests and benchmarks): 16 queries' tables stored query-minor, lut_t[(s * 256 + c) *
 // 16 + g] <= 127; writes every (vector v, query g) of the nblocks blocks with sum_s lut_t[s][code_s][g] >=
 // thr[g] to hits (v * 16 + g) and hit_sums, in order of v then g; returns the count (<= nblocks * 1024).
@@ -242,13 +239,12 @@ std::size_t pq8_scan_group(Isa isa, const uint8_t* lut_t, std::size_t m, const u
 // m x k x dsub; out[q, s, c] = sum_d x[q, s * dsub + d] * centroids[s, c, d] (metric ip), or 2 * that
 // - |centroids[s, c]|^2 (l2: the sum over s is then 2 q.x_hat - |x_hat|^2 up to |q|^2). Sums run over d
 // in order, without FMA (the Numba twin gives the same floats).
-void pq_tables(const float* x, std::size_t nq, std::size_t m, std::size_t dsub, const float* centroids,
-               std::size_t k, bool l2, float* out, int threads);
+void pq_tables(const float* x, std::size_t nq, std::size_t m, std::size_t dsub, const float* centroids, std::size_t k,
+               bool l2, float* out, int threads);
 // Float tables (nq x s x 16) -> uint8 tables (nq x s_even x 16) with one step per query:
 // luts = clamp(round_half_even((t - min_c t[j]) / alpha), 0, 127), alpha = max_j (max_c - min_c) / 127,
 // beta = sum_j min_c t[j] (float32, in subspace order), so sum of t ~ alpha * sum of luts + beta.
-void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha,
-                          float* beta);
+void lut4_quantize_tables(const float* tables, std::size_t nq, std::size_t s, uint8_t* luts, float* alpha, float* beta);
 // Exact float sums of the tables over the candidates' sub-codes (id -1 -> -inf), in subspace order.
 void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, const uint8_t* packed,
                            const int64_t* cand, std::size_t kc, float* scores);
@@ -266,8 +262,8 @@ void lut4_score_candidates(const float* tables, std::size_t nq, std::size_t s, c
 // threads: 0 = all.
 void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, std::size_t nlut,
                      const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
-                     const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids,
-                     std::size_t nlist, std::size_t topk, float* keys, int64_t* ids, int threads);
+                     const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist,
+                     std::size_t topk, float* keys, int64_t* ids, int threads);
 
 // The uint8 tables of ivf_lut4_search: float tables (nq x nlut x s x 16) -> luts (nq x nlut x s_even x 16)
 // with one step per query over all its nlut table sets: lo = min_c t[l, j], step = max_{l,j} (max_c - lo)

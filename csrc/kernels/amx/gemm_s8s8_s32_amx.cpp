@@ -127,14 +127,22 @@ void few_rows(const int8_t* abuf, std::size_t kp, std::size_t kc, const uint8_t*
 void few_rows(const int8_t* abuf, std::size_t mr, std::size_t kp, std::size_t kc, const uint8_t* packed,
               std::size_t panel_bytes, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc) {
   switch (mr) {
-    case 1: return few_rows<1>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 2: return few_rows<2>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 3: return few_rows<3>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 4: return few_rows<4>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 5: return few_rows<5>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 6: return few_rows<6>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 7: return few_rows<7>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    default: return few_rows<8>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 1:
+      return few_rows<1>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 2:
+      return few_rows<2>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 3:
+      return few_rows<3>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 4:
+      return few_rows<4>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 5:
+      return few_rows<5>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 6:
+      return few_rows<6>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 7:
+      return few_rows<7>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    default:
+      return few_rows<8>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
   }
 }
 
@@ -142,8 +150,8 @@ void few_rows(const int8_t* abuf, std::size_t mr, std::size_t kp, std::size_t kc
 // tiles 2, 3 (rows 16..31) = the A rows at a0 (and a1) x the panel's two B tiles, over kc chunks of 64 k;
 // stored at out (row stride ld bytes).
 template <bool kTwoATiles>
-inline void tile_block(const int8_t* a0, const int8_t* a1, std::size_t kp, const uint8_t* panel,
-                       std::size_t kc, int32_t* out, std::size_t ld) {
+inline void tile_block(const int8_t* a0, const int8_t* a1, std::size_t kp, const uint8_t* panel, std::size_t kc,
+                       int32_t* out, std::size_t ld) {
   _tile_zero(0);
   _tile_zero(1);
   if constexpr (kTwoATiles) {
@@ -172,8 +180,8 @@ inline void tile_block(const int8_t* a0, const int8_t* a1, std::size_t kp, const
 
 }  // namespace
 
-void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
-                   std::size_t n, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc) {
+void gemm_s8s8_s32(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed, std::size_t n,
+                   std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc) {
   (void)n;
   if (m == 0 || n0 >= n1) return;
   const std::size_t kc = k_chunks(k), kp = kc * kKChunk;

@@ -28,7 +28,8 @@ void f16_scores(const float* q, std::size_t nq, std::size_t d, const uint16_t* x
       __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
       for (std::size_t p = 0; p < d8; p += 8) {
         const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xj + p)));
-        for (std::size_t r = 0; r < rows; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (i0 + r) * d + p), xv, acc[r]);
+        for (std::size_t r = 0; r < rows; ++r)
+          acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (i0 + r) * d + p), xv, acc[r]);
       }
       for (std::size_t r = 0; r < rows; ++r) {
         float s = hsum(acc[r]);

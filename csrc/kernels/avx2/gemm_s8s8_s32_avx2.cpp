@@ -36,12 +36,12 @@ namespace avx2 {
 
 namespace {
 
-constexpr std::size_t kNR = 24;   // columns per panel (three ymm of int32)
-constexpr std::size_t kKGroup = 2;  // B is read in k pairs (kernels/gemm_s8_pack_k_groups.h)
-constexpr int kMR = 3;            // rows per micro-tile
-constexpr std::size_t kKC = 256;  // k-pairs per block: the B slice of one panel (12 KiB) stays in L1
-constexpr std::size_t kMC = 96;   // rows per block of widened A (96 x 512 x 2 B = 96 KiB of L2 per k block)
-constexpr std::size_t kKCW = 128;  // k-pairs per block when B is widened first (128 x 96 B = 12 KiB of L1)
+constexpr std::size_t kNR = 24;            // columns per panel (three ymm of int32)
+constexpr std::size_t kKGroup = 2;         // B is read in k pairs (kernels/gemm_s8_pack_k_groups.h)
+constexpr int kMR = 3;                     // rows per micro-tile
+constexpr std::size_t kKC = 256;           // k-pairs per block: the B slice of one panel (12 KiB) stays in L1
+constexpr std::size_t kMC = 96;            // rows per block of widened A (96 x 512 x 2 B = 96 KiB of L2 per k block)
+constexpr std::size_t kKCW = 128;          // k-pairs per block when B is widened first (128 x 96 B = 12 KiB of L1)
 constexpr std::size_t kWidenMinRows = 12;  // widen B first when a slice serves at least 4 row tiles
 constexpr std::size_t kMCW = 256;          // at most this many rows per block when B is widened first
 constexpr std::size_t kWideABytes = std::size_t(1) << 20;  // ... and at most this much widened A
@@ -85,30 +85,33 @@ inline void store_tile(const int32_t* tile, int32_t* c, std::size_t ldc, bool ac
 // The body of one k-pair: three B registers (ymm0-2) from the panel, then for each row a broadcast
 // A pair (ymm3) and three vpmaddwd + vpaddd into that row's accumulators (row r: ymm 7+3r .. 9+3r).
 // Packed B (48 bytes per k-pair) is widened here; widened B (96 bytes per k-pair) is loaded as is.
-#define MEDQK_LOAD_B                      \
-  "prefetcht0 3072(%[b])\n\t"              \
-  "vpmovsxbw   (%[b]), %%ymm0\n\t"        \
-  "vpmovsxbw 16(%[b]), %%ymm1\n\t"        \
-  "vpmovsxbw 32(%[b]), %%ymm2\n\t"        \
+#define MEDQK_LOAD_B               \
+  "prefetcht0 3072(%[b])\n\t"      \
+  "vpmovsxbw   (%[b]), %%ymm0\n\t" \
+  "vpmovsxbw 16(%[b]), %%ymm1\n\t" \
+  "vpmovsxbw 32(%[b]), %%ymm2\n\t" \
   "add $48, %[b]\n\t"
-#define MEDQK_LOAD_WIDE_B                 \
-  "vmovdqa   (%[b]), %%ymm0\n\t"          \
-  "vmovdqa 32(%[b]), %%ymm1\n\t"          \
-  "vmovdqa 64(%[b]), %%ymm2\n\t"          \
+#define MEDQK_LOAD_WIDE_B        \
+  "vmovdqa   (%[b]), %%ymm0\n\t" \
+  "vmovdqa 32(%[b]), %%ymm1\n\t" \
+  "vmovdqa 64(%[b]), %%ymm2\n\t" \
   "add $96, %[b]\n\t"
-#define MEDQK_ROW(A, X, Y, Z)                       \
-  "vpbroadcastd (%[" A "],%[i],4), %%ymm3\n\t"      \
-  "vpmaddwd %%ymm0, %%ymm3, %%ymm4\n\t"             \
-  "vpaddd %%ymm4, %%ymm" X ", %%ymm" X "\n\t"       \
-  "vpmaddwd %%ymm1, %%ymm3, %%ymm5\n\t"             \
-  "vpaddd %%ymm5, %%ymm" Y ", %%ymm" Y "\n\t"       \
-  "vpmaddwd %%ymm2, %%ymm3, %%ymm6\n\t"             \
+#define MEDQK_ROW(A, X, Y, Z)           \
+  "vpbroadcastd (%[" A                  \
+  "],%[i],4), %%ymm3\n\t"               \
+  "vpmaddwd %%ymm0, %%ymm3, %%ymm4\n\t" \
+  "vpaddd %%ymm4, %%ymm" X ", %%ymm" X  \
+  "\n\t"                                \
+  "vpmaddwd %%ymm1, %%ymm3, %%ymm5\n\t" \
+  "vpaddd %%ymm5, %%ymm" Y ", %%ymm" Y  \
+  "\n\t"                                \
+  "vpmaddwd %%ymm2, %%ymm3, %%ymm6\n\t" \
   "vpaddd %%ymm6, %%ymm" Z ", %%ymm" Z "\n\t"
 #define MEDQK_ZERO(X) "vpxor %%xmm" X ", %%xmm" X ", %%xmm" X "\n\t"
 #define MEDQK_STORE(X, OFF) "vmovdqu %%ymm" X ", " OFF "(%[t])\n\t"
-#define MEDQK_CLOBBERS                                                                                  \
-  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
-      "xmm13", "xmm14", "xmm15", "memory", "cc"
+#define MEDQK_CLOBBERS                                                                                                \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", \
+      "xmm14", "xmm15", "memory", "cc"
 
 // tile (R x 24 int32) = A rows (kc widened pairs each, row stride a_stride words) x one B panel slice,
 // packed (Wide = false: each k-pair prefetches the panel 3 KiB ahead, for few rows of A the panel streams
@@ -118,19 +121,19 @@ void micro_kernel(const int32_t* a, std::size_t a_stride, const uint8_t* b, std:
 
 // One micro_kernel<R, WIDE> specialisation: zero the accumulators, kc steps of LOAD and the R rows, store.
 // The rows that R leaves out do not read their A pointer (a1, a2: then a copy of a0).
-#define MEDQK_KERNEL(R, WIDE, LOAD, ZEROS, ROWS, STORES)                                               \
-  template <>                                                                                          \
-  void micro_kernel<R, WIDE>(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, \
-                             int32_t* tile) {                                                          \
-    std::size_t i = 0;                                                                                 \
-    __asm__ volatile(ZEROS "1:\n\t" LOAD ROWS                                                          \
-                     "inc %[i]\n\t"                                                                    \
-                     "cmp %[i], %[kc]\n\t"                                                             \
-                     "jne 1b\n\t" STORES                                                               \
-                     : [b] "+r"(b), [i] "+r"(i)                                                        \
-                     : [a0] "r"(a), [a1] "r"(R > 1 ? a + a_stride : a),                                \
-                       [a2] "r"(R > 2 ? a + 2 * a_stride : a), [kc] "r"(kc), [t] "r"(tile)             \
-                     : MEDQK_CLOBBERS);                                                                \
+#define MEDQK_KERNEL(R, WIDE, LOAD, ZEROS, ROWS, STORES)                                                        \
+  template <>                                                                                                   \
+  void micro_kernel<R, WIDE>(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc,          \
+                             int32_t* tile) {                                                                   \
+    std::size_t i = 0;                                                                                          \
+    __asm__ volatile(ZEROS "1:\n\t" LOAD ROWS                                                                   \
+                           "inc %[i]\n\t"                                                                       \
+                           "cmp %[i], %[kc]\n\t"                                                                \
+                           "jne 1b\n\t" STORES                                                                  \
+                     : [b] "+r"(b), [i] "+r"(i)                                                                 \
+                     : [a0] "r"(a), [a1] "r"(R > 1 ? a + a_stride : a), [a2] "r"(R > 2 ? a + 2 * a_stride : a), \
+                       [kc] "r"(kc), [t] "r"(tile)                                                              \
+                     : MEDQK_CLOBBERS);                                                                         \
   }
 #define MEDQK_ZEROS_1 MEDQK_ZERO("7") MEDQK_ZERO("8") MEDQK_ZERO("9")
 #define MEDQK_ZEROS_2 MEDQK_ZEROS_1 MEDQK_ZERO("10") MEDQK_ZERO("11") MEDQK_ZERO("12")
@@ -139,10 +142,8 @@ void micro_kernel(const int32_t* a, std::size_t a_stride, const uint8_t* b, std:
 #define MEDQK_ROWS_2 MEDQK_ROWS_1 MEDQK_ROW("a1", "10", "11", "12")
 #define MEDQK_ROWS_3 MEDQK_ROWS_2 MEDQK_ROW("a2", "13", "14", "15")
 #define MEDQK_STORES_1 MEDQK_STORE("7", "0") MEDQK_STORE("8", "32") MEDQK_STORE("9", "64")
-#define MEDQK_STORES_2 \
-  MEDQK_STORES_1 MEDQK_STORE("10", "96") MEDQK_STORE("11", "128") MEDQK_STORE("12", "160")
-#define MEDQK_STORES_3 \
-  MEDQK_STORES_2 MEDQK_STORE("13", "192") MEDQK_STORE("14", "224") MEDQK_STORE("15", "256")
+#define MEDQK_STORES_2 MEDQK_STORES_1 MEDQK_STORE("10", "96") MEDQK_STORE("11", "128") MEDQK_STORE("12", "160")
+#define MEDQK_STORES_3 MEDQK_STORES_2 MEDQK_STORE("13", "192") MEDQK_STORE("14", "224") MEDQK_STORE("15", "256")
 
 MEDQK_KERNEL(3, false, MEDQK_LOAD_B, MEDQK_ZEROS_3, MEDQK_ROWS_3, MEDQK_STORES_3)
 MEDQK_KERNEL(2, false, MEDQK_LOAD_B, MEDQK_ZEROS_2, MEDQK_ROWS_2, MEDQK_STORES_2)
@@ -169,8 +170,8 @@ MEDQK_KERNEL(1, true, MEDQK_LOAD_WIDE_B, MEDQK_ZEROS_1, MEDQK_ROWS_1, MEDQK_STOR
 #undef MEDQK_CLOBBERS
 
 template <int R, bool Wide>
-void tile_kernel(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, int32_t* c,
-                 std::size_t ldc, bool accumulate, std::size_t ncols) {
+void tile_kernel(const int32_t* a, std::size_t a_stride, const uint8_t* b, std::size_t kc, int32_t* c, std::size_t ldc,
+                 bool accumulate, std::size_t ncols) {
   alignas(32) int32_t tile[kMR * kNR];
   micro_kernel<R, Wide>(a, a_stride, b, kc, tile);
   store_tile<R>(tile, c, ldc, accumulate, ncols);
@@ -220,8 +221,7 @@ void gemm_streamed_b(const int8_t* a, std::size_t m, std::size_t k, std::size_t 
         const std::size_t ncols = std::min(kNR, n1 - j0);
         for (std::size_t ir = 0; ir < mc; ir += kMR) {
           const std::size_t rows = std::min<std::size_t>(kMR, mc - ir);
-          kTileKernels[0][rows](wide32 + ir * kp + p0, kp, bslice, kc, c + (i0 + ir) * ldc + j0, ldc, p0 > 0,
-                                ncols);
+          kTileKernels[0][rows](wide32 + ir * kp + p0, kp, bslice, kc, c + (i0 + ir) * ldc + j0, ldc, p0 > 0, ncols);
         }
       }
     }
@@ -260,8 +260,7 @@ void gemm_widened_b(const int8_t* a, std::size_t m, std::size_t k, std::size_t l
         const uint8_t* bslice = reinterpret_cast<const uint8_t*>(wide_slice);
         for (std::size_t ir = 0; ir < mc; ir += kMR) {
           const std::size_t rows = std::min<std::size_t>(kMR, mc - ir);
-          kTileKernels[1][rows](wide32 + ir * kp + p0, kp, bslice, kc, c + (i0 + ir) * ldc + j0, ldc, p0 > 0,
-                                ncols);
+          kTileKernels[1][rows](wide32 + ir * kp + p0, kp, bslice, kc, c + (i0 + ir) * ldc + j0, ldc, p0 > 0, ncols);
         }
       }
     }

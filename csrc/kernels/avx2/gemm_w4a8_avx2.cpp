@@ -42,7 +42,7 @@ constexpr std::size_t kPanelCols = 16;
 constexpr std::size_t kPairs = kPanelCols / 2;  // column pairs per panel
 constexpr int kRows = 3;                        // rows per tile of the int16 path
 constexpr std::size_t kGemvMaxRows = 1;         // the byte path runs up to this many rows
-constexpr std::size_t kSliceK = 256;  // k per decoded slice (8 KiB of int16), whole groups at least
+constexpr std::size_t kSliceK = 256;            // k per decoded slice (8 KiB of int16), whole groups at least
 
 std::size_t blocks32(std::size_t k) { return (k + 31) / 32; }
 std::size_t panel_bytes(std::size_t k) { return 32 * kPairs * (1 + blocks32(k)); }
@@ -60,8 +60,7 @@ void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, c
     std::memcpy(panel + 32 * pair + half, levels + j * 16, 16);
     uint8_t* code_blocks = panel + 32 * kPairs + 32 * pair + half;
     for (std::size_t p = 0; p < k; ++p) {
-      code_blocks[32 * kPairs * (p / 32) + p % 16] |=
-          static_cast<uint8_t>(codes[j * ldc + p] << (p % 32 & 16 ? 4 : 0));
+      code_blocks[32 * kPairs * (p / 32) + p % 16] |= static_cast<uint8_t>(codes[j * ldc + p] << (p % 32 & 16 ? 4 : 0));
     }
   }
 }
@@ -97,10 +96,8 @@ inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<con
 // Sums of each column's 4 lanes over the 4 accumulators of 4 column pairs (pair p's lanes 0-3 column 2p,
 // 4-7 column 2p + 1): lanes [c0 c2 c4 c6 | c1 c3 c5 c7], exact (each |sum| <= group_size * 128 * 127).
 inline __m256i column_sums(const __m256i acc[4]) {
-  const __m256i u =
-      _mm256_add_epi32(_mm256_unpacklo_epi32(acc[0], acc[1]), _mm256_unpackhi_epi32(acc[0], acc[1]));
-  const __m256i v =
-      _mm256_add_epi32(_mm256_unpacklo_epi32(acc[2], acc[3]), _mm256_unpackhi_epi32(acc[2], acc[3]));
+  const __m256i u = _mm256_add_epi32(_mm256_unpacklo_epi32(acc[0], acc[1]), _mm256_unpackhi_epi32(acc[0], acc[1]));
+  const __m256i v = _mm256_add_epi32(_mm256_unpacklo_epi32(acc[2], acc[3]), _mm256_unpackhi_epi32(acc[2], acc[3]));
   return _mm256_add_epi32(_mm256_unpacklo_epi64(u, v), _mm256_unpackhi_epi64(u, v));
 }
 
@@ -139,8 +136,8 @@ inline void group_scales(const W4A8Args& x, const int32_t col_index[8], std::siz
 // multiplied by the 8 columns' scales of the group in the same lane order (group_scales: a gather
 // instruction per group costs more).
 template <bool kInt32, bool kZeros>
-void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const uint8_t* tables,
-               const uint8_t* codes, std::size_t i, std::size_t j) {
+void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const uint8_t* tables, const uint8_t* codes,
+               std::size_t i, std::size_t j) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   const std::size_t blocks = blocks32(x.k), group_blocks = x.group_size / 32;
@@ -184,7 +181,7 @@ void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const u
       }
       continue;
     }
-    if (g % 8 == 0) {  // the 8 columns' scales of groups g to g + 7, transposed to one vector per group
+    if (g % 8 == 0) {     // the 8 columns' scales of groups g to g + 7, transposed to one vector per group
       if (g % 16 == 0) {  // each column's scales are a stream of their own: the next line, 16 groups ahead
         for (int l = 0; l < 8; ++l) {
           _mm_prefetch(reinterpret_cast<const char*>(x.scales + col_index[l] + g + 16), _MM_HINT_T0);
@@ -259,8 +256,7 @@ void decode_slice(const uint8_t* panel, std::size_t b0, std::size_t b1, int16_t*
         for (int t = 0; t < 4; ++t) {  // v[t]: pairs 2t, 2t + 1 (even columns in lane 0, odd in lane 1)
           const __m256i pp = _mm256_permute4x64_epi64(v[t], 0xD8);  // lane 0: pair 2t, lane 1: pair 2t + 1
           int16_t* dst = out + ((b - b0) * 16 + 8 * half + 2 * t) * 32 + 16 * set;
-          _mm256_store_si256(reinterpret_cast<__m256i*>(dst),
-                             _mm256_cvtepi8_epi16(_mm256_castsi256_si128(pp)));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dst), _mm256_cvtepi8_epi16(_mm256_castsi256_si128(pp)));
           _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32),
                              _mm256_cvtepi8_epi16(_mm256_extracti128_si256(pp, 1)));
         }
@@ -307,53 +303,57 @@ template <int R>
 void micro_fold(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t groups,
                 std::size_t gp, const float* scale, float* sums);
 
-#define MEDQK_W4_ROW(A, X, Y)                    \
-  "vpbroadcastd (%[" A "],%[i],4), %%ymm2\n\t"   \
-  "vpmaddwd %%ymm0, %%ymm2, %%ymm3\n\t"          \
-  "vpaddd %%ymm3, %%ymm" X ", %%ymm" X "\n\t"    \
-  "vpmaddwd %%ymm1, %%ymm2, %%ymm2\n\t"          \
+#define MEDQK_W4_ROW(A, X, Y)           \
+  "vpbroadcastd (%[" A                  \
+  "],%[i],4), %%ymm2\n\t"               \
+  "vpmaddwd %%ymm0, %%ymm2, %%ymm3\n\t" \
+  "vpaddd %%ymm3, %%ymm" X ", %%ymm" X  \
+  "\n\t"                                \
+  "vpmaddwd %%ymm1, %%ymm2, %%ymm2\n\t" \
   "vpaddd %%ymm2, %%ymm" Y ", %%ymm" Y "\n\t"
-#define MEDQK_W4_ZERO(X, Y) \
-  "vpxor %%xmm" X ", %%xmm" X ", %%xmm" X "\n\tvpxor %%xmm" Y ", %%xmm" Y ", %%xmm" Y "\n\t"
-#define MEDQK_W4_FOLD(X, Y, F, G)                       \
-  "vcvtdq2ps %%ymm" X ", %%ymm" X "\n\t"                \
-  "vfmadd231ps (%[s]), %%ymm" X ", %%ymm" F "\n\t"      \
-  "vcvtdq2ps %%ymm" Y ", %%ymm" Y "\n\t"                \
+#define MEDQK_W4_ZERO(X, Y) "vpxor %%xmm" X ", %%xmm" X ", %%xmm" X "\n\tvpxor %%xmm" Y ", %%xmm" Y ", %%xmm" Y "\n\t"
+#define MEDQK_W4_FOLD(X, Y, F, G)           \
+  "vcvtdq2ps %%ymm" X ", %%ymm" X           \
+  "\n\t"                                    \
+  "vfmadd231ps (%[s]), %%ymm" X ", %%ymm" F \
+  "\n\t"                                    \
+  "vcvtdq2ps %%ymm" Y ", %%ymm" Y           \
+  "\n\t"                                    \
   "vfmadd231ps 32(%[s]), %%ymm" Y ", %%ymm" G "\n\t"
 #define MEDQK_W4_LOAD(F, G, OFF0, OFF1) \
   "vmovups " OFF0 "(%[sum]), %%ymm" F "\n\tvmovups " OFF1 "(%[sum]), %%ymm" G "\n\t"
 #define MEDQK_W4_STORE(F, G, OFF0, OFF1) \
   "vmovups %%ymm" F ", " OFF0 "(%[sum])\n\tvmovups %%ymm" G ", " OFF1 "(%[sum])\n\t"
-#define MEDQK_W4_MICRO_FOLD(R, LOADS, ZEROS, ROWS, FOLDS, STORES)                                            \
-  template <>                                                                                                \
-  void micro_fold<R>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0,                 \
-                     std::size_t groups, std::size_t gp, const float* scale, float* sums) {                  \
-    const int32_t* a0 = a + p0;                                                                              \
-    const int32_t* a1 = R > 1 ? a0 + kp : a0;                                                                \
-    const int32_t* a2 = R > 2 ? a1 + kp : a0;                                                                \
-    const int16_t* b = slice + 32 * p0;                                                                      \
-    std::size_t i = 0, count = 0;                                                                            \
-    __asm__ volatile(LOADS "2:\n\t" ZEROS "mov %[gp], %[c]\n\t"                                              \
-                     "1:\n\t"                                                                                \
-                     "vmovdqa   (%[b]), %%ymm0\n\t"                                                          \
-                     "vmovdqa 32(%[b]), %%ymm1\n\t"                                                          \
-                     "add $64, %[b]\n\t" ROWS "inc %[i]\n\t"                                                 \
-                     "dec %[c]\n\t"                                                                          \
-                     "jne 1b\n\t" FOLDS "add $64, %[s]\n\t"                                                  \
-                     "dec %[g]\n\t"                                                                          \
-                     "jne 2b\n\t" STORES                                                                     \
-                     : [b] "+r"(b), [i] "+r"(i), [c] "+r"(count), [g] "+r"(groups), [s] "+r"(scale)          \
-                     : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [gp] "r"(gp), [sum] "r"(sums)               \
-                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",       \
-                       "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");                \
+#define MEDQK_W4_MICRO_FOLD(R, LOADS, ZEROS, ROWS, FOLDS, STORES)                                                \
+  template <>                                                                                                    \
+  void micro_fold<R>(const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t p0, std::size_t groups, \
+                     std::size_t gp, const float* scale, float* sums) {                                          \
+    const int32_t* a0 = a + p0;                                                                                  \
+    const int32_t* a1 = R > 1 ? a0 + kp : a0;                                                                    \
+    const int32_t* a2 = R > 2 ? a1 + kp : a0;                                                                    \
+    const int16_t* b = slice + 32 * p0;                                                                          \
+    std::size_t i = 0, count = 0;                                                                                \
+    __asm__ volatile(LOADS "2:\n\t" ZEROS                                                                        \
+                           "mov %[gp], %[c]\n\t"                                                                 \
+                           "1:\n\t"                                                                              \
+                           "vmovdqa   (%[b]), %%ymm0\n\t"                                                        \
+                           "vmovdqa 32(%[b]), %%ymm1\n\t"                                                        \
+                           "add $64, %[b]\n\t" ROWS                                                              \
+                           "inc %[i]\n\t"                                                                        \
+                           "dec %[c]\n\t"                                                                        \
+                           "jne 1b\n\t" FOLDS                                                                    \
+                           "add $64, %[s]\n\t"                                                                   \
+                           "dec %[g]\n\t"                                                                        \
+                           "jne 2b\n\t" STORES                                                                   \
+                     : [b] "+r"(b), [i] "+r"(i), [c] "+r"(count), [g] "+r"(groups), [s] "+r"(scale)              \
+                     : [a0] "r"(a0), [a1] "r"(a1), [a2] "r"(a2), [gp] "r"(gp), [sum] "r"(sums)                   \
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",  \
+                       "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc");                             \
   }
 
-MEDQK_W4_MICRO_FOLD(1, MEDQK_W4_LOAD("10", "11", "0", "32"), MEDQK_W4_ZERO("4", "5"),
-                    MEDQK_W4_ROW("a0", "4", "5"), MEDQK_W4_FOLD("4", "5", "10", "11"),
-                    MEDQK_W4_STORE("10", "11", "0", "32"))
-MEDQK_W4_MICRO_FOLD(2,
-                    MEDQK_W4_LOAD("10", "11", "0", "32")
-                        MEDQK_W4_LOAD("12", "13", "64", "96"),
+MEDQK_W4_MICRO_FOLD(1, MEDQK_W4_LOAD("10", "11", "0", "32"), MEDQK_W4_ZERO("4", "5"), MEDQK_W4_ROW("a0", "4", "5"),
+                    MEDQK_W4_FOLD("4", "5", "10", "11"), MEDQK_W4_STORE("10", "11", "0", "32"))
+MEDQK_W4_MICRO_FOLD(2, MEDQK_W4_LOAD("10", "11", "0", "32") MEDQK_W4_LOAD("12", "13", "64", "96"),
                     MEDQK_W4_ZERO("4", "5") MEDQK_W4_ZERO("6", "7"),
                     MEDQK_W4_ROW("a0", "4", "5") MEDQK_W4_ROW("a1", "6", "7"),
                     MEDQK_W4_FOLD("4", "5", "10", "11") MEDQK_W4_FOLD("6", "7", "12", "13"),
@@ -384,9 +384,8 @@ struct PanelFold {
 };
 
 template <int R>
-void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16_t* slice,
-                std::size_t slice_p0, std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold,
-                std::size_t fold_row) {
+void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t slice_p0,
+                std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold, std::size_t fold_row) {
   const std::size_t gp = x.group_size / 2;  // k pairs per group
   // the float output without zero points folds in the asm kernels (whole groups, then the last partial one);
   // zero points and the int32 output take the intrinsics kernel, one call and fold per group
@@ -422,8 +421,7 @@ void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16
       for (int r = 0; r < R; ++r) {
         __m256i d = acc[r][s];
         if (x.zeros != nullptr) {
-          const __m256i z =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fold.zero.data() + 16 * g + 8 * s));
+          const __m256i z = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fold.zero.data() + 16 * g + 8 * s));
           d = _mm256_sub_epi32(d, _mm256_mullo_epi32(z, _mm256_set1_epi32(x.asum[(i0 + r) * x.groups + g])));
         }
         float* sum = fold.sums.data() + (fold_row + r) * 16 + 8 * s;
@@ -433,8 +431,8 @@ void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16
   }
 }
 
-using RowsSlice = void (*)(const W4A8Args&, const int32_t*, std::size_t, const int16_t*, std::size_t,
-                           std::size_t, std::size_t, std::size_t, PanelFold&, std::size_t);
+using RowsSlice = void (*)(const W4A8Args&, const int32_t*, std::size_t, const int16_t*, std::size_t, std::size_t,
+                           std::size_t, std::size_t, PanelFold&, std::size_t);
 constexpr RowsSlice kRowsSlice[kRows + 1] = {nullptr, rows_slice<1>, rows_slice<2>, rows_slice<3>};
 
 void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
@@ -442,8 +440,7 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
   const std::vector<int32_t> wide = widen_rows(x, m0, m1, kp);
   const std::size_t slice_pairs = std::max(gp, kSliceK / 2 / gp * gp);  // whole groups
   std::vector<int16_t, std::allocator<int16_t>> slice_store(slice_pairs * 32 + 16);
-  int16_t* slice =
-      reinterpret_cast<int16_t*>((reinterpret_cast<std::uintptr_t>(slice_store.data()) + 31) & ~31ull);
+  int16_t* slice = reinterpret_cast<int16_t*>((reinterpret_cast<std::uintptr_t>(slice_store.data()) + 31) & ~31ull);
   PanelFold fold;
   fold.scale.resize(x.groups * 16);
   if (x.zeros != nullptr) fold.zero.resize(x.groups * 16);

@@ -31,47 +31,50 @@ constexpr std::size_t kFlushPairs = 256;
 // Two queries fetch the code lines 4 KiB ahead (CODES2); a single query, the scan that streams the codes
 // from memory in order, leaves that to the hardware prefetchers (LOAD2): a sequential stream is the
 // pattern they follow, and the software prefetch would only add an instruction per row.
-#define MEDQK_LUT4_CODES2                   \
-  "prefetcht0 4096(%[c])\n\t"               \
-  MEDQK_LUT4_LOAD2
+#define MEDQK_LUT4_CODES2 "prefetcht0 4096(%[c])\n\t" MEDQK_LUT4_LOAD2
 #define MEDQK_LUT4_LOAD2 MEDQK_LUT4_SPLIT("", "8", "9") MEDQK_LUT4_SPLIT("32", "10", "11")
 // one row alone (an odd number of rows)
 #define MEDQK_LUT4_CODES1 MEDQK_LUT4_SPLIT("", "8", "9")
 // the 32 bytes of codes at OFF(%[c]) split into low nibbles (ymm LO) and high nibbles (ymm HI)
-#define MEDQK_LUT4_SPLIT(OFF, LO, HI)                   \
-  "vmovdqu " OFF "(%[c]), %%ymm" LO "\n\t"              \
-  "vpsrlw $4, %%ymm" LO ", %%ymm" HI "\n\t"             \
-  "vpand (%[nib]), %%ymm" LO ", %%ymm" LO "\n\t"        \
+#define MEDQK_LUT4_SPLIT(OFF, LO, HI)     \
+  "vmovdqu " OFF "(%[c]), %%ymm" LO       \
+  "\n\t"                                  \
+  "vpsrlw $4, %%ymm" LO ", %%ymm" HI      \
+  "\n\t"                                  \
+  "vpand (%[nib]), %%ymm" LO ", %%ymm" LO \
+  "\n\t"                                  \
   "vpand (%[nib]), %%ymm" HI ", %%ymm" HI "\n\t"
 // the u8 lookups in ymm R added as u16 into accumulator A (even + 256 odd bytes), their odd bytes into B
-#define MEDQK_LUT4_WIDEN(R, A, B)                       \
-  "vpaddw %%ymm" R ", %[" A "], %[" A "]\n\t"           \
-  "vpsrlw $8, %%ymm" R ", %%ymm" R "\n\t"               \
+#define MEDQK_LUT4_WIDEN(R, A, B)     \
+  "vpaddw %%ymm" R ", %[" A "], %[" A \
+  "]\n\t"                             \
+  "vpsrlw $8, %%ymm" R ", %%ymm" R    \
+  "\n\t"                              \
   "vpaddw %%ymm" R ", %[" B "], %[" B "]\n\t"
-#define MEDQK_LUT4_QUERY2(T0, T1, LA, LB, HA, HB)   \
-  "vmovdqu " T0 ", %%ymm12\n\t"                     \
-  "vpshufb %%ymm8, %%ymm12, %%ymm13\n\t"            \
-  "vpshufb %%ymm9, %%ymm12, %%ymm14\n\t"            \
-  "vmovdqu " T1 ", %%ymm12\n\t"                     \
-  "vpshufb %%ymm10, %%ymm12, %%ymm15\n\t"           \
-  "vpaddb %%ymm15, %%ymm13, %%ymm13\n\t"            \
-  "vpshufb %%ymm11, %%ymm12, %%ymm15\n\t"           \
-  "vpaddb %%ymm15, %%ymm14, %%ymm14\n\t"            \
-  MEDQK_LUT4_WIDEN("13", LA, LB) MEDQK_LUT4_WIDEN("14", HA, HB)
-#define MEDQK_LUT4_QUERY1(T0, LA, LB, HA, HB)       \
-  "vmovdqu " T0 ", %%ymm12\n\t"                     \
-  "vpshufb %%ymm8, %%ymm12, %%ymm13\n\t"            \
-  "vpshufb %%ymm9, %%ymm12, %%ymm14\n\t"            \
-  MEDQK_LUT4_WIDEN("13", LA, LB) MEDQK_LUT4_WIDEN("14", HA, HB)
+#define MEDQK_LUT4_QUERY2(T0, T1, LA, LB, HA, HB) \
+  "vmovdqu " T0                                   \
+  ", %%ymm12\n\t"                                 \
+  "vpshufb %%ymm8, %%ymm12, %%ymm13\n\t"          \
+  "vpshufb %%ymm9, %%ymm12, %%ymm14\n\t"          \
+  "vmovdqu " T1                                   \
+  ", %%ymm12\n\t"                                 \
+  "vpshufb %%ymm10, %%ymm12, %%ymm15\n\t"         \
+  "vpaddb %%ymm15, %%ymm13, %%ymm13\n\t"          \
+  "vpshufb %%ymm11, %%ymm12, %%ymm15\n\t"         \
+  "vpaddb %%ymm15, %%ymm14, %%ymm14\n\t" MEDQK_LUT4_WIDEN("13", LA, LB) MEDQK_LUT4_WIDEN("14", HA, HB)
+#define MEDQK_LUT4_QUERY1(T0, LA, LB, HA, HB) \
+  "vmovdqu " T0                               \
+  ", %%ymm12\n\t"                             \
+  "vpshufb %%ymm8, %%ymm12, %%ymm13\n\t"      \
+  "vpshufb %%ymm9, %%ymm12, %%ymm14\n\t" MEDQK_LUT4_WIDEN("13", LA, LB) MEDQK_LUT4_WIDEN("14", HA, HB)
 // steps of two rows: codes and tables advance 64 bytes per step, [n] counts the steps down
-#define MEDQK_LUT4_LOOP(BODY)                       \
-  "1:\n\t" BODY                                     \
-  "add $64, %[c]\n\t"                               \
-  "add $64, %[t]\n\t"                               \
-  "dec %[n]\n\t"                                    \
+#define MEDQK_LUT4_LOOP(BODY) \
+  "1:\n\t" BODY               \
+  "add $64, %[c]\n\t"         \
+  "add $64, %[t]\n\t"         \
+  "dec %[n]\n\t"              \
   "jnz 1b\n\t"
-#define MEDQK_LUT4_CLOBBERS \
-  "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc"
+#define MEDQK_LUT4_CLOBBERS "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "memory", "cc"
 
 template <int NQ>
 inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size_t lut_stride, std::size_t pairs,
@@ -83,44 +86,37 @@ inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size
   if constexpr (NQ == 1) {
     if (steps != 0) {
       __asm__ volatile(
-          MEDQK_LUT4_LOOP(MEDQK_LUT4_LOAD2
-                          MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0"))
+          MEDQK_LUT4_LOOP(MEDQK_LUT4_LOAD2 MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0"))
           : [c] "+r"(codes), [t] "+r"(lut), [n] "+r"(steps), [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]),
             [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0])
           : [nib] "r"(nib)
           : MEDQK_LUT4_CLOBBERS);
     }
     if (pairs & 1) {
-      __asm__ volatile(
-          MEDQK_LUT4_CODES1
-          MEDQK_LUT4_QUERY1("(%[t])", "la0", "lb0", "ha0", "hb0")
-          : [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]), [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0])
-          : [c] "r"(codes), [t] "r"(lut), [nib] "r"(nib)
-          : MEDQK_LUT4_CLOBBERS);
+      __asm__ volatile(MEDQK_LUT4_CODES1 MEDQK_LUT4_QUERY1("(%[t])", "la0", "lb0", "ha0", "hb0")
+                       : [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]), [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0])
+                       : [c] "r"(codes), [t] "r"(lut), [nib] "r"(nib)
+                       : MEDQK_LUT4_CLOBBERS);
     }
   } else {
     static_assert(NQ == 2, "one or two queries");
     if (steps != 0) {
       __asm__ volatile(
-          MEDQK_LUT4_LOOP(MEDQK_LUT4_CODES2
-                          MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0")
-                          MEDQK_LUT4_QUERY2("(%[t],%[stride])", "32(%[t],%[stride])",
-                                            "la1", "lb1", "ha1", "hb1"))
+          MEDQK_LUT4_LOOP(MEDQK_LUT4_CODES2 MEDQK_LUT4_QUERY2("(%[t])", "32(%[t])", "la0", "lb0", "ha0", "hb0")
+                              MEDQK_LUT4_QUERY2("(%[t],%[stride])", "32(%[t],%[stride])", "la1", "lb1", "ha1", "hb1"))
           : [c] "+r"(codes), [t] "+r"(lut), [n] "+r"(steps), [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]),
-            [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0]), [la1] "+x"(lo_a[1]), [lb1] "+x"(lo_b[1]),
-            [ha1] "+x"(hi_a[1]), [hb1] "+x"(hi_b[1])
+            [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0]), [la1] "+x"(lo_a[1]), [lb1] "+x"(lo_b[1]), [ha1] "+x"(hi_a[1]),
+            [hb1] "+x"(hi_b[1])
           : [nib] "r"(nib), [stride] "r"(lut_stride)
           : MEDQK_LUT4_CLOBBERS);
     }
     if (pairs & 1) {
-      __asm__ volatile(
-          MEDQK_LUT4_CODES1
-          MEDQK_LUT4_QUERY1("(%[t])", "la0", "lb0", "ha0", "hb0")
-          MEDQK_LUT4_QUERY1("(%[t],%[stride])", "la1", "lb1", "ha1", "hb1")
-          : [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]), [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0]),
-            [la1] "+x"(lo_a[1]), [lb1] "+x"(lo_b[1]), [ha1] "+x"(hi_a[1]), [hb1] "+x"(hi_b[1])
-          : [c] "r"(codes), [t] "r"(lut), [nib] "r"(nib), [stride] "r"(lut_stride)
-          : MEDQK_LUT4_CLOBBERS);
+      __asm__ volatile(MEDQK_LUT4_CODES1 MEDQK_LUT4_QUERY1("(%[t])", "la0", "lb0", "ha0", "hb0")
+                           MEDQK_LUT4_QUERY1("(%[t],%[stride])", "la1", "lb1", "ha1", "hb1")
+                       : [la0] "+x"(lo_a[0]), [lb0] "+x"(lo_b[0]), [ha0] "+x"(hi_a[0]), [hb0] "+x"(hi_b[0]),
+                         [la1] "+x"(lo_a[1]), [lb1] "+x"(lo_b[1]), [ha1] "+x"(hi_a[1]), [hb1] "+x"(hi_b[1])
+                       : [c] "r"(codes), [t] "r"(lut), [nib] "r"(nib), [stride] "r"(lut_stride)
+                       : MEDQK_LUT4_CLOBBERS);
     }
   }
 }
@@ -134,7 +130,6 @@ inline void accumulate_pairs(const uint8_t* codes, const uint8_t* lut, std::size
 #undef MEDQK_LUT4_LOOP
 #undef MEDQK_LUT4_CLOBBERS
 
-
 // The end of a block when its sums fit 16 bits (at most 256 pairs of subspaces: 127 * 512 < 65536): the
 // even / odd halves and the two subspaces of each pair are folded, put in vector order and tested against
 // the threshold in 16-bit lanes, and only a block with a candidate is widened and stored (the selection
@@ -147,8 +142,8 @@ inline uint32_t finish_block16(__m256i lo_a, __m256i lo_b, __m256i hi_a, __m256i
   // per register, the 128-bit halves hold subspaces 2p and 2p + 1: e = vectors 0, 2, .., 14 | 16, .., 30
   const __m256i e = _mm256_add_epi16(_mm256_permute2x128_si256(lo_even, hi_even, 0x20),
                                      _mm256_permute2x128_si256(lo_even, hi_even, 0x31));
-  const __m256i o = _mm256_add_epi16(_mm256_permute2x128_si256(lo_b, hi_b, 0x20),
-                                     _mm256_permute2x128_si256(lo_b, hi_b, 0x31));
+  const __m256i o =
+      _mm256_add_epi16(_mm256_permute2x128_si256(lo_b, hi_b, 0x20), _mm256_permute2x128_si256(lo_b, hi_b, 0x31));
   const __m256i a = _mm256_unpacklo_epi16(e, o);  // vectors 0..7 | 16..23
   const __m256i c = _mm256_unpackhi_epi16(e, o);  // vectors 8..15 | 24..31
   uint32_t mask;
@@ -210,8 +205,7 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
 }  // namespace
 
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
-               uint32_t* masks) {
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds, uint32_t* masks) {
   std::size_t j = 0;
   for (; j + 2 <= nq; j += 2) {
     scan_queries<2>(lut + j * lut_stride, lut_stride, d_even, packed, nblocks, out + j * out_stride, out_stride,

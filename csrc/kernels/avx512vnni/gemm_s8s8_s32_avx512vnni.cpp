@@ -32,13 +32,13 @@ namespace avx512vnni {
 
 namespace {
 
-constexpr std::size_t kNR = 32;    // columns per panel (two zmm of int32)
-constexpr int kMR = 12;            // rows per tile: 24 accumulators + 2 B + 1 A of 32 zmm
-constexpr std::size_t kChunk = 16; // k-quads per chunk of prepared A (64 bytes of a row)
-constexpr std::size_t kKC = 256;   // k-quads per block (a multiple of kChunk): a panel's B slice (32 KiB) is
-                                   // reused by every row tile from cache; a smaller slice costs more round
-                                   // trips of C through memory
-constexpr std::size_t kMC = 96;    // rows per block of prepared A
+constexpr std::size_t kNR = 32;     // columns per panel (two zmm of int32)
+constexpr int kMR = 12;             // rows per tile: 24 accumulators + 2 B + 1 A of 32 zmm
+constexpr std::size_t kChunk = 16;  // k-quads per chunk of prepared A (64 bytes of a row)
+constexpr std::size_t kKC = 256;    // k-quads per block (a multiple of kChunk): a panel's B slice (32 KiB) is
+                                    // reused by every row tile from cache; a smaller slice costs more round
+                                    // trips of C through memory
+constexpr std::size_t kMC = 96;     // rows per block of prepared A
 // B is read this far ahead (software prefetch, 32 quads). It matters where B streams from L3 (small M, and the
 // first row tile of each slice): the next slice of a panel is contiguous with the current one. 4 KiB is
 // a page: the fetches run ahead of the loads by the time a few k-quad steps take, and stay in one page.
@@ -75,12 +75,12 @@ void prepare_a(const int8_t* a, std::size_t mc, std::size_t k, std::size_t lda, 
 
 // Where a tile's results go: int32 C, or (ep != nullptr) float C through the F32Epilogue at the last k block.
 struct Sink {
-  int32_t* c;                // row 0 of the tile (int32 partials live here between k blocks)
+  int32_t* c;  // row 0 of the tile (int32 partials live here between k blocks)
   std::size_t ldc;
-  const F32Epilogue* ep;     // nullptr: int32 output
-  const float* row_scale;    // of the tile's row 0
-  std::size_t col0;          // absolute column of the tile's column 0
-  bool first, last;          // first / last k block
+  const F32Epilogue* ep;   // nullptr: int32 output
+  const float* row_scale;  // of the tile's row 0
+  std::size_t col0;        // absolute column of the tile's column 0
+  bool first, last;        // first / last k block
   std::size_t ncols;
 };
 
@@ -91,7 +91,7 @@ __attribute__((noinline)) void store_row(const Sink& s, int r, __m512i lo, __m51
   int32_t* c = s.c + r * s.ldc;
   // masks of the valid columns in each half (all ones for a full tile): masked loads and stores, no copies
   const __mmask16 m0 = s.ncols >= 16 ? __mmask16(0xffff) : __mmask16((1u << s.ncols) - 1);
-  const __mmask16 m1 = s.ncols >= 32 ? __mmask16(0xffff)
+  const __mmask16 m1 = s.ncols >= 32  ? __mmask16(0xffff)
                        : s.ncols > 16 ? __mmask16((1u << (s.ncols - 16)) - 1)
                                       : __mmask16(0);
   if (s.first) {  // subtract 128 * colsum once, with the first k block
@@ -106,8 +106,8 @@ __attribute__((noinline)) void store_row(const Sink& s, int r, __m512i lo, __m51
     const __m512 rs = _mm512_set1_ps(s.row_scale[r]);
     const float* cs = s.ep->col_scale + s.col0;
     __m512 f0 = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, lo), _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(m0, cs)));
-    __m512 f1 = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, hi),
-                              _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(m1, cs + 16)));
+    __m512 f1 =
+        _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(0xffff, hi), _mm512_mul_ps(rs, _mm512_maskz_loadu_ps(m1, cs + 16)));
     if (s.ep->bias != nullptr) {
       const float* bias = s.ep->bias + s.col0;
       f0 = _mm512_add_ps(f0, _mm512_maskz_loadu_ps(m0, bias));
@@ -204,10 +204,10 @@ void micro_kernel(const uint8_t* a, const uint8_t* b, std::size_t kc, const int3
 }
 
 using MicroKernel = void (*)(const uint8_t*, const uint8_t*, std::size_t, const int32_t*, const Sink&);
-constexpr MicroKernel kMicroKernels[kMR + 1] = {
-    nullptr,         micro_kernel<1>, micro_kernel<2>, micro_kernel<3>,  micro_kernel<4>,  micro_kernel<5>,
-    micro_kernel<6>, micro_kernel<7>, micro_kernel<8>, micro_kernel<9>, micro_kernel<10>, micro_kernel<11>,
-    micro_kernel<12>};
+constexpr MicroKernel kMicroKernels[kMR + 1] = {nullptr,         micro_kernel<1>, micro_kernel<2>,  micro_kernel<3>,
+                                                micro_kernel<4>, micro_kernel<5>, micro_kernel<6>,  micro_kernel<7>,
+                                                micro_kernel<8>, micro_kernel<9>, micro_kernel<10>, micro_kernel<11>,
+                                                micro_kernel<12>};
 
 }  // namespace
 
@@ -265,8 +265,14 @@ void run(const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const u
         const std::size_t q0 = c0 * kChunk, q1 = std::min(kq, c1 * kChunk);
         for (std::size_t t = 0; t < tiles; ++t) {
           const std::size_t ir = tile_row(mc, tiles, t), rows = tile_row(mc, tiles, t + 1) - ir;
-          const Sink sink{c + (i0 + ir) * ldc + j0, ldc, ep, ep != nullptr ? ep->row_scale + i0 + ir : nullptr,
-                          j0, q0 == 0, q1 == kq, ncols};
+          const Sink sink{c + (i0 + ir) * ldc + j0,
+                          ldc,
+                          ep,
+                          ep != nullptr ? ep->row_scale + i0 + ir : nullptr,
+                          j0,
+                          q0 == 0,
+                          q1 == kq,
+                          ncols};
           kMicroKernels[rows](prepared.data() + ir * kch * 64 + c0 * rows * 64, panel + 128 * q0, q1 - q0, colsum,
                               sink);
         }

@@ -52,11 +52,9 @@ void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, c
     uint8_t* blocks_of_codes = panel + 64;
     for (std::size_t p = 0; p < k; ++p) {
       const std::size_t q = p % 32;
-      blocks_of_codes[64 * (p / 32) + lane + q % 16] |=
-          static_cast<uint8_t>(codes[j * ldc + p] << (q < 16 ? 0 : 4));
+      blocks_of_codes[64 * (p / 32) + lane + q % 16] |= static_cast<uint8_t>(codes[j * ldc + p] << (q < 16 ? 0 : 4));
     }
-    int32_t* sums =
-        reinterpret_cast<int32_t*>(panel + 64 + 64 * blocks);  // 64-byte multiple: aligned as packed
+    int32_t* sums = reinterpret_cast<int32_t*>(panel + 64 + 64 * blocks);  // 64-byte multiple: aligned as packed
     for (std::size_t p = 0; p < 32 * blocks; ++p) {
       const int code = p < k ? codes[j * ldc + p] : 0;
       int32_t s;
@@ -96,8 +94,7 @@ void row_panel(const W4A8Args& x, const uint8_t* u, const uint8_t* panel, std::s
         x.d[(i * x.n + col) * x.groups + g] = d;
         continue;
       }
-      if (x.zeros != nullptr)
-        d -= static_cast<int32_t>(x.zeros[col * x.groups + g]) * x.asum[i * x.groups + g];
+      if (x.zeros != nullptr) d -= static_cast<int32_t>(x.zeros[col * x.groups + g]) * x.asum[i * x.groups + g];
       fsum[c] += x.scales[col * x.groups + g] * static_cast<float>(d);
     }
   }

@@ -83,7 +83,7 @@ inline void accumulate_quads(const uint8_t* block, const uint8_t* lut, std::size
 
 // Lane u of the result <- lane kNatural[u] of [even 0..14 | odd 1..15 | even 16..30 | odd 17..31].
 alignas(64) constexpr uint16_t kNatural[32] = {0,  8,  1,  9,  2,  10, 3,  11, 4,  12, 5,  13, 6,  14, 7,  15,
-                                                16, 24, 17, 25, 18, 26, 19, 27, 20, 28, 21, 29, 22, 30, 23, 31};
+                                               16, 24, 17, 25, 18, 26, 19, 27, 20, 28, 21, 29, 22, 30, 23, 31};
 
 // Finishes a block in 16 bits when every vector's total is < 2^16 (d_even <= 512, entries <= 127): the four
 // quarters (subspaces) of the even / odd accumulators are summed by a 4 x 4 transpose of 128-bit lanes, put
@@ -94,10 +94,10 @@ inline uint32_t finish_block16(__m512i lo_a, __m512i lo_b, __m512i hi_a, __m512i
   const __m512i lo_even = _mm512_sub_epi16(lo_a, _mm512_slli_epi16(lo_b, 8));
   const __m512i hi_even = _mm512_sub_epi16(hi_a, _mm512_slli_epi16(hi_b, 8));
   // [A0+A2, A1+A3, B0+B2, B1+B3] for A = lo_even, B = lo_b; the same for C = hi_even, D = hi_b
-  const __m512i ab = _mm512_add_epi16(_mm512_shuffle_i64x2(lo_even, lo_b, 0x44),
-                                      _mm512_shuffle_i64x2(lo_even, lo_b, 0xee));
-  const __m512i cd = _mm512_add_epi16(_mm512_shuffle_i64x2(hi_even, hi_b, 0x44),
-                                      _mm512_shuffle_i64x2(hi_even, hi_b, 0xee));
+  const __m512i ab =
+      _mm512_add_epi16(_mm512_shuffle_i64x2(lo_even, lo_b, 0x44), _mm512_shuffle_i64x2(lo_even, lo_b, 0xee));
+  const __m512i cd =
+      _mm512_add_epi16(_mm512_shuffle_i64x2(hi_even, hi_b, 0x44), _mm512_shuffle_i64x2(hi_even, hi_b, 0xee));
   // [sum A, sum B, sum C, sum D]: even vectors 0..14, odd 1..15, even 16..30, odd 17..31
   const __m512i sums = _mm512_add_epi16(_mm512_shuffle_i64x2(ab, cd, 0x88), _mm512_shuffle_i64x2(ab, cd, 0xdd));
   const __m512i v = _mm512_permutexvar_epi16(_mm512_load_si512(kNatural), sums);

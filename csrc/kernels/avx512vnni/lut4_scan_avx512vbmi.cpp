@@ -29,15 +29,15 @@ namespace {
 constexpr std::size_t kPrefetchBytes = 4096;
 
 // byte 4 v + s <- byte 16 s + v of a row (v < 16 vectors, s < 4 subspaces)
-alignas(64) constexpr uint8_t kTranspose[64] = {
-    0,  16, 32, 48, 1,  17, 33, 49, 2,  18, 34, 50, 3,  19, 35, 51, 4,  20, 36, 52, 5,  21,
-    37, 53, 6,  22, 38, 54, 7,  23, 39, 55, 8,  24, 40, 56, 9,  25, 41, 57, 10, 26, 42, 58,
-    11, 27, 43, 59, 12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
+alignas(64) constexpr uint8_t kTranspose[64] = {0,  16, 32, 48, 1,  17, 33, 49, 2,  18, 34, 50, 3,  19, 35, 51,
+                                                4,  20, 36, 52, 5,  21, 37, 53, 6,  22, 38, 54, 7,  23, 39, 55,
+                                                8,  24, 40, 56, 9,  25, 41, 57, 10, 26, 42, 58, 11, 27, 43, 59,
+                                                12, 28, 44, 60, 13, 29, 45, 61, 14, 30, 46, 62, 15, 31, 47, 63};
 // 16 s for byte 4 v + s: the start of subspace s's entries in the row's table
-alignas(64) constexpr uint8_t kSubspaceBase[64] = {
-    0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48,
-    0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48,
-    0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48};
+alignas(64) constexpr uint8_t kSubspaceBase[64] = {0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48,
+                                                   0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48,
+                                                   0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48,
+                                                   0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48};
 
 struct RowIndex {
   __m512i lo, hi;  // table indices of vectors 0..15 (low nibbles) and 16..31 (high nibbles)
@@ -89,13 +89,15 @@ void scan_queries(const uint8_t* lut, std::size_t lut_stride, std::size_t d_even
       const bool have = half == 0 ? r < rows : (pairs & 1) != 0;
       if (!have) continue;
       const std::size_t off = 64 * r;
-      const __m512i codes = half == 0 ? _mm512_loadu_si512(block + off)
-                                      : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + off)));
+      const __m512i codes =
+          half == 0 ? _mm512_loadu_si512(block + off)
+                    : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + off)));
       const RowIndex idx = row_index(codes, transpose, base, nibble);
       for (int j = 0; j < NQ; ++j) {
         const uint8_t* t = lut + j * lut_stride + off;
-        const __m512i table = half == 0 ? _mm512_loadu_si512(t)
-                                        : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t)));
+        const __m512i table = half == 0
+                                  ? _mm512_loadu_si512(t)
+                                  : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(t)));
         lo[j] = _mm512_dpbusd_epi32(lo[j], _mm512_permutexvar_epi8(idx.lo, table), ones);
         hi[j] = _mm512_dpbusd_epi32(hi[j], _mm512_permutexvar_epi8(idx.hi, table), ones);
       }

@@ -55,10 +55,10 @@ void scan_blocks(const uint8_t* lut, std::size_t m, const uint8_t* packed, uint1
     }
   }
   // vector 2w is even lane w, vector 2w + 1 odd lane w: interleave back into vector order
-  alignas(64) static const uint16_t kInterleave[64] = {
-      0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39, 8,  40, 9,  41, 10, 42,
-      11, 43, 12, 44, 13, 45, 14, 46, 15, 47, 16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53,
-      22, 54, 23, 55, 24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  alignas(64) static const uint16_t kInterleave[64] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                       8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47,
+                                                       16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                                       24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
   const __m512i idx_lo = _mm512_load_si512(kInterleave), idx_hi = _mm512_load_si512(kInterleave + 32);
   const __m512i vthr = _mm512_set1_epi16(static_cast<short>(thr));
   for (int i = 0; i < NB; ++i) {

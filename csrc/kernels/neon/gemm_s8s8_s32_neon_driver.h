@@ -19,8 +19,8 @@ constexpr std::size_t kNR = 8;  // columns per panel: two int32x4 accumulators p
 constexpr int kMR = 8;          // rows per micro-kernel: 16 accumulators of the 32 q registers
 
 template <int R>
-void micro_kernel(const int8_t* a, std::size_t lda, std::size_t k, const uint8_t* b, int32_t* c,
-                  std::size_t ldc, std::size_t ncols) {
+void micro_kernel(const int8_t* a, std::size_t lda, std::size_t k, const uint8_t* b, int32_t* c, std::size_t ldc,
+                  std::size_t ncols) {
   int32x4_t acc0[R], acc1[R];
   for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = vdupq_n_s32(0);
   const std::size_t groups = (k + kKGroup - 1) / kKGroup;

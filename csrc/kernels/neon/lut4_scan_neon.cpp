@@ -64,8 +64,7 @@ void scan_one(const uint8_t* lut, std::size_t d_even, const uint8_t* packed, std
 // Queries one at a time: sharing the code loads between queries, as the x86 scans do, is left until it can
 // be measured on real ARM hardware (under qemu, timings mean nothing).
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
-               uint32_t* masks) {
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds, uint32_t* masks) {
   for (std::size_t j = 0; j < nq; ++j) {
     scan_one(lut + j * lut_stride, d_even, packed, nblocks, out + j * out_stride, thresholds[j], masks + j * nblocks);
   }

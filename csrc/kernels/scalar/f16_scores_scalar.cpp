@@ -16,7 +16,7 @@ float f16_to_f32(uint16_t h) {
     bits = sign | ((exp + 112) << 23) | (mant << 13);  // normal: rebias 15 -> 127
   } else if (mant == 0) {
     bits = sign;  // +-0
-  } else {  // subnormal half: normalize
+  } else {        // subnormal half: normalize
     exp = 113;
     while ((mant & 0x400u) == 0) {
       mant <<= 1;

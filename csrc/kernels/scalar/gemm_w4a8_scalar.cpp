@@ -17,9 +17,7 @@ namespace {
 
 std::size_t column_bytes(std::size_t k) { return 16 + (k + 1) / 2; }
 
-std::size_t packed_bytes(std::size_t n, std::size_t k, std::size_t /*group_size*/) {
-  return n * column_bytes(k);
-}
+std::size_t packed_bytes(std::size_t n, std::size_t k, std::size_t /*group_size*/) { return n * column_bytes(k); }
 
 void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, const int8_t* levels,
           std::size_t /*group_size*/, uint8_t* packed) {
@@ -27,8 +25,7 @@ void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, c
     uint8_t* col = packed + j * column_bytes(k);
     std::memcpy(col, levels + j * 16, 16);
     std::memset(col + 16, 0, (k + 1) / 2);
-    for (std::size_t p = 0; p < k; ++p)
-      col[16 + p / 2] |= static_cast<uint8_t>(codes[j * ldc + p] << (4 * (p & 1)));
+    for (std::size_t p = 0; p < k; ++p) col[16 + p / 2] |= static_cast<uint8_t>(codes[j * ldc + p] << (4 * (p & 1)));
   }
 }
 
@@ -50,8 +47,7 @@ void gemm(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std
           x.d[(i * x.n + j) * x.groups + g] = d;
           continue;
         }
-        if (x.zeros != nullptr)
-          d -= static_cast<int32_t>(x.zeros[j * x.groups + g]) * x.asum[i * x.groups + g];
+        if (x.zeros != nullptr) d -= static_cast<int32_t>(x.zeros[j * x.groups + g]) * x.asum[i * x.groups + g];
         sum += x.scales[j * x.groups + g] * static_cast<float>(d);
       }
       if (x.out != nullptr) {

@@ -7,8 +7,7 @@ namespace kernels {
 namespace scalar {
 
 void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even, const uint8_t* packed,
-               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds,
-               uint32_t* masks) {
+               std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds, uint32_t* masks) {
   const std::size_t block_bytes = 16 * d_even;
   for (std::size_t j = 0; j < nq; ++j) {
     const uint8_t* tables = lut + j * lut_stride;  // query j: d_even tables of 16 entries
