@@ -919,10 +919,8 @@ PYBIND11_MODULE(_core, m) {
       "force_kernel_variant",
       [](const std::string& op, const std::string& variant) {
         switch (medqk::force_kernel_variant(op, variant)) {
-          case medqk::ForceResult::ok:
-            return;
-          case medqk::ForceResult::unknown_operation:
-            throw py::value_error("unknown kernel operation '" + op + "'");
+          case medqk::ForceResult::ok: return;
+          case medqk::ForceResult::unknown_operation: throw py::value_error("unknown kernel operation '" + op + "'");
           case medqk::ForceResult::unknown_variant:
             throw py::value_error("operation '" + op + "' has no variant '" + variant + "' in this build");
           case medqk::ForceResult::not_runnable:

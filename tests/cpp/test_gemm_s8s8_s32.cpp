@@ -17,21 +17,11 @@ void fill(std::vector<int8_t>& v, Fill f, std::mt19937& rng, bool negate) {
   std::uniform_int_distribution<int> any(-128, 127), coin(0, 1);
   for (auto& x : v) {
     switch (f) {
-      case Fill::random:
-        x = static_cast<int8_t>(any(rng));
-        break;
-      case Fill::all_min:
-        x = -128;
-        break;
-      case Fill::all_max:
-        x = negate ? -128 : 127;
-        break;
-      case Fill::mixed_extremes:
-        x = coin(rng) ? int8_t(127) : int8_t(-128);
-        break;
-      case Fill::zeros:
-        x = 0;
-        break;
+      case Fill::random: x = static_cast<int8_t>(any(rng)); break;
+      case Fill::all_min: x = -128; break;
+      case Fill::all_max: x = negate ? -128 : 127; break;
+      case Fill::mixed_extremes: x = coin(rng) ? int8_t(127) : int8_t(-128); break;
+      case Fill::zeros: x = 0; break;
     }
   }
 }

@@ -127,22 +127,14 @@ void few_rows(const int8_t* abuf, std::size_t kp, std::size_t kc, const uint8_t*
 void few_rows(const int8_t* abuf, std::size_t mr, std::size_t kp, std::size_t kc, const uint8_t* packed,
               std::size_t panel_bytes, std::size_t n0, std::size_t n1, int32_t* c, std::size_t ldc) {
   switch (mr) {
-    case 1:
-      return few_rows<1>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 2:
-      return few_rows<2>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 3:
-      return few_rows<3>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 4:
-      return few_rows<4>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 5:
-      return few_rows<5>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 6:
-      return few_rows<6>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    case 7:
-      return few_rows<7>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
-    default:
-      return few_rows<8>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 1: return few_rows<1>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 2: return few_rows<2>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 3: return few_rows<3>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 4: return few_rows<4>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 5: return few_rows<5>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 6: return few_rows<6>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    case 7: return few_rows<7>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
+    default: return few_rows<8>(abuf, kp, kc, packed, panel_bytes, n0, n1, c, ldc);
   }
 }
 

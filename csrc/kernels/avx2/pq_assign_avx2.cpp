@@ -106,24 +106,15 @@ using GroupFn = void (*)(const float*, std::size_t, const float*, const float*, 
 
 GroupFn group_fn(std::size_t dsub) {
   switch (dsub) {
-    case 1:
-      return assign_group<1>;
-    case 2:
-      return assign_group<2>;
-    case 3:
-      return assign_group<3>;
-    case 4:
-      return assign_group<4>;
-    case 5:
-      return assign_group<5>;
-    case 6:
-      return assign_group<6>;
-    case 7:
-      return assign_group<7>;
-    case 8:
-      return assign_group<8>;
-    default:
-      return assign_group<0>;
+    case 1: return assign_group<1>;
+    case 2: return assign_group<2>;
+    case 3: return assign_group<3>;
+    case 4: return assign_group<4>;
+    case 5: return assign_group<5>;
+    case 6: return assign_group<6>;
+    case 7: return assign_group<7>;
+    case 8: return assign_group<8>;
+    default: return assign_group<0>;
   }
 }
 

@@ -8,13 +8,9 @@ void lut4_scan(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::
                std::size_t nblocks, uint32_t* out, std::size_t out_stride, const int32_t* thresholds, uint32_t* masks) {
   static_assert(kLut4MaxQueries == 4, "one case per batch size");
   switch (nq) {
-    case 1:
-      return scan_queries<1>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    case 2:
-      return scan_queries<2>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    case 3:
-      return scan_queries<3>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
-    default:
-      return scan_queries<4>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
+    case 1: return scan_queries<1>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
+    case 2: return scan_queries<2>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
+    case 3: return scan_queries<3>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
+    default: return scan_queries<4>(lut, lut_stride, d_even, packed, nblocks, out, out_stride, thresholds, masks);
   }
 }
