@@ -88,6 +88,8 @@ class QuantizedLinear:
         self.qweight = qweight
         self.bias = bias
         self._packed = pack_w4(qweight.codes, qweight.levels, qweight.kernel_group_size)
+        self._scales = np.ascontiguousarray(qweight.scales)  # float32 (N, G), checked by QuantizedWeight
+        self._zeros = None if qweight.zeros is None else np.ascontiguousarray(qweight.zeros)
         return self
 
     @classmethod
@@ -239,11 +241,13 @@ class QuantizedLinear:
         if m == 0:  # an empty batch, as torch.nn.Linear: an empty result
             return np.empty((*lead, self.out_features), dtype=np.float32)
         if self.scheme != "int8":
-            from .kernels import gemm_w4a8_f32, quantize_rows_s8
+            from .kernels import _gemm_w4a8_f32_checked, quantize_rows_s8
 
+            # the tables were checked once, when QuantizedWeight was built; the activations' codes and row
+            # scales come from quantize_rows_s8: no per-call scan of scales, zeros or bias
             q, row_scales = quantize_rows_s8(x)
-            qw = self.qweight
-            out = gemm_w4a8_f32(q, row_scales, self._packed, qw.scales, qw.zeros, self.bias, threads=threads)
+            out = _gemm_w4a8_f32_checked(q, row_scales, self._packed, self._scales, self._zeros, self.bias,
+                                         nthreads)
             return out.reshape(*lead, self.out_features)
         if self._packed.backend == "native":
             out = _backend._core.linear_s8(x, self._packed._native, self.weight_scales, self.bias, nthreads)

@@ -324,7 +324,13 @@ def gemm_w4a8_f32(a: np.ndarray, row_scale: np.ndarray, packed: PackedW4, scales
         zeros = np.ascontiguousarray(zeros)
     if bias is not None:
         bias = _float_vector(bias, "bias", n, "one per output row of the weights")
-    nthreads = threads_arg(threads)
+    return _gemm_w4a8_f32_checked(a, row_scale, packed, scales, zeros, bias, threads_arg(threads))
+
+
+def _gemm_w4a8_f32_checked(a, row_scale, packed, scales, zeros, bias, nthreads: int) -> np.ndarray:
+    """gemm_w4a8_f32 on arguments already checked (a caller that validated its tables once, such as
+    QuantizedLinear, skips the per-call scans of scales, zeros and bias)."""
+    m, n = a.shape[0], packed.n
     if packed.backend == "native":
         return _backend._core.gemm_w4a8_f32(a, row_scale, packed._native, scales, zeros, bias, nthreads)
     from . import _numba_w4
