@@ -26,15 +26,6 @@ def run_python(code: str, **env) -> subprocess.CompletedProcess:
 PATH_INCLUDES = {"scalar": {"scalar"}, "avx2": {"avx2", "scalar"}, "avx512vnni": {"avx512vnni", "avx2", "scalar"},
                  "amx": {"amx", "avx512vnni", "avx2", "scalar"}, "neon": {"neon", "scalar"},
                  "neon_dotprod": {"neon_dotprod", "neon", "scalar"}}
-# Each operation's chain, best first, as documented (csrc/runtime/dispatch.cpp): a build holds a subsequence.
-CHAINS = {"gemm_s8s8_s32": ["amx", "avx512vnni", "avx2", "neon_dotprod", "neon", "scalar"],
-          "lut4_scan": ["avx512vbmi", "avx512vnni", "avx2", "neon", "scalar"],
-          "pq8_scan": ["avx512vbmi", "avx2", "neon", "scalar"],
-          "f16_scores": ["avx2", "neon", "scalar"],
-          "s8_score_candidates": ["avx2", "neon", "scalar"],
-          "pq_assign": ["avx2", "neon", "scalar"],
-          "quantize_rows_s8": ["avx2", "scalar"],
-          "gemm_w4a8": ["avx512vnni", "avx2", "scalar"]}
 
 
 def test_info_contents():
@@ -46,14 +37,16 @@ def test_info_contents():
     if not NATIVE:
         assert info["kernels"] == {}
         return
-    assert list(info["kernels"]) == list(CHAINS)
+    ops = list(medqk._core.kernel_operations())
+    assert list(info["kernels"]) == ops and "gemm_s8s8_s32" in ops and len(set(ops)) == len(ops)
     if info["backend"] == "numba":  # MEDQK_BACKEND=numba: every operation runs its Numba twin
         assert set(info["kernels"].values()) == {"numba"}
     with medqk.use_backend("native"):  # the native dispatch, whatever MEDQK_BACKEND chose
         info = medqk.info()
-    assert "scalar" in info["isas_built"] and info["isas_supported"][-1] == "scalar"
+    assert info["isas_built"][-1] == "scalar" and info["isas_supported"][-1] == "scalar"  # best first
+    assert info["isas_supported"] == [i for i in info["isas_built"] if i in info["isas_supported"]]
     assert info["isa"] in info["isas_supported"]
-    assert info["kernels"] == {op: medqk._core.kernel_variant(op, info["isa"]) for op in CHAINS}
+    assert info["kernels"] == {op: medqk._core.kernel_variant(op, info["isa"]) for op in ops}
     assert info["threads"]["native"] >= 1
 
 
@@ -61,11 +54,14 @@ def test_info_contents():
 def test_kernel_chains_pick_the_first_variant_the_cpu_path_runs():
     features = medqk.info()["cpu_features"]
     variants = medqk.kernel_variants()
-    assert list(variants) == list(CHAINS)
+    assert list(variants) == list(medqk._core.kernel_operations())
+    built = medqk.info()["isas_built"]  # the ISA preference order, best first
     supported = set(medqk.available_isas())
     for op, chain in variants.items():
         names = [v["name"] for v in chain]
-        assert names == [n for n in CHAINS[op] if n in names], op  # documented order, best first
+        # best first: ISA paths in preference order, and on one path a variant needing extra features first
+        rank = [(built.index(v["isa"]), not v["needs"]) for v in chain]
+        assert rank == sorted(rank) and len(set(names)) == len(names), (op, names)
         assert names[-1] == "scalar"
         for v in chain:  # every ISA built has a GEMM; a variant exists only where its ISA is built
             assert v["isa"] in medqk.info()["isas_built"]

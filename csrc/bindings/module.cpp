@@ -870,9 +870,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_features", &cpu_features_dict, "Features detected on this CPU (cpuid + xgetbv / getauxval).");
   m.def("isas_built", [] {
     std::vector<std::string> out;
-    for (int i = 0; i < medqk::kNumIsas; ++i) {
-      if (medqk::isa_built(static_cast<medqk::Isa>(i))) out.emplace_back(medqk::isa_name(static_cast<medqk::Isa>(i)));
-    }
+    for (medqk::Isa isa : medqk::built_isas()) out.emplace_back(medqk::isa_name(isa));
     return out;
   });
   m.def("isas_supported", [] {

@@ -45,6 +45,9 @@ struct GemmS8Kernel {
   GemmS8S32* gemm;
   GemmS8F32* gemm_f32;
 };
+struct GemmS8Op {  // the operation, for runtime::kernel<Op>: what one variant provides
+  using Fn = GemmS8Kernel;
+};
 
 // What every GEMM ISA defines (kernels/<isa>/gemm_s8s8_s32_<isa>.cpp), declared in its namespace below.
 #define MEDQK_GEMM_S8_DECLARATIONS              \

@@ -47,6 +47,9 @@ struct GemmW4Kernel {
   GemmW4Pack* pack;
   GemmW4A8* gemm;
 };
+struct GemmW4A8Op {  // the operation, for runtime::kernel<Op>: what one variant provides
+  using Fn = const GemmW4Kernel*;
+};
 
 // What every W4A8 ISA defines (kernels/<isa>/gemm_w4a8_<isa>.cpp), declared in its namespace below.
 #define MEDQK_GEMM_W4_DECLARATIONS extern const GemmW4Kernel kGemmW4A8;

@@ -39,6 +39,9 @@ using Lut4Scan = void(const uint8_t* lut, std::size_t lut_stride, std::size_t nq
                       const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
                       const int32_t* thresholds, uint32_t* masks);
 using Lut4ScanFn = Lut4Scan*;
+struct Lut4ScanOp {  // the operation, for runtime::kernel<Op>: what one variant provides
+  using Fn = Lut4ScanFn;
+};
 
 namespace scalar {
 Lut4Scan lut4_scan;

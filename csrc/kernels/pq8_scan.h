@@ -36,6 +36,16 @@ using Pq8ScanGroup = std::size_t(const uint8_t* lut_t, std::size_t m, const uint
                                  const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums);
 using Pq8ScanGroupFn = Pq8ScanGroup*;
 
+// The operation, for runtime::kernel<Op>: the scan of one query, and its group form where that beats scanning
+// query by query (else nullptr: pq8_search_topk then scans one query at a time).
+struct Pq8Kernel {
+  Pq8ScanFn scan;
+  Pq8ScanGroupFn group;
+};
+struct Pq8ScanOp {
+  using Fn = Pq8Kernel;
+};
+
 namespace scalar {
 Pq8Scan pq8_scan;
 Pq8ScanGroup pq8_scan_group;

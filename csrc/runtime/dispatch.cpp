@@ -15,6 +15,15 @@
 #include <string>
 #include <vector>
 
+#include "kernels/f16_scores.h"
+#include "kernels/gemm_s8s8_s32.h"
+#include "kernels/gemm_w4a8.h"
+#include "kernels/lut4_scan.h"
+#include "kernels/pq8_scan.h"
+#include "kernels/pq_assign.h"
+#include "kernels/quantize_rows.h"
+#include "kernels/s8_score.h"
+
 namespace medqk {
 namespace {
 
@@ -167,199 +176,172 @@ class Chain final : public Operation {
   Isa variant_isa(std::size_t i) const override { return variants_[i].isa; }
   unsigned variant_needs(std::size_t i) const override { return variants_[i].needs; }
   const Fn& get(Isa path) const { return variants_[choose(path)].fn; }
-  Fn by_name(const std::string& variant, Fn missing) const {
+  const Fn* by_name(const std::string& variant) const {
     const int i = find(variant);
-    return i < 0 ? missing : variants_[static_cast<std::size_t>(i)].fn;
+    return i < 0 ? nullptr : &variants_[static_cast<std::size_t>(i)].fn;
   }
 
  private:
   std::vector<Variant<Fn>> variants_;
 };
 
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------------
-// The chains. Adding a kernel: one line in its operation's chain. Adding an ISA: its line in each chain it
-// has a kernel for, plus cpu_has / path_includes above.
+// The operations, each declared once: MEDQK_OPERATION(name, tag, forceable, variants best first). A
+// variant is written once, inside the ON_<ISA>(...) of its ISA, which keeps it only where that ISA is built
+// into this binary; every chain ends with scalar. Adding a kernel: one line in its chain. Adding an
+// operation: its tag in its kernel header and one MEDQK_OPERATION here (the getter runtime::kernel<Op>,
+// the table of kernel_variants() and medqk.info()["kernels"] follow). Adding an ISA: its IsaEntry above
+// and its ON_<ISA> below, then a line in each chain it has a kernel for.
 // ---------------------------------------------------------------------------------------------------
+#if defined(MEDQK_BUILD_AMX)
+#define ON_AMX(...) __VA_ARGS__,
+#else
+#define ON_AMX(...)
+#endif
+#if defined(MEDQK_BUILD_AVX512VNNI)
+#define ON_AVX512VNNI(...) __VA_ARGS__,
+#else
+#define ON_AVX512VNNI(...)
+#endif
+#if defined(MEDQK_BUILD_AVX2)
+#define ON_AVX2(...) __VA_ARGS__,
+#else
+#define ON_AVX2(...)
+#endif
+#if defined(MEDQK_BUILD_NEON_DOTPROD)
+#define ON_NEON_DOTPROD(...) __VA_ARGS__,
+#else
+#define ON_NEON_DOTPROD(...)
+#endif
+#if defined(MEDQK_BUILD_NEON)
+#define ON_NEON(...) __VA_ARGS__,
+#else
+#define ON_NEON(...)
+#endif
+
+namespace runtime {
+namespace {
+
+// The operations in declaration order (kernel_variants(), medqk.info()); each MEDQK_OPERATION adds its own.
+std::vector<Operation*>& registry() {
+  static std::vector<Operation*> ops;
+  return ops;
+}
+struct Registration {
+  explicit Registration(Operation& op) { registry().push_back(&op); }
+};
+
+template <class Op>
+Chain<typename Op::Fn>& chain();  // one specialization per MEDQK_OPERATION
+
+}  // namespace
+
+template <class Op>
+const typename Op::Fn& kernel(Isa isa) {
+  return chain<Op>().get(isa);
+}
+
+template <class Op>
+const typename Op::Fn* kernel_variant_by_name(const std::string& name) {
+  return chain<Op>().by_name(name);
+}
+
+// The chain of `tag`, its getters, and its place in the table, from one declaration.
+#define MEDQK_OPERATION(name, tag, forceable, ...)            \
+  namespace {                                                 \
+  template <>                                                 \
+  Chain<tag::Fn>& chain<tag>() {                              \
+    static Chain<tag::Fn> c(#name, forceable, {__VA_ARGS__}); \
+    return c;                                                 \
+  }                                                           \
+  const Registration registration_##name(chain<tag>());       \
+  }                                                           \
+  template const tag::Fn& kernel<tag>(Isa);                   \
+  template const tag::Fn* kernel_variant_by_name<tag>(const std::string&);
+
+namespace k = kernels;
+constexpr bool kForceable = true;
 
 // The GEMM's packed layout belongs to its ISA (pack_s8 / gemm_s8s8_s32_packed take the ISA), so each
 // path runs its own kernel and the GEMM is chosen with set_isa, not forced.
-Chain<const kernels::GemmS8Kernel*>& gemm_chain() {
-  namespace k = kernels;
-#if defined(MEDQK_BUILD_AMX)
-  static const k::GemmS8Kernel amx = {k::amx::kGemmS8PanelCols, k::amx::gemm_s8s8_s32_packed_bytes,
-                                      k::amx::gemm_s8s8_s32_pack, k::amx::gemm_s8s8_s32, nullptr};
-#endif
-#if defined(MEDQK_BUILD_AVX512VNNI)
-  static const k::GemmS8Kernel avx512vnni = {k::avx512vnni::kGemmS8PanelCols, k::avx512vnni::gemm_s8s8_s32_packed_bytes,
-                                             k::avx512vnni::gemm_s8s8_s32_pack, k::avx512vnni::gemm_s8s8_s32,
-                                             k::avx512vnni::gemm_s8s8_f32};
-#endif
-#if defined(MEDQK_BUILD_AVX2)
-  static const k::GemmS8Kernel avx2 = {k::avx2::kGemmS8PanelCols, k::avx2::gemm_s8s8_s32_packed_bytes,
-                                       k::avx2::gemm_s8s8_s32_pack, k::avx2::gemm_s8s8_s32, nullptr};
-#endif
-#if defined(MEDQK_BUILD_NEON_DOTPROD)
-  static const k::GemmS8Kernel neon_dotprod = {
-      k::neon_dotprod::kGemmS8PanelCols, k::neon_dotprod::gemm_s8s8_s32_packed_bytes,
-      k::neon_dotprod::gemm_s8s8_s32_pack, k::neon_dotprod::gemm_s8s8_s32, nullptr};
-#endif
-#if defined(MEDQK_BUILD_NEON)
-  static const k::GemmS8Kernel neon = {k::neon::kGemmS8PanelCols, k::neon::gemm_s8s8_s32_packed_bytes,
-                                       k::neon::gemm_s8s8_s32_pack, k::neon::gemm_s8s8_s32, nullptr};
-#endif
-  static const k::GemmS8Kernel scalar = {k::scalar::kGemmS8PanelCols, k::scalar::gemm_s8s8_s32_packed_bytes,
-                                         k::scalar::gemm_s8s8_s32_pack, k::scalar::gemm_s8s8_s32, nullptr};
-  static Chain<const k::GemmS8Kernel*> chain("gemm_s8s8_s32", /*forceable=*/false,
-                                             {
-#if defined(MEDQK_BUILD_AMX)
-                                                 {"amx", Isa::amx, kNoExtra, &amx},
-#endif
-#if defined(MEDQK_BUILD_AVX512VNNI)
-                                                 {"avx512vnni", Isa::avx512vnni, kNoExtra, &avx512vnni},
-#endif
-#if defined(MEDQK_BUILD_AVX2)
-                                                 {"avx2", Isa::avx2, kNoExtra, &avx2},
-#endif
-#if defined(MEDQK_BUILD_NEON_DOTPROD)
-                                                 {"neon_dotprod", Isa::neon_dotprod, kNoExtra, &neon_dotprod},
-#endif
-#if defined(MEDQK_BUILD_NEON)
-                                                 {"neon", Isa::neon, kNoExtra, &neon},
-#endif
-                                                 {"scalar", Isa::scalar, kNoExtra, &scalar},
-                                             });
-  return chain;
-}
+#define GEMM_S8(ns)                                                                                              \
+  k::GemmS8Kernel {                                                                                              \
+    k::ns::kGemmS8PanelCols, k::ns::gemm_s8s8_s32_packed_bytes, k::ns::gemm_s8s8_s32_pack, k::ns::gemm_s8s8_s32, \
+        GEMM_S8_F32_##ns                                                                                         \
+  }
+#define GEMM_S8_F32_amx nullptr
+#define GEMM_S8_F32_avx512vnni k::avx512vnni::gemm_s8s8_f32  // the fused float epilogue
+#define GEMM_S8_F32_avx2 nullptr
+#define GEMM_S8_F32_neon_dotprod nullptr
+#define GEMM_S8_F32_neon nullptr
+#define GEMM_S8_F32_scalar nullptr
+MEDQK_OPERATION(gemm_s8s8_s32, k::GemmS8Op, !kForceable,                                               //
+                ON_AMX({"amx", Isa::amx, kNoExtra, GEMM_S8(amx)})                                      //
+                ON_AVX512VNNI({"avx512vnni", Isa::avx512vnni, kNoExtra, GEMM_S8(avx512vnni)})          //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, GEMM_S8(avx2)})                                  //
+                ON_NEON_DOTPROD({"neon_dotprod", Isa::neon_dotprod, kNoExtra, GEMM_S8(neon_dotprod)})  //
+                ON_NEON({"neon", Isa::neon, kNoExtra, GEMM_S8(neon)})                                  //
+                {"scalar", Isa::scalar, kNoExtra, GEMM_S8(scalar)})
 
-// The W4A8 weight GEMM: each variant is a layout and its kernel. It is forceable (tests reach every variant);
-// a caller packs and multiplies under one choice (the Python PackedW4 records the variant and checks it).
-Chain<const kernels::GemmW4Kernel*>& gemm_w4a8_chain() {
-  static Chain<const kernels::GemmW4Kernel*> chain(
-      "gemm_w4a8", true,
-      {
-#if defined(MEDQK_BUILD_AVX512VNNI)
-          {"avx512vnni", Isa::avx512vnni, kNoExtra, &kernels::avx512vnni::kGemmW4A8},  // vpdpbusd
-#endif
-#if defined(MEDQK_BUILD_AVX2)
-          {"avx2", Isa::avx2, kNoExtra, &kernels::avx2::kGemmW4A8},
-#endif
-#if defined(MEDQK_BUILD_NEON_DOTPROD)
-          {"neon_dotprod", Isa::neon_dotprod, kNoExtra, &kernels::neon_dotprod::kGemmW4A8},  // tbl, sdot
-#endif
-#if defined(MEDQK_BUILD_NEON)
-          {"neon", Isa::neon, kNoExtra, &kernels::neon::kGemmW4A8},  // tbl, smull + smlal2 + sadalp
-#endif
-          {"scalar", Isa::scalar, kNoExtra, &kernels::scalar::kGemmW4A8},
-      });
-  return chain;
-}
-
-Chain<kernels::Lut4ScanFn>& lut4_scan_chain() {
-  static Chain<kernels::Lut4ScanFn> chain(
-      "lut4_scan", true,
-      {
-#if defined(MEDQK_BUILD_AVX512VNNI)
-          {"avx512vbmi", Isa::avx512vnni, kVbmi, kernels::avx512vnni::lut4_scan_vbmi},  // vpermb, 32-bit sums
-          {"avx512vnni", Isa::avx512vnni, kNoExtra, kernels::avx512vnni::lut4_scan},    // vpshufb on 512 bits
-#endif
-#if defined(MEDQK_BUILD_AVX2)
-          {"avx2", Isa::avx2, kNoExtra, kernels::avx2::lut4_scan},
-#endif
-#if defined(MEDQK_BUILD_NEON)
-          {"neon", Isa::neon, kNoExtra, kernels::neon::lut4_scan},  // table lookups gain nothing from sdot
-#endif
-          {"scalar", Isa::scalar, kNoExtra, kernels::scalar::lut4_scan},
-      });
-  return chain;
-}
+// The 4-bit scan: vpermb (VBMI, 32-bit sums), vpshufb on 512 bits, on 256 bits; NEON tbl (table lookups gain
+// nothing from sdot)
+MEDQK_OPERATION(lut4_scan, k::Lut4ScanOp, kForceable,                                                 //
+                ON_AVX512VNNI({"avx512vbmi", Isa::avx512vnni, kVbmi, k::avx512vnni::lut4_scan_vbmi})  //
+                ON_AVX512VNNI({"avx512vnni", Isa::avx512vnni, kNoExtra, k::avx512vnni::lut4_scan})    //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::lut4_scan})                            //
+                ON_NEON({"neon", Isa::neon, kNoExtra, k::neon::lut4_scan})                            //
+                {"scalar", Isa::scalar, kNoExtra, k::scalar::lut4_scan})
 
 // The 8-bit scan, one query at a time, and (where it beats that) its group form over kPq8Group queries:
 // AVX2 has only 16-entry byte shuffles (16 sub-table lookups per code), so sharing each code byte across a
 // group wins; vpermi2b (AVX-512 VBMI: Ice Lake, Zen 4 and later) and NEON tbl look up 128 / 64 entries at
 // once, and one query at a time is faster there.
-Chain<runtime::Pq8Kernel>& pq8_scan_chain() {
-  static Chain<runtime::Pq8Kernel> chain(
-      "pq8_scan", true,
-      {
-#if defined(MEDQK_BUILD_AVX512VNNI)
-          {"avx512vbmi", Isa::avx512vnni, kVbmi, {kernels::avx512vnni::pq8_scan, nullptr}},
-#endif
-#if defined(MEDQK_BUILD_AVX2)
-          {"avx2", Isa::avx2, kNoExtra, {kernels::avx2::pq8_scan, kernels::avx2::pq8_scan_group}},
-#endif
-#if defined(MEDQK_BUILD_NEON)
-          {"neon", Isa::neon, kNoExtra, {kernels::neon::pq8_scan, nullptr}},
-#endif
-          {"scalar", Isa::scalar, kNoExtra, {kernels::scalar::pq8_scan, nullptr}},
-      });
-  return chain;
-}
+MEDQK_OPERATION(pq8_scan, k::Pq8ScanOp, kForceable,                                                        //
+                ON_AVX512VNNI({"avx512vbmi", Isa::avx512vnni, kVbmi, {k::avx512vnni::pq8_scan, nullptr}})  //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, {k::avx2::pq8_scan, k::avx2::pq8_scan_group}})       //
+                ON_NEON({"neon", Isa::neon, kNoExtra, {k::neon::pq8_scan, nullptr}})                       //
+                {"scalar", Isa::scalar, kNoExtra, {k::scalar::pq8_scan, nullptr}})
 
 // fp16 scores: F16C (part of the avx2 path) converts; no VNNI or dotprod form
-Chain<kernels::F16ScoresFn>& f16_scores_chain() {
-  static Chain<kernels::F16ScoresFn> chain("f16_scores", true,
-                                           {
-#if defined(MEDQK_BUILD_AVX2)
-                                               {"avx2", Isa::avx2, kNoExtra, kernels::avx2::f16_scores},
-#endif
-#if defined(MEDQK_BUILD_NEON)
-                                               {"neon", Isa::neon, kNoExtra, kernels::neon::f16_scores},
-#endif
-                                               {"scalar", Isa::scalar, kNoExtra, kernels::scalar::f16_scores},
-                                           });
-  return chain;
-}
+MEDQK_OPERATION(f16_scores, k::F16ScoresOp, kForceable,                      //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::f16_scores})  //
+                ON_NEON({"neon", Isa::neon, kNoExtra, k::neon::f16_scores})  //
+                {"scalar", Isa::scalar, kNoExtra, k::scalar::f16_scores})
 
 // the +rerank:int8 candidate scoring: float multiply-adds in a fixed order, no VNNI or dotprod form
-Chain<kernels::S8ScoreCandidatesFn>& s8_score_chain() {
-  static Chain<kernels::S8ScoreCandidatesFn> chain(
-      "s8_score_candidates", true,
-      {
-#if defined(MEDQK_BUILD_AVX2)
-          {"avx2", Isa::avx2, kNoExtra, kernels::avx2::s8_score_candidates},
-#endif
-#if defined(MEDQK_BUILD_NEON)
-          {"neon", Isa::neon, kNoExtra, kernels::neon::s8_score_candidates},
-#endif
-          {"scalar", Isa::scalar, kNoExtra, kernels::scalar::s8_score_candidates},
-      });
-  return chain;
-}
+MEDQK_OPERATION(s8_score_candidates, k::S8ScoreOp, kForceable,                        //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::s8_score_candidates})  //
+                ON_NEON({"neon", Isa::neon, kNoExtra, k::neon::s8_score_candidates})  //
+                {"scalar", Isa::scalar, kNoExtra, k::scalar::s8_score_candidates})
 
 // the float PQ assignment: FMA is part of the avx2 path; sdot has nothing to add
-Chain<kernels::PqAssignFn>& pq_assign_chain() {
-  static Chain<kernels::PqAssignFn> chain("pq_assign", true,
-                                          {
-#if defined(MEDQK_BUILD_AVX2)
-                                              {"avx2", Isa::avx2, kNoExtra, kernels::avx2::pq_assign},
-#endif
-#if defined(MEDQK_BUILD_NEON)
-                                              {"neon", Isa::neon, kNoExtra, kernels::neon::pq_assign},
-#endif
-                                              {"scalar", Isa::scalar, kNoExtra, kernels::scalar::pq_assign},
-                                          });
-  return chain;
-}
+MEDQK_OPERATION(pq_assign, k::PqAssignOp, kForceable,                       //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::pq_assign})  //
+                ON_NEON({"neon", Isa::neon, kNoExtra, k::neon::pq_assign})  //
+                {"scalar", Isa::scalar, kNoExtra, k::scalar::pq_assign})
 
 // the row quantization: the portable loop is NEON code on aarch64 (the compiler vectorizes it at the
 // baseline), so only x86 has a kernel of its own
-Chain<kernels::QuantizeRowsFn>& quantize_rows_chain() {
-  static Chain<kernels::QuantizeRowsFn> chain("quantize_rows_s8", true,
-                                              {
-#if defined(MEDQK_BUILD_AVX2)
-                                                  {"avx2", Isa::avx2, kNoExtra, kernels::avx2::quantize_rows_s8},
-#endif
-                                                  {"scalar", Isa::scalar, kNoExtra, kernels::scalar::quantize_rows_s8},
-                                              });
-  return chain;
-}
+MEDQK_OPERATION(quantize_rows_s8, k::QuantizeRowsOp, kForceable,                   //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::quantize_rows_s8})  //
+                {"scalar", Isa::scalar, kNoExtra, k::scalar::quantize_rows_s8})
 
-const std::vector<Operation*>& operations() {
-  static const std::vector<Operation*> ops = {&gemm_chain(),          &lut4_scan_chain(), &pq8_scan_chain(),
-                                              &f16_scores_chain(),    &s8_score_chain(),  &pq_assign_chain(),
-                                              &quantize_rows_chain(), &gemm_w4a8_chain()};
-  return ops;
-}
+// The W4A8 weight GEMM: each variant is a layout and its kernel. It is forceable (tests reach every variant);
+// a caller packs and multiplies under one choice (the Python PackedW4 records the variant and checks it).
+MEDQK_OPERATION(gemm_w4a8, k::GemmW4A8Op, kForceable,                                                        //
+                ON_AVX512VNNI({"avx512vnni", Isa::avx512vnni, kNoExtra, &k::avx512vnni::kGemmW4A8})          // vpdpbusd
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, &k::avx2::kGemmW4A8})                                  //
+                ON_NEON_DOTPROD({"neon_dotprod", Isa::neon_dotprod, kNoExtra, &k::neon_dotprod::kGemmW4A8})  // sdot
+                ON_NEON({"neon", Isa::neon, kNoExtra, &k::neon::kGemmW4A8})  // tbl, smull + smlal2 + sadalp
+                {"scalar", Isa::scalar, kNoExtra, &k::scalar::kGemmW4A8})
+
+}  // namespace runtime
+
+namespace {
+
+const std::vector<Operation*>& operations() { return runtime::registry(); }
 
 Operation* find_operation(const std::string& op) {
   for (Operation* o : operations()) {
@@ -415,6 +397,14 @@ bool isa_built(Isa isa) {
 
 bool isa_supported(Isa isa) { return isa_built(isa) && cpu_has(isa); }
 
+std::vector<Isa> built_isas() {
+  std::vector<Isa> out;
+  for (const IsaEntry& e : kIsas) {
+    if (e.built) out.push_back(e.isa);
+  }
+  return out;
+}
+
 std::vector<Isa> supported_isas() {
   std::vector<Isa> out;
   for (const IsaEntry& e : kIsas) {
@@ -461,22 +451,4 @@ ForceResult force_kernel_variant(const std::string& op, const std::string& varia
   return o == nullptr ? ForceResult::unknown_operation : o->force(variant);
 }
 
-namespace runtime {
-
-const kernels::GemmS8Kernel* gemm_s8_kernel(Isa isa) {
-  if (!isa_built(isa)) return nullptr;
-  const Chain<const kernels::GemmS8Kernel*>& chain = gemm_chain();
-  return chain.get(isa);
-}
-
-const kernels::GemmW4Kernel* gemm_w4_kernel(Isa isa) { return gemm_w4a8_chain().get(isa); }
-kernels::Lut4ScanFn lut4_scan_kernel(Isa isa) { return lut4_scan_chain().get(isa); }
-kernels::Lut4ScanFn lut4_scan_variant(const std::string& name) { return lut4_scan_chain().by_name(name, nullptr); }
-Pq8Kernel pq8_kernel(Isa isa) { return pq8_scan_chain().get(isa); }
-kernels::F16ScoresFn f16_scores_kernel(Isa isa) { return f16_scores_chain().get(isa); }
-kernels::S8ScoreCandidatesFn s8_score_kernel(Isa isa) { return s8_score_chain().get(isa); }
-kernels::PqAssignFn pq_assign_kernel(Isa isa) { return pq_assign_chain().get(isa); }
-kernels::QuantizeRowsFn quantize_rows_kernel(Isa isa) { return quantize_rows_chain().get(isa); }
-
-}  // namespace runtime
 }  // namespace medqk

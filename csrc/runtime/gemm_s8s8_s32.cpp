@@ -1,4 +1,6 @@
 // INT8 GEMM front end: chooses the kernel row of the dispatch table and splits the work over threads.
+#include "kernels/gemm_s8s8_s32.h"
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -15,11 +17,11 @@ constexpr std::size_t kMinMacsPerThread = std::size_t(1) << 20;
 }  // namespace
 
 std::size_t pack_s8_bytes(Isa isa, std::size_t n, std::size_t k) {
-  return runtime::gemm_s8_kernel(isa)->packed_bytes(n, k);
+  return runtime::kernel<kernels::GemmS8Op>(isa).packed_bytes(n, k);
 }
 
 void pack_s8(Isa isa, const int8_t* b, std::size_t n, std::size_t k, std::size_t ldb, uint8_t* packed) {
-  runtime::gemm_s8_kernel(isa)->pack(b, n, k, ldb, packed);
+  runtime::kernel<kernels::GemmS8Op>(isa).pack(b, n, k, ldb, packed);
 }
 
 namespace {
@@ -55,7 +57,7 @@ void split(const kernels::GemmS8Kernel& kernel, std::size_t m, std::size_t n, st
 
 void gemm_s8s8_s32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
                           const uint8_t* packed, std::size_t n, int32_t* c, std::size_t ldc, int threads) {
-  const kernels::GemmS8Kernel& kernel = *runtime::gemm_s8_kernel(isa);
+  const kernels::GemmS8Kernel& kernel = runtime::kernel<kernels::GemmS8Op>(isa);
   split(kernel, m, n, k, threads, [&](std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
     kernel.gemm(a + m0 * lda, m1 - m0, k, lda, packed, n, n0, n1, c + m0 * ldc, ldc);
   });
@@ -64,7 +66,7 @@ void gemm_s8s8_s32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k
 void gemm_s8s8_f32_packed(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda,
                           const uint8_t* packed, std::size_t n, const float* row_scale, const float* col_scale,
                           const float* bias, float* out, int threads) {
-  const kernels::GemmS8Kernel& kernel = *runtime::gemm_s8_kernel(isa);
+  const kernels::GemmS8Kernel& kernel = runtime::kernel<kernels::GemmS8Op>(isa);
   split(kernel, m, n, k, threads, [&](std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
     if (kernel.gemm_f32 != nullptr) {
       const kernels::F32Epilogue ep{row_scale + m0, col_scale, bias};

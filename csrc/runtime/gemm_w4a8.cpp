@@ -1,5 +1,7 @@
 // W4A8 GEMM front end: the kernel row of the dispatch table, the activation group sums the zero points need,
 // and the split over threads.
+#include "kernels/gemm_w4a8.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -10,12 +12,12 @@
 namespace medqk {
 
 std::size_t pack_w4_bytes(Isa isa, std::size_t n, std::size_t k, std::size_t group_size) {
-  return runtime::gemm_w4_kernel(isa)->packed_bytes(n, k, group_size);
+  return runtime::kernel<kernels::GemmW4A8Op>(isa)->packed_bytes(n, k, group_size);
 }
 
 void pack_w4(Isa isa, const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, const int8_t* levels,
              std::size_t group_size, uint8_t* packed) {
-  runtime::gemm_w4_kernel(isa)->pack(codes, n, k, ldc, levels, group_size, packed);
+  runtime::kernel<kernels::GemmW4A8Op>(isa)->pack(codes, n, k, ldc, levels, group_size, packed);
 }
 
 namespace {
@@ -64,7 +66,7 @@ void gemm_w4a8_s32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::
                    std::size_t n, std::size_t group_size, int32_t* d, int threads) {
   kernels::W4A8Args args = operands(a, m, k, lda, packed, n, group_size);
   args.d = d;
-  run(*runtime::gemm_w4_kernel(isa), args, threads);
+  run(*runtime::kernel<kernels::GemmW4A8Op>(isa), args, threads);
 }
 
 void gemm_w4a8_f32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::size_t lda, const uint8_t* packed,
@@ -84,7 +86,7 @@ void gemm_w4a8_f32(Isa isa, const int8_t* a, std::size_t m, std::size_t k, std::
   args.zeros = zeros;
   args.asum = zeros != nullptr ? asum.data() : nullptr;
   args.bias = bias;
-  run(*runtime::gemm_w4_kernel(isa), args, threads);
+  run(*runtime::kernel<kernels::GemmW4A8Op>(isa), args, threads);
 }
 
 }  // namespace medqk

@@ -17,6 +17,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/lut4_scan.h"
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
 #include "runtime/code_layout.h"
@@ -74,7 +75,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
                      const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
                      const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist,
                      std::size_t topk, float* keys, int64_t* ids, int threads) {
-  const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
+  const kernels::Lut4ScanFn scan = runtime::kernel<kernels::Lut4ScanOp>(isa);
   constexpr std::size_t kGroup = kernels::kLut4MaxQueries;
   const std::size_t d_even = layout::lut4_even(d);
   const std::size_t block_bytes = layout::lut4_block_bytes(d_even);  // a list's codes: whole blocks

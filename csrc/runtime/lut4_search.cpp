@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/lut4_scan.h"
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
 #include "runtime/code_layout.h"
@@ -62,7 +63,7 @@ void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::s
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed, std::size_t n,
                       const float* alpha, const float* beta, std::size_t topk, float* scores, int64_t* ids, int threads,
                       bool sorted) {
-  const kernels::Lut4ScanFn scan = runtime::lut4_scan_kernel(isa);
+  const kernels::Lut4ScanFn scan = runtime::kernel<kernels::Lut4ScanOp>(isa);
   const std::size_t d_even = layout::lut4_even(d);
   runtime::AlignedVector<uint8_t> aligned_luts;  // tables not on a cache line are scanned from a copy that is
   if (reinterpret_cast<std::uintptr_t>(luts) % 64 != 0) {

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/pq8_scan.h"
 #include "medqk/medqk.h"
 #include "runtime/aligned.h"
 #include "runtime/code_layout.h"
@@ -147,7 +148,7 @@ void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packe
 
 void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed, std::size_t n,
                      std::size_t topk, float* scores, int64_t* ids, int threads) {
-  const runtime::Pq8Kernel kernel = runtime::pq8_kernel(isa);
+  const kernels::Pq8Kernel& kernel = runtime::kernel<kernels::Pq8ScanOp>(isa);
   const kernels::Pq8ScanFn scan = kernel.scan;
   const kernels::Pq8ScanGroupFn scan_group = kernel.group;
   constexpr std::size_t kG = kernels::kPq8Group;
@@ -261,7 +262,7 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
 
 void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed, std::size_t nblocks, uint16_t thr,
               uint16_t* sums, uint64_t* masks) {
-  runtime::pq8_kernel(isa).scan(lut, m, packed, nblocks, thr, sums, masks);
+  runtime::kernel<kernels::Pq8ScanOp>(isa).scan(lut, m, packed, nblocks, thr, sums, masks);
 }
 
 }  // namespace medqk
@@ -270,7 +271,7 @@ namespace medqk {
 
 std::size_t pq8_scan_group(Isa isa, const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
                            const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums) {
-  kernels::Pq8ScanGroupFn fn = runtime::pq8_kernel(isa).group;
+  kernels::Pq8ScanGroupFn fn = runtime::kernel<kernels::Pq8ScanOp>(isa).group;
   if (fn == nullptr) fn = kernels::scalar::pq8_scan_group;
   return fn(lut_t, m, packed, nblocks, thr, hits, hit_sums);
 }

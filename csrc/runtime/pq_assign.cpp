@@ -2,6 +2,8 @@
 // call (M x K x dsub floats, small next to x), then spreads blocks of rows over the thread pool. The
 // kernel walks its block subspace by subspace, so one subspace's centroids (8 KiB at K = 256, dsub = 8)
 // stay in L1 while the rows stream past.
+#include "kernels/pq_assign.h"
+
 #include <algorithm>
 #include <limits>
 #include <vector>
@@ -18,7 +20,7 @@ constexpr std::size_t kRowBlock = 128;
 
 void pq_assign(Isa isa, const float* x, std::size_t n, std::size_t m, std::size_t k, std::size_t dsub,
                const float* centroids, uint8_t* codes, float* dist, int threads) {
-  const kernels::PqAssignFn assign = runtime::pq_assign_kernel(isa);
+  const kernels::PqAssignFn assign = runtime::kernel<kernels::PqAssignOp>(isa);
   const std::size_t lanes = kernels::kPqAssignLanes;
   const std::size_t kp = (k + lanes - 1) / lanes * lanes;
   std::vector<float> ct(m * dsub * kp, 0.0f);

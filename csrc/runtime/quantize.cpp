@@ -3,13 +3,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/quantize_rows.h"
 #include "medqk/medqk.h"
 #include "runtime/dispatch.h"
 
 namespace medqk {
 
 bool quantize_rows_s8(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales) {
-  return runtime::quantize_rows_kernel(active_isa())(x, m, k, ldx, q, scales);
+  return runtime::kernel<kernels::QuantizeRowsOp>(active_isa())(x, m, k, ldx, q, scales);
 }
 
 void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const float* row_scale,

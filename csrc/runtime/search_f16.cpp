@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/f16_scores.h"
 #include "medqk/medqk.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
@@ -17,7 +18,7 @@ constexpr std::size_t kDbBlock = 512;
 
 void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
                      float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads) {
-  const kernels::F16ScoresFn score = runtime::f16_scores_kernel(isa);
+  const kernels::F16ScoresFn score = runtime::kernel<kernels::F16ScoresOp>(isa);
   if (threads <= 0) threads = hardware_threads();
   const std::size_t q_blocks = (nq + kQueryBlock - 1) / kQueryBlock;
   const std::size_t db_blocks = (n + kDbBlock - 1) / kDbBlock;

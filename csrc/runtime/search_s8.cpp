@@ -10,6 +10,8 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/gemm_s8s8_s32.h"
+#include "kernels/s8_score.h"
 #include "medqk/medqk.h"
 #include "runtime/dispatch.h"
 #include "runtime/thread_pool.h"
@@ -66,7 +68,7 @@ inline void offer_scaled(TopK& heap, const int32_t* row, std::size_t n, float al
 
 void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads) {
-  const kernels::GemmS8Kernel& kernel = *runtime::gemm_s8_kernel(isa);
+  const kernels::GemmS8Kernel& kernel = runtime::kernel<kernels::GemmS8Op>(isa);
   const std::size_t panel_bytes = kernel.packed_bytes(kernel.panel_cols, k);
   // whole panels per tile (16, 24, 32 columns... by ISA), so that every tile starts at a panel
   const std::size_t kDbBlock = std::max<std::size_t>(1, kDbTarget / kernel.panel_cols) * kernel.panel_cols;
@@ -133,7 +135,7 @@ constexpr std::size_t kQueriesPerTask = 8;  // candidate re-scoring: queries per
 
 void s8_score_candidates(Isa isa, const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
                          const int64_t* cand, std::size_t kc, float* out, int threads) {
-  const kernels::S8ScoreCandidatesFn score = runtime::s8_score_kernel(isa);
+  const kernels::S8ScoreCandidatesFn score = runtime::kernel<kernels::S8ScoreOp>(isa);
   if (threads <= 0) threads = hardware_threads();
   if (nq * kc * d < (std::size_t(1) << 18)) threads = 1;
   const std::size_t tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;
@@ -148,7 +150,7 @@ void s8_score_candidates(Isa isa, const float* qs, std::size_t nq, std::size_t d
 void s8_rerank_topk(Isa isa, const float* qs, std::size_t nq, std::size_t d, const int8_t* codes, std::size_t n,
                     const int64_t* cand, std::size_t kc, const float* qbias, const float* sqnorms, std::size_t topk,
                     float* scores, int64_t* ids, int threads) {
-  const kernels::S8ScoreCandidatesFn score = runtime::s8_score_kernel(isa);
+  const kernels::S8ScoreCandidatesFn score = runtime::kernel<kernels::S8ScoreOp>(isa);
   if (threads <= 0) threads = hardware_threads();
   if (nq * kc * d < (std::size_t(1) << 18)) threads = 1;
   const std::size_t tasks = (nq + kQueriesPerTask - 1) / kQueriesPerTask;

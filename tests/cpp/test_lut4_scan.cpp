@@ -35,7 +35,8 @@ int check_raw_kernels(std::mt19937& rng, int& cases) {
   };
   std::vector<Named> kernels;
   for (const medqk::KernelVariantInfo& v : medqk::kernel_variants("lut4_scan")) {
-    if (v.runnable && v.name != "scalar") kernels.push_back({v.name, medqk::runtime::lut4_scan_variant(v.name)});
+    if (v.runnable && v.name != "scalar")
+      kernels.push_back({v.name, *medqk::runtime::kernel_variant_by_name<medqk::kernels::Lut4ScanOp>(v.name)});
   }
   const std::size_t kMax = medqk::kLut4MaxSubspaces;
   const std::size_t ds[] = {1,  2,   3,   4,   7,   15,  16,   17,   31,   33,   63,       65,

@@ -32,7 +32,8 @@ const char* isa_name(Isa isa);
 bool isa_from_name(const std::string& name, Isa* out);
 bool isa_built(Isa isa);            // compiled into this binary
 bool isa_supported(Isa isa);        // built AND the CPU has it
-std::vector<Isa> supported_isas();  // in preference order, best first
+std::vector<Isa> built_isas();      // built into this binary, in preference order, best first
+std::vector<Isa> supported_isas();  // built and present on this CPU, in preference order, best first
 Isa best_isa();
 Isa active_isa();  // the ISA kernels dispatch to now
 // Selects the ISA for every later call. Returns false (and changes nothing) if unsupported.
