@@ -94,6 +94,45 @@ def test_every_m_up_to_17(variant):
                                       err_msg=f"{variant} m={m}")
 
 
+def affine_levels(rng, n):
+    """Levels c + offset per column, as uniform int4 has them (symmetric -8, asymmetric 0), one offset per 16
+    columns but -8 for the first 16 and 0 for the next 16, so kernels with a table-free form for such panels
+    take it; the last panel mixes offsets (and, when n is not a multiple of 16, padding), so it keeps its tables."""
+    offsets = np.repeat(rng.choice([-8, 0, -127, 112, -3], -(-n // 16)), 16)[:n]
+    offsets[:16] = -8
+    offsets[16:32] = 0
+    if n % 16 == 0 and n > 32:
+        offsets[-1] = offsets[-2] + 1  # one column off the panel's offset: a table panel
+    return (np.arange(16)[None, :] + offsets[:, None]).astype(np.int8)
+
+
+@pytest.mark.parametrize("with_zeros", [False, True])
+def test_affine_levels_every_m(variant, with_zeros):
+    """Uniform int4 levels (c + offset), where a kernel may skip the table: D exact and the float output within
+    its rounding bound, for M = 1 to 9 (GEMV and the row tiles), panels of both kinds, a partial group, and the
+    saturation edges (a = -128 everywhere, codes 15)."""
+    rng = np.random.default_rng(13 + with_zeros)
+    for n, k, g in [(48, 97, 32), (37, 256, 128), (64, 160, 64), (16, 33, 32)]:
+        codes = rng.integers(0, 16, (n, k), dtype=np.uint8)
+        codes[0] = 15
+        levels = affine_levels(rng, n)
+        packed = kernels.pack_w4(codes, levels, g)
+        groups = -(-k // g)
+        scales = rng.uniform(0.0, 0.02, (n, groups)).astype(np.float32)
+        zeros = rng.integers(0, 16, (n, groups)).astype(np.int8) if with_zeros else None
+        bias = rng.standard_normal(n).astype(np.float32)
+        for m in range(1, 10):
+            a = rng.integers(-128, 128, (m, k), dtype=np.int8)
+            a[0] = -128
+            msg = f"{variant} m={m} n={n} k={k} g{g}"
+            np.testing.assert_array_equal(kernels.gemm_w4a8_s32(a, packed), reference_d(a, codes, levels, g),
+                                          err_msg=msg)
+            row_scale = rng.uniform(0.001, 0.05, m).astype(np.float32)
+            got = kernels.gemm_w4a8_f32(a, row_scale, packed, scales, zeros, bias)
+            exact, bound = float_reference(a, codes, levels, g, row_scale, scales, zeros, bias)
+            assert (np.abs(got.astype(np.float64) - exact) <= bound).all(), msg
+
+
 def float_reference(a, codes, levels, g, row_scale, scales, zeros, bias):
     """The exact output (float64) and the bound on any float32 evaluation of it.
 

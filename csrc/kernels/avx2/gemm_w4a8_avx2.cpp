@@ -24,6 +24,16 @@
 // vpmaddwd (|pair sum| <= 2 * 128 * 127), vpaddd.
 // Accumulator lanes are columns (in the order kColumnOrder), so a group's fold into the float result is one
 // vcvtdq2ps and one FMA per 8 columns and row, done inside the micro-kernel with the float sums in registers.
+//
+// Affine panels: a panel whose 16 columns all have levels[c] = c + offset with one offset (uniform int4:
+// symmetric -8, asymmetric 0) needs no table: D = sum(code * a) + offset * sum(a). Its codes are packed in a
+// second arrangement (the tables stay, and say which arrangement a panel has): per block of 32 k, 4 octets
+// of k x 2 halves of 8 columns, 32 bytes each (offset 256 b + 64 o + 32 h); lane l (4 bytes) is column
+// 8 h + l, its byte j holds code(k = 32 b + 8 o + j) in the low nibble and code(k + 4) in the high nibble.
+// vpmaddubsw multiplies the codes (0-15, as u8) by a broadcast 4 bytes of a (pair sums |.| <= 2 * 15 * 128 =
+// 3840), a block's 8 products per lane are summed in int16 (<= 30720, exact), and one vpmaddwd per block
+// widens them: accumulator lanes are the columns in natural order, so a group's fold is one conversion and
+// one FMA per 8 columns and row, with no reduction across lanes. Every row count takes this path.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -51,6 +61,37 @@ std::size_t packed_bytes(std::size_t n, std::size_t k, std::size_t /*group_size*
   return (n + kPanelCols - 1) / kPanelCols * panel_bytes(k);
 }
 
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Whether a panel (its 8 tables of column pairs) is affine: every column's levels are c + offset, one offset
+// for all 16. Byte differences agree mod 256 only; offset <= 112 keeps each c + offset in [-127, 127], where
+// agreement mod 256 is equality. Columns past n have zero levels, so a panel with padding is never affine.
+bool affine_panel(const uint8_t* tables, int* offset) {
+  const __m256i iota = _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+                                        9, 10, 11, 12, 13, 14, 15);
+  const int8_t off = static_cast<int8_t>(tables[0]);
+  if (off > 112) return false;
+  const __m256i want = _mm256_set1_epi8(off);
+  for (std::size_t q = 0; q < kPairs; ++q) {
+    const __m256i diff = _mm256_sub_epi8(load32(tables + 32 * q), iota);
+    if (_mm256_movemask_epi8(_mm256_cmpeq_epi8(diff, want)) != -1) return false;
+  }
+  *offset = off;
+  return true;
+}
+
+// The codes of the 16 columns from j0 in the affine arrangement (see the top of the file).
+void pack_affine_codes(const uint8_t* codes, std::size_t j0, std::size_t k, std::size_t ldc, uint8_t* out) {
+  std::memset(out, 0, 32 * kPairs * blocks32(k));
+  for (std::size_t c = 0; c < kPanelCols; ++c) {
+    uint8_t* lane = out + 32 * (c / 8) + 4 * (c % 8);
+    for (std::size_t p = 0; p < k; ++p) {
+      const std::size_t r = p % 32, j = r % 8;
+      lane[256 * (p / 32) + 64 * (r / 8) + j % 4] |= static_cast<uint8_t>(codes[(j0 + c) * ldc + p] << (j / 4 * 4));
+    }
+  }
+}
+
 void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, const int8_t* levels,
           std::size_t /*group_size*/, uint8_t* packed) {
   std::memset(packed, 0, packed_bytes(n, k, 0));
@@ -62,6 +103,11 @@ void pack(const uint8_t* codes, std::size_t n, std::size_t k, std::size_t ldc, c
     for (std::size_t p = 0; p < k; ++p) {
       code_blocks[32 * kPairs * (p / 32) + p % 16] |= static_cast<uint8_t>(codes[j * ldc + p] << (p % 32 & 16 ? 4 : 0));
     }
+  }
+  for (std::size_t j0 = 0; j0 < n; j0 += kPanelCols) {
+    uint8_t* panel = packed + (j0 / kPanelCols) * panel_bytes(k);
+    int offset;
+    if (affine_panel(panel, &offset)) pack_affine_codes(codes, j0, k, ldc, panel + 32 * kPairs);
   }
 }
 
@@ -90,8 +136,6 @@ struct Activations {
     }
   }
 };
-
-inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // Sums of each column's 4 lanes over the 4 accumulators of 4 column pairs (pair p's lanes 0-3 column 2p,
 // 4-7 column 2p + 1): lanes [c0 c2 c4 c6 | c1 c3 c5 c7], exact (each |sum| <= group_size * 128 * 127).
@@ -216,6 +260,8 @@ void gemm_bytes(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
   for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
     const uint8_t* tables = x.packed + j0 / kPanelCols * pb;
     const uint8_t* codes = tables + 32 * kPairs;
+    int offset;
+    if (affine_panel(tables, &offset)) continue;  // gemm_affine's
     for (std::size_t i = m0; i < m1; ++i) {
       const int8_t* ta = act.a.data() + (i - m0) * act.stride;
       const uint8_t* tabs = act.abs.data() + (i - m0) * act.stride;
@@ -383,6 +429,37 @@ struct PanelFold {
   std::vector<float> sums;    // rows x 16
 };
 
+// The panel's scales (and zero points) of every group, lane c of group g at 16 g + c holding column
+// j0 + 8 (c / 8) + order[c % 8] (0 past n).
+void panel_fold_tables(const W4A8Args& x, std::size_t j0, const int order[8], PanelFold& fold) {
+  if (j0 + kPanelCols <= x.n) {  // the scales 8 groups x 8 columns at a time, transposed in registers
+    for (std::size_t h = 0; h < 2; ++h) {
+      alignas(32) int32_t col_index[8];
+      for (int l = 0; l < 8; ++l) col_index[l] = static_cast<int32_t>((j0 + 8 * h + order[l]) * x.groups);
+      alignas(32) float block[8][8];
+      for (std::size_t g = 0; g < x.groups; g += 8) {
+        group_scales(x, col_index, g, block);
+        for (std::size_t i = 0; i < 8 && g + i < x.groups; ++i) {
+          _mm256_storeu_ps(fold.scale.data() + 16 * (g + i) + 8 * h, _mm256_load_ps(block[i]));
+        }
+      }
+    }
+    if (x.zeros == nullptr) return;
+    for (std::size_t c = 0; c < 16; ++c) {
+      const int8_t* z = x.zeros + (j0 + 8 * (c / 8) + order[c % 8]) * x.groups;
+      for (std::size_t g = 0; g < x.groups; ++g) fold.zero[16 * g + c] = z[g];
+    }
+    return;
+  }
+  for (std::size_t c = 0; c < 16; ++c) {
+    const std::size_t col = j0 + 8 * (c / 8) + order[c % 8];
+    for (std::size_t g = 0; g < x.groups; ++g) {
+      fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
+      if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
+    }
+  }
+}
+
 template <int R>
 void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t slice_p0,
                 std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold, std::size_t fold_row) {
@@ -448,6 +525,8 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
   const std::size_t pb = panel_bytes(x.k);
   for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
     const uint8_t* panel = x.packed + j0 / kPanelCols * pb;
+    int offset;
+    if (affine_panel(panel, &offset)) continue;  // gemm_affine's
     if (x.out != nullptr) {
       // the next panel's scales (16 columns x G floats, contiguous) are asked for while this panel computes:
       // with few rows the gather below otherwise waits on memory once per line
@@ -456,24 +535,7 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
         const std::size_t bytes = std::min(kPanelCols, x.n - j0 - kPanelCols) * x.groups * sizeof(float);
         for (std::size_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
       }
-      if (x.zeros == nullptr && j0 + kPanelCols <= x.n) {  // each group's 16 scales: two gathers
-        const __m256i cols = _mm256_mullo_epi32(_mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7),
-                                                _mm256_set1_epi32(static_cast<int>(x.groups)));
-        const float* s0 = x.scales + j0 * x.groups;
-        const float* s1 = s0 + 8 * x.groups;
-        for (std::size_t g = 0; g < x.groups; ++g) {
-          _mm256_storeu_ps(fold.scale.data() + 16 * g, _mm256_i32gather_ps(s0 + g, cols, 4));
-          _mm256_storeu_ps(fold.scale.data() + 16 * g + 8, _mm256_i32gather_ps(s1 + g, cols, 4));
-        }
-      } else {
-        for (std::size_t c = 0; c < 16; ++c) {
-          const std::size_t col = j0 + 8 * (c / 8) + kColumnOrder[c % 8];
-          for (std::size_t g = 0; g < x.groups; ++g) {
-            fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
-            if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
-          }
-        }
-      }
+      panel_fold_tables(x, j0, kColumnOrder, fold);
       std::fill(fold.sums.begin(), fold.sums.end(), 0.0f);
     }
     for (std::size_t p0 = 0; p0 < kp; p0 += slice_pairs) {
@@ -510,7 +572,140 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
   }
 }
 
+// The affine path (see the top of the file).
+constexpr int kNaturalOrder[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+constexpr int kAffineRows = 2;  // rows per tile: they share each code load and nibble split
+
+// Rows [m0, m1) of a, K padded with zeros to whole blocks of 32, and each group's sum.
+struct PaddedRows {
+  std::vector<int8_t> a;
+  std::vector<int32_t> sums;  // (rows, groups)
+  std::size_t stride;
+  PaddedRows(const W4A8Args& x, std::size_t m0, std::size_t m1) : stride(32 * blocks32(x.k)) {
+    a.assign((m1 - m0) * stride, 0);
+    sums.assign((m1 - m0) * x.groups, 0);
+    for (std::size_t i = m0; i < m1; ++i) {
+      std::memcpy(a.data() + (i - m0) * stride, x.a + i * x.lda, x.k);
+      for (std::size_t p = 0; p < x.k; ++p) sums[(i - m0) * x.groups + p / x.group_size] += x.a[i * x.lda + p];
+    }
+  }
+};
+
+inline __m256i broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// R rows (from row r0 of `rows`, row i of the result) x the 16 columns of the affine panel at j0 (codes
+// `codes`, levels c + offset): D of every group, or the float output folded group by group.
+template <int R, bool kInt32, bool kZeros>
+void affine_tile(const W4A8Args& x, const PaddedRows& rows, std::size_t r0, std::size_t i, std::size_t j0,
+                 const uint8_t* codes, int offset, const PanelFold& fold) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const std::size_t blocks = blocks32(x.k), group_blocks = x.group_size / 32;
+  const int8_t* a[R];
+  for (int r = 0; r < R; ++r) a[r] = rows.a.data() + (r0 + r) * rows.stride;
+  __m256 facc[R][2];
+  for (int r = 0; r < R; ++r) facc[r][0] = facc[r][1] = _mm256_setzero_ps();
+  for (std::size_t g = 0, b = 0; g < x.groups; ++g) {
+    __m256i acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+    for (const std::size_t b1 = std::min(blocks, b + group_blocks); b < b1; ++b) {
+      // the weights stream once per row tile: ask for the codes 16 blocks (4 KiB) ahead
+      const char* ahead = reinterpret_cast<const char*>(codes + 256 * (b + 16));
+      for (int line = 0; line < 4; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
+      __m256i acc16[R][2];
+      for (int r = 0; r < R; ++r) acc16[r][0] = acc16[r][1] = _mm256_setzero_si256();
+      for (int o = 0; o < 4; ++o) {
+        __m256i lo[2], hi[2];
+        for (int h = 0; h < 2; ++h) {
+          const __m256i v = load32(codes + 256 * b + 64 * o + 32 * h);
+          lo[h] = _mm256_and_si256(v, low4);
+          hi[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        }
+        for (int r = 0; r < R; ++r) {
+          const __m256i alo = broadcast4(a[r] + 32 * b + 8 * o), ahi = broadcast4(a[r] + 32 * b + 8 * o + 4);
+          for (int h = 0; h < 2; ++h) {
+            const __m256i sum = _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], alo), _mm256_maddubs_epi16(hi[h], ahi));
+            acc16[r][h] = _mm256_add_epi16(acc16[r][h], sum);
+          }
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        for (int h = 0; h < 2; ++h) acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(acc16[r][h], ones));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const int32_t asum = rows.sums[(r0 + r) * x.groups + g];
+      const __m256i base = _mm256_set1_epi32(offset * asum);  // |offset * asum| <= 127 * 128 * group_size
+      for (int h = 0; h < 2; ++h) {
+        __m256i d = _mm256_add_epi32(acc[r][h], base);
+        if (kInt32) {
+          alignas(32) int32_t t[8];
+          _mm256_store_si256(reinterpret_cast<__m256i*>(t), d);
+          for (int l = 0; l < 8; ++l) x.d[((i + r) * x.n + j0 + 8 * h + l) * x.groups + g] = t[l];
+          continue;
+        }
+        if (kZeros) {
+          const __m256i z = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fold.zero.data() + 16 * g + 8 * h));
+          d = _mm256_sub_epi32(d, _mm256_mullo_epi32(z, _mm256_set1_epi32(asum)));
+        }
+        const __m256 scale = _mm256_loadu_ps(fold.scale.data() + 16 * g + 8 * h);
+        facc[r][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, facc[r][h]);
+      }
+    }
+  }
+  if (kInt32) return;
+  for (int r = 0; r < R; ++r) {
+    const __m256 rs = _mm256_set1_ps(x.row_scale[i + r]);
+    for (int h = 0; h < 2; ++h) {
+      __m256 v = _mm256_mul_ps(facc[r][h], rs);
+      if (x.bias != nullptr) v = _mm256_add_ps(v, _mm256_loadu_ps(x.bias + j0 + 8 * h));
+      _mm256_storeu_ps(x.out + (i + r) * x.n + j0 + 8 * h, v);
+    }
+  }
+}
+
+template <bool kInt32, bool kZeros>
+void gemm_affine(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+  const PaddedRows rows(x, m0, m1);
+  PanelFold fold;
+  fold.scale.resize(x.groups * 16);
+  if (kZeros) fold.zero.resize(x.groups * 16);
+  const std::size_t pb = panel_bytes(x.k);
+  for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
+    const uint8_t* panel = x.packed + j0 / kPanelCols * pb;
+    int offset;
+    if (!affine_panel(panel, &offset)) continue;
+    if (!kInt32) panel_fold_tables(x, j0, kNaturalOrder, fold);
+    const uint8_t* codes = panel + 32 * kPairs;
+    std::size_t i = m0;
+    for (; i + kAffineRows <= m1; i += kAffineRows) {
+      affine_tile<kAffineRows, kInt32, kZeros>(x, rows, i - m0, i, j0, codes, offset, fold);
+    }
+    for (; i < m1; ++i) affine_tile<1, kInt32, kZeros>(x, rows, i - m0, i, j0, codes, offset, fold);
+  }
+}
+
 void gemm(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
+  bool any_affine = false, any_tables = false;
+  const std::size_t pb = panel_bytes(x.k);
+  for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
+    int offset;
+    (affine_panel(x.packed + j0 / kPanelCols * pb, &offset) ? any_affine : any_tables) = true;
+  }
+  if (any_affine) {
+    if (x.d != nullptr) {
+      gemm_affine<true, false>(x, m0, m1, n0, n1);
+    } else if (x.zeros != nullptr) {
+      gemm_affine<false, true>(x, m0, m1, n0, n1);
+    } else {
+      gemm_affine<false, false>(x, m0, m1, n0, n1);
+    }
+  }
+  if (!any_tables) return;
   if (m1 - m0 <= kGemvMaxRows) {
     if (x.d != nullptr) return gemm_bytes<true, false>(x, m0, m1, n0, n1);
     if (x.zeros != nullptr) return gemm_bytes<false, true>(x, m0, m1, n0, n1);
