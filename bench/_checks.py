@@ -26,7 +26,9 @@ def _load_float_bounds():
     return module
 
 
-gamma = _load_float_bounds().gamma
+_float_bounds = _load_float_bounds()
+gamma = _float_bounds.gamma
+attention_reference = _float_bounds.attention_reference
 
 # every ISA this CPU and build can run (parametrize over it: the test ids name the ISA); none without the
 # native module, whose benchmarks then do not run

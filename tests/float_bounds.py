@@ -11,6 +11,8 @@ sum of their two bounds.
 
 from __future__ import annotations
 
+import math  # noqa: F401
+
 import numpy as np
 
 U32 = 2.0**-24  # unit roundoff of float32
@@ -62,3 +64,39 @@ def sqnorm_of_product(y: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndar
     y64, m64 = y.astype(np.float64), m.astype(np.float64)
     x, a = y64 @ m64, np.abs(y64) @ np.abs(m64)
     return (x * x).sum(1), gamma(3 * y.shape[1]) * (2 * np.abs(x) * a + a * a).sum(1)
+
+
+ATTENTION_EXP_REL_ERROR = 4e-7  # kernels/attention.h: kAttentionExpRelError (SIMD exp); libm's is below it
+
+
+def attention_reference(q, k, v, lengths, heads, scale):
+    """The exact result (float64) and, per entry, the bound on any float32 evaluation of it.
+
+    Each score scale * <q_i, k_j> is a sum of dh products, off by at most e_j = gamma(dh + 1) * scale *
+    sum |q_d k_jd|. The softmax's weights depend on the differences of scores only; perturbing every log-weight
+    by at most D changes each weight by a factor in [e^-2D, e^2D], so sum_j |w^_j - w_j| |v_jd| <= (e^2D - 1)
+    max_j |v_jd|, with D = 2 max e_j (a score and the max) + 87 u (the rounding of s_j - max, |.| <= 87 where
+    exp is not flushed) + the exp's relative error + gamma(len + 2) (the sum of weights, the division). The
+    weighted sum of v adds gamma(len + 3) e^2D max_j |v_jd|; flushed weights (exp(x) < 2^-125) at most
+    len * 2^-125 max |v|.
+    """
+    out = np.zeros(q.shape)
+    bound = np.zeros(q.shape)
+    length = q.shape[0] // len(lengths)
+    dh = q.shape[1] // heads
+    for b, n in enumerate(lengths):
+        for h in range(heads):
+            rows, cols = slice(b * length, b * length + n), slice(h * dh, (h + 1) * dh)
+            if n == 0:
+                continue
+            qq, kk, vv = (t[rows, cols].astype(np.float64) for t in (q, k, v))
+            s = scale * qq @ kk.T
+            w = np.exp(s - s.max(axis=1, keepdims=True))
+            w /= w.sum(axis=1, keepdims=True)
+            out[rows, cols] = w @ vv
+            e = gamma(dh + 1) * abs(scale) * (np.abs(qq) @ np.abs(kk).T)
+            d = 2 * e.max(axis=1) + 87 * U32 + ATTENTION_EXP_REL_ERROR + gamma(n + 2)
+            grow = np.exp(2 * d)[:, None]
+            vmax = np.abs(vv).max(axis=0)[None, :]
+            bound[rows, cols] = ((grow - 1) + gamma(n + 3) * grow) * vmax + n * 2.0**-125 * vmax
+    return out, bound

@@ -795,6 +795,42 @@ py::tuple pq_assign(const py::array& x, const py::array& centroids, int threads)
   return py::make_tuple(codes.array, dist.array);
 }
 
+// Fused self-attention: q, k, v (batch * length, heads * dh) float32 with contiguous rows (column slices of one
+// fused projection are read in place), lengths (batch,) int64 in [0, length]. Returns out (batch * length,
+// heads * dh) float32. Finiteness is the caller's (medqk.kernels.attention_f32 checks it).
+py::array_t<float> attention_f32(const py::array& q, const py::array& k, const py::array& v, const py::array& lengths,
+                                 std::size_t heads, double scale, int threads) {
+  const std::size_t ldq = require_rows<float>(q, "q"), ldk = require_rows<float>(k, "k");
+  const std::size_t ldv = require_rows<float>(v, "v");
+  const std::size_t tokens = extent(q, 0), hidden = extent(q, 1);
+  for (const py::array* x : {&k, &v}) {
+    if (extent(*x, 0) != tokens || extent(*x, 1) != hidden) {
+      throw py::value_error("q, k and v must have the same shape");
+    }
+  }
+  if (heads == 0 || hidden % heads != 0) {
+    throw py::value_error("heads must divide the " + std::to_string(hidden) + " columns of q");
+  }
+  const int64_t* len = require<int64_t>(lengths, "lengths", 1);
+  const std::size_t batch = extent(lengths, 0);
+  if (tokens % batch != 0) throw py::value_error("q's rows must be batch * length (batch = lengths.size)");
+  const std::size_t length = tokens / batch;
+  for (std::size_t b = 0; b < batch; ++b) {
+    if (len[b] < 0 || static_cast<std::size_t>(len[b]) > length) {
+      throw py::value_error("lengths must be in [0, " + std::to_string(length) + "]");
+    }
+  }
+  auto out = output<float>({tokens, hidden});
+  const float* qp = static_cast<const float*>(q.data());
+  const float* kp = static_cast<const float*>(k.data());
+  const float* vp = static_cast<const float*>(v.data());
+  without_gil([&] {
+    medqk::attention_f32(medqk::active_isa(), qp, ldq, kp, ldk, vp, ldv, batch, length, heads, hidden / heads, len,
+                         static_cast<float>(scale), out.data, hidden, threads);
+  });
+  return out.array;
+}
+
 py::array_t<uint8_t> pq_anisotropic(const py::array& x, const py::array& centroids, const py::array& codes, double eta,
                                     int passes, int threads) {
   const PqInputs p = require_pq_inputs(x, centroids);
@@ -960,6 +996,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("threads") = 0);
   m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));
   m.def("pq_assign", &pq_assign, py::arg("x"), py::arg("centroids"), py::arg("threads") = 0);
+  m.def("attention_f32", &attention_f32, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("lengths"), py::arg("heads"),
+        py::arg("scale"), py::arg("threads") = 0);
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));
   m.def("lut4_decode_s8", &lut4_decode_s8, py::arg("packed"), py::arg("ntotal"), py::arg("d"), py::arg("sub"),
         py::arg("dim"), py::arg("table"), py::arg("d_out"), py::arg("v0"), py::arg("n"));

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/f16_scores.h"
 #include "kernels/gemm_s8s8_s32.h"
 #include "kernels/gemm_w4a8.h"
@@ -336,6 +337,11 @@ MEDQK_OPERATION(gemm_w4a8, k::GemmW4A8Op, kForceable,                           
                 ON_NEON_DOTPROD({"neon_dotprod", Isa::neon_dotprod, kNoExtra, &k::neon_dotprod::kGemmW4A8})  // sdot
                 ON_NEON({"neon", Isa::neon, kNoExtra, &k::neon::kGemmW4A8})  // tbl, smull + smlal2 + sadalp
                 {"scalar", Isa::scalar, kNoExtra, &k::scalar::kGemmW4A8})
+
+// the encoder's fused attention: FMA and the polynomial exp are part of the avx2 path
+MEDQK_OPERATION(attention_f32, k::AttentionOp, kForceable,                       //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::attention_head})  //
+                {"scalar", Isa::scalar, kNoExtra, k::scalar::attention_head})
 
 }  // namespace runtime
 

@@ -233,10 +233,28 @@ def check_gemm_w4a8(variant: str) -> None:
                                               err_msg=f"{variant} {m}x{n}x{k} g{g}")
 
 
+def check_attention(variant: str) -> None:
+    """Small integer q and k, power-of-two scale and v: every score, weight ratio and sum is checked against
+    float64 within the bound tests/kernels/test_attention.py derives (here mostly the exp's error)."""
+    from tests.float_bounds import attention_reference
+
+    rng = np.random.default_rng(8)
+    for batch, length, heads, dh, lengths in [(1, 1, 1, 1, [1]), (2, 9, 3, 5, [9, 0]), (3, 19, 2, 17, [19, 8, 1])]:
+        q, k = (rng.integers(-2, 3, (batch * length, heads * dh)).astype(np.float32) for _ in range(2))
+        v = rng.integers(-4, 5, (batch * length, heads * dh)).astype(np.float32)
+        lengths = np.array(lengths)
+        with medqk.use_kernel("attention_f32", variant):
+            for threads in (1, 2):
+                got = core.attention_f32(q, k, v, lengths, heads, 0.5, threads)
+                want, bound = attention_reference(q, k, v, lengths, heads, 0.5)
+                assert (np.abs(got - want) <= bound).all(), f"{variant} {batch}x{length} dh={dh}"
+
+
 CHECKS = {"gemm_s8s8_s32": [check_gemm], "lut4_scan": [check_lut4_scan, check_lut4_scan_ivf],
           "pq8_scan": [check_pq8_scan], "f16_scores": [check_f16_scores],
           "s8_score_candidates": [check_s8_score_candidates], "pq_assign": [check_pq_assign],
-          "quantize_rows_s8": [check_quantize_rows_s8], "gemm_w4a8": [check_gemm_w4a8]}
+          "quantize_rows_s8": [check_quantize_rows_s8], "gemm_w4a8": [check_gemm_w4a8],
+          "attention_f32": [check_attention]}
 
 
 def _params():

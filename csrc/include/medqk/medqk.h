@@ -46,7 +46,7 @@ const std::string& isa_env_error();
 // a CPU path runs the first variant whose ISA it includes (amx runs avx512vnni and avx2 kernels,
 // neon_dotprod runs neon ones) and whose extra CPU features (`needs`, e.g. avx512vbmi) are present.
 // Operations: gemm_s8s8_s32, gemm_w4a8, lut4_scan, pq8_scan, f16_scores, s8_score_candidates, pq_assign,
-// quantize_rows_s8. Every variant computes the same integer results (and the same float bits where the
+// quantize_rows_s8, attention_f32. Every variant computes the same integer results (and the same float bits where the
 // operation documents an order); forcing one lets tests and benchmarks reach each kernel the CPU can run.
 struct KernelVariantInfo {
   std::string name;   // e.g. "avx512vbmi", "avx2", "scalar"
@@ -307,5 +307,18 @@ void pq_anisotropic(const float* x, std::size_t n, std::size_t m, std::size_t k,
 // the number of those rows. codes must be < k.
 void pq_centroid_sums(const float* x, std::size_t n, std::size_t m, std::size_t k, std::size_t dsub,
                       const uint8_t* codes, double* sums, int64_t* counts, int threads);
+
+// ----------------------------------------------------------------------------------------------
+// Fused self-attention of a transformer encoder (csrc/runtime/attention.cpp, kernels/attention.h).
+// q, k, v: (batch * length) rows of heads * dh floats (row strides ldq, ldk, ldv), sequence b in rows
+// b * length to b * length + lengths[b] - 1 (0 <= lengths[b] <= length), head h in columns h * dh to
+// h * dh + dh - 1. For each sequence, head and row i < lengths[b]:
+//   out[i] = sum_j softmax_j(scale * <q[i], k[j]>) v[j]   over the keys j < lengths[b] only,
+// rows past lengths[b] are set to 0 (out: row stride ldo). Float sums in the orders kernels/attention.h
+// documents per ISA (results differ between ISAs by rounding only). threads: 0 = all.
+// ----------------------------------------------------------------------------------------------
+void attention_f32(Isa isa, const float* q, std::size_t ldq, const float* k, std::size_t ldk, const float* v,
+                   std::size_t ldv, std::size_t batch, std::size_t length, std::size_t heads, std::size_t dh,
+                   const int64_t* lengths, float scale, float* out, std::size_t ldo, int threads);
 
 }  // namespace medqk

@@ -389,8 +389,59 @@ def pq_assign(x: np.ndarray, centroids: np.ndarray, *,
     return codes, dist
 
 
-__all__ = ["MAX_GEMM_K", "MAX_W4_GROUP_SIZE", "PackedS8", "PackedW4", "gemm_s8s8_s32", "gemm_w4a8_f32",
-           "gemm_w4a8_s32", "pack_s8", "pack_w4", "pq_assign", "quantize_rows_s8"]
+def attention_f32(q: np.ndarray, k: np.ndarray, v: np.ndarray, lengths, heads: int, *, scale: float | None = None,
+                  threads: int | None = None) -> np.ndarray:
+    """Fused self-attention of a transformer encoder: softmax(scale * q k^T) v per sequence and head.
+
+    ``q``, ``k``, ``v``: float32 (batch * length, heads * dh), sequence b in rows ``b * length`` onward (its
+    first ``lengths[b]`` rows are tokens, the rest padding), head h in columns ``h * dh`` onward. Row-strided
+    views (e.g. column slices of one fused q|k|v projection) are read in place. ``lengths``: (batch,) ints in
+    [0, length]. ``scale``: default ``1 / sqrt(dh)``. Returns out float32 (batch * length, heads * dh):
+    for each token row, the softmax-weighted mean of the sequence's v rows over its tokens only (padding
+    keys take no part, exactly as an additive -inf mask); padding rows are 0. Float sums differ between
+    ISAs and the Numba twin by rounding only (kernels/attention.h). NaN/Inf in q, k or v raise ValueError.
+    ``threads``: None (all cores) or a positive count; the GIL is released while it runs.
+    """
+    q, k, v = (_matrix(t, name, np.float32) for t, name in ((q, "q"), (k, "k"), (v, "v")))
+    if k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(f"q, k and v must have the same shape, got {q.shape}, {k.shape} and {v.shape}")
+    if isinstance(heads, bool) or not isinstance(heads, (int, np.integer)) or heads <= 0 or q.shape[1] % heads:
+        raise ValueError(f"heads must be a positive int dividing the {q.shape[1]} columns of q, got {heads!r}")
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1 or lengths.size == 0 or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"lengths must be a non-empty 1-D array of ints, got {lengths.dtype} shape {lengths.shape}")
+    if q.shape[0] % lengths.size:
+        raise ValueError(f"q has {q.shape[0]} rows, not batch * length for batch = lengths.size = {lengths.size}")
+    length = q.shape[0] // lengths.size
+    if lengths.min() < 0 or lengths.max() > length:
+        raise ValueError(f"lengths must be in [0, {length}] (the rows per sequence), got {lengths.min()} to "
+                         f"{lengths.max()}")
+    for t, name in ((q, "q"), (k, "k"), (v, "v")):
+        finite(t, name)
+    dh = q.shape[1] // int(heads)
+    scale = 1.0 / np.sqrt(dh) if scale is None else float(scale)
+    if not np.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
+    return _attention_f32_checked(q, k, v, np.ascontiguousarray(lengths, dtype=np.int64), int(heads), scale,
+                                  threads_arg(threads))
+
+
+def _attention_f32_checked(q, k, v, lengths, heads: int, scale: float, nthreads: int) -> np.ndarray:
+    """attention_f32 on checked arguments (the encoder calls it on its own projections, finite by construction)."""
+    if _backend.backend == "native":
+        native = [_row_major(t, native=True) for t in (q, k, v)]
+        return _backend._core.attention_f32(*native, lengths, heads, scale, nthreads)
+    from . import _numba_attention
+
+    out = np.empty(q.shape, dtype=np.float32)
+    with _backend.numba_kernels().threads(nthreads):
+        _numba_attention.attention_f32(*(np.ascontiguousarray(t) for t in (q, k, v)), lengths, heads,
+                                       np.float32(scale), out)
+    return out
+
+
+__all__ = ["MAX_GEMM_K", "MAX_W4_GROUP_SIZE", "PackedS8", "PackedW4", "attention_f32", "gemm_s8s8_s32",
+           "gemm_w4a8_f32", "gemm_w4a8_s32", "pack_s8", "pack_w4", "pq_assign", "quantize_rows_s8"]
 
 
 def __dir__() -> list[str]:
