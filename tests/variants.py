@@ -14,3 +14,32 @@ import medqk
 def runnable_variants(op: str) -> list[str]:
     """Names of the variants of kernel operation ``op`` this CPU can run, best first ([] without native)."""
     return [v["name"] for v in medqk.kernel_variants().get(op, []) if v["runnable"]]
+
+
+def pinned_variant_fixture(op: str):
+    """A pytest fixture running its test once per variant of ``op`` this CPU runs (pinned with use_kernel on the
+    native backend) and once on the Numba twin (skipped with the reason where numba is missing); it yields the
+    variant's name, or "numba"."""
+    import pytest
+
+    from tests.twins import NUMBA_MISSING
+
+    try:
+        import numba  # noqa: F401
+
+        have_numba = True
+    except ImportError:
+        have_numba = False
+    params = [pytest.param(v, id=f"native-{v}") for v in runnable_variants(op)]
+    params.append(pytest.param("numba", id="numba", marks=pytest.mark.skipif(not have_numba, reason=NUMBA_MISSING)))
+
+    @pytest.fixture(params=params)
+    def variant(request):
+        if request.param == "numba":
+            with medqk.use_backend("numba"):
+                yield "numba"
+        else:
+            with medqk.use_backend("native"), medqk.use_kernel(op, request.param):
+                yield request.param
+
+    return variant

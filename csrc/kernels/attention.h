@@ -16,6 +16,8 @@
 
 #include <cstddef>
 
+#include "kernels/operation.h"
+
 namespace medqk {
 namespace kernels {
 
@@ -31,10 +33,7 @@ inline std::size_t attention_scratch_floats(std::size_t len, std::size_t dh) {
 using AttentionHead = void(const float* q, std::size_t ldq, const float* k, std::size_t ldk, const float* v,
                            std::size_t ldv, std::size_t len, std::size_t dh, float scale, float* out, std::size_t ldo,
                            float* scratch);
-using AttentionHeadFn = AttentionHead*;
-struct AttentionOp {  // the operation, for runtime::kernel<Op>: what one variant provides
-  using Fn = AttentionHeadFn;
-};
+MEDQK_KERNEL_OPERATION(AttentionOp, AttentionHead)  // the operation's tag (kernels/operation.h)
 
 namespace scalar {
 AttentionHead attention_head;

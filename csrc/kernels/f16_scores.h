@@ -6,15 +6,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/operation.h"
+
 namespace medqk {
 namespace kernels {
 
 // The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
 using F16Scores = void(const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n, float* out);
-using F16ScoresFn = F16Scores*;
-struct F16ScoresOp {  // the operation, for runtime::kernel<Op>: what one variant provides
-  using Fn = F16ScoresFn;
-};
+MEDQK_KERNEL_OPERATION(F16ScoresOp, F16Scores)  // the operation's tag (kernels/operation.h)
 
 namespace scalar {
 F16Scores f16_scores;

@@ -28,6 +28,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/operation.h"
+
 namespace medqk {
 namespace kernels {
 
@@ -38,10 +40,7 @@ constexpr unsigned kLut4MaxEntry = 127;
 using Lut4Scan = void(const uint8_t* lut, std::size_t lut_stride, std::size_t nq, std::size_t d_even,
                       const uint8_t* packed, std::size_t nblocks, uint32_t* out, std::size_t out_stride,
                       const int32_t* thresholds, uint32_t* masks);
-using Lut4ScanFn = Lut4Scan*;
-struct Lut4ScanOp {  // the operation, for runtime::kernel<Op>: what one variant provides
-  using Fn = Lut4ScanFn;
-};
+MEDQK_KERNEL_OPERATION(Lut4ScanOp, Lut4Scan)  // the operation's tag (kernels/operation.h)
 
 namespace scalar {
 Lut4Scan lut4_scan;

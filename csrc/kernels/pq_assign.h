@@ -17,6 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/operation.h"
+
 namespace medqk {
 namespace kernels {
 
@@ -28,10 +30,7 @@ constexpr std::size_t kPqAssignLanes = 8;
 // The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
 using PqAssign = void(const float* x, std::size_t rows, std::size_t ldx, std::size_t m, std::size_t dsub,
                       const float* ct, const float* norms, std::size_t kp, uint8_t* codes, float* dist, float* scratch);
-using PqAssignFn = PqAssign*;
-struct PqAssignOp {  // the operation, for runtime::kernel<Op>: what one variant provides
-  using Fn = PqAssignFn;
-};
+MEDQK_KERNEL_OPERATION(PqAssignOp, PqAssign)  // the operation's tag (kernels/operation.h)
 
 // ||xs||^2 over dsub floats, summed in float32 in order p, multiply and add apart (the build has
 // -ffp-contract=off): the norm every kernel adds to the best score. static: each ISA file keeps its own copy.

@@ -4,15 +4,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/operation.h"
+
 namespace medqk {
 namespace kernels {
 
 // The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
 using QuantizeRows = bool(const float* x, std::size_t m, std::size_t k, std::size_t ldx, int8_t* q, float* scales);
-using QuantizeRowsFn = QuantizeRows*;
-struct QuantizeRowsOp {  // the operation, for runtime::kernel<Op>: what one variant provides
-  using Fn = QuantizeRowsFn;
-};
+MEDQK_KERNEL_OPERATION(QuantizeRowsOp, QuantizeRows)  // the operation's tag (kernels/operation.h)
 
 namespace scalar {
 QuantizeRows quantize_rows_s8;

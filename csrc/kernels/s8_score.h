@@ -13,16 +13,15 @@
 #include <cstdint>
 #include <limits>
 
+#include "kernels/operation.h"
+
 namespace medqk {
 namespace kernels {
 
 // The signature every ISA's kernel has, written once: each namespace below declares its kernel with it.
 using S8ScoreCandidates = void(const float* q, std::size_t d, const int8_t* codes, std::size_t n, const int64_t* cand,
                                std::size_t kc, float* out);
-using S8ScoreCandidatesFn = S8ScoreCandidates*;
-struct S8ScoreOp {  // the operation, for runtime::kernel<Op>: what one variant provides
-  using Fn = S8ScoreCandidatesFn;
-};
+MEDQK_KERNEL_OPERATION(S8ScoreOp, S8ScoreCandidates)  // the operation's tag (kernels/operation.h)
 
 // The rows sit at random places, so each row read is a cache miss the hardware prefetchers cannot predict:
 // each kernel fetches the row of the candidate kS8ScoreAhead on while it scores this one, which overlaps

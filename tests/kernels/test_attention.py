@@ -11,37 +11,12 @@ import math
 import numpy as np
 import pytest
 
-import medqk
 from medqk import kernels
 from tests.float_bounds import ATTENTION_EXP_REL_ERROR as EXP_REL_ERROR
 from tests.float_bounds import U32, attention_reference, gamma
-from tests.twins import NUMBA_MISSING
-from tests.variants import runnable_variants
+from tests.variants import pinned_variant_fixture
 
-try:
-    import numba  # noqa: F401
-
-    HAVE_NUMBA = True
-except ImportError:
-    HAVE_NUMBA = False
-
-
-
-def _params():
-    params = [pytest.param(v, id=f"native-{v}") for v in runnable_variants("attention_f32")]
-    params.append(pytest.param("numba", id="numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason=NUMBA_MISSING)))
-    return params
-
-
-@pytest.fixture(params=_params())
-def variant(request):
-    """Runs the test with one attention_f32 variant pinned, or on the Numba backend."""
-    if request.param == "numba":
-        with medqk.use_backend("numba"):
-            yield "numba"
-    else:
-        with medqk.use_backend("native"), medqk.use_kernel("attention_f32", request.param):
-            yield request.param
+variant = pinned_variant_fixture("attention_f32")  # each variant this CPU runs, and the Numba twin
 
 
 CASES = [  # (batch, length, heads, dh, lengths)

@@ -12,32 +12,9 @@ import pytest
 import medqk
 from medqk import kernels
 from tests.float_bounds import gamma
-from tests.twins import NUMBA_MISSING
-from tests.variants import runnable_variants
+from tests.variants import pinned_variant_fixture, runnable_variants
 
-try:
-    import numba  # noqa: F401
-
-    HAVE_NUMBA = True
-except ImportError:
-    HAVE_NUMBA = False
-
-
-def _params():
-    params = [pytest.param(v, id=f"native-{v}") for v in runnable_variants("gemm_w4a8")]
-    params.append(pytest.param("numba", id="numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason=NUMBA_MISSING)))
-    return params
-
-
-@pytest.fixture(params=_params())
-def variant(request):
-    """Runs the test with one gemm_w4a8 variant pinned, or on the Numba backend."""
-    if request.param == "numba":
-        with medqk.use_backend("numba"):
-            yield "numba"
-    else:
-        with medqk.use_backend("native"), medqk.use_kernel("gemm_w4a8", request.param):
-            yield request.param
+variant = pinned_variant_fixture("gemm_w4a8")  # each variant this CPU runs, and the Numba twin
 
 
 def weights_of(codes, levels):
