@@ -5,8 +5,9 @@
 >>> result.recommendation["statement"]                            # doctest: +SKIP
 """
 
-from .data import DataError, Dataset, load_files, load_folder, load_sample
+from .data import DataError, Dataset, TextData, load_files, load_folder, load_sample, load_sample_texts, load_texts
+from .model import evaluate_model
 from .runner import EvalResult, default_schemes, evaluate
 
-__all__ = ["DataError", "Dataset", "EvalResult", "default_schemes", "evaluate", "load_files", "load_folder",
-           "load_sample"]
+__all__ = ["DataError", "Dataset", "EvalResult", "TextData", "default_schemes", "evaluate", "evaluate_model",
+           "load_files", "load_folder", "load_sample", "load_sample_texts", "load_texts"]
