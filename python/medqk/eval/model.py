@@ -109,12 +109,17 @@ def evaluate_model(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    base = texts.data
+    if shift is not None:  # checked before any text is embedded; evaluate checks it again after the schemes
+        if base.doc_fields is None:
+            raise ValueError("--shift needs document fields: a .jsonl --docs-text or --fields")
+        if all(record.get(shift) is None for record in base.doc_fields):
+            raise ValueError(f"--shift {shift!r}: no document has this field")
     if encoders is None:
         encoders = load_encoders(model, precisions, max_seq_length=max_seq_length)
     names = list(encoders)
     reference = names[0]
     say = Progress(progress)
-    base = texts.data
     n_texts = len(texts.doc_texts) + len(texts.query_texts)
     rows: list[dict] = []
     skipped: list[dict] = []
