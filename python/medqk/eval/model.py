@@ -10,6 +10,7 @@ bytes, index bytes and sentences embedded per second.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import time
 
@@ -72,30 +73,25 @@ def evaluate_model(
     precisions=None,
     schemes=None,
     *,
-    k: int = 10,
-    metric: str | None = None,
-    threads: int | None = None,
-    recall_target: float = 0.95,
-    seed: int = 0,
-    cv: int | None = None,
-    shift: str | None = None,
     batch_size: int = 32,
     max_seq_length: int | None = None,
-    progress: bool = False,
     encoders: dict | None = None,
+    **options,
 ) -> EvalResult:
     """Evaluates every model precision x index scheme on ``texts`` (:func:`medqk.eval.data.load_texts`,
     :func:`~medqk.eval.data.load_sample_texts`) and returns one :class:`EvalResult`.
 
     ``model``: a model folder or a medqk model file (:func:`load_encoders` says which precisions each allows).
-    Every model loads (and is quantized) before any text is embedded, so a bad precision fails early. Per
-    precision the docs and queries are embedded (``batch_size``, ``threads``; a progress bar on a terminal when
-    ``progress``), then :func:`medqk.eval.evaluate` runs the schemes with the reference model's embeddings as
-    ``reference_vectors``: recall@k is against the float pipeline's top-k, the relevance changes (paired
-    bootstrap CIs) against its relevance. Rows are named "<precision>/<index spec>" and carry
-    ``model_precision``, ``index_spec``, ``model_bytes``, ``sentences_per_s`` and ``pipeline_bytes`` (model
-    bytes + index bytes); ``EvalResult.models`` holds each precision's size, bits per weight, speed, and cosine
-    to the reference embeddings. ``cv`` / ``shift`` run within each precision's embeddings, as in ``evaluate``.
+    ``options``: :func:`medqk.eval.evaluate`'s keywords (``k``, ``metric``, ``threads``, ``recall_target``,
+    ``seed``, ``cv``, ``shift``, ``progress``), with its defaults. Every model loads (and is quantized) before any
+    text is embedded, so a bad precision fails early. Per precision the docs and queries are embedded
+    (``batch_size``, ``threads``; a progress bar on a terminal when ``progress``), then :func:`medqk.eval.evaluate`
+    runs the schemes with the reference model's embeddings as ``reference_vectors``: recall@k is against the float
+    pipeline's top-k, the relevance changes (paired bootstrap CIs) against its relevance. Rows are named
+    "<precision>/<index spec>" and carry ``model_precision``, ``index_spec``, ``model_bytes``, ``sentences_per_s``
+    and ``pipeline_bytes`` (model bytes + index bytes); ``EvalResult.models`` holds each precision's size, bits per
+    weight, speed, and cosine to the reference embeddings. ``cv`` / ``shift`` run within each precision's
+    embeddings, as in ``evaluate``.
 
     Recommendation: with qrels, the smallest pipeline (model + index bytes) none of whose relevance metrics@k is
     significantly below the float pipeline's (paired bootstrap 95% CI of the change wholly below 0), and the one
@@ -109,6 +105,8 @@ def evaluate_model(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    settings = _evaluate_settings(options)
+    k, threads, shift, progress = settings["k"], settings["threads"], settings["shift"], settings["progress"]
     base = texts.data
     if shift is not None:  # checked before any text is embedded; evaluate checks it again after the schemes
         if base.doc_fields is None:
@@ -140,8 +138,7 @@ def evaluate_model(
             queries = encoder.encode(texts.query_texts, batch_size, progress=bar, threads=threads)
             seconds = time.perf_counter() - t0
             data = dataclasses.replace(base, docs=docs, queries=queries)
-            result = evaluate(data, schemes, k=k, metric=metric, threads=threads, recall_target=recall_target,
-                              seed=seed, cv=cv, shift=shift, progress=progress, reference_vectors=ref_vectors)
+            result = evaluate(data, schemes, reference_vectors=ref_vectors, **settings)
         except KeyboardInterrupt:
             if not rows:
                 raise
@@ -180,8 +177,21 @@ def evaluate_model(
         meta["partial_reason"] = partial_reason
     ref = dict(first.reference, model_precision=reference)
     has_relevance = "relevance" in ref
-    return EvalResult(meta, ref, rows, _recommend_pipeline(rows, k, recall_target, has_relevance, reference),
+    recommendation = _recommend_pipeline(rows, k, settings["recall_target"], has_relevance, reference)
+    return EvalResult(meta, ref, rows, recommendation,
                       robustness=robustness, skipped=skipped, models=models)
+
+
+def _evaluate_settings(options: dict) -> dict:
+    """evaluate's keyword arguments: its defaults, updated with ``options`` (a TypeError names an unknown one)."""
+    settings = {name: p.default for name, p in inspect.signature(evaluate).parameters.items()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "reference_vectors"}
+    unknown = sorted(set(options) - set(settings))
+    if unknown:
+        raise TypeError(f"evaluate_model() got unexpected keyword arguments {', '.join(unknown)}; it takes "
+                        f"batch_size, max_seq_length, encoders and evaluate's {', '.join(settings)}")
+    settings.update(options)
+    return settings
 
 
 def _cosines(reference: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray]) -> dict:
