@@ -299,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="measure recall, relevance, size and speed of quantization schemes (default: bundled MedQuAD sample)",
         description="Evaluate index specs against exact float search. With no data arguments it runs on the "
-        "bundled MedQuAD sample (5,000 docs, 500 queries; CC BY 4.0).",
+        "bundled MedQuAD sample (5,000 docs, 500 queries; CC BY 4.0). With --model, texts are embedded by the "
+        "model at each precision first and every model precision x index spec is evaluated against the float32 "
+        "model + exact search (the sample's texts by default).",
     )
     src = p_eval.add_argument_group("data (default: the bundled MedQuAD sample)")
     src.add_argument("--data", metavar="DIR", help="folder laid out like MedQuAD: docs.npy, queries.npy, qrels.json")
