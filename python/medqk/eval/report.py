@@ -486,7 +486,10 @@ def _draw(result: EvalResult, bottom_px: float):
     y_max_t = float(scale.forward(1.0))
     pad_t = 0.06 * max(y_max_t - y_min_t, 0.3)
 
-    panel_xs = [[s["bytes_per_vector"] for s in schemes], [s["qps"] for s in schemes]]
+    # with a model axis the size that matters is the whole pipeline's: model + index
+    pipeline = _model_axis(result)
+    sizes = [s["pipeline_bytes"] / 1e6 if pipeline else s["bytes_per_vector"] for s in schemes]
+    panel_xs = [sizes, [s["qps"] for s in schemes]]
     # scales of both panels first, then limits (fixed: drawing must not rescale, the label placement works in
     # pixels), then ticks: the shared y axis resets its limits and ticks on every set_yscale
     for ax in axes:
@@ -509,7 +512,9 @@ def _draw(result: EvalResult, bottom_px: float):
     axes[0].yaxis.set_major_locator(FixedLocator(yticks))
     axes[0].yaxis.set_major_formatter(lambda v, _pos: "1" if v == 1.0 else f"{v:g}")
     axes[0].yaxis.set_minor_locator(NullLocator())
-    axes[0].set_ylabel(f"recall@{k} vs exact float search\n(spaced by 1 − recall, log)")
+    versus = (f"the {result.meta['model'].get('reference_precision', 'float32')} pipeline" if pipeline
+              else "exact float search")
+    axes[0].set_ylabel(f"recall@{k} vs {versus}\n(spaced by 1 − recall, log)")
 
     numbered: list[tuple[int, str]] = []
     numbers: dict[str, int] = {}
@@ -536,7 +541,7 @@ def _draw(result: EvalResult, bottom_px: float):
 
         # ticks: the recall values (most wanted first) and x values whose labels do not crowd
         if panel == 0:
-            cand = sorted({round(x, 1) for x in xs})
+            cand = sorted({float(f"{x:.2g}") if pipeline else round(x, 1) for x in xs})  # MB may be < 0.1
             def fmt(v):
                 return f"{v:.0f}" if v >= 10 else f"{v:g}"
         else:
@@ -553,7 +558,8 @@ def _draw(result: EvalResult, bottom_px: float):
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_major_formatter(lambda v, _pos, fmt=fmt: fmt(v))
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("bytes / vector (log)" if panel == 0 else "queries / s, batch search (log)")
+        size_label = "model + index MB (log)" if pipeline else "bytes / vector (log)"
+        ax.set_xlabel(size_label if panel == 0 else "queries / s, batch search (log)")
         ax.tick_params(labelsize=9)
 
         legend = None
