@@ -12,6 +12,7 @@ import numpy as np
 
 from .._progress import progress_bar
 from .._validate import threads_arg
+from ..kernels import _attention_f32_checked
 
 # each precision: the QuantizedLinear.from_float options of every linear layer (None: float32 kept)
 PRECISIONS = {
@@ -278,8 +279,7 @@ class SentenceEncoder:
                                    f"{emb['word'].shape[0]} word embeddings: tokenizer.json does not match the model")
         x = emb["word"][tokens] + emb["position"][:length][None] + emb["type"][0]
         x = _layer_norm(x.reshape(b * length, cfg.hidden_size), emb["ln_w"], emb["ln_b"], cfg.layer_norm_eps)
-        # additive attention mask over keys: padded keys get -inf-like scores, so exp() makes them exactly 0
-        key_bias = np.where(mask, np.float32(0.0), np.float32(np.finfo(np.float32).min))[:, None, None, :]
+        lengths = mask.sum(axis=1).astype(np.int64)
         heads, dh = cfg.num_heads, cfg.hidden_size // cfg.num_heads
         scale = np.float32(1.0 / math.sqrt(dh))
         hessians = getattr(self, "_hessians", None)  # set while _calibrated runs the float model
@@ -293,19 +293,12 @@ class SentenceEncoder:
             return self._layers[i][name](inp, threads=threads)
 
         for li, layer in enumerate(self._layers):
-            def split(t):  # (b * length, hidden) -> (b, heads, length, dh), C order: batched BLAS products
-                return np.ascontiguousarray(t.reshape(b, length, heads, dh).transpose(0, 2, 1, 3))
-
-            q = split(lin(li, "attention.self.query", x))
-            k = split(lin(li, "attention.self.key", x))
-            v = split(lin(li, "attention.self.value", x))
-            scores = np.matmul(q, k.transpose(0, 1, 3, 2))  # (b, heads, length, length), in place below
-            scores *= scale
-            scores += key_bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            ctx = np.matmul(scores, v).transpose(0, 2, 1, 3).reshape(b * length, cfg.hidden_size)
+            q = lin(li, "attention.self.query", x)
+            k = lin(li, "attention.self.key", x)
+            v = lin(li, "attention.self.value", x)
+            # softmax(q k^T * scale) v per sequence and head over its tokens only (padding keys take no part, as
+            # an additive -inf mask gives; padding rows come out 0 and never reach the pooling)
+            ctx = _attention_f32_checked(q, k, v, lengths, heads, float(scale), threads)
             attn = lin(li, "attention.output.dense", ctx)
             x = _layer_norm(attn + x, layer["ln1_w"], layer["ln1_b"], cfg.layer_norm_eps)
             inter = _gelu(lin(li, "intermediate.dense", x))
