@@ -145,6 +145,11 @@ def test_fused_topk_equals_numpy_scores_with_tie_rule(metric):
     np.testing.assert_array_equal(ids, order)
     np.testing.assert_array_equal(scores, np.take_along_axis(ref, order, axis=1))
     assert ids[0, 0] == 100 and ids[0, 1] == 200  # the query's own vector and its copy: a tie, lower id first
+    # a tie at the k-th place: with k = 1 the copy (id 200) must not replace the kept vector 100
+    top_s, top_i = np.empty((nq, 1), dtype=np.float32), np.empty((nq, 1), dtype=np.int64)
+    kern.rabitq_search_topk(words, pop, planes, query.a, query.c1, query.c2, query.c3, enc.mult, enc.add, 1,
+                            top_s, top_i)
+    np.testing.assert_array_equal(top_i[:, 0], order[:, 0])
 
 
 @pytest.mark.parametrize("d", [2, 33, 384])

@@ -166,6 +166,12 @@ def _int8_index(params, spec, dim, metric, options):
     return FlatInt8Index(spec, dim, metric, **options)
 
 
+def _rabitq_index(params, spec, dim, metric, options):
+    from .rabitq import FlatRaBitQIndex
+
+    return FlatRaBitQIndex(spec, dim, metric, **options)
+
+
 def _hnsw_index(params, spec, dim, metric, options):
     from .hnsw import HnswIndex
 
@@ -295,6 +301,9 @@ TABLE: tuple[Codec, ...] = (
     _pca_row(4),
     _pca_row(3),
     _pca_row(2),
+    # 1-bit RaBitQ: sign code + two float32 factors (medqk.index.rabitq); more candidates than pq before a rerank
+    Codec("rabitq", "rabitq", "rabitq", "rabitq", {"query_bits": 4, "seed": 1234, "eps0": 1.9},
+          lambda p, dim: (dim + 7) // 8 + 8.0, _rabitq_index, "rabitq", rerank_factor=_PQ_RERANK),
     Codec("pq<M>x4fs", "pq<M>x4fs", r"pq(\d+)x4fs", "pq", _PQ4, lambda p, dim: _nibbles(int(p[0])),
           _lut4_index(_PQ4_QUANTIZER), "pq8x4fs", quantizer=_PQ4_QUANTIZER, under_ivf=True,
           rerank_factor=_PQ_RERANK),
