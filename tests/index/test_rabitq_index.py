@@ -66,7 +66,7 @@ def test_save_load_is_bit_exact(tmp_path):
     index = mi.create("rabitq", 40, "l2", query_bits=6, seed=3).train(x).add(x)
     index.save(tmp_path / "r.mqk")
     loaded = mi.load(tmp_path / "r.mqk")
-    assert loaded.codec.config() == {"query_bits": 6, "seed": 3, "eps0": 1.9}
+    assert loaded.codec.config() == {"query_bits": 6, "seed": 3, "eps0": 1.9, "aware_passes": 2, "aware_mix": 0.3}
     a, b = index._state()[1], loaded._state()[1]
     assert a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in a)
     for got, want in zip(loaded.search(q, 7), index.search(q, 7)):

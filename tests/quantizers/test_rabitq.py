@@ -34,7 +34,7 @@ def _estimates_over_rotations(o, q, seeds):
     codec is trained on {o, -o} so that its centroid is exactly 0."""
     est, dots = [], []
     for seed in seeds:
-        codec = RaBitQCodec(o.shape[0], seed=seed).train(np.stack([o, -o]))
+        codec = RaBitQCodec(o.shape[0], seed=seed, aware_passes=0).train(np.stack([o, -o]))
         codes = codec.encode(o[None])
         est.append(codec.estimate_float(codes, codec.quantize_queries(q[None]).rotated)[0, 0])
         dots.append(float(codes.dot[0]))
@@ -69,7 +69,7 @@ def test_error_bound_holds_at_its_confidence(metric):
     rng = np.random.default_rng(11)
     x = (rng.standard_normal((n, d)) + 0.7).astype(np.float32)
     q = (rng.standard_normal((nq, d)) + 0.7).astype(np.float32)
-    codec = RaBitQCodec(d, metric, eps0=2.5).train(x)
+    codec = RaBitQCodec(d, metric, eps0=2.5, aware_passes=0).train(x)  # the paper's codes
     codes, query = codec.encode(x), codec.quantize_queries(q)
     true = _unit(q - codec.centroid).astype(np.float64) @ _unit(x - codec.centroid).astype(np.float64).T
     allowed = bound_failure_probability(codec.eps0)
@@ -169,7 +169,7 @@ def test_codes_layout_and_factors():
     d = 13
     rng = np.random.default_rng(2)
     x = rng.standard_normal((20, d)).astype(np.float32)
-    codec = RaBitQCodec(d).train(x)
+    codec = RaBitQCodec(d, aware_passes=0).train(x)
     x[5] = codec.centroid
     enc = codec.encode(x)
     assert enc.codes.shape == (20, code_bytes(d)) == (20, 2) and codec.bytes_per_vector == 2 + 8
@@ -177,6 +177,39 @@ def test_codes_layout_and_factors():
     rot = _unit((x - codec.centroid)[np.arange(20) != 5]) @ codec.rotation
     np.testing.assert_array_equal(unpack_bits(enc.codes, d)[np.arange(20) != 5], (rot > 0).astype(np.uint8))
     assert np.all((enc.dot > 0) & (enc.dot <= 1 + 1e-6)) and enc.mult[5] == 0 and enc.dot[5] == 1
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.3])
+def test_score_aware_codes_lower_the_query_weighted_error(mix):
+    """Per vector, the score-aware code's mean square error over the training directions, e^T S_mix e with
+    e = x / <x, o'> - o', is at most the paper's code's (and lower on average), its factor a is <x, o'> of
+    the code it stores, and the always-true bound sqrt(1 - a^2) / a * sqrt(1 - <o, q>^2) holds for it. Fails
+    with the flip test reversed (flips that raise the error)."""
+    d, n = 48, 400
+    rng = np.random.default_rng(8)
+    scales = np.linspace(3, 0.3, d)  # anisotropic data: a few directions dominate
+    x = (rng.standard_normal((n, d)) * scales).astype(np.float32)
+    q = (rng.standard_normal((30, d)) * scales).astype(np.float32)
+    plain = RaBitQCodec(d, aware_passes=0).train(x)
+    aware = RaBitQCodec(d, aware_passes=2, aware_mix=mix).train(x)
+    cov = aware.query_cov.astype(np.float64)
+    rot = _unit(x - aware.centroid) @ aware.rotation
+
+    def weighted_error(enc):
+        xs = (unpack_bits(enc.codes, d).astype(np.float64) * 2 - 1) / math.sqrt(d)
+        e = xs / enc.dot.astype(np.float64)[:, None] - rot
+        return np.einsum("ij,jk,ik->i", e, cov, e), xs
+
+    before, _ = weighted_error(plain.encode(x))
+    enc = aware.encode(x)
+    after, xs = weighted_error(enc)
+    assert np.all(after <= before * (1 + 1e-5)) and after.mean() < 0.9 * before.mean()
+    np.testing.assert_allclose(enc.dot, np.einsum("ij,ij->i", xs, rot), rtol=1e-5)
+    query = aware.quantize_queries(q)
+    true = query.rotated.astype(np.float64) @ rot.T.astype(np.float64)
+    a = enc.dot.astype(np.float64)
+    bound = np.sqrt(1 - a * a)[None, :] / a[None, :] * np.sqrt(np.maximum(1 - true * true, 0))
+    assert np.all(np.abs(aware.estimate_float(enc, query.rotated) - true) <= bound + 1e-5)
 
 
 def test_state_round_trip_is_bit_exact():
@@ -189,7 +222,7 @@ def test_state_round_trip_is_bit_exact():
     config, arrays = codec.state()
     loaded = RaBitQCodec(d, "l2", **config)
     loaded.load_state({k: np.frombuffer(v.tobytes(), v.dtype).reshape(v.shape) for k, v in arrays.items()})
-    for name in ("rotation", "centroid"):
+    for name in ("rotation", "centroid", "query_cov"):
         assert getattr(loaded, name).tobytes() == getattr(codec, name).tobytes()
     a, b = codec.encode(x), loaded.encode(x)
     for f in ("codes", "mult", "add", "dot"):

@@ -91,7 +91,8 @@ def rabitq_search_topk(codes, pop, planes, qa, c1, c2, c3, mult, add, k, scores,
             ip = np.float32(_and_popcount_dot(codes, v, planes, q))
             t = c1[q] * ip + c2[q] * np.float32(pop[v]) + c3[q]
             s = add[v] + qa[q] + mult[v] * t
-            size = _heap_push(hs, hi, size, k, s, v)
+            if size < k or s > hs[0]:  # the heap's own test, ahead of the call: most vectors stop here
+                size = _heap_push(hs, hi, size, k, s, v)
         _write_sorted(hs, hi, size, scores[q], ids[q])
 
 

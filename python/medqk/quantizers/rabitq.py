@@ -12,6 +12,18 @@ Encoding (train: the centroid c of the data and a rotation P; then per vector o_
   The code stands for the unit vector ``o_bar = (2 b - 1) / sqrt(d)`` (in the rotated space).
 - Factor ``a = <o_bar, o'> = sum_i |o'_i| / sqrt(d)`` (about sqrt(2 / pi) ~ 0.80 for large d).
 
+Score-aware codes (``aware_passes`` > 0, the default; an addition to the paper, in the spirit of ScaNN's
+anisotropic loss). The paper's code, sign(o'), is the best one for queries spread evenly over the sphere.
+Real queries are not: their directions have a covariance S (estimated at training on the training vectors'
+rotated unit residuals, mixed with the isotropic one: ``S_mix = (1 - aware_mix) S + aware_mix I / d``).
+Keeping the estimator ``<x, q'> / <x, o'>`` (x = (2 b - 1) / sqrt(d); exact along o' for any x), its error
+is ``<e, q'>`` with ``e = x / <x, o'> - o'``, of mean square ``e^T S_mix e`` over the queries; each pass
+visits the dimensions in order and flips a bit wherever that lowers ``e^T S_mix e`` (starting from
+sign(o')). On MedQuAD dev (d = 384) R@10 went from 0.769 (the paper's codes) to 0.794 (mix 0) and 0.802
+(mix 0.3), two passes. Such codes depend on the data, so the estimator is no longer unbiased over the
+rotation and the eps0 bound below is the paper's, for ``aware_passes=0``; the always-true bound holds for
+both (with a = <x, o'>).
+
 Estimator: for any unit query direction q (rotated q' = q @ P), ``<o, q> ~ <o_bar, q'> / a``. Over the random
 rotation it is unbiased (paper, Theorem 3.2), and its error is ``<o_bar, q'_perp> / a`` where q'_perp is the
 part of q' orthogonal to o'. Two bounds follow:
@@ -61,6 +73,7 @@ from .._errors import IndexFileError
 
 METRICS = ("ip", "l2")
 DEFAULT_EPS0 = 1.9  # the paper's choice
+_AWARE_CHUNK = 8192  # rows per score-aware encoding step (float64 work arrays of 8192 x d)
 
 
 def bound_failure_probability(eps0: float) -> float:
@@ -140,10 +153,11 @@ class RaBitQQuery:
 class RaBitQCodec:
     """The 1-bit RaBitQ codec of the module doc. ``metric``: "ip" or "l2"; ``query_bits``: bits of the
     quantized query (1-8, default 4); ``seed``: of the rotation; ``eps0``: confidence parameter of
-    :meth:`error_bound` (failure probability <= :func:`bound_failure_probability`)."""
+    :meth:`error_bound` (failure probability <= :func:`bound_failure_probability`); ``aware_passes`` (0: the
+    paper's sign codes) and ``aware_mix`` in [0, 1]: the score-aware codes of the module doc."""
 
     def __init__(self, dim: int, metric: str = "ip", query_bits: int = 4, seed: int = 1234,
-                 eps0: float = DEFAULT_EPS0):
+                 eps0: float = DEFAULT_EPS0, aware_passes: int = 2, aware_mix: float = 0.3):
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
             raise ValueError(f"dim must be an int >= 2 (the error bound divides by sqrt(dim - 1)), got {dim!r}")
         if metric not in METRICS:
@@ -152,10 +166,16 @@ class RaBitQCodec:
             raise ValueError(f"query_bits must be an int in 1..8, got {query_bits!r}")
         if not (isinstance(eps0, (int, float)) and math.isfinite(eps0) and eps0 > 0):
             raise ValueError(f"eps0 must be a positive finite number, got {eps0!r}")
+        if isinstance(aware_passes, bool) or not isinstance(aware_passes, (int, np.integer)) or aware_passes < 0:
+            raise ValueError(f"aware_passes must be an int >= 0, got {aware_passes!r}")
+        if not (isinstance(aware_mix, (int, float)) and 0 <= aware_mix <= 1):
+            raise ValueError(f"aware_mix must be a number in [0, 1], got {aware_mix!r}")
+        self.aware_passes, self.aware_mix = int(aware_passes), float(aware_mix)
         self.dim, self.metric, self.query_bits = int(dim), metric, int(query_bits)
         self.seed, self.eps0 = int(seed), float(eps0)
         self.rotation: np.ndarray | None = None  # (d, d) float32, orthogonal
         self.centroid: np.ndarray | None = None  # (d,) float32
+        self.query_cov: np.ndarray | None = None  # (d, d) float32 S_mix, with aware_passes > 0
 
     @property
     def is_trained(self) -> bool:
@@ -171,13 +191,21 @@ class RaBitQCodec:
         return float(self.code_bytes + 8)
 
     def config(self) -> dict:
-        return {"query_bits": self.query_bits, "seed": self.seed, "eps0": self.eps0}
+        return {"query_bits": self.query_bits, "seed": self.seed, "eps0": self.eps0,
+                "aware_passes": self.aware_passes, "aware_mix": self.aware_mix}
 
     def train(self, x: np.ndarray) -> RaBitQCodec:
         """The centroid of x (n, d) and the seeded rotation; x needs at least one vector."""
         x = _check_vectors(x, "x", self.dim)
         self.centroid = x.astype(np.float64).mean(axis=0).astype(np.float32)
         self.rotation = random_rotation(self.dim, self.seed).astype(np.float32)
+        self.query_cov = None
+        if self.aware_passes:
+            rot, norm = self._rotate_unit(x)
+            rot = rot[norm > 0].astype(np.float64)
+            cov = rot.T @ rot / max(len(rot), 1)
+            self.query_cov = ((1 - self.aware_mix) * cov + self.aware_mix * np.eye(self.dim) / self.dim
+                              ).astype(np.float32)
         return self
 
     def _require_trained(self) -> None:
@@ -195,8 +223,13 @@ class RaBitQCodec:
         self._require_trained()
         x = _check_vectors(x, "x", self.dim)
         rot, norm = self._rotate_unit(x)
-        codes = pack_bits(rot > 0)
-        dot = (np.abs(rot).sum(axis=1, dtype=np.float64) / math.sqrt(self.dim)).astype(np.float32)
+        if self.aware_passes:
+            signs = np.concatenate([self._aware_signs(rot[i : i + _AWARE_CHUNK])
+                                    for i in range(0, len(rot), _AWARE_CHUNK)])
+        else:
+            signs = rot > 0
+        codes = pack_bits(signs)
+        dot = (np.where(signs, rot, -rot).sum(axis=1, dtype=np.float64) / math.sqrt(self.dim)).astype(np.float32)
         dot = np.where(norm > 0, dot, 1).astype(np.float32)
         mult = np.where(norm > 0, norm / dot, 0).astype(np.float32)
         if self.metric == "ip":
@@ -204,6 +237,35 @@ class RaBitQCodec:
         else:
             add = -(norm.astype(np.float64) ** 2).astype(np.float32)
         return RaBitQCodes(codes, mult, add, dot, norm)
+
+    def _aware_signs(self, rot: np.ndarray) -> np.ndarray:
+        """Score-aware sign codes (module doc) of rotated unit residuals (n, d): greedy bit flips, dimension by
+        dimension, each lowering e^T S e with e = x / <x, o'> - o'; <x, o'> is kept above 1e-3 (a zero
+        residual keeps sign(o') = all False)."""
+        d = self.dim
+        cov = self.query_cov.astype(np.float64)
+        o = rot.astype(np.float64)
+        x = np.where(o > 0, 1.0, -1.0) / math.sqrt(d)
+        sx, so = x @ cov, o @ cov  # S x, S o per row
+        xsx, xso, a = np.einsum("ij,ij->i", x, sx), np.einsum("ij,ij->i", x, so), np.einsum("ij,ij->i", x, o)
+        live = a > 1e-3
+        diag = np.diag(cov) / d  # x_i^2 S_ii
+        for _ in range(self.aware_passes):
+            for i in range(d):
+                xi = x[:, i]
+                a2 = a - 2 * xi * o[:, i]
+                xsx2 = xsx - 4 * xi * sx[:, i] + 4 * diag[i]
+                xso2 = xso - 2 * xi * so[:, i]
+                ok = live & (a2 > 1e-3)
+                safe_a, safe_a2 = np.where(live, a, 1), np.where(ok, a2, 1)
+                gain = (xsx / safe_a ** 2 - 2 * xso / safe_a) - (xsx2 / safe_a2 ** 2 - 2 * xso2 / safe_a2)
+                rows = np.flatnonzero(ok & (gain > 0))
+                if len(rows):
+                    old = x[rows, i].copy()
+                    x[rows, i] = -old
+                    sx[rows] -= (2 * old)[:, None] * cov[i][None, :]
+                    a[rows], xsx[rows], xso[rows] = a2[rows], xsx2[rows], xso2[rows]
+        return x > 0
 
     def quantize_queries(self, q: np.ndarray) -> RaBitQQuery:
         """The queries' bit planes and scan constants (module doc)."""
@@ -248,6 +310,8 @@ class RaBitQCodec:
 
     def state(self) -> tuple[dict, dict]:
         arrays = {} if self.rotation is None else {"rotation": self.rotation, "centroid": self.centroid}
+        if self.query_cov is not None:
+            arrays["query_cov"] = self.query_cov
         return self.config(), arrays
 
     def load_state(self, arrays: dict) -> None:
@@ -260,4 +324,9 @@ class RaBitQCodec:
                 or rotation.dtype != np.float32 or centroid.dtype != np.float32):
             raise IndexFileError(f"corrupt rabitq codec: rotation {rotation.shape} {rotation.dtype}, centroid "
                                  f"{centroid.shape} {centroid.dtype} for dim {self.dim}")
-        self.rotation, self.centroid = rotation, centroid
+        cov = np.array(arrays["query_cov"]) if "query_cov" in arrays else None
+        if (cov is None) != (self.aware_passes == 0) or (
+                cov is not None and (cov.shape != (self.dim, self.dim) or cov.dtype != np.float32)):
+            raise IndexFileError(f"corrupt rabitq codec: query_cov {None if cov is None else cov.shape} with "
+                                 f"aware_passes={self.aware_passes}")
+        self.rotation, self.centroid, self.query_cov = rotation, centroid, cov
