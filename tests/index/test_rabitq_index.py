@@ -19,10 +19,11 @@ def _reference(index, q, k):
 
     codec, d = index.codec, index.dim
     query = codec.quantize_queries(q)
-    b = unpack_bits(index._codes, d).astype(np.int64)
+    stored = index._state()[1]
+    b = unpack_bits(stored["codes"], d).astype(np.int64)
     u = sum(unpack_bits(query.planes[:, j], d).astype(np.int64) << j for j in range(query.planes.shape[1]))
-    s = scores_reference(u @ b.T, b.sum(axis=1), query.a, query.c1, query.c2, query.c3, index._mult,
-                         index._add_term)
+    s = scores_reference(u @ b.T, b.sum(axis=1), query.a, query.c1, query.c2, query.c3, stored["mult"],
+                         stored["add"])
     order = np.lexsort((np.broadcast_to(np.arange(s.shape[1]), s.shape), -s), axis=1)[:, :k]
     return np.take_along_axis(s, order, axis=1), order
 

@@ -21,10 +21,10 @@ class FlatRaBitQIndex(Index):
     def __init__(self, spec, dim: int, metric: str, **codec_options):
         super().__init__(spec, dim, metric)
         self.codec = RaBitQCodec(dim, metric, **codec_options)
-        self._codes = np.empty((0, code_bytes(dim)), dtype=np.uint8)
-        self._mult = np.empty(0, dtype=np.float32)
-        self._add_term = np.empty(0, dtype=np.float32)
-        self._scan = None  # (codes as uint64 words, popcounts): derived from _codes, rebuilt after add()
+        # what is stored per vector (the saved arrays): sign codes, then the factors M_v and B_v
+        self._stored = {"codes": np.empty((0, code_bytes(dim)), dtype=np.uint8),
+                        "mult": np.empty(0, dtype=np.float32), "add": np.empty(0, dtype=np.float32)}
+        self._scan = None  # (codes as uint64 words, popcounts): derived from the codes, rebuilt after add()
 
     @property
     def is_trained(self) -> bool:
@@ -39,16 +39,14 @@ class FlatRaBitQIndex(Index):
 
     def _add(self, x):
         enc = self.codec.encode(x)
-        self._codes = np.concatenate([self._codes, enc.codes])
-        self._mult = np.concatenate([self._mult, enc.mult])
-        self._add_term = np.concatenate([self._add_term, enc.add])
+        self._stored = {name: np.concatenate([old, getattr(enc, name)]) for name, old in self._stored.items()}
         self._scan = None
 
     def _scan_arrays(self):
         from ..kernels import _numba_rabitq as kern
 
         if self._scan is None:
-            words = kern.to_words(self._codes, self.dim)
+            words = kern.to_words(self._stored["codes"], self.dim)
             pop = np.empty(words.shape[0], dtype=np.int32)
             kern.rabitq_popcounts(words, kern.dim_mask(self.dim), pop)
             self._scan = words, pop
@@ -63,18 +61,17 @@ class FlatRaBitQIndex(Index):
         scores = np.empty((q.shape[0], k), dtype=np.float32)
         ids = np.empty((q.shape[0], k), dtype=np.int64)
         with _backend.numba_kernels().threads(threads):
-            kern.rabitq_search_topk(words, pop, planes, query.a, query.c1, query.c2, query.c3, self._mult,
-                                    self._add_term, k, scores, ids)
+            kern.rabitq_search_topk(words, pop, planes, query.a, query.c1, query.c2, query.c3, self._stored["mult"],
+                                    self._stored["add"], k, scores, ids)
         return scores, ids
 
     def _state(self):
         config, arrays = self.codec.state()
-        arrays.update(codes=self._codes, mult=self._mult, add=self._add_term)
+        arrays.update(self._stored)
         return {"codec": config}, arrays
 
     def _load_state(self, config, arrays):
         self.codec.load_state(arrays)
-        self._codes = np.asarray(arrays["codes"])
-        self._mult, self._add_term = np.asarray(arrays["mult"]), np.asarray(arrays["add"])
-        self._ntotal = self._codes.shape[0]
+        self._stored = {name: np.asarray(arrays[name]) for name in self._stored}
+        self._ntotal = self._stored["codes"].shape[0]
         self._scan = None

@@ -106,20 +106,10 @@ def unpack_bits(codes: np.ndarray, dim: int) -> np.ndarray:
 
 
 def _check_vectors(x, name: str, dim: int) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray of floats, got {type(x).__name__}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (n, {dim}), got {x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 vectors)")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or Inf")
-    return x
+    """float32 C-contiguous (n, dim), the indexes' checks (NaN/Inf, dtype, shape, empty: errors naming x)."""
+    from ..index.flat import as_vectors  # lazy: the index package imports the quantizers
+
+    return as_vectors(x, name, dim)
 
 
 @dataclass
