@@ -68,7 +68,9 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | Non
     1.0 = nearest level otherwise), ``progress``; for pca, ``seed``, ``max_iter``, ``max_train``,
     ``progress``; for pq, ``seed`` (1234), ``max_iter`` (25), ``tol`` (1e-4), ``max_train`` (65536),
     ``progress``; for opq,pq the same plus ``opq_iter`` (20 rotation updates) and ``opq_kmeans_iter`` (4
-    k-means iterations between two updates); for hnsw, ``M`` (16, at least 2), ``ef_construction`` (200),
+    k-means iterations between two updates); for rabitq, ``query_bits`` (4), ``seed`` (1234), ``eps0`` (1.9, the
+    error bound's confidence parameter), ``aware_passes`` (2; 0: the paper's sign codes) and ``aware_mix`` (0.3);
+    for hnsw, ``M`` (16, at least 2), ``ef_construction`` (200),
     ``ef_search`` (64), ``progress``; for ivf<nlist>,<pq> those of the pq codec (its ``progress`` also
     covers the coarse k-means and add()) plus ``nprobe`` (min(16, nlist); settable later), ``coarse_iter``
     (20 k-means iterations) and ``coarse_max_train`` (64 * nlist vectors).

@@ -166,6 +166,12 @@ def _int8_index(params, spec, dim, metric, options):
     return FlatInt8Index(spec, dim, metric, **options)
 
 
+def _rabitq_index(params, spec, dim, metric, options):
+    from .rabitq import FlatRaBitQIndex
+
+    return FlatRaBitQIndex(spec, dim, metric, **options)
+
+
 def _hnsw_index(params, spec, dim, metric, options):
     from .hnsw import HnswIndex
 
@@ -259,6 +265,8 @@ _PQ = {"seed": 1234, "max_iter": 25, "tol": 1e-4, "max_train": 65536, "progress"
 # score-aware codes for inner products (PQCodec.encode_sub): opq,pq96x4fs R@10 0.797 -> 0.825
 _PQ4 = {**_PQ, "eta": ByMetric(4.0, 1.0)}
 _OPQ = {"opq_iter": 20, "opq_kmeans_iter": 4}
+# score-aware sign codes (medqk.quantizers.rabitq): MedQuAD dev R@10 0.769 (paper's codes) -> 0.802
+_RABITQ = {"query_bits": 4, "seed": 1234, "eps0": 1.9, "aware_passes": 2, "aware_mix": 0.3}
 _HNSW = {"M": 16, "ef_construction": 200, "ef_search": 64, "progress": None}
 
 # A pq base keeps the true top-10 among 16 candidates per result, an ivf base (recall@10 near 0.7) among 20
@@ -295,6 +303,9 @@ TABLE: tuple[Codec, ...] = (
     _pca_row(4),
     _pca_row(3),
     _pca_row(2),
+    # 1-bit RaBitQ: sign code + two float32 factors (medqk.index.rabitq); more candidates than pq before a rerank
+    Codec("rabitq", "rabitq", "rabitq", "rabitq", _RABITQ,
+          lambda p, dim: (dim + 7) // 8 + 8.0, _rabitq_index, "rabitq", rerank_factor=_PQ_RERANK),
     Codec("pq<M>x4fs", "pq<M>x4fs", r"pq(\d+)x4fs", "pq", _PQ4, lambda p, dim: _nibbles(int(p[0])),
           _lut4_index(_PQ4_QUANTIZER), "pq8x4fs", quantizer=_PQ4_QUANTIZER, under_ivf=True,
           rerank_factor=_PQ_RERANK),

@@ -5,6 +5,7 @@ Grammar (whitespace ignored, case-insensitive)::
     spec    := base [ "+rerank:" codec ]
     base    := codec | "hnsw" | "ivf" nlist "," [ "opq," ] "pq" M "x4fs"
     codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2" | "pca4" | "pca3" | "pca2"
+             | "rabitq"
              | [ "opq," ] pq
     pq      := "pq" M "x4fs" | "pq" M "x8"
 
@@ -24,6 +25,11 @@ Grammar (whitespace ignored, case-insensitive)::
   bits per dimension on average; 192 / 144 / 96 B at 384-d) are spread over PCA directions by a dynamic
   program: 1-3 nibbles on the high-variance directions, one nibble shared by 2-4 low-variance ones, none
   on the last (:mod:`medqk.quantizers.pca`). R@10 0.975 at 192 B on MedQuAD where ``cb4`` gets 0.951.
+- ``rabitq``: 1-bit RaBitQ (Gao & Long, SIGMOD 2024; :mod:`medqk.quantizers.rabitq`): a seeded random
+  rotation of the residual to the data centroid, one sign bit per dimension and two float32 factors
+  (ceil(d / 8) + 8 bytes, 56 B at 384-d), scored by AND-popcount over 4-bit query planes
+  (:mod:`medqk.index.rabitq`); the sign codes are score-aware by default (option ``aware_passes``, 0: the
+  paper's codes; MedQuAD R@10 0.769 -> 0.802).
 - ``pq<M>x4fs``: product quantization, M subspaces of 16 centroids (M / 2 bytes per vector, e.g.
   ``pq96x4fs`` = 48 B at 384-d), scanned with the same 4-bit tables (faiss "fast scan"). M must divide
   the dimension. ``pq<M>x8``: 256 centroids per subspace (M bytes per vector, e.g. ``pq48x8`` = 48 B),
