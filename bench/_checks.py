@@ -29,6 +29,7 @@ def _load_float_bounds():
 _float_bounds = _load_float_bounds()
 gamma = _float_bounds.gamma
 attention_reference = _float_bounds.attention_reference
+gelu_reference = _float_bounds.gelu_reference
 
 # every ISA this CPU and build can run (parametrize over it: the test ids name the ISA); none without the
 # native module, whose benchmarks then do not run

@@ -1,9 +1,10 @@
-"""The encoder's fused self-attention: attention_f32 (each native variant, the Numba twin) against the numpy code
-the encoder used before it (batched matmul over padded sequences, an additive -inf mask, a softmax in place).
+"""The encoder's non-GEMM steps.
 
-MiniLM's shape (12 heads of 32) on a batch of 8 sequences padded to 128 tokens, lengths 20 to 128 as a
-length-sorted batch of MedQuAD texts has them. Every result is held to float64 within the bound of
-tests/float_bounds.py (attention_reference).
+The fused self-attention: attention_f32 (each native variant, the Numba twin) against the numpy code the encoder
+used before it (batched matmul over padded sequences, an additive -inf mask, a softmax in place), on MiniLM's
+shape (12 heads of 32), a batch of 8 sequences padded to 128 tokens, lengths 20 to 128 as a length-sorted batch
+of MedQuAD texts has them. GELU: gelu_f32 (each native variant, and the Numba twin that ran before). Every result
+is held to float64 within the bounds of tests/float_bounds.py (attention_reference, gelu_reference).
 """
 
 from __future__ import annotations
@@ -73,3 +74,32 @@ def test_attention_numba(benchmark, case):
 def test_numpy_attention_before(benchmark, case):
     q, k, v, *_ = case
     check(benchmark(numpy_attention, q, k, v), case)
+
+
+GELU_N = 256 * 1536  # one 256-token sequence's intermediate layer in MiniLM
+
+
+@pytest.fixture(scope="module")
+def gelu_case():
+    from _checks import gelu_reference
+
+    x = (np.random.default_rng(1).standard_normal(GELU_N) * 2).astype(np.float32)
+    return x, *gelu_reference(x)
+
+
+@pytest.mark.benchmark(group="gelu 393216 floats")
+@pytest.mark.parametrize("variant", variants("gelu_f32"))
+def test_gelu_native(benchmark, gelu_case, variant):
+    x, want, bound = gelu_case
+    with medqk.use_backend("native"), medqk.use_kernel("gelu_f32", variant):
+        out = benchmark(kernels.gelu_f32, x, threads=1)
+    assert (np.abs(out - want) <= bound).all()
+
+
+@pytest.mark.benchmark(group="gelu 393216 floats")
+def test_gelu_numba(benchmark, gelu_case):
+    x, want, bound = gelu_case
+    with medqk.use_backend("numba"):
+        kernels.gelu_f32(x[:8])  # compile
+        out = benchmark(kernels.gelu_f32, x, threads=1)
+    assert (np.abs(out - want) <= bound).all()

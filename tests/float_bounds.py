@@ -100,3 +100,15 @@ def attention_reference(q, k, v, lengths, heads, scale):
             vmax = np.abs(vv).max(axis=0)[None, :]
             bound[rows, cols] = ((grow - 1) + gamma(n + 3) * grow) * vmax + n * 2.0**-125 * vmax
     return out, bound
+
+
+def gelu_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact GELU (float64 erf) and the bound on the float32 evaluation kernels/gelu.h describes: the A&S tail
+    is off by at most 1.5e-7 (absolute); its float32 evaluation (z, t, 5 Horner steps, the product with exp)
+    by gamma(16) plus the exp's relative error times its size (<= 1); the last step by gamma(3) of the result."""
+    x64 = x.astype(np.float64)
+    erf = np.vectorize(math.erf)(x64 / math.sqrt(2))
+    exact = 0.5 * x64 * (1 + erf)
+    tail = 1 - np.vectorize(math.erf)(np.abs(x64) / math.sqrt(2))
+    bound = 0.5 * np.abs(x64) * (1.5e-7 + (gamma(16) + ATTENTION_EXP_REL_ERROR) * tail * 2) + gamma(3) * np.abs(exact)
+    return exact, bound + 1e-45

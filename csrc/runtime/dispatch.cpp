@@ -17,6 +17,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/f16_scores.h"
+#include "kernels/gelu.h"
 #include "kernels/gemm_s8s8_s32.h"
 #include "kernels/gemm_w4a8.h"
 #include "kernels/lut4_scan.h"
@@ -342,6 +343,11 @@ MEDQK_OPERATION(gemm_w4a8, k::GemmW4A8Op, kForceable,                           
 MEDQK_OPERATION(attention_f32, k::AttentionOp, kForceable,                       //
                 ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::attention_head})  //
                 {"scalar", Isa::scalar, kNoExtra, k::scalar::attention_head})
+
+// the encoder's GELU: FMA and the polynomial exp are part of the avx2 path
+MEDQK_OPERATION(gelu_f32, k::GeluOp, kForceable,                       //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::gelu})  //
+                {"scalar", Isa::scalar, kNoExtra, k::scalar::gelu})
 
 }  // namespace runtime
 

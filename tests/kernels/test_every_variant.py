@@ -250,11 +250,21 @@ def check_attention(variant: str) -> None:
                 assert (np.abs(got - want) <= bound).all(), f"{variant} {batch}x{length} dh={dh}"
 
 
+def check_gelu(variant: str) -> None:
+    from tests.float_bounds import gelu_reference
+
+    x = np.concatenate([np.linspace(-12, 12, 997), [0.0, 127.0, -128.0]]).astype(np.float32)
+    want, bound = gelu_reference(x)
+    with medqk.use_kernel("gelu_f32", variant):
+        for threads in (1, 2):
+            assert (np.abs(core.gelu_f32(x, threads) - want) <= bound).all(), variant
+
+
 CHECKS = {"gemm_s8s8_s32": [check_gemm], "lut4_scan": [check_lut4_scan, check_lut4_scan_ivf],
           "pq8_scan": [check_pq8_scan], "f16_scores": [check_f16_scores],
           "s8_score_candidates": [check_s8_score_candidates], "pq_assign": [check_pq_assign],
           "quantize_rows_s8": [check_quantize_rows_s8], "gemm_w4a8": [check_gemm_w4a8],
-          "attention_f32": [check_attention]}
+          "attention_f32": [check_attention], "gelu_f32": [check_gelu]}
 
 
 def _params():

@@ -46,8 +46,8 @@ const std::string& isa_env_error();
 // a CPU path runs the first variant whose ISA it includes (amx runs avx512vnni and avx2 kernels,
 // neon_dotprod runs neon ones) and whose extra CPU features (`needs`, e.g. avx512vbmi) are present.
 // Operations: gemm_s8s8_s32, gemm_w4a8, lut4_scan, pq8_scan, f16_scores, s8_score_candidates, pq_assign,
-// quantize_rows_s8, attention_f32. Every variant computes the same integer results (and the same float bits where the
-// operation documents an order); forcing one lets tests and benchmarks reach each kernel the CPU can run.
+// quantize_rows_s8, attention_f32, gelu_f32. Every variant computes the same integer results (and the same float bits
+// where the operation documents an order); forcing one lets tests and benchmarks reach each kernel the CPU can run.
 struct KernelVariantInfo {
   std::string name;   // e.g. "avx512vbmi", "avx2", "scalar"
   Isa isa;            // the ISA path it belongs to
@@ -320,5 +320,8 @@ void pq_centroid_sums(const float* x, std::size_t n, std::size_t m, std::size_t 
 void attention_f32(Isa isa, const float* q, std::size_t ldq, const float* k, std::size_t ldk, const float* v,
                    std::size_t ldv, std::size_t batch, std::size_t length, std::size_t heads, std::size_t dh,
                    const int64_t* lengths, float scale, float* out, std::size_t ldo, int threads);
+// GELU in the erf form (csrc/runtime/gelu.cpp, kernels/gelu.h): out[i] = x[i] Phi(x[i]) for n floats (out may be
+// x), erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7); ISAs differ by rounding only. threads: 0 = all.
+void gelu_f32(Isa isa, const float* x, std::size_t n, float* out, int threads);
 
 }  // namespace medqk

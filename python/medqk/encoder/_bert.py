@@ -12,7 +12,7 @@ import numpy as np
 
 from .._progress import progress_bar
 from .._validate import threads_arg
-from ..kernels import _attention_f32_checked
+from ..kernels import _attention_f32_checked, _gelu_f32_checked
 
 # each precision: the QuantizedLinear.from_float options of every linear layer (None: float32 kept)
 PRECISIONS = {
@@ -301,7 +301,7 @@ class SentenceEncoder:
             ctx = _attention_f32_checked(q, k, v, lengths, heads, float(scale), threads)
             attn = lin(li, "attention.output.dense", ctx)
             x = _layer_norm(attn + x, layer["ln1_w"], layer["ln1_b"], cfg.layer_norm_eps)
-            inter = _gelu(lin(li, "intermediate.dense", x))
+            inter = _gelu_f32_checked(lin(li, "intermediate.dense", x), threads)  # erf form (kernels/gelu.h)
             out = lin(li, "output.dense", inter)
             x = _layer_norm(out + x, layer["ln2_w"], layer["ln2_b"], cfg.layer_norm_eps)
         x = x.reshape(b, length, cfg.hidden_size)
@@ -375,16 +375,6 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
     out = centered / np.sqrt(var + np.float32(eps))
     out *= w
     out += b
-    return out
-
-
-def _gelu(x: np.ndarray) -> np.ndarray:
-    """GELU, x * Phi(x) in the erf form BERT's "gelu" names (not the tanh approximation); erf to within
-    1.5e-7 (medqk.kernels._numba_encoder.gelu_erf)."""
-    from ..kernels._numba_encoder import gelu_erf
-
-    out = np.empty_like(x)
-    gelu_erf(x.reshape(-1), out.reshape(-1))
     return out
 
 

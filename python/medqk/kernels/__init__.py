@@ -440,8 +440,35 @@ def _attention_f32_checked(q, k, v, lengths, heads: int, scale: float, nthreads:
     return out
 
 
-__all__ = ["MAX_GEMM_K", "MAX_W4_GROUP_SIZE", "PackedS8", "PackedW4", "attention_f32", "gemm_s8s8_s32",
-           "gemm_w4a8_f32", "gemm_w4a8_s32", "pack_s8", "pack_w4", "pq_assign", "quantize_rows_s8"]
+def gelu_f32(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """GELU in the erf form (BERT's "gelu", not the tanh approximation): ``x * Phi(x)`` of every value.
+
+    ``x``: a float32 array of any shape (other float dtypes are converted). Returns a new float32 array of the
+    same shape. erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7); ISAs and the Numba twin differ by
+    float32 rounding and their exp only (kernels/gelu.h). NaN/Inf raise ValueError. ``threads``: None (all
+    cores) or a positive count; the GIL is released while it runs.
+    """
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"x must be a numpy.ndarray of a float dtype, got {getattr(x, 'dtype', type(x).__name__)}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    finite(x, "x")
+    return _gelu_f32_checked(x, threads_arg(threads))
+
+
+def _gelu_f32_checked(x: np.ndarray, nthreads: int) -> np.ndarray:
+    """gelu_f32 of a C-contiguous float32 array the caller knows to be finite (the encoder's activations)."""
+    if _backend.backend == "native":
+        return _backend._core.gelu_f32(x, nthreads)
+    from ._numba_encoder import gelu_erf
+
+    out = np.empty_like(x)
+    with _backend.numba_kernels().threads(nthreads):
+        gelu_erf(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+__all__ = ["MAX_GEMM_K", "MAX_W4_GROUP_SIZE", "PackedS8", "PackedW4", "attention_f32", "gelu_f32",
+           "gemm_s8s8_s32", "gemm_w4a8_f32", "gemm_w4a8_s32", "pack_s8", "pack_w4", "pq_assign", "quantize_rows_s8"]
 
 
 def __dir__() -> list[str]:

@@ -1,4 +1,5 @@
-"""Numba kernels of the encoder's element-wise steps (medqk.encoder)."""
+"""Numba twin of the encoder's GELU (csrc/kernels/scalar/gelu_scalar.cpp, kernels/gelu.h): the same formula and
+constants; float results differ from the native kernels by rounding and the exp only."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ _A1, _A2, _A3, _A4, _A5 = _F(0.254829592), _F(-0.284496736), _F(1.421413741), _F
 _SQRT_HALF = _F(0.7071067811865476)
 
 
-@njit(parallel=True, boundscheck=False, nogil=True, fastmath=True)
+@njit(parallel=True, boundscheck=False, nogil=True, cache=True)
 def gelu_erf(x, out):
     """out = x Phi(x) = x (1 + erf(x / sqrt 2)) / 2, BERT's "gelu", in float32 with erf to within 1.5e-7."""
     for i in prange(x.shape[0]):
