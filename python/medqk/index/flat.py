@@ -19,6 +19,7 @@ from .._validate import threads_arg
 from ..kernels import pack_s8, quantize_rows_s8
 from ..quantizers import ScalarQuantizer
 from . import _topk
+from ._ids import RowIds, as_ids
 from .spec import BYTES_PER_DIM, IndexSpec
 
 METRICS = ("ip", "l2")
@@ -47,13 +48,28 @@ def as_vectors(x, name: str, dim: int) -> np.ndarray:
 
 
 class Index:
-    """Common front of every medqk index: train / add / search / save."""
+    """Common front of every medqk index: train / add / search / save, and the ids of what it holds.
+
+    Ids: ``add(x)`` numbers the vectors in insertion order (0, 1, ... as before); ``add(x, ids=...)`` gives
+    them the caller's int64 ids (>= 0, unique, none already in the index). Both may be mixed: an ``add``
+    without ids continues from one past the largest id ever given (see ``next_id``). ``search`` returns
+    these ids, ``len(index)`` counts the vectors searched, ``vectors(ids)`` reconstructs them.
+    """
 
     def __init__(self, spec: IndexSpec, dim: int, metric: str):
         self.spec = spec
         self.dim = dim
         self.metric = metric
-        self._ntotal = 0
+        self._rows = RowIds()
+
+    # The number of stored rows (deleted ones included until compact()): what the subclasses index codes by.
+    @property
+    def _ntotal(self) -> int:
+        return self._rows.rows
+
+    @_ntotal.setter
+    def _ntotal(self, rows: int) -> None:
+        self._rows.resize(int(rows))
 
     # -- subclasses implement -------------------------------------------------------------------
     def _train(self, x: np.ndarray) -> None:
@@ -62,16 +78,20 @@ class Index:
     def _add(self, x: np.ndarray) -> None:
         raise NotImplementedError
 
-    def _scores_topk(self, q: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k of 'higher is better' scores: ip -> q.x ; l2 -> 2 q.x - |x|^2."""
+    def _scores_topk(self, q: np.ndarray, k: int, threads: int, allow=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows by 'higher is better' scores: ip -> q.x ; l2 -> 2 q.x - |x|^2. ``allow``: None, or the
+        bitmap of the rows that may enter the top-k (medqk.index._ids); rows end with -1 when fewer pass."""
         raise NotImplementedError
 
     def _state(self) -> tuple[dict, dict[str, np.ndarray]]:
         raise NotImplementedError
 
-    def _candidates(self, q: np.ndarray, k: int, threads: int) -> np.ndarray:
-        """Ids of k candidates for a re-ranking stage (codecs may skip their own final re-scoring)."""
-        return self._scores_topk(q, k, threads)[1]
+    def _candidates(self, q: np.ndarray, k: int, threads: int, allow=None) -> np.ndarray:
+        """Rows of k candidates for a re-ranking stage (codecs may skip their own final re-scoring)."""
+        return (self._scores_topk(q, k, threads) if allow is None else self._scores_topk(q, k, threads, allow))[1]
+
+    def _vectors_rows(self, rows: np.ndarray) -> np.ndarray:
+        raise TypeError(f"index '{self.spec}' cannot reconstruct its vectors")
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -80,8 +100,22 @@ class Index:
 
     @property
     def ntotal(self) -> int:
-        """Number of vectors added."""
-        return self._ntotal
+        """Number of vectors in the index (those removed not counted): ``len(index)``."""
+        return self._rows.live
+
+    def __len__(self) -> int:
+        return self._rows.live
+
+    @property
+    def next_id(self) -> int:
+        """The id the next ``add(x)`` without ids gives its first vector: one past the largest id ever given."""
+        return self._rows.next_id
+
+    def ids(self) -> np.ndarray:
+        """The ids of the vectors in the index, in storage order (int64)."""
+        live = self._rows.live_mask()
+        ids = self._rows.row_ids()
+        return ids.copy() if live is None else ids[live]
 
     @property
     def nbytes(self) -> int:
@@ -99,19 +133,35 @@ class Index:
         self._train(as_vectors(x, "x", self.dim))
         return self
 
-    def add(self, x: np.ndarray) -> Index:
-        """Appends vectors x (n, dim); their ids continue from ntotal. May be called repeatedly."""
+    def add(self, x: np.ndarray, ids=None) -> Index:
+        """Adds vectors x (n, dim). ``ids``: their int64 ids (n,), each >= 0, unique, and not in the index
+        already (ValueError naming ``ids``; :meth:`upsert` replaces vectors); None: ``next_id``,
+        ``next_id + 1``, ... (insertion order, 0.. for an index that was never given ids). May be called
+        repeatedly."""
         x = as_vectors(x, "x", self.dim)
         if not self.is_trained:
             raise RuntimeError(f"index '{self.spec}' must be trained before add(): call train(x) first")
+        new_ids = self._rows.new_ids(x.shape[0], ids)
         self._add(x)
-        self._ntotal += x.shape[0]
+        self._rows.append(x.shape[0], new_ids)
         return self
+
+    def vectors(self, ids=None) -> np.ndarray:
+        """The stored vectors (float32; reconstructions for quantized codes), all (storage order, as
+        :meth:`ids`) or those of ``ids`` (KeyError for an id not in the index)."""
+        if ids is None:
+            live = self._rows.live_mask()
+            rows = np.arange(self._ntotal) if live is None else np.flatnonzero(live)
+        else:
+            shape = np.shape(ids)
+            rows = self._rows.rows_of(as_ids(np.reshape(ids, -1), "ids"))
+            return self._vectors_rows(rows).reshape(tuple(shape) + (self.dim,))
+        return self._vectors_rows(rows)
 
     def search(self, q: np.ndarray, k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The k best vectors for each query q (nq, dim) (a single (dim,) query is accepted).
 
-        ``k``: 1..ntotal; a larger k raises ValueError (see the module doc: the results are always
+        ``k``: 1..len(index); a larger k raises ValueError (see the module doc: the results are always
         (nq, k), and only IVF, which scans part of the index, can end a row with id -1).
 
         Returns (scores float32 (nq, k), ids int64 (nq, k)), best first; see the module doc for the
@@ -120,19 +170,28 @@ class Index:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
         q = as_vectors(q, "q", self.dim)
-        if self._ntotal == 0:
+        live = len(self)
+        if live == 0:
             raise RuntimeError("the index is empty: add(x) vectors before search()")
-        if k > self._ntotal:
-            raise ValueError(f"k={k} is larger than the {self._ntotal} vectors in the index "
-                             f"(k must be in 1..ntotal; k={self._ntotal} returns them all)")
+        if k > live:
+            raise ValueError(f"k={k} is larger than the {live} vectors in the index "
+                             f"(k must be in 1..len(index); k={live} returns them all)")
         nthreads = threads_arg(threads)
-        scores, ids = self._scores_topk(q, int(k), nthreads)
+        scores, rows = self._scores_topk(q, int(k), nthreads)
+        return self._finish(q, scores, self._rows.to_user(rows))
+
+    def _finish(self, q, scores, ids):
+        """Scores in the metric's form and the final order: best first, equal scores -> lower id."""
         if self.metric == "l2":
             qn = np.einsum("ij,ij->i", q, q)[:, None]
-            dist = np.maximum(qn - scores, 0).astype(np.float32)  # ids -1 (IVF): score -inf -> +inf
-            order = np.lexsort((ids, dist), axis=1)  # rounding may have made distinct scores equal
-            scores = np.take_along_axis(dist, order, axis=1)
-            ids = np.take_along_axis(ids, order, axis=1)
+            scores = np.maximum(qn - scores, 0).astype(np.float32)  # ids -1 (IVF): score -inf -> +inf
+            order = np.lexsort((ids, scores), axis=1)  # rounding may have made distinct scores equal
+        elif self._rows.ids is not None:  # rows were ranked by (score, row): own ids may be in another order
+            order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), -scores), axis=1)
+        else:
+            return scores.astype(np.float32, copy=False), ids
+        scores = np.take_along_axis(scores, order, axis=1)
+        ids = np.take_along_axis(ids, order, axis=1)
         return scores.astype(np.float32, copy=False), ids
 
     def save(self, path) -> None:
@@ -162,10 +221,8 @@ class FlatFloatIndex(Index):
         xs = stored.astype(np.float32)
         self._norms = np.concatenate([self._norms, np.einsum("ij,ij->i", xs, xs)])
 
-    def vectors(self, ids: np.ndarray | None = None) -> np.ndarray:
-        """The stored vectors (as float32), all or those of ``ids``."""
-        data = self._data if ids is None else self._data[ids]
-        return data.astype(np.float32, copy=False)
+    def _vectors_rows(self, rows):
+        return self._data[rows].astype(np.float32, copy=False)
 
     def _scores_topk(self, q, k, threads):
         if self._dtype == np.float16 and _backend.backend == "native" and q.shape[0] <= 256:
@@ -271,10 +328,8 @@ class FlatInt8Index(Index):
         self._sqnorms = np.concatenate([self._sqnorms, np.einsum("ij,ij->i", rec, rec)])
         self._packed = None
 
-    def vectors(self, ids: np.ndarray | None = None) -> np.ndarray:
-        """Reconstructed float32 vectors, all or those of ``ids``."""
-        codes = self._codes if ids is None else self._codes[ids]
-        return self.quantizer.decode(codes)
+    def _vectors_rows(self, rows):
+        return self.quantizer.decode(self._codes[rows])
 
     def _packed_codes(self):
         # Packed once per (backend, ISA) and reused; add() invalidates it. The ISA is the native module's:
@@ -398,7 +453,7 @@ class RerankIndex(Index):
                 # must score -inf, not as vector -1 (the last one)
                 valid = c >= 0
                 rows = np.where(valid, c, 0).reshape(-1)
-                vecs = self.refine.vectors(rows).reshape(c.shape[0], kc, self.dim)
+                vecs = self.refine._vectors_rows(rows).reshape(c.shape[0], kc, self.dim)
                 s = np.einsum("qcd,qd->qc", vecs, q[q0 : q0 + 256])
                 if self.metric == "l2":
                     s = 2 * s - np.einsum("qcd,qcd->qc", vecs, vecs)
@@ -407,6 +462,9 @@ class RerankIndex(Index):
             out_s[q0 : q0 + 256] = np.take_along_axis(s, order, axis=1)
             out_i[q0 : q0 + 256] = np.take_along_axis(c, order, axis=1)
         return out_s, out_i
+
+    def _vectors_rows(self, rows):
+        return self.refine._vectors_rows(rows)  # the finer copy
 
     @property
     def nbytes(self) -> int:
@@ -427,4 +485,4 @@ class RerankIndex(Index):
     def _load_state(self, config, arrays):
         self.base._load_state(config["base"], {k[5:]: v for k, v in arrays.items() if k.startswith("base.")})
         self.refine._load_state(config["refine"], {k[7:]: v for k, v in arrays.items() if k.startswith("refine.")})
-        self._ntotal = self.base.ntotal
+        self._ntotal = self.base._ntotal

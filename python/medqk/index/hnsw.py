@@ -67,10 +67,12 @@ class HnswIndex(Index):
         """Vectors plus graph links, measured on the serialized graph."""
         return self.nbytes / max(self._ntotal, 1)
 
-    def vectors(self, ids=None) -> np.ndarray:
-        """The float32 vectors held by the graph, all or those of ``ids``."""
-        ids = np.arange(self._ntotal) if ids is None else np.asarray(ids)
-        return np.asarray(self._graph.get_items(ids.reshape(-1)), dtype=np.float32).reshape(ids.shape + (self.dim,))
+    def _vectors_rows(self, rows):
+        """The float32 vectors held by the graph (its labels are the rows)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.asarray(self._graph.get_items(rows), dtype=np.float32).reshape(len(rows), self.dim)
 
     def _scores_topk(self, q, k, threads):
         self._graph.set_ef(max(self.ef_search, k))

@@ -257,9 +257,9 @@ class IVFLUT4Index(Index):
         within = np.arange(int(self._list_starts[-1])) - np.repeat(self._list_starts[:-1], sizes)
         return np.repeat(self._list_blocks[:-1] * self.packer.block, sizes) + within
 
-    def vectors(self, ids=None) -> np.ndarray:
-        """Reconstructed float32 vectors c_l + r_hat, all or those of ``ids``."""
-        ids = np.arange(self._ntotal) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+    def _vectors_rows(self, rows):
+        """Reconstructed float32 vectors c_l + r_hat of rows."""
+        ids = np.asarray(rows, dtype=np.int64).reshape(-1)
         where = np.empty(self._ntotal, dtype=np.int64)
         where[self._list_ids] = np.arange(self._ntotal)
         pos = where[ids]
