@@ -46,6 +46,7 @@ class RowIds:
         self.n_deleted = 0
         self.next_id = 0  # the id add(x) without ids gives first: one past the largest id ever given
         self._lookup = None  # (sorted live ids, their rows), built on demand
+        self._live_bits = None
 
     @property
     def live(self) -> int:
@@ -60,13 +61,22 @@ class RowIds:
             raise RuntimeError("the rows of an index with ids or deletions change only through add / compact")
         self.rows = rows
         self.next_id = rows
-        self._lookup = None
+        self._lookup = self._live_bits = None
 
     def row_ids(self) -> np.ndarray:
         return np.arange(self.rows, dtype=np.int64) if self.ids is None else self.ids
 
     def live_mask(self) -> np.ndarray | None:
         return None if self.deleted is None else ~self.deleted
+
+    def live_bits(self) -> np.ndarray | None:
+        """The bitmap of the live rows (kept until the rows change: one object, so that the kinds that derive
+        another bitmap from it can keep theirs too), or None when none is deleted."""
+        if self.deleted is None:
+            return None
+        if self._live_bits is None:
+            self._live_bits = pack_bits(~self.deleted)
+        return self._live_bits
 
     def new_ids(self, n: int, ids) -> np.ndarray | None:
         """The ids of n rows about to be added (checked: unique, none live already); None: the rows' numbers
@@ -96,7 +106,7 @@ class RowIds:
         self.rows += n
         top = self.rows if ids is None else int(ids.max()) + 1
         self.next_id = max(self.next_id, top)
-        self._lookup = None
+        self._lookup = self._live_bits = None
 
     def rows_of(self, ids: np.ndarray, missing: str = "raise") -> np.ndarray:
         """Rows of the live ids (int64 ids); missing ids: "raise" a KeyError, "skip" them, or "-1"."""
@@ -126,14 +136,14 @@ class RowIds:
             self.deleted = np.zeros(self.rows, dtype=bool)
         self.deleted[rows] = True
         self.n_deleted = int(self.deleted.sum())
-        self._lookup = None
+        self._lookup = self._live_bits = None
 
     def keep(self, rows: np.ndarray) -> None:
         """Only rows (increasing) remain, renumbered 0..: their ids stay."""
         self.ids = self.row_ids()[rows]
         self.rows = len(rows)
         self.deleted, self.n_deleted = None, 0
-        self._lookup = None
+        self._lookup = self._live_bits = None
         if np.array_equal(self.ids, np.arange(self.rows)) and self.next_id == self.rows:
             self.ids = None
 
@@ -157,7 +167,7 @@ class RowIds:
     def load(self, rows: int, fields: dict, arrays: dict, error) -> None:
         self.rows = rows
         self.next_id = int(fields.get("next_id", rows))
-        self.ids, self.deleted, self.n_deleted, self._lookup = None, None, 0, None
+        self.ids, self.deleted, self.n_deleted, self._lookup, self._live_bits = None, None, 0, None, None
         if "row_ids" in arrays:
             ids = np.array(arrays["row_ids"], dtype=np.int64)
             if ids.shape != (rows,) or (rows and (ids.min() < 0 or ids.max() >= self.next_id)):

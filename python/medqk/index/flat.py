@@ -1,7 +1,13 @@
 """Flat (exhaustive) indexes over float32, fp16 or int8 codes, and the rerank wrapper.
 
 Scores: ``metric="ip"`` returns inner products, best (largest) first; ``metric="l2"`` returns squared
-Euclidean distances, best (smallest) first. Ties: equal scores -> lower id first.
+Euclidean distances, best (smallest) first. Ties: equal scores -> lower id first (with ids given to add(), equal scores at the k-th place are kept in storage order, then listed by
+id).
+
+Ids, removal and filters (see Index): ``add(x, ids=...)`` / ``upsert`` / ``remove`` / ``compact`` and
+``search(q, k, filter=...)``. The search kernels rank stored rows and take an allow-bitmap over them
+(medqk.index._ids), tested before a row enters the top-k: removed and filtered-out rows are never returned
+and never crowd allowed ones out of the k results.
 
 k: ``search(q, k)`` takes k in 1..ntotal and always returns (nq, k) arrays; a k larger than the number of
 stored vectors raises ValueError before anything is allocated (padding to any k, as faiss does, let
@@ -19,12 +25,20 @@ from .._validate import threads_arg
 from ..kernels import pack_s8, quantize_rows_s8
 from ..quantizers import ScalarQuantizer
 from . import _topk
-from ._ids import RowIds, as_ids
+from ._ids import RowIds, as_ids, pack_bits
 from .spec import BYTES_PER_DIM, IndexSpec
 
 METRICS = ("ip", "l2")
 _QUERY_BLOCK = 1024
 _DB_BLOCK = 16384
+# remove() compacts the index by itself once more than this fraction of its stored rows are removed ones:
+# until then a removed row still costs its scan time (its bit is tested after its score is computed)
+AUTO_COMPACT_FRACTION = 0.25
+# A filter that allows at most this fraction of the stored rows is searched by an exact scan of just those
+# rows (each scored as the index's final stage scores, see Index.search) instead of the full scan with a mask
+# (see bench/compare_filter.py for the measurement behind it).
+EXACT_SCAN_FRACTION = 0.02
+_EXACT_BLOCK = 1 << 20  # query x row scores computed at a time by the exact scan
 
 
 def as_vectors(x, name: str, dim: int) -> np.ndarray:
@@ -93,6 +107,20 @@ class Index:
     def _vectors_rows(self, rows: np.ndarray) -> np.ndarray:
         raise TypeError(f"index '{self.spec}' cannot reconstruct its vectors")
 
+    def _score_rows(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Scores (nq, len(rows)) of the queries against the given rows, in the 'higher is better' form of
+        _scores_topk and as the index's final stage scores them (the exact scan of a selective filter)."""
+        v = self._vectors_rows(rows)
+        s = q @ v.T
+        return 2 * s - np.einsum("ij,ij->i", v, v) if self.metric == "l2" else s
+
+    def _keep_rows(self, rows: np.ndarray) -> None:
+        """Keeps only the stored rows ``rows`` (increasing), renumbered 0.. (compact())."""
+        raise NotImplementedError
+
+    def _delete_rows(self, rows: np.ndarray) -> None:
+        """Rows just removed (an index that tracks deletions itself, as hnswlib's graph, is told here)."""
+
     # -- public API ---------------------------------------------------------------------------
     @property
     def is_trained(self) -> bool:
@@ -158,11 +186,111 @@ class Index:
             return self._vectors_rows(rows).reshape(tuple(shape) + (self.dim,))
         return self._vectors_rows(rows)
 
-    def search(self, q: np.ndarray, k: int, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def remove(self, ids) -> int:
+        """Removes the vectors of ``ids`` (int64; ids not in the index are ignored, not an error) and returns
+        how many were removed. Searches never return them again; their space is reclaimed by
+        :meth:`compact`, which runs by itself once removed rows exceed ``AUTO_COMPACT_FRACTION`` (25%) of the
+        stored ones."""
+        ids = as_ids(np.atleast_1d(ids), "ids")
+        rows = self._rows.rows_of(np.unique(ids), missing="skip")
+        if rows.size:
+            self._rows.delete(rows)
+            self._delete_rows(rows)
+            self._auto_compact()
+        return int(rows.size)
+
+    def upsert(self, x: np.ndarray, ids) -> Index:
+        """Adds vectors x (n, dim) under ``ids`` (n,), replacing the vectors those ids have (if any). The new
+        vectors are encoded before anything is removed: an error leaves the index as it was."""
+        x = as_vectors(x, "x", self.dim)
+        ids = as_ids(np.atleast_1d(ids), "ids", x.shape[0])
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("ids has duplicates: each id takes one vector")
+        if not self.is_trained:
+            raise RuntimeError(f"index '{self.spec}' must be trained before upsert(): call train(x) first")
+        old = self._rows.rows_of(ids, missing="skip")
+        self._add(x)
+        if old.size:
+            self._rows.delete(old)
+            self._delete_rows(old)
+        self._rows.append(x.shape[0], ids)
+        self._auto_compact()
+        return self
+
+    def compact(self) -> Index:
+        """Drops the removed vectors' rows from the stored codes (ids stay as they are)."""
+        live = self._rows.live_mask()
+        if live is not None:
+            rows = np.flatnonzero(live)
+            self._keep_rows(rows)
+            self._rows.keep(rows)
+        return self
+
+    def _auto_compact(self) -> None:
+        if self._rows.n_deleted > AUTO_COMPACT_FRACTION * self._rows.rows:
+            self.compact()
+
+    def _allowed_rows(self, filter) -> "np.ndarray | None":
+        """The rows a search may return (bool per stored row), or None for all: live, and allowed by
+        ``filter`` (see search)."""
+        live = self._rows.live_mask()
+        if filter is None:
+            return live
+        ids = self._rows.row_ids()
+        if callable(filter):
+            mask = np.zeros(self._rows.rows, dtype=bool)
+            rows = np.arange(self._rows.rows) if live is None else np.flatnonzero(live)
+            mask[rows] = np.fromiter((bool(filter(int(i))) for i in ids[rows]), dtype=bool, count=len(rows))
+            return mask
+        f = np.asarray(filter)
+        if f.dtype == bool:
+            if f.ndim != 1 or f.shape[0] != self._rows.next_id:
+                raise ValueError(f"filter: a boolean mask has one entry per id 0..next_id - 1 ({self._rows.next_id} "
+                                 f"entries for this index), got shape {f.shape}")
+            mask = f[ids]
+        elif np.issubdtype(f.dtype, np.integer) or f.size == 0:
+            rows = self._rows.rows_of(np.unique(as_ids(f.reshape(-1), "filter")), missing="skip")
+            mask = np.zeros(self._rows.rows, dtype=bool)
+            mask[rows] = True
+            return mask  # rows_of gives live rows only
+        else:
+            raise TypeError(f"filter must be an array of ids, a boolean mask over ids or a callable id -> bool, got "
+                            f"{type(filter).__name__} of dtype {f.dtype}")
+        return mask if live is None else mask & live
+
+    def _exact_topk(self, q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of just ``rows`` by _score_rows (ties -> lower row), padded with -inf / -1."""
+        nq = q.shape[0]
+        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+        out_i = np.full((nq, k), -1, dtype=np.int64)
+        if rows.size == 0:
+            return out_s, out_i
+        kk = min(k, rows.size)
+        step = max(1, _EXACT_BLOCK // rows.size)
+        for q0 in range(0, nq, step):
+            s = np.asarray(self._score_rows(q[q0 : q0 + step], rows), dtype=np.float32)
+            order = np.lexsort((np.broadcast_to(rows, s.shape), -s), axis=1)[:, :kk]
+            out_s[q0 : q0 + step, :kk] = np.take_along_axis(s, order, axis=1)
+            out_i[q0 : q0 + step, :kk] = rows[order]
+        return out_s, out_i
+
+    def search(self, q: np.ndarray, k: int, *, threads: int | None = None,
+               filter=None) -> tuple[np.ndarray, np.ndarray]:
         """The k best vectors for each query q (nq, dim) (a single (dim,) query is accepted).
 
         ``k``: 1..len(index); a larger k raises ValueError (see the module doc: the results are always
-        (nq, k), and only IVF, which scans part of the index, can end a row with id -1).
+        (nq, k), and only IVF, which scans part of the index, or a filter allowing fewer than k vectors,
+        can end a row with id -1).
+
+        ``filter``: the ids a result may have: an array of ids (ids not in the index are ignored), a boolean
+        mask over the ids (length ``next_id``: entry i for id i), or a callable id -> bool (called once per
+        stored vector in Python: far slower, for filters no array can express). Removed vectors are never
+        returned, filter or not. The filter is applied inside the scan: a vector that is not allowed never
+        enters the top-k (and, for ``+rerank``, never becomes a candidate), so k allowed results come back
+        whenever k are allowed. A filter allowing at most ``EXACT_SCAN_FRACTION`` (2%) of the stored rows is
+        searched by an exact scan of just those rows, scored as the index's last stage scores (the float
+        vectors, the int8 codes with the float query, the float ADC tables, or the ``+rerank`` codec; IVF
+        by its float reconstructions, over every list): at least as accurate as the masked scan.
 
         Returns (scores float32 (nq, k), ids int64 (nq, k)), best first; see the module doc for the
         score meaning and the tie rule.
@@ -177,7 +305,14 @@ class Index:
             raise ValueError(f"k={k} is larger than the {live} vectors in the index "
                              f"(k must be in 1..len(index); k={live} returns them all)")
         nthreads = threads_arg(threads)
-        scores, rows = self._scores_topk(q, int(k), nthreads)
+        allowed = self._allowed_rows(filter)
+        if allowed is None:
+            scores, rows = self._scores_topk(q, int(k), nthreads)
+        elif filter is not None and allowed.sum() <= EXACT_SCAN_FRACTION * self._rows.rows:
+            scores, rows = self._exact_topk(q, int(k), np.flatnonzero(allowed))
+        else:
+            bits = self._rows.live_bits() if filter is None else pack_bits(allowed)
+            scores, rows = self._scores_topk(q, int(k), nthreads, bits)
         return self._finish(q, scores, self._rows.to_user(rows))
 
     def _finish(self, q, scores, ids):
@@ -224,13 +359,23 @@ class FlatFloatIndex(Index):
     def _vectors_rows(self, rows):
         return self._data[rows].astype(np.float32, copy=False)
 
-    def _scores_topk(self, q, k, threads):
+    def _score_rows(self, q, rows):
+        s = q @ self._vectors_rows(rows).T
+        return 2 * s - self._norms[rows] if self.metric == "l2" else s
+
+    def _keep_rows(self, rows):
+        self._data, self._norms = self._data[rows], self._norms[rows]
+
+    def _scores_topk(self, q, k, threads, allow=None):
         if self._dtype == np.float16 and _backend.backend == "native" and q.shape[0] <= 256:
             # Small batches: native fp16 kernel (F16C / NEON fcvtl) with the top-k fused, no float32 copy of the
             # store (which would cost a full conversion per batch). Large batches amortize a blockwise float32
             # conversion over BLAS, which is faster per query there (measured on all MedQuAD dev queries).
             alpha, bias = (2.0, -self._norms) if self.metric == "l2" else (1.0, None)
-            return _backend._core.f16_search_topk(q, self._data.view(np.uint16), alpha, bias, k, threads)
+            return _backend._core.f16_search_topk(q, self._data.view(np.uint16), alpha, bias, k, threads, allow)
+        # BLAS scores: the rows `allow` clears score -inf before the selection, so they rank below every allowed
+        # row (finite scores) and come out only as padding, written as id -1
+        allowed = None if allow is None else np.unpackbits(allow, count=self._ntotal, bitorder="little").astype(bool)
         best_s = best_i = None
         for q0 in range(0, q.shape[0], _QUERY_BLOCK):
             qb = q[q0 : q0 + _QUERY_BLOCK]
@@ -240,10 +385,14 @@ class FlatFloatIndex(Index):
                 s = qb @ block.T
                 if self.metric == "l2":
                     s = 2 * s - self._norms[j0 : j0 + _DB_BLOCK]
+                if allowed is not None:
+                    s[:, ~allowed[j0 : j0 + _DB_BLOCK]] = -np.inf
                 s_top, i_top = _topk.block_topk(s, k, j0, threads)
                 bs, bi = (s_top, i_top) if bs is None else _topk.merge_topk(bs, bi, s_top, i_top, k)
             best_s = bs if best_s is None else np.concatenate([best_s, bs])
             best_i = bi if best_i is None else np.concatenate([best_i, bi])
+        if allowed is not None:
+            best_i = np.where(best_s == -np.inf, -1, best_i)
         return best_s, best_i
 
     def _state(self):
@@ -254,12 +403,13 @@ class FlatFloatIndex(Index):
         self._ntotal = self._data.shape[0]
 
 
-def s8_topk(qcode, packed, alpha, bias, k: int, threads: int):
+def s8_topk(qcode, packed, alpha, bias, k: int, threads: int, allow=None):
     """Top-k of alpha[q] * (qcode[q] . code) + bias[v] over packed int8 codes (bias may be None), on the
-    packed codes' backend: (scores float32 (nq, k), ids int64 (nq, k)), ties -> lower id."""
+    packed codes' backend: (scores float32 (nq, k), ids int64 (nq, k)), ties -> lower id; only the rows the
+    bitmap ``allow`` sets (None: all; medqk.index._ids)."""
     alpha = np.ascontiguousarray(alpha, dtype=np.float32)
     if packed.backend == "native":
-        return _backend._core.s8_search_topk(qcode, packed._native, alpha, bias, k, threads)
+        return _backend._core.s8_search_topk(qcode, packed._native, alpha, bias, k, threads, allow)
     from ..kernels import _numba_search
 
     nb = _backend.numba_kernels()
@@ -267,19 +417,26 @@ def s8_topk(qcode, packed, alpha, bias, k: int, threads: int):
     ids = np.empty((qcode.shape[0], k), dtype=np.int64)
     empty = np.empty(0, dtype=np.float32)
     with nb.threads(threads):
-        _numba_search.s8_search_topk(qcode, packed._rows, alpha, bias if bias is not None else empty, k, scores, ids)
+        _numba_search.s8_search_topk(qcode, packed._rows, alpha, bias if bias is not None else empty, k, scores, ids,
+                                     no_bits(allow))
     return scores, ids
+
+
+def no_bits(allow) -> np.ndarray:
+    """The Numba twins' form of an allow-bitmap: the bitmap, or an empty array for None."""
+    return np.empty(0, dtype=np.uint8) if allow is None else allow
 
 
 GEMM_DB_BLOCK = 32768  # vectors decoded to int8 at a time by the batched paths of the compact codecs
 
 
-def s8_blocked_topk(u, metric: str, ntotal: int, decode, sqnorms, kc: int, threads: int) -> np.ndarray:
+def s8_blocked_topk(u, metric: str, ntotal: int, decode, sqnorms, kc: int, threads: int, allow=None) -> np.ndarray:
     """Top kc ids per query by the int8 GEMM over the stored vectors decoded to int8 block by block
     (the batched search of the compact codecs, medqk.index.lut4 and .pq8): u (nq, d') float32 with
     q . x_hat ~ u . decoded + c(q), the constant c(q) left out (it does not change a query's order);
     decode(v0, n) -> int8 (n, d') for vectors v0 .. v0 + n - 1; sqnorms(v0, n) -> |x_hat|^2 for l2, which
-    ranks by 2 q . x_hat - |x_hat|^2. Blocks are merged exactly (ties -> lower id)."""
+    ranks by 2 q . x_hat - |x_hat|^2. Blocks are merged exactly (ties -> lower id). ``allow``: the bitmap of
+    the rows that may be returned (None: all); blocks start at multiples of 8 rows, so each takes a slice."""
     qcode, sigma = quantize_rows_s8(u)
     alpha = 2 * sigma if metric == "l2" else sigma
     nq = u.shape[0]
@@ -288,7 +445,8 @@ def s8_blocked_topk(u, metric: str, ntotal: int, decode, sqnorms, kc: int, threa
     for v0 in range(0, ntotal, GEMM_DB_BLOCK):
         n = min(GEMM_DB_BLOCK, ntotal - v0)
         bias = -sqnorms(v0, n) if metric == "l2" else None
-        s, i = s8_topk(qcode, pack_s8(decode(v0, n)), alpha, bias, min(kc, n), threads)
+        block_allow = None if allow is None else allow[v0 // 8 : (v0 + n + 7) // 8]
+        s, i = s8_topk(qcode, pack_s8(decode(v0, n)), alpha, bias, min(kc, n), threads, block_allow)
         if v0 == 0 and n == ntotal:
             return i
         s = np.concatenate([best_s, s], axis=1)
@@ -331,6 +489,13 @@ class FlatInt8Index(Index):
     def _vectors_rows(self, rows):
         return self.quantizer.decode(self._codes[rows])
 
+    def _score_rows(self, q, rows):
+        return self.score_ids(q, np.broadcast_to(rows, (q.shape[0], rows.size)))
+
+    def _keep_rows(self, rows):
+        self._codes, self._sqnorms = self._codes[rows], self._sqnorms[rows]
+        self._packed = None
+
     def _packed_codes(self):
         # Packed once per (backend, ISA) and reused; add() invalidates it. The ISA is the native module's:
         # the Numba backend must not read it (it runs without that module)
@@ -341,17 +506,17 @@ class FlatInt8Index(Index):
             self._packed_key = key
         return self._packed
 
-    def _scores_topk(self, q, k, threads):
-        return self._rescore(q, self._candidates(q, min(self._ntotal, 2 * k), threads), k)
+    def _scores_topk(self, q, k, threads, allow=None):
+        return self._rescore(q, self._candidates(q, min(self._ntotal, 2 * k), threads, allow), k)
 
-    def _candidates(self, q, k, threads):
+    def _candidates(self, q, k, threads, allow=None):
         qs = q * self.quantizer.scale
         qcode, sigma = quantize_rows_s8(qs)
         if self.metric == "l2":
             alpha, bias = 2 * sigma, -self._sqnorms
         else:
             alpha, bias = sigma, None
-        return s8_topk(qcode, self._packed_codes(), alpha, bias, k, threads)[1]
+        return s8_topk(qcode, self._packed_codes(), alpha, bias, k, threads, allow)[1]
 
     def score_ids(self, q: np.ndarray, cand: np.ndarray, threads: int = 0) -> np.ndarray:
         """Float scores of the float queries against the stored codes of ``cand`` (nq, kc), exactly
@@ -437,9 +602,21 @@ class RerankIndex(Index):
             part._add(x)
             part._ntotal += x.shape[0]
 
-    def _scores_topk(self, q, k, threads):
+    def _score_rows(self, q, rows):
+        return self.refine._score_rows(q, rows)
+
+    def _delete_rows(self, rows):
+        self.base._delete_rows(rows)
+        self.refine._delete_rows(rows)
+
+    def _keep_rows(self, rows):
+        for part in (self.base, self.refine):  # the parts' rows are their own ids: renumbered as well
+            part._keep_rows(rows)
+            part._rows.resize(len(rows))
+
+    def _scores_topk(self, q, k, threads, allow=None):
         kc = min(self._ntotal, self.rerank_factor * k)
-        cand = self.base._candidates(q, kc, threads)
+        cand = self.base._candidates(q, kc, threads, allow)  # only allowed rows become candidates
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         if hasattr(self.refine, "rerank_topk"):

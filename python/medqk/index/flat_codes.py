@@ -127,6 +127,9 @@ class FlatCodesIndex(Index):
     def _vectors_rows(self, rows):
         return self.codec.decode_sub(self.codes(rows))
 
+    def _keep_rows(self, rows):
+        self._packed = aligned(self.packer.pack(self.codes(rows)))
+
     def _append_codes(self, sub: np.ndarray) -> None:
         """Packs sub-codes (m, S) after the stored ones. Blocks already full keep their bytes; only a last
         partial block is unpacked and packed again with the new codes (repacking everything made n adds of

@@ -74,9 +74,30 @@ class HnswIndex(Index):
             return np.empty((0, self.dim), dtype=np.float32)
         return np.asarray(self._graph.get_items(rows), dtype=np.float32).reshape(len(rows), self.dim)
 
-    def _scores_topk(self, q, k, threads):
+    def _delete_rows(self, rows):
+        for r in rows:  # hnswlib skips marked elements in its searches (and still routes through them)
+            self._graph.mark_deleted(int(r))
+
+    def _keep_rows(self, rows):
+        x = self._vectors_rows(rows)
+        self._graph = None
+        if len(rows):
+            self._graph = self._new_graph(len(rows))
+            self._graph.add_items(x, np.arange(len(rows)), num_threads=1)
+
+    def _scores_topk(self, q, k, threads, allow=None):
         self._graph.set_ef(max(self.ef_search, k))
-        labels, dist = self._graph.knn_query(q, k=k, num_threads=threads if threads > 0 else -1)
+        nthreads = threads if threads > 0 else -1
+        if allow is None or self._rows.deleted is not None and allow is self._rows.live_bits():
+            labels, dist = self._graph.knn_query(q, k=k, num_threads=nthreads)  # deletions: marked in the graph
+        else:
+            # hnswlib's filter: a Python call per visited element; when the graph walk finds fewer than k
+            # allowed elements, an exact scan of the allowed rows answers instead
+            allowed = np.unpackbits(allow, count=self._ntotal, bitorder="little").astype(bool)
+            try:
+                labels, dist = self._graph.knn_query(q, k=k, num_threads=1, filter=lambda r: bool(allowed[r]))
+            except RuntimeError:
+                return self._exact_topk(q, k, np.flatnonzero(allowed))
         ids = labels.astype(np.int64)
         if self.metric == "ip":
             scores = (1.0 - dist).astype(np.float32)  # hnswlib's ip distance is 1 - q.x
