@@ -1,7 +1,9 @@
 """Flat (exhaustive) indexes over float32, fp16 or int8 codes, and the rerank wrapper.
 
 Scores: ``metric="ip"`` returns inner products, best (largest) first; ``metric="l2"`` returns squared
-Euclidean distances, best (smallest) first. Ties: equal scores -> lower id first (with ids given to add(), equal scores at the k-th place are kept in storage order, then listed by
+Euclidean distances, best (smallest) first; ``metric="cos"`` stores and searches unit vectors (zero vectors
+refused) and returns their inner products, the cosine similarities, best first. Ties: equal scores -> lower
+id first (with ids given to add(), equal scores at the k-th place are kept in storage order, then listed by
 id).
 
 Ids, removal and filters (see Index): ``add(x, ids=...)`` / ``upsert`` / ``remove`` / ``compact`` and
@@ -28,7 +30,7 @@ from . import _topk
 from ._ids import RowIds, as_ids, pack_bits
 from .spec import BYTES_PER_DIM, IndexSpec
 
-METRICS = ("ip", "l2")
+METRICS = ("ip", "l2", "cos")
 _QUERY_BLOCK = 1024
 _DB_BLOCK = 16384
 # remove() compacts the index by itself once more than this fraction of its stored rows are removed ones:
@@ -59,6 +61,16 @@ def as_vectors(x, name: str, dim: int) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf")
     return x
+
+
+def unit_vectors(x: np.ndarray, name: str) -> np.ndarray:
+    """The rows of x (checked float32) scaled to norm 1 (metric "cos"); a zero row is refused."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)))
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise ValueError(f"{name} has {zero.size} zero vector(s) (first: row {zero[0]}): metric 'cos' needs a "
+                         f"direction")
+    return (x / norms[:, None]).astype(np.float32)
 
 
 class Index:
@@ -156,9 +168,14 @@ class Index:
         """Bytes stored per vector by the codes (codec parameters and index overhead excluded)."""
         return BYTES_PER_DIM[self.spec.base] * self.dim
 
+    def _vectors_in(self, x, name: str) -> np.ndarray:
+        """x checked (as_vectors), and scaled to unit norm for metric "cos"."""
+        x = as_vectors(x, name, self.dim)
+        return unit_vectors(x, name) if self.metric == "cos" else x
+
     def train(self, x: np.ndarray) -> Index:
         """Fits the codec on sample vectors x (n, dim). Float codecs need no training (no-op)."""
-        self._train(as_vectors(x, "x", self.dim))
+        self._train(self._vectors_in(x, "x"))
         return self
 
     def add(self, x: np.ndarray, ids=None) -> Index:
@@ -166,7 +183,7 @@ class Index:
         already (ValueError naming ``ids``; :meth:`upsert` replaces vectors); None: ``next_id``,
         ``next_id + 1``, ... (insertion order, 0.. for an index that was never given ids). May be called
         repeatedly."""
-        x = as_vectors(x, "x", self.dim)
+        x = self._vectors_in(x, "x")
         if not self.is_trained:
             raise RuntimeError(f"index '{self.spec}' must be trained before add(): call train(x) first")
         new_ids = self._rows.new_ids(x.shape[0], ids)
@@ -202,7 +219,7 @@ class Index:
     def upsert(self, x: np.ndarray, ids) -> Index:
         """Adds vectors x (n, dim) under ``ids`` (n,), replacing the vectors those ids have (if any). The new
         vectors are encoded before anything is removed: an error leaves the index as it was."""
-        x = as_vectors(x, "x", self.dim)
+        x = self._vectors_in(x, "x")
         ids = as_ids(np.atleast_1d(ids), "ids", x.shape[0])
         if len(np.unique(ids)) != len(ids):
             raise ValueError("ids has duplicates: each id takes one vector")
@@ -297,7 +314,7 @@ class Index:
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        q = as_vectors(q, "q", self.dim)
+        q = self._vectors_in(q, "q")
         live = len(self)
         if live == 0:
             raise RuntimeError("the index is empty: add(x) vectors before search()")

@@ -44,7 +44,7 @@ class HnswIndex(Index):
         self._graph = None
 
     def _new_graph(self, capacity: int):
-        g = _hnswlib().Index(space="ip" if self.metric == "ip" else "l2", dim=self.dim)
+        g = _hnswlib().Index(space="l2" if self.metric == "l2" else "ip", dim=self.dim)
         g.init_index(max_elements=max(capacity, 1), M=self.M, ef_construction=self.ef_construction,
                      random_seed=self.seed)
         return g
@@ -99,7 +99,7 @@ class HnswIndex(Index):
             except RuntimeError:
                 return self._exact_topk(q, k, np.flatnonzero(allowed))
         ids = labels.astype(np.int64)
-        if self.metric == "ip":
+        if self.metric != "l2":  # ip, cos
             scores = (1.0 - dist).astype(np.float32)  # hnswlib's ip distance is 1 - q.x
         else:
             # higher-is-better form expected by Index.search: 2 q.x - |x|^2 = |q|^2 - dist
@@ -128,7 +128,7 @@ class HnswIndex(Index):
             os.close(fd)
             try:
                 np.asarray(arrays["graph"]).tofile(tmp)
-                self._graph = _hnswlib().Index(space="ip" if self.metric == "ip" else "l2", dim=self.dim)
+                self._graph = _hnswlib().Index(space="l2" if self.metric == "l2" else "ip", dim=self.dim)
                 self._graph.load_index(tmp)
                 self._ntotal = self._graph.get_current_count()
             finally:

@@ -313,7 +313,7 @@ class IVFLUT4Index(Index):
     def _search(self, q, k, threads, allow=None):
         nprobe = _NPROBE.get() or self._nprobe
         allow = self._positions_allowed(allow)
-        chunk = _QUERY_CHUNK if self.metric == "ip" else max(1, 4096 // nprobe)
+        chunk = _QUERY_CHUNK if self.metric != "l2" else max(1, 4096 // nprobe)
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], chunk):
@@ -329,7 +329,7 @@ class IVFLUT4Index(Index):
         """uint8 tables (nq, nlut, S_even, 16), integer list keys (nq, nprobe), and per query the table step
         and the key shift (float64): the PQ score of a key K is about step * (K + shift)."""
         nq, nprobe = probes.shape
-        if self.metric == "ip":
+        if self.metric != "l2":  # ip, cos
             tables = self.codec.tables(q, "ip", threads)[:, None]
         else:
             resid = (q[:, None, :] - self.centroids[probes]).reshape(nq * nprobe, self.dim)
