@@ -37,9 +37,16 @@ _DB_BLOCK = 16384
 # until then a removed row still costs its scan time (its bit is tested after its score is computed)
 AUTO_COMPACT_FRACTION = 0.25
 # A filter that allows at most this fraction of the stored rows is searched by an exact scan of just those
-# rows (each scored as the index's final stage scores, see Index.search) instead of the full scan with a mask
-# (see bench/compare_filter.py for the measurement behind it).
-EXACT_SCAN_FRACTION = 0.02
+# rows (each scored as the index's final stage scores, see Index.search) instead of the full scan with a mask.
+# The exact scan costs about the fraction times a per-row price, the masked scan about an unfiltered search;
+# bench/compare_filter.py measures both at 1% on MedQuAD (15,825 x 384, 1 thread), and they break even at
+# about 20% for float32 / fp16 (a gathered BLAS product against a full one), 9% for int8 (its float re-scoring
+# of codes), and 1.4-2.9% for the 4-bit and 8-bit table codecs, +rerank and IVF (a scalar table lookup per
+# sub-code against the SIMD scan). Each class takes its value a little below its break-even
+# (``exact_scan_fraction``; an index may set its own).
+EXACT_SCAN_FRACTION = 0.012
+EXACT_SCAN_FRACTION_FLOAT = 0.15
+EXACT_SCAN_FRACTION_INT8 = 0.06
 _EXACT_BLOCK = 1 << 20  # query x row scores computed at a time by the exact scan
 
 
@@ -81,6 +88,8 @@ class Index:
     without ids continues from one past the largest id ever given (see ``next_id``). ``search`` returns
     these ids, ``len(index)`` counts the vectors searched, ``vectors(ids)`` reconstructs them.
     """
+
+    exact_scan_fraction = EXACT_SCAN_FRACTION  # see Index.search
 
     def __init__(self, spec: IndexSpec, dim: int, metric: str):
         self.spec = spec
@@ -285,10 +294,10 @@ class Index:
         kk = min(k, rows.size)
         step = max(1, _EXACT_BLOCK // rows.size)
         for q0 in range(0, nq, step):
-            s = np.asarray(self._score_rows(q[q0 : q0 + step], rows), dtype=np.float32)
-            order = np.lexsort((np.broadcast_to(rows, s.shape), -s), axis=1)[:, :kk]
-            out_s[q0 : q0 + step, :kk] = np.take_along_axis(s, order, axis=1)
-            out_i[q0 : q0 + step, :kk] = rows[order]
+            s = np.ascontiguousarray(self._score_rows(q[q0 : q0 + step], rows), dtype=np.float32)
+            best, cols = _topk.block_topk(s, kk, 0)  # rows increase with the columns: the same tie rule
+            out_s[q0 : q0 + step, :kk] = best
+            out_i[q0 : q0 + step, :kk] = rows[cols]
         return out_s, out_i
 
     def search(self, q: np.ndarray, k: int, *, threads: int | None = None,
@@ -304,8 +313,9 @@ class Index:
         stored vector in Python: far slower, for filters no array can express). Removed vectors are never
         returned, filter or not. The filter is applied inside the scan: a vector that is not allowed never
         enters the top-k (and, for ``+rerank``, never becomes a candidate), so k allowed results come back
-        whenever k are allowed. A filter allowing at most ``EXACT_SCAN_FRACTION`` (2%) of the stored rows is
-        searched by an exact scan of just those rows, scored as the index's last stage scores (the float
+        whenever k are allowed. A filter allowing at most ``exact_scan_fraction`` of the stored rows (15% for
+        float32 / fp16, 6% for int8, 1.2% for the others: see EXACT_SCAN_FRACTION) is searched by an exact
+        scan of just those rows, scored as the index's last stage scores (the float
         vectors, the int8 codes with the float query, the float ADC tables, or the ``+rerank`` codec; IVF
         by its float reconstructions, over every list): at least as accurate as the masked scan.
 
@@ -325,7 +335,7 @@ class Index:
         allowed = self._allowed_rows(filter)
         if allowed is None:
             scores, rows = self._scores_topk(q, int(k), nthreads)
-        elif filter is not None and allowed.sum() <= EXACT_SCAN_FRACTION * self._rows.rows:
+        elif filter is not None and allowed.sum() <= self.exact_scan_fraction * self._rows.rows:
             scores, rows = self._exact_topk(q, int(k), np.flatnonzero(allowed))
         else:
             bits = self._rows.live_bits() if filter is None else pack_bits(allowed)
@@ -360,6 +370,8 @@ class Index:
 class FlatFloatIndex(Index):
     """Exhaustive search over float32 vectors (BLAS) or fp16 vectors (native fp16 kernel with a fused
     top-k; the Numba backend converts blocks to float32 and uses BLAS)."""
+
+    exact_scan_fraction = EXACT_SCAN_FRACTION_FLOAT
 
     def __init__(self, spec: IndexSpec, dim: int, metric: str, dtype=np.float32):
         super().__init__(spec, dim, metric)
@@ -480,6 +492,8 @@ class FlatInt8Index(Index):
     product then gives  q . x_hat = sigma_q * (qcode . code) + q . offset  (x_hat = offset + scale * code),
     so zero points cost nothing at search time. For l2, |x_hat|^2 is kept per vector from add().
     """
+
+    exact_scan_fraction = EXACT_SCAN_FRACTION_INT8
 
     def __init__(self, spec: IndexSpec, dim: int, metric: str, **codec_options):
         super().__init__(spec, dim, metric)

@@ -47,7 +47,7 @@ def _sift_up(hs, hi, pos):
 @njit(boundscheck=False)
 def row_allowed(allow, row):
     """Bit row of the allow-bitmap (empty: every row allowed): bit row & 7 of byte row >> 3."""
-    return allow.shape[0] == 0 or (allow[row >> 3] >> (row & 7)) & 1 == 1
+    return allow.shape[0] == 0 or ((allow[row >> 3] >> (row & 7)) & 1) == 1
 
 
 @njit(boundscheck=False)
