@@ -405,9 +405,22 @@ py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::ar
   return out.array;
 }
 
+// The allow-bitmap of a search over n rows (medqk.h), or nullptr for None: uint8, C-contiguous, 1-D,
+// ceil(n / 8) bytes.
+const uint8_t* optional_allow(const py::object& allow, std::size_t n) {
+  if (allow.is_none()) return nullptr;
+  const auto arr = py::reinterpret_borrow<py::array>(allow);
+  if (!py::isinstance<py::array>(allow) || arr.ndim() != 1 || !arr.dtype().is(py::dtype::of<uint8_t>()) ||
+      !(arr.flags() & py::array::c_style) || static_cast<std::size_t>(arr.shape(0)) != (n + 7) / 8) {
+    throw py::value_error("allow must be a C-contiguous uint8 bitmap of ceil(n / 8) = " + std::to_string((n + 7) / 8) +
+                          " bytes (numpy.packbits(mask, bitorder='little')) or None");
+  }
+  return static_cast<const uint8_t*>(arr.data());
+}
+
 // Top-k inner-product search over an int8 database packed as a PackedS8 (see medqk.h).
 py::tuple s8_search_topk(const py::array& a, const PackedS8& db, const py::array& alpha, const py::object& bias,
-                         std::size_t topk, int threads) {
+                         std::size_t topk, int threads, const py::object& allow) {
   const int8_t* ap = require<int8_t>(a, "a", 2);
   check_a_columns(a, db.k);
   check_ids_fit(db.n);
@@ -416,10 +429,11 @@ py::tuple s8_search_topk(const py::array& a, const PackedS8& db, const py::array
   py::array bias_arr;
   const float* bias_p = optional_f32(bias, "bias", db.n, "bias must have one entry per vector", bias_arr);
   check_k(topk);
+  const uint8_t* allow_p = optional_allow(allow, db.n);
   TopkOut out(nq, topk);
   without_gil([&] {
     medqk::s8_search_topk(db.isa, ap, nq, db.k, db.data.data(), db.n, alpha_p, bias_p, topk, out.scores.data,
-                          out.ids.data, threads);
+                          out.ids.data, threads, allow_p);
   });
   return out.tuple();
 }
@@ -462,7 +476,8 @@ py::array_t<int8_t> lut4_decode_s8(const py::array& packed, std::size_t ntotal, 
 
 // Top-k over 4-bit codes packed by lut4_pack, one uint8 table of 16 entries per subspace and query.
 py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::size_t n, std::size_t d,
-                           const py::array& alpha, const py::array& beta, std::size_t topk, int threads, bool sorted) {
+                           const py::array& alpha, const py::array& beta, std::size_t topk, int threads, bool sorted,
+                           const py::object& allow) {
   require<uint8_t>(luts, "luts", 3);
   check_ids_fit(n);
   const std::size_t nq = extent(luts, 0), d_even = d + (d & 1);
@@ -480,10 +495,11 @@ py::tuple lut4_search_topk(const py::array& luts, const py::array& packed, std::
   const float* bp = require_len<float>(beta, "beta", nq, per_query);
   check_k(topk);
   const uint8_t* lp = require_at_most_127(luts, "luts entries must be <= 127 (make them with lut4_quantize_tables)");
+  const uint8_t* allow_p = optional_allow(allow, n);
   TopkOut out(nq, topk);
   without_gil([&] {
     medqk::lut4_search_topk(medqk::active_isa(), lp, nq, d, pp, n, ap, bp, topk, out.scores.data, out.ids.data, threads,
-                            sorted);
+                            sorted, allow_p);
   });
   return out.tuple();
 }
@@ -532,7 +548,7 @@ py::array_t<float> lut4_score_candidates(const py::array& tables, const py::arra
 // is checked here in full (O(nlist)), so a corrupt or hand-made layout never reaches the scan.
 py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const py::array& probe_keys,
                           const py::array& packed, const py::array& list_blocks, const py::array& list_starts,
-                          const py::array& list_ids, std::size_t topk, int threads) {
+                          const py::array& list_ids, std::size_t topk, int threads, const py::object& allow) {
   require<uint8_t>(luts, "luts", 4);
   const int64_t* pp = require<int64_t>(probes, "probes", 2);
   const int32_t* kp = require<int32_t>(probe_keys, "probe_keys", 2);
@@ -583,10 +599,11 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const 
   }
   if (topk == 0) throw py::value_error("k must be at least 1");
   const uint8_t* lutp = require_at_most_127(luts, "luts entries must be <= 127 (use ivf_quantize_tables)");
+  const uint8_t* allow_p = optional_allow(allow, static_cast<std::size_t>(ls[nlist]));  // over storage positions
   TopkOut out(nq, topk);  // scores are the keys the lists were ranked by
   without_gil([&] {
     medqk::ivf_lut4_search(medqk::active_isa(), lutp, nq, d, nlut, pp, kp, nprobe, cp, lb, ls, idp, nlist, topk,
-                           out.scores.data, out.ids.data, threads);
+                           out.scores.data, out.ids.data, threads, allow_p);
   });
   return out.tuple();
 }
@@ -730,22 +747,24 @@ py::tuple pq8_scan_group(const py::array& lut_t, const py::array& packed, std::s
 }
 
 py::tuple pq8_search_topk(const py::array& tables, const py::array& packed, std::size_t n, std::size_t topk,
-                          int threads) {
+                          int threads, const py::object& allow) {
   const float* tp = require<float>(tables, "tables", 3);
   if (tables.shape(2) != 256) throw py::value_error("tables must have shape (nq, M, 256)");
   const std::size_t nq = extent(tables, 0), m = extent(tables, 1);
   const uint8_t* pp = require_pq8_packed(packed, n, m);
   check_ids_fit(n);
   check_k(topk);
+  const uint8_t* allow_p = optional_allow(allow, n);
   TopkOut out(nq, topk);
   without_gil([&] {
-    medqk::pq8_search_topk(medqk::active_isa(), tp, nq, m, pp, n, topk, out.scores.data, out.ids.data, threads);
+    medqk::pq8_search_topk(medqk::active_isa(), tp, nq, m, pp, n, topk, out.scores.data, out.ids.data, threads,
+                           allow_p);
   });
   return out.tuple();
 }
 
 py::tuple f16_search_topk(const py::array& q, const py::array& x, float alpha, const py::object& bias, std::size_t topk,
-                          int threads) {
+                          int threads, const py::object& allow) {
   const float* qp = require<float>(q, "q", 2);
   const uint16_t* xp = require<uint16_t>(x, "x", 2);
   const std::size_t nq = extent(q, 0), d = extent(q, 1), n = extent(x, 0);
@@ -754,10 +773,11 @@ py::tuple f16_search_topk(const py::array& q, const py::array& x, float alpha, c
   py::array bias_arr;
   const float* bias_p = optional_f32(bias, "bias", n, "bias must have one entry per vector", bias_arr);
   check_k(topk);
+  const uint8_t* allow_p = optional_allow(allow, n);
   TopkOut out(nq, topk);
   without_gil([&] {
     medqk::f16_search_topk(medqk::active_isa(), qp, nq, d, xp, n, alpha, bias_p, topk, out.scores.data, out.ids.data,
-                           threads);
+                           threads, allow_p);
   });
   return out.tuple();
 }
@@ -1000,12 +1020,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("gemm_w4a8_f32", &gemm_w4a8_f32, py::arg("a"), py::arg("row_scale"), py::arg("w"), py::arg("scales"),
         py::arg("zeros"), py::arg("bias"), py::arg("threads") = 0);
   m.def("f16_search_topk", &f16_search_topk, py::arg("q"), py::arg("x"), py::arg("alpha"), py::arg("bias"),
-        py::arg("k"), py::arg("threads") = 0);
+        py::arg("k"), py::arg("threads") = 0, py::arg("allow") = py::none());
   m.def("pq8_pack", &pq8_pack, py::arg("codes"));
   m.def("pq8_scan", &pq8_scan, py::arg("lut"), py::arg("packed"), py::arg("n"), py::arg("thr"));
   m.def("pq8_scan_group", &pq8_scan_group, py::arg("lut_t"), py::arg("packed"), py::arg("n"), py::arg("thr"));
   m.def("pq8_search_topk", &pq8_search_topk, py::arg("tables"), py::arg("packed"), py::arg("n"), py::arg("k"),
-        py::arg("threads") = 0);
+        py::arg("threads") = 0, py::arg("allow") = py::none());
   m.def("pq_tables", &pq_tables, py::arg("x"), py::arg("centroids"), py::arg("l2"), py::arg("threads"));
   m.def("pq_assign", &pq_assign, py::arg("x"), py::arg("centroids"), py::arg("threads") = 0);
   m.def("attention_f32", &attention_f32, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("lengths"), py::arg("heads"),
@@ -1018,10 +1038,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("lut4_score_candidates", &lut4_score_candidates, py::arg("tables"), py::arg("packed"), py::arg("n"),
         py::arg("cand"));
   m.def("lut4_search_topk", &lut4_search_topk, py::arg("luts"), py::arg("packed"), py::arg("n"), py::arg("d"),
-        py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0, py::arg("sorted") = true);
+        py::arg("alpha"), py::arg("beta"), py::arg("k"), py::arg("threads") = 0, py::arg("sorted") = true,
+        py::arg("allow") = py::none());
   m.def("ivf_lut4_search", &ivf_lut4_search, py::arg("luts"), py::arg("probes"), py::arg("probe_keys"),
         py::arg("packed"), py::arg("list_blocks"), py::arg("list_starts"), py::arg("list_ids"), py::arg("k"),
-        py::arg("threads") = 0);
+        py::arg("threads") = 0, py::arg("allow") = py::none());
   m.def("ivf_quantize_tables", &ivf_quantize_tables, py::arg("tables"));
   m.def("select_topk_f32", &select_topk_f32, py::arg("scores"), py::arg("k"), py::arg("threads") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
@@ -1032,7 +1053,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("s8_rerank_topk", &s8_rerank_topk, py::arg("qs"), py::arg("codes"), py::arg("cand"), py::arg("qbias"),
         py::arg("sqnorms"), py::arg("k"), py::arg("threads") = 0);
   m.def("s8_search_topk", &s8_search_topk, py::arg("a"), py::arg("db"), py::arg("alpha"), py::arg("bias"), py::arg("k"),
-        py::arg("threads") = 0);
+        py::arg("threads") = 0, py::arg("allow") = py::none());
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),
         py::arg("threads") = 0);
 }

@@ -75,6 +75,14 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
                      const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
                      const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist,
                      std::size_t topk, float* keys, int64_t* ids, int threads) {
+  ivf_lut4_search(isa, luts, nq, d, nlut, probes, probe_keys, nprobe, packed, list_blocks, list_starts, list_ids, nlist,
+                  topk, keys, ids, threads, nullptr);
+}
+
+void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, std::size_t nlut,
+                     const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
+                     const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist,
+                     std::size_t topk, float* keys, int64_t* ids, int threads, const uint8_t* allow) {
   const kernels::Lut4ScanFn scan = runtime::kernel<kernels::Lut4ScanOp>(isa);
   constexpr std::size_t kGroup = kernels::kLut4MaxQueries;
   const std::size_t d_even = layout::lut4_even(d);
@@ -177,7 +185,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
           for (std::size_t u = 0; u < ng; ++u) {
             reservoirs[qj[u]].offer_masked(reinterpret_cast<const int32_t*>(sums.data() + u * sums_stride),
                                            masks.data() + u * nb, nb, nv, list_starts[l] + static_cast<int64_t>(v0b),
-                                           bias[u]);
+                                           bias[u], allow);
           }
           for (std::size_t u = 0; u < ng; ++u) seen[qj[u]] += static_cast<uint32_t>(nb);
           b0 += nb;

@@ -63,6 +63,12 @@ void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::s
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed, std::size_t n,
                       const float* alpha, const float* beta, std::size_t topk, float* scores, int64_t* ids, int threads,
                       bool sorted) {
+  lut4_search_topk(isa, luts, nq, d, packed, n, alpha, beta, topk, scores, ids, threads, sorted, nullptr);
+}
+
+void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed, std::size_t n,
+                      const float* alpha, const float* beta, std::size_t topk, float* scores, int64_t* ids, int threads,
+                      bool sorted, const uint8_t* allow) {
   const kernels::Lut4ScanFn scan = runtime::kernel<kernels::Lut4ScanOp>(isa);
   const std::size_t d_even = layout::lut4_even(d);
   runtime::AlignedVector<uint8_t> aligned_luts;  // tables not on a cache line are scanned from a copy that is
@@ -118,7 +124,7 @@ void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t 
           // sums <= 127 * kLut4MaxSubspaces < 2^23: exact as int32 keys and as the floats written out
           for (std::size_t j = 0; j < nqg; ++j) {
             heaps[g0 - q0 + j].offer_masked(reinterpret_cast<const int32_t*>(sums.data() + j * sums_stride),
-                                            masks.data() + j * nb, nb, nv, static_cast<int64_t>(v0));
+                                            masks.data() + j * nb, nb, nv, static_cast<int64_t>(v0), allow);
           }
         }
         b0 += nb;

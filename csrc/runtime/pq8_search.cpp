@@ -103,6 +103,14 @@ void plan_query(const float* t, std::size_t m, QueryPlan* plan) {
   plan->usable = std::isfinite(base) && std::isfinite(plan->slack) && std::isfinite(plan->step) && span > 0.0f;
 }
 
+// Bits v0 .. v0 + min(64, left) - 1 of the allow-bitmap (runtime/topk.h) as bits 0.. of a block's mask.
+inline uint64_t allowed_bits64(const uint8_t* allow, std::size_t v0, std::size_t left) {
+  uint64_t bits = runtime::allowed_bits(allow, v0, std::min<std::size_t>(32, left));
+  if (left > 32)
+    bits |= static_cast<uint64_t>(runtime::allowed_bits(allow, v0 + 32, std::min<std::size_t>(32, left - 32))) << 32;
+  return bits;
+}
+
 // The lowest 8-bit sum a vector needs to possibly score >= worst (0 until the heap is full).
 inline uint16_t threshold(const QueryPlan& p, const runtime::TopK& heap) {
   if (!p.usable || !heap.full()) return 0;
@@ -148,6 +156,11 @@ void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packe
 
 void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed, std::size_t n,
                      std::size_t topk, float* scores, int64_t* ids, int threads) {
+  pq8_search_topk(isa, tables, nq, m, packed, n, topk, scores, ids, threads, nullptr);
+}
+
+void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed, std::size_t n,
+                     std::size_t topk, float* scores, int64_t* ids, int threads, const uint8_t* allow) {
   const kernels::Pq8Kernel& kernel = runtime::kernel<kernels::Pq8ScanOp>(isa);
   const kernels::Pq8ScanFn scan = kernel.scan;
   const kernels::Pq8ScanGroupFn scan_group = kernel.group;
@@ -205,7 +218,8 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
           const std::size_t cnt = scan_group(lut_t.data(), m, chunk, nb, thr, hits.data(), hit_sums.data());
           for (std::size_t h = 0; h < cnt; ++h) {
             const std::size_t j = hits[h] % kG, v = b0 * kB + hits[h] / kG;
-            if (v >= n || hit_sums[h] < thr[j]) continue;  // a padding vector, or the threshold has risen
+            // a padding vector, a row `allow` clears, or the threshold has risen
+            if (v >= n || hit_sums[h] < thr[j] || !runtime::row_allowed(allow, v)) continue;
             const float score = exact_score(tables + (q0 + j) * m * 256, m, packed + layout::pq8_row(v, m));
             heaps[j].push(score, static_cast<int64_t>(v));
             thr[j] = threshold(plans[j], heaps[j]);
@@ -225,6 +239,8 @@ void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m
               uint64_t mask = masks[b];
               const std::size_t v0 = (b0 + b) * kB;
               if (n - v0 < kB) mask &= (uint64_t(1) << (n - v0)) - 1;  // padding vectors of the last block
+              // the rows `allow` clears, as two 32-bit halves of the block's 64
+              if (allow != nullptr && mask != 0) mask &= allowed_bits64(allow, v0, n - v0);
               const uint8_t* block = chunk + b * layout::pq8_block_bytes(m);
               // the vectors still above the threshold (it may have risen since the scan), scored 8 at a time
               alignas(8) uint8_t js[kB + 8];

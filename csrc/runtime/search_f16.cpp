@@ -18,6 +18,12 @@ constexpr std::size_t kDbBlock = 512;
 
 void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
                      float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads) {
+  f16_search_topk(isa, q, nq, d, x, n, alpha, bias, topk, scores, ids, threads, nullptr);
+}
+
+void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
+                     float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads,
+                     const uint8_t* allow) {
   const kernels::F16ScoresFn score = runtime::kernel<kernels::F16ScoresOp>(isa);
   if (threads <= 0) threads = hardware_threads();
   const std::size_t q_blocks = (nq + kQueryBlock - 1) / kQueryBlock;
@@ -47,7 +53,7 @@ void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, con
         } else {
           for (std::size_t j = 0; j < nb; ++j) sc[j] = alpha * sc[j];
         }
-        runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0));
+        runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0), allow);
       }
     }
     for (std::size_t i = 0; i < mq; ++i) {

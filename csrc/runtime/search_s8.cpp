@@ -41,10 +41,13 @@ inline int32_t dot_bound(float worst, float al) {
 
 // offer() of the scores al * dot without writing them: 16 int32 dots at a time are tested against the
 // bound of the current k-th score (baseline SIMD), and only those past it get their float score, which
-// is what the heap compares (the same pushes as offer() on the float scores).
-inline void offer_scaled(TopK& heap, const int32_t* row, std::size_t n, float al, int64_t id0) {
+// is what the heap compares (the same pushes as offer() on the float scores). Rows `allow` clears are skipped.
+inline void offer_scaled(TopK& heap, const int32_t* row, std::size_t n, float al, int64_t id0, const uint8_t* allow) {
+  const std::size_t r0 = static_cast<std::size_t>(id0);
   std::size_t j = 0;
-  for (; j < n && !heap.full(); ++j) heap.push(al * static_cast<float>(row[j]), id0 + static_cast<int64_t>(j));
+  for (; j < n && !heap.full(); ++j) {
+    if (runtime::row_allowed(allow, r0 + j)) heap.push(al * static_cast<float>(row[j]), id0 + static_cast<int64_t>(j));
+  }
   if (j == n) return;
   int32_t bound = dot_bound(heap.worst_score(), al);
   auto one = [&](std::size_t u) {
@@ -55,12 +58,12 @@ inline void offer_scaled(TopK& heap, const int32_t* row, std::size_t n, float al
     }
   };
   for (; j + 16 <= n; j += 16) {
-    for (unsigned mask = runtime::greater_mask16(row + j, bound); mask != 0; mask &= mask - 1) {
-      one(j + static_cast<std::size_t>(__builtin_ctz(mask)));
-    }
+    unsigned mask = runtime::greater_mask16(row + j, bound);
+    if (mask != 0 && allow != nullptr) mask &= runtime::allowed_bits(allow, r0 + j, 16);
+    for (; mask != 0; mask &= mask - 1) one(j + static_cast<std::size_t>(__builtin_ctz(mask)));
   }
   for (; j < n; ++j) {
-    if (row[j] > bound) one(j);
+    if (row[j] > bound && runtime::row_allowed(allow, r0 + j)) one(j);
   }
 }
 
@@ -68,6 +71,12 @@ inline void offer_scaled(TopK& heap, const int32_t* row, std::size_t n, float al
 
 void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads) {
+  s8_search_topk(isa, a, nq, k, packed, n, alpha, bias, topk, scores, ids, threads, nullptr);
+}
+
+void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
+                    const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads,
+                    const uint8_t* allow) {
   const kernels::GemmS8Kernel& kernel = runtime::kernel<kernels::GemmS8Op>(isa);
   const std::size_t panel_bytes = kernel.packed_bytes(kernel.panel_cols, k);
   // whole panels per tile (16, 24, 32 columns... by ISA), so that every tile starts at a panel
@@ -109,12 +118,12 @@ void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
         if (bias != nullptr) {
           const float* bj = bias + j0;
           for (std::size_t j = 0; j < nb; ++j) sc[j] = al * static_cast<float>(row[j]) + bj[j];
-          runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0));
+          runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0), allow);
         } else if (al > 0.0f) {
-          offer_scaled(heaps[i], row, nb, al, static_cast<int64_t>(j0));
+          offer_scaled(heaps[i], row, nb, al, static_cast<int64_t>(j0), allow);
         } else {
           for (std::size_t j = 0; j < nb; ++j) sc[j] = al * static_cast<float>(row[j]);
-          runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0));
+          runtime::offer(heaps[i], sc, nb, static_cast<int64_t>(j0), allow);
         }
       }
     }

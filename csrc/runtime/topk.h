@@ -48,6 +48,32 @@ inline unsigned greater_mask16(const T* p, T thr) {
 #endif
 }
 
+// Allow-bitmaps (the `allow` argument of the search front ends): bit r & 7 of byte r >> 3 set when row r may
+// enter the top-k (numpy packbits, bitorder="little"); nullptr allows every row. Rows are tested before they
+// are offered to a top-k, so a search returns the topk best allowed rows (and pads only when fewer exist).
+inline bool row_allowed(const uint8_t* allow, std::size_t row) {
+  return allow == nullptr || ((allow[row >> 3] >> (row & 7)) & 1u) != 0;
+}
+// Bits row .. row + count - 1 of the bitmap (count 1..32; those rows must exist) as bits 0 .. count - 1.
+inline uint32_t allowed_bits(const uint8_t* allow, std::size_t row, std::size_t count) {
+  const uint64_t all = count >= 32 ? 0xffffffffu : (uint64_t(1) << count) - 1;
+  if (allow == nullptr) return static_cast<uint32_t>(all);
+  const std::size_t first = row >> 3, last = (row + count - 1) >> 3;
+  uint64_t w = 0;
+  for (std::size_t b = first; b <= last; ++b) w |= static_cast<uint64_t>(allow[b]) << (8 * (b - first));
+  return static_cast<uint32_t>((w >> (row & 7)) & all);
+}
+
+// The mask of block b of a 32-vector scan (rows id0 + 32 b ..) without the padding vectors past n and
+// without the rows `allow` clears.
+inline uint32_t block_mask(uint32_t mask, std::size_t b, std::size_t n, int64_t id0, const uint8_t* allow) {
+  if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
+  if (allow != nullptr && mask != 0) {
+    mask &= allowed_bits(allow, static_cast<std::size_t>(id0) + 32 * b, std::min<std::size_t>(32, n - 32 * b));
+  }
+  return mask;
+}
+
 struct Hit {
   float score;
   int64_t id;
@@ -108,10 +134,13 @@ inline void write_sorted(std::vector<Hit>& hits, std::size_t topk, float* scores
 }
 
 // Offers scores[0:n] with ids id0.. (increasing) to the heap: a cheap compare against the k-th score
-// first, since most candidates fail it once the heap is full (ties lose: their ids are higher).
-inline void offer(TopK& heap, const float* scores, std::size_t n, int64_t id0) {
+// first, since most candidates fail it once the heap is full (ties lose: their ids are higher). Rows the
+// bitmap `allow` clears (row = id) are never offered.
+inline void offer(TopK& heap, const float* scores, std::size_t n, int64_t id0, const uint8_t* allow = nullptr) {
   std::size_t j = 0;
-  for (; j < n && !heap.full(); ++j) heap.push(scores[j], id0 + static_cast<int64_t>(j));
+  for (; j < n && !heap.full(); ++j) {
+    if (row_allowed(allow, static_cast<std::size_t>(id0) + j)) heap.push(scores[j], id0 + static_cast<int64_t>(j));
+  }
   if (j == n) return;
   float worst = heap.worst_score();
   auto one = [&](std::size_t u) {
@@ -123,11 +152,13 @@ inline void offer(TopK& heap, const float* scores, std::size_t n, int64_t id0) {
   // blocks of 16 tested at once (baseline SIMD), then only the scores that beat the threshold, in order
   // (the same pushes as one compare per score: the threshold only rises)
   for (; j + 16 <= n; j += 16) {
-    for (unsigned mask = greater_mask16(scores + j, worst); mask != 0; mask &= mask - 1) {
-      one(j + static_cast<std::size_t>(__builtin_ctz(mask)));
-    }
+    unsigned mask = greater_mask16(scores + j, worst);
+    if (mask != 0 && allow != nullptr) mask &= allowed_bits(allow, static_cast<std::size_t>(id0) + j, 16);
+    for (; mask != 0; mask &= mask - 1) one(j + static_cast<std::size_t>(__builtin_ctz(mask)));
   }
-  for (; j < n; ++j) one(j);
+  for (; j < n; ++j) {
+    if (row_allowed(allow, static_cast<std::size_t>(id0) + j)) one(j);
+  }
 }
 
 // A monotone map of the scores to uint32 (a < b exactly when ord(a) < ord(b)), and back.
@@ -201,14 +232,13 @@ class ReservoirTopK {
   // Scores in blocks of 32 with, per block, a mask of the scores that beat an earlier threshold (made by
   // the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks) bounds ids. `bias`
   // is added to every score (the IVF scan: a per-list constant; the kernel was then given the threshold
-  // minus bias).
-  void offer_masked(const T* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0,
-                    T bias = 0) {
+  // minus bias). Rows (ids) the bitmap `allow` clears are dropped from the masks.
+  void offer_masked(const T* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0, T bias = 0,
+                    const uint8_t* allow = nullptr) {
     if (k_ == 0) return;
     for (std::size_t b = 0; b < nblocks; ++b) {
-      uint32_t mask = masks[b];
-      if (mask == 0) continue;
-      if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
+      if (masks[b] == 0) continue;
+      const uint32_t mask = block_mask(masks[b], b, n, id0, allow);
       take(scores + 32 * b, mask, id0 + static_cast<int64_t>(32 * b), bias);
       if (threshold_ == kNoThreshold && size_ >= k_) cut();  // a first threshold, as early as possible
     }
@@ -279,12 +309,13 @@ class BinnedTopK {
   // threshold (SumsTopK::offer_masked). Once there is a threshold, a masked score is appended without a
   // branch on the test against the current threshold (the key is written, the count advances by the
   // test): with a scan's stale threshold half of them fail it, and as a branch that mispredicted.
-  void offer_masked(const int32_t* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0) {
+  // Rows (ids) the bitmap `allow` clears are dropped from the masks.
+  void offer_masked(const int32_t* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0,
+                    const uint8_t* allow = nullptr) {
     if (k_ == 0) return;
     for (std::size_t b = 0; b < nblocks; ++b) {
-      uint32_t mask = masks[b];
-      if (mask == 0) continue;
-      if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
+      if (masks[b] == 0) continue;
+      uint32_t mask = block_mask(masks[b], b, n, id0, allow);
       const int32_t* p = scores + 32 * b;
       const int64_t base = id0 + static_cast<int64_t>(32 * b);
       for (; mask != 0 && bin_ < 0; mask &= mask - 1) {  // the first k: no threshold yet

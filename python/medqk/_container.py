@@ -69,10 +69,11 @@ def write(path, magic: bytes, version: int, header: dict, arrays: dict) -> None:
         f.write(digest.digest())
 
 
-def read(path, magic: bytes, version: int, what: str, error: type[MedqkFileError], *,
+def read(path, magic: bytes, version: "int | tuple[int, ...]", what: str, error: type[MedqkFileError], *,
          mmap: bool = False) -> tuple[dict, dict]:
     """(header, arrays) of a file written by :func:`write` with this ``magic``. ``what`` names the kind in
-    messages ("a medqk index file"); every problem raises ``error``. ``mmap=True`` maps the arrays read-only
+    messages ("a medqk index file"); ``version``: the one it reads, or a tuple of them (the header then holds
+    "format_version"); every problem raises ``error``. ``mmap=True`` maps the arrays read-only
     instead of reading them; the checksum is still verified once."""
     path = os.fspath(path)
     size = os.path.getsize(path)
@@ -81,8 +82,10 @@ def read(path, magic: bytes, version: int, what: str, error: type[MedqkFileError
         if len(head) < 16 or head[:8] != magic:
             raise error(f"{path!r} is not {what} (bad magic)")
         got_version, hlen = struct.unpack("<II", head[8:16])
-        if got_version != version:
-            raise error(f"{path!r} has format version {got_version}; this medqk reads version {version}")
+        versions = version if isinstance(version, tuple) else (version,)
+        if got_version not in versions:
+            raise error(f"{path!r} has format version {got_version}; this medqk reads version "
+                        f"{' or '.join(map(str, versions))}")
         if 16 + hlen + _CHECKSUM_BYTES > size:
             raise error(f"{path!r} is truncated (header runs past the end of the file)")
         hbytes = f.read(hlen)
@@ -90,6 +93,7 @@ def read(path, magic: bytes, version: int, what: str, error: type[MedqkFileError
             header = json.loads(hbytes)
             entries = header["arrays"]
             end = max([_align(16 + hlen)] + [_align(e["offset"] + e["nbytes"]) for e in entries])
+            header["format_version"] = got_version
         except (ValueError, KeyError, TypeError) as exc:
             raise error(f"{path!r} has a corrupt header ({exc})") from None
         if end + _CHECKSUM_BYTES != size:

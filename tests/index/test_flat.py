@@ -235,7 +235,7 @@ BAD = [
     (lambda: mi.create("int9", 8), ValueError, "unknown index spec 'int9'; valid specs: float32"),
     (lambda: mi.create("int8+refine:float32", 8), ValueError, "rerank:<codec>"),
     (lambda: mi.create("int8", 0), ValueError, "dim must be a positive int"),
-    (lambda: mi.create("int8", 8, metric="cos"), ValueError, "metric must be one of"),
+    (lambda: mi.create("int8", 8, metric="cosine"), ValueError, "metric must be one of"),
     (lambda: mi.create("float32", 8, calibration="mse"), TypeError, "takes no option calibration"),
     (lambda: mi.create("int8", 8, calibration="magic"), ValueError, "calibration must be one of"),
     (lambda: mi.create("int8+rerank:float32", 8, rerank_factor=0), ValueError, "rerank_factor"),

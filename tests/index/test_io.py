@@ -214,8 +214,8 @@ def test_every_kind_refuses_a_truncated_or_extended_file(saved_kind, mmap):
 def test_every_kind_refuses_a_wrong_header(saved_kind, mmap):
     blob, hlen, header, path = saved_kind
     assert "is not a medqk index file (bad magic)" in load_error(path, b"MEDQKIDY" + blob[8:], mmap)
-    wrong_version = blob[:8] + struct.pack("<I", 2) + blob[12:]
-    assert "has format version 2; this medqk reads version 1" in load_error(path, wrong_version, mmap)
+    wrong_version = blob[:8] + struct.pack("<I", 3) + blob[12:]
+    assert "has format version 3; this medqk reads version 1 or 2" in load_error(path, wrong_version, mmap)
     not_json = blob[:16] + b"[" + blob[17:]  # the header's opening brace
     assert "has a corrupt header" in load_error(path, not_json, mmap)
     short_hlen = blob[:12] + struct.pack("<I", hlen - 1) + blob[16:]  # the JSON loses its closing brace

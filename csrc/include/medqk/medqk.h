@@ -149,6 +149,14 @@ void dequantize_s32_f32(const int32_t* acc, std::size_t m, std::size_t n, const 
 // ----------------------------------------------------------------------------------------------
 void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads);
+// Allow-bitmaps: every *_search_topk (and ivf_lut4_search) has an overload with a last argument `allow`,
+// ceil(n / 8) bytes, bit r & 7 of byte r >> 3 set when vector r may be returned (nullptr: all may; for
+// ivf_lut4_search r is the storage position list_starts[l] + index). A vector whose bit is clear is never
+// offered to the top-k, so the topk best allowed vectors are written (padded with -inf / -1 only when fewer
+// exist): the filtered and delete-aware searches of medqk.index.
+void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,
+                    const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads,
+                    const uint8_t* allow);
 // The name s8_search_topk had before 0.2 (kernel names are <operand>_<verb>[_topk]); kept for one release.
 [[deprecated("renamed medqk::s8_search_topk")]]
 inline void search_s8_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed,
@@ -174,6 +182,9 @@ void s8_rerank_topk(Isa isa, const float* qs, std::size_t nq, std::size_t d, con
 // score(i, j) = alpha * (q_i . float(x_j)) + (bias ? bias[j] : 0), top-k fused, ties -> lower id.
 void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
                      float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads);
+void f16_search_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
+                     float alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads,
+                     const uint8_t* allow);
 // The name f16_search_topk had before 0.2; kept for one release.
 [[deprecated("renamed medqk::f16_search_topk")]]
 inline void search_f16_topk(Isa isa, const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n,
@@ -213,6 +224,9 @@ void lut4_decode_s8(const uint8_t* packed, std::size_t d, std::size_t v0, std::s
 void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed, std::size_t n,
                       const float* alpha, const float* beta, std::size_t topk, float* scores, int64_t* ids, int threads,
                       bool sorted = true);
+void lut4_search_topk(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, const uint8_t* packed, std::size_t n,
+                      const float* alpha, const float* beta, std::size_t topk, float* scores, int64_t* ids, int threads,
+                      bool sorted, const uint8_t* allow);
 // 8-bit PQ search (csrc/runtime/pq8_search.cpp). Codes (n x m bytes, one centroid id per subspace) are
 // packed by pq8_pack into blocks of 64 vectors: block b is m rows of 64 bytes, row s holding the
 // subspace-s codes of vectors 64b .. 64b + 63 (padding: code 0); pq8_packed_bytes(n, m) bytes.
@@ -225,6 +239,8 @@ std::size_t pq8_packed_bytes(std::size_t n, std::size_t m);
 void pq8_pack(const uint8_t* codes, std::size_t n, std::size_t m, uint8_t* packed);
 void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed, std::size_t n,
                      std::size_t topk, float* scores, int64_t* ids, int threads);
+void pq8_search_topk(Isa isa, const float* tables, std::size_t nq, std::size_t m, const uint8_t* packed, std::size_t n,
+                     std::size_t topk, float* scores, int64_t* ids, int threads, const uint8_t* allow);
 // The scan kernel alone (for tests and benchmarks): lut is m x 256 uint8 entries, each <= 127; for nblocks
 // packed blocks, sums[64 b + j] = sum_s lut[s][code_s of vector 64 b + j] (exact, uint16) and bit j of
 // masks[b] set when that sum >= thr.
@@ -265,6 +281,10 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
                      const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
                      const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist,
                      std::size_t topk, float* keys, int64_t* ids, int threads);
+void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d, std::size_t nlut,
+                     const int64_t* probes, const int32_t* probe_keys, std::size_t nprobe, const uint8_t* packed,
+                     const int64_t* list_blocks, const int64_t* list_starts, const int64_t* list_ids, std::size_t nlist,
+                     std::size_t topk, float* keys, int64_t* ids, int threads, const uint8_t* allow);
 
 // The uint8 tables of ivf_lut4_search: float tables (nq x nlut x s x 16) -> luts (nq x nlut x s_even x 16)
 // with one step per query over all its nlut table sets: lo = min_c t[l, j], step = max_{l,j} (max_c - lo)

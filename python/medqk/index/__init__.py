@@ -56,7 +56,9 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | Non
     """Makes an empty index.
 
     spec: see :mod:`medqk.index.spec` (e.g. ``"int8"``, ``"cb4+rerank:int8"``, ``"pq96x4fs"``).
-    dim: vector dimension. metric: ``"ip"`` (inner product, default) or ``"l2"`` (squared Euclidean).
+    dim: vector dimension. metric: ``"ip"`` (inner product, default), ``"l2"`` (squared Euclidean) or ``"cos"``
+    (cosine similarity: vectors are scaled to unit norm when trained on, added and searched, and scored by
+    inner product, best first; a zero vector is refused with ValueError).
     rerank_factor: candidates re-scored per result with ``+rerank`` (default 4; 16 after a ``pq`` base and 20
     after an ``ivf`` one, whose own recall@10 is near 0.7, so that the true top-10 is still among the
     candidates: on all MedQuAD dev queries, ``pq96x4fs+rerank:int8`` has R@10 0.9924 at 16, 0.9936 at 20,

@@ -117,9 +117,12 @@ def build(part: str, dim: int, metric: str, options: dict):
     from .spec import IndexSpec
 
     codec, params = lookup(part)
-    resolved = codec.defaults(params, metric)
+    scoring = "l2" if metric == "l2" else "ip"  # cos: inner products of the unit vectors the index stores
+    resolved = codec.defaults(params, scoring)
     resolved.update((k, v) for k, v in options.items() if k in resolved)
-    return codec.build(params, IndexSpec(part), dim, metric, resolved)
+    index = codec.build(params, IndexSpec(part), dim, scoring, resolved)
+    index.metric = metric
+    return index
 
 
 # -- bytes per vector ---------------------------------------------------------------------------------------

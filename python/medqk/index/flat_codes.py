@@ -124,9 +124,11 @@ class FlatCodesIndex(Index):
         """Sub-codes (n, S) of all vectors or of rows ids."""
         return self.packer.unpack(self._packed, ids, self._ntotal)
 
-    def vectors(self, ids=None) -> np.ndarray:
-        """Reconstructed float32 vectors, all or those of ``ids``."""
-        return self.codec.decode_sub(self.codes(ids))
+    def _vectors_rows(self, rows):
+        return self.codec.decode_sub(self.codes(rows))
+
+    def _keep_rows(self, rows):
+        self._packed = aligned(self.packer.pack(self.codes(rows)))
 
     def _append_codes(self, sub: np.ndarray) -> None:
         """Packs sub-codes (m, S) after the stored ones. Blocks already full keep their bytes; only a last

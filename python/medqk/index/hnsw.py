@@ -44,7 +44,7 @@ class HnswIndex(Index):
         self._graph = None
 
     def _new_graph(self, capacity: int):
-        g = _hnswlib().Index(space="ip" if self.metric == "ip" else "l2", dim=self.dim)
+        g = _hnswlib().Index(space="l2" if self.metric == "l2" else "ip", dim=self.dim)
         g.init_index(max_elements=max(capacity, 1), M=self.M, ef_construction=self.ef_construction,
                      random_seed=self.seed)
         return g
@@ -67,16 +67,39 @@ class HnswIndex(Index):
         """Vectors plus graph links, measured on the serialized graph."""
         return self.nbytes / max(self._ntotal, 1)
 
-    def vectors(self, ids=None) -> np.ndarray:
-        """The float32 vectors held by the graph, all or those of ``ids``."""
-        ids = np.arange(self._ntotal) if ids is None else np.asarray(ids)
-        return np.asarray(self._graph.get_items(ids.reshape(-1)), dtype=np.float32).reshape(ids.shape + (self.dim,))
+    def _vectors_rows(self, rows):
+        """The float32 vectors held by the graph (its labels are the rows)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.asarray(self._graph.get_items(rows), dtype=np.float32).reshape(len(rows), self.dim)
 
-    def _scores_topk(self, q, k, threads):
+    def _delete_rows(self, rows):
+        for r in rows:  # hnswlib skips marked elements in its searches (and still routes through them)
+            self._graph.mark_deleted(int(r))
+
+    def _keep_rows(self, rows):
+        x = self._vectors_rows(rows)
+        self._graph = None
+        if len(rows):
+            self._graph = self._new_graph(len(rows))
+            self._graph.add_items(x, np.arange(len(rows)), num_threads=1)
+
+    def _scores_topk(self, q, k, threads, allow=None):
         self._graph.set_ef(max(self.ef_search, k))
-        labels, dist = self._graph.knn_query(q, k=k, num_threads=threads if threads > 0 else -1)
+        nthreads = threads if threads > 0 else -1
+        if allow is None or self._rows.deleted is not None and allow is self._rows.live_bits():
+            labels, dist = self._graph.knn_query(q, k=k, num_threads=nthreads)  # deletions: marked in the graph
+        else:
+            # hnswlib's filter: a Python call per visited element; when the graph walk finds fewer than k
+            # allowed elements, an exact scan of the allowed rows answers instead
+            allowed = np.unpackbits(allow, count=self._ntotal, bitorder="little").astype(bool)
+            try:
+                labels, dist = self._graph.knn_query(q, k=k, num_threads=1, filter=lambda r: bool(allowed[r]))
+            except RuntimeError:
+                return self._exact_topk(q, k, np.flatnonzero(allowed))
         ids = labels.astype(np.int64)
-        if self.metric == "ip":
+        if self.metric != "l2":  # ip, cos
             scores = (1.0 - dist).astype(np.float32)  # hnswlib's ip distance is 1 - q.x
         else:
             # higher-is-better form expected by Index.search: 2 q.x - |x|^2 = |q|^2 - dist
@@ -105,7 +128,7 @@ class HnswIndex(Index):
             os.close(fd)
             try:
                 np.asarray(arrays["graph"]).tofile(tmp)
-                self._graph = _hnswlib().Index(space="ip" if self.metric == "ip" else "l2", dim=self.dim)
+                self._graph = _hnswlib().Index(space="l2" if self.metric == "l2" else "ip", dim=self.dim)
                 self._graph.load_index(tmp)
                 self._ntotal = self._graph.get_current_count()
             finally:

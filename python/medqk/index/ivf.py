@@ -52,8 +52,9 @@ from .._progress import progress_bar
 from .._warnings import warn_spec_data
 from ..kernels._layout import lut4_even
 from . import _topk
+from ._ids import pack_bits
 from ._memory import aligned
-from .flat import Index
+from .flat import Index, no_bits
 from .flat_codes import Lut4Packer
 from .lut4 import check_subspaces
 
@@ -160,11 +161,11 @@ class IVFLUT4Index(Index):
     def nprobe(self, value) -> None:
         self._nprobe = _check_nprobe(value, self.nlist)
 
-    def search(self, q, k, *, threads=None, nprobe=None):
+    def search(self, q, k, *, threads=None, filter=None, nprobe=None):
         """As :meth:`Index.search`; ``nprobe`` (1..nlist) overrides ``self.nprobe`` for this call."""
         token = _NPROBE.set(None if nprobe is None else _check_nprobe(nprobe, self.nlist))
         try:
-            return super().search(q, k, threads=threads)
+            return super().search(q, k, threads=threads, filter=filter)
         finally:
             _NPROBE.reset(token)
 
@@ -257,9 +258,9 @@ class IVFLUT4Index(Index):
         within = np.arange(int(self._list_starts[-1])) - np.repeat(self._list_starts[:-1], sizes)
         return np.repeat(self._list_blocks[:-1] * self.packer.block, sizes) + within
 
-    def vectors(self, ids=None) -> np.ndarray:
-        """Reconstructed float32 vectors c_l + r_hat, all or those of ``ids``."""
-        ids = np.arange(self._ntotal) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+    def _vectors_rows(self, rows):
+        """Reconstructed float32 vectors c_l + r_hat of rows."""
+        ids = np.asarray(rows, dtype=np.int64).reshape(-1)
         where = np.empty(self._ntotal, dtype=np.int64)
         where[self._list_ids] = np.arange(self._ntotal)
         pos = where[ids]
@@ -267,12 +268,37 @@ class IVFLUT4Index(Index):
         rec = self.codec.decode_sub(self.packer.unpack(self._packed, self._slots()[pos]))
         return rec + self.centroids[lists]
 
-    # -- search -------------------------------------------------------------------------------
-    def _candidates(self, q, k, threads):
-        return self._search(q, k, threads)[1]
+    def _keep_rows(self, rows):
+        """Keeps the stored rows ``rows`` (increasing), renumbered 0..: each list keeps its kept vectors in
+        their order."""
+        keep = np.zeros(self._ntotal, dtype=bool)
+        keep[rows] = True
+        kept = keep[self._list_ids]  # list order
+        lists = np.repeat(np.arange(self.nlist), self.list_sizes())[kept]
+        codes = self.packer.unpack(self._packed, self._slots()[kept])
+        new_ids = np.searchsorted(rows, self._list_ids[kept])
+        self._set_lists(np.bincount(lists, minlength=self.nlist), new_ids, codes)
+        self._position_bits = None
 
-    def _scores_topk(self, q, k, threads):
-        return self._search(q, k, threads)
+    # -- search -------------------------------------------------------------------------------
+    def _candidates(self, q, k, threads, allow=None):
+        return self._search(q, k, threads, allow)[1]
+
+    def _scores_topk(self, q, k, threads, allow=None):
+        return self._search(q, k, threads, allow)
+
+    def _positions_allowed(self, allow):
+        """The allow-bitmap over rows -> the scan's, over storage positions (list order). The bitmap of the
+        live rows is one object until the rows change, so its conversion is kept."""
+        if allow is None:
+            return None
+        cached = getattr(self, "_position_bits", None)
+        if cached is not None and cached[0] is allow:
+            return cached[1]
+        rows = np.unpackbits(allow, count=self._ntotal, bitorder="little").astype(bool)
+        bits = pack_bits(rows[self._list_ids])
+        self._position_bits = (allow, bits)
+        return bits
 
     def _probe(self, q: np.ndarray, nprobe: int, threads: int = 1):
         """Lists to scan (nq, nprobe) best first, and their scores: q.c (ip) or 2 q.c - |c|^2 (l2)."""
@@ -284,16 +310,17 @@ class IVFLUT4Index(Index):
         best, lists = _topk.block_topk(np.ascontiguousarray(s, dtype=np.float32), nprobe, 0, threads)
         return np.ascontiguousarray(lists), np.ascontiguousarray(best, dtype=np.float32)
 
-    def _search(self, q, k, threads):
+    def _search(self, q, k, threads, allow=None):
         nprobe = _NPROBE.get() or self._nprobe
-        chunk = _QUERY_CHUNK if self.metric == "ip" else max(1, 4096 // nprobe)
+        allow = self._positions_allowed(allow)
+        chunk = _QUERY_CHUNK if self.metric != "l2" else max(1, 4096 // nprobe)
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], chunk):
             qc = q[q0 : q0 + chunk]
             probes, bias = self._probe(qc, nprobe, threads)
             luts, keys, step, shift = self._tables(qc, probes, bias, threads)
-            kf, i = self._scan(luts, probes, keys, k, threads)
+            kf, i = self._scan(luts, probes, keys, k, threads, allow)
             s = (step[:, None] * (kf.astype(np.float64) + shift[:, None])).astype(np.float32)
             out_s[q0 : q0 + chunk], out_i[q0 : q0 + chunk] = np.where(i >= 0, s, -np.inf), i
         return out_s, out_i
@@ -302,7 +329,7 @@ class IVFLUT4Index(Index):
         """uint8 tables (nq, nlut, S_even, 16), integer list keys (nq, nprobe), and per query the table step
         and the key shift (float64): the PQ score of a key K is about step * (K + shift)."""
         nq, nprobe = probes.shape
-        if self.metric == "ip":
+        if self.metric != "l2":  # ip, cos
             tables = self.codec.tables(q, "ip", threads)[:, None]
         else:
             resid = (q[:, None, :] - self.centroids[probes]).reshape(nq * nprobe, self.dim)
@@ -333,11 +360,12 @@ class IVFLUT4Index(Index):
         _numba_ivf.ivf_quantize_tables(tables, luts, step, offsets)
         return luts, step, offsets
 
-    def _scan(self, luts, probes, keys, k, threads):
-        """The k best integer keys (as float32) and ids of each query (native or the Numba twin, identical)."""
+    def _scan(self, luts, probes, keys, k, threads, allow=None):
+        """The k best integer keys (as float32) and ids of each query (native or the Numba twin, identical);
+        ``allow``: None or the bitmap of the storage positions that may be returned."""
         if _backend.backend == "native":
             return _backend._core.ivf_lut4_search(luts, probes, keys, self._packed, self._list_blocks,
-                                                  self._list_starts, self._list_ids, k, threads)
+                                                  self._list_starts, self._list_ids, k, threads, allow)
         from ..kernels import _numba_ivf
 
         nq = probes.shape[0]
@@ -345,7 +373,7 @@ class IVFLUT4Index(Index):
         ids = np.empty((nq, k), dtype=np.int64)
         with _backend.numba_kernels().threads(threads):
             _numba_ivf.ivf_lut4_search(luts, probes, keys, self._packed, self._list_blocks, self._list_starts,
-                                       self._list_ids, k, kf, ids)
+                                       self._list_ids, k, kf, ids, no_bits(allow))
         return kf, ids
 
     # -- save / load ----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 from .. import _backend
 from ..kernels._layout import lut4_even
 from ._memory import aligned
-from .flat import s8_blocked_topk
+from .flat import no_bits, s8_blocked_topk
 from .flat_codes import FlatCodesIndex, Lut4Packer
 
 _QUERY_CHUNK = 512
@@ -133,29 +133,36 @@ class FlatLUT4Index(FlatCodesIndex):
         self._append_codes(sub)
         self._sqnorms = np.concatenate([self._sqnorms, sqnorms])
 
-    def _candidates(self, q, k, threads):
-        return self._search(q, k, threads, rescore=False)[1]
+    def _candidates(self, q, k, threads, allow=None):
+        return self._search(q, k, threads, rescore=False, allow=allow)[1]
 
-    def _scores_topk(self, q, k, threads):
-        return self._search(q, k, threads, rescore=True)
+    def _scores_topk(self, q, k, threads, allow=None):
+        return self._search(q, k, threads, rescore=True, allow=allow)
+
+    def _score_rows(self, q, rows):
+        return self._exact_scores(q, np.ascontiguousarray(np.broadcast_to(rows, (q.shape[0], rows.size))), 1)
+
+    def _keep_rows(self, rows):
+        super()._keep_rows(rows)
+        self._sqnorms = self._sqnorms[rows]
 
     def _int8_view(self):
         view = getattr(self.codec, "int8_view", None)
         return view() if view is not None else None
 
-    def _gemm_candidates(self, q, kc, threads, view):
+    def _gemm_candidates(self, q, kc, threads, view, allow=None):
         """Top kc per query by the int8 GEMM over blocks decoded through the codec's int8 view."""
         return s8_blocked_topk(self.codec.int8_query(q), self.metric, self._ntotal,
                                lambda v0, n: decode_s8(self._packed, self._ntotal, self.n_sub, view, v0, n),
-                               lambda v0, n: self._sqnorms[v0 : v0 + n], kc, threads)
+                               lambda v0, n: self._sqnorms[v0 : v0 + n], kc, threads, allow)
 
-    def _search(self, q, k, threads, rescore):
+    def _search(self, q, k, threads, rescore, allow=None):
         kc = min(self._ntotal, getattr(self.codec, "rescore_factor", 2) * k) if rescore else k
         view = self._int8_view() if q.shape[0] >= GEMM_MIN_QUERIES and kc <= GEMM_MAX_CANDIDATES else None
         if view is not None and view[3] > GEMM_MAX_DIMS_PER_SUBSPACE * self.n_sub and not gemm_has_amx():
             view = None
         if view is not None:
-            cand_all = self._gemm_candidates(q, kc, threads, view)
+            cand_all = self._gemm_candidates(q, kc, threads, view, allow)
             if not rescore:
                 return None, cand_all
             out_s = np.empty((q.shape[0], k), dtype=np.float32)
@@ -173,7 +180,7 @@ class FlatLUT4Index(FlatCodesIndex):
             if _backend.backend == "native":
                 # unsorted: both users order the candidates by their own scores (_rescore, or +rerank)
                 _, cand = _backend._core.lut4_search_topk(
-                    luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc, threads, sorted=False
+                    luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc, threads, sorted=False, allow=allow
                 )
             else:
                 from ..kernels import _numba_lut4
@@ -183,22 +190,25 @@ class FlatLUT4Index(FlatCodesIndex):
                 cand = np.empty((qc.shape[0], kc), dtype=np.int64)
                 with nb.threads(threads):
                     _numba_lut4.lut4_search_topk(luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc,
-                                                 sc, cand)
+                                                 sc, cand, no_bits(allow))
             if not rescore:
                 out_i[q0 : q0 + _QUERY_CHUNK] = cand
                 continue
             out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = self._rescore(qc, cand, k, threads, tables)
         return out_s, out_i
 
-    def _rescore(self, q, cand, k, threads, tables=None):
-        """Exact float ADC scores of the candidates, best k of them (ties -> lower id)."""
+    def _exact_scores(self, q, cand, threads, tables=None):
+        """Exact float ADC scores of the candidates (nq, kc) (ids -1: -inf)."""
         if self.metric == "l2" and getattr(self.codec, "l2_rescore_by_norms", False):
             ip_tables = self.codec.tables(q, "ip", threads)
-            s = 2 * score_candidates(ip_tables, self._packed, self._ntotal, cand) - self._sqnorms[cand]
-        else:
-            if tables is None:
-                tables = self.codec.tables(q, self.metric, threads)
-            s = score_candidates(tables, self._packed, self._ntotal, cand)
+            return 2 * score_candidates(ip_tables, self._packed, self._ntotal, cand) - self._sqnorms[cand]
+        if tables is None:
+            tables = self.codec.tables(q, self.metric, threads)
+        return score_candidates(tables, self._packed, self._ntotal, cand)
+
+    def _rescore(self, q, cand, k, threads, tables=None):
+        """Exact float ADC scores of the candidates, best k of them (ties -> lower id)."""
+        s = self._exact_scores(q, cand, threads, tables)
         order = np.lexsort((cand, -s), axis=1)[:, :k]
         return np.take_along_axis(s, order, axis=1), np.take_along_axis(cand, order, axis=1)
 

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _backend
 from ..kernels import _layout
 from ..quantizers.pq import PQCodec
+from .flat import no_bits
 from .flat_codes import FlatCodesIndex, PQ8Packer
 
 BLOCK = _layout.PQ8_BLOCK  # vectors per packed block (kernels/pq8_scan.h)
@@ -36,18 +37,19 @@ def unpack(packed: np.ndarray, n: int, m: int, ids: np.ndarray | None = None) ->
     return PQ8Packer(m).unpack(packed, ids, n)
 
 
-def search_topk(tables: np.ndarray, packed: np.ndarray, n: int, k: int, threads: int):
-    """Exact ADC top-k over n packed vectors: (scores, ids), each (nq, k), -inf / -1 past n."""
+def search_topk(tables: np.ndarray, packed: np.ndarray, n: int, k: int, threads: int, allow=None):
+    """Exact ADC top-k over n packed vectors: (scores, ids), each (nq, k), -inf / -1 past n; only the rows
+    the bitmap ``allow`` sets (None: all; medqk.index._ids)."""
     tables = np.ascontiguousarray(tables, dtype=np.float32)
     if _backend.backend == "native":
-        return _backend._core.pq8_search_topk(tables, packed, n, k, threads)
+        return _backend._core.pq8_search_topk(tables, packed, n, k, threads, allow)
     from ..kernels import _numba_pq8
 
     nb = _backend.numba_kernels()
     scores = np.empty((tables.shape[0], k), dtype=np.float32)
     ids = np.empty((tables.shape[0], k), dtype=np.int64)
     with nb.threads(threads):
-        _numba_pq8.pq8_search_topk(tables, packed, n, k, scores, ids)
+        _numba_pq8.pq8_search_topk(tables, packed, n, k, scores, ids, no_bits(allow))
     return scores, ids
 
 
@@ -65,16 +67,25 @@ class FlatPQ8Index(FlatCodesIndex):
     def _add(self, x):
         self._append_codes(self.codec.encode_sub(x))
 
-    def _candidates(self, q, k, threads):
-        return self._scores_topk(q, k, threads)[1]
+    def _candidates(self, q, k, threads, allow=None):
+        return self._scores_topk(q, k, threads, allow)[1]
 
-    def _scores_topk(self, q, k, threads):
+    def _score_rows(self, q, rows):
+        """The scan's exact ADC score: float32 table entries added in subspace order from 0."""
+        codes = self.codes(rows)
+        tables = self.codec.tables(q, self.metric, 1)
+        acc = np.zeros((q.shape[0], rows.size), dtype=np.float32)
+        for s in range(codes.shape[1]):
+            acc += tables[:, s, codes[:, s]]
+        return acc
+
+    def _scores_topk(self, q, k, threads, allow=None):
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
         for q0 in range(0, q.shape[0], _QUERY_CHUNK):
             tables = self.codec.tables(q[q0 : q0 + _QUERY_CHUNK], self.metric, threads)  # (nq, M, 256)
             out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = search_topk(
-                tables, self._packed, self._ntotal, k, threads)
+                tables, self._packed, self._ntotal, k, threads, allow)
         return out_s, out_i
 
     def _code_arrays(self):

@@ -6,15 +6,16 @@ import numpy as np
 from numba import njit, prange
 
 from ._numba_lut4 import lut4_block_bytes, lut4_code, lut4_row, lut4_shift  # jit-callable there
+from ._numba_search import row_allowed
 
 LUT_MAX = 127  # largest table entry, as kLutMax in csrc/runtime/ivf_search.cpp
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, list_ids, k, keys, ids):
+def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, list_ids, k, keys, ids, allow):
     """Per query: integer keys (table sums + probe key) of every vector of its probed lists; the k best by
     (key desc, storage position asc) written by (key desc, id asc), the key as a float32; -inf / -1 when
-    fewer were scanned."""
+    fewer were scanned. Storage positions the bitmap ``allow`` clears (empty: none) are skipped."""
     nq, nlut, d_even, _ = luts.shape
     nprobe = probes.shape[1]
     block_bytes = lut4_block_bytes(d_even)
@@ -23,7 +24,8 @@ def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, 
         for p in range(nprobe):
             lst = probes[q, p]
             if lst >= 0:
-                total += list_starts[lst + 1] - list_starts[lst]
+                for pos in range(list_starts[lst], list_starts[lst + 1]):
+                    total += row_allowed(allow, pos)
         qkeys = np.empty(total, dtype=np.int64)
         storage = np.empty(total, dtype=np.int64)
         pos = 0
@@ -34,6 +36,8 @@ def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, 
             t = 0 if nlut == 1 else p
             base0 = list_blocks[lst] * block_bytes
             for i in range(list_starts[lst + 1] - list_starts[lst]):
+                if not row_allowed(allow, list_starts[lst] + i):
+                    continue
                 row = base0 + lut4_row(i, d_even)
                 shift = lut4_shift(i)
                 acc = 0

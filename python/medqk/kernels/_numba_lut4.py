@@ -7,7 +7,7 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ._layout import lut4_block_bytes, lut4_code, lut4_even, lut4_row, lut4_shift, lut4_sub_offset
-from ._numba_search import _heap_push, _write_sorted, quantize_tables
+from ._numba_search import _heap_push, _write_sorted, quantize_tables, row_allowed
 
 # the 4-bit layout (kernels/_layout.py) compiles into the twins where they call it: the plain Python
 # functions stay as they are for numpy (register_jitable returns them unchanged)
@@ -29,8 +29,9 @@ def lut4_pack(codes, packed):
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
-    """Top-k by exact uint32 table sums (ties -> lower id); scores = alpha[q] * sum + beta[q]."""
+def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids, allow):
+    """Top-k by exact uint32 table sums (ties -> lower id); scores = alpha[q] * sum + beta[q]; rows the
+    bitmap ``allow`` clears (empty: none) are skipped."""
     nq = luts.shape[0]
     d_even = lut4_even(d)
     for q in prange(nq):
@@ -38,6 +39,8 @@ def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids):
         hi = np.empty(k, dtype=np.int64)
         size = 0
         for v in range(n):
+            if not row_allowed(allow, v):
+                continue
             row = lut4_row(v, d_even)
             shift = lut4_shift(v)
             acc = 0

@@ -8,7 +8,7 @@ from numba.extending import register_jitable
 
 from ._layout import PQ8_BLOCK as BLOCK
 from ._layout import pq8_row, pq8_sub_offset
-from ._numba_search import _heap_push, _write_sorted
+from ._numba_search import _heap_push, _write_sorted, row_allowed
 
 # the 8-bit layout (kernels/_layout.py) compiles into the twins where they call it (see _numba_lut4)
 for _f in (pq8_row, pq8_sub_offset):
@@ -71,15 +71,18 @@ def pq8_scan_group(lut_t, packed, n, thr, hits, hit_sums):
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def pq8_search_topk(tables, packed, n, k, scores, ids):
+def pq8_search_topk(tables, packed, n, k, scores, ids, allow):
     """Exact ADC top-k: every vector's float32 sum of tables[q, s, code_s] in subspace order from 0
-    (ties -> lower id). The native search filters with 8-bit tables first and ends with the same result."""
+    (ties -> lower id). The native search filters with 8-bit tables first and ends with the same result.
+    Rows the bitmap ``allow`` clears (empty: none) are skipped."""
     nq, m, _ = tables.shape
     for q in prange(nq):
         hs = np.empty(k, dtype=np.float32)
         hi = np.empty(k, dtype=np.int64)
         size = 0
         for v in range(n):
+            if not row_allowed(allow, v):
+                continue
             row = pq8_row(v, m)
             acc = np.float32(0.0)
             for s in range(m):

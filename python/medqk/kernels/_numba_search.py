@@ -45,6 +45,12 @@ def _sift_up(hs, hi, pos):
 
 
 @njit(boundscheck=False)
+def row_allowed(allow, row):
+    """Bit row of the allow-bitmap (empty: every row allowed): bit row & 7 of byte row >> 3."""
+    return allow.shape[0] == 0 or ((allow[row >> 3] >> (row & 7)) & 1) == 1
+
+
+@njit(boundscheck=False)
 def _heap_push(hs, hi, size, k, s, j):
     """Offers (s, j) to a heap of ``size`` kept hits (ids arrive in increasing order); returns the new size."""
     if size < k:
@@ -81,10 +87,11 @@ def _write_sorted(hs, hi, size, scores, ids):
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def s8_search_topk(a, b, alpha, bias, k, scores, ids):
+def s8_search_topk(a, b, alpha, bias, k, scores, ids, allow):
     """For each query row of int8 a (nq, d): the k best database rows of int8 b (n, d) by
     score = alpha[i] * float32(a_i . b_j) + bias[j] (bias empty: none), written best first into
-    scores (nq, k) float32 / ids (nq, k) int64; equal scores -> lower id; missing -> -inf / -1."""
+    scores (nq, k) float32 / ids (nq, k) int64; equal scores -> lower id; missing -> -inf / -1. Rows the
+    bitmap ``allow`` clears (empty: none) are skipped (medqk.h: allow-bitmaps)."""
     nq, d = a.shape
     n = b.shape[0]
     has_bias = bias.shape[0] == n
@@ -94,6 +101,8 @@ def s8_search_topk(a, b, alpha, bias, k, scores, ids):
         size = 0
         al = alpha[i]
         for j in range(n):
+            if not row_allowed(allow, j):
+                continue
             dot = np.int32(0)
             for p in range(d):
                 dot += np.int32(a[i, p]) * np.int32(b[j, p])

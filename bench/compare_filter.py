@@ -1,0 +1,89 @@
+"""Filtered search speed on MedQuAD: QPS with a random allow-list of 50% and 1% of the documents, against
+the unfiltered search of the same index, per spec, in one run.
+
+    python bench/compare_filter.py [--data ../shared/data/medquad] [--queries N] [--threads 1] [--specs ...]
+        [--repeat 3]
+
+Columns: unfiltered QPS; QPS and ratio to unfiltered at 50% (the masked scan) and at 1% (the exact scan of
+the allowed rows the search switches to below the index's ``exact_scan_fraction``, see
+medqk.index.flat.EXACT_SCAN_FRACTION), and at 1% forced through the masked scan ("1% scan"), which is what
+those fractions are chosen from: the exact scan of a fraction f of the rows costs about f times a fixed
+per-row price, the masked scan about the unfiltered time, so they break even near
+f = 1% x (1% ratio) / (1% scan ratio), printed as "even". Every
+filtered result is checked to lie in its allow-list, and to fill k (more than k are allowed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _threads  # noqa: E402,F401  (sets the thread variables before numpy loads)
+import numpy as np  # noqa: E402
+
+import medqk  # noqa: E402
+import medqk.index as mi  # noqa: E402
+from medqk.index.spec import split_specs  # noqa: E402
+
+SPECS = ["float32", "fp16", "int8", "cb4", "pca4", "pq96x4fs", "pq48x8", "pq96x4fs+rerank:int8", "ivf64,pq96x4fs"]
+K = 10
+
+
+def qps(index, q, threads, repeat, **kw):
+    """(queries per second, median of repeat rounds; the last results)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = index.search(q, K, threads=threads, **kw)
+        times.append(time.perf_counter() - t0)
+    return len(q) / float(np.median(times)), out
+
+
+def check(ids, allowed):
+    assert np.isin(ids, allowed).all(), "a filtered search returned an id outside its allow-list"
+    assert (ids >= 0).all(), "a filtered search did not fill k"
+
+
+def main():
+    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "medquad"
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(default))
+    ap.add_argument("--queries", type=int, default=2000, help="first N dev queries (default 2000)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--specs", default=",".join(SPECS))
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    d = Path(args.data)
+    X = np.load(d / "docs.npy").astype(np.float32)
+    Q = np.load(d / "queries_dev.npy").astype(np.float32)[: args.queries]
+    rng = np.random.default_rng(0)
+    half = np.sort(rng.choice(len(X), len(X) // 2, replace=False))
+    one = np.sort(rng.choice(len(X), len(X) // 100, replace=False))
+    info = medqk.info()
+    print(f"{len(X)} docs, {len(Q)} queries, dim {X.shape[1]}, k={K}, threads {args.threads}; medqk "
+          f"{info['backend']} ({info['isa']})")
+    print(f"{'spec':24s} {'QPS':>8s} {'50% QPS':>8s} {'ratio':>6s} {'1% QPS':>8s} {'ratio':>6s} "
+          f"{'1% scan':>8s} {'ratio':>6s} {'even':>6s} {'exact at':>8s}")
+    for spec in split_specs(args.specs):
+        index = mi.create(spec, X.shape[1]).train(X).add(X)
+        base, _ = qps(index, Q, args.threads, args.repeat)
+        q50, (_, i50) = qps(index, Q, args.threads, args.repeat, filter=half)
+        check(i50, half)
+        q1, (_, i1) = qps(index, Q, args.threads, args.repeat, filter=one)
+        check(i1, one)
+        index.exact_scan_fraction = 0.0  # this index only: every filter through the masked scan
+        q1s, (_, i1s) = qps(index, Q, args.threads, args.repeat, filter=one)
+        del index.exact_scan_fraction
+        if not spec.startswith("ivf"):  # IVF probes some lists: its masked scan may find fewer than k allowed
+            check(i1s, one)
+        even = 0.01 * q1 / q1s
+        print(f"{spec:24s} {base:8.0f} {q50:8.0f} {q50 / base:6.2f} {q1:8.0f} {q1 / base:6.2f} {q1s:8.0f} "
+              f"{q1s / base:6.2f} {even:6.1%} {index.exact_scan_fraction:8.1%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
