@@ -16,7 +16,7 @@ D = 16
 # every index kind: float, fp16, int8, the 4-bit table scan (level codes, PQ fast scan), 8-bit PQ, IVF, and
 # the two-stage +rerank (int8 re-scorer: the fused native path; float32: the generic one)
 SPECS = ["float32", "fp16", "int8", "cb4", "pq8x4fs", "pq8x8", "ivf4,pq8x4fs", "int8+rerank:float32",
-         "pq8x4fs+rerank:int8", "ivf4,pq8x4fs+rerank:int8"]
+         "pq8x4fs+rerank:int8", "ivf4,pq8x4fs+rerank:int8", "rabitq", "rabitq+rerank:int8"]
 
 
 def built(spec, metric="ip", n=400, ids=None, x=None, parts=1):
@@ -34,7 +34,10 @@ def built(spec, metric="ip", n=400, ids=None, x=None, parts=1):
 def test_search_returns_own_ids(spec, metric):
     x, q = data(n=400, nq=20, d=D, seed=3)
     own = 10_000 + 7 * np.arange(len(x), dtype=np.int64)  # increasing: ties keep their order
-    plain, mine = built(spec, metric, x=x), built(spec, metric, ids=own, x=x, parts=3)
+    # rabitq rotates each batch by one BLAS product, whose float rounding may depend on the batch: add in the
+    # same parts there (its batch dependence is a known gap, not what this test is about)
+    plain = built(spec, metric, x=x, parts=3 if spec.startswith("rabitq") else 1)
+    mine = built(spec, metric, ids=own, x=x, parts=3)
     assert len(mine) == mine.ntotal == len(x)
     s1, i1 = plain.search(q, 10)
     s2, i2 = mine.search(q, 10)
@@ -42,6 +45,10 @@ def test_search_returns_own_ids(spec, metric):
     np.testing.assert_array_equal(s1, s2)
     if spec not in ("ivf4,pq8x4fs", "ivf4,pq8x4fs+rerank:int8"):  # IVF stores its lists in another order
         np.testing.assert_array_equal(mine.ids(), own)
+    if spec == "rabitq":  # 1-bit codes: nothing to reconstruct
+        with pytest.raises(TypeError, match="cannot reconstruct"):
+            mine.vectors(own[[5]])
+        return
     np.testing.assert_array_equal(mine.vectors(own[[5, 0, 399]]), plain.vectors(np.array([5, 0, 399])))
 
 

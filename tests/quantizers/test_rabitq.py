@@ -140,7 +140,7 @@ def test_fused_topk_equals_numpy_scores_with_tie_rule(metric):
     scores = np.empty((nq, k), dtype=np.float32)
     ids = np.empty((nq, k), dtype=np.int64)
     kern.rabitq_search_topk(words, pop, planes, query.a, query.c1, query.c2, query.c3, enc.mult, enc.add, k,
-                            scores, ids)
+                            scores, ids, np.empty(0, np.uint8))
     order = np.lexsort((np.broadcast_to(np.arange(n), (nq, n)), -ref), axis=1)[:, :k]
     np.testing.assert_array_equal(ids, order)
     np.testing.assert_array_equal(scores, np.take_along_axis(ref, order, axis=1))
@@ -148,7 +148,7 @@ def test_fused_topk_equals_numpy_scores_with_tie_rule(metric):
     # a tie at the k-th place: with k = 1 the copy (id 200) must not replace the kept vector 100
     top_s, top_i = np.empty((nq, 1), dtype=np.float32), np.empty((nq, 1), dtype=np.int64)
     kern.rabitq_search_topk(words, pop, planes, query.a, query.c1, query.c2, query.c3, enc.mult, enc.add, 1,
-                            top_s, top_i)
+                            top_s, top_i, np.empty(0, np.uint8))
     np.testing.assert_array_equal(top_i[:, 0], order[:, 0])
 
 

@@ -52,7 +52,7 @@ class FlatRaBitQIndex(Index):
             self._scan = words, pop
         return self._scan
 
-    def _scores_topk(self, q, k, threads):
+    def _scores_topk(self, q, k, threads, allow=None):
         from ..kernels import _numba_rabitq as kern
 
         words, pop = self._scan_arrays()
@@ -60,10 +60,28 @@ class FlatRaBitQIndex(Index):
         planes = kern.to_words(query.planes, self.dim)
         scores = np.empty((q.shape[0], k), dtype=np.float32)
         ids = np.empty((q.shape[0], k), dtype=np.int64)
+        allow = np.empty(0, dtype=np.uint8) if allow is None else np.ascontiguousarray(allow, dtype=np.uint8)
         with _backend.numba_kernels().threads(threads):
             kern.rabitq_search_topk(words, pop, planes, query.a, query.c1, query.c2, query.c3, self._stored["mult"],
-                                    self._stored["add"], k, scores, ids)
+                                    self._stored["add"], k, scores, ids, allow)
         return scores, ids
+
+    def _score_rows(self, q, rows):
+        """The scan's estimates (the same float32 operations, numpy) of the given rows: a selective filter's
+        exact scan ranks by what the full scan would have."""
+        from ..kernels import _numba_rabitq as kern
+
+        words, pop = self._scan_arrays()
+        query = self.codec.quantize_queries(q)
+        planes = kern.to_words(query.planes, self.dim)
+        ip = np.empty((q.shape[0], rows.size), dtype=np.int32)
+        kern.rabitq_scan_ints(np.ascontiguousarray(words[rows]), planes, ip)
+        return kern.scores_reference(ip, pop[rows], query.a, query.c1, query.c2, query.c3, self._stored["mult"][rows],
+                                     self._stored["add"][rows])
+
+    def _keep_rows(self, rows):
+        self._stored = {name: arr[rows] for name, arr in self._stored.items()}
+        self._scan = None
 
     def _state(self):
         config, arrays = self.codec.state()

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ._numba_search import _heap_push, _write_sorted
+from ._numba_search import _heap_push, _write_sorted, row_allowed
 
 
 @intrinsic
@@ -80,14 +80,17 @@ def rabitq_scan_ints(codes, planes, ip_out):
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
-def rabitq_search_topk(codes, pop, planes, qa, c1, c2, c3, mult, add, k, scores, ids):
-    """Top-k of the float32 scores of the module doc over all n vectors (ties -> lower id)."""
+def rabitq_search_topk(codes, pop, planes, qa, c1, c2, c3, mult, add, k, scores, ids, allow):
+    """Top-k of the float32 scores of the module doc over the n vectors the allow-bitmap lets in (empty: all;
+    medqk.index._ids), ties -> lower id; rows end with (-inf, -1) when fewer than k pass."""
     n = codes.shape[0]
     for q in prange(planes.shape[0]):
         hs = np.empty(k, dtype=np.float32)
         hi = np.empty(k, dtype=np.int64)
         size = 0
         for v in range(n):
+            if not row_allowed(allow, v):
+                continue
             ip = np.float32(_and_popcount_dot(codes, v, planes, q))
             t = c1[q] * ip + c2[q] * np.float32(pop[v]) + c3[q]
             s = add[v] + qa[q] + mult[v] * t
