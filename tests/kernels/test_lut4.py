@@ -72,7 +72,7 @@ def test_scan_matches_reference(n, d, nq, k, fill):
     np.testing.assert_array_equal(p2, packed)
     s2 = np.empty((nq, k), np.float32)
     i2 = np.empty((nq, k), np.int64)
-    _numba_lut4.lut4_search_topk(luts, packed, n, d, alpha, beta, k, s2, i2)
+    _numba_lut4.lut4_search_topk(luts, packed, n, d, alpha, beta, k, s2, i2, np.empty(0, np.uint8))
     np.testing.assert_array_equal(i2, results[0][1])
     np.testing.assert_array_equal(s2, results[0][0])
 

@@ -150,7 +150,7 @@ def test_search_is_exact_adc_every_isa_and_numba(n, m, nq, k, tables):
                 results.append(_backend._core.pq8_search_topk(t, packed, n, k, threads))
     s = np.empty((nq, k), np.float32)
     i = np.empty((nq, k), np.int64)
-    _numba_pq8.pq8_search_topk(t, packed, n, k, s, i)
+    _numba_pq8.pq8_search_topk(t, packed, n, k, s, i, np.empty(0, np.uint8))  # every row allowed
     results.append((s, i))
     for s, i in results:
         np.testing.assert_array_equal(i[:, :kk], want_i)
@@ -207,6 +207,6 @@ def test_filter_keeps_vectors_whose_table_errors_close_the_gap(nq):
                 np.testing.assert_array_equal(i, want_i[:, :1], err_msg=f"{variant} threads={threads}")
                 np.testing.assert_array_equal(s, want_s[:, :1])
     s2, i2 = np.empty((nq, 1), np.float32), np.empty((nq, 1), np.int64)
-    _numba_pq8.pq8_search_topk(t, packed, n, 1, s2, i2)
+    _numba_pq8.pq8_search_topk(t, packed, n, 1, s2, i2, np.empty(0, np.uint8))
     np.testing.assert_array_equal(i2, want_i[:, :1])
     np.testing.assert_array_equal(s2, want_s[:, :1])
