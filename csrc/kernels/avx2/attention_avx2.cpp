@@ -12,23 +12,9 @@ namespace medqk {
 namespace kernels {
 namespace avx2 {
 
-#include "kernels/avx2/exp_avx2.h"
+#include "kernels/avx2/math_avx2.h"
 
 namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline float hmax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // Scores of R query rows (from q, row stride ldq) against the len8 keys of kt (dh x len8), times scale,
 // into s (R rows of len8); keys past len score -inf.

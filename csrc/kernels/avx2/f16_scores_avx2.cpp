@@ -10,14 +10,7 @@ namespace medqk {
 namespace kernels {
 namespace avx2 {
 
-namespace {
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-}  // namespace
+#include "kernels/avx2/math_avx2.h"
 
 void f16_scores(const float* q, std::size_t nq, std::size_t d, const uint16_t* x, std::size_t n, float* out) {
   const std::size_t d8 = d / 8 * 8;

@@ -10,7 +10,7 @@ namespace medqk {
 namespace kernels {
 namespace avx2 {
 
-#include "kernels/avx2/exp_avx2.h"
+#include "kernels/avx2/math_avx2.h"
 
 namespace {
 

@@ -1,5 +1,6 @@
-// The AVX2 kernels' exponential (attention's softmax, GELU's erf), included inside namespace avx2 by each
-// AVX2 file after <immintrin.h> (the same flags everywhere it is compiled).
+// Small float helpers of the AVX2 kernels (horizontal sum and max, the exponential of attention's softmax and
+// GELU's erf), included inside namespace avx2 by each AVX2 file after <immintrin.h> (the same flags everywhere
+// they are compiled).
 #pragma once
 
 // exp(x) for x <= 0 (x < -87 gives 0): x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, so r is
@@ -21,4 +22,19 @@ inline __m256 exp_nonpositive(__m256 x) {
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   const __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
   return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_GE_OQ));
+}
+
+// The sum of the 8 lanes (pairs of halves, then of pairs).
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+inline float hmax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
 }
