@@ -86,8 +86,12 @@ def test_bad_input(backend):
         medqk.QuantizedLinear.from_float(w, b, bits=3, scheme="nf4")
     with pytest.raises(ValueError, match="scheme must be one of int8, int4, nf4, codebook, got 'fp4'"):
         medqk.QuantizedLinear.from_float(w, b, bits=4, scheme="fp4")
-    with pytest.raises(ValueError, match="calib / hessian .GPTQ. apply to the 4-, 3- and 2-bit schemes"):
-        medqk.QuantizedLinear.from_float(w, b, calib=np.ones((4, 12), np.float32))
+    with pytest.raises(ValueError, match="hessian .GPTQ. applies to the 4-, 3- and 2-bit schemes, not to int8"):
+        medqk.QuantizedLinear.from_float(w, b, hessian=np.eye(12))
+    with pytest.raises(ValueError, match="calib has 11 features but weight has 12"):
+        medqk.QuantizedLinear.from_float(w, b, calib=np.ones((4, 11), np.float32))
+    with pytest.raises(ValueError, match="calib contains NaN or Inf"):
+        medqk.QuantizedLinear.from_float(w, b, calib=np.full((4, 12), np.nan, np.float32))
     with pytest.raises(ValueError, match="bias must have shape"):
         medqk.QuantizedLinear.from_float(w, b[:3])
     with pytest.raises(TypeError, match="weight must have dtype float32"):
@@ -267,3 +271,49 @@ def test_save_leaves_an_existing_file_on_failure(tmp_path, monkeypatch):
     assert path.read_bytes() == b"the user's file" and sorted(p.name for p in tmp_path.iterdir()) == ["layer.mql"]
     with pytest.raises(FileNotFoundError, match="does not exist"):
         layer.save(tmp_path / "missing" / "layer.mql")
+
+
+def smoothing_of(w, calib):
+    """s_j = sqrt(max|calib_j| / max|w_j|), 1 where either is 0: the documented smoothing of from_float(calib=)."""
+    xmax, wmax = np.abs(calib).max(axis=0).astype(np.float64), np.abs(w).max(axis=0).astype(np.float64)
+    live = (xmax > 0) & (wmax > 0)
+    return np.where(live, np.sqrt(xmax / np.where(live, wmax, 1.0)), 1.0)
+
+
+def test_int8_smoothing_is_the_int8_layer_of_scaled_operands(backend, tmp_path):
+    """from_float(calib=) at 8 bits: exactly the plain int8 layer of weight * s applied to x / s (bit for bit),
+    with the scale stored, saved and loaded; an outlier activation channel then no longer costs the others
+    their resolution (the error falls well below the plain layer's); a zero channel keeps s = 1."""
+    rng = np.random.default_rng(21)
+    w, b = make(rng, 40, 33)
+    x = rng.standard_normal((300, 33)).astype(np.float32)
+    x[:, 5] *= 60  # an outlier channel, as BERT's LayerNorm outputs have
+    x[:, 7] = 0  # a channel the calibration never sees
+    layer = medqk.QuantizedLinear.from_float(w, b, calib=x)
+    s = smoothing_of(w, x)
+    assert s[7] == 1.0
+    np.testing.assert_array_equal(layer.input_scale, (1.0 / s).astype(np.float32))
+    plain_scaled = medqk.QuantizedLinear.from_float(np.ascontiguousarray(w * s.astype(np.float32)[None, :]), b)
+    np.testing.assert_array_equal(layer(x), plain_scaled(x * layer.input_scale))
+    exact = x.astype(np.float64) @ w.T.astype(np.float64) + b
+    err_smooth = np.abs(layer(x) - exact).max()
+    err_plain = np.abs(medqk.QuantizedLinear.from_float(w, b)(x) - exact).max()
+    assert err_smooth < err_plain / 3, (err_smooth, err_plain)
+    np.testing.assert_allclose(layer.dequantize(), w, rtol=0, atol=np.abs(w * s).max(axis=0).max() / 127)
+    assert layer.nbytes == 40 * 33 + 40 * 4 + 40 * 4 + 33 * 4
+    layer.save(tmp_path / "s.mql")
+    back = medqk.QuantizedLinear.load(tmp_path / "s.mql")
+    np.testing.assert_array_equal(back(x), layer(x))
+
+
+def test_load_refuses_a_bad_input_scale(tmp_path):
+    from medqk import _container, linear
+
+    rng = np.random.default_rng(22)
+    w, b = make(rng, 6, 9)
+    layer = medqk.QuantizedLinear.from_float(w, b, calib=rng.standard_normal((5, 9)).astype(np.float32))
+    meta, arrays = layer._state()
+    arrays["input_scale"] = -arrays["input_scale"]
+    _container.write(tmp_path / "bad.mql", linear.MAGIC, linear.VERSION, meta, arrays)
+    with pytest.raises(medqk.LayerFileError, match="input_scale must be finite and > 0"):
+        medqk.QuantizedLinear.load(tmp_path / "bad.mql")

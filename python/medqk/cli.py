@@ -292,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="float32, int8 (default), int4, nf4, codebook4, codebook3 or codebook2")
     p_quant.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.mqm)")
     p_quant.add_argument("--calib", metavar="FILE", help="calibration texts for GPTQ rounding of the 4-, 3- and "
-                         "2-bit layers: a .jsonl file with a \"text\" field per line, or a text file, one per line")
+                         "2-bit layers and the smoothing of the int8 ones: a .jsonl file with a \"text\" field per "
+                         "line, or a text file, one per line")
     p_quant.add_argument("--max-seq-length", type=_int_at_least(2, "an integer >= 2"), default=None, metavar="N",
                          help="longest input in tokens (default: the folder's sentence_bert_config.json)")
     p_eval = sub.add_parser(

@@ -42,6 +42,12 @@ class QuantizedLinear:
         int8 for 8 bits, int4 for 4 and codebook for 3 and 2. ``calib`` (activations (M, K) the layer sees) or
         ``hessian`` switch the 4-bit and lower schemes to GPTQ rounding (``damp``: see
         :func:`medqk.quantize_weights`, which documents every format and option).
+
+        int8 with ``calib``: per-input-channel smoothing (SmoothQuant, Xiao et al. 2023, with alpha = 0.5).
+        Channel j gets s_j = sqrt(max|calib[:, j]| / max|weight[:, j]|) (1 where either is 0). The layer
+        quantizes ``x / s`` per row and stores ``weight * s`` per output channel, so activation outlier
+        channels no longer take the resolution of the others. Only each channel's max over ``calib`` is
+        used, so a (1, K) row of maxima is enough. ``input_scale`` (1 / s) is stored with the layer.
         """
         if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits not in (8, 4, 3, 2):
             raise ValueError(f"bits must be 8, 4, 3 or 2, got {bits!r}")
@@ -68,15 +74,26 @@ class QuantizedLinear:
                                   calib=calib, hessian=hessian, damp=damp, codebook_method=codebook_method,
                                   weighted_codebook=weighted_codebook)
             return cls._grouped(qw, bias)
-        if calib is not None or hessian is not None:
-            raise ValueError("calib / hessian (GPTQ) apply to the 4-, 3- and 2-bit schemes, not to int8")
+        if hessian is not None:
+            raise ValueError("hessian (GPTQ) applies to the 4-, 3- and 2-bit schemes, not to int8")
+        input_scale = None
+        if calib is not None:
+            x = as_matrix(calib, "calib", np.float32, convert_float=True)
+            if x.shape[1] != w.shape[1]:
+                raise ValueError(f"calib has {x.shape[1]} features but weight has {w.shape[1]}")
+            finite(x, "calib")
+            xmax, wmax = np.abs(x).max(axis=0).astype(np.float64), np.abs(w).max(axis=0).astype(np.float64)
+            live_in = (xmax > 0) & (wmax > 0)
+            s = np.where(live_in, np.sqrt(xmax / np.where(live_in, wmax, 1.0)), 1.0)
+            w = np.ascontiguousarray(w * s.astype(np.float32)[None, :], dtype=np.float32)
+            input_scale = (1.0 / s).astype(np.float32)
         amax = np.abs(w).max(axis=1)
         # a channel with max|w| < 2**-119 (its scale would be subnormal) is a zero channel, as in
         # quantize_rows_s8
         live = amax >= np.float32(2.0**-119)
         scales = np.where(live, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
         q = np.where(live[:, None], np.clip(np.rint(w / scales[:, None]), -127, 127), 0).astype(np.int8)
-        return cls._int8(q, scales, bias)
+        return cls._int8(q, scales, bias, input_scale)
 
     @classmethod
     def _grouped(cls, qweight, bias: np.ndarray | None) -> QuantizedLinear:
@@ -90,12 +107,15 @@ class QuantizedLinear:
         self._packed = pack_w4(qweight.codes, qweight.levels, qweight.kernel_group_size)
         self._scales = np.ascontiguousarray(qweight.scales)  # float32 (N, G), checked by QuantizedWeight
         self._zeros = None if qweight.zeros is None else np.ascontiguousarray(qweight.zeros)
+        self.input_scale = None
         return self
 
     @classmethod
-    def _int8(cls, weight_q: np.ndarray, weight_scales: np.ndarray, bias: np.ndarray | None) -> QuantizedLinear:
+    def _int8(cls, weight_q: np.ndarray, weight_scales: np.ndarray, bias: np.ndarray | None,
+              input_scale: np.ndarray | None = None) -> QuantizedLinear:
         self = object.__new__(cls)
         self.scheme = "int8"
+        self.input_scale = input_scale  # (K,) float32 that x is multiplied by before quantizing, or None
         self.weight_q = weight_q
         self.weight_scales = weight_scales
         self.bias = bias
@@ -122,6 +142,8 @@ class QuantizedLinear:
                 "out_features": self.out_features, "bias": self.bias is not None}
         if self.scheme == "int8":
             arrays = {"weight_q": self.weight_q, "weight_scales": self.weight_scales}
+            if self.input_scale is not None:
+                arrays["input_scale"] = self.input_scale
         else:
             qw = self.qweight
             meta["group_size"] = qw.group_size
@@ -146,6 +168,8 @@ class QuantizedLinear:
             raise error(f"{where} holds a {scheme!r} layer; this medqk reads {', '.join(SCHEMES)} layers")
         if scheme == "int8":
             expected = {"weight_q": ((n, k), np.int8), "weight_scales": ((n,), np.float32)}
+            if "input_scale" in arrays:
+                expected["input_scale"] = ((k,), np.float32)
         else:
             expected = {"codes": ((n, (k + 1) // 2), np.uint8), "levels": ((n, 16), np.int8)}
             if "zeros" in arrays:
@@ -167,7 +191,10 @@ class QuantizedLinear:
             scales = arrays["weight_scales"]
             if not np.isfinite(scales).all() or (scales <= 0).any():
                 raise error(f"{where} has a corrupt layer: scales must be finite and > 0")
-            return cls._int8(arrays["weight_q"], scales, bias)
+            input_scale = arrays.get("input_scale")
+            if input_scale is not None and (not np.isfinite(input_scale).all() or (input_scale <= 0).any()):
+                raise error(f"{where} has a corrupt layer: input_scale must be finite and > 0")
+            return cls._int8(arrays["weight_q"], scales, bias, input_scale)
         from .weights import QuantizedWeight
 
         packed = arrays["codes"]
@@ -196,13 +223,15 @@ class QuantizedLinear:
         points), and the float32 bias."""
         bias = self.bias.nbytes if self.bias is not None else 0
         if self.scheme == "int8":
-            return self.weight_q.nbytes + self.weight_scales.nbytes + bias
+            smooth = self.input_scale.nbytes if self.input_scale is not None else 0
+            return self.weight_q.nbytes + self.weight_scales.nbytes + bias + smooth
         return self.qweight.nbytes + bias
 
     def dequantize(self) -> np.ndarray:
         """The float32 weight this layer effectively multiplies by: codes x scales (x levels, - zero points)."""
         if self.scheme == "int8":
-            return self.weight_q.astype(np.float32) * self.weight_scales[:, None]
+            w = self.weight_q.astype(np.float32) * self.weight_scales[:, None]
+            return w if self.input_scale is None else w * self.input_scale[None, :]
         from .weights import dequantize
 
         return dequantize(self.qweight)
@@ -240,6 +269,8 @@ class QuantizedLinear:
         m = x.shape[0]
         if m == 0:  # an empty batch, as torch.nn.Linear: an empty result
             return np.empty((*lead, self.out_features), dtype=np.float32)
+        if self.input_scale is not None:  # the smoothing of from_float(calib=): x / s, one new C-order array
+            x = x * self.input_scale
         if self.scheme != "int8":
             from .kernels import _gemm_w4a8_f32_checked, quantize_rows_s8
 

@@ -67,8 +67,24 @@ def test_gptq_calibration_brings_the_embeddings_closer(backend, model):
         got = SentenceEncoder.load(model, precision="codebook3", calib=calib).encode(TEXTS)
         err[calib is not None] = float(np.mean((got - ref) ** 2))
     assert err[True] < err[False], err
-    with pytest.raises(ValueError, match="calib .GPTQ. needs a quantized precision"):
+    with pytest.raises(ValueError, match="calib .GPTQ, int8 smoothing. needs a quantized precision"):
         SentenceEncoder.load(model, calib=CALIB)
+
+
+def test_int8_calibration_smooths_every_int8_layer(tmp_path, model):
+    """int8 with calib: each int8 layer stores the smoothing of its inputs' maxima (QuantizedLinear.from_float's
+    calib at 8 bits) and runs it; a plan's low-bit layers do not; the model file keeps it."""
+    plan = {"default": "int8", "layer.0.intermediate.dense": "int4"}
+    enc = SentenceEncoder.load(model, precision=plan, calib=CALIB)
+    for i, layer in enumerate(enc._layers):
+        for name in ("attention.self.query", "attention.self.value", "output.dense"):
+            assert layer[name].input_scale is not None and (layer[name].input_scale > 0).all(), (i, name)
+    assert enc._layers[0]["intermediate.dense"].input_scale is None
+    plain = SentenceEncoder.load(model, precision=plan)
+    assert all(layer[name].input_scale is None for layer in plain._layers for name in ("output.dense",))
+    assert not np.array_equal(enc.encode(TEXTS), plain.encode(TEXTS))
+    enc.save(tmp_path / "s.mqm")
+    np.testing.assert_array_equal(SentenceEncoder.load(tmp_path / "s.mqm").encode(TEXTS), enc.encode(TEXTS))
 
 
 def test_quantize_command_with_calibration_texts(tmp_path, model, capsys):

@@ -85,16 +85,18 @@ class SentenceEncoder:
         for another (possible only from a float32 file: a quantized file has no float weights left).
         ``max_seq_length`` overrides the folder's or file's (at most the position table's size).
 
-        ``calib``: texts (a list of str) that switch the 4-, 3- and 2-bit layers to GPTQ rounding: the float
-        model runs over them once, each linear layer's Hessian 2 X^T X is summed over the unpadded tokens of its
-        input, and :func:`medqk.quantize_weights` rounds the layer with it (int8 layers stay round to nearest).
+        ``calib``: texts (a list of str) the float model runs over once, collecting each linear layer's input
+        over the unpadded tokens: its Hessian 2 X^T X switches the 4-, 3- and 2-bit layers to GPTQ rounding
+        (:func:`medqk.quantize_weights`), and its max |x| per channel smooths the int8 layers (SmoothQuant,
+        :meth:`medqk.QuantizedLinear.from_float`): on all-MiniLM-L6-v2 with 32 MedQuAD answers, int8's mean
+        cosine to the float embeddings rises from about 0.998 to 0.999.
         """
         if precision is not None:
             _check_precision(precision)
         source = os.fspath(model_dir)
         if calib is not None:
             if precision is None or precision == "float32":
-                raise ValueError("calib (GPTQ) needs a quantized precision")
+                raise ValueError("calib (GPTQ, int8 smoothing) needs a quantized precision")
             float_encoder = cls.load(source, "float32", max_seq_length=max_seq_length)
             return float_encoder._calibrated(precision, _texts(calib), calib_batch_size, progress)
         if os.path.isfile(source):
@@ -132,23 +134,23 @@ class SentenceEncoder:
         return self
 
     def _calibrated(self, precision, texts: list[str], batch_size: int, progress) -> SentenceEncoder:
-        """This float32 encoder's weights at ``precision``, the low-bit layers rounded by GPTQ with the
-        Hessians of their inputs over ``texts``."""
+        """This float32 encoder's weights at ``precision``: the int8 layers smoothed by their inputs' maxima over
+        ``texts``, the low-bit layers rounded by GPTQ with their inputs' Hessians."""
         if self.precision != "float32":
             raise ValueError(f"calib needs float weights; {self.folder!r} holds a {self.precision} model")
-        self._hessians = {}
+        self._calibration = {"hessian": {}, "absmax": {}}
         try:
             self.encode(texts, batch_size=batch_size, progress=progress)
-            hessians = self._hessians
+            stats = self._calibration
         finally:
-            del self._hessians
+            del self._calibration
         layers = []
         for i, layer in enumerate(self._layers):
             new = dict(layer)
             for name in _LINEARS:
                 w = np.ascontiguousarray(layer[name].weight_t.T)
                 new[name] = _prepared(w, layer[name].bias, _resolve(precision, f"layer.{i}.{name}"),
-                                      hessian=hessians[i, name])
+                                      hessian=stats["hessian"][i, name], absmax=stats["absmax"][i, name])
             layers.append(new)
         return type(self)._assemble(self.folder, self.config, precision, self.pooling, self.normalize,
                                     self.max_seq_length, self._tokenizer, self._embeddings, layers)
@@ -282,14 +284,16 @@ class SentenceEncoder:
         lengths = mask.sum(axis=1).astype(np.int64)
         heads, dh = cfg.num_heads, cfg.hidden_size // cfg.num_heads
         scale = np.float32(1.0 / math.sqrt(dh))
-        hessians = getattr(self, "_hessians", None)  # set while _calibrated runs the float model
+        stats = getattr(self, "_calibration", None)  # set while _calibrated runs the float model
         valid = mask.reshape(-1)
 
         def lin(i: int, name: str, inp: np.ndarray) -> np.ndarray:
-            if hessians is not None:
+            if stats is not None:  # each linear's input over the unpadded tokens: 2 X^T X and max |x| per channel
                 rows = inp[valid].astype(np.float64)
-                h = hessians.setdefault((i, name), np.zeros((inp.shape[1], inp.shape[1])))
+                h = stats["hessian"].setdefault((i, name), np.zeros((inp.shape[1], inp.shape[1])))
                 h += 2.0 * (rows.T @ rows)
+                amax = stats["absmax"].setdefault((i, name), np.zeros(inp.shape[1], np.float32))
+                np.maximum(amax, np.abs(inp[valid]).max(axis=0), out=amax)
             return self._layers[i][name](inp, threads=threads)
 
         for li, layer in enumerate(self._layers):
@@ -411,9 +415,11 @@ def layer_names(num_layers: int) -> list[str]:
     return [f"layer.{i}.{name}" for i in range(num_layers) for name in _LINEARS]
 
 
-def _prepared(w: np.ndarray, bias: np.ndarray, precision: str, hessian: np.ndarray | None = None):
+def _prepared(w: np.ndarray, bias: np.ndarray, precision: str, hessian: np.ndarray | None = None,
+              absmax: np.ndarray | None = None):
     """The linear layer ``x @ w.T + bias`` at ``precision`` (a name of PRECISIONS); ``hessian`` (2 X^T X of
-    its inputs) makes the 4-, 3- and 2-bit formats round by GPTQ."""
+    its inputs) makes the 4-, 3- and 2-bit formats round by GPTQ; ``absmax`` (max |x| per input channel)
+    smooths the int8 ones (QuantizedLinear.from_float's calib at 8 bits)."""
     from ..linear import QuantizedLinear
 
     options = PRECISIONS[precision]
@@ -421,6 +427,8 @@ def _prepared(w: np.ndarray, bias: np.ndarray, precision: str, hessian: np.ndarr
         return _FloatLinear(w, bias)
     if hessian is not None and options["bits"] < 8:
         options = {**options, "hessian": hessian}
+    if absmax is not None and options["bits"] == 8:
+        options = {**options, "calib": absmax[None, :]}
     return QuantizedLinear.from_float(w, bias, **options)
 
 
