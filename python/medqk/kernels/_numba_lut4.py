@@ -7,7 +7,7 @@ from numba import njit, prange
 from numba.extending import register_jitable
 
 from ._layout import lut4_block_bytes, lut4_code, lut4_even, lut4_row, lut4_shift, lut4_sub_offset
-from ._numba_search import _heap_push, _write_sorted, quantize_tables, row_allowed
+from ._numba_search import quantize_tables, topk_of_rows
 
 # the 4-bit layout (kernels/_layout.py) compiles into the twins where they call it: the plain Python
 # functions stay as they are for numpy (register_jitable returns them unchanged)
@@ -28,28 +28,28 @@ def lut4_pack(codes, packed):
             packed[row + lut4_sub_offset(s)] |= np.uint8((codes[v, s] & 15) << shift)
 
 
+@njit(boundscheck=False, inline="always")
+def _lut4_sum(ctx, v):
+    """Vector v's exact table sum (uint32 range, as float32: exact below 2^24) for one query's luts (d, 16)."""
+    luts_q, packed, d, d_even = ctx
+    row = lut4_row(v, d_even)
+    shift = lut4_shift(v)
+    acc = 0
+    for s in range(d):
+        acc += luts_q[s, lut4_code(packed, row, s, shift)]
+    return np.float32(acc)
+
+
 @njit(parallel=True, boundscheck=False, nogil=True)
 def lut4_search_topk(luts, packed, n, d, alpha, beta, k, scores, ids, allow):
     """Top-k by exact uint32 table sums (ties -> lower id); scores = alpha[q] * sum + beta[q]; rows the
     bitmap ``allow`` clears (empty: none) are skipped."""
-    nq = luts.shape[0]
     d_even = lut4_even(d)
-    for q in prange(nq):
-        hs = np.empty(k, dtype=np.float32)
-        hi = np.empty(k, dtype=np.int64)
-        size = 0
-        for v in range(n):
-            if not row_allowed(allow, v):
-                continue
-            row = lut4_row(v, d_even)
-            shift = lut4_shift(v)
-            acc = 0
-            for s in range(d):
-                acc += luts[q, s, lut4_code(packed, row, s, shift)]
-            size = _heap_push(hs, hi, size, k, np.float32(acc), v)
-        _write_sorted(hs, hi, size, scores[q], ids[q])
-        for t in range(min(size, k)):  # the sums back to scores
-            scores[q, t] = alpha[q] * scores[q, t] + beta[q]
+    for q in prange(luts.shape[0]):
+        topk_of_rows(_lut4_sum, (luts[q], packed, d, d_even), n, k, allow, scores[q], ids[q])
+        for t in range(k):  # the sums back to scores (padding stays -inf)
+            if ids[q, t] >= 0:
+                scores[q, t] = alpha[q] * scores[q, t] + beta[q]
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)

@@ -8,7 +8,7 @@ from numba.extending import register_jitable
 
 from ._layout import PQ8_BLOCK as BLOCK
 from ._layout import pq8_row, pq8_sub_offset
-from ._numba_search import _heap_push, _write_sorted, row_allowed
+from ._numba_search import topk_of_rows
 
 # the 8-bit layout (kernels/_layout.py) compiles into the twins where they call it (see _numba_lut4)
 for _f in (pq8_row, pq8_sub_offset):
@@ -70,22 +70,21 @@ def pq8_scan_group(lut_t, packed, n, thr, hits, hit_sums):
     return cnt
 
 
+@njit(boundscheck=False, inline="always")
+def _pq8_sum(ctx, v):
+    """Vector v's float32 sum of one query's tables (m, 256), in subspace order from 0."""
+    tables_q, packed, m = ctx
+    row = pq8_row(v, m)
+    acc = np.float32(0.0)
+    for s in range(m):
+        acc += tables_q[s, packed[row + pq8_sub_offset(s)]]
+    return acc
+
+
 @njit(parallel=True, boundscheck=False, nogil=True)
 def pq8_search_topk(tables, packed, n, k, scores, ids, allow):
     """Exact ADC top-k: every vector's float32 sum of tables[q, s, code_s] in subspace order from 0
     (ties -> lower id). The native search filters with 8-bit tables first and ends with the same result.
     Rows the bitmap ``allow`` clears (empty: none) are skipped."""
-    nq, m, _ = tables.shape
-    for q in prange(nq):
-        hs = np.empty(k, dtype=np.float32)
-        hi = np.empty(k, dtype=np.int64)
-        size = 0
-        for v in range(n):
-            if not row_allowed(allow, v):
-                continue
-            row = pq8_row(v, m)
-            acc = np.float32(0.0)
-            for s in range(m):
-                acc += tables[q, s, packed[row + pq8_sub_offset(s)]]
-            size = _heap_push(hs, hi, size, k, acc, v)
-        _write_sorted(hs, hi, size, scores[q], ids[q])
+    for q in prange(tables.shape[0]):
+        topk_of_rows(_pq8_sum, (tables[q], packed, tables.shape[1]), n, k, allow, scores[q], ids[q])

@@ -86,31 +86,40 @@ def _write_sorted(hs, hi, size, scores, ids):
             ids[t] = -1
 
 
+@njit(boundscheck=False, nogil=True, inline="always")
+def topk_of_rows(score_of, ctx, n, k, allow, scores, ids):
+    """The k best of rows 0..n-1 by score_of(ctx, row) (float32), skipping rows the bitmap ``allow`` clears
+    (empty: none), written best first into the rows scores / ids: equal scores -> lower row; missing ->
+    -inf / -1. Every search twin's per-query loop: it passes its own scorer and that scorer's arrays."""
+    hs = np.empty(k, dtype=np.float32)
+    hi = np.empty(k, dtype=np.int64)
+    size = 0
+    for row in range(n):
+        if row_allowed(allow, row):
+            size = _heap_push(hs, hi, size, k, score_of(ctx, row), row)
+    _write_sorted(hs, hi, size, scores, ids)
+
+
+@njit(boundscheck=False, inline="always")
+def _s8_score(ctx, j):
+    a_i, b, al, bias = ctx
+    dot = np.int32(0)
+    for p in range(a_i.shape[0]):
+        dot += np.int32(a_i[p]) * np.int32(b[j, p])
+    s = al * np.float32(dot)
+    if bias.shape[0] == b.shape[0]:
+        s = s + bias[j]
+    return s
+
+
 @njit(parallel=True, boundscheck=False, nogil=True)
 def s8_search_topk(a, b, alpha, bias, k, scores, ids, allow):
     """For each query row of int8 a (nq, d): the k best database rows of int8 b (n, d) by
     score = alpha[i] * float32(a_i . b_j) + bias[j] (bias empty: none), written best first into
     scores (nq, k) float32 / ids (nq, k) int64; equal scores -> lower id; missing -> -inf / -1. Rows the
     bitmap ``allow`` clears (empty: none) are skipped (medqk.h: allow-bitmaps)."""
-    nq, d = a.shape
-    n = b.shape[0]
-    has_bias = bias.shape[0] == n
-    for i in prange(nq):
-        hs = np.empty(k, dtype=np.float32)
-        hi = np.empty(k, dtype=np.int64)
-        size = 0
-        al = alpha[i]
-        for j in range(n):
-            if not row_allowed(allow, j):
-                continue
-            dot = np.int32(0)
-            for p in range(d):
-                dot += np.int32(a[i, p]) * np.int32(b[j, p])
-            s = al * np.float32(dot)
-            if has_bias:
-                s = s + bias[j]
-            size = _heap_push(hs, hi, size, k, s, j)
-        _write_sorted(hs, hi, size, scores[i], ids[i])
+    for i in prange(a.shape[0]):
+        topk_of_rows(_s8_score, (a[i], b, alpha[i], bias), b.shape[0], k, allow, scores[i], ids[i])
 
 
 @njit(parallel=True, boundscheck=False, nogil=True)
