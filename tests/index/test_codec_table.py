@@ -106,12 +106,12 @@ def test_load_gives_each_part_its_own_options(tmp_path, spec, base_calibration):
     index.save(tmp_path / "i.mqk")
     loaded = mi.load(tmp_path / "i.mqk")
     assert (loaded.base.codec.calibration, loaded.base.codec.percentile) == base_calibration
-    assert (loaded.refine.quantizer.calibration, loaded.refine.quantizer.percentile) == ("minmax", 0.1)
+    assert (loaded.refine.codec.calibration, loaded.refine.codec.percentile) == ("minmax", 0.1)
     # options given to create() still reach every part that takes them
     index = mi.create(spec, D, calibration="mse").train(x).add(x)
     index.save(tmp_path / "j.mqk")
     loaded = mi.load(tmp_path / "j.mqk")
-    assert loaded.base.codec.calibration == loaded.refine.quantizer.calibration == "mse"
+    assert loaded.base.codec.calibration == loaded.refine.codec.calibration == "mse"
 
 
 def test_rerank_factor_comes_from_the_base_row():

@@ -38,7 +38,7 @@ def test_round_trip(tmp_path, spec, metric, mmap):
         np.testing.assert_array_equal(loaded.vectors(np.arange(300, 305)), index.vectors(np.arange(5)))
     if "int8" in spec:
         base = loaded if spec == "int8" else loaded.base if spec.startswith("int8") else loaded.refine
-        assert base.quantizer.calibration == "percentile"
+        assert base.codec.calibration == "percentile"
 
 
 def saved(tmp_path):
@@ -222,3 +222,13 @@ def test_every_kind_refuses_a_wrong_header(saved_kind, mmap):
     assert "has a corrupt header" in load_error(path, short_hlen, mmap)
     long_hlen = blob[:12] + struct.pack("<I", len(blob)) + blob[16:]
     assert "truncated (header runs past the end of the file)" in load_error(path, long_hlen, mmap)
+
+
+def test_int8_quantizer_is_a_deprecated_name_of_codec():
+    x, _ = data(n=50, d=8)
+    index = mi.create("int8", 8)
+    assert not index.is_trained  # the base class follows the codec
+    index.train(x)
+    assert index.is_trained
+    with pytest.warns(DeprecationWarning, match="use .codec"):
+        assert index.quantizer is index.codec

@@ -53,7 +53,7 @@ def test_margin_survives_save_and_load(tmp_path, spec):
     index = mi.create(spec, x.shape[1], margin=0.3).train(x).add(x)
     index.save(tmp_path / "m.mqk")
     loaded = mi.load(tmp_path / "m.mqk")
-    codec = loaded.quantizer if spec == "int8" else loaded.codec
+    codec = loaded.codec
     assert codec.margin == 0.3
     np.testing.assert_array_equal(loaded.search(x[:5], 3)[1], index.search(x[:5], 3)[1])
 

@@ -20,6 +20,8 @@ k vectors): its rows end with id -1 and score -inf (ip) / +inf (l2).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import _backend
@@ -90,6 +92,7 @@ class Index:
     """
 
     exact_scan_fraction = EXACT_SCAN_FRACTION  # see Index.search
+    codec = None  # what train() fits, for the indexes that have one: is_trained and train() follow it
 
     def __init__(self, spec: IndexSpec, dim: int, metric: str):
         self.spec = spec
@@ -108,7 +111,8 @@ class Index:
 
     # -- subclasses implement -------------------------------------------------------------------
     def _train(self, x: np.ndarray) -> None:
-        pass
+        if self.codec is not None:
+            self.codec.train(x)
 
     def _add(self, x: np.ndarray) -> None:
         raise NotImplementedError
@@ -145,7 +149,7 @@ class Index:
     # -- public API ---------------------------------------------------------------------------
     @property
     def is_trained(self) -> bool:
-        return True
+        return self.codec is None or self.codec.is_trained
 
     @property
     def ntotal(self) -> int:
@@ -497,28 +501,27 @@ class FlatInt8Index(Index):
 
     def __init__(self, spec: IndexSpec, dim: int, metric: str, **codec_options):
         super().__init__(spec, dim, metric)
-        self.quantizer = ScalarQuantizer(8, **codec_options)
+        self.codec = ScalarQuantizer(8, **codec_options)
         self._codes = np.empty((0, dim), dtype=np.int8)
         self._sqnorms = np.empty(0, dtype=np.float32)
         self._packed = None
         self._packed_key = None
 
     @property
-    def is_trained(self) -> bool:
-        return self.quantizer.is_trained
-
-    def _train(self, x):
-        self.quantizer.train(x)
+    def quantizer(self) -> ScalarQuantizer:
+        """Deprecated name of ``codec`` (what every index calls its trained part): kept through 0.2, then removed."""
+        warnings.warn("FlatInt8Index.quantizer is deprecated: use .codec", DeprecationWarning, stacklevel=2)
+        return self.codec
 
     def _add(self, x):
-        codes = self.quantizer.encode(x)
+        codes = self.codec.encode(x)
         self._codes = np.concatenate([self._codes, codes]) if len(self._codes) else codes
-        rec = self.quantizer.decode(codes)
+        rec = self.codec.decode(codes)
         self._sqnorms = np.concatenate([self._sqnorms, np.einsum("ij,ij->i", rec, rec)])
         self._packed = None
 
     def _vectors_rows(self, rows):
-        return self.quantizer.decode(self._codes[rows])
+        return self.codec.decode(self._codes[rows])
 
     def _score_rows(self, q, rows):
         return self.score_ids(q, np.broadcast_to(rows, (q.shape[0], rows.size)))
@@ -541,7 +544,7 @@ class FlatInt8Index(Index):
         return self._rescore(q, self._candidates(q, min(self._ntotal, 2 * k), threads, allow), k)
 
     def _candidates(self, q, k, threads, allow=None):
-        qs = q * self.quantizer.scale
+        qs = q * self.codec.scale
         qcode, sigma = quantize_rows_s8(qs)
         if self.metric == "l2":
             alpha, bias = 2 * sigma, -self._sqnorms
@@ -552,7 +555,7 @@ class FlatInt8Index(Index):
     def score_ids(self, q: np.ndarray, cand: np.ndarray, threads: int = 0) -> np.ndarray:
         """Float scores of the float queries against the stored codes of ``cand`` (nq, kc), exactly
         q . x_hat (ip) or 2 q . x_hat - |x_hat|^2 (l2), with x_hat = offset + scale * code."""
-        qs = np.ascontiguousarray(q * self.quantizer.scale, dtype=np.float32)
+        qs = np.ascontiguousarray(q * self.codec.scale, dtype=np.float32)
         cand = np.ascontiguousarray(cand, dtype=np.int64)
         if _backend.backend == "native":
             s = _backend._core.s8_score_candidates(qs, self._codes, cand, threads)
@@ -562,7 +565,7 @@ class FlatInt8Index(Index):
             s = np.empty(cand.shape, dtype=np.float32)
             with _backend.numba_kernels().threads(threads):
                 _numba_search.s8_score_candidates(qs, self._codes, cand, s)
-        s = s + (q @ self.quantizer.offset)[:, None].astype(np.float32)
+        s = s + (q @ self.codec.offset)[:, None].astype(np.float32)
         if self.metric == "l2":
             s = 2 * s - self._sqnorms[cand]
         return s
@@ -575,8 +578,8 @@ class FlatInt8Index(Index):
         cand = np.ascontiguousarray(cand, dtype=np.int64)
         k = min(k, cand.shape[1])
         if _backend.backend == "native":
-            qs = np.ascontiguousarray(q * self.quantizer.scale, dtype=np.float32)
-            qbias = np.ascontiguousarray(q @ self.quantizer.offset, dtype=np.float32)
+            qs = np.ascontiguousarray(q * self.codec.scale, dtype=np.float32)
+            qbias = np.ascontiguousarray(q @ self.codec.offset, dtype=np.float32)
             sqnorms = self._sqnorms if self.metric == "l2" else None
             return _backend._core.s8_rerank_topk(qs, self._codes, cand, qbias, sqnorms, k, threads)
         s = self.score_ids(q, cand, threads)
@@ -592,7 +595,7 @@ class FlatInt8Index(Index):
         return self.rerank_topk(q, cand, k)
 
     def _state(self):
-        qz = self.quantizer
+        qz = self.codec
         config = {"codec": qz.config()}
         arrays = {"codes": self._codes, "sqnorms": self._sqnorms}
         if qz.is_trained:
@@ -601,7 +604,7 @@ class FlatInt8Index(Index):
 
     def _load_state(self, config, arrays):
         if "scale" in arrays:
-            self.quantizer.scale, self.quantizer.offset = arrays["scale"], arrays["offset"]
+            self.codec.scale, self.codec.offset = arrays["scale"], arrays["offset"]
         self._codes, self._sqnorms = arrays["codes"], arrays["sqnorms"]
         self._ntotal = self._codes.shape[0]
 

@@ -110,15 +110,8 @@ class FlatCodesIndex(Index):
         self._packed = np.empty(0, dtype=np.uint8)
 
     @property
-    def is_trained(self) -> bool:
-        return self.codec.is_trained
-
-    @property
     def bytes_per_vector(self) -> float:
         return self.packer.bytes_per_vector
-
-    def _train(self, x):
-        self.codec.train(x)
 
     def codes(self, ids=None) -> np.ndarray:
         """Sub-codes (n, S) of all vectors or of rows ids."""

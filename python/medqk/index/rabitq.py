@@ -27,15 +27,8 @@ class FlatRaBitQIndex(Index):
         self._scan = None  # (codes as uint64 words, popcounts): derived from the codes, rebuilt after add()
 
     @property
-    def is_trained(self) -> bool:
-        return self.codec.is_trained
-
-    @property
     def bytes_per_vector(self) -> float:
         return self.codec.bytes_per_vector
-
-    def _train(self, x):
-        self.codec.train(x)
 
     def _add(self, x):
         enc = self.codec.encode(x)
