@@ -851,11 +851,14 @@ py::array_t<float> attention_f32(const py::array& q, const py::array& k, const p
   return out.array;
 }
 
-// GELU of every value of a C-contiguous float32 array of any shape, into a new array of that shape.
-py::array_t<float> gelu_f32(const py::array& x, int threads) {
+// GELU of every value of a C-contiguous float32 array of any shape: into a new array of that shape, or over x
+// itself when inplace (x must then be writeable).
+py::array_t<float> gelu_f32(py::array x, int threads, bool inplace) {
   require_dtype<float>(x, "x");
   if (!(x.flags() & py::array::c_style)) throw py::value_error("x must be C-contiguous (use numpy.ascontiguousarray)");
-  py::array_t<float> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  if (inplace && !x.writeable()) throw py::value_error("x must be writeable for inplace=True");
+  py::array_t<float> out =
+      inplace ? py::array_t<float>(x) : py::array_t<float>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   const float* xp = static_cast<const float*>(x.data());
   float* op = out.mutable_data();
   const auto n = static_cast<std::size_t>(x.size());
@@ -1030,7 +1033,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("pq_assign", &pq_assign, py::arg("x"), py::arg("centroids"), py::arg("threads") = 0);
   m.def("attention_f32", &attention_f32, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("lengths"), py::arg("heads"),
         py::arg("scale"), py::arg("threads") = 0);
-  m.def("gelu_f32", &gelu_f32, py::arg("x"), py::arg("threads") = 0);
+  m.def("gelu_f32", &gelu_f32, py::arg("x"), py::arg("threads") = 0, py::arg("inplace") = false);
   m.def("lut4_pack", &lut4_pack, py::arg("codes"));
   m.def("lut4_decode_s8", &lut4_decode_s8, py::arg("packed"), py::arg("ntotal"), py::arg("d"), py::arg("sub"),
         py::arg("dim"), py::arg("table"), py::arg("d_out"), py::arg("v0"), py::arg("n"));

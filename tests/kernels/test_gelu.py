@@ -38,6 +38,23 @@ def test_shapes_sizes_and_threads(variant):
     np.testing.assert_array_equal(kernels.gelu_f32(x.T), kernels.gelu_f32(np.ascontiguousarray(x.T, np.float32)))
 
 
+def test_inplace_overwrites_x_with_the_same_values(variant):
+    from medqk.kernels import _gelu_f32_checked
+
+    x = np.random.default_rng(2).standard_normal((5, 1001)).astype(np.float32)
+    want = kernels.gelu_f32(x, threads=1)
+    y = x.copy()
+    got = _gelu_f32_checked(y, 2, inplace=True)
+    assert np.shares_memory(got, y)
+    np.testing.assert_array_equal(y, want)
+    if variant != "numba":  # the native binding refuses to write into a read-only array
+        from medqk import _backend
+
+        y.flags.writeable = False
+        with pytest.raises(ValueError, match="writeable"):
+            _backend._core.gelu_f32(y, 1, True)
+
+
 @pytest.mark.parametrize("x, error, match", [
     (np.arange(4), TypeError, "x must be a numpy.ndarray of a float dtype"),
     ([1.0, 2.0], TypeError, "x must be a numpy.ndarray of a float dtype"),

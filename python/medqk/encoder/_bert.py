@@ -304,10 +304,12 @@ class SentenceEncoder:
             # an additive -inf mask gives; padding rows come out 0 and never reach the pooling)
             ctx = _attention_f32_checked(q, k, v, lengths, heads, float(scale), threads)
             attn = lin(li, "attention.output.dense", ctx)
-            x = _layer_norm(attn + x, layer["ln1_w"], layer["ln1_b"], cfg.layer_norm_eps)
-            inter = _gelu_f32_checked(lin(li, "intermediate.dense", x), threads)  # erf form (kernels/gelu.h)
+            attn += x  # the residual, then LayerNorm, both over the new array attn
+            x = _layer_norm(attn, layer["ln1_w"], layer["ln1_b"], cfg.layer_norm_eps)
+            inter = _gelu_f32_checked(lin(li, "intermediate.dense", x), threads, inplace=True)  # kernels/gelu.h
             out = lin(li, "output.dense", inter)
-            x = _layer_norm(out + x, layer["ln2_w"], layer["ln2_b"], cfg.layer_norm_eps)
+            out += x
+            x = _layer_norm(out, layer["ln2_w"], layer["ln2_b"], cfg.layer_norm_eps)
         x = x.reshape(b, length, cfg.hidden_size)
         if self.pooling == "cls":
             pooled = x[:, 0]
@@ -373,13 +375,13 @@ def _stored(arrays: dict, name: str, where: str) -> np.ndarray:
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    centered = x - mean
-    var = np.mean(centered * centered, axis=-1, keepdims=True)
-    out = centered / np.sqrt(var + np.float32(eps))
-    out *= w
-    out += b
-    return out
+    """LayerNorm of the rows of x, computed over x itself (the caller's temporary) and returned."""
+    x -= x.mean(axis=-1, keepdims=True)
+    var = np.mean(x * x, axis=-1, keepdims=True)
+    x /= np.sqrt(var + np.float32(eps))
+    x *= w
+    x += b
+    return x
 
 
 def _check_precision(precision) -> None:

@@ -455,13 +455,14 @@ def gelu_f32(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     return _gelu_f32_checked(x, threads_arg(threads))
 
 
-def _gelu_f32_checked(x: np.ndarray, nthreads: int) -> np.ndarray:
-    """gelu_f32 of a C-contiguous float32 array the caller knows to be finite (the encoder's activations)."""
+def _gelu_f32_checked(x: np.ndarray, nthreads: int, inplace: bool = False) -> np.ndarray:
+    """gelu_f32 of a C-contiguous float32 array the caller knows to be finite (the encoder's activations); with
+    ``inplace`` the result overwrites x (returned)."""
     if _backend.backend == "native":
-        return _backend._core.gelu_f32(x, nthreads)
+        return _backend._core.gelu_f32(x, nthreads, inplace)
     from ._numba_encoder import gelu_erf
 
-    out = np.empty_like(x)
+    out = x if inplace else np.empty_like(x)
     with _backend.numba_kernels().threads(nthreads):
         gelu_erf(x.reshape(-1), out.reshape(-1))
     return out
