@@ -94,7 +94,7 @@ def _run_eval(args) -> int:
     from .index.spec import split_specs
     if args.model:
         return _run_eval_model(args)
-    for flag in ("precisions", "docs_text", "queries_text", "batch_size", "max_seq_length", "max_docs"):
+    for flag in ("precisions", "docs_text", "queries_text", "batch_size", "max_seq_length", "max_docs", "calib"):
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} goes with --model (the model that embeds the texts)")
     if args.data and (args.docs or args.queries):
@@ -176,7 +176,9 @@ def _run_eval_model(args) -> int:
         texts.first_queries(args.max_queries)
     if args.max_docs:
         texts.keep_docs(args.max_docs)
-    encoders = load_encoders(args.model, precisions, max_seq_length=args.max_seq_length)  # before any embedding
+    calib = _read_texts(args.calib, "--calib") if args.calib else None
+    encoders = load_encoders(args.model, precisions, max_seq_length=args.max_seq_length, calib=calib,
+                             progress=False if args.quiet else None)  # every model ready before any embedding
     from ._progress import bars
 
     try:
@@ -185,7 +187,7 @@ def _run_eval_model(args) -> int:
                                     threads=args.threads, recall_target=args.recall_target, seed=args.seed,
                                     cv=args.cv, shift=args.shift, batch_size=args.batch_size or 32,
                                     max_seq_length=args.max_seq_length, progress=not args.quiet,
-                                    encoders=encoders)
+                                    encoders=encoders, calib=calib)
     except KeyboardInterrupt:
         print("medqk: interrupted before the first model precision finished; no report written", file=sys.stderr)
         return 130
@@ -331,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="texts embedded per batch (default 32)")
     txt.add_argument("--max-seq-length", type=_int_at_least(2, "an integer >= 2"), default=None, metavar="N",
                      help="longest input in tokens (default: the model's)")
+    txt.add_argument("--calib", metavar="FILE", help="calibration texts (.jsonl with a \"text\" field per line, or "
+                     "one text a line): the float32 model runs over them once, then the 4-, 3- and 2-bit layers "
+                     "are rounded by GPTQ and the int8 layers smoothed (as medqk quantize --calib)")
     txt.add_argument("--max-docs", type=_int_at_least(1, "a positive integer"), default=None, metavar="N",
                      help="embed only N docs: every doc judged relevant to the queries kept, then the first others "
                      "(a quick run; fewer distractors make retrieval easier)")

@@ -121,6 +121,33 @@ def test_eval_model_file_and_cv(tmp_path, capsys, corpus):
     assert list(report["robustness"]["cv"]["schemes"]) == ["int8/float32"]
 
 
+def test_eval_model_calibrates_once_for_every_precision(tmp_path, capsys, corpus):
+    root, folder, docs, queries = corpus
+    calib = docs[::3]
+    (tmp_path / "calib.txt").write_text("\n".join(calib) + "\n")
+    out = tmp_path / "report"
+    status, _, err = _run(capsys, "--model", folder, "--precisions", "int8,int4", "--docs-text", root / "docs.jsonl",
+                          "--queries-text", root / "queries.txt", "--schemes", "float32", "--k", K, "--out", out,
+                          "--quiet", "--calib", tmp_path / "calib.txt")
+    assert status == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["meta"]["model"]["calibration_texts"] == len(calib)
+    assert "calibration on 14 texts" in (out / "report.md").read_text()
+    f32 = SentenceEncoder.load(folder)
+    ref = np.concatenate([f32.encode(docs), f32.encode(queries)]).astype(np.float64)
+
+    def mean_cosine(enc):
+        got = np.concatenate([enc.encode(docs), enc.encode(queries)]).astype(np.float64)
+        return float(np.mean(np.einsum("nd,nd->n", ref, got) / np.linalg.norm(got, axis=1)
+                             / np.linalg.norm(ref, axis=1)))
+
+    for precision in ("int8", "int4"):  # the report's models are the calibrated ones, not round-to-nearest
+        calibrated = mean_cosine(SentenceEncoder.load(folder, precision=precision, calib=calib))
+        plain = mean_cosine(SentenceEncoder.load(folder, precision=precision))
+        got = report["models"][precision]["cosine_to_reference"]["mean"]
+        assert got == pytest.approx(calibrated, abs=1e-9) and abs(got - plain) > 1e-7, precision
+
+
 def test_eval_model_on_the_bundled_sample(tmp_path, capsys, corpus):
     _, folder, _, _ = corpus
     full = load_sample_texts()
@@ -174,6 +201,9 @@ def test_eval_model_bad_input(tmp_path, capsys, corpus):
         (["--model", folder, *texts, "--qrels", tmp_path / "qrels3.json"], "has 3 entries but there are 12 queries"),
         (["--model", folder, "--docs-text", root / "docs.jsonl"], "--docs-text and --queries-text go together"),
         (["--precisions", "int8"], "--precisions goes with --model"),
+        (["--calib", root / "queries.txt"], "--calib goes with --model"),
+        (["--model", mqm, "--calib", root / "queries.txt", *texts], "quantized already"),
+        (["--model", folder, "--calib", tmp_path / "empty.jsonl", *texts], "--calib"),
         (["--model", folder, "--data", root], "not --data, --docs or --queries"),
         (["--model", mqm, "--precisions", "int4", *texts], "holds a int8 model (no float weights)"),
         (["--model", folder, *texts, "--shift", "ward"], "--shift 'ward': no document has this field"),

@@ -136,14 +136,22 @@ class SentenceEncoder:
     def _calibrated(self, precision, texts: list[str], batch_size: int, progress) -> SentenceEncoder:
         """This float32 encoder's weights at ``precision``: the int8 layers smoothed by their inputs' maxima over
         ``texts``, the low-bit layers rounded by GPTQ with their inputs' Hessians."""
+        return self._quantized_with(precision, self._calibration_stats(texts, batch_size, progress))
+
+    def _calibration_stats(self, texts: list[str], batch_size: int, progress) -> dict:
+        """What calibration needs of ``texts``, from one float32 pass: {"hessian": {(layer, name): 2 X^T X},
+        "absmax": {(layer, name): max |x| per input channel}}, over the unpadded tokens."""
         if self.precision != "float32":
             raise ValueError(f"calib needs float weights; {self.folder!r} holds a {self.precision} model")
         self._calibration = {"hessian": {}, "absmax": {}}
         try:
             self.encode(texts, batch_size=batch_size, progress=progress)
-            stats = self._calibration
+            return self._calibration
         finally:
             del self._calibration
+
+    def _quantized_with(self, precision, stats: dict) -> SentenceEncoder:
+        """This float32 encoder at ``precision``, calibrated by ``stats`` (:meth:`_calibration_stats`)."""
         layers = []
         for i, layer in enumerate(self._layers):
             new = dict(layer)

@@ -41,28 +41,50 @@ def parse_precisions(precisions) -> list[str]:
     return out
 
 
-def load_encoders(model, precisions=None, *, max_seq_length: int | None = None) -> dict:
+def load_encoders(model, precisions=None, *, max_seq_length: int | None = None, calib=None,
+                  progress: bool | None = None) -> dict:
     """{precision: SentenceEncoder}, the reference first: float32 from a model folder or a float32 model file
     (evaluated even when ``precisions`` leaves it out: it is the reference), else the one precision a quantized
-    model file holds. ``precisions`` None: float32, int8 and int4 from a folder, a file's own precision."""
+    model file holds. ``precisions`` None: float32, int8 and int4 from a folder, a file's own precision.
+
+    ``calib``: calibration texts (a list of str): the float32 model runs over them once, and every quantized
+    precision is prepared with those statistics (GPTQ rounding of the 4-, 3- and 2-bit layers, smoothing of the
+    int8 ones: :meth:`medqk.encoder.SentenceEncoder.load`). Needs float weights (a folder or a float32 file)."""
     from ..encoder import SentenceEncoder
+    from ..encoder._bert import _texts
 
     path = os.fspath(model)
     if not os.path.exists(path):
         raise ValueError(f"--model {path!r} does not exist (a model folder or a medqk model file)")
     wanted = None if precisions is None else parse_precisions(precisions)
+    if calib is not None:
+        try:
+            calib = _texts(calib)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"calib: {exc}") from None
     encoders = {}
     if os.path.isfile(path):
         saved = SentenceEncoder.load(path, max_seq_length=max_seq_length)
         if saved.precision != "float32" and wanted not in (None, [saved.precision]):
             raise ValueError(f"--model {path!r} holds a {saved.precision} model (no float weights), so it can only "
                              f"be evaluated at that precision, not {','.join(wanted)}")
+        if saved.precision != "float32" and calib is not None:
+            raise ValueError(f"--calib needs float weights: --model {path!r} holds a {saved.precision} model, "
+                             "quantized already (calibrate when quantizing: medqk quantize --calib)")
         encoders[saved.precision] = saved
         wanted = wanted or [saved.precision]
     else:
         wanted = wanted or list(DEFAULT_PRECISIONS)
-    for precision in (["float32"] if not encoders else []) + wanted:  # a folder: the float32 reference first
-        if precision not in encoders:
+        encoders["float32"] = SentenceEncoder.load(path, "float32", max_seq_length=max_seq_length)
+    stats = None
+    if calib is not None and any(p != "float32" for p in wanted):
+        stats = encoders["float32"]._calibration_stats(calib, 32, progress)
+    for precision in wanted:
+        if precision in encoders:
+            continue
+        if stats is not None:
+            encoders[precision] = encoders["float32"]._quantized_with(precision, stats)
+        else:
             encoders[precision] = SentenceEncoder.load(path, precision, max_seq_length=max_seq_length)
     return encoders
 
@@ -76,6 +98,7 @@ def evaluate_model(
     batch_size: int = 32,
     max_seq_length: int | None = None,
     encoders: dict | None = None,
+    calib=None,
     **options,
 ) -> EvalResult:
     """Evaluates every model precision x index scheme on ``texts`` (:func:`medqk.eval.data.load_texts`,
@@ -98,7 +121,8 @@ def evaluate_model(
     that embeds fastest; without qrels, ``evaluate``'s rule (recall@k lower bound >= ``recall_target``) applied
     to recall against the float pipeline.
 
-    ``encoders``: what :func:`load_encoders` returned for ``model`` and ``precisions``, when already loaded.
+    ``encoders``: what :func:`load_encoders` returned for ``model`` and ``precisions``, when already loaded;
+    ``calib``: calibration texts for :func:`load_encoders` (recorded in the report as their count).
 
     Ctrl-C after the first precision finished returns the finished rows (``meta["partial"]``); earlier it
     propagates.
@@ -114,7 +138,7 @@ def evaluate_model(
         if all(record.get(shift) is None for record in base.doc_fields):
             raise ValueError(f"--shift {shift!r}: no document has this field")
     if encoders is None:
-        encoders = load_encoders(model, precisions, max_seq_length=max_seq_length)
+        encoders = load_encoders(model, precisions, max_seq_length=max_seq_length, calib=calib)
     names = list(encoders)
     reference = names[0]
     say = Progress(progress)
@@ -169,7 +193,8 @@ def evaluate_model(
     meta = dict(first.meta)
     meta["model"] = {"path": os.fspath(model), "reference_precision": reference, "precisions": names,
                      "batch_size": batch_size, "max_seq_length": encoders[reference].max_seq_length,
-                     "pooling": encoders[reference].pooling, "normalize": encoders[reference].normalize}
+                     "pooling": encoders[reference].pooling, "normalize": encoders[reference].normalize,
+                     "calibration_texts": 0 if calib is None else len(calib)}
     meta.update(warnings=warnings, partial=partial_reason is not None,
                 schemes_planned=[f"{p}/{s}" for p in names for s in first.meta["schemes_planned"]])
     meta.pop("partial_reason", None)

@@ -183,8 +183,11 @@ def _models_section(result: EvalResult) -> list[str]:
     info = result.meta.get("model", {})
     out = ["## Model precisions", "",
            (f"Model `{_md_cell(info.get('path', '?'))}`, max_seq_length {info.get('max_seq_length')}, batch "
-            f"{info.get('batch_size')}; the reference is {info.get('reference_precision', 'float32')}. Cosine: "
-            "each text's embedding against its reference embedding (docs and queries)."), "",
+            f"{info.get('batch_size')}; the reference is {info.get('reference_precision', 'float32')}; "
+            + (f"quantized with calibration on {info['calibration_texts']} texts (GPTQ for the 4-, 3- and 2-bit "
+               "layers, smoothing for int8)" if info.get("calibration_texts") else "quantized without calibration "
+               "(round to nearest)")
+            + ". Cosine: each text's embedding against its reference embedding (docs and queries)."), "",
            "| precision | model MB | bits/weight (linear layers) | sentences/s | cosine mean | cosine min | "
            "best index for this model |", "|---|---|---|---|---|---|---|"]
     for name, m in models.items():
