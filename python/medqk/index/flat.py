@@ -346,6 +346,57 @@ class Index:
             scores, rows = self._scores_topk(q, int(k), nthreads, bits)
         return self._finish(q, scores, self._rows.to_user(rows))
 
+    range_search = True  # False for the indexes that do not score every vector (IVF, HNSW)
+
+    def search_range(self, q: np.ndarray, threshold: float, *, filter=None,
+                     threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every vector within ``threshold`` of each query q (nq, dim) (a single (dim,) query is accepted):
+        ip / cos: score >= threshold; l2: squared distance <= threshold. ``filter`` as in :meth:`search`;
+        removed vectors are never returned.
+
+        Returns (lims int64 (nq + 1,), scores float32, ids int64), faiss's layout: query i's results are
+        scores[lims[i]:lims[i + 1]], ids[...], best first, equal scores -> lower id. Every allowed vector is
+        scored as the index's last stage scores it (the exact scan of a selective filter in :meth:`search`):
+        float32 / fp16: the float vectors, so the result is the exact range search up to float32 rounding of
+        the scores; int8: the codes with the float query; the PQ-family and rabitq: their ADC / estimator
+        scores; ``+rerank``: the re-ranking codec's, over every vector (not only a first stage's candidates).
+        Flat indexes only (IVF and HNSW score part of the index: TypeError).
+        """
+        if not self.range_search:
+            raise TypeError(f"search_range needs a flat index; '{self.spec}' scores only part of the index "
+                            "(IVF lists, HNSW graph)")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(threshold):
+            raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+        q = self._vectors_in(q, "q")
+        threads_arg(threads)
+        if len(self) == 0:
+            raise RuntimeError("the index is empty: add(x) vectors before search_range()")
+        allowed = self._allowed_rows(filter)
+        rows = np.arange(self._rows.rows) if allowed is None else np.flatnonzero(allowed)
+        nq = q.shape[0]
+        hit_q, hit_rows, hit_s = [], [], []
+        step = max(1, _EXACT_BLOCK // max(nq, 1))
+        qn = np.einsum("ij,ij->i", q, q)[:, None] if self.metric == "l2" else None
+        for r0 in range(0, rows.size, step):
+            block = rows[r0 : r0 + step]
+            s = np.asarray(self._score_rows(q, block), dtype=np.float32)
+            if self.metric == "l2":  # the 'higher is better' form back to squared distances, as search returns
+                s = np.maximum(qn - s, 0).astype(np.float32)
+                qi, cols = np.nonzero(s <= threshold)
+            else:
+                qi, cols = np.nonzero(s >= threshold)
+            hit_q.append(qi)
+            hit_rows.append(block[cols])
+            hit_s.append(s[qi, cols])
+        qi = np.concatenate(hit_q) if hit_q else np.empty(0, np.int64)
+        ids = self._rows.to_user(np.concatenate(hit_rows)) if hit_rows else np.empty(0, np.int64)
+        scores = np.concatenate(hit_s) if hit_s else np.empty(0, np.float32)
+        order = np.lexsort((ids, scores if self.metric == "l2" else -scores, qi))  # per query, best first
+        lims = np.zeros(nq + 1, dtype=np.int64)
+        np.cumsum(np.bincount(qi, minlength=nq), out=lims[1:])
+        return lims, scores[order].astype(np.float32, copy=False), ids[order].astype(np.int64, copy=False)
+
     def _finish(self, q, scores, ids):
         """Scores in the metric's form and the final order: best first, equal scores -> lower id."""
         if self.metric == "l2":

@@ -30,6 +30,8 @@ def _hnswlib():
 
 
 class HnswIndex(Index):
+    range_search = False  # scores only the probed part: search_range refuses it
+
     def __init__(self, spec, dim: int, metric: str, *, M: int = 16, ef_construction: int = 200, ef_search: int = 64,
                  seed: int = 100, progress: bool | None = None):
         super().__init__(spec, dim, metric)

@@ -127,6 +127,8 @@ def coarse_kmeans(x: np.ndarray, nlist: int, max_iter: int, rng: np.random.Gener
 class IVFLUT4Index(Index):
     """IVF over 4-bit PQ codes of residuals (see the module doc). ``codec``: a PQ4Codec or OPQCodec."""
 
+    range_search = False  # scores only the probed part: search_range refuses it
+
     def __init__(self, spec, dim: int, metric: str, nlist: int, codec, *, nprobe: int | None = None,
                  coarse_iter: int = 20, coarse_max_train: int | None = None, seed: int = 1234):
         super().__init__(spec, dim, metric)
