@@ -10,8 +10,9 @@ take a subset: the first queries, every doc judged relevant to them, then the fi
 embeds the texts, then medqk.eval.evaluate_model measures every index scheme against the float32 model + exact
 search. Per row: MRR@10 retention (MRR@10 / the float pipeline's, with the paired bootstrap 95% CI of the change),
 top-10 agreement (recall@10 of the float pipeline's top-10, tie-aware), bits per weight of the linear layers, model
-MB, sentences/s. --calib N rounds the 4-, 3- and 2-bit layers with GPTQ on N sample docs outside the evaluated
-subset (0: round to nearest).
+MB, sentences/s. --calib N calibrates every quantized precision on N sample docs outside the evaluated subset,
+with one float32 pass (medqk.eval.model.load_encoders): GPTQ rounding for the 4-, 3- and 2-bit layers, smoothing
+for int8 (0: round to nearest).
 
 Issue 24's targets (5,000 docs, 500 queries): int8 retention >= 99.8% and agreement >= 0.95; 4-bit (GPTQ,
 <= 4.6 bits/weight) retention >= 99.5% and agreement >= 0.92; <= 3.25 bits/weight retention >= 99.5%. A subset
@@ -29,11 +30,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _threads  # noqa: E402,F401  (sets the thread variables before numpy loads)
 
-from medqk.encoder import SentenceEncoder  # noqa: E402
 from medqk.eval import evaluate_model, load_sample_texts  # noqa: E402
-from medqk.eval.model import parse_precisions  # noqa: E402
-
-ROUND_TO_NEAREST = ("float32", "int8")  # GPTQ only changes the 4-, 3- and 2-bit layers
+from medqk.eval.model import load_encoders, parse_precisions  # noqa: E402
 
 
 def model_folder() -> str:
@@ -68,16 +66,12 @@ def main() -> None:
         sys.exit(f"--calib {args.calib}: only {len(calib)} sample docs lie outside the evaluated ones; "
                  "lower --calib or --docs")
 
-    precisions = parse_precisions(args.precisions)
-    encoders = {}
-    for precision in ["float32"] + [p for p in precisions if p != "float32"]:
-        t0 = time.perf_counter()
-        gptq = calib if calib and precision not in ROUND_TO_NEAREST else None
-        encoders[precision] = SentenceEncoder.load(folder, precision, calib=gptq, calib_batch_size=args.batch_size)
-        print(f"# loaded {precision}{' (GPTQ, %d calibration docs)' % len(gptq) if gptq else ''} in "
-              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    t0 = time.perf_counter()
+    encoders = load_encoders(folder, parse_precisions(args.precisions), calib=calib or None)
+    print(f"# loaded {', '.join(encoders)}{' (calibrated on %d docs)' % len(calib) if calib else ''} in "
+          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     result = evaluate_model(folder, texts, list(encoders), args.schemes.split(","), threads=args.threads,
-                            batch_size=args.batch_size, progress=True, encoders=encoders)
+                            batch_size=args.batch_size, progress=True, encoders=encoders, calib=calib or None)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result.to_dict(), f, indent=2)
