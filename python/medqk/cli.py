@@ -254,13 +254,29 @@ def _read_texts(path: str, flag: str) -> list[str]:
 
 
 def _quantize_command(args) -> int:
-    from .encoder import PRECISIONS, SentenceEncoder
+    from .encoder import PRECISIONS, SentenceEncoder, propose_plan
 
-    if args.precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
+    precision = args.precision or ("int4" if args.budget is not None else "int8")
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     calib = _read_texts(args.calib, "--calib") if args.calib else None
-    encoder = SentenceEncoder.load(args.model, precision=args.precision, max_seq_length=args.max_seq_length,
-                                   calib=calib)
+    if args.budget is not None:
+        if calib is None:
+            raise ValueError("--budget measures layers on calibration texts: give --calib")
+        if args.max_seq_length is not None:
+            raise ValueError("--budget uses the model's own max_seq_length: leave out --max-seq-length")
+        found = propose_plan(args.model, calib, budget=args.budget, low=precision, high=args.high)
+        encoder = found.encoder
+        high = sum(1 for key in found.plan if key != "default")
+        print(f"Plan: {high} of {len(found.sensitivity)} linear layers at {args.high}, the rest {precision}: mean "
+              f"cosine {found.mean_cosine:.5f} on the {len(calib)} calibration texts (budget {args.budget}"
+              f"{'' if found.met else ', NOT met even with every layer at ' + args.high}), "
+              f"{found.bits_per_weight:.2f} bits/weight")
+    else:
+        if args.high != "int8":
+            raise ValueError("--high goes with --budget")
+        encoder = SentenceEncoder.load(args.model, precision=precision, max_seq_length=args.max_seq_length,
+                                       calib=calib)
     encoder.save(args.out)
     print(f"Wrote {args.out}: {encoder!r}, {encoder.nbytes / 1e6:.1f} MB of parameters")
     return 0
@@ -290,8 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenizer.json; no network), quantize its linear layers and write one checksummed model file, "
         "atomically. medqk.encoder.SentenceEncoder.load(FILE) runs it without the folder.")
     p_quant.add_argument("model", metavar="MODEL_DIR", help="the model folder")
-    p_quant.add_argument("--precision", default="int8",
-                         help="float32, int8 (default), int4, nf4, codebook4, codebook3 or codebook2")
+    p_quant.add_argument("--precision", default=None,
+                         help="float32, int8 (default), int4, nf4, codebook4, codebook3 or codebook2; with --budget "
+                         "the low precision (default int4)")
+    p_quant.add_argument("--budget", type=float, default=None, metavar="COS",
+                         help="mixed precision by measurement: the fewest layers at --high (the rest at --precision) "
+                         "whose mean cosine to the float model on the --calib texts is at least COS (e.g. 0.999)")
+    p_quant.add_argument("--high", default="int8", metavar="PRECISION",
+                         help="with --budget: the precision of the sensitive layers (default int8)")
     p_quant.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.mqm)")
     p_quant.add_argument("--calib", metavar="FILE", help="calibration texts for GPTQ rounding of the 4-, 3- and "
                          "2-bit layers and the smoothing of the int8 ones: a .jsonl file with a \"text\" field per "

@@ -101,3 +101,68 @@ def test_quantize_command_with_calibration_texts(tmp_path, model, capsys):
     texts.write_text('{"txt": 1}\n')
     assert cli.main(["quantize", str(model), "--precision", "int4", "--calib", str(texts), "--out", str(out)]) == 2
     assert 'line 1 is not a JSON object with a "text" field' in capsys.readouterr().err
+
+
+def _cosine(a, b):
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return float(np.mean(np.einsum("nd,nd->n", a, b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+
+def test_propose_plan_finds_the_fewest_high_layers_meeting_the_budget(model):
+    from medqk.encoder import propose_plan
+
+    loose = propose_plan(model, CALIB, budget=0.01, low="codebook2", high="int8")
+    n = len(loose.sensitivity)
+    assert loose.plan == {"default": "codebook2"} and loose.met
+    assert sorted(loose.sensitivity) == sorted(layer_names(2)) and n == 12
+    assert list(loose.sensitivity.values()) == sorted(loose.sensitivity.values())  # most sensitive first
+    all_low, all_high = loose.measured[0], loose.measured[n]
+    assert all_low < all_high  # the 2-bit model is measurably worse: a budget between them means something
+    budget = (all_low + all_high) / 2
+    found = propose_plan(model, CALIB, budget=budget, low="codebook2", high="int8")
+    high = [k for k in found.plan if k != "default"]
+    assert found.met and found.mean_cosine >= budget and 0 < len(high) < n
+    assert found.measured[len(high) - 1] < budget  # one fewer high layer misses it: the fewest that meet it
+    assert high == list(found.sensitivity)[: len(high)]  # the most sensitive layers are the high ones
+    reference = SentenceEncoder.load(model).encode(CALIB)
+    rebuilt = SentenceEncoder.load(model, precision=found.plan, calib=CALIB).encode(CALIB)
+    assert _cosine(reference, rebuilt) == pytest.approx(found.mean_cosine, abs=1e-9)
+    np.testing.assert_array_equal(found.encoder.encode(CALIB), rebuilt)
+    assert loose.bits_per_weight < found.bits_per_weight
+
+    impossible = propose_plan(model, CALIB, budget=1.0, low="codebook2", high="int8")
+    assert not impossible.met and impossible.plan == {"default": "int8"}
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"budget": 0}, ValueError, "budget must be a mean cosine in"),
+    ({"budget": 1.5}, ValueError, "budget must be a mean cosine in"),
+    ({"low": "float32"}, ValueError, "low must be a quantized precision"),
+    ({"low": "int8", "high": "int4"}, ValueError, "must have fewer bits than high"),
+    ({"calib": []}, ValueError, "calib: texts is empty"),
+    ({"calib": "one text"}, TypeError, "calib: texts must be a list of str"),
+])
+def test_propose_plan_bad_input(model, kwargs, error, match):
+    from medqk.encoder import propose_plan
+
+    args = {"calib": CALIB, **kwargs}
+    with pytest.raises(error, match=match):
+        propose_plan(model, args.pop("calib"), **args)
+
+
+def test_quantize_command_with_a_budget(tmp_path, model, capsys):
+    import json
+
+    from medqk import cli
+    from medqk.encoder import propose_plan
+
+    texts = tmp_path / "calib.jsonl"
+    texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in CALIB))
+    out = tmp_path / "m.mqm"
+    assert cli.main(["quantize", str(model), "--calib", str(texts), "--budget", "0.99", "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    found = propose_plan(model, CALIB, budget=0.99)  # int4 low, int8 high by default
+    assert f"mean cosine {found.mean_cosine:.5f}" in said
+    np.testing.assert_array_equal(SentenceEncoder.load(out).encode(TEXTS), found.encoder.encode(TEXTS))
+    assert cli.main(["quantize", str(model), "--budget", "0.99", "--out", str(out)]) == 2
+    assert "--budget measures layers on calibration texts: give --calib" in capsys.readouterr().err

@@ -16,7 +16,8 @@ intermediate, output: 6 per layer) are :class:`medqk.QuantizedLinear` layers on 
 "codebook3" / "codebook2" (16 / 8 / 4 levels fitted per output channel); a plan such as
 ``{"default": "int4", "layer.0.*": "int8", "*.output.dense": "int8"}`` picks one per layer (fnmatch patterns over
 :func:`layer_names`, the first match in the plan's order). The embeddings, LayerNorms, softmax and GELU stay
-float32.
+float32. :func:`propose_plan` measures each layer's sensitivity on calibration texts and proposes the cheapest
+plan of a low and a high precision that keeps a mean cosine budget (``medqk quantize --budget``).
 
 Texts longer than ``max_seq_length`` tokens ([CLS] and [SEP] included; the model folder's
 ``sentence_bert_config.json``, else the position table's size) are truncated, as sentence-transformers does.
@@ -25,5 +26,6 @@ zero attention weight, padded tokens are left out of pooling, and quantized acti
 """
 
 from ._bert import PRECISIONS, ModelFolderError, SentenceEncoder, layer_names
+from ._plan import PlanProposal, propose_plan
 
-__all__ = ["PRECISIONS", "ModelFolderError", "SentenceEncoder", "layer_names"]
+__all__ = ["PRECISIONS", "ModelFolderError", "PlanProposal", "SentenceEncoder", "layer_names", "propose_plan"]
