@@ -11,6 +11,11 @@ those fractions are chosen from: the exact scan of a fraction f of the rows cost
 per-row price, the masked scan about the unfiltered time, so they break even near
 f = 1% x (1% ratio) / (1% scan ratio), printed as "even". Every
 filtered result is checked to lie in its allow-list, and to fill k (more than k are allowed).
+
+With faiss-cpu installed (a bench extra), the same filters run through faiss's ``IDSelectorBitmap`` (passed in
+``SearchParameters``, faiss's filtered search) on its matching indexes (Flat, SQ8, PQ48x8, PQ96x4 fast scan,
+IVF64,PQ96x4fs at medqk's nprobe), same queries, same threads; the second table prints faiss's QPS and
+medqk's QPS over faiss's at each selectivity ("n/a" where faiss refuses a selector on that index).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from medqk.index.spec import split_specs  # noqa: E402
 
 SPECS = ["float32", "fp16", "int8", "cb4", "pca4", "pq96x4fs", "pq48x8", "pq96x4fs+rerank:int8", "ivf64,pq96x4fs"]
 K = 10
+FAISS = {"float32": "Flat", "int8": "SQ8", "pq48x8": "PQ48x8", "pq96x4fs": "PQ96x4fs",
+         "ivf64,pq96x4fs": "IVF64,PQ96x4fs"}  # medqk spec -> the faiss factory string of its counterpart
 
 
 def qps(index, q, threads, repeat, **kw):
@@ -46,6 +53,57 @@ def qps(index, q, threads, repeat, **kw):
 def check(ids, allowed):
     assert np.isin(ids, allowed).all(), "a filtered search returned an id outside its allow-list"
     assert (ids >= 0).all(), "a filtered search did not fill k"
+
+
+def faiss_qps(index, q, allowed, repeat, nprobe=None):
+    """faiss's QPS (median of repeat rounds) with an IDSelectorBitmap over ``allowed`` (None: no filter), and
+    the ids of the last round."""
+    import faiss
+
+    params = None
+    if allowed is not None:
+        bits = np.packbits(np.isin(np.arange(index.ntotal), allowed), bitorder="little")
+        sel = faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bits))
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe) if nprobe else faiss.SearchParameters(sel=sel)
+    elif nprobe:
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        _, ids = index.search(q, K, params=params)
+        times.append(time.perf_counter() - t0)
+    return len(q) / float(np.median(times)), ids
+
+
+def faiss_table(X, Q, specs, medqk_qps, half, one, threads, repeat):
+    try:
+        import faiss
+    except ImportError:
+        print("(faiss rows skipped: pip install faiss-cpu)")
+        return
+    faiss.omp_set_num_threads(threads)
+    print(f"\nfaiss {faiss.__version__} IDSelectorBitmap, same filters; medqk / faiss QPS at each selectivity")
+    print(f"{'medqk spec':18s} {'faiss':16s} {'QPS':>8s} {'50% QPS':>8s} {'1% QPS':>8s} {'x none':>7s} {'x 50%':>7s} "
+          f"{'x 1%':>7s}")
+    for spec in specs:
+        if spec not in FAISS:
+            continue
+        index = faiss.index_factory(X.shape[1], FAISS[spec], faiss.METRIC_INNER_PRODUCT)
+        index.train(X)
+        index.add(X)
+        nprobe = mi.create(spec, X.shape[1]).nprobe if spec.startswith("ivf") else None
+        row = []
+        for allowed in (None, half, one):
+            try:
+                speed, ids = faiss_qps(index, Q, allowed, repeat, nprobe)
+                if allowed is not None and not spec.startswith("ivf"):
+                    check(ids, allowed)
+                row.append(speed)
+            except RuntimeError:  # faiss: this index takes no selector
+                row.append(None)
+        ratios = [f"{m / f:7.2f}" if f else "    n/a" for m, f in zip(medqk_qps[spec], row)]
+        cells = [f"{f:8.0f}" if f else "     n/a" for f in row]
+        print(f"{spec:18s} {FAISS[spec]:16s} {' '.join(cells)} {' '.join(ratios)}", flush=True)
 
 
 def main():
@@ -68,6 +126,7 @@ def main():
           f"{info['backend']} ({info['isa']})")
     print(f"{'spec':24s} {'QPS':>8s} {'50% QPS':>8s} {'ratio':>6s} {'1% QPS':>8s} {'ratio':>6s} "
           f"{'1% scan':>8s} {'ratio':>6s} {'even':>6s} {'exact at':>8s}")
+    measured = {}
     for spec in split_specs(args.specs):
         index = mi.create(spec, X.shape[1]).train(X).add(X)
         base, _ = qps(index, Q, args.threads, args.repeat)
@@ -83,6 +142,8 @@ def main():
         even = 0.01 * q1 / q1s
         print(f"{spec:24s} {base:8.0f} {q50:8.0f} {q50 / base:6.2f} {q1:8.0f} {q1 / base:6.2f} {q1s:8.0f} "
               f"{q1s / base:6.2f} {even:6.1%} {index.exact_scan_fraction:8.1%}", flush=True)
+        measured[spec] = (base, q50, q1)
+    faiss_table(X, Q, list(measured), measured, half, one, args.threads, args.repeat)
 
 
 if __name__ == "__main__":
