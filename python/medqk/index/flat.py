@@ -457,9 +457,14 @@ class FlatFloatIndex(Index):
             # conversion over BLAS, which is faster per query there (measured on all MedQuAD dev queries).
             alpha, bias = (2.0, -self._norms) if self.metric == "l2" else (1.0, None)
             return _backend._core.f16_search_topk(q, self._data.view(np.uint16), alpha, bias, k, threads, allow)
-        # BLAS scores: the rows `allow` clears score -inf before the selection, so they rank below every allowed
-        # row (finite scores) and come out only as padding, written as id -1
-        allowed = None if allow is None else np.unpackbits(allow, count=self._ntotal, bitorder="little").astype(bool)
+        # BLAS scores: the rows `allow` clears score -inf before the selection (one broadcast add of 0 / -inf per
+        # row, folded into l2's -|x|^2), so they rank below every allowed row (finite scores) and come out only
+        # as padding, written as id -1
+        bias = -self._norms if self.metric == "l2" else None
+        if allow is not None:
+            allowed = np.unpackbits(allow, count=self._ntotal, bitorder="little").astype(bool)
+            penalty = np.where(allowed, np.float32(0), np.float32(-np.inf))
+            bias = penalty if bias is None else bias + penalty
         best_s = best_i = None
         for q0 in range(0, q.shape[0], _QUERY_BLOCK):
             qb = q[q0 : q0 + _QUERY_BLOCK]
@@ -468,14 +473,14 @@ class FlatFloatIndex(Index):
                 block = self._data[j0 : j0 + _DB_BLOCK].astype(np.float32, copy=False)
                 s = qb @ block.T
                 if self.metric == "l2":
-                    s = 2 * s - self._norms[j0 : j0 + _DB_BLOCK]
-                if allowed is not None:
-                    s[:, ~allowed[j0 : j0 + _DB_BLOCK]] = -np.inf
+                    s *= 2
+                if bias is not None:
+                    s += bias[j0 : j0 + _DB_BLOCK]
                 s_top, i_top = _topk.block_topk(s, k, j0, threads)
                 bs, bi = (s_top, i_top) if bs is None else _topk.merge_topk(bs, bi, s_top, i_top, k)
             best_s = bs if best_s is None else np.concatenate([best_s, bs])
             best_i = bi if best_i is None else np.concatenate([best_i, bi])
-        if allowed is not None:
+        if allow is not None:
             best_i = np.where(best_s == -np.inf, -1, best_i)
         return best_s, best_i
 
