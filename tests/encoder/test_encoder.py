@@ -261,3 +261,35 @@ def test_quantize_command(tmp_path, model, capsys):
         err = capsys.readouterr().err
         assert err.startswith("medqk: error:") and message in err and err.count("\n") == 1, err
     assert out.read_bytes() == b"the user's file"  # a failed run never touches the file
+
+
+def test_quantized_models_keep_int8_word_embeddings(tmp_path, model):
+    import medqk
+    from medqk import _container
+    from medqk.encoder._bert import MODEL_MAGIC
+
+    folder, _ = model
+    f32, q8 = SentenceEncoder.load(folder), SentenceEncoder.load(folder, precision="int8")
+    word = f32._embeddings["word"]
+    codes, scale = q8._embeddings["word_q"], q8._embeddings["word_scale"]
+    assert "word" not in q8._embeddings and codes.dtype == np.int8 and scale.dtype == np.float32
+    rows = codes.astype(np.float32) * scale[:, None]
+    assert (np.abs(rows - word) <= scale[:, None] / 2 * (1 + 1e-6)).all()  # round to nearest, per row
+    assert (np.abs(codes).max(axis=1) == 127).all()  # each row's scale is its largest magnitude / 127
+    assert f32.nbytes - q8._embeddings["word_q"].nbytes - scale.nbytes > word.nbytes * 0.7
+    # the int8 table travels in the model file (format 2); a format-1 file (float table) still loads
+    q8.save(tmp_path / "q8.mqm")
+    back = SentenceEncoder.load(tmp_path / "q8.mqm")
+    np.testing.assert_array_equal(back._embeddings["word_q"], codes)
+    np.testing.assert_array_equal(back.encode(TEXTS), q8.encode(TEXTS))
+    f32.save(tmp_path / "f32.mqm")
+    header, arrays = _container.read(tmp_path / "f32.mqm", MODEL_MAGIC, 2, "m", medqk.ModelFileError)
+    header = {k: v for k, v in header.items() if k not in ("arrays", "medqk_version", "format_version")}
+    _container.write(tmp_path / "v1.mqm", MODEL_MAGIC, 1, header, arrays)
+    np.testing.assert_array_equal(SentenceEncoder.load(tmp_path / "v1.mqm").encode(TEXTS), f32.encode(TEXTS))
+    header, arrays = _container.read(tmp_path / "q8.mqm", MODEL_MAGIC, 2, "m", medqk.ModelFileError)
+    header = {k: v for k, v in header.items() if k not in ("arrays", "medqk_version", "format_version")}
+    arrays["embeddings.word_scale"] = -arrays["embeddings.word_scale"]
+    _container.write(tmp_path / "bad.mqm", MODEL_MAGIC, 2, header, arrays)
+    with pytest.raises(medqk.ModelFileError, match="corrupt int8 table 'embeddings.word'"):
+        SentenceEncoder.load(tmp_path / "bad.mqm")

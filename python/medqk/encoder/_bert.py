@@ -25,7 +25,8 @@ PRECISIONS = {
     "codebook2": {"bits": 2, "scheme": "codebook", "group_size": None},
 }
 MODEL_MAGIC = b"MEDQKMDL"  # model files: medqk's container (medqk/_container.py) with this magic
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: a quantized model stores its word embeddings as int8 rows ("word_q", "word_scale")
+MODEL_VERSIONS_READ = (1, 2)  # 1: float32 word embeddings only
 _NORMS = ("ln1_w", "ln1_b", "ln2_w", "ln2_b")
 _LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
             "intermediate.dense", "output.dense")
@@ -129,6 +130,8 @@ class SentenceEncoder:
         self.pooling, self.normalize = pooling, normalize
         self.max_seq_length = max_seq_length
         self._tokenizer = tokenizer
+        if precision != "float32" and "word" in embeddings:  # quantized models keep int8 word embeddings
+            embeddings = {k: v for k, v in embeddings.items() if k != "word"} | _int8_rows(embeddings["word"])
         self._embeddings = embeddings
         self._layers = layers
         return self
@@ -187,7 +190,8 @@ class SentenceEncoder:
         from .. import _container
         from .._errors import ModelFileError
 
-        header, arrays = _container.read(path, MODEL_MAGIC, MODEL_VERSION, "a medqk model file", ModelFileError)
+        header, arrays = _container.read(path, MODEL_MAGIC, MODEL_VERSIONS_READ, "a medqk model file",
+                                         ModelFileError)
         where = repr(path)
         try:
             config = BertConfig(**header["config"])
@@ -204,8 +208,12 @@ class SentenceEncoder:
             raise ModelFileError(f"{where} has a corrupt header (layers or pooling)")
         if max_seq_length is not None:
             length = _max_seq_length(None, config, max_seq_length)
-        embeddings = {k: _stored(arrays, f"embeddings.{k}", where) for k in ("word", "position", "type", "ln_w",
-                                                                                "ln_b")}
+        tables = ("word", "position", "type", "ln_w", "ln_b")
+        if "embeddings.word_q" in arrays:  # an int8 word table (format 2)
+            tables = tables[1:]
+        embeddings = {k: _stored(arrays, f"embeddings.{k}", where) for k in tables}
+        if "embeddings.word_q" in arrays:
+            embeddings.update(_stored_int8_rows(arrays, "embeddings.word", config.hidden_size, where))
         layers = []
         for i, layer_metas in enumerate(metas):
             layer = {}
@@ -284,10 +292,11 @@ class SentenceEncoder:
             tokens[i, : len(t)] = t
             mask[i, : len(t)] = True
         emb = self._embeddings
-        if tokens.max() >= emb["word"].shape[0]:
+        vocab = emb["word"].shape[0] if "word" in emb else emb["word_q"].shape[0]
+        if tokens.max() >= vocab:
             raise ModelFolderError(f"the tokenizer gives id {int(tokens.max())} past the model's "
-                                   f"{emb['word'].shape[0]} word embeddings: tokenizer.json does not match the model")
-        x = emb["word"][tokens] + emb["position"][:length][None] + emb["type"][0]
+                                   f"{vocab} word embeddings: tokenizer.json does not match the model")
+        x = _word_rows(emb, tokens) + emb["position"][:length][None] + emb["type"][0]
         x = _layer_norm(x.reshape(b * length, cfg.hidden_size), emb["ln_w"], emb["ln_b"], cfg.layer_norm_eps)
         lengths = mask.sum(axis=1).astype(np.int64)
         heads, dh = cfg.num_heads, cfg.hidden_size // cfg.num_heads
@@ -380,6 +389,33 @@ def _stored(arrays: dict, name: str, where: str) -> np.ndarray:
     if a is None or a.dtype != np.float32 or not np.isfinite(a).all():
         raise ModelFileError(f"{where} has a missing or corrupt array {name!r}")
     return a
+
+
+def _int8_rows(table: np.ndarray) -> dict:
+    """An embedding table as int8 rows: {"word_q": round(table / scale) (V, D) int8, "word_scale": (V,)
+    float32}, scale = max |row| / 127 per row (1 for a zero row). Each value is off by at most scale / 2."""
+    amax = np.abs(table).max(axis=1)
+    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    codes = np.clip(np.rint(table / scale[:, None]), -127, 127).astype(np.int8)
+    return {"word_q": codes, "word_scale": scale}
+
+
+def _word_rows(emb: dict, tokens: np.ndarray) -> np.ndarray:
+    """The word embeddings of ``tokens`` (any shape) as float32 (..., D): float rows, or int8 rows x scale."""
+    if "word" in emb:
+        return emb["word"][tokens]
+    return emb["word_q"][tokens].astype(np.float32) * emb["word_scale"][tokens][..., None]
+
+
+def _stored_int8_rows(arrays: dict, name: str, dim: int, where: str) -> dict:
+    from .._errors import ModelFileError
+
+    codes, scale = arrays.get(name + "_q"), arrays.get(name + "_scale")
+    if (codes is None or scale is None or codes.dtype != np.int8 or codes.ndim != 2 or codes.shape[1] != dim
+            or scale.dtype != np.float32 or scale.shape != (codes.shape[0],) or not np.isfinite(scale).all()
+            or (scale <= 0).any()):
+        raise ModelFileError(f"{where} has a missing or corrupt int8 table {name!r}")
+    return {"word_q": codes, "word_scale": scale}
 
 
 def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
