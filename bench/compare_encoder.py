@@ -250,6 +250,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per pipeline (median), after a warm-up")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--precisions", default="float32,int8,int4", help="medqk model precisions")
+    ap.add_argument("--batch1-docs", type=int, default=16, help="docs embedded one at a time for the batch-1 "
+                    "ratio of int4 to int8 (0: skip)")
+    ap.add_argument("--scaling", action="store_true", help="also time medqk int8 at 1 and 2 threads (batch "
+                    "--batch-size) for the 2-thread speed-up")
     args = ap.parse_args()
     folder = args.model or model_folder()
     from safetensors.numpy import load_file
@@ -294,6 +298,18 @@ def main() -> None:
         if a in speed and b in speed:
             goal = f"   (target >= {target})" if target else ""
             print(f"{a} / {b}: {speed[a] / speed[b]:.2f}x{goal}")
+
+    encoders = {p: SentenceEncoder.load(folder, precision=p) for p in ("int8", "int4")}
+    if args.batch1_docs:  # one text per call, the two precisions interleaved per pass
+        few = token_ids[: args.batch1_docs]
+        one = {p: timed(medqk_runner(e, args.threads), few, 1, args.repeats, dim)[0] for p, e in encoders.items()}
+        print(f"batch 1 ({len(few)} docs): int8 {one['int8']:.2f}/s, int4 {one['int4']:.2f}/s, int4 / int8 "
+              f"{one['int4'] / one['int8']:.2f}x   (target >= 1.2)")
+    if args.scaling:
+        by = {t: timed(medqk_runner(encoders["int8"], t), token_ids, args.batch_size, args.repeats, dim)[0]
+              for t in (1, 2)}
+        print(f"int8 batch {args.batch_size}: 1 thread {by[1]:.2f}/s, 2 threads {by[2]:.2f}/s, "
+              f"{by[2] / by[1]:.2f}x   (target >= 1.7)")
 
 
 if __name__ == "__main__":
