@@ -539,8 +539,9 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
     int offset;
     if (affine_panel(panel, &offset)) continue;  // gemm_affine's
     if (x.out != nullptr) {
-      const NextScales next(x, j0, n1);  // the int16 path computes long enough per panel to ask at once
-      for (std::size_t b = 0; b < next.count; ++b) next.at(b);
+      // the next panel's scales are asked for at once: the int16 path computes long enough per panel
+      const NextScales next(x, j0, n1);
+      for (std::size_t b = 0; b < next.count; ++b) _mm_prefetch(next.lines + 64 * b, _MM_HINT_T1);
       panel_fold_tables(x, j0, kColumnOrder, fold);
       std::fill(fold.sums.begin(), fold.sums.end(), 0.0f);
     }
