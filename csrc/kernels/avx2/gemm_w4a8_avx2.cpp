@@ -34,6 +34,18 @@
 // 3840), a block's 8 products per lane are summed in int16 (<= 30720, exact), and one vpmaddwd per block
 // widens them: accumulator lanes are the columns in natural order, so a group's fold is one conversion and
 // one FMA per 8 columns and row, with no reduction across lanes. Every row count takes this path.
+//
+// What the paths issue per 32 products of a row (instructions, not timings): the affine path one vpmaddubsw
+// and one vpaddw, plus the nibble split (1.5, shared by the row tile) and 1/8 vpmaddwd and vpaddd; the byte path
+// the nibble split (1.5), vpshufb, vpsignb, vpmaddubsw, vpmaddwd and vpaddd (6.5): a product of an 8-bit level
+// and an 8-bit activation leaves no int16 headroom (pair sums up to 32512), so each vpmaddubsw needs its own
+// widening, where 4-bit codes (pair sums up to 3840) sum 8 in int16. The int16 path issues 2 vpmaddwd and 2
+// vpaddd per 32 products of a row (the decode shared by the rows). So at few rows a table panel issues about
+// 1.4-1.7x the instructions of an affine one, which is what it costs when the products bound the time. No exact
+// form for arbitrary levels in [-127, 127] found is cheaper: two 4-bit digit tables (L = 16 h + l + const) double
+// the lookups and multiplies; levels offset to unsigned (L - min as u8: no vpsignb, 5.5) are exact only when a
+// column's levels span at most 127, which fitted codebooks (about [-127, 127]) do not. VNNI's vpdpbusd and NEON's
+// sdot widen inside the multiply, for both kinds of panel.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -172,82 +184,26 @@ inline void group_scales(const W4A8Args& x, const int32_t col_index[8], std::siz
   }
 }
 
-// Column order of the byte path's column sums, the int16 path's decoded slice and of every accumulator: lane l of the
-// 8-column half s holds column 8 s + kColumnOrder[l] of the panel (the transpose below interleaves even and odd
-// columns).
-constexpr int kColumnOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
-
-// Per panel state of the byte and int16 paths: each group's scales (and zero points) in the accumulators' column order,
-// and the float sums of every row.
-struct PanelFold {
-  std::vector<float> scale;   // groups x 16
-  std::vector<int32_t> zero;  // groups x 16, when zeros
-  std::vector<float> sums;    // rows x 16
-};
-
-// The panel's scales (and zero points) of every group, lane c of group g at 16 g + c holding column
-// j0 + 8 (c / 8) + order[c % 8] (0 past n).
-void panel_fold_tables(const W4A8Args& x, std::size_t j0, const int order[8], PanelFold& fold) {
-  if (j0 + kPanelCols <= x.n) {  // the scales 8 groups x 8 columns at a time, transposed in registers
-    for (std::size_t h = 0; h < 2; ++h) {
-      alignas(32) int32_t col_index[8];
-      for (int l = 0; l < 8; ++l) col_index[l] = static_cast<int32_t>((j0 + 8 * h + order[l]) * x.groups);
-      alignas(32) float block[8][8];
-      for (std::size_t g = 0; g < x.groups; g += 8) {
-        group_scales(x, col_index, g, block);
-        for (std::size_t i = 0; i < 8 && g + i < x.groups; ++i) {
-          _mm256_storeu_ps(fold.scale.data() + 16 * (g + i) + 8 * h, _mm256_load_ps(block[i]));
-        }
-      }
-    }
-    if (x.zeros == nullptr) return;
-    for (std::size_t c = 0; c < 16; ++c) {
-      const int8_t* z = x.zeros + (j0 + 8 * (c / 8) + order[c % 8]) * x.groups;
-      for (std::size_t g = 0; g < x.groups; ++g) fold.zero[16 * g + c] = z[g];
-    }
-    return;
-  }
-  for (std::size_t c = 0; c < 16; ++c) {
-    const std::size_t col = j0 + 8 * (c / 8) + order[c % 8];
-    for (std::size_t g = 0; g < x.groups; ++g) {
-      fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
-      if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
-    }
-  }
-}
-
-// The scales of the panel after the one computing (16 columns x G floats, contiguous), asked for one line per
-// block of 32 k while this panel computes: without it each panel's transpose (panel_fold_tables) waits on
-// memory once per line, and asked for all at once they queue ahead of the codes' stream. G lines at most,
-// so the blocks of one pass over a panel (at least G) reach them all.
-struct NextScales {
-  const char* lines = nullptr;
-  std::size_t count = 0;
-  NextScales() = default;
-  NextScales(const W4A8Args& x, std::size_t j0, std::size_t n1) {
-    if (x.out == nullptr || j0 + kPanelCols >= n1) return;
-    lines = reinterpret_cast<const char*>(x.scales + (j0 + kPanelCols) * x.groups);
-    count = (std::min(kPanelCols, x.n - j0 - kPanelCols) * x.groups * sizeof(float) + 63) / 64;
-  }
-  void at(std::size_t b) const {
-    if (b < count) _mm_prefetch(lines + 64 * b, _MM_HINT_T0);
-  }
-};
-
 // The byte path: one row (activations ta, |a| tabs) times 4 consecutive column pairs of one panel (tables at
 // `tables`, 32 bytes apart; codes from `codes`) from column j: the int32 D of every group (x.d) or the
 // float output (x.out), columns past n skipped, result row i. The 4 pairs share each activation load and
 // their accumulators are independent chains. At each group end the 4 accumulators are summed per column
 // (column_sums: 9 single-uop instructions for 8 columns), and with the float output converted once and
-// multiplied by the 8 columns' scales of the group, read in the same lane order from the panel's transposed
-// table (`scale`, and `zero` with zero points: 16 entries per group, this tile's 8 first).
+// multiplied by the 8 columns' scales of the group in the same lane order (group_scales: a gather
+// instruction per group costs more).
 template <bool kInt32, bool kZeros>
 void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const uint8_t* tables, const uint8_t* codes,
-               std::size_t i, std::size_t j, const float* scale, const int32_t* zero, NextScales next) {
+               std::size_t i, std::size_t j) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
   const std::size_t blocks = blocks32(x.k), group_blocks = x.group_size / 32;
   const std::size_t cols = std::min<std::size_t>(8, x.n - j);
+  const int lane_col[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  alignas(32) int32_t col_index[8];  // each lane's column (clamped to n - 1: padding lanes read a real scale)
+  for (int l = 0; l < 8; ++l) {
+    col_index[l] = static_cast<int32_t>(std::min<std::size_t>(j + lane_col[l], x.n - 1) * x.groups);
+  }
+  alignas(32) float group_scale[8][8];
   __m256i table[4];
   for (int p = 0; p < 4; ++p) table[p] = load32(tables + 32 * p);
   __m256 facc = _mm256_setzero_ps();
@@ -258,7 +214,6 @@ void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const u
       // a GEMV streams the weights once: ask for the panel's codes 16 blocks (4 KiB) ahead, all 8 pairs
       const char* ahead = reinterpret_cast<const char*>(codes + 32 * kPairs * (b + 16));
       for (int line = 0; line < 4; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T0);
-      next.at(b);
       __m256i v[4];
       for (int p = 0; p < 4; ++p) v[p] = load32(codes + 32 * kPairs * b + 32 * p);
       for (int half = 0; half < 2; ++half) {  // k 0-15 of the block (low nibbles), then k 16-31 (high)
@@ -277,23 +232,33 @@ void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const u
       alignas(32) int32_t t[8];
       _mm256_store_si256(reinterpret_cast<__m256i*>(t), d);
       for (int l = 0; l < 8; ++l) {
-        const std::size_t c = kColumnOrder[l];
+        const std::size_t c = lane_col[l];
         if (c < cols) x.d[(i * x.n + j + c) * x.groups + g] = t[l];
       }
       continue;
     }
-    if (kZeros) {
-      const __m256i z = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zero + 16 * g));
-      d = _mm256_sub_epi32(d, _mm256_mullo_epi32(z, _mm256_set1_epi32(x.asum[i * x.groups + g])));
+    if (g % 8 == 0) {     // the 8 columns' scales of groups g to g + 7, transposed to one vector per group
+      if (g % 16 == 0) {  // each column's scales are a stream of their own: the next line, 16 groups ahead
+        for (int l = 0; l < 8; ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(x.scales + col_index[l] + g + 16), _MM_HINT_T0);
+        }
+      }
+      group_scales(x, col_index, g, group_scale);
     }
-    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(scale + 16 * g), facc);
+    if (kZeros) {
+      alignas(32) int32_t z[8];
+      for (int l = 0; l < 8; ++l) z[l] = x.zeros[col_index[l] + g];
+      const __m256i zv = _mm256_load_si256(reinterpret_cast<const __m256i*>(z));
+      d = _mm256_sub_epi32(d, _mm256_mullo_epi32(zv, _mm256_set1_epi32(x.asum[i * x.groups + g])));
+    }
+    facc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_load_ps(group_scale[g % 8]), facc);
   }
   if (kInt32) return;
   alignas(32) float sums[8];
   _mm256_store_ps(sums, _mm256_mul_ps(facc, _mm256_set1_ps(x.row_scale[i])));
   float* row = x.out + i * x.n + j;
   for (int l = 0; l < 8; ++l) {
-    const std::size_t c = kColumnOrder[l];
+    const std::size_t c = lane_col[l];
     if (c < cols) row[c] = sums[l] + (x.bias != nullptr ? x.bias[j + c] : 0.0f);
   }
 }
@@ -303,28 +268,25 @@ void gemv_tile(const W4A8Args& x, const int8_t* ta, const uint8_t* tabs, const u
 template <bool kInt32, bool kZeros>
 void gemm_bytes(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n0, std::size_t n1) {
   const Activations act(x, m0, m1);
-  PanelFold fold;
-  if (!kInt32) fold.scale.resize(x.groups * 16);
-  if (kZeros) fold.zero.resize(x.groups * 16);
   const std::size_t pb = panel_bytes(x.k);
   for (std::size_t j0 = n0; j0 < n1; j0 += kPanelCols) {
     const uint8_t* tables = x.packed + j0 / kPanelCols * pb;
     const uint8_t* codes = tables + 32 * kPairs;
     int offset;
     if (affine_panel(tables, &offset)) continue;  // gemm_affine's
-    if (!kInt32) panel_fold_tables(x, j0, kColumnOrder, fold);
-    const NextScales next(x, j0, n1), none;
     for (std::size_t i = m0; i < m1; ++i) {
       const int8_t* ta = act.a.data() + (i - m0) * act.stride;
       const uint8_t* tabs = act.abs.data() + (i - m0) * act.stride;
       for (std::size_t q = 0; q < kPairs && j0 + 2 * q < n1; q += 4) {
-        gemv_tile<kInt32, kZeros>(x, ta, tabs, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q,
-                                  fold.scale.data() + 2 * q, kZeros ? fold.zero.data() + 2 * q : nullptr,
-                                  q == 0 && i == m0 ? next : none);
+        gemv_tile<kInt32, kZeros>(x, ta, tabs, tables + 32 * q, codes + 32 * q, i, j0 + 2 * q);
       }
     }
   }
 }
+
+// The int16 path. Column order of the decoded slice and of every accumulator: lane l of the 8-column half s
+// holds column 8 s + kColumnOrder[l] of the panel (the transpose below interleaves even and odd columns).
+constexpr int kColumnOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 
 // Decodes blocks [b0, b1) of a panel to int16: for each k pair p, 64 bytes = 16 columns x (w[k], w[k + 1]).
 void decode_slice(const uint8_t* panel, std::size_t b0, std::size_t b1, int16_t* out) {
@@ -471,6 +433,45 @@ MEDQK_W4_MICRO_FOLD(3,
 #undef MEDQK_W4_LOAD
 #undef MEDQK_W4_STORE
 
+// Per panel state of the int16 path: each group's scales (and zero points) in the accumulators' column order,
+// and the float sums of every row.
+struct PanelFold {
+  std::vector<float> scale;   // groups x 16
+  std::vector<int32_t> zero;  // groups x 16, when zeros
+  std::vector<float> sums;    // rows x 16
+};
+
+// The panel's scales (and zero points) of every group, lane c of group g at 16 g + c holding column
+// j0 + 8 (c / 8) + order[c % 8] (0 past n).
+void panel_fold_tables(const W4A8Args& x, std::size_t j0, const int order[8], PanelFold& fold) {
+  if (j0 + kPanelCols <= x.n) {  // the scales 8 groups x 8 columns at a time, transposed in registers
+    for (std::size_t h = 0; h < 2; ++h) {
+      alignas(32) int32_t col_index[8];
+      for (int l = 0; l < 8; ++l) col_index[l] = static_cast<int32_t>((j0 + 8 * h + order[l]) * x.groups);
+      alignas(32) float block[8][8];
+      for (std::size_t g = 0; g < x.groups; g += 8) {
+        group_scales(x, col_index, g, block);
+        for (std::size_t i = 0; i < 8 && g + i < x.groups; ++i) {
+          _mm256_storeu_ps(fold.scale.data() + 16 * (g + i) + 8 * h, _mm256_load_ps(block[i]));
+        }
+      }
+    }
+    if (x.zeros == nullptr) return;
+    for (std::size_t c = 0; c < 16; ++c) {
+      const int8_t* z = x.zeros + (j0 + 8 * (c / 8) + order[c % 8]) * x.groups;
+      for (std::size_t g = 0; g < x.groups; ++g) fold.zero[16 * g + c] = z[g];
+    }
+    return;
+  }
+  for (std::size_t c = 0; c < 16; ++c) {
+    const std::size_t col = j0 + 8 * (c / 8) + order[c % 8];
+    for (std::size_t g = 0; g < x.groups; ++g) {
+      fold.scale[16 * g + c] = col < x.n ? x.scales[col * x.groups + g] : 0.0f;
+      if (x.zeros != nullptr) fold.zero[16 * g + c] = col < x.n ? x.zeros[col * x.groups + g] : 0;
+    }
+  }
+}
+
 template <int R>
 void rows_slice(const W4A8Args& x, const int32_t* a, std::size_t kp, const int16_t* slice, std::size_t slice_p0,
                 std::size_t slice_p1, std::size_t i0, std::size_t j0, PanelFold& fold, std::size_t fold_row) {
@@ -539,9 +540,13 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
     int offset;
     if (affine_panel(panel, &offset)) continue;  // gemm_affine's
     if (x.out != nullptr) {
-      // the next panel's scales are asked for at once: the int16 path computes long enough per panel
-      const NextScales next(x, j0, n1);
-      for (std::size_t b = 0; b < next.count; ++b) _mm_prefetch(next.lines + 64 * b, _MM_HINT_T1);
+      // the next panel's scales (16 columns x G floats, contiguous) are asked for while this panel computes:
+      // with few rows the gather below otherwise waits on memory once per line
+      if (j0 + kPanelCols < n1) {
+        const char* next = reinterpret_cast<const char*>(x.scales + (j0 + kPanelCols) * x.groups);
+        const std::size_t bytes = std::min(kPanelCols, x.n - j0 - kPanelCols) * x.groups * sizeof(float);
+        for (std::size_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
+      }
       panel_fold_tables(x, j0, kColumnOrder, fold);
       std::fill(fold.sums.begin(), fold.sums.end(), 0.0f);
     }
