@@ -34,6 +34,18 @@
 // 3840), a block's 8 products per lane are summed in int16 (<= 30720, exact), and one vpmaddwd per block
 // widens them: accumulator lanes are the columns in natural order, so a group's fold is one conversion and
 // one FMA per 8 columns and row, with no reduction across lanes. Every row count takes this path.
+//
+// What the paths issue per 32 products of a row (instructions, not timings): the affine path one vpmaddubsw
+// and one vpaddw, plus the nibble split (1.5, shared by the row tile) and 1/8 vpmaddwd and vpaddd; the byte path
+// the nibble split (1.5), vpshufb, vpsignb, vpmaddubsw, vpmaddwd and vpaddd (6.5): a product of an 8-bit level
+// and an 8-bit activation leaves no int16 headroom (pair sums up to 32512), so each vpmaddubsw needs its own
+// widening, where 4-bit codes (pair sums up to 3840) sum 8 in int16. The int16 path issues 2 vpmaddwd and 2
+// vpaddd per 32 products of a row (the decode shared by the rows). So at few rows a table panel issues about
+// 1.4-1.7x the instructions of an affine one, which is what it costs when the products bound the time. No exact
+// form for arbitrary levels in [-127, 127] found is cheaper: two 4-bit digit tables (L = 16 h + l + const) double
+// the lookups and multiplies; levels offset to unsigned (L - min as u8: no vpsignb, 5.5) are exact only when a
+// column's levels span at most 127, which fitted codebooks (about [-127, 127]) do not. VNNI's vpdpbusd and NEON's
+// sdot widen inside the multiply, for both kinds of panel.
 #include <immintrin.h>
 
 #include <algorithm>
