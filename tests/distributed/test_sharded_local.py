@@ -99,6 +99,25 @@ def test_large_batches(spec):
     assert_same(one, many, q, 10)
 
 
+@pytest.mark.parametrize("spec", ["int4", "cb4+rerank:int8"])
+def test_shards_smaller_than_the_candidate_list(spec, monkeypatch):
+    """8 shards of 75 vectors, k = 60: one index keeps 120 candidates (cb4+rerank: 240), more than the GEMM
+    path takes, so it scans the 4-bit tables; each shard is asked for as many (with its 75 rows it would
+    otherwise take the GEMM path and rank its candidates by other scores)."""
+    one, many = pair(spec, shards=8)
+    x, _ = data()
+    one.add(x)
+    many.add(x)
+    asked = []
+    real = many._engine.call
+    monkeypatch.setattr(many._engine, "call",
+                        lambda h, method, args: asked.extend(a[1] for a in args.values() if method == "first_stage")
+                        or real(h, method, args))
+    q = np.random.default_rng(6).standard_normal((300, D)).astype(np.float32)
+    assert_same(one, many, q, 60)
+    assert asked == [120 if spec == "int4" else 240] * 8
+
+
 def test_float32_within_rounding():
     """float32 is scored by BLAS, whose rounding of a row depends on the block it falls in: the merged scores
     equal one index's within two float32 dot-product bounds, the ids wherever no two scores are that close."""

@@ -618,6 +618,11 @@ def load(path, *, engine: str = "local", address: str | None = None, actor_optio
                 raise IndexFileError(f"shard {s} holds {d['rows']} rows, {d['live']} live; the manifest says "
                                      f"{entry.get('rows')}, {entry.get('live')}")
             index._stats[s] = (d["rows"], d["live"])
+    except ShardUnavailableError as e:
+        index.close()
+        if "IndexFileError" in str(e):  # a Ray actor refused its shard's files
+            raise IndexFileError(str(e)) from e
+        raise
     except BaseException:
         index.close()
         raise

@@ -62,9 +62,9 @@ class RayEngine:
         self._actor_class = ray.remote(Shard)
 
     def start(self, specs: list[dict]) -> list:
-        handles = [self._actor_class.options(**self.actor_options).remote(**spec) for spec in specs]
-        self.call(handles, "stats", {i: () for i in range(len(handles))})  # raises if one failed to start
-        return handles
+        """Creates the actors without waiting for them: an actor that fails to start (its shard's files
+        refused, say) raises from the first call, naming its shard, as a dead one does."""
+        return [self._actor_class.options(**self.actor_options).remote(**spec) for spec in specs]
 
     def call(self, handles: list, method: str, args: dict[int, tuple]) -> dict:
         refs = {i: getattr(handles[i], method).remote(*a) for i, a in args.items()}
@@ -72,15 +72,18 @@ class RayEngine:
         for i, ref in refs.items():
             try:
                 out[i] = self.ray.get(ref)
+            except self.ray.exceptions.RayTaskError as e:
+                raise e.as_instanceof_cause() from None  # the shard's own exception (ValueError, KeyError, ...)
             except self.ray.exceptions.RayActorError as e:
                 for other in refs.values():  # nothing of this call is used: stop what still runs
                     try:
                         self.ray.cancel(other)
                     except Exception:  # finished, or its actor is gone too
                         pass
-                raise ShardUnavailableError(i, f"shard {i} (Ray actor {handles[i]._actor_id.hex()}) is not "
-                                               f"available: {type(e).__name__}: {str(e).splitlines()[0]}; "
-                                               f"no partial result was returned") from e
+                what = ("failed to start" if getattr(e, "actor_init_failed", False) else "is not available")
+                detail = " ".join(line.strip() for line in str(e).splitlines()[:3])
+                raise ShardUnavailableError(i, f"shard {i} (Ray actor {handles[i]._actor_id.hex()}) {what}: "
+                                               f"{type(e).__name__}: {detail}; no partial result was returned") from e
         return out
 
     def stop(self, handles: list) -> None:
