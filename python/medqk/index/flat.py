@@ -70,6 +70,18 @@ def as_vectors(x, name: str, dim: int) -> np.ndarray:
     return x
 
 
+def check_k(k, live: int) -> int:
+    """k as an int, or the error search() raises for a k that is not in 1..live (live: vectors searched)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if live == 0:
+        raise RuntimeError("the index is empty: add(x) vectors before search()")
+    if k > live:
+        raise ValueError(f"k={k} is larger than the {live} vectors in the index "
+                         f"(k must be in 1..len(index); k={live} returns them all)")
+    return int(k)
+
+
 def unit_vectors(x: np.ndarray, name: str) -> np.ndarray:
     """The rows of x (checked float32) scaled to norm 1 (metric "cos"); a zero row is refused."""
     norms = np.sqrt(np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)))
@@ -330,15 +342,8 @@ class Index:
         Returns (scores float32 (nq, k), ids int64 (nq, k)), best first; see the module doc for the
         score meaning and the tie rule.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = check_k(k, len(self))
         q = self._vectors_in(q, "q")
-        live = len(self)
-        if live == 0:
-            raise RuntimeError("the index is empty: add(x) vectors before search()")
-        if k > live:
-            raise ValueError(f"k={k} is larger than the {live} vectors in the index "
-                             f"(k must be in 1..len(index); k={live} returns them all)")
         nthreads = threads_arg(threads)
         allowed = self._allowed_rows(filter)
         if allowed is None:
