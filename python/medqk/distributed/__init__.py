@@ -151,6 +151,8 @@ class ShardedIndex:
 
     def _setup(self, template, shards: int, engine) -> None:
         self._template = template
+        self.spec, self.dim, self.metric = template.spec, template.dim, template.metric
+        self.engine = engine.name  # "local" or "ray"
         self.shards = shards
         self._engine = engine
         self._handles: list | None = None
@@ -162,22 +164,6 @@ class ShardedIndex:
         self._saved: tuple[str, dict] | None = None  # (folder, manifest) while nothing changed since a save
 
     # -- properties ----------------------------------------------------------------------------
-    @property
-    def spec(self):
-        return self._template.spec
-
-    @property
-    def dim(self) -> int:
-        return self._template.dim
-
-    @property
-    def metric(self) -> str:
-        return self._template.metric
-
-    @property
-    def engine(self) -> str:
-        return self._engine.name
-
     @property
     def actors(self) -> list:
         """The shards: Ray actor handles (engine "ray") or :class:`~medqk.distributed._shard.Shard` objects
@@ -426,16 +412,8 @@ class ShardedIndex:
             return self._search(q, k, threads, filter, nprobe)
 
     def _search(self, q, k, threads, filter, nprobe):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
-        k = int(k)
+        k = _flat.check_k(k, self.ntotal)
         q = self._template._vectors_in(q, "q")  # NaN / Inf refused here, before any shard is asked
-        live = self.ntotal
-        if live == 0:
-            raise RuntimeError("the index is empty: add(x) vectors before search()")
-        if k > live:
-            raise ValueError(f"k={k} is larger than the {live} vectors in the index "
-                             f"(k must be in 1..len(index); k={live} returns them all)")
         nthreads = threads_arg(threads)
         if nprobe is not None:
             part = ivf_part(self._template)
