@@ -341,3 +341,14 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(ImportError, match=r"engine='ray' needs Ray: pip install 'medqk\[ray\]'"):
         ShardedIndex("int8", D, shards=2, engine="ray")
+
+
+def test_cli_engine_flags(tmp_path, capsys):
+    """medqk eval --engine / --address: --address needs --engine ray; --model runs here."""
+    from medqk import cli
+
+    assert cli.main(["eval", "--address", "127.0.0.1:6379", "--out", str(tmp_path / "r")]) != 0
+    assert "--address is for --engine ray" in capsys.readouterr().err
+    assert cli.main(["eval", "--engine", "ray", "--model", "m", "--out", str(tmp_path / "r")]) != 0
+    assert "--engine ray runs vector evaluations" in capsys.readouterr().err
+    assert cli.main(["eval", "--engine", "spark"]) != 0

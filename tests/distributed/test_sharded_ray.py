@@ -105,3 +105,36 @@ def test_killed_actor(local_ray, tmp_path):
             many.search(q, 10, retry=True)  # changed since the save: no restart
     finally:
         many.close()
+
+
+TIMING = ("train_s", "add_s", "qps", "latency_ms", "peak_rss_mib", "measured_on")
+
+
+def untimed(result) -> dict:
+    out = result.to_dict()
+    out["meta"] = {k: v for k, v in out["meta"].items() if k != "date"}
+    out["schemes"] = [{k: v for k, v in row.items() if k not in TIMING} for row in out["schemes"]]
+    # the fastest scheme is picked by QPS, a timing (two local runs may differ there too)
+    out["recommendation"] = {k: v for k, v in out["recommendation"].items() if k not in ("fastest", "statement")}
+    return out
+
+
+def test_eval_on_ray_equals_local(local_ray):
+    """The scheme x fold grid as Ray tasks: the report equals the local run's but for the timing fields, and
+    each row says where it was measured; a scheme failing in its task is skipped with the local reason."""
+    from medqk.eval import Dataset, evaluate, load_sample
+
+    sample = load_sample()
+    data = Dataset("sample", np.ascontiguousarray(sample.docs[:800]), np.ascontiguousarray(sample.queries[:30]))
+    schemes = ["int8", "cb4", "cb4+rerank:int8", "pq48x4fs", "pq7x4fs"]  # pq7x4fs: 7 does not divide 384
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = evaluate(data, schemes, k=10, cv=2, threads=1)
+        there = evaluate(data, schemes, k=10, cv=2, threads=1, engine="ray")
+    assert [s["spec"] for s in there.schemes] == ["int8", "cb4", "cb4+rerank:int8", "pq48x4fs"]
+    assert there.skipped == here.skipped and there.skipped[0]["spec"] == "pq7x4fs"
+    assert set(there.robustness["cv"]["schemes"]) == set(here.robustness["cv"]["schemes"])
+    assert untimed(there) == untimed(here)
+    assert all(row["measured_on"]["engine"] == "ray" and row["measured_on"]["pid"] != os.getpid()
+               for row in there.schemes)
+    assert all("measured_on" not in row for row in here.schemes)

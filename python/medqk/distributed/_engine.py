@@ -27,6 +27,19 @@ def import_ray():
     return ray
 
 
+def connect(address: str | None = None):
+    """The ray module, connected: to the Ray instance this process has started or joined, else to the cluster
+    at ``address`` (None: a new local instance); ConnectionError naming the address when that fails."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address)
+        except Exception as e:  # ConnectionError, TimeoutError, RuntimeError, ValueError, by version
+            where = "a new local Ray instance" if address is None else f"the Ray cluster at {address!r}"
+            raise ConnectionError(f"engine='ray': cannot reach {where}: {e}") from e
+    return ray
+
+
 class LocalEngine:
     """Shards as objects of this process, called one after the other."""
 
@@ -50,14 +63,7 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, address: str | None = None, actor_options: dict | None = None):
-        ray = import_ray()
-        self.ray = ray
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address)
-            except Exception as e:  # ConnectionError, TimeoutError, RuntimeError, ValueError, by version
-                where = "a new local Ray instance" if address is None else f"the Ray cluster at {address!r}"
-                raise ConnectionError(f"engine='ray': cannot reach {where}: {e}") from e
+        ray = self.ray = connect(address)
         self.actor_options = dict(actor_options or {})
         self._actor_class = ray.remote(Shard)
 
