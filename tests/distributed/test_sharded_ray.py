@@ -138,3 +138,7 @@ def test_eval_on_ray_equals_local(local_ray):
     assert all(row["measured_on"]["engine"] == "ray" and row["measured_on"]["pid"] != os.getpid()
                for row in there.schemes)
     assert all("measured_on" not in row for row in here.schemes)
+    from medqk.eval import report
+
+    assert "timed in Ray tasks on" in report.markdown(there)
+    assert "Ray tasks" not in report.markdown(here)
