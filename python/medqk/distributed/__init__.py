@@ -16,25 +16,25 @@ deterministic rule that spreads consecutive ids evenly and sends an id's later `
 ``vectors`` and filters to the shard that holds it. The driver numbers every added vector in call order (its
 "seq": the row one index built by the same calls would give it), the shards keep those numbers.
 
-**Exact results.** A search checks the queries (NaN / Inf refused before anything is sent), fans the batch
-out and merges on the driver by the rule one index selects by: higher score first, equal scores -> lower
-seq (one index's lower row), and, for IVF, equal keys -> lower list, then lower seq (its storage position).
-Two-stage indexes take two rounds, as one index takes two steps: each shard returns the candidates of its
-first stage (int8 codes, 4-bit tables, PQ, IVF, or the base of ``+rerank``) with the scores that selected
-them; the driver keeps the ``kc`` best of all (``kc`` as one index computes it from all stored rows), and
-each shard re-ranks its part of that list with the final scores (float re-scoring of int8 codes, the float
-ADC tables, or the ``+rerank`` codec). A filter allowing few rows takes the exact scan one index would take
-(decided on the total). Shards compute every score with the same kernels, the same query chunks and the same
-per-row arithmetic as one index, so the merged ids and scores equal one index's bit for bit, for the
-specs whose per-vector scores do not depend on where the vector sits among the others. Not so: ``float32``
-(and ``fp16`` past 256 queries, and a selective filter's exact scan of float32, fp16 or IVF vectors), which
-one index scores with BLAS matrix products whose rounding of a vector's score depends on the block it falls
-in, and ``rabitq``, whose stored factors come from a BLAS rotation of each add() batch (one index differs
-with the batches too): there the merged scores equal one index's to float32 rounding, and the ids up to
-the order of near-ties. The scans' float keys (4-bit tables: ``alpha * sum + beta``; IVF: ``step * key``)
-are merged as floats: distinct integer sums give distinct floats while their magnitude stays below 2^23
-steps, which one index's own merge of its threads' parts relies on too. ``hnsw`` is refused: a graph
-search depends on the whole graph.
+**Exact results.** A search checks the queries (NaN / Inf refused before anything is sent), fans the batch out
+and merges on the driver by the rule one index selects by: higher score first, equal scores -> lower seq (one
+index's lower row), and, for IVF, equal keys -> lower list, then lower seq (its storage position). Two-stage
+indexes take two rounds, as one index takes two steps: each shard returns the candidates of its first stage
+(int8 codes, 4-bit tables, PQ, IVF, or the base of ``+rerank``) with the scores that selected them; the driver
+keeps the ``kc`` best of all (``kc`` as one index computes it from all stored rows), and each shard re-ranks
+its part of that list with the final scores (float re-scoring of int8 codes, the float ADC tables, or the
+``+rerank`` codec). A filter allowing few rows takes the exact scan one index would take (decided on the
+total). Shards compute every score with the same kernels, the same query chunks and the same per-row
+arithmetic as one index, so the merged ids and scores equal one index's bit for bit, for the specs whose
+per-vector scores do not depend on where the vector sits among the others. Not so: ``float32`` (and ``fp16``
+past 256 queries or on the Numba backend, and a selective filter's exact scan of float32, fp16 or IVF
+vectors), which one index scores with BLAS matrix products whose rounding of a vector's score depends on the
+block it falls in, and ``rabitq``, whose stored factors come from a BLAS rotation of each add() batch (one
+index differs with the batches too): there the merged scores equal one index's to float32 rounding, and the
+ids up to the order of near-ties. The scans' float keys (4-bit tables: ``alpha * sum + beta``; IVF: ``step *
+key``) are merged as floats: distinct integer sums give distinct floats while their magnitude stays below 2^23
+steps, which one index's own merge of its threads' parts relies on too. ``hnsw`` is refused: a graph search
+depends on the whole graph.
 
 **Failures.** A shard that does not answer (its actor died) makes the call raise
 :class:`ShardUnavailableError` naming the shard; no partial top-k is ever returned. After :meth:`save` (or

@@ -8,6 +8,8 @@ returned. Ray is imported only when a "ray" engine is made.
 
 from __future__ import annotations
 
+import socket
+
 from ._shard import Shard
 
 
@@ -27,11 +29,29 @@ def import_ray():
     return ray
 
 
+REACH_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str | None) -> None:
+    """ConnectionError unless a TCP connection to ``[ray://]host:port`` opens within REACH_TIMEOUT_S: ray.init
+    itself retries an unreachable cluster for minutes before it fails."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return  # a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as e:
+        raise ConnectionError(f"engine='ray': cannot reach the Ray cluster at {address!r}: {e}") from None
+
+
 def connect(address: str | None = None):
     """The ray module, connected: to the Ray instance this process has started or joined, else to the cluster
     at ``address`` (None: a new local instance); ConnectionError naming the address when that fails."""
     ray = import_ray()
     if not ray.is_initialized():
+        _check_reachable(address)
         try:
             ray.init(address=address)
         except Exception as e:  # ConnectionError, TimeoutError, RuntimeError, ValueError, by version
