@@ -370,3 +370,19 @@ def test_unreachable_ray_address():
         pytest.skip("a Ray instance is already running in this process (the address would not be used)")
     with pytest.raises(ConnectionError, match="cannot reach the Ray cluster at '127.0.0.1:1'"):
         ShardedIndex("int8", D, shards=2, engine="ray", address="127.0.0.1:1")  # port 1: refused at once
+
+
+def test_no_shard_has_a_candidate():
+    """IVF probing one list while the filter allows only another list's vectors: one index returns rows of
+    -1 / -inf, and so does the sharded one (no shard has a candidate to re-rank)."""
+    one, many = pair("ivf8,pq8x4fs+rerank:int8", nprobe=1)
+    x, _ = data()
+    one.add(x)
+    many.add(x)
+    ivf = one.base
+    lists = np.repeat(np.arange(ivf.nlist), ivf.list_sizes())[np.argsort(ivf._list_ids)]  # list of each id
+    big = np.argsort(-ivf.list_sizes())[:2]
+    allowed = np.flatnonzero(lists == big[0])  # above the exact-scan fraction: the masked IVF scan
+    q = x[lists == big[1]][:5]  # each probes its own list only
+    a = assert_same(one, many, q, 3, filter=allowed)
+    assert (a[1] == -1).all()

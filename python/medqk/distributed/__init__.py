@@ -102,10 +102,12 @@ def _check_shardable(index) -> None:
                              f"flat, PQ or IVF spec")
 
 
-def _merge(parts: list[tuple], m: int, by_list: bool) -> dict:
+def _merge(parts: list[tuple], m: int, by_list: bool, nq: int) -> dict:
     """The best m of per-shard results (shard, (scores, rows, seq, ids, lists)) per query: higher score,
     then (IVF) lower list, then lower seq; rows -1 last. Returns the columns as arrays (nq, m), padded with
     -inf / -1 when fewer exist, and the shard of each."""
+    none = (np.full((nq, 0), -np.inf, np.float32),) + tuple(np.full((nq, 0), -1, np.int64) for _ in range(4))
+    parts = list(parts) or [(-1, none)]  # no shard had a candidate (IVF lists without an allowed vector)
     cols = {"scores": [], "rows": [], "seq": [], "ids": [], "lists": [], "shard": []}
     for shard, (scores, rows, seq, ids, lists) in parts:
         cols["scores"].append(scores)
@@ -431,13 +433,13 @@ class ShardedIndex:
             if allowed <= self._template.exact_scan_fraction * rows_total:
                 step = max(1, _flat._EXACT_BLOCK // allowed) if allowed else 1
                 out = self._call("exact", {s: (q, k, token, step) for s in filled})
-                return self._finish(q, _merge(sorted(out.items()), k, by_list=False))
+                return self._finish(q, _merge(sorted(out.items()), k, False, len(q)))
         factor = _candidate_factor(self._template)
         by_list = ivf_part(self._template) is not None
         if factor is None:
             out = self._call("first_stage", {s: (q, min(k, self._stats[s][0]), nthreads, token, nprobe, False)
                                              for s in filled})
-            return self._finish(q, _merge(sorted(out.items()), k, by_list))
+            return self._finish(q, _merge(sorted(out.items()), k, by_list, len(q)))
         kc = min(rows_total, factor * k)
         # the 4-bit table codecs choose their scan by the candidate count: each shard is given one index's
         # (their kernels pad a shard with fewer rows); the others take at most their rows
@@ -445,7 +447,7 @@ class ShardedIndex:
         fixed = isinstance(base, FlatLUT4Index)
         out = self._call("first_stage", {s: (q, kc if fixed else min(kc, self._stats[s][0]), nthreads, token, nprobe,
                                              True) for s in filled})
-        cand = _merge(sorted(out.items()), kc, by_list)
+        cand = _merge(sorted(out.items()), kc, by_list, len(q))
         second = {}
         for s in filled:
             mine = cand["shard"] == s
@@ -457,8 +459,8 @@ class ShardedIndex:
             rows = np.where(np.take_along_axis(mine, order, axis=1), np.take_along_axis(cand["rows"], order, axis=1),
                             -1)
             second[s] = (q, np.ascontiguousarray(rows), k, nthreads)
-        out = self._call("second_stage", second)
-        return self._finish(q, _merge(sorted(out.items()), k, by_list=False))
+        out = self._call("second_stage", second) if second else {}
+        return self._finish(q, _merge(sorted(out.items()), k, False, len(q)))
 
     def _finish(self, q, merged: dict) -> tuple[np.ndarray, np.ndarray]:
         """One index's Index._finish: the metric's scores and the final order (best first, equal -> lower id)."""
