@@ -90,6 +90,8 @@ def _print_info(as_json: bool) -> int:
 
 
 def _run_eval(args) -> int:
+    if args.address is not None and args.engine != "ray":
+        raise ValueError("--address is for --engine ray")
     from .eval import DataError, evaluate, load_files, load_folder, load_sample
     from .index.spec import split_specs
     if args.model:
@@ -139,6 +141,8 @@ def _run_eval(args) -> int:
                 cv=args.cv,
                 shift=args.shift,
                 progress=not args.quiet,
+                engine=args.engine,
+                address=args.address,
             )
     except KeyboardInterrupt:  # before the first scheme finished: nothing to report
         print("medqk: interrupted before the first scheme finished; no report written", file=sys.stderr)
@@ -148,6 +152,8 @@ def _run_eval(args) -> int:
 
 def _run_eval_model(args) -> int:
     """``medqk eval --model``: texts embedded at each model precision, then every index scheme on them."""
+    if args.engine != "local":
+        raise ValueError("--engine ray runs vector evaluations; with --model the schemes run here (--engine local)")
     from .eval import DataError, evaluate_model, load_sample_texts, load_texts
     from .eval.model import load_encoders, parse_precisions
     from .index.spec import split_specs
@@ -383,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--max-queries", type=_int_at_least(1, "a positive integer"), default=None,
                         metavar="N", help="use only the first N queries")
     p_eval.add_argument("--quiet", action="store_true", help="no progress lines")
+    p_eval.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="where the schemes and cross-validation folds run: here (default) or as Ray tasks "
+                        "(pip install 'medqk[ray]'); the report differs only in its timing fields")
+    p_eval.add_argument("--address", default=None,
+                        help="with --engine ray: the Ray cluster to join (default: a new local instance)")
     return parser
 
 

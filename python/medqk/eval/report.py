@@ -220,6 +220,10 @@ def markdown(result: EvalResult, *, plot_file: str | None = None, plot_error: st
          f"{versions.get('medqk', 'unknown')}, {m.get('date')}."),
         "",
     ]
+    hosts = sorted({row["measured_on"]["host"] for row in result.schemes if "measured_on" in row})
+    if hosts:  # medqk eval --engine ray: the timings are the tasks' (the CPU above is the driver's)
+        out += [f"Schemes built, searched and timed in Ray tasks on {', '.join(hosts)} (each row's "
+                f"`measured_on` in report.json).", ""]
     notes = _notes(result)
     if notes:
         out += ["## Checks and warnings", ""] + [f"- {n[0].upper() + n[1:]}" for n in notes] + [""]

@@ -399,6 +399,74 @@ def _failure_reason(exc: BaseException) -> str:
     return text if isinstance(exc, (ValueError, TypeError, RuntimeError)) else f"{type(exc).__name__}: {text}"
 
 
+class _RayTasks:
+    """``evaluate(engine="ray")``: the schemes and the cross-validation folds as Ray tasks (medqk.distributed
+    connects). The workers get the driver's BLAS thread count (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or
+    its core count), so that training rounds as it does here and the report equals the local run's."""
+
+    def __init__(self, address):
+        import os
+
+        from ..distributed._engine import connect
+
+        self.ray = connect(address)
+        blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count())
+        env = {"env_vars": {"OPENBLAS_NUM_THREADS": blas, "OMP_NUM_THREADS": blas}}
+        self._scheme = self.ray.remote(_scheme_task).options(runtime_env=env)
+        self._fold = self.ray.remote(_fold_task).options(runtime_env=env)
+        self._refs: dict[int, object] = {}
+
+    def put(self, arr):
+        """An object-store copy of a large argument, made once per array."""
+        if id(arr) not in self._refs:
+            self._refs[id(arr)] = (arr, self.ray.put(arr))
+        return self._refs[id(arr)][1]
+
+
+def _where() -> dict:
+    import os
+    import socket
+
+    return {"engine": "ray", "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _scheme_task(spec, docs, queries, k, kmax, ks, ref_scores, float_rel, qrels, threads, seed, metric, ref_docs,
+                 ref_queries):
+    """One scheme built and measured in a Ray worker: (row, None, SpecDataWarning messages) or (None, the
+    reason it failed, messages). The row's ``measured_on`` says where its timings were taken. (Arrays come as
+    arguments of their own: Ray resolves object references only there, not inside a tuple.)"""
+    from ..distributed._shard import own_array
+
+    docs, queries, ref_scores = own_array(docs), own_array(queries), own_array(ref_scores)
+    reference = (own_array(ref_docs), own_array(ref_queries))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SpecDataWarning)
+        try:
+            index, t_train, t_add = _PartCache([spec]).build(spec, docs, metric)
+            row = _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, qrels, threads, seed,
+                           metric, t_train, t_add, reference)
+            row["measured_on"] = _where()
+            reason = None
+        except Exception as exc:  # noqa: BLE001 -- reported as the local run reports it
+            row, reason = None, _failure_reason(exc)
+    return row, reason, [str(w.message) for w in caught if issubclass(w.category, SpecDataWarning)]
+
+
+def _fold_task(spec, docs, train, held, queries, k, threads, metric):
+    """One cross-validation fold in a Ray worker: (mean recall, None) or (None, the reason it failed)."""
+    from ..distributed._shard import own_array
+
+    docs, queries = own_array(docs), own_array(queries)
+    try:
+        return float(_subset_recall(spec, docs[train], docs[held], queries, k, threads, metric).mean()), None
+    except Exception as exc:  # noqa: BLE001
+        return None, _failure_reason(exc)
+
+
+class _TaskFailed(RuntimeError):
+    """A scheme that failed in its Ray task, with the reason the task gave."""
+
+
 def evaluate(
     data: Dataset,
     schemes=None,
@@ -412,6 +480,8 @@ def evaluate(
     shift: str | None = None,
     progress: bool = False,
     reference_vectors: tuple[np.ndarray, np.ndarray] | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> EvalResult:
     """Evaluates every spec in ``schemes`` on ``data`` and returns an :class:`EvalResult`.
 
@@ -436,6 +506,12 @@ def evaluate(
     of the reference pipeline's top-k each scheme finds (scored in the reference space, tie-aware) and the
     relevance changes are against the reference pipeline. ``cv`` and ``shift`` stay within ``data``'s vectors.
 
+    engine: ``"local"`` (default) or ``"ray"``: each scheme, and each cross-validation fold, is then a Ray task
+    on the cluster at ``address`` (None: the Ray instance of this process, else a new local one; medqk's
+    ``ray`` extra); the report equals the local run's but for the timing fields (train_s, add_s, qps,
+    latency_ms, peak_rss_mib, and the recommendation's fastest scheme, picked by QPS), measured where each task
+    ran, which each row's ``measured_on`` records.
+
     Ctrl-C (KeyboardInterrupt) during the schemes or robustness runs returns the result of the schemes that
     finished, with ``meta["partial"]`` True and ``meta["partial_reason"]``; before the first scheme finishes
     it propagates.
@@ -444,6 +520,8 @@ def evaluate(
         raise ValueError(f"k must be a positive int, got {k!r}")
     if not 0 < recall_target <= 1:
         raise ValueError(f"recall_target must be in (0, 1], got {recall_target!r}")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     metric = _check_metric(metric, data)
     docs, queries = data.docs, data.queries
     n, nq, dim = docs.shape[0], queries.shape[0], docs.shape[1]
@@ -485,6 +563,12 @@ def evaluate(
             warn(check["message"])
 
     parts = _PartCache(schemes)
+    tasks = _RayTasks(address) if engine == "ray" else None
+    if tasks is not None:  # every scheme at once; their results are taken in order below
+        pending = {spec: tasks._scheme.remote(spec, tasks.put(docs), tasks.put(queries), k, kmax, ks,
+                                              tasks.put(ref_scores), float_rel, data.qrels, threads, seed,
+                                              index_metric, tasks.put(ref_docs), tasks.put(ref_queries))
+                   for spec in schemes}
     rows: list[dict] = []
     partial_reason = None
     for si, spec in enumerate(schemes):
@@ -493,12 +577,20 @@ def evaluate(
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", SpecDataWarning)  # ours to record; others keep the caller's filters
-                say(f"{step}: train + add")
-                gc.collect()
-                index, t_train, t_add = parts.build(spec, docs, index_metric)
-                say(f"{step}: search")
-                row = _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, data.qrels,
-                               threads, seed, index_metric, t_train, t_add, (ref_docs, ref_queries))
+                if tasks is not None:
+                    say(f"{step}: Ray task")
+                    row, reason, messages = tasks.ray.get(pending.pop(spec))
+                    for message in messages:
+                        warnings.warn(message, SpecDataWarning, stacklevel=1)
+                    if reason is not None:
+                        raise _TaskFailed(reason)
+                else:
+                    say(f"{step}: train + add")
+                    gc.collect()
+                    index, t_train, t_add = parts.build(spec, docs, index_metric)
+                    say(f"{step}: search")
+                    row = _measure(spec, index, docs, queries, k, kmax, ks, ref_scores, float_rel, data.qrels,
+                                   threads, seed, index_metric, t_train, t_add, (ref_docs, ref_queries))
         except KeyboardInterrupt:
             partial_reason = f"interrupted by Ctrl-C after {len(rows)} of {len(schemes)} schemes (during {spec})"
             break
@@ -533,7 +625,8 @@ def evaluate(
     try:
         if cv and partial_reason is None:
             phase = "cross-validation"
-            result.robustness["cv"] = _cross_validate(work, ok_specs, k, cv, seed, threads, say, index_metric, warn)
+            result.robustness["cv"] = _cross_validate(work, ok_specs, k, cv, seed, threads, say, index_metric, warn,
+                                                      tasks)
         if shift and partial_reason is None:
             phase = "shift"
             result.robustness["shift"] = _shift(work, ok_specs, k, shift, threads, say, index_metric, warn)
@@ -643,7 +736,8 @@ def _subset_recall(spec, train, docs, queries, k, threads, metric="ip") -> np.nd
     return M.recall_at_k(_exact_scores(docs, queries, ids, metric), ref_scores, k)
 
 
-def _cross_validate(data: Dataset, schemes, k, folds, seed, threads, say, metric="ip", warn=None) -> dict:
+def _cross_validate(data: Dataset, schemes, k, folds, seed, threads, say, metric="ip", warn=None,
+                    tasks: _RayTasks | None = None) -> dict:
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ValueError(f"cv must be an int >= 2, got {folds!r}")
     n = data.docs.shape[0]
@@ -652,13 +746,23 @@ def _cross_validate(data: Dataset, schemes, k, folds, seed, threads, say, metric
     perm = np.random.default_rng(seed).permutation(n)
     parts = np.array_split(perm, folds)
     out = {"folds": folds, "schemes": {}}
+    splits = [(np.sort(np.concatenate([parts[g] for g in range(folds) if g != f])), np.sort(parts[f]))
+              for f in range(folds)]
+    if tasks is not None:  # the whole spec x fold grid at once
+        pending = {(spec, f): tasks._fold.remote(spec, tasks.put(data.docs), train, held, tasks.put(data.queries), k,
+                                                 threads, metric)
+                   for spec in schemes for f, (train, held) in enumerate(splits)}
     for spec in schemes:
         values = []
         try:
-            for f in range(folds):
+            for f, (train, held) in enumerate(splits):
                 say(f"cv {spec}: fold {f + 1}/{folds}")
-                held = np.sort(parts[f])
-                train = np.sort(np.concatenate([parts[g] for g in range(folds) if g != f]))
+                if tasks is not None:
+                    value, reason = tasks.ray.get(pending.pop((spec, f)))
+                    if reason is not None:
+                        raise _TaskFailed(reason)
+                    values.append(value)
+                    continue
                 r = _subset_recall(spec, data.docs[train], data.docs[held], data.queries, k, threads, metric)
                 values.append(float(r.mean()))
         except Exception as exc:  # noqa: BLE001 -- e.g. IVF with more lists than a fold has vectors

@@ -72,6 +72,18 @@ def as_vectors(x, name: str, dim: int) -> np.ndarray:
     return x
 
 
+def check_k(k, live: int) -> int:
+    """k as an int, or the error search() raises for a k that is not in 1..live (live: vectors searched)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if live == 0:
+        raise RuntimeError("the index is empty: add(x) vectors before search()")
+    if k > live:
+        raise ValueError(f"k={k} is larger than the {live} vectors in the index "
+                         f"(k must be in 1..len(index); k={live} returns them all)")
+    return int(k)
+
+
 def unit_vectors(x: np.ndarray, name: str) -> np.ndarray:
     """The rows of x (checked float32) scaled to norm 1 (metric "cos"); a zero row is refused."""
     norms = np.sqrt(np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)))
@@ -127,7 +139,12 @@ class Index:
 
     def _candidates(self, q: np.ndarray, k: int, threads: int, allow=None) -> np.ndarray:
         """Rows of k candidates for a re-ranking stage (codecs may skip their own final re-scoring)."""
-        return (self._scores_topk(q, k, threads) if allow is None else self._scores_topk(q, k, threads, allow))[1]
+        return self._scored_candidates(q, k, threads, allow)[1]
+
+    def _scored_candidates(self, q: np.ndarray, k: int, threads: int, allow=None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) of ``_candidates``: the scores the rows were selected by (higher first, equal -> lower
+        row), in any order; medqk.distributed merges the candidates of index shards by them."""
+        return self._scores_topk(q, k, threads) if allow is None else self._scores_topk(q, k, threads, allow)
 
     def _vectors_rows(self, rows: np.ndarray) -> np.ndarray:
         raise TypeError(f"index '{self.spec}' cannot reconstruct its vectors")
@@ -288,15 +305,18 @@ class Index:
                             f"{type(filter).__name__} of dtype {f.dtype}")
         return mask if live is None else mask & live
 
-    def _exact_topk(self, q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k of just ``rows`` by _score_rows (ties -> lower row), padded with -inf / -1."""
+    def _exact_topk(self, q: np.ndarray, k: int, rows: np.ndarray,
+                    query_block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of just ``rows`` by _score_rows (ties -> lower row), padded with -inf / -1. ``query_block``:
+        queries scored per _score_rows call (default: as many as keep about _EXACT_BLOCK scores); a shard of
+        medqk.distributed passes its whole index's, so that query-side products (BLAS) see the same shapes."""
         nq = q.shape[0]
         out_s = np.full((nq, k), -np.inf, dtype=np.float32)
         out_i = np.full((nq, k), -1, dtype=np.int64)
         if rows.size == 0:
             return out_s, out_i
         kk = min(k, rows.size)
-        step = max(1, _EXACT_BLOCK // rows.size)
+        step = query_block or max(1, _EXACT_BLOCK // rows.size)
         for q0 in range(0, nq, step):
             s = np.ascontiguousarray(self._score_rows(q[q0 : q0 + step], rows), dtype=np.float32)
             best, cols = _topk.block_topk(s, kk, 0)  # rows increase with the columns: the same tie rule
@@ -326,15 +346,8 @@ class Index:
         Returns (scores float32 (nq, k), ids int64 (nq, k)), best first; see the module doc for the
         score meaning and the tie rule.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        k = check_k(k, len(self))
         q = self._vectors_in(q, "q")
-        live = len(self)
-        if live == 0:
-            raise RuntimeError("the index is empty: add(x) vectors before search()")
-        if k > live:
-            raise ValueError(f"k={k} is larger than the {live} vectors in the index "
-                             f"(k must be in 1..len(index); k={live} returns them all)")
         nthreads = threads_arg(threads)
         allowed = self._allowed_rows(filter)
         if allowed is None:
@@ -519,8 +532,9 @@ def no_bits(allow) -> np.ndarray:
 GEMM_DB_BLOCK = 32768  # vectors decoded to int8 at a time by the batched paths of the compact codecs
 
 
-def s8_blocked_topk(u, metric: str, ntotal: int, decode, sqnorms, kc: int, threads: int, allow=None) -> np.ndarray:
-    """Top kc ids per query by the int8 GEMM over the stored vectors decoded to int8 block by block
+def s8_blocked_topk(u, metric: str, ntotal: int, decode, sqnorms, kc: int, threads: int,
+                    allow=None) -> tuple[np.ndarray, np.ndarray]:
+    """Top kc (scores, ids) per query by the int8 GEMM over the stored vectors decoded to int8 block by block
     (the batched search of the compact codecs, medqk.index.lut4 and .pq8): u (nq, d') float32 with
     q . x_hat ~ u . decoded + c(q), the constant c(q) left out (it does not change a query's order);
     decode(v0, n) -> int8 (n, d') for vectors v0 .. v0 + n - 1; sqnorms(v0, n) -> |x_hat|^2 for l2, which
@@ -537,12 +551,12 @@ def s8_blocked_topk(u, metric: str, ntotal: int, decode, sqnorms, kc: int, threa
         block_allow = None if allow is None else allow[v0 // 8 : (v0 + n + 7) // 8]
         s, i = s8_topk(qcode, pack_s8(decode(v0, n)), alpha, bias, min(kc, n), threads, block_allow)
         if v0 == 0 and n == ntotal:
-            return i
+            return s, i
         s = np.concatenate([best_s, s], axis=1)
         i = np.concatenate([best_i, np.where(i >= 0, i + v0, -1)], axis=1)
         order = np.lexsort((np.where(i >= 0, i, np.iinfo(np.int64).max), -s), axis=1)[:, :kc]
         best_s, best_i = np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
-    return best_i
+    return best_s, best_i
 
 
 class FlatInt8Index(Index):
@@ -599,14 +613,14 @@ class FlatInt8Index(Index):
     def _scores_topk(self, q, k, threads, allow=None):
         return self._rescore(q, self._candidates(q, min(self._ntotal, 2 * k), threads, allow), k)
 
-    def _candidates(self, q, k, threads, allow=None):
+    def _scored_candidates(self, q, k, threads, allow=None):
         qs = q * self.codec.scale
         qcode, sigma = quantize_rows_s8(qs)
         if self.metric == "l2":
             alpha, bias = 2 * sigma, -self._sqnorms
         else:
             alpha, bias = sigma, None
-        return s8_topk(qcode, self._packed_codes(), alpha, bias, k, threads, allow)[1]
+        return s8_topk(qcode, self._packed_codes(), alpha, bias, k, threads, allow)
 
     def score_ids(self, q: np.ndarray, cand: np.ndarray, threads: int = 0) -> np.ndarray:
         """Float scores of the float queries against the stored codes of ``cand`` (nq, kc), exactly
@@ -707,8 +721,15 @@ class RerankIndex(Index):
     def _scores_topk(self, q, k, threads, allow=None):
         kc = min(self._ntotal, self.rerank_factor * k)
         cand = self.base._candidates(q, kc, threads, allow)  # only allowed rows become candidates
-        out_s = np.empty((q.shape[0], k), dtype=np.float32)
-        out_i = np.empty((q.shape[0], k), dtype=np.int64)
+        return self._rerank(q, cand, k, threads)
+
+    def _rerank(self, q, cand, k, threads):
+        """The best min(k, kc) of the candidate rows ``cand`` (nq, kc; -1: none) by the refine codec's scores,
+        as (scores, rows), ties -> lower row (medqk.distributed re-ranks each shard's part of a candidate
+        list with it)."""
+        kc = cand.shape[1]
+        out_s = np.empty((q.shape[0], min(k, kc)), dtype=np.float32)
+        out_i = np.empty((q.shape[0], min(k, kc)), dtype=np.int64)
         if hasattr(self.refine, "rerank_topk"):
             return self.refine.rerank_topk(q, cand, k, threads)
         for q0 in range(0, q.shape[0], 256):

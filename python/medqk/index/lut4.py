@@ -133,8 +133,8 @@ class FlatLUT4Index(FlatCodesIndex):
         self._append_codes(sub)
         self._sqnorms = np.concatenate([self._sqnorms, sqnorms])
 
-    def _candidates(self, q, k, threads, allow=None):
-        return self._search(q, k, threads, rescore=False, allow=allow)[1]
+    def _scored_candidates(self, q, k, threads, allow=None):
+        return self._search(q, k, threads, rescore=False, allow=allow)
 
     def _scores_topk(self, q, k, threads, allow=None):
         return self._search(q, k, threads, rescore=True, allow=allow)
@@ -162,9 +162,9 @@ class FlatLUT4Index(FlatCodesIndex):
         if view is not None and view[3] > GEMM_MAX_DIMS_PER_SUBSPACE * self.n_sub and not gemm_has_amx():
             view = None
         if view is not None:
-            cand_all = self._gemm_candidates(q, kc, threads, view, allow)
+            cand_s, cand_all = self._gemm_candidates(q, kc, threads, view, allow)
             if not rescore:
-                return None, cand_all
+                return cand_s, cand_all
             out_s = np.empty((q.shape[0], k), dtype=np.float32)
             out_i = np.empty((q.shape[0], k), dtype=np.int64)
             for q0 in range(0, q.shape[0], _QUERY_CHUNK):
@@ -179,7 +179,7 @@ class FlatLUT4Index(FlatCodesIndex):
             luts, alpha, beta = quantize_tables(tables)
             if _backend.backend == "native":
                 # unsorted: both users order the candidates by their own scores (_rescore, or +rerank)
-                _, cand = _backend._core.lut4_search_topk(
+                sc, cand = _backend._core.lut4_search_topk(
                     luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc, threads, sorted=False, allow=allow
                 )
             else:
@@ -191,8 +191,8 @@ class FlatLUT4Index(FlatCodesIndex):
                 with nb.threads(threads):
                     _numba_lut4.lut4_search_topk(luts, self._packed, self._ntotal, self.n_sub, alpha, beta, kc,
                                                  sc, cand, no_bits(allow))
-            if not rescore:
-                out_i[q0 : q0 + _QUERY_CHUNK] = cand
+            if not rescore:  # the candidates and the scores the scan ranked them by
+                out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = sc, cand
                 continue
             out_s[q0 : q0 + _QUERY_CHUNK], out_i[q0 : q0 + _QUERY_CHUNK] = self._rescore(qc, cand, k, threads, tables)
         return out_s, out_i

@@ -1,0 +1,144 @@
+"""ShardedIndex on Ray actors: a local Ray instance started here (2 CPUs, loopback, no dashboard), 4 shards,
+each search equal to one index's bit for bit; a killed actor fails the search naming its shard, and
+retry=True restarts it from the last save."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import medqk
+import medqk.index as mi
+from medqk.distributed import ShardedIndex, ShardUnavailableError
+
+ray = pytest.importorskip("ray", reason="ray is not installed (the 'ray' extra: pip install 'medqk[ray]')")
+
+D = 32
+# Ray's own processes: ray.init leaves Popen objects of its daemons that are still running when they are
+# collected (ResourceWarning), which pytest reports as unraisable; nothing of medqk's
+pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
+              pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    saved = {name: os.environ.get(name) for name in ("RAY_USAGE_STATS_ENABLED", "PYTHONPATH")}
+    source = os.path.dirname(os.path.dirname(medqk.__file__))  # the actors' workers import this medqk
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (source, saved["PYTHONPATH"]) if p)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 configure_logging=False)
+        yield
+    finally:
+        ray.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def build(spec, metric, x, shards=4):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # small training sample: SpecDataWarning
+        one = mi.create(spec, D, metric).train(x[:400]).add(x)
+        many = ShardedIndex(spec, D, metric, shards=shards, engine="ray", actor_options={"num_cpus": 0})
+        many.train(x[:400]).add(x)
+    return one, many
+
+
+def same(one, many, q, k, **kw):
+    a = one.search(q, k, **{n: v for n, v in kw.items() if n != "retry"})
+    b = many.search(q, k, **kw)
+    np.testing.assert_array_equal(b[1], a[1])
+    np.testing.assert_array_equal(b[0], a[0])
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((800, D)).astype(np.float32)
+    x[9] = x[2]
+    return x, rng.standard_normal((16, D)).astype(np.float32)
+
+
+def test_ray_shards_equal_one_index(local_ray):
+    x, q = data()
+    specs = [("int8", "l2"), ("pq8x4fs+rerank:int8", "ip"), ("ivf8,pq8x4fs", "ip")]
+    built = [build(spec, metric, x) for spec, metric in specs]  # the actors of all three start together
+    try:
+        for one, many in built:
+            assert many.engine == "ray" and len(many.actors) == 4
+            assert all(isinstance(a, ray.actor.ActorHandle) for a in many.actors)
+            assert many.shard_sizes() == [200] * 4
+            same(one, many, q, 10)
+            assert many.remove(np.arange(0, 800, 3)) == one.remove(np.arange(0, 800, 3))
+            same(one, many, q, 10, filter=np.arange(0, 800, 2))
+            same(one, many, q, 10, filter=lambda i: i % 5 == 1)  # a callable shipped to the actors
+            np.testing.assert_array_equal(many.vectors([4, 1, 799]), one.vectors([4, 1, 799]))
+    finally:
+        for _, many in built:
+            many.close()
+
+
+def test_killed_actor(local_ray, tmp_path):
+    x, q = data()
+    one, many = build("int8", "ip", x)
+    try:
+        many.save(tmp_path / "idx")
+        ray.kill(many.actors[1])
+        with pytest.raises(ShardUnavailableError, match="shard 1 ") as err:
+            many.search(q, 10)
+        assert err.value.shard == 1
+        with pytest.raises(ShardUnavailableError, match="shard 1 "):
+            many.search(q, 10, filter=np.arange(50))
+        same(one, many, q, 10, retry=True)  # restarted from its saved files, as nothing changed
+        many.add(x[:3])
+        one.add(x[:3])
+        ray.kill(many.actors[3])
+        with pytest.raises(ShardUnavailableError, match="shard 3 "):
+            many.search(q, 10, retry=True)  # changed since the save: no restart
+    finally:
+        many.close()
+
+
+TIMING = ("train_s", "add_s", "qps", "latency_ms", "peak_rss_mib", "measured_on")
+
+
+def untimed(result) -> dict:
+    out = result.to_dict()
+    out["meta"] = {k: v for k, v in out["meta"].items() if k != "date"}
+    out["schemes"] = [{k: v for k, v in row.items() if k not in TIMING} for row in out["schemes"]]
+    # the fastest scheme is picked by QPS, a timing (two local runs may differ there too)
+    out["recommendation"] = {k: v for k, v in out["recommendation"].items() if k not in ("fastest", "statement")}
+    return out
+
+
+def test_eval_on_ray_equals_local(local_ray):
+    """The scheme x fold grid as Ray tasks: the report equals the local run's but for the timing fields, and
+    each row says where it was measured; a scheme failing in its task is skipped with the local reason."""
+    from medqk.eval import Dataset, evaluate, load_sample
+
+    sample = load_sample()
+    data = Dataset("sample", np.ascontiguousarray(sample.docs[:800]), np.ascontiguousarray(sample.queries[:30]))
+    schemes = ["int8", "cb4", "cb4+rerank:int8", "pq48x4fs", "pq7x4fs"]  # pq7x4fs: 7 does not divide 384
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = evaluate(data, schemes, k=10, cv=2, threads=1)
+        there = evaluate(data, schemes, k=10, cv=2, threads=1, engine="ray")
+    assert [s["spec"] for s in there.schemes] == ["int8", "cb4", "cb4+rerank:int8", "pq48x4fs"]
+    assert there.skipped == here.skipped and there.skipped[0]["spec"] == "pq7x4fs"
+    assert set(there.robustness["cv"]["schemes"]) == set(here.robustness["cv"]["schemes"])
+    assert untimed(there) == untimed(here)
+    assert all(row["measured_on"]["engine"] == "ray" and row["measured_on"]["pid"] != os.getpid()
+               for row in there.schemes)
+    assert all("measured_on" not in row for row in here.schemes)
+    from medqk.eval import report
+
+    assert "timed in Ray tasks on" in report.markdown(there)
+    assert "Ray tasks" not in report.markdown(here)
