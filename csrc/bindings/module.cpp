@@ -66,7 +66,7 @@ void check_k(std::size_t k) {
 
 template <typename T>
 void require_dtype(const py::array& x, const char* name) {
-  if (!py::isinstance<py::array_t<T>>(x) || !x.dtype().is(py::dtype::of<T>())) {
+  if (!py::isinstance<py::array_t<T>>(x) || !x.dtype().equal(py::dtype::of<T>())) {
     throw py::type_error(std::string(name) + " must be a numpy array of dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " + std::string(py::str(x.dtype())));
   }
@@ -410,7 +410,7 @@ py::array_t<float> linear_s8(const py::array& x, const PackedS8& w, const py::ar
 const uint8_t* optional_allow(const py::object& allow, std::size_t n) {
   if (allow.is_none()) return nullptr;
   const auto arr = py::reinterpret_borrow<py::array>(allow);
-  if (!py::isinstance<py::array>(allow) || arr.ndim() != 1 || !arr.dtype().is(py::dtype::of<uint8_t>()) ||
+  if (!py::isinstance<py::array>(allow) || arr.ndim() != 1 || !arr.dtype().equal(py::dtype::of<uint8_t>()) ||
       !(arr.flags() & py::array::c_style) || static_cast<std::size_t>(arr.shape(0)) != (n + 7) / 8) {
     throw py::value_error("allow must be a C-contiguous uint8 bitmap of ceil(n / 8) = " + std::to_string((n + 7) / 8) +
                           " bytes (numpy.packbits(mask, bitorder='little')) or None");
@@ -580,7 +580,7 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const 
     throw py::value_error("packed does not hold list_blocks[-1] blocks of S sub-codes");
   }
   if (list_ids.ndim() != 1 || extent(list_ids, 0) != static_cast<std::size_t>(ls[nlist]) ||
-      !list_ids.dtype().is(py::dtype::of<int64_t>()) || !(list_ids.flags() & py::array::c_style)) {
+      !list_ids.dtype().equal(py::dtype::of<int64_t>()) || !(list_ids.flags() & py::array::c_style)) {
     throw py::value_error("list_ids must be a C-contiguous int64 array of list_starts[-1] ids");
   }
   const int64_t* idp = static_cast<const int64_t*>(list_ids.data());
