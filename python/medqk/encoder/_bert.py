@@ -146,12 +146,9 @@ class SentenceEncoder:
         "absmax": {(layer, name): max |x| per input channel}}, over the unpadded tokens."""
         if self.precision != "float32":
             raise ValueError(f"calib needs float weights; {self.folder!r} holds a {self.precision} model")
-        self._calibration = {"hessian": {}, "absmax": {}}
-        try:
-            self.encode(texts, batch_size=batch_size, progress=progress)
-            return self._calibration
-        finally:
-            del self._calibration
+        stats = {"hessian": {}, "absmax": {}}
+        self._embed(_texts(texts), _batch_size(batch_size), progress, threads_arg(None), stats)
+        return stats
 
     def _quantized_with(self, precision, stats: dict) -> SentenceEncoder:
         """This float32 encoder at ``precision``, calibrated by ``stats`` (:meth:`_calibration_stats`)."""
@@ -266,10 +263,10 @@ class SentenceEncoder:
         length and run in batches of ``batch_size`` (each padded to its longest), so little work goes to
         padding; ``progress`` shows a bar over the texts (None: on a terminal only); ``threads`` is passed to
         the quantized layers' kernels."""
-        texts = _texts(texts)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        threads = threads_arg(threads)
+        return self._embed(_texts(texts), _batch_size(batch_size), progress, threads_arg(threads))
+
+    def _embed(self, texts: list[str], batch_size: int, progress, threads: int, stats: dict | None = None):
+        """encode of checked arguments; ``stats`` (calibration) collects each linear layer's inputs."""
         ids = self.tokenize(texts)
         order = np.argsort([len(t) for t in ids], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -277,13 +274,13 @@ class SentenceEncoder:
         try:
             for b0 in range(0, len(texts), batch_size):
                 rows = order[b0 : b0 + batch_size]
-                out[rows] = self._encode_batch([ids[r] for r in rows], threads)
+                out[rows] = self._encode_batch([ids[r] for r in rows], threads, stats)
                 bar.update(len(rows))
         finally:
             bar.close()
         return out
 
-    def _encode_batch(self, ids: list[list[int]], threads: int) -> np.ndarray:
+    def _encode_batch(self, ids: list[list[int]], threads: int, stats: dict | None = None) -> np.ndarray:
         cfg = self.config
         b, length = len(ids), max(len(t) for t in ids)
         tokens = np.full((b, length), cfg.pad_token_id, dtype=np.int64)
@@ -301,7 +298,6 @@ class SentenceEncoder:
         lengths = mask.sum(axis=1).astype(np.int64)
         heads, dh = cfg.num_heads, cfg.hidden_size // cfg.num_heads
         scale = np.float32(1.0 / math.sqrt(dh))
-        stats = getattr(self, "_calibration", None)  # set while _calibrated runs the float model
         valid = mask.reshape(-1)
 
         def lin(i: int, name: str, inp: np.ndarray) -> np.ndarray:
@@ -493,6 +489,12 @@ def _read_layer(ckpt: _Checkpoint, i: int, config: BertConfig, precision: str) -
     layer["ln2_w"] = ckpt.get(prefix + "output.LayerNorm.weight", (h,))
     layer["ln2_b"] = ckpt.get(prefix + "output.LayerNorm.bias", (h,))
     return layer
+
+
+def _batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
 
 
 def _texts(texts) -> list[str]:
