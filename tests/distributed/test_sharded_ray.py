@@ -4,6 +4,7 @@ retry=True restarts it from the last save."""
 
 from __future__ import annotations
 
+import builtins
 import os
 import warnings
 
@@ -27,7 +28,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
 def local_ray():
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")
-    saved = {name: os.environ.get(name) for name in ("RAY_USAGE_STATS_ENABLED", "PYTHONPATH")}
+    saved = {name: os.environ.get(name) for name in ("RAY_USAGE_STATS_ENABLED", "PYTHONPATH", "RAY_TQDM_PATCH_PRINT")}
+    printer = builtins.print
     source = os.path.dirname(os.path.dirname(medqk.__file__))  # the actors' workers import this medqk
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (source, saved["PYTHONPATH"]) if p)
@@ -37,6 +39,8 @@ def local_ray():
         yield
     finally:
         ray.shutdown()
+        # the tests after this module compile Numba kernels, which fail on a print other than the built-in one
+        assert builtins.print is printer, "Ray replaced builtins.print (RAY_TQDM_PATCH_PRINT is not 0)"
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

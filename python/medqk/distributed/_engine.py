@@ -8,6 +8,7 @@ returned. Ray is imported only when a "ray" engine is made.
 
 from __future__ import annotations
 
+import os
 import socket
 
 from ._shard import Shard
@@ -49,6 +50,10 @@ def _check_reachable(address: str | None) -> None:
 def connect(address: str | None = None):
     """The ray module, connected: to the Ray instance this process has started or joined, else to the cluster
     at ``address`` (None: a new local instance); ConnectionError naming the address when that fails."""
+    # Ray's tqdm integration replaces builtins.print in the driver with a Python function (at its first progress
+    # bar, or at ray.shutdown), and Numba then cannot compile any kernel that reaches numba.get_num_threads
+    # ("Untyped global name 'print'"): keep the built-in print unless the user asked for Ray's
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     ray = import_ray()
     if not ray.is_initialized():
         _check_reachable(address)
