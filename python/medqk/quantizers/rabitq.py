@@ -275,7 +275,10 @@ class RaBitQCodec:
         delta = (rot.max(axis=1) - lo) / levels
         delta = np.where(delta > 0, delta, 1).astype(np.float32)  # a constant query: every u_i = 0
         u = np.clip(np.rint((rot - lo[:, None]) / delta[:, None]), 0, levels).astype(np.uint8)
-        planes = np.stack([pack_bits((u >> j) & 1) for j in range(self.query_bits)], axis=1)
+        # bit j of every u_i, for every j at once: one packbits over (nq, bits, d) (per-call overhead matters
+        # for single queries)
+        shifts = np.arange(self.query_bits, dtype=np.uint8)[None, :, None]
+        planes = np.packbits((u[:, None, :] >> shifts) & 1, axis=2, bitorder="little")
         s = 1.0 / math.sqrt(d)
         lo64, delta64, sum_u = lo.astype(np.float64), delta.astype(np.float64), u.sum(axis=1, dtype=np.int64)
         if self.metric == "ip":
