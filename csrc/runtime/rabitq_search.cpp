@@ -123,13 +123,10 @@ void rabitq_search_topk(Isa isa, const uint64_t* packed, const int32_t* pop, con
           runtime::offer(heaps[q - q0], sc.data(), cnt, static_cast<int64_t>(v0), allow);
         }
       }
-      for (std::size_t q = q0; q < q1; ++q) {
-        auto& hits = heaps[q - q0].hits();
-        if (parts == 1) {
-          runtime::write_sorted(hits, topk, scores + q * topk, ids + q * topk);
-        } else {
-          partial[q * parts + part] = std::move(hits);
-        }
+      // the group's results: written, or kept for the merge of the parts
+      for (std::size_t q = q0; q < q1 && parts > 1; ++q) partial[q * parts + part] = std::move(heaps[q - q0].hits());
+      for (std::size_t q = q0; q < q1 && parts == 1; ++q) {
+        runtime::write_sorted(heaps[q - q0].hits(), topk, scores + q * topk, ids + q * topk);
       }
     }
   });

@@ -5,20 +5,19 @@ namespace medqk {
 namespace kernels {
 namespace scalar {
 
+// One vector at a time (the layout's slot of vector v, word w: block v / 8, row w, lane v % 8).
 void rabitq_scan(const uint64_t* packed, std::size_t nblocks, std::size_t words, const uint64_t* planes,
                  std::size_t bits, int32_t* ip) {
-  for (std::size_t b = 0; b < nblocks; ++b) {
-    uint64_t acc[kRabitqBlock] = {};
-    for (std::size_t w = 0; w < words; ++w) {
-      const uint64_t* row = packed + (b * words + w) * kRabitqBlock;
-      for (std::size_t j = 0; j < bits; ++j) {
-        const uint64_t plane = planes[j * words + w];
-        for (std::size_t u = 0; u < kRabitqBlock; ++u) {
-          acc[u] += static_cast<uint64_t>(__builtin_popcountll(row[u] & plane)) << j;
-        }
-      }
+  for (std::size_t v = 0; v < nblocks * kRabitqBlock; ++v) {
+    const uint64_t* lane = packed + (v / kRabitqBlock) * words * kRabitqBlock + v % kRabitqBlock;
+    uint64_t sum = 0;
+    for (std::size_t j = 0; j < bits; ++j) {
+      uint64_t count = 0;
+      for (std::size_t w = 0; w < words; ++w)
+        count += __builtin_popcountll(lane[w * kRabitqBlock] & planes[j * words + w]);
+      sum += count << j;
     }
-    for (std::size_t u = 0; u < kRabitqBlock; ++u) ip[b * kRabitqBlock + u] = static_cast<int32_t>(acc[u]);
+    ip[v] = static_cast<int32_t>(sum);
   }
 }
 
