@@ -22,8 +22,9 @@ void rabitq_scan_vpopcntdq(const uint64_t* packed, std::size_t nblocks, std::siz
       }
       acc = _mm512_add_epi64(acc, s);
     }
-    // the low 32 bits of each sum (they fit: kernels/rabitq_scan.h)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ip + b * kRabitqBlock), _mm512_cvtepi64_epi32(acc));
+    // the low 32 bits of each sum (they fit: kernels/rabitq_scan.h); the zero-masking form, as the plain one
+    // reads an undefined register that GCC 12 warns about
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ip + b * kRabitqBlock), _mm512_maskz_cvtepi64_epi32(0xff, acc));
   }
 }
 
