@@ -1,7 +1,7 @@
 """1-bit RaBitQ on MedQuAD dev, medqk vs faiss, measured side by side in one run.
 
     python bench/compare_rabitq.py [--data /work/shared/data/medquad] [--threads 1] [--single 1000]
-                                   [--query-bits 4] [--rounds 3]
+                                   [--query-bits 4] [--rounds 3] [--backends native,numba]
 
 docs.npy (normalized embeddings), queries_dev.npy and gt_dev_top100.npy (the exact top 100 by inner
 product). For medqk ``rabitq`` (the paper's sign codes and the default score-aware ones) and
@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _threads  # noqa: E402,F401  (sets the thread variables before numpy loads)
 import numpy as np  # noqa: E402
 
+import medqk  # noqa: E402
 import medqk.index as mi  # noqa: E402
 
 
@@ -51,6 +52,8 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=1000)
     ap.add_argument("--query-bits", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--backends", default="native",
+                    help="medqk backends to time, comma-separated (numba: the Numba twin of the scan)")
     args = ap.parse_args()
     x = np.load(os.path.join(args.data, "docs.npy")).astype(np.float32)
     q = np.load(os.path.join(args.data, "queries_dev.npy")).astype(np.float32)
@@ -58,11 +61,17 @@ def main() -> None:
     d = x.shape[1]
     entries = []  # (label, bytes per vector, search)
     # aware_passes=0: the paper's sign codes; the default: score-aware codes (medqk.quantizers.rabitq)
-    for spec, aware, label in (("rabitq", 0, "paper codes"), ("rabitq", 2, "score-aware"),
-                               ("rabitq+rerank:int8", 2, "score-aware")):
-        index = mi.create(spec, d, "ip", query_bits=args.query_bits, aware_passes=aware).train(x).add(x)
-        entries.append((f"medqk {spec}, {label} (qb {args.query_bits})", index.bytes_per_vector,
-                        lambda b, index=index: index.search(b, 10, threads=args.threads)[1]))
+    for backend in args.backends.split(","):
+        for spec, aware, label in (("rabitq", 0, "paper codes"), ("rabitq", 2, "score-aware"),
+                                   ("rabitq+rerank:int8", 2, "score-aware")):
+            with medqk.use_backend(backend):
+                index = mi.create(spec, d, "ip", query_bits=args.query_bits, aware_passes=aware).train(x).add(x)
+
+            def search(b, index=index, backend=backend):
+                with medqk.use_backend(backend):
+                    return index.search(b, 10, threads=args.threads)[1]
+
+            entries.append((f"medqk {backend} {spec}, {label} (qb {args.query_bits})", index.bytes_per_vector, search))
     try:
         import faiss
     except ImportError:
