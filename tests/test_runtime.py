@@ -134,7 +134,8 @@ def test_cpu_features_agree_with_the_kernel():
     features = medqk.info()["cpu_features"]
     if features["arch"] == "x86_64":
         names = {"avx2": "avx2", "fma": "fma", "f16c": "f16c", "avx512f": "avx512f", "avx512bw": "avx512bw",
-                 "avx512vnni": "avx512_vnni", "avx512vbmi": "avx512vbmi", "avx_vnni": "avx_vnni"}
+                 "avx512vnni": "avx512_vnni", "avx512vbmi": "avx512vbmi", "avx_vnni": "avx_vnni",
+                 "avx512vpopcntdq": "avx512_vpopcntdq"}
         for ours, linux in names.items():
             assert features[ours] == (linux in flags), f"{ours}: medqk {features[ours]}, /proc/cpuinfo {linux in flags}"
         # AMX also needs the tile state granted to the process (arch_prctl), which cpuinfo cannot show

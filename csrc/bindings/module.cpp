@@ -917,6 +917,7 @@ py::dict cpu_features_dict() {
   d["avx512bw"] = f.avx512bw;
   d["avx512vnni"] = f.avx512vnni;
   d["avx512vbmi"] = f.avx512vbmi;
+  d["avx512vpopcntdq"] = f.avx512vpopcntdq;
   d["amx_int8"] = f.amx_int8;
   d["avx_vnni"] = f.avx_vnni;
 #elif defined(__aarch64__)
@@ -928,6 +929,81 @@ py::dict cpu_features_dict() {
   d["arch"] = "other";
 #endif
   return d;
+}
+
+// ---- 1-bit RaBitQ (medqk.h: rabitq_pack, rabitq_scan_ints, rabitq_search_topk) ----
+// The codec's byte codes (n, ceil(dim / 8)) -> (packed uint64 words, pop int32 (n,)).
+py::tuple rabitq_pack(const py::array& codes, std::size_t dim) {
+  const uint8_t* cp = require<uint8_t>(codes, "codes", 2);
+  const std::size_t n = extent(codes, 0);
+  if (dim == 0 || extent(codes, 1) != (dim + 7) / 8) {
+    throw py::value_error("codes must have ceil(dim / 8) = " + std::to_string((dim + 7) / 8) + " columns for dim " +
+                          std::to_string(dim) + ", got " + std::to_string(codes.shape(1)));
+  }
+  auto packed = output<uint64_t>({medqk::rabitq_packed_words(n, dim)});
+  auto pop = output<int32_t>({n});
+  without_gil([&] { medqk::rabitq_pack(cp, n, dim, packed.data, pop.data); });
+  return py::make_tuple(packed.array, pop.array);
+}
+
+const uint64_t* require_rabitq_packed(const py::array& packed, std::size_t n, std::size_t dim) {
+  const uint64_t* p = require<uint64_t>(packed, "packed", 1);
+  if (dim == 0 || extent(packed, 0) != medqk::rabitq_packed_words(n, dim)) {
+    throw py::value_error(
+        "packed must hold rabitq_packed_words(n, dim) = " + std::to_string(medqk::rabitq_packed_words(n, dim)) +
+        " words (rabitq_pack), got " + std::to_string(packed.shape(0)));
+  }
+  return p;
+}
+
+// Query bit planes (nq, bits, ceil(dim / 8)) uint8, 1 <= bits <= 8.
+const uint8_t* require_rabitq_planes(const py::array& planes, std::size_t dim) {
+  const uint8_t* p = require<uint8_t>(planes, "planes", 3);
+  if (extent(planes, 1) > 8 || extent(planes, 2) != (dim + 7) / 8) {
+    throw py::value_error("planes must have shape (nq, bits <= 8, ceil(dim / 8) = " + std::to_string((dim + 7) / 8) +
+                          ")");
+  }
+  return p;
+}
+
+py::array_t<int32_t> rabitq_scan_ints(const py::array& packed, std::size_t n, std::size_t dim, const py::array& planes,
+                                      int threads) {
+  const uint64_t* pp = require_rabitq_packed(packed, n, dim);
+  const uint8_t* qp = require_rabitq_planes(planes, dim);
+  const std::size_t nq = extent(planes, 0), bits = extent(planes, 1);
+  auto out = output<int32_t>({nq, n});
+  without_gil([&] { medqk::rabitq_scan_ints(medqk::active_isa(), pp, n, dim, qp, nq, bits, out.data, threads); });
+  return out.array;
+}
+
+py::tuple rabitq_search_topk(const py::array& packed, const py::array& pop, const py::array& mult, const py::array& add,
+                             std::size_t dim, const py::array& planes, const py::array& a, const py::array& c1,
+                             const py::array& c2, const py::array& c3, std::size_t topk, int threads,
+                             const py::object& allow) {
+  const int32_t* popp = require<int32_t>(pop, "pop", 1);
+  const std::size_t n = extent(pop, 0);
+  const uint64_t* pp = require_rabitq_packed(packed, n, dim);
+  const float* mp = require_len<float>(mult, "mult", n, "mult must have one value per vector (like pop)");
+  const float* ap = require_len<float>(add, "add", n, "add must have one value per vector (like pop)");
+  const uint8_t* qp = require_rabitq_planes(planes, dim);
+  const std::size_t nq = extent(planes, 0);
+  const char* per_query = "a, c1, c2 and c3 must have one value per query (planes.shape[0])";
+  const medqk::RabitqQueries queries{qp,
+                                     nq,
+                                     extent(planes, 1),
+                                     require_len<float>(a, "a", nq, per_query),
+                                     require_len<float>(c1, "c1", nq, per_query),
+                                     require_len<float>(c2, "c2", nq, per_query),
+                                     require_len<float>(c3, "c3", nq, per_query)};
+  check_ids_fit(n);
+  check_k(topk);
+  const uint8_t* allow_p = optional_allow(allow, n);
+  TopkOut out(nq, topk);
+  without_gil([&] {
+    medqk::rabitq_search_topk(medqk::active_isa(), pp, popp, mp, ap, n, dim, queries, topk, out.scores.data,
+                              out.ids.data, threads, allow_p);
+  });
+  return out.tuple();
 }
 
 }  // namespace
@@ -1059,4 +1135,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("threads") = 0, py::arg("allow") = py::none());
   m.def("linear_s8", &linear_s8, py::arg("x"), py::arg("w"), py::arg("weight_scales"), py::arg("bias"),
         py::arg("threads") = 0);
+  m.def("rabitq_pack", &rabitq_pack, py::arg("codes"), py::arg("dim"));
+  m.def("rabitq_scan_ints", &rabitq_scan_ints, py::arg("packed"), py::arg("n"), py::arg("dim"), py::arg("planes"),
+        py::arg("threads") = 0);
+  m.def("rabitq_search_topk", &rabitq_search_topk, py::arg("packed"), py::arg("pop"), py::arg("mult"), py::arg("add"),
+        py::arg("dim"), py::arg("planes"), py::arg("a"), py::arg("c1"), py::arg("c2"), py::arg("c3"), py::arg("k"),
+        py::arg("threads") = 0, py::arg("allow") = py::none());
 }

@@ -76,6 +76,7 @@ CpuFeatures detect() {
       f.avx512bw = ((b7 >> 30) & 1) && zmm_saved;
       f.avx512vnni = ((c7 >> 11) & 1) && zmm_saved;
       f.avx512vbmi = ((c7 >> 1) & 1) && zmm_saved;
+      f.avx512vpopcntdq = ((c7 >> 14) & 1) && zmm_saved;
       unsigned int a71, b71, c71, d71;
       __cpuid_count(7, 1, a71, b71, c71, d71);
       f.avx_vnni = ((a71 >> 4) & 1) && ymm_saved;

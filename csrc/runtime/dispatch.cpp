@@ -24,17 +24,23 @@
 #include "kernels/pq8_scan.h"
 #include "kernels/pq_assign.h"
 #include "kernels/quantize_rows.h"
+#include "kernels/rabitq_scan.h"
 #include "kernels/s8_score.h"
 
 namespace medqk {
 namespace {
 
 // CPU features a variant needs beyond its ISA path (the path's own features are checked by cpu_has)
-enum Needs : unsigned { kNoExtra = 0, kVbmi = 1 };
+enum Needs : unsigned { kNoExtra = 0, kVbmi = 1, kVpopcntdq = 2 };
 
-bool cpu_has_needs(unsigned needs) { return (needs & kVbmi) == 0 || cpu_features().avx512vbmi; }
+bool cpu_has_needs(unsigned needs) {
+  return ((needs & kVbmi) == 0 || cpu_features().avx512vbmi) &&
+         ((needs & kVpopcntdq) == 0 || cpu_features().avx512vpopcntdq);
+}
 
-const char* needs_name(unsigned needs) { return (needs & kVbmi) != 0 ? "avx512vbmi" : ""; }
+const char* needs_name(unsigned needs) {
+  return (needs & kVbmi) != 0 ? "avx512vbmi" : (needs & kVpopcntdq) != 0 ? "avx512vpopcntdq" : "";
+}
 
 // The ISAs, declared once, best first: name, the path it falls back to (whose kernels it also runs and
 // whose CPU features it also requires), whether this binary contains it, and the CPU features it adds.
@@ -305,6 +311,15 @@ MEDQK_OPERATION(pq8_scan, k::Pq8ScanOp, kForceable,                             
                 ON_AVX2({"avx2", Isa::avx2, kNoExtra, {k::avx2::pq8_scan, k::avx2::pq8_scan_group}})       //
                 ON_NEON({"neon", Isa::neon, kNoExtra, {k::neon::pq8_scan, nullptr}})                       //
                 {"scalar", Isa::scalar, kNoExtra, {k::scalar::pq8_scan, nullptr}})
+
+// The 1-bit RaBitQ AND-popcount scan: vpopcntq (AVX-512 VPOPCNTDQ: Ice Lake, Zen 4 and later), vpshufb
+// nibble counts summed by vpsadbw, NEON cnt
+MEDQK_OPERATION(rabitq_scan, k::RabitqScanOp, kForceable,  //
+                ON_AVX512VNNI({"avx512vpopcntdq", Isa::avx512vnni, kVpopcntdq,
+                               k::avx512vnni::rabitq_scan_vpopcntdq})         //
+                ON_AVX2({"avx2", Isa::avx2, kNoExtra, k::avx2::rabitq_scan})  //
+                ON_NEON({"neon", Isa::neon, kNoExtra, k::neon::rabitq_scan})  //
+                {"scalar", Isa::scalar, kNoExtra, k::scalar::rabitq_scan})
 
 // fp16 scores: F16C (part of the avx2 path) converts; no VNNI or dotprod form
 MEDQK_OPERATION(f16_scores, k::F16ScoresOp, kForceable,                      //

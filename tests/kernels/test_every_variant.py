@@ -260,11 +260,69 @@ def check_gelu(variant: str) -> None:
             assert (np.abs(core.gelu_f32(x, threads) - want) <= bound).all(), variant
 
 
+def rabitq_case(rng, n, dim, bits, nq):
+    """Codes (random, all ones, all zeros; padding bits set, which the scan must ignore), query planes, and
+    the exact integers sum_j 2^j popcount(code & plane_j) over the dim dimensions."""
+    nbytes = (dim + 7) // 8
+    codes = rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
+    codes[0] = 255
+    if n > 1:
+        codes[1] = 0
+    planes = rng.integers(0, 256, (nq, bits, nbytes), dtype=np.uint8)
+    planes[0] = 255  # every u_i = 2^bits - 1: the largest sums
+    b = np.unpackbits(codes, axis=1, bitorder="little", count=dim).astype(np.int64)
+    u = sum(np.unpackbits(planes[:, j], axis=1, bitorder="little", count=dim).astype(np.int64) << j
+            for j in range(bits))
+    return codes, planes, u @ b.T, b.sum(axis=1)
+
+
+def check_rabitq_scan(variant: str) -> None:
+    from medqk.quantizers.rabitq import scan_scores
+
+    rng = np.random.default_rng(12)
+    with medqk.use_kernel("rabitq_scan", variant):
+        # d around the 64-bit words and the bytes, n around the blocks of 8 and the chunks of 512, 1..8 planes
+        # (AVX2 / NEON sum up to 4 planes in bytes: 5 and 8 take a second group)
+        for n, dim, bits in [(1, 1, 1), (7, 7, 4), (8, 63, 8), (9, 64, 5), (17, 65, 4), (65, 130, 3), (520, 384, 4),
+                             (33, 200, 8), (3, 1000, 2)]:
+            codes, planes, want, pop = rabitq_case(rng, n, dim, bits, 3)
+            packed, got_pop = core.rabitq_pack(codes, dim)
+            np.testing.assert_array_equal(got_pop, pop, err_msg=f"{variant} pop n={n} d={dim}")
+            for threads in (1, 2):
+                np.testing.assert_array_equal(core.rabitq_scan_ints(packed, n, dim, planes, threads), want,
+                                              err_msg=f"{variant} n={n} d={dim} bits={bits}")
+        # the search: float scores in the scan's order (numpy gives the same bits), duplicate codes and factors
+        # (equal scores: ids decide), k past n, an allow-bitmap, one and two threads, more queries than a group
+        for n, dim, bits, nq, k in [(1, 5, 1, 1, 3), (70, 64, 4, 9, 7), (1100, 100, 4, 17, 10), (129, 384, 8, 2, 130)]:
+            codes, planes, ip, pop = rabitq_case(rng, n, dim, bits, nq)
+            codes[n // 2:] = codes[: n - n // 2]
+            mult = rng.standard_normal(n).astype(np.float32)
+            add = rng.standard_normal(n).astype(np.float32)
+            mult[n // 2:], add[n // 2:] = mult[: n - n // 2], add[: n - n // 2]
+            ip = np.concatenate([ip[:, : n // 2], ip[:, : n - n // 2]], axis=1)
+            pop = np.concatenate([pop[: n // 2], pop[: n - n // 2]])
+            a, c1, c2, c3 = (rng.standard_normal(nq).astype(np.float32) for _ in range(4))
+            scores = scan_scores(ip, pop, a, c1, c2, c3, mult, add)
+            mask = rng.random(n) < 0.6
+            allow = np.packbits(mask, bitorder="little")
+            packed, _ = core.rabitq_pack(codes, dim)
+            for bitmap, visible in ((None, scores), (allow, np.where(mask[None, :], scores, -np.inf))):
+                want_s, want_i = topk_ref(visible, k)
+                if bitmap is not None:  # the rows allow clears are never returned: padding past the allowed ones
+                    cut = min(k, int(mask.sum()))
+                    want_s[:, cut:], want_i[:, cut:] = -np.inf, -1
+                for threads in (1, 2):
+                    s, i = core.rabitq_search_topk(packed, pop.astype(np.int32), mult, add, dim, planes, a, c1, c2, c3,
+                                                   k, threads, bitmap)
+                    np.testing.assert_array_equal(i, want_i, err_msg=f"{variant} n={n} d={dim} nq={nq}")
+                    np.testing.assert_array_equal(s, want_s)
+
+
 CHECKS = {"gemm_s8s8_s32": [check_gemm], "lut4_scan": [check_lut4_scan, check_lut4_scan_ivf],
           "pq8_scan": [check_pq8_scan], "f16_scores": [check_f16_scores],
           "s8_score_candidates": [check_s8_score_candidates], "pq_assign": [check_pq_assign],
           "quantize_rows_s8": [check_quantize_rows_s8], "gemm_w4a8": [check_gemm_w4a8],
-          "attention_f32": [check_attention], "gelu_f32": [check_gelu]}
+          "attention_f32": [check_attention], "gelu_f32": [check_gelu], "rabitq_scan": [check_rabitq_scan]}
 
 
 def _params():

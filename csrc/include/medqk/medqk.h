@@ -21,8 +21,9 @@ struct CpuFeatures {
   // x86-64
   bool sse2 = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vnni = false, avx_vnni = false;
-  bool avx512vbmi = false;  // vpermi2b: the 8-bit PQ scan's 128-entry byte lookups (not an ISA of its own)
-  bool amx_int8 = false;    // AMX-TILE + AMX-INT8, tile state enabled by the OS and granted to this process
+  bool avx512vbmi = false;       // vpermi2b: the 8-bit PQ scan's 128-entry byte lookups (not an ISA of its own)
+  bool avx512vpopcntdq = false;  // vpopcntq: the RaBitQ scan's 64-bit popcounts (not an ISA of its own)
+  bool amx_int8 = false;         // AMX-TILE + AMX-INT8, tile state enabled by the OS and granted to this process
   // aarch64
   bool asimd = false, asimddp = false, i8mm = false;
 };
@@ -46,8 +47,9 @@ const std::string& isa_env_error();
 // a CPU path runs the first variant whose ISA it includes (amx runs avx512vnni and avx2 kernels,
 // neon_dotprod runs neon ones) and whose extra CPU features (`needs`, e.g. avx512vbmi) are present.
 // Operations: gemm_s8s8_s32, gemm_w4a8, lut4_scan, pq8_scan, f16_scores, s8_score_candidates, pq_assign,
-// quantize_rows_s8, attention_f32, gelu_f32. Every variant computes the same integer results (and the same float bits
-// where the operation documents an order); forcing one lets tests and benchmarks reach each kernel the CPU can run.
+// quantize_rows_s8, attention_f32, gelu_f32, rabitq_scan. Every variant computes the same integer results (and the same
+// float bits where the operation documents an order); forcing one lets tests and benchmarks reach each kernel the CPU
+// can run.
 struct KernelVariantInfo {
   std::string name;   // e.g. "avx512vbmi", "avx2", "scalar"
   Isa isa;            // the ISA path it belongs to
@@ -252,6 +254,30 @@ void pq8_scan(Isa isa, const uint8_t* lut, std::size_t m, const uint8_t* packed,
 // ISAs without a group kernel of their own (the search then scans query by query) run the reference.
 std::size_t pq8_scan_group(Isa isa, const uint8_t* lut_t, std::size_t m, const uint8_t* packed, std::size_t nblocks,
                            const uint16_t* thr, uint32_t* hits, uint16_t* hit_sums);
+// 1-bit RaBitQ search (csrc/runtime/rabitq_search.cpp; the codec: python/medqk/quantizers/rabitq.py). A code
+// is ceil(dim / 8) bytes, dimension i in bit i % 8 of byte i / 8 (numpy packbits, bitorder "little"); bits
+// past dim are ignored. rabitq_pack stores n codes as rabitq_packed_words(n, dim) uint64 words in blocks of
+// 8 vectors (kernels/rabitq_scan.h), and pop[v] = the number of set bits of code v.
+// A query is `bits` (1..8) bit planes of ceil(dim / 8) bytes in the same bit order (plane j: bit j of every
+// query code u_i); the integer part ip = sum_j 2^j popcount(code & plane_j) = sum_i b_i u_i is exact.
+std::size_t rabitq_words(std::size_t dim);  // ceil(dim / 64)
+std::size_t rabitq_packed_words(std::size_t n, std::size_t dim);
+void rabitq_pack(const uint8_t* codes, std::size_t n, std::size_t dim, uint64_t* packed, int32_t* pop);
+// ip (nq x n) of the queries' planes (nq x bits x ceil(dim / 8) bytes) against every packed vector.
+void rabitq_scan_ints(Isa isa, const uint64_t* packed, std::size_t n, std::size_t dim, const uint8_t* planes,
+                      std::size_t nq, std::size_t bits, int32_t* ip, int threads);
+// The queries of a search: planes as above and the float32 per-query constants a, c1, c2, c3 (nq each).
+struct RabitqQueries {
+  const uint8_t* planes;
+  std::size_t nq, bits;
+  const float *a, *c1, *c2, *c3;
+};
+// Top-k by the float32 score (add[v] + a) + mult[v] ((c1 ip + c2 pop[v]) + c3), evaluated in that order
+// without FMA (the Numba twin's order: the same bits); larger first, ties -> lower id; topk > the allowed
+// rows pads with -inf / -1. `allow`: nullptr or a bitmap over the n rows (bit v & 7 of byte v >> 3).
+void rabitq_search_topk(Isa isa, const uint64_t* packed, const int32_t* pop, const float* mult, const float* add,
+                        std::size_t n, std::size_t dim, const RabitqQueries& queries, std::size_t topk, float* scores,
+                        int64_t* ids, int threads, const uint8_t* allow = nullptr);
 // Product-quantization lookup tables (csrc/runtime/pq_tables.cpp): x is nq x (m * dsub), centroids
 // m x k x dsub; out[q, s, c] = sum_d x[q, s * dsub + d] * centroids[s, c, d] (metric ip), or 2 * that
 // - |centroids[s, c]|^2 (l2: the sum over s is then 2 q.x_hat - |x_hat|^2 up to |q|^2). Sums run over d

@@ -1,11 +1,12 @@
 """``rabitq``: flat search over 1-bit RaBitQ codes (:mod:`medqk.quantizers.rabitq`).
 
 Per vector: the ceil(d / 8)-byte sign code and two float32 factors (56 B at d = 384). A search quantizes
-each query to ``query_bits`` bit planes and scores every vector by the AND-popcount scan of
-:mod:`medqk.kernels._numba_rabitq` (exact integers, then the float32 estimator of the codec's doc);
+each query to ``query_bits`` bit planes and scores every vector by the AND-popcount scan
+(exact integers, then the float32 estimator of the codec's doc);
 results are ranked by that estimate, ties -> lower id, and the estimate is the score returned (q . x,
 l2: the squared distance from it, as every index does). ``+rerank:<codec>`` re-scores ``rerank_factor * k``
-candidates with a finer copy. Both backends run the Numba scan (the native kernel is not written yet).
+candidates with a finer copy. The scan is medqk.kernels.rabitq_search_topk: the native kernels (csrc/runtime/
+rabitq_search.cpp) or, under MEDQK_BACKEND=numba, the Numba twin, with the same integers and float bits.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..quantizers.rabitq import RaBitQCodec, code_bytes
+from ..quantizers.rabitq import RaBitQCodec, code_bytes, scan_scores
 from .flat import Index
 
 
@@ -24,7 +25,7 @@ class FlatRaBitQIndex(Index):
         # what is stored per vector (the saved arrays): sign codes, then the factors M_v and B_v
         self._stored = {"codes": np.empty((0, code_bytes(dim)), dtype=np.uint8),
                         "mult": np.empty(0, dtype=np.float32), "add": np.empty(0, dtype=np.float32)}
-        self._scan = None  # (codes as uint64 words, popcounts): derived from the codes, rebuilt after add()
+        self._scan = None  # the codes packed for the scan (medqk.kernels.PackedRaBitQ), rebuilt after add()
 
     @property
     def bytes_per_vector(self) -> float:
@@ -35,41 +36,33 @@ class FlatRaBitQIndex(Index):
         self._stored = {name: np.concatenate([old, getattr(enc, name)]) for name, old in self._stored.items()}
         self._scan = None
 
-    def _scan_arrays(self):
-        from ..kernels import _numba_rabitq as kern
+    def _packed(self):
+        """The codes in the scan's layout (medqk.kernels.pack_rabitq, the active backend's), rebuilt after
+        add() or a backend change."""
+        from .. import kernels
 
-        if self._scan is None:
-            words = kern.to_words(self._stored["codes"], self.dim)
-            pop = np.empty(words.shape[0], dtype=np.int32)
-            kern.rabitq_popcounts(words, kern.dim_mask(self.dim), pop)
-            self._scan = words, pop
+        if self._scan is None or self._scan.backend != _backend.backend:
+            self._scan = kernels.pack_rabitq(self._stored["codes"], self.dim)
         return self._scan
 
     def _scores_topk(self, q, k, threads, allow=None):
-        from ..kernels import _numba_rabitq as kern
+        from .. import kernels
 
-        words, pop = self._scan_arrays()
         query = self.codec.quantize_queries(q)
-        planes = kern.to_words(query.planes, self.dim)
-        scores = np.empty((q.shape[0], k), dtype=np.float32)
-        ids = np.empty((q.shape[0], k), dtype=np.int64)
-        allow = np.empty(0, dtype=np.uint8) if allow is None else np.ascontiguousarray(allow, dtype=np.uint8)
-        with _backend.numba_kernels().threads(threads):
-            kern.rabitq_search_topk(words, pop, planes, query.a, query.c1, query.c2, query.c3, self._stored["mult"],
-                                    self._stored["add"], k, scores, ids, allow)
-        return scores, ids
+        if allow is not None:
+            allow = np.ascontiguousarray(allow, dtype=np.uint8)
+        return kernels.rabitq_search_topk(self._packed(), query.planes, query.a, query.c1, query.c2, query.c3,
+                                          self._stored["mult"], self._stored["add"], k, threads=threads, allow=allow)
 
     def _score_rows(self, q, rows):
         """The scan's estimates (the same float32 operations, numpy) of the given rows: a selective filter's
         exact scan ranks by what the full scan would have."""
-        from ..kernels import _numba_rabitq as kern
+        from .. import kernels
 
-        words, pop = self._scan_arrays()
         query = self.codec.quantize_queries(q)
-        planes = kern.to_words(query.planes, self.dim)
-        ip = np.empty((q.shape[0], rows.size), dtype=np.int32)
-        kern.rabitq_scan_ints(np.ascontiguousarray(words[rows]), planes, ip)
-        return kern.scores_reference(ip, pop[rows], query.a, query.c1, query.c2, query.c3, self._stored["mult"][rows],
+        packed = kernels.pack_rabitq(self._stored["codes"][rows], self.dim)
+        ip = kernels.rabitq_scan_ints(packed, query.planes)
+        return scan_scores(ip, packed.pop, query.a, query.c1, query.c2, query.c3, self._stored["mult"][rows],
                                      self._stored["add"][rows])
 
     def _keep_rows(self, rows):

@@ -468,8 +468,130 @@ def _gelu_f32_checked(x: np.ndarray, nthreads: int, inplace: bool = False) -> np
     return out
 
 
-__all__ = ["MAX_GEMM_K", "MAX_W4_GROUP_SIZE", "PackedS8", "PackedW4", "attention_f32", "gelu_f32",
-           "gemm_s8s8_s32", "gemm_w4a8_f32", "gemm_w4a8_s32", "pack_s8", "pack_w4", "pq_assign", "quantize_rows_s8"]
+class PackedRaBitQ:
+    """1-bit RaBitQ sign codes prepared for :func:`rabitq_search_topk` (made by :func:`pack_rabitq`): the
+    layout of the backend active at packing time (native: blocks of 8 vectors, medqk.h rabitq_pack; Numba:
+    one row of ceil(dim / 64) words per vector) and ``pop``, each code's number of set bits."""
+
+    __slots__ = ("backend", "dim", "n", "pop", "words")
+
+    def __init__(self, *_args, **_kwargs):
+        raise TypeError("use medqk.kernels.pack_rabitq(codes, dim) to make a PackedRaBitQ")
+
+    @classmethod
+    def _make(cls, backend: str, n: int, dim: int, words: np.ndarray, pop: np.ndarray) -> PackedRaBitQ:
+        self = object.__new__(cls)
+        self.backend, self.n, self.dim, self.words, self.pop = backend, n, dim, words, pop
+        return self
+
+    def __repr__(self) -> str:
+        return f"PackedRaBitQ(n={self.n}, dim={self.dim}, backend={self.backend!r})"
+
+
+def _rabitq_array(x, name: str, dtype, ndim: int) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.dtype != np.dtype(dtype) or x.ndim != ndim:
+        raise TypeError(f"{name} must be a {ndim}-D numpy.ndarray of dtype {np.dtype(dtype).name}, got "
+                        f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}")
+    return np.ascontiguousarray(x)
+
+
+def pack_rabitq(codes: np.ndarray, dim: int) -> PackedRaBitQ:
+    """Sign codes (n, ceil(dim / 8)) uint8 of :mod:`medqk.quantizers.rabitq` (dimension i in bit i % 8 of byte
+    i // 8; bits past dim are ignored) for :func:`rabitq_search_topk`."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    codes = _rabitq_array(codes, "codes", np.uint8, 2)
+    if codes.shape[1] != (dim + 7) // 8:
+        raise ValueError(f"codes must have ceil(dim / 8) = {(dim + 7) // 8} columns for dim {dim}, got {codes.shape}")
+    n = codes.shape[0]
+    if n == 0:  # nothing to scan: the searches return padding without a kernel
+        words, pop = np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int32)
+    elif _backend.backend == "native":
+        words, pop = _backend._core.rabitq_pack(codes, int(dim))
+    else:
+        from . import _numba_rabitq as kern
+
+        words = kern.to_words(codes, int(dim)) & kern.dim_mask(int(dim))[None, :]
+        pop = np.empty(n, dtype=np.int32)
+        kern.rabitq_popcounts(words, kern.dim_mask(int(dim)), pop)
+    return PackedRaBitQ._make(_backend.backend, n, int(dim), words, pop)
+
+
+def _rabitq_planes(packed: PackedRaBitQ, planes) -> np.ndarray:
+    if not isinstance(packed, PackedRaBitQ):
+        raise TypeError(f"packed must be a PackedRaBitQ (medqk.kernels.pack_rabitq), got {type(packed).__name__}")
+    planes = _rabitq_array(planes, "planes", np.uint8, 3)
+    if not 1 <= planes.shape[1] <= 8 or planes.shape[2] != (packed.dim + 7) // 8 or planes.shape[0] == 0:
+        raise ValueError(f"planes must have shape (nq >= 1, bits in 1..8, ceil(dim / 8) = {(packed.dim + 7) // 8}), "
+                         f"got {planes.shape}")
+    return planes
+
+
+def _numba_planes(packed: PackedRaBitQ, planes: np.ndarray) -> np.ndarray:
+    from . import _numba_rabitq as kern
+
+    return kern.to_words(planes, packed.dim) & kern.dim_mask(packed.dim)[None, None, :]
+
+
+def rabitq_scan_ints(packed: PackedRaBitQ, planes: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """The exact integer part of the RaBitQ scan, (nq, n) int32: ``sum_j 2^j popcount(code & planes[q, j])``
+    (= sum_i b_i u_i) for every query bit-plane set ``planes`` (nq, bits, ceil(dim / 8)) uint8."""
+    planes = _rabitq_planes(packed, planes)
+    nthreads = threads_arg(threads)
+    if packed.n == 0:
+        return np.empty((planes.shape[0], 0), dtype=np.int32)
+    if packed.backend == "native":
+        return _backend._core.rabitq_scan_ints(packed.words, packed.n, packed.dim, planes, nthreads)
+    from . import _numba_rabitq as kern
+
+    ip = np.empty((planes.shape[0], packed.n), dtype=np.int32)
+    with _backend.numba_kernels().threads(nthreads):
+        kern.rabitq_scan_ints(packed.words, _numba_planes(packed, planes), ip)
+    return ip
+
+
+def rabitq_search_topk(packed: PackedRaBitQ, planes: np.ndarray, a, c1, c2, c3, mult, add, k: int, *,
+                       threads: int | None = None, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of the 1-bit RaBitQ scan (:mod:`medqk.quantizers.rabitq`): per query q and vector v the float32
+    score ``(add[v] + a[q]) + mult[v] * ((c1[q] ip + c2[q] pop[v]) + c3[q])``, ip as in
+    :func:`rabitq_scan_ints`, evaluated in that order without FMA on every backend (the same bits). Returns
+    (scores, ids) (nq, k), best first, ties -> lower id, rows padded with (-inf, -1) past the vectors
+    ``allow`` (None, or a packbits(bitorder="little") bitmap of ceil(n / 8) bytes) lets in."""
+    planes = _rabitq_planes(packed, planes)
+    nq, n = planes.shape[0], packed.n
+    f32 = np.float32
+    consts = [_rabitq_array(v, name, f32, 1) for v, name in ((a, "a"), (c1, "c1"), (c2, "c2"), (c3, "c3"))]
+    mult, add = _rabitq_array(mult, "mult", f32, 1), _rabitq_array(add, "add", f32, 1)
+    if any(v.shape[0] != nq for v in consts):
+        raise ValueError("a, c1, c2 and c3 must have one value per query (planes.shape[0])")
+    if mult.shape[0] != n or add.shape[0] != n:
+        raise ValueError(f"mult and add must have one value per packed vector ({n})")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    nthreads = threads_arg(threads)
+    if allow is not None:
+        allow = _rabitq_array(allow, "allow", np.uint8, 1)
+        if allow.shape[0] != (n + 7) // 8:
+            raise ValueError(f"allow must be a bitmap of ceil(n / 8) = {(n + 7) // 8} bytes, got {allow.shape}")
+    if n == 0:
+        return np.full((nq, k), -np.inf, dtype=f32), np.full((nq, k), -1, dtype=np.int64)
+    if packed.backend == "native":
+        return _backend._core.rabitq_search_topk(packed.words, packed.pop, mult, add, packed.dim, planes, *consts,
+                                                 int(k), nthreads, allow)
+    from . import _numba_rabitq as kern
+
+    scores = np.empty((nq, k), dtype=f32)
+    ids = np.empty((nq, k), dtype=np.int64)
+    allow = np.empty(0, dtype=np.uint8) if allow is None else allow
+    with _backend.numba_kernels().threads(nthreads):
+        kern.rabitq_search_topk(packed.words, packed.pop, _numba_planes(packed, planes), *consts, mult, add, int(k),
+                                scores, ids, allow)
+    return scores, ids
+
+
+__all__ = ["MAX_GEMM_K", "MAX_W4_GROUP_SIZE", "PackedRaBitQ", "PackedS8", "PackedW4", "attention_f32", "gelu_f32",
+           "gemm_s8s8_s32", "gemm_w4a8_f32", "gemm_w4a8_s32", "pack_rabitq", "pack_s8", "pack_w4", "pq_assign",
+           "quantize_rows_s8", "rabitq_scan_ints", "rabitq_search_topk"]
 
 
 def __dir__() -> list[str]:

@@ -5,7 +5,8 @@ Layout: a vector's sign code and each query bit plane are W = ceil(d / 64) uint6
 dimensions set, so padding bits of a code are never counted. The integer results are exact:
 ``ip_int = sum_j 2^j popcount(code & plane_j)`` (< d 2^B) and ``pop = popcount(code & mask)``; the float
 score ``add[v] + qa[q] + mult[v] * (c1[q] ip_int + c2[q] pop + c3[q])`` is evaluated in float32 in exactly
-that order (no fast-math: numpy gives the same bits, see :func:`scores_reference`).
+that order (no fast-math: numpy gives the same bits, see medqk.quantizers.rabitq.scan_scores; so do the native kernels,
+csrc/runtime/rabitq_search.cpp).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from ..quantizers.rabitq import scan_scores as scores_reference  # noqa: F401  (the numpy form, for the tests)
 from ._numba_search import _heap_push, _write_sorted, row_allowed
 
 
@@ -97,10 +99,3 @@ def rabitq_search_topk(codes, pop, planes, qa, c1, c2, c3, mult, add, k, scores,
             if size < k or s > hs[0]:  # the heap's own test, ahead of the call: most vectors stop here
                 size = _heap_push(hs, hi, size, k, s, v)
         _write_sorted(hs, hi, size, scores[q], ids[q])
-
-
-def scores_reference(ip, pop, qa, c1, c2, c3, mult, add) -> np.ndarray:
-    """The scan's float32 scores from its integers, in numpy, in the twin's order: (nq, n)."""
-    f32 = np.float32
-    t = (c1[:, None] * ip.astype(f32) + c2[:, None] * pop.astype(f32)[None, :]) + c3[:, None]
-    return (add[None, :] + qa[:, None]) + mult[None, :] * t

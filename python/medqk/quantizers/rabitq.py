@@ -57,9 +57,9 @@ the code's bit order):
 
 and ``<o_bar, q_hat'> = (2 (delta ip_int + lo pop) - (delta sum_i u_i + d lo)) / sqrt(d)``, which the scan
 folds into ``t = c1 ip_int + c2 pop + c3`` (float32 per-query constants, :class:`RaBitQQuery`) and scores
-``A_q + B_v + M_v t`` in float32 in that order (Numba twin: medqk.kernels._numba_rabitq). Quantizing the
-query adds at most ``sqrt(d) delta / 2 / a`` to the error of <o, q> (|q'_i - q_hat'_i| <= delta / 2), which
-:meth:`RaBitQCodec.error_bound` includes.
+``A_q + B_v + M_v t`` in float32 in that order (:func:`scan_scores`; the scans: medqk.kernels.rabitq_search_topk,
+native and Numba, give the same bits). Quantizing the query adds at most ``sqrt(d) delta / 2 / a`` to the error
+of <o, q> (|q'_i - q_hat'_i| <= delta / 2), which :meth:`RaBitQCodec.error_bound` includes.
 """
 
 from __future__ import annotations
@@ -110,6 +110,14 @@ def _check_vectors(x, name: str, dim: int) -> np.ndarray:
     from ..index.flat import as_vectors  # lazy: the index package imports the quantizers
 
     return as_vectors(x, name, dim)
+
+
+def scan_scores(ip, pop, a, c1, c2, c3, mult, add) -> np.ndarray:
+    """The scan's float32 scores (nq, n) from its integers ip (nq, n) and pop (n,), in numpy, in the order
+    every scan uses (Numba twin, native kernels): ``(add + a) + mult * ((c1 ip + c2 pop) + c3)``."""
+    f32 = np.float32
+    t = (c1[:, None] * ip.astype(f32) + c2[:, None] * pop.astype(f32)[None, :]) + c3[:, None]
+    return (add[None, :] + a[:, None]) + mult[None, :] * t
 
 
 @dataclass
@@ -267,7 +275,10 @@ class RaBitQCodec:
         delta = (rot.max(axis=1) - lo) / levels
         delta = np.where(delta > 0, delta, 1).astype(np.float32)  # a constant query: every u_i = 0
         u = np.clip(np.rint((rot - lo[:, None]) / delta[:, None]), 0, levels).astype(np.uint8)
-        planes = np.stack([pack_bits((u >> j) & 1) for j in range(self.query_bits)], axis=1)
+        # bit j of every u_i, for every j at once: one packbits over (nq, bits, d) (per-call overhead matters
+        # for single queries)
+        shifts = np.arange(self.query_bits, dtype=np.uint8)[None, :, None]
+        planes = np.packbits((u[:, None, :] >> shifts) & 1, axis=2, bitorder="little")
         s = 1.0 / math.sqrt(d)
         lo64, delta64, sum_u = lo.astype(np.float64), delta.astype(np.float64), u.sum(axis=1, dtype=np.int64)
         if self.metric == "ip":
