@@ -316,7 +316,8 @@ def test_native_calls_release_the_gil(name):
 
 # --- the package namespace: documented names only, subpackages reachable on first use (PEP 562)
 
-SUBPACKAGES = ("medqk", "medqk.data", "medqk.eval", "medqk.index", "medqk.kernels", "medqk.quantizers")
+SUBPACKAGES = ("medqk", "medqk.data", "medqk.distributed", "medqk.encoder", "medqk.eval", "medqk.index",
+               "medqk.kernels", "medqk.quantizers")
 
 NAMESPACES = """
 import importlib, json, pkgutil, sys
@@ -347,7 +348,7 @@ def test_public_names_are_all_and_the_subpackages():
             # the API and the subpackages (found here on disk, not from the package's own list), reachable
             # before anything imported them; not the implementation modules runtime, linear, cli
             subpackages = {child for child, is_package in ns["children"].items() if is_package}
-            assert subpackages == {"data", "encoder", "eval", "index", "kernels", "quantizers"}
+            assert subpackages == {"data", "distributed", "encoder", "eval", "index", "kernels", "quantizers"}
             assert set(ns["dir"]) == public_all | subpackages
         else:
             # the API and submodules that are loaded, nothing imported for the package's own use (numpy...)

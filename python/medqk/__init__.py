@@ -6,7 +6,8 @@ or on Numba twins with identical integer results; see :func:`info`.
 ``import medqk`` loads only the native module and reads ``MEDQK_BACKEND`` / ``MEDQK_ISA`` (a bad value is a
 RuntimeError here, naming the variable, its value and the valid choices). Everything else is imported on
 first use (PEP 562): the kernels and numpy on the first kernel name, the subpackages :mod:`medqk.index`,
-:mod:`medqk.eval`, :mod:`medqk.quantizers`, :mod:`medqk.kernels` and :mod:`medqk.data` on first access
+:mod:`medqk.eval`, :mod:`medqk.quantizers`, :mod:`medqk.kernels`, :mod:`medqk.encoder`, :mod:`medqk.distributed`
+and :mod:`medqk.data` on first access
 (``medqk.index.create(...)`` works after a plain ``import medqk``).
 """
 
@@ -47,7 +48,8 @@ _LAZY_NAMES = {
     "use_isa": "runtime",
     "use_kernel": "runtime",
 }
-_SUBPACKAGES = ("codebook", "data", "encoder", "eval", "index", "kernels", "quantizers")  # codebook: a module
+# codebook: a module
+_SUBPACKAGES = ("codebook", "data", "distributed", "encoder", "eval", "index", "kernels", "quantizers")
 
 
 __all__ = [

@@ -616,3 +616,8 @@ def load(path, *, engine: str = "local", address: str | None = None, actor_optio
 
 
 __all__ = ["ShardUnavailableError", "ShardedIndex", "load"]
+
+
+def __dir__() -> list[str]:
+    # the index and file helpers are imported here for the driver's use, not exported: dir() shows the API
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
