@@ -22,8 +22,8 @@ def _threshold(scores: np.ndarray, metric: str) -> float:
 
 def _expected(index, q, threshold):
     """Brute force from the index's final-stage scores of every live row: (query, id, score) best first."""
-    rows = np.flatnonzero(index._allowed_rows(None)) if index._allowed_rows(None) is not None else np.arange(
-        index._rows.rows)
+    live = index._allowed_rows(None)  # None: every stored row is live
+    rows = np.arange(index._rows.rows) if live is None else np.flatnonzero(live)
     s = np.asarray(index._score_rows(q, rows), dtype=np.float64)
     ids = index._rows.to_user(rows)
     out = []

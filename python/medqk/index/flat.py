@@ -361,8 +361,8 @@ class Index:
 
     range_search = True  # False for the indexes that do not score every vector (IVF, HNSW)
 
-    def search_range(self, q: np.ndarray, threshold: float, *, filter=None,
-                     threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def search_range(self, q: np.ndarray, threshold: float, *,
+                     filter=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every vector within ``threshold`` of each query q (nq, dim) (a single (dim,) query is accepted):
         ip / cos: score >= threshold; l2: squared distance <= threshold. ``filter`` as in :meth:`search`;
         removed vectors are never returned.
@@ -382,7 +382,6 @@ class Index:
                 or not np.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold!r}")
         q = self._vectors_in(q, "q")
-        threads_arg(threads)
         if len(self) == 0:
             raise RuntimeError("the index is empty: add(x) vectors before search_range()")
         allowed = self._allowed_rows(filter)
