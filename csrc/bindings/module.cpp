@@ -599,7 +599,7 @@ py::tuple ivf_lut4_search(const py::array& luts, const py::array& probes, const 
   }
   if (topk == 0) throw py::value_error("k must be at least 1");
   const uint8_t* lutp = require_at_most_127(luts, "luts entries must be <= 127 (use ivf_quantize_tables)");
-  const uint8_t* allow_p = optional_allow(allow, static_cast<std::size_t>(ls[nlist]));  // over storage positions
+  const uint8_t* allow_p = optional_allow(allow, static_cast<std::size_t>(ls[nlist]));  // over list_ids' values
   TopkOut out(nq, topk);  // scores are the keys the lists were ranked by
   without_gil([&] {
     medqk::ivf_lut4_search(medqk::active_isa(), lutp, nq, d, nlut, pp, kp, nprobe, cp, lb, ls, idp, nlist, topk,

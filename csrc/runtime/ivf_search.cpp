@@ -185,7 +185,7 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
           for (std::size_t u = 0; u < ng; ++u) {
             reservoirs[qj[u]].offer_masked(reinterpret_cast<const int32_t*>(sums.data() + u * sums_stride),
                                            masks.data() + u * nb, nb, nv, list_starts[l] + static_cast<int64_t>(v0b),
-                                           bias[u], allow);
+                                           bias[u], allow, list_ids, static_cast<uint64_t>(list_starts[nlist]));
           }
           for (std::size_t u = 0; u < ng; ++u) seen[qj[u]] += static_cast<uint32_t>(nb);
           b0 += nb;

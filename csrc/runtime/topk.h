@@ -65,11 +65,21 @@ inline uint32_t allowed_bits(const uint8_t* allow, std::size_t row, std::size_t 
 }
 
 // The mask of block b of a 32-vector scan (rows id0 + 32 b ..) without the padding vectors past n and
-// without the rows `allow` clears.
-inline uint32_t block_mask(uint32_t mask, std::size_t b, std::size_t n, int64_t id0, const uint8_t* allow) {
+// without the rows `allow` clears. With `row_of` (the IVF scan: id0 + u is a storage position), `allow` is
+// over row_of[id0 + u] instead, a bitmap of row_limit bits (a row outside it is not allowed), tested only for
+// the bits still set: the work follows the candidates, not the index size.
+inline uint32_t block_mask(uint32_t mask, std::size_t b, std::size_t n, int64_t id0, const uint8_t* allow,
+                           const int64_t* row_of = nullptr, uint64_t row_limit = 0) {
   if (n - 32 * b < 32) mask &= (uint32_t(1) << (n - 32 * b)) - 1;  // padding vectors of the last block
-  if (allow != nullptr && mask != 0) {
-    mask &= allowed_bits(allow, static_cast<std::size_t>(id0) + 32 * b, std::min<std::size_t>(32, n - 32 * b));
+  if (allow == nullptr || mask == 0) return mask;
+  if (row_of == nullptr) {
+    return mask & allowed_bits(allow, static_cast<std::size_t>(id0) + 32 * b, std::min<std::size_t>(32, n - 32 * b));
+  }
+  const int64_t* rows = row_of + id0 + static_cast<int64_t>(32 * b);
+  for (uint32_t m = mask; m != 0; m &= m - 1) {
+    const int u = __builtin_ctz(m);
+    const uint64_t r = static_cast<uint64_t>(rows[u]);
+    if (r >= row_limit || ((allow[r >> 3] >> (r & 7)) & 1) == 0) mask &= ~(uint32_t(1) << u);
   }
   return mask;
 }
@@ -232,13 +242,14 @@ class ReservoirTopK {
   // Scores in blocks of 32 with, per block, a mask of the scores that beat an earlier threshold (made by
   // the scan kernel): only the blocks with a candidate are read. n (<= 32 * nblocks) bounds ids. `bias`
   // is added to every score (the IVF scan: a per-list constant; the kernel was then given the threshold
-  // minus bias). Rows (ids) the bitmap `allow` clears are dropped from the masks.
+  // minus bias). Rows (ids) the bitmap `allow` clears are dropped from the masks; with `row_of`, the ids are
+  // storage positions and `allow` (row_limit bits) is over row_of[id] (block_mask).
   void offer_masked(const T* scores, const uint32_t* masks, std::size_t nblocks, std::size_t n, int64_t id0, T bias = 0,
-                    const uint8_t* allow = nullptr) {
+                    const uint8_t* allow = nullptr, const int64_t* row_of = nullptr, uint64_t row_limit = 0) {
     if (k_ == 0) return;
     for (std::size_t b = 0; b < nblocks; ++b) {
       if (masks[b] == 0) continue;
-      const uint32_t mask = block_mask(masks[b], b, n, id0, allow);
+      const uint32_t mask = block_mask(masks[b], b, n, id0, allow, row_of, row_limit);
       take(scores + 32 * b, mask, id0 + static_cast<int64_t>(32 * b), bias);
       if (threshold_ == kNoThreshold && size_ >= k_) cut();  // a first threshold, as early as possible
     }

@@ -131,3 +131,28 @@ def test_format_1_file_still_loads(tmp_path):
         np.testing.assert_array_equal(a, b)
     index.save(tmp_path / "new.mqk")
     assert struct.unpack("<I", (tmp_path / "new.mqk").read_bytes()[8:12])[0] == 1
+
+
+def test_unique_ids_and_duplicates_match_numpy():
+    from medqk.index._ids import first_duplicate, unique_ids
+
+    rng = np.random.default_rng(5)
+    for n, hi in [(0, 1), (1, 5), (7, 3), (1000, 50), (1000, 10**12)]:
+        ids = rng.integers(0, hi, n).astype(np.int64)
+        np.testing.assert_array_equal(unique_ids(ids), np.unique(ids))
+        uniq, counts = np.unique(ids, return_counts=True)
+        assert first_duplicate(ids) == (int(uniq[counts > 1][0]) if (counts > 1).any() else None)
+
+
+@pytest.mark.parametrize("spec", ["int8", "ivf4,pq8x4fs"])
+def test_repeated_ids_in_remove_and_filter_count_once(spec):
+    x, q = data(n=300, nq=4, d=D, seed=9)
+    ids = np.random.default_rng(2).permutation(300) * 3 + 7  # own ids, not in storage order
+    index = built(spec, ids=ids, x=x)
+    allow = ids[::5]
+    want = index.search(q, 6, filter=allow)
+    got = index.search(q, 6, filter=np.concatenate([allow[::-1], allow[:20], [10**9]]))  # unsorted, repeats, unknown
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+    assert np.isin(got[1], allow).all()
+    assert index.remove(np.array([ids[0], ids[0], ids[1], 10**9])) == 2 and len(index) == 298

@@ -338,6 +338,54 @@ def test_native_scan_refuses_bad_arguments(built):
         core.ivf_lut4_search(luts, probes, keys, *lists, 0)
 
 
+def test_scan_allow_bitmap_is_over_ids_on_every_backend(built):
+    # the scan takes the allow-bitmap over the vectors' ids (list_ids values), not their storage positions,
+    # and tests it for its candidates only: native and the Numba twin keep exactly the allowed ids, equal
+    # to the unfiltered scan of a bitmap-free index restricted by hand; ids outside the stored range are
+    # never allowed (a corrupt list cannot read past the bitmap)
+    from medqk import _backend
+    from medqk.kernels import _numba_ivf
+
+    index, x, q = built["ivf16,pq8x4fs", "ip"]
+    n = index.ntotal
+    assert not np.array_equal(index._list_ids, np.arange(n))  # positions and ids differ: the test can tell
+    probes, bias = index._probe(q, 16)
+    luts, keys, _, _ = index._tables(q, probes, bias, 1)
+    allowed = np.random.default_rng(3).random(n) < 0.3
+    bits = np.packbits(allowed, bitorder="little")
+    lists = (index._packed, index._list_blocks, index._list_starts, index._list_ids)
+
+    def twin(list_ids, allow):
+        kf = np.empty((len(q), 5), np.float32)
+        ids = np.empty((len(q), 5), np.int64)
+        _numba_ivf.ivf_lut4_search(luts, probes, keys, *lists[:3], list_ids, 5, kf, ids, allow)
+        return kf, ids
+
+    got = [twin(index._list_ids, bits)]
+    if _backend._core is not None:
+        got.append(_backend._core.ivf_lut4_search(luts, probes, keys, *lists, 5, 1, bits))
+    full_i = twin(index._list_ids, np.empty(0, np.uint8))[1]
+    # the reference: every key of the unfiltered scan (k = n), the allowed ones in its order
+    ref_k = np.empty((len(q), n), np.float32)
+    ref_i = np.empty((len(q), n), np.int64)
+    _numba_ivf.ivf_lut4_search(luts, probes, keys, *lists, n, ref_k, ref_i, np.empty(0, np.uint8))
+    for kf, ids in got:
+        assert allowed[ids].all()
+        for r in range(len(q)):
+            keep = allowed[ref_i[r]]
+            np.testing.assert_array_equal(ids[r], ref_i[r][keep][:5])
+            np.testing.assert_array_equal(kf[r], ref_k[r][keep][:5])
+        assert not np.array_equal(ids, full_i)  # the filter changed the results
+    bad = index._list_ids.copy()
+    bad[::2] = n + 3  # ids past the bitmap: never allowed, never read
+    kf, ids = twin(bad, bits)
+    assert (ids != n + 3).all()
+    if _backend._core is not None:
+        nk, ni = _backend._core.ivf_lut4_search(luts, probes, keys, *lists[:3], bad, 5, 1, bits)
+        np.testing.assert_array_equal(ni, ids)
+        np.testing.assert_array_equal(nk, kf)
+
+
 def test_spec_data_warning_for_too_many_lists():
     import warnings
 

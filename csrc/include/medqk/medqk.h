@@ -153,7 +153,9 @@ void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, con
                     const float* alpha, const float* bias, std::size_t topk, float* scores, int64_t* ids, int threads);
 // Allow-bitmaps: every *_search_topk (and ivf_lut4_search) has an overload with a last argument `allow`,
 // ceil(n / 8) bytes, bit r & 7 of byte r >> 3 set when vector r may be returned (nullptr: all may; for
-// ivf_lut4_search r is the storage position list_starts[l] + index). A vector whose bit is clear is never
+// ivf_lut4_search r is the vector's id, list_ids[list_starts[l] + index], with n = list_starts[nlist]: an id
+// outside 0..n-1 is not allowed; tested only for the vectors that would enter the top-k, so a filter costs
+// no pass over the index). A vector whose bit is clear is never
 // offered to the top-k, so the topk best allowed vectors are written (padded with -inf / -1 only when fewer
 // exist): the filtered and delete-aware searches of medqk.index.
 void s8_search_topk(Isa isa, const int8_t* a, std::size_t nq, std::size_t k, const uint8_t* packed, std::size_t n,

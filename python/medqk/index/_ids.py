@@ -31,6 +31,20 @@ def as_ids(ids, name: str, n: int | None = None) -> np.ndarray:
     return arr
 
 
+def unique_ids(ids: np.ndarray) -> np.ndarray:
+    """The distinct values of an int64 array, sorted: np.unique's result by a sort and one compare (numpy 2.4's
+    np.unique hashes, about 40x slower on 10^6 ids: half a second for a filter of 500,000 ids)."""
+    s = np.sort(ids)
+    return s[np.concatenate(([True], s[1:] != s[:-1]))] if s.size else s
+
+
+def first_duplicate(ids: np.ndarray) -> int | None:
+    """A value that occurs more than once in ``ids`` (the smallest), or None."""
+    s = np.sort(ids)
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    return int(s[dup[0]]) if dup.size else None
+
+
 def pack_bits(allowed: np.ndarray) -> np.ndarray:
     """A bool per row -> the kernels' bitmap."""
     return np.packbits(allowed, bitorder="little")
@@ -86,11 +100,11 @@ class RowIds:
                 return None
             return np.arange(self.next_id, self.next_id + n, dtype=np.int64)
         ids = as_ids(ids, "ids", n)
-        uniq, counts = np.unique(ids, return_counts=True)
-        if (counts > 1).any():
-            raise ValueError(f"ids has duplicates (e.g. {int(uniq[counts > 1][0])}); use upsert() to replace vectors")
+        dup = first_duplicate(ids)
+        if dup is not None:
+            raise ValueError(f"ids has duplicates (e.g. {dup}); use upsert() to replace vectors")
         if self.live:
-            rows = self.rows_of(uniq, missing="skip")
+            rows = self.rows_of(ids, missing="skip")
             if rows.size:
                 raise ValueError(f"ids already in the index (e.g. {int(self.row_ids()[rows[0]])}); use upsert() "
                                  f"to replace them")
@@ -180,5 +194,5 @@ class RowIds:
             self.deleted = np.unpackbits(bits, count=rows, bitorder="little").astype(bool)
             self.n_deleted = int(self.deleted.sum())
         live = self.row_ids() if self.deleted is None else self.row_ids()[~self.deleted]
-        if len(np.unique(live)) != len(live):
+        if first_duplicate(live) is not None:
             raise error("corrupt ids: two live rows share an id")

@@ -29,7 +29,7 @@ from .._validate import threads_arg
 from ..kernels import pack_s8, quantize_rows_s8
 from ..quantizers import ScalarQuantizer
 from . import _topk
-from ._ids import RowIds, as_ids, pack_bits
+from ._ids import RowIds, as_ids, first_duplicate, pack_bits, unique_ids
 from .spec import BYTES_PER_DIM, IndexSpec
 
 METRICS = ("ip", "l2", "cos")
@@ -239,7 +239,7 @@ class Index:
         :meth:`compact`, which runs by itself once removed rows exceed ``AUTO_COMPACT_FRACTION`` (25%) of the
         stored ones."""
         ids = as_ids(np.atleast_1d(ids), "ids")
-        rows = self._rows.rows_of(np.unique(ids), missing="skip")
+        rows = self._rows.rows_of(unique_ids(ids), missing="skip")
         if rows.size:
             self._rows.delete(rows)
             self._delete_rows(rows)
@@ -251,7 +251,7 @@ class Index:
         vectors are encoded before anything is removed: an error leaves the index as it was."""
         x = self._vectors_in(x, "x")
         ids = as_ids(np.atleast_1d(ids), "ids", x.shape[0])
-        if len(np.unique(ids)) != len(ids):
+        if first_duplicate(ids) is not None:
             raise ValueError("ids has duplicates: each id takes one vector")
         if not self.is_trained:
             raise RuntimeError(f"index '{self.spec}' must be trained before upsert(): call train(x) first")
@@ -283,10 +283,10 @@ class Index:
         live = self._rows.live_mask()
         if filter is None:
             return live
-        ids = self._rows.row_ids()
         if callable(filter):
             mask = np.zeros(self._rows.rows, dtype=bool)
             rows = np.arange(self._rows.rows) if live is None else np.flatnonzero(live)
+            ids = self._rows.row_ids()
             mask[rows] = np.fromiter((bool(filter(int(i))) for i in ids[rows]), dtype=bool, count=len(rows))
             return mask
         f = np.asarray(filter)
@@ -294,9 +294,9 @@ class Index:
             if f.ndim != 1 or f.shape[0] != self._rows.next_id:
                 raise ValueError(f"filter: a boolean mask has one entry per id 0..next_id - 1 ({self._rows.next_id} "
                                  f"entries for this index), got shape {f.shape}")
-            mask = f[ids]
+            mask = f[: self._rows.rows] if self._rows.ids is None else f[self._rows.ids]  # row r's id is r / ids[r]
         elif np.issubdtype(f.dtype, np.integer) or f.size == 0:
-            rows = self._rows.rows_of(np.unique(as_ids(f.reshape(-1), "filter")), missing="skip")
+            rows = self._rows.rows_of(as_ids(f.reshape(-1), "filter"), missing="skip")  # repeats: same rows
             mask = np.zeros(self._rows.rows, dtype=bool)
             mask[rows] = True
             return mask  # rows_of gives live rows only
@@ -352,7 +352,7 @@ class Index:
         allowed = self._allowed_rows(filter)
         if allowed is None:
             scores, rows = self._scores_topk(q, int(k), nthreads)
-        elif filter is not None and allowed.sum() <= self.exact_scan_fraction * self._rows.rows:
+        elif filter is not None and np.count_nonzero(allowed) <= self.exact_scan_fraction * self._rows.rows:
             scores, rows = self._exact_topk(q, int(k), np.flatnonzero(allowed))
         else:
             bits = self._rows.live_bits() if filter is None else pack_bits(allowed)

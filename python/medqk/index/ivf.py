@@ -52,7 +52,6 @@ from .._progress import progress_bar
 from .._warnings import warn_spec_data
 from ..kernels._layout import lut4_even
 from . import _topk
-from ._ids import pack_bits
 from ._memory import aligned
 from .flat import Index, no_bits
 from .flat_codes import Lut4Packer
@@ -280,7 +279,6 @@ class IVFLUT4Index(Index):
         codes = self.packer.unpack(self._packed, self._slots()[kept])
         new_ids = np.searchsorted(rows, self._list_ids[kept])
         self._set_lists(np.bincount(lists, minlength=self.nlist), new_ids, codes)
-        self._position_bits = None
 
     # -- search -------------------------------------------------------------------------------
     def _candidates(self, q, k, threads, allow=None):
@@ -288,19 +286,6 @@ class IVFLUT4Index(Index):
 
     def _scores_topk(self, q, k, threads, allow=None):
         return self._search(q, k, threads, allow)
-
-    def _positions_allowed(self, allow):
-        """The allow-bitmap over rows -> the scan's, over storage positions (list order). The bitmap of the
-        live rows is one object until the rows change, so its conversion is kept."""
-        if allow is None:
-            return None
-        cached = getattr(self, "_position_bits", None)
-        if cached is not None and cached[0] is allow:
-            return cached[1]
-        rows = np.unpackbits(allow, count=self._ntotal, bitorder="little").astype(bool)
-        bits = pack_bits(rows[self._list_ids])
-        self._position_bits = (allow, bits)
-        return bits
 
     def _probe(self, q: np.ndarray, nprobe: int, threads: int = 1):
         """Lists to scan (nq, nprobe) best first, and their scores: q.c (ip) or 2 q.c - |c|^2 (l2)."""
@@ -314,7 +299,6 @@ class IVFLUT4Index(Index):
 
     def _search(self, q, k, threads, allow=None):
         nprobe = _NPROBE.get() or self._nprobe
-        allow = self._positions_allowed(allow)
         chunk = _QUERY_CHUNK if self.metric != "l2" else max(1, 4096 // nprobe)
         out_s = np.empty((q.shape[0], k), dtype=np.float32)
         out_i = np.empty((q.shape[0], k), dtype=np.int64)
@@ -364,7 +348,8 @@ class IVFLUT4Index(Index):
 
     def _scan(self, luts, probes, keys, k, threads, allow=None):
         """The k best integer keys (as float32) and ids of each query (native or the Numba twin, identical);
-        ``allow``: None or the bitmap of the storage positions that may be returned."""
+        ``allow``: None or the bitmap of the rows (the values of ``_list_ids``) that may be returned, tested by
+        the scan for its candidates only (no pass over the index per filter)."""
         if _backend.backend == "native":
             return _backend._core.ivf_lut4_search(luts, probes, keys, self._packed, self._list_blocks,
                                                   self._list_starts, self._list_ids, k, threads, allow)

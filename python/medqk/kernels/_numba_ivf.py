@@ -11,11 +11,19 @@ from ._numba_search import row_allowed
 LUT_MAX = 127  # largest table entry, as kLutMax in csrc/runtime/ivf_search.cpp
 
 
+@njit(boundscheck=False, inline="always")
+def id_allowed(allow, row, n):
+    """row_allowed for a vector's id: an id outside 0..n-1 (n = the stored vectors) is not allowed, the native
+    scan's rule."""
+    return allow.shape[0] == 0 or (0 <= row < n and row_allowed(allow, row))
+
+
 @njit(parallel=True, boundscheck=False, nogil=True)
 def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, list_ids, k, keys, ids, allow):
     """Per query: integer keys (table sums + probe key) of every vector of its probed lists; the k best by
     (key desc, storage position asc) written by (key desc, id asc), the key as a float32; -inf / -1 when
-    fewer were scanned. Storage positions the bitmap ``allow`` clears (empty: none) are skipped."""
+    fewer were scanned. Vectors whose ids (list_ids entries) the bitmap ``allow`` clears (empty: none) are
+    skipped, as are ids outside it."""
     nq, nlut, d_even, _ = luts.shape
     nprobe = probes.shape[1]
     block_bytes = lut4_block_bytes(d_even)
@@ -25,7 +33,7 @@ def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, 
             lst = probes[q, p]
             if lst >= 0:
                 for pos in range(list_starts[lst], list_starts[lst + 1]):
-                    total += row_allowed(allow, pos)
+                    total += id_allowed(allow, list_ids[pos], list_ids.shape[0])
         qkeys = np.empty(total, dtype=np.int64)
         storage = np.empty(total, dtype=np.int64)
         pos = 0
@@ -36,7 +44,7 @@ def ivf_lut4_search(luts, probes, probe_keys, packed, list_blocks, list_starts, 
             t = 0 if nlut == 1 else p
             base0 = list_blocks[lst] * block_bytes
             for i in range(list_starts[lst + 1] - list_starts[lst]):
-                if not row_allowed(allow, list_starts[lst] + i):
+                if not id_allowed(allow, list_ids[list_starts[lst] + i], list_ids.shape[0]):
                     continue
                 row = base0 + lut4_row(i, d_even)
                 shift = lut4_shift(i)
