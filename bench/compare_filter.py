@@ -10,12 +10,14 @@ medqk.index.flat.EXACT_SCAN_FRACTION), and at 1% forced through the masked scan 
 those fractions are chosen from: the exact scan of a fraction f of the rows costs about f times a fixed
 per-row price, the masked scan about the unfiltered time, so they break even near
 f = 1% x (1% ratio) / (1% scan ratio), printed as "even". Every
-filtered result is checked to lie in its allow-list, and to fill k (more than k are allowed).
+filtered result is checked to lie in its allow-list, and to fill k (more than k are allowed). Recall is R@10
+against the exact top-10 of the allowed subset (float32 brute force), for medqk and faiss alike.
 
 With faiss-cpu installed (a bench extra), the same filters run through faiss's ``IDSelectorBitmap`` (passed in
 ``SearchParameters``, faiss's filtered search) on its matching indexes (Flat, SQ8, PQ48x8, PQ96x4 fast scan,
 IVF64,PQ96x4fs at medqk's nprobe), same queries, same threads; the second table prints faiss's QPS and
-medqk's QPS over faiss's at each selectivity ("n/a" where faiss refuses a selector on that index).
+medqk's QPS over faiss's at each selectivity (where faiss refuses a selector on that index, its fast-scan PQ and
+8-bit PQ: medqk's filtered QPS over faiss's unfiltered, marked *), and both recalls.
 """
 
 from __future__ import annotations
@@ -55,6 +57,21 @@ def check(ids, allowed):
     assert (ids >= 0).all(), "a filtered search did not fill k"
 
 
+def exact_top(X, Q, allowed):
+    """The exact top-K ids of each query among ``allowed`` (None: all), float32 inner products."""
+    s = Q @ X.T
+    if allowed is not None:
+        keep = np.zeros(X.shape[0], dtype=bool)
+        keep[allowed] = True
+        s[:, ~keep] = -np.inf
+    return np.argpartition(-s, K, axis=1)[:, :K]
+
+
+def recall(ids, truth) -> float:
+    """Mean fraction of the exact filtered top-K found (R@K against the allowed subset's own top-K)."""
+    return float(np.mean([np.intersect1d(a, b).size for a, b in zip(ids, truth)])) / K
+
+
 def faiss_qps(index, q, allowed, repeat, nprobe=None):
     """faiss's QPS (median of repeat rounds) with an IDSelectorBitmap over ``allowed`` (None: no filter), and
     the ids of the last round."""
@@ -75,16 +92,18 @@ def faiss_qps(index, q, allowed, repeat, nprobe=None):
     return len(q) / float(np.median(times)), ids
 
 
-def faiss_table(X, Q, specs, medqk_qps, half, one, threads, repeat):
+def faiss_table(X, Q, specs, medqk_qps, half, one, threads, repeat, truth, medqk_recall):
     try:
         import faiss
     except ImportError:
         print("(faiss rows skipped: pip install faiss-cpu)")
         return
     faiss.omp_set_num_threads(threads)
-    print(f"\nfaiss {faiss.__version__} IDSelectorBitmap, same filters; medqk / faiss QPS at each selectivity")
+    print(f"\nfaiss {faiss.__version__} IDSelectorBitmap, same filters; medqk / faiss QPS at each selectivity (where "
+          f"faiss takes no selector, medqk filtered / faiss unfiltered, marked *); R@{K} of each against the "
+          f"allowed subset's exact top-{K}, medqk/faiss")
     print(f"{'medqk spec':18s} {'faiss':16s} {'QPS':>8s} {'50% QPS':>8s} {'1% QPS':>8s} {'x none':>7s} {'x 50%':>7s} "
-          f"{'x 1%':>7s}")
+          f"{'x 1%':>7s}  {'R none':>11s} {'R 50%':>11s} {'R 1%':>11s}")
     for spec in specs:
         if spec not in FAISS:
             continue
@@ -92,18 +111,21 @@ def faiss_table(X, Q, specs, medqk_qps, half, one, threads, repeat):
         index.train(X)
         index.add(X)
         nprobe = mi.create(spec, X.shape[1]).nprobe if spec.startswith("ivf") else None
-        row = []
-        for allowed in (None, half, one):
+        row, rec = [], []
+        for allowed, gt in zip((None, half, one), truth):
             try:
                 speed, ids = faiss_qps(index, Q, allowed, repeat, nprobe)
                 if allowed is not None and not spec.startswith("ivf"):
                     check(ids, allowed)
                 row.append(speed)
+                rec.append(recall(ids, gt))
             except RuntimeError:  # faiss: this index takes no selector
                 row.append(None)
-        ratios = [f"{m / f:7.2f}" if f else "    n/a" for m, f in zip(medqk_qps[spec], row)]
+                rec.append(None)
+        ratios = [f"{m / f:7.2f}" if f else f"{m / row[0]:6.2f}*" for m, f in zip(medqk_qps[spec], row)]
         cells = [f"{f:8.0f}" if f else "     n/a" for f in row]
-        print(f"{spec:18s} {FAISS[spec]:16s} {' '.join(cells)} {' '.join(ratios)}", flush=True)
+        recs = [f"{m:.3f}/{f:.3f}" if f is not None else f"{m:.3f}/  -  " for m, f in zip(medqk_recall[spec], rec)]
+        print(f"{spec:18s} {FAISS[spec]:16s} {' '.join(cells)} {' '.join(ratios)}  {' '.join(recs)}", flush=True)
 
 
 def main():
@@ -126,10 +148,11 @@ def main():
           f"{info['backend']} ({info['isa']})")
     print(f"{'spec':24s} {'QPS':>8s} {'50% QPS':>8s} {'ratio':>6s} {'1% QPS':>8s} {'ratio':>6s} "
           f"{'1% scan':>8s} {'ratio':>6s} {'even':>6s} {'exact at':>8s}")
-    measured = {}
+    measured, recalls = {}, {}
+    truth = [exact_top(X, Q, allowed) for allowed in (None, half, one)]
     for spec in split_specs(args.specs):
         index = mi.create(spec, X.shape[1]).train(X).add(X)
-        base, _ = qps(index, Q, args.threads, args.repeat)
+        base, (_, i0) = qps(index, Q, args.threads, args.repeat)
         q50, (_, i50) = qps(index, Q, args.threads, args.repeat, filter=half)
         check(i50, half)
         q1, (_, i1) = qps(index, Q, args.threads, args.repeat, filter=one)
@@ -143,7 +166,8 @@ def main():
         print(f"{spec:24s} {base:8.0f} {q50:8.0f} {q50 / base:6.2f} {q1:8.0f} {q1 / base:6.2f} {q1s:8.0f} "
               f"{q1s / base:6.2f} {even:6.1%} {index.exact_scan_fraction:8.1%}", flush=True)
         measured[spec] = (base, q50, q1)
-    faiss_table(X, Q, list(measured), measured, half, one, args.threads, args.repeat)
+        recalls[spec] = tuple(recall(i, gt) for i, gt in zip((i0, i50, i1), truth))
+    faiss_table(X, Q, list(measured), measured, half, one, args.threads, args.repeat, truth, recalls)
 
 
 if __name__ == "__main__":
