@@ -2,7 +2,7 @@
 the unfiltered search of the same index, per spec, in one run.
 
     python bench/compare_filter.py [--data ../shared/data/medquad] [--queries N] [--threads 1] [--specs ...]
-        [--repeat 3]
+        [--repeat 3] [--remove 1000000]
 
 Columns: unfiltered QPS; QPS and ratio to unfiltered at 50% (the masked scan) and at 1% (the exact scan of
 the allowed rows the search switches to below the index's ``exact_scan_fraction``, see
@@ -128,6 +128,30 @@ def faiss_table(X, Q, specs, medqk_qps, half, one, threads, repeat, truth, medqk
         print(f"{spec:18s} {FAISS[spec]:16s} {' '.join(cells)} {' '.join(ratios)}  {' '.join(recs)}", flush=True)
 
 
+def removal(n: int, threads: int, repeat: int) -> None:
+    """remove() of 10% of an n-vector int8 index (random unit vectors, d = 384): its time, and the search QPS
+    after it over an identical index without the removal, timed in alternating rounds (medians)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, 384), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    kept = mi.create("int8", 384).train(x[:20000]).add(x)
+    cut = mi.create("int8", 384).train(x[:20000]).add(x)
+    t0 = time.perf_counter()
+    removed = cut.remove(rng.choice(n, n // 10, replace=False))
+    took = time.perf_counter() - t0
+    print(f"\nremove({removed} of {n}) on int8: {took:.3f} s")
+    for nq in (1, 200):
+        q = rng.standard_normal((nq, 384), dtype=np.float32)
+        times = {"kept": [], "cut": []}
+        for r in range(2 * repeat + 1):
+            for name in (("kept", "cut") if r % 2 == 0 else ("cut", "kept")):
+                t0 = time.perf_counter()
+                (kept if name == "kept" else cut).search(q, K, threads=threads)
+                times[name].append(time.perf_counter() - t0)
+        ratio = np.median(times["kept"]) / np.median(times["cut"])
+        print(f"  {nq:3d} queries: QPS after / before the removal {ratio:.3f}")
+
+
 def main():
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "medquad"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +160,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--specs", default=",".join(SPECS))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--remove", type=int, default=0, metavar="N",
+                    help="also time remove() of 10%% of an N-vector int8 index and the search after it (1000000)")
     args = ap.parse_args()
     d = Path(args.data)
     X = np.load(d / "docs.npy").astype(np.float32)
@@ -168,6 +194,8 @@ def main():
         measured[spec] = (base, q50, q1)
         recalls[spec] = tuple(recall(i, gt) for i, gt in zip((i0, i50, i1), truth))
     faiss_table(X, Q, list(measured), measured, half, one, args.threads, args.repeat, truth, recalls)
+    if args.remove:
+        removal(args.remove, args.threads, args.repeat)
 
 
 if __name__ == "__main__":
