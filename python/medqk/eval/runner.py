@@ -435,10 +435,7 @@ def _scheme_task(spec, docs, queries, k, kmax, ks, ref_scores, float_rel, qrels,
     """One scheme built and measured in a Ray worker: (row, None, SpecDataWarning messages) or (None, the
     reason it failed, messages). The row's ``measured_on`` says where its timings were taken. (Arrays come as
     arguments of their own: Ray resolves object references only there, not inside a tuple.)"""
-    from ..distributed._shard import own_array
-
-    docs, queries, ref_scores = own_array(docs), own_array(queries), own_array(ref_scores)
-    reference = (own_array(ref_docs), own_array(ref_queries))
+    reference = (ref_docs, ref_queries)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecDataWarning)
         try:
@@ -454,9 +451,6 @@ def _scheme_task(spec, docs, queries, k, kmax, ks, ref_scores, float_rel, qrels,
 
 def _fold_task(spec, docs, train, held, queries, k, threads, metric):
     """One cross-validation fold in a Ray worker: (mean recall, None) or (None, the reason it failed)."""
-    from ..distributed._shard import own_array
-
-    docs, queries = own_array(docs), own_array(queries)
     try:
         return float(_subset_recall(spec, docs[train], docs[held], queries, k, threads, metric).mean()), None
     except Exception as exc:  # noqa: BLE001
