@@ -5,6 +5,7 @@ filters, save and load; and the bad input of issue 27."""
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ import pytest
 import medqk
 import medqk.index as mi
 from medqk.distributed import ShardedIndex, ShardUnavailableError, load
+from medqk.distributed._engine import LocalEngine
 from medqk.index import IndexFileError
 from tests.float_bounds import gamma
 
@@ -115,8 +117,9 @@ def test_shards_smaller_than_the_candidate_list(spec, monkeypatch):
     asked = []
     real = many._engine.call
     monkeypatch.setattr(many._engine, "call",
-                        lambda h, method, args: asked.extend(a[1] for a in args.values() if method == "first_stage")
-                        or real(h, method, args))
+                        lambda h, method, args, done=None: asked.extend(a[1] for a in args.values()
+                                                                        if method == "first_stage")
+                        or real(h, method, args, done))
     q = np.random.default_rng(6).standard_normal((300, D)).astype(np.float32)
     assert_same(one, many, q, 60)
     assert asked == [120 if spec == "int4" else 240] * 8
@@ -310,10 +313,10 @@ def test_dead_shard_raises_naming_it(monkeypatch, tmp_path):
     many.add(x)
     real = many._engine.call
 
-    def call(handles, method, args):
+    def call(handles, method, args, done=None):
         if method == "second_stage" and 2 in args and not getattr(handles[2], "restarted", False):
             raise ShardUnavailableError(2, "shard 2 is not available")
-        return real(handles, method, args)
+        return real(handles, method, args, done)
 
     monkeypatch.setattr(many._engine, "call", call)
     with pytest.raises(ShardUnavailableError, match="shard 2") as err:
@@ -335,6 +338,51 @@ def test_dead_shard_raises_naming_it(monkeypatch, tmp_path):
     np.testing.assert_array_equal(b[1], a[1])
     np.testing.assert_array_equal(b[0], a[0])
     assert many.actors[2].restarted
+
+
+def _handed_over(obj):
+    """obj as a Ray actor receives it: pickled (protocol 5), its arrays rebuilt over read-only buffers, with
+    dtypes equal to numpy's but not numpy's own objects."""
+    buffers = []
+    blob = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return pickle.loads(blob, buffers=[memoryview(bytes(b.raw())) for b in buffers])
+
+
+class HandedOverEngine(LocalEngine):
+    """The local engine with Ray's handoff of every argument and answer (no Ray needed)."""
+
+    def call(self, handles, method, args, done=None):
+        args = _handed_over(args)
+        arrays = [a for part in args.values() for a in part if isinstance(a, np.ndarray) and a.nbytes]
+        assert all(not a.flags.writeable and a.dtype is not np.dtype(a.dtype.str) for a in arrays)
+        return _handed_over(super().call(handles, method, args, done))
+
+
+@pytest.mark.parametrize("spec", EXACT_SPECS)
+def test_shards_take_arrays_as_ray_hands_them_over(spec):
+    """The shards use the arrays they are given as they come (read-only, unpickled dtypes) in every method:
+    the native bindings take them (tests/kernels/test_pickled_arrays.py), nothing writes into them."""
+    metric = ("ip", "l2", "cos")[EXACT_SPECS.index(spec) % 3]
+    one = pair(spec, metric)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, q = data()
+        many = ShardedIndex(spec, D, metric, shards=3)
+        many._engine = HandedOverEngine()
+        many.train(x[:400])
+    for index in (one, many):
+        index.add(x[:300], ids=np.arange(300) * 2)
+        index.add(x[300:])
+        index.upsert(x[:20] * 0.5, np.arange(20) * 2)
+        index.remove(np.arange(40, 120))
+    if spec == "fp16" and medqk.info()["backend"] != "native":
+        return  # scored with BLAS there, as float32 (test_equals_one_index); the handoff ran above
+    assert_same(one, many, q, 10)
+    assert_same(one, many, q, 10, filter=np.arange(0, 900, 3))  # the filtered scan
+    if spec != "fp16":  # whose exact scan is BLAS's (the module doc)
+        assert_same(one, many, q, 10, filter=np.arange(300, 330))  # the exact scan of a selective filter
+    # opq's reconstruction rotates back with a BLAS product over the rows asked for: float32 rounding
+    np.testing.assert_allclose(many.vectors([0, 2, 599]), one.vectors([0, 2, 599]), rtol=1e-5, atol=1e-6)
 
 
 def test_importing_medqk_never_imports_ray():

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import _container
 from .._errors import IndexFileError
+from .._progress import bars
 from ..index import load as load_index
 from ..index._ids import as_ids, pack_bits
 from ..index.flat import RerankIndex
@@ -134,12 +135,14 @@ class Shard:
         self.index._rows.new_ids(len(ids), ids)
 
     def add(self, x: np.ndarray, ids: np.ndarray, seq: np.ndarray) -> tuple[int, int]:
-        self.index.add(x, ids=ids)
+        with bars(False):  # the driver's bar counts these vectors: none of the index's own
+            self.index.add(x, ids=ids)
         self._appended(seq)
         return self.stats()
 
     def upsert(self, x: np.ndarray, ids: np.ndarray, seq: np.ndarray) -> tuple[int, int]:
-        self.index.upsert(x, ids)
+        with bars(False):
+            self.index.upsert(x, ids)
         self._appended(seq)
         return self.stats()
 
