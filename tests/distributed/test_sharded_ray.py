@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -13,7 +14,8 @@ import pytest
 
 import medqk
 import medqk.index as mi
-from medqk.distributed import ShardedIndex, ShardUnavailableError
+from medqk.distributed import ShardedIndex, ShardUnavailableError, load
+from medqk.index import IndexFileError
 
 ray = pytest.importorskip("ray", reason="ray is not installed (the 'ray' extra: pip install 'medqk[ray]')")
 
@@ -90,18 +92,85 @@ def test_ray_shards_equal_one_index(local_ray):
             many.close()
 
 
-def test_killed_actor(local_ray, tmp_path):
+def gate_actor():
+    """A Ray actor that tells the test when a blocked shard has entered its task (defined here: Ray ships a
+    local class by value, the workers do not import the tests)."""
+
+    class Gate:
+        def __init__(self):
+            import asyncio
+
+            self.entered = asyncio.Event()
+
+        async def enter(self):
+            self.entered.set()
+
+        async def wait_entered(self):
+            import asyncio
+
+            await asyncio.wait_for(self.entered.wait(), 60)
+
+        async def hold(self):
+            import asyncio
+
+            await asyncio.sleep(60)  # the blocked shard waits here until the test kills it
+
+    return ray.remote(num_cpus=0)(Gate).remote()
+
+
+def block_in(actor, method: str, gate) -> None:
+    """Makes the index of shard ``actor`` block inside its ``method`` (an instance attribute the shard calls
+    during a search) until the actor is killed, after telling ``gate`` it got there."""
+
+    def install(shard, method, gate):
+        import ray
+
+        def blocked(*args):
+            ray.get(gate.enter.remote())
+            ray.get(gate.hold.remote())
+
+        setattr(shard.index, method, blocked)
+
+    ray.get(actor.__ray_call__.remote(install, method, gate))
+
+
+def kill_when_entered(actor, gate) -> threading.Thread:
+    """A thread that kills ``actor`` as soon as it is blocked in its task (while the driver waits for it)."""
+
+    def run():
+        ray.get(gate.wait_entered.remote())
+        ray.kill(actor)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_actor_killed_mid_search(local_ray, tmp_path):
+    """Shard 1 is killed inside the second stage of a search (after every shard's first stage and the
+    driver's merge of candidates): the search raises naming it, returns nothing, as do the searches after it;
+    retry=True restarts it from the saved files. Shard 2 killed inside the first stage of a retry=True search:
+    that search restarts it and answers as one index does. After a change no restart is possible."""
     x, q = data()
     one, many = build("int8", "ip", x)
     try:
         many.save(tmp_path / "idx")
-        ray.kill(many.actors[1])
-        with pytest.raises(ShardUnavailableError, match="shard 1 ") as err:
+        gate = gate_actor()
+        block_in(many.actors[1], "rerank_topk", gate)  # int8's second stage: the float re-scoring
+        killer = kill_when_entered(many.actors[1], gate)
+        with pytest.raises(ShardUnavailableError, match="shard 1 .*no partial result was returned") as err:
             many.search(q, 10)
-        assert err.value.shard == 1
+        killer.join(60)
+        assert err.value.shard == 1 and not killer.is_alive()
         with pytest.raises(ShardUnavailableError, match="shard 1 "):
             many.search(q, 10, filter=np.arange(50))
         same(one, many, q, 10, retry=True)  # restarted from its saved files, as nothing changed
+        gate = gate_actor()
+        block_in(many.actors[2], "_scored_candidates", gate)  # int8's first stage
+        killer = kill_when_entered(many.actors[2], gate)
+        same(one, many, q, 10, retry=True)
+        killer.join(60)
+        assert not killer.is_alive()
         many.add(x[:3])
         one.add(x[:3])
         ray.kill(many.actors[3])
@@ -109,6 +178,22 @@ def test_killed_actor(local_ray, tmp_path):
             many.search(q, 10, retry=True)  # changed since the save: no restart
     finally:
         many.close()
+
+
+def test_damaged_shard_file_on_ray(local_ray, tmp_path):
+    """An actor refusing its shard's damaged file: IndexFileError naming the shard; the folder untouched."""
+    x, _ = data()
+    one, many = build("int8", "ip", x, shards=2)
+    many.save(tmp_path / "idx")
+    many.close()
+    name = next(n for n in os.listdir(tmp_path / "idx") if n.startswith("shard-0001") and n.endswith(".mqk"))
+    blob = bytearray((tmp_path / "idx" / name).read_bytes())
+    blob[100] ^= 1
+    (tmp_path / "idx" / name).write_bytes(bytes(blob))
+    files = {n: (tmp_path / "idx" / n).read_bytes() for n in os.listdir(tmp_path / "idx")}
+    with pytest.raises(IndexFileError, match="shard 1: .*shard-0001-.*corrupt"):
+        load(tmp_path / "idx", engine="ray", actor_options={"num_cpus": 0})
+    assert {n: (tmp_path / "idx" / n).read_bytes() for n in os.listdir(tmp_path / "idx")} == files
 
 
 TIMING = ("train_s", "add_s", "qps", "latency_ms", "peak_rss_mib", "measured_on")

@@ -50,13 +50,15 @@ over the shards of :meth:`save` and :func:`load` (counted as each shard has writ
 **Files.** :meth:`save` writes a folder: per shard its index file and its seq file, the trained empty index
 (``codec-*.mqk``), and ``manifest.json`` last, each atomically; every save writes new file names and removes
 the previous save's files only once the new manifest is in place, so a crash leaves the old or the new save,
-never a mix. Each file names the next by its checksum (manifest -> seq file -> index file), so a shard file
-of another save or another index is refused, as is a damaged one (:class:`medqk.index.IndexFileError`).
+never a mix. Each file names the next by its checksum (manifest -> seq file -> index file), and the manifest
+carries the checksum of its own content, so a shard file of another save or another index is refused, as is
+a damaged file, the manifest included (:class:`medqk.index.IndexFileError`).
 With Ray, shards read and write the folder themselves: it must be on a file system every node sees.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -81,7 +83,7 @@ from ._shard import file_checksum, index_to_bytes, ivf_part
 
 MANIFEST = "manifest.json"
 FORMAT = "medqk-sharded-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries its checksum; version 1 folders (without) are still read
 _NONE = np.iinfo(np.int64).max  # sort key of a missing result (-1): after every real one
 # Vectors sent to the shards per step of add() / upsert(): one progress step, and a bound on the copy each
 # step ships (65536 x 1024-d float32: 256 MiB). A shard appends the parts of consecutive steps in order.
@@ -532,6 +534,7 @@ class ShardedIndex:
                         "next_id": self._next_id, "next_seq": self._next_seq, "codec_id": self._codec_id,
                         "codec_file": codec_file, "nprobe": None if part is None else part.nprobe,
                         "shard_files": [files[s] for s in range(self.shards)]}
+            manifest["checksum"] = _manifest_checksum(manifest)
             with atomic_file(os.path.join(path, MANIFEST)) as f:
                 f.write(json.dumps(manifest, indent=1).encode())
         except BaseException:
@@ -571,6 +574,12 @@ def file_checksum_of_bytes(blob: bytes) -> str:
     return blob[-32:].hex()
 
 
+def _manifest_checksum(manifest: dict) -> str:
+    """SHA-256 (hex) of the manifest's content but its checksum, in a canonical JSON form."""
+    content = {key: value for key, value in manifest.items() if key != "checksum"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _read_manifest(path: str) -> dict:
     name = os.path.join(path, MANIFEST)
     try:
@@ -582,9 +591,11 @@ def _read_manifest(path: str) -> dict:
         raise IndexFileError(f"{name!r} is not a sharded index manifest: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexFileError(f"{name!r} is not a sharded index manifest")
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in (1, FORMAT_VERSION):
         raise IndexFileError(f"{name!r} has format version {manifest.get('version')!r}; this release reads "
-                             f"{FORMAT_VERSION}")
+                             f"1 to {FORMAT_VERSION}")
+    if manifest["version"] >= 2 and manifest.get("checksum") != _manifest_checksum(manifest):
+        raise IndexFileError(f"{name!r} is damaged: its content does not match its checksum")
     files = manifest.get("shard_files")
     if not isinstance(files, list) or len(files) != manifest.get("shards") or not files:
         raise IndexFileError(f"{name!r} is corrupt: {manifest.get('shards')!r} shards but shard files {files!r}")
@@ -635,11 +646,6 @@ def load(path, *, engine: str = "local", address: str | None = None, actor_optio
                 raise IndexFileError(f"shard {s} holds {d['rows']} rows, {d['live']} live; the manifest says "
                                      f"{entry.get('rows')}, {entry.get('live')}")
             index._stats[s] = (d["rows"], d["live"])
-    except ShardUnavailableError as e:
-        index.close()
-        if "IndexFileError" in str(e):  # a Ray actor refused its shard's files
-            raise IndexFileError(str(e)) from e
-        raise
     except BaseException:
         index.close()
         raise

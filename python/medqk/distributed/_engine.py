@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 
+from .._errors import IndexFileError
 from ._shard import Shard
 
 
@@ -115,13 +116,17 @@ class RayEngine:
             except self.ray.exceptions.RayTaskError as e:
                 raise e.as_instanceof_cause() from None  # the shard's own exception (ValueError, KeyError, ...)
             except self.ray.exceptions.RayActorError as e:
-                for other in refs.values():  # nothing of this call is used: stop what still runs
-                    try:
-                        self.ray.cancel(other)
-                    except Exception:  # finished, or its actor is gone too
-                        pass
-                what = ("failed to start" if getattr(e, "actor_init_failed", False) else "is not available")
-                detail = " ".join(line.strip() for line in str(e).splitlines()[:3])
+                # nothing of this call is used; the other shards' tasks are left to finish, not cancelled: a
+                # cancelled actor task still queued can block that actor's later tasks for good (Ray <= 2.40,
+                # ray-project/ray#60850), and a running one is not interrupted anyway
+                if getattr(e, "actor_init_failed", False):
+                    cause = _raised_in_init(str(e))
+                    if cause.startswith(IndexFileError.__module__ + ".IndexFileError: "):
+                        # its shard's files refused (damaged, or of another index): said as the local engine does
+                        raise IndexFileError(cause.split(": ", 1)[1]) from None
+                    what, detail = "failed to start", cause
+                else:
+                    what, detail = "is not available", " ".join(line.strip() for line in str(e).splitlines()[:3])
                 raise ShardUnavailableError(i, f"shard {i} (Ray actor {handles[i]._actor_id.hex()}) {what}: "
                                                f"{type(e).__name__}: {detail}; no partial result was returned") from e
             if done is not None:
@@ -131,6 +136,13 @@ class RayEngine:
     def stop(self, handles: list) -> None:
         for h in handles:
             self.ray.kill(h)
+
+
+def _raised_in_init(message: str) -> str:
+    """The exception line ("module.Class: text") that ends the traceback Ray gives for an actor whose
+    ``__init__`` raised."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else message
 
 
 def make_engine(engine: str, address, actor_options):

@@ -90,8 +90,11 @@ class Shard:
 
     def _read(self, index_path, seq_path, codec_id):
         name = f"shard {self.number}"
-        header, arrays = _container.read(os.fspath(seq_path), SEQ_MAGIC, (SEQ_VERSION,), "a medqk shard file",
-                                         IndexFileError)
+        try:
+            header, arrays = _container.read(os.fspath(seq_path), SEQ_MAGIC, (SEQ_VERSION,), "a medqk shard file",
+                                             IndexFileError)
+        except IndexFileError as e:  # damaged: said with the shard's number
+            raise IndexFileError(f"{name}: {e}") from None
         if header.get("shard") != self.number or header.get("codec_id") != codec_id:
             raise IndexFileError(f"{name}: {os.fspath(seq_path)!r} belongs to another sharded index or shard "
                                  f"(shard {header.get('shard')}, codec {header.get('codec_id')!r}; the manifest "
@@ -99,7 +102,10 @@ class Shard:
         if file_checksum(index_path) != header.get("index_checksum"):
             raise IndexFileError(f"{name}: {os.fspath(index_path)!r} is not the index file saved with "
                                  f"{os.fspath(seq_path)!r} (checksums differ)")
-        index = load_index(index_path)
+        try:
+            index = load_index(index_path)
+        except IndexFileError as e:
+            raise IndexFileError(f"{name}: {e}") from None
         seq = np.array(arrays["seq"], dtype=np.int64)
         if seq.shape != (index._ntotal,) or (seq.size > 1 and (np.diff(seq) <= 0).any()):
             raise IndexFileError(f"{name}: corrupt seq array (shape {seq.shape} for {index._ntotal} rows, or not "
