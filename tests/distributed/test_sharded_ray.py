@@ -200,7 +200,7 @@ TIMING = ("train_s", "add_s", "qps", "latency_ms", "peak_rss_mib", "measured_on"
 
 
 def untimed(result) -> dict:
-    out = result.to_dict()
+    out = result if isinstance(result, dict) else result.to_dict()
     out["meta"] = {k: v for k, v in out["meta"].items() if k != "date"}
     out["schemes"] = [{k: v for k, v in row.items() if k not in TIMING} for row in out["schemes"]]
     # the fastest scheme is picked by QPS, a timing (two local runs may differ there too)
@@ -231,3 +231,26 @@ def test_eval_on_ray_equals_local(local_ray):
 
     assert "timed in Ray tasks on" in report.markdown(there)
     assert "Ray tasks" not in report.markdown(here)
+
+
+def test_cli_eval_on_ray(local_ray, tmp_path, capsys):
+    """medqk eval --engine ray on the bundled sample: the report equals the local run's but for the timing
+    fields; its progress lines follow the scheme x fold grid as the Ray tasks finish (--quiet: none)."""
+    import json
+
+    from medqk import cli
+
+    args = ["eval", "--schemes", "int8,cb4", "--max-queries", "40", "--cv", "2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(args + ["--quiet", "--out", str(tmp_path / "here")]) == 0
+        assert capsys.readouterr().err == ""
+        assert cli.main(args + ["--engine", "ray", "--out", str(tmp_path / "there")]) == 0
+    err = capsys.readouterr().err
+    for line in ("[1/2] int8: Ray task (", "[2/2] cb4: Ray task (", "cv int8: fold 1/2 (", "cv cb4: fold 2/2 ("):
+        assert line in err
+    done = [int(part.split("/")[0]) for part in err.split("(")[1:] if "Ray tasks done" in part]
+    assert done == sorted(done) and len(done) == 6  # 2 scheme lines, 4 fold lines, each count >= the last
+    here, there = (json.loads((tmp_path / name / "report.json").read_text()) for name in ("here", "there"))
+    assert all(row["measured_on"]["engine"] == "ray" for row in there["schemes"])
+    assert untimed(there) == untimed(here)
