@@ -140,6 +140,25 @@ def assert_within_rounding(one, many, x, q, k, metric):
     np.testing.assert_array_equal(ib[clear], ia[clear])
 
 
+@pytest.mark.parametrize("spec", ["rabitq", "rabitq+rerank:int8"])
+def test_rabitq_within_rounding(spec):
+    """rabitq stores factors of a BLAS rotation of each add() batch, which rounds a vector's factors by the
+    rows beside it (the module doc): the merged scores equal one index's within the rounding of a D-term
+    float32 product of the largest score, the ids wherever no two scores are that close (with +rerank, the
+    candidates are chosen by those scores: a near-tie at the candidate list's end may differ too)."""
+    one, many = pair(spec, "ip")
+    x, q = data()
+    one.add(x)
+    many.add(x)
+    (sa, ia), (sb, ib) = one.search(q, 10), many.search(q, 10)
+    bound = 2 * gamma(D + 2) * np.abs(sa).max()
+    np.testing.assert_allclose(sb, sa, rtol=0, atol=bound)
+    gaps = np.abs(np.diff(sa, axis=1)) > 2 * bound
+    clear = np.concatenate([gaps, np.ones((len(q), 1), bool)], axis=1)
+    clear[:, 1:] &= gaps
+    np.testing.assert_array_equal(ib[clear], ia[clear])
+
+
 def test_float32_within_rounding():
     for metric in ("ip", "l2"):
         one, many = pair("float32", metric)
