@@ -529,13 +529,13 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
 
 
 def test_cli_engine_flags(tmp_path, capsys):
-    """medqk eval --engine / --address: --address needs --engine ray; --model runs here."""
+    """medqk eval --engine / --address: --address needs --engine ray (with --model too)."""
     from medqk import cli
 
     assert cli.main(["eval", "--address", "127.0.0.1:6379", "--out", str(tmp_path / "r")]) != 0
     assert "--address is for --engine ray" in capsys.readouterr().err
-    assert cli.main(["eval", "--engine", "ray", "--model", "m", "--out", str(tmp_path / "r")]) != 0
-    assert "--engine ray runs vector evaluations" in capsys.readouterr().err
+    assert cli.main(["eval", "--model", "m", "--address", "127.0.0.1:6379", "--out", str(tmp_path / "r")]) != 0
+    assert "--address is for --engine ray" in capsys.readouterr().err
     assert cli.main(["eval", "--engine", "spark"]) != 0
 
 

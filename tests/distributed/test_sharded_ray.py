@@ -254,3 +254,38 @@ def test_cli_eval_on_ray(local_ray, tmp_path, capsys):
     here, there = (json.loads((tmp_path / name / "report.json").read_text()) for name in ("here", "there"))
     assert all(row["measured_on"]["engine"] == "ray" for row in there["schemes"])
     assert untimed(there) == untimed(here)
+
+
+def test_cli_eval_model_on_ray(local_ray, tmp_path, capsys):
+    """medqk eval --model --engine ray: each model precision's texts embedded here, its scheme x fold grid as
+    Ray tasks; the report equals the local run's but for the timing fields."""
+    import json
+    import random
+
+    pytest.importorskip("safetensors", reason="the encoder reads model.safetensors (pip install 'medqk[encoder]')")
+    pytest.importorskip("tokenizers", reason="the encoder tokenizes with tokenizers (pip install 'medqk[encoder]')")
+    from medqk import cli
+    from tests.encoder.test_encoder import WORDS, write_model
+
+    folder, _ = write_model(tmp_path / "bert")
+    words = [w for w in WORDS if not w.startswith("##")]
+    rng = random.Random(5)
+    docs = list(dict.fromkeys(" ".join(rng.sample(words, rng.randint(3, 8))) for _ in range(80)))[:40]
+    (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
+    (tmp_path / "queries.txt").write_text("\n".join(" ".join(rng.sample(words, 3)) for _ in range(10)) + "\n")
+    args = ["eval", "--model", str(folder), "--precisions", "float32,int8", "--docs-text", str(tmp_path / "docs.txt"),
+            "--queries-text", str(tmp_path / "queries.txt"), "--schemes", "int8,cb4", "--k", "5", "--cv", "2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(args + ["--quiet", "--out", str(tmp_path / "here")]) == 0
+        assert cli.main(args + ["--engine", "ray", "--out", str(tmp_path / "there")]) == 0
+    err = capsys.readouterr().err
+    assert "model int8 [2/2]" in err and "[2/2] cb4: Ray task (" in err and "cv cb4: fold 2/2 (" in err
+    here, there = (json.loads((tmp_path / name / "report.json").read_text()) for name in ("here", "there"))
+    assert [row["spec"] for row in there["schemes"]] == ["float32/int8", "float32/cb4", "int8/int8", "int8/cb4"]
+    assert all(row["measured_on"]["engine"] == "ray" for row in there["schemes"])
+    for report in (here, there):  # the embedding speed is a timing too (measured here in both runs)
+        for entry in [*report["schemes"], *report["models"].values()]:
+            for key in ("sentences_per_s", "encode_s", "index_recommendation"):  # the last names the fastest by QPS
+                entry.pop(key, None)
+    assert untimed(there) == untimed(here)
