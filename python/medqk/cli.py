@@ -151,9 +151,8 @@ def _run_eval(args) -> int:
 
 
 def _run_eval_model(args) -> int:
-    """``medqk eval --model``: texts embedded at each model precision, then every index scheme on them."""
-    if args.engine != "local":
-        raise ValueError("--engine ray runs vector evaluations; with --model the schemes run here (--engine local)")
+    """``medqk eval --model``: texts embedded at each model precision (here), then every index scheme on them
+(with --engine ray, each precision's scheme x fold grid as Ray tasks)."""
     from .eval import DataError, evaluate_model, load_sample_texts, load_texts
     from .eval.model import load_encoders, parse_precisions
     from .index.spec import split_specs
@@ -193,7 +192,7 @@ def _run_eval_model(args) -> int:
                                     threads=args.threads, recall_target=args.recall_target, seed=args.seed,
                                     cv=args.cv, shift=args.shift, batch_size=args.batch_size or 32,
                                     max_seq_length=args.max_seq_length, progress=not args.quiet,
-                                    encoders=encoders, calib=calib)
+                                    encoders=encoders, calib=calib, engine=args.engine, address=args.address)
     except KeyboardInterrupt:
         print("medqk: interrupted before the first model precision finished; no report written", file=sys.stderr)
         return 130

@@ -4,7 +4,9 @@ filters, save and load; and the bad input of issue 27."""
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import subprocess
 import sys
 import warnings
@@ -14,7 +16,8 @@ import pytest
 
 import medqk
 import medqk.index as mi
-from medqk.distributed import ShardedIndex, ShardUnavailableError, load
+from medqk.distributed import ShardedIndex, ShardUnavailableError, _manifest_checksum, load
+from medqk.distributed._engine import LocalEngine
 from medqk.index import IndexFileError
 from tests.float_bounds import gamma
 
@@ -115,8 +118,9 @@ def test_shards_smaller_than_the_candidate_list(spec, monkeypatch):
     asked = []
     real = many._engine.call
     monkeypatch.setattr(many._engine, "call",
-                        lambda h, method, args: asked.extend(a[1] for a in args.values() if method == "first_stage")
-                        or real(h, method, args))
+                        lambda h, method, args, done=None: asked.extend(a[1] for a in args.values()
+                                                                        if method == "first_stage")
+                        or real(h, method, args, done))
     q = np.random.default_rng(6).standard_normal((300, D)).astype(np.float32)
     assert_same(one, many, q, 60)
     assert asked == [120 if spec == "int4" else 240] * 8
@@ -129,6 +133,25 @@ def assert_within_rounding(one, many, x, q, k, metric):
     (sa, ia), (sb, ib) = one.search(q, k), many.search(q, k)
     terms = np.abs(q) @ np.abs(x).T if metric != "l2" else (np.abs(q)[:, None, :] + np.abs(x)[None]) ** 2 @ np.ones(D)
     bound = 2 * gamma(D + 2) * terms.max()
+    np.testing.assert_allclose(sb, sa, rtol=0, atol=bound)
+    gaps = np.abs(np.diff(sa, axis=1)) > 2 * bound
+    clear = np.concatenate([gaps, np.ones((len(q), 1), bool)], axis=1)
+    clear[:, 1:] &= gaps
+    np.testing.assert_array_equal(ib[clear], ia[clear])
+
+
+@pytest.mark.parametrize("spec", ["rabitq", "rabitq+rerank:int8"])
+def test_rabitq_within_rounding(spec):
+    """rabitq stores factors of a BLAS rotation of each add() batch, which rounds a vector's factors by the
+    rows beside it (the module doc): the merged scores equal one index's within the rounding of a D-term
+    float32 product of the largest score, the ids wherever no two scores are that close (with +rerank, the
+    candidates are chosen by those scores: a near-tie at the candidate list's end may differ too)."""
+    one, many = pair(spec, "ip")
+    x, q = data()
+    one.add(x)
+    many.add(x)
+    (sa, ia), (sb, ib) = one.search(q, 10), many.search(q, 10)
+    bound = 2 * gamma(D + 2) * np.abs(sa).max()
     np.testing.assert_allclose(sb, sa, rtol=0, atol=bound)
     gaps = np.abs(np.diff(sa, axis=1)) > 2 * bound
     clear = np.concatenate([gaps, np.ones((len(q), 1), bool)], axis=1)
@@ -251,6 +274,115 @@ def test_damaged_or_mismatched_files(tmp_path):
         load(tmp_path)
 
 
+def folder_bytes(folder) -> dict:
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+def test_mismatched_codecs(tmp_path):
+    """Shard files of an index with another codec, a codec file of another index, a manifest naming another
+    spec: each refused naming the shard or file, before any search; loading never writes, nothing is lost."""
+    x, _ = data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = ShardedIndex("int8", D, shards=3).train(x[:400]).add(x)
+        b = ShardedIndex("int8", D, shards=3).train(x[200:]).add(x)  # other training data: another codec
+    a.save(tmp_path / "a")
+    b.save(tmp_path / "b")
+    fa, fb = tmp_path / "a", tmp_path / "b"
+    original = folder_bytes(fa)
+    manifest_a = json.loads((fa / "manifest.json").read_text())
+    manifest_b = json.loads((fb / "manifest.json").read_text())
+    assert manifest_a["codec_id"] != manifest_b["codec_id"]
+    shard_a, shard_b = manifest_a["shard_files"][1], manifest_b["shard_files"][1]
+
+    def refused(match):
+        before = folder_bytes(fa)
+        with pytest.raises(IndexFileError, match=match):
+            load(fa)
+        assert folder_bytes(fa) == before  # load wrote nothing
+
+    # b's shard 1 under a's names: not the seq file a's manifest names
+    for kind in ("index", "seq"):
+        (fa / shard_a[kind]).write_bytes((fb / shard_b[kind]).read_bytes())
+    refused(rf"shard 1: .*{shard_a['seq']}.* is not the file the manifest names")
+    # a's manifest naming b's shard 1 files, checksums and all: their seq file names another codec
+    for kind in ("index", "seq"):
+        (fa / shard_a[kind]).write_bytes(original[shard_a[kind]])
+        (fa / shard_b[kind]).write_bytes((fb / shard_b[kind]).read_bytes())
+    edited = dict(manifest_a, shard_files=[*manifest_a["shard_files"][:1], shard_b, *manifest_a["shard_files"][2:]])
+    edited["checksum"] = _manifest_checksum(edited)
+    (fa / "manifest.json").write_text(json.dumps(edited))
+    refused("shard 1: .* belongs to another sharded index or shard")
+    for kind in ("index", "seq"):
+        (fa / shard_b[kind]).unlink()
+    (fa / "manifest.json").write_bytes(original["manifest.json"])
+    # b's codec under a's codec file name
+    (fa / manifest_a["codec_file"]).write_bytes((fb / manifest_b["codec_file"]).read_bytes())
+    refused(rf"{manifest_a['codec_file']}.* is not the codec of this sharded index")
+    (fa / manifest_a["codec_file"]).write_bytes(original[manifest_a["codec_file"]])
+    # a manifest that says another spec than its codec and shards hold (its checksum made to match)
+    other_spec = dict(manifest_a, spec="int4")
+    other_spec["checksum"] = _manifest_checksum(other_spec)
+    (fa / "manifest.json").write_text(json.dumps(other_spec))
+    refused("holds 'int8' dim 32 ip; the manifest says 'int4'")
+    (fa / "manifest.json").write_bytes(original["manifest.json"])
+    assert folder_bytes(fa) == original and len(load(fa)) == N  # nothing lost
+
+
+@pytest.mark.parametrize("damaged", ["index", "seq", "codec", "manifest"])
+def test_each_damaged_file(damaged, tmp_path):
+    """One flipped byte in any file of a save: IndexFileError naming the file (and the shard), the files as
+    they were."""
+    _, many = pair("pq8x4fs+rerank:int8")
+    x, _ = data()
+    many.add(x)
+    folder = tmp_path / "s"
+    many.save(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    name = {"index": manifest["shard_files"][2]["index"], "seq": manifest["shard_files"][2]["seq"],
+            "codec": manifest["codec_file"], "manifest": "manifest.json"}[damaged]
+    blob = bytearray((folder / name).read_bytes())
+    blob[len(blob) // 2] ^= 0x20
+    (folder / name).write_bytes(bytes(blob))
+    before = folder_bytes(folder)
+    with pytest.raises(IndexFileError, match=("shard 2: " if damaged in ("index", "seq") else "") + f".*{name}"):
+        load(folder)
+    assert folder_bytes(folder) == before
+    if damaged == "manifest":  # a change that still parses: refused by the manifest's own checksum
+        (folder / name).write_text(json.dumps(dict(manifest, next_id=manifest["next_id"] + 100)))
+        with pytest.raises(IndexFileError, match="manifest.json' is damaged"):
+            load(folder)
+        version1 = {key: value for key, value in manifest.items() if key != "checksum"}
+        (folder / name).write_text(json.dumps(dict(version1, version=1)))  # written before manifests had one
+        assert len(load(folder)) == N
+
+
+def test_failed_save_keeps_the_last_one(tmp_path, monkeypatch):
+    """A save that fails part-way (a shard's disk full) leaves the folder holding the previous save, byte for
+    byte, and no file of its own; a failed first save leaves an empty folder."""
+    one, many = pair("int8")
+    x, q = data()
+    many.add(x[:300])
+    folder = tmp_path / "s"
+    many.save(folder)
+    saved = folder_bytes(folder)
+    many.add(x[300:])
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(many.actors[2], "save", disk_full)  # shards 0 and 1 have written theirs by then
+    with pytest.raises(OSError, match="No space left"):
+        many.save(folder)
+    assert folder_bytes(folder) == saved
+    back = load(folder)
+    one.add(x[:300])
+    assert_same(one, back, q, 10)
+    with pytest.raises(OSError, match="No space left"):
+        many.save(tmp_path / "first")
+    assert os.listdir(tmp_path / "first") == []
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="cannot be sharded exactly"):
         ShardedIndex("hnsw", D, shards=2)
@@ -310,10 +442,10 @@ def test_dead_shard_raises_naming_it(monkeypatch, tmp_path):
     many.add(x)
     real = many._engine.call
 
-    def call(handles, method, args):
+    def call(handles, method, args, done=None):
         if method == "second_stage" and 2 in args and not getattr(handles[2], "restarted", False):
             raise ShardUnavailableError(2, "shard 2 is not available")
-        return real(handles, method, args)
+        return real(handles, method, args, done)
 
     monkeypatch.setattr(many._engine, "call", call)
     with pytest.raises(ShardUnavailableError, match="shard 2") as err:
@@ -337,6 +469,51 @@ def test_dead_shard_raises_naming_it(monkeypatch, tmp_path):
     assert many.actors[2].restarted
 
 
+def _handed_over(obj):
+    """obj as a Ray actor receives it: pickled (protocol 5), its arrays rebuilt over read-only buffers, with
+    dtypes equal to numpy's but not numpy's own objects."""
+    buffers = []
+    blob = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    return pickle.loads(blob, buffers=[memoryview(bytes(b.raw())) for b in buffers])
+
+
+class HandedOverEngine(LocalEngine):
+    """The local engine with Ray's handoff of every argument and answer (no Ray needed)."""
+
+    def call(self, handles, method, args, done=None):
+        args = _handed_over(args)
+        arrays = [a for part in args.values() for a in part if isinstance(a, np.ndarray) and a.nbytes]
+        assert all(not a.flags.writeable and a.dtype is not np.dtype(a.dtype.str) for a in arrays)
+        return _handed_over(super().call(handles, method, args, done))
+
+
+@pytest.mark.parametrize("spec", EXACT_SPECS)
+def test_shards_take_arrays_as_ray_hands_them_over(spec):
+    """The shards use the arrays they are given as they come (read-only, unpickled dtypes) in every method:
+    the native bindings take them (tests/kernels/test_pickled_arrays.py), nothing writes into them."""
+    metric = ("ip", "l2", "cos")[EXACT_SPECS.index(spec) % 3]
+    one = pair(spec, metric)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, q = data()
+        many = ShardedIndex(spec, D, metric, shards=3)
+        many._engine = HandedOverEngine()
+        many.train(x[:400])
+    for index in (one, many):
+        index.add(x[:300], ids=np.arange(300) * 2)
+        index.add(x[300:])
+        index.upsert(x[:20] * 0.5, np.arange(20) * 2)
+        index.remove(np.arange(40, 120))
+    if spec == "fp16" and medqk.info()["backend"] != "native":
+        return  # scored with BLAS there, as float32 (test_equals_one_index); the handoff ran above
+    assert_same(one, many, q, 10)
+    assert_same(one, many, q, 10, filter=np.arange(0, 900, 3))  # the filtered scan
+    if spec != "fp16":  # whose exact scan is BLAS's (the module doc)
+        assert_same(one, many, q, 10, filter=np.arange(300, 330))  # the exact scan of a selective filter
+    # opq's reconstruction rotates back with a BLAS product over the rows asked for: float32 rounding
+    np.testing.assert_allclose(many.vectors([0, 2, 599]), one.vectors([0, 2, 599]), rtol=1e-5, atol=1e-6)
+
+
 def test_importing_medqk_never_imports_ray():
     code = ("import sys, medqk, medqk.index, medqk.distributed; "
             "from medqk.distributed import ShardedIndex; ShardedIndex('int8', 8, shards=2); "
@@ -352,13 +529,13 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
 
 
 def test_cli_engine_flags(tmp_path, capsys):
-    """medqk eval --engine / --address: --address needs --engine ray; --model runs here."""
+    """medqk eval --engine / --address: --address needs --engine ray (with --model too)."""
     from medqk import cli
 
     assert cli.main(["eval", "--address", "127.0.0.1:6379", "--out", str(tmp_path / "r")]) != 0
     assert "--address is for --engine ray" in capsys.readouterr().err
-    assert cli.main(["eval", "--engine", "ray", "--model", "m", "--out", str(tmp_path / "r")]) != 0
-    assert "--engine ray runs vector evaluations" in capsys.readouterr().err
+    assert cli.main(["eval", "--model", "m", "--address", "127.0.0.1:6379", "--out", str(tmp_path / "r")]) != 0
+    assert "--address is for --engine ray" in capsys.readouterr().err
     assert cli.main(["eval", "--engine", "spark"]) != 0
 
 
@@ -370,6 +547,23 @@ def test_unreachable_ray_address():
         pytest.skip("a Ray instance is already running in this process (the address would not be used)")
     with pytest.raises(ConnectionError, match="cannot reach the Ray cluster at '127.0.0.1:1'"):
         ShardedIndex("int8", D, shards=2, engine="ray", address="127.0.0.1:1")  # port 1: refused at once
+
+
+def test_cli_unreachable_ray_address(tmp_path, capsys):
+    """medqk eval --engine ray --address at no cluster: exit status 2-ish with the address named, before any
+    work, and no report folder left behind."""
+    pytest.importorskip("ray", reason="ray is not installed")
+    import ray
+
+    from medqk import cli
+
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process (the address would not be used)")
+    out = tmp_path / "r"
+    assert cli.main(["eval", "--engine", "ray", "--address", "127.0.0.1:1", "--schemes", "int8", "--out",
+                     str(out)]) != 0
+    assert "cannot reach the Ray cluster at '127.0.0.1:1'" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_no_shard_has_a_candidate():

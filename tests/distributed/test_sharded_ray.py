@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -13,7 +14,8 @@ import pytest
 
 import medqk
 import medqk.index as mi
-from medqk.distributed import ShardedIndex, ShardUnavailableError
+from medqk.distributed import ShardedIndex, ShardUnavailableError, load
+from medqk.index import IndexFileError
 
 ray = pytest.importorskip("ray", reason="ray is not installed (the 'ray' extra: pip install 'medqk[ray]')")
 
@@ -90,18 +92,85 @@ def test_ray_shards_equal_one_index(local_ray):
             many.close()
 
 
-def test_killed_actor(local_ray, tmp_path):
+def gate_actor():
+    """A Ray actor that tells the test when a blocked shard has entered its task (defined here: Ray ships a
+    local class by value, the workers do not import the tests)."""
+
+    class Gate:
+        def __init__(self):
+            import asyncio
+
+            self.entered = asyncio.Event()
+
+        async def enter(self):
+            self.entered.set()
+
+        async def wait_entered(self):
+            import asyncio
+
+            await asyncio.wait_for(self.entered.wait(), 60)
+
+        async def hold(self):
+            import asyncio
+
+            await asyncio.sleep(60)  # the blocked shard waits here until the test kills it
+
+    return ray.remote(num_cpus=0)(Gate).remote()
+
+
+def block_in(actor, method: str, gate) -> None:
+    """Makes the index of shard ``actor`` block inside its ``method`` (an instance attribute the shard calls
+    during a search) until the actor is killed, after telling ``gate`` it got there."""
+
+    def install(shard, method, gate):
+        import ray
+
+        def blocked(*args):
+            ray.get(gate.enter.remote())
+            ray.get(gate.hold.remote())
+
+        setattr(shard.index, method, blocked)
+
+    ray.get(actor.__ray_call__.remote(install, method, gate))
+
+
+def kill_when_entered(actor, gate) -> threading.Thread:
+    """A thread that kills ``actor`` as soon as it is blocked in its task (while the driver waits for it)."""
+
+    def run():
+        ray.get(gate.wait_entered.remote())
+        ray.kill(actor)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_actor_killed_mid_search(local_ray, tmp_path):
+    """Shard 1 is killed inside the second stage of a search (after every shard's first stage and the
+    driver's merge of candidates): the search raises naming it, returns nothing, as do the searches after it;
+    retry=True restarts it from the saved files. Shard 2 killed inside the first stage of a retry=True search:
+    that search restarts it and answers as one index does. After a change no restart is possible."""
     x, q = data()
     one, many = build("int8", "ip", x)
     try:
         many.save(tmp_path / "idx")
-        ray.kill(many.actors[1])
-        with pytest.raises(ShardUnavailableError, match="shard 1 ") as err:
+        gate = gate_actor()
+        block_in(many.actors[1], "rerank_topk", gate)  # int8's second stage: the float re-scoring
+        killer = kill_when_entered(many.actors[1], gate)
+        with pytest.raises(ShardUnavailableError, match="shard 1 .*no partial result was returned") as err:
             many.search(q, 10)
-        assert err.value.shard == 1
+        killer.join(60)
+        assert err.value.shard == 1 and not killer.is_alive()
         with pytest.raises(ShardUnavailableError, match="shard 1 "):
             many.search(q, 10, filter=np.arange(50))
         same(one, many, q, 10, retry=True)  # restarted from its saved files, as nothing changed
+        gate = gate_actor()
+        block_in(many.actors[2], "_scored_candidates", gate)  # int8's first stage
+        killer = kill_when_entered(many.actors[2], gate)
+        same(one, many, q, 10, retry=True)
+        killer.join(60)
+        assert not killer.is_alive()
         many.add(x[:3])
         one.add(x[:3])
         ray.kill(many.actors[3])
@@ -111,11 +180,27 @@ def test_killed_actor(local_ray, tmp_path):
         many.close()
 
 
+def test_damaged_shard_file_on_ray(local_ray, tmp_path):
+    """An actor refusing its shard's damaged file: IndexFileError naming the shard; the folder untouched."""
+    x, _ = data()
+    one, many = build("int8", "ip", x, shards=2)
+    many.save(tmp_path / "idx")
+    many.close()
+    name = next(n for n in os.listdir(tmp_path / "idx") if n.startswith("shard-0001") and n.endswith(".mqk"))
+    blob = bytearray((tmp_path / "idx" / name).read_bytes())
+    blob[100] ^= 1
+    (tmp_path / "idx" / name).write_bytes(bytes(blob))
+    files = {n: (tmp_path / "idx" / n).read_bytes() for n in os.listdir(tmp_path / "idx")}
+    with pytest.raises(IndexFileError, match="shard 1: .*shard-0001-.*corrupt"):
+        load(tmp_path / "idx", engine="ray", actor_options={"num_cpus": 0})
+    assert {n: (tmp_path / "idx" / n).read_bytes() for n in os.listdir(tmp_path / "idx")} == files
+
+
 TIMING = ("train_s", "add_s", "qps", "latency_ms", "peak_rss_mib", "measured_on")
 
 
 def untimed(result) -> dict:
-    out = result.to_dict()
+    out = result if isinstance(result, dict) else result.to_dict()
     out["meta"] = {k: v for k, v in out["meta"].items() if k != "date"}
     out["schemes"] = [{k: v for k, v in row.items() if k not in TIMING} for row in out["schemes"]]
     # the fastest scheme is picked by QPS, a timing (two local runs may differ there too)
@@ -146,3 +231,61 @@ def test_eval_on_ray_equals_local(local_ray):
 
     assert "timed in Ray tasks on" in report.markdown(there)
     assert "Ray tasks" not in report.markdown(here)
+
+
+def test_cli_eval_on_ray(local_ray, tmp_path, capsys):
+    """medqk eval --engine ray on the bundled sample: the report equals the local run's but for the timing
+    fields; its progress lines follow the scheme x fold grid as the Ray tasks finish (--quiet: none)."""
+    import json
+
+    from medqk import cli
+
+    args = ["eval", "--schemes", "int8,cb4", "--max-queries", "40", "--cv", "2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(args + ["--quiet", "--out", str(tmp_path / "here")]) == 0
+        assert capsys.readouterr().err == ""
+        assert cli.main(args + ["--engine", "ray", "--out", str(tmp_path / "there")]) == 0
+    err = capsys.readouterr().err
+    for line in ("[1/2] int8: Ray task (", "[2/2] cb4: Ray task (", "cv int8: fold 1/2 (", "cv cb4: fold 2/2 ("):
+        assert line in err
+    done = [int(part.split("/")[0]) for part in err.split("(")[1:] if "Ray tasks done" in part]
+    assert done == sorted(done) and len(done) == 6  # 2 scheme lines, 4 fold lines, each count >= the last
+    here, there = (json.loads((tmp_path / name / "report.json").read_text()) for name in ("here", "there"))
+    assert all(row["measured_on"]["engine"] == "ray" for row in there["schemes"])
+    assert untimed(there) == untimed(here)
+
+
+def test_cli_eval_model_on_ray(local_ray, tmp_path, capsys):
+    """medqk eval --model --engine ray: each model precision's texts embedded here, its scheme x fold grid as
+    Ray tasks; the report equals the local run's but for the timing fields."""
+    import json
+    import random
+
+    pytest.importorskip("safetensors", reason="the encoder reads model.safetensors (pip install 'medqk[encoder]')")
+    pytest.importorskip("tokenizers", reason="the encoder tokenizes with tokenizers (pip install 'medqk[encoder]')")
+    from medqk import cli
+    from tests.encoder.test_encoder import WORDS, write_model
+
+    folder, _ = write_model(tmp_path / "bert")
+    words = [w for w in WORDS if not w.startswith("##")]
+    rng = random.Random(5)
+    docs = list(dict.fromkeys(" ".join(rng.sample(words, rng.randint(3, 8))) for _ in range(80)))[:40]
+    (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
+    (tmp_path / "queries.txt").write_text("\n".join(" ".join(rng.sample(words, 3)) for _ in range(10)) + "\n")
+    args = ["eval", "--model", str(folder), "--precisions", "float32,int8", "--docs-text", str(tmp_path / "docs.txt"),
+            "--queries-text", str(tmp_path / "queries.txt"), "--schemes", "int8,cb4", "--k", "5", "--cv", "2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert cli.main(args + ["--quiet", "--out", str(tmp_path / "here")]) == 0
+        assert cli.main(args + ["--engine", "ray", "--out", str(tmp_path / "there")]) == 0
+    err = capsys.readouterr().err
+    assert "model int8 [2/2]" in err and "[2/2] cb4: Ray task (" in err and "cv cb4: fold 2/2 (" in err
+    here, there = (json.loads((tmp_path / name / "report.json").read_text()) for name in ("here", "there"))
+    assert [row["spec"] for row in there["schemes"]] == ["float32/int8", "float32/cb4", "int8/int8", "int8/cb4"]
+    assert all(row["measured_on"]["engine"] == "ray" for row in there["schemes"])
+    for report in (here, there):  # the embedding speed is a timing too (measured here in both runs)
+        for entry in [*report["schemes"], *report["models"].values()]:
+            for key in ("sentences_per_s", "encode_s", "index_recommendation"):  # the last names the fastest by QPS
+                entry.pop(key, None)
+    assert untimed(there) == untimed(here)

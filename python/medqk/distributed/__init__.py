@@ -41,16 +41,24 @@ depends on the whole graph.
 :func:`load`), :meth:`restart_shard` starts a dead shard again from its saved files when nothing changed
 since; ``search(..., retry=True)`` does that once by itself.
 
+**Progress.** ``progress`` (as everywhere in medqk, :mod:`medqk._progress`: None shows tqdm bars on stderr
+only when it is a terminal, True always, False never) covers the long steps: the codec's training on the
+driver (its own bars, for the specs whose codec has them), and a bar over the vectors of :meth:`add` and
+:meth:`upsert` (fed to the shards ``ADD_CHUNK`` vectors at a time, counted as each shard takes its part) and
+over the shards of :meth:`save` and :func:`load` (counted as each shard has written or read its files).
+
 **Files.** :meth:`save` writes a folder: per shard its index file and its seq file, the trained empty index
 (``codec-*.mqk``), and ``manifest.json`` last, each atomically; every save writes new file names and removes
 the previous save's files only once the new manifest is in place, so a crash leaves the old or the new save,
-never a mix. Each file names the next by its checksum (manifest -> seq file -> index file), so a shard file
-of another save or another index is refused, as is a damaged one (:class:`medqk.index.IndexFileError`).
+never a mix. Each file names the next by its checksum (manifest -> seq file -> index file), and the manifest
+carries the checksum of its own content, so a shard file of another save or another index is refused, as is
+a damaged file, the manifest included (:class:`medqk.index.IndexFileError`).
 With Ray, shards read and write the folder themselves: it must be on a file system every node sees.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -60,6 +68,7 @@ import numpy as np
 from .. import index as _index
 from .._errors import IndexFileError
 from .._files import atomic_file
+from .._progress import progress_bar
 from .._validate import threads_arg
 from ..index import flat as _flat
 from ..index import ivf as _ivf
@@ -74,8 +83,11 @@ from ._shard import file_checksum, index_to_bytes, ivf_part
 
 MANIFEST = "manifest.json"
 FORMAT = "medqk-sharded-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries its checksum; version 1 folders (without) are still read
 _NONE = np.iinfo(np.int64).max  # sort key of a missing result (-1): after every real one
+# Vectors sent to the shards per step of add() / upsert(): one progress step, and a bound on the copy each
+# step ships (65536 x 1024-d float32: 256 MiB). A shard appends the parts of consecutive steps in order.
+ADD_CHUNK = 65536
 
 # How one index of each kind searches: "one" stage (its _scores_topk), or a first stage of candidates then
 # a re-ranking; the candidate count of a two-stage kind is min(stored rows, factor * k).
@@ -139,19 +151,24 @@ def _merge(parts: list[tuple], m: int, by_list: bool, nq: int) -> dict:
 class ShardedIndex:
     """An index of ``spec`` (see :func:`medqk.index.create`; ``metric``, ``rerank_factor`` and the spec's
     options as there) over ``shards`` shards; ``engine``: ``"local"`` (shards in this process) or ``"ray"``
-    (one Ray actor per shard, on the cluster at ``address``, each started with ``actor_options``). See the
-    module doc for the routing rule, the exactness and the failure model."""
+    (one Ray actor per shard, on the cluster at ``address``, each started with ``actor_options``);
+    ``progress``: bars during training, adding, saving (None: when stderr is a terminal). See the module doc
+    for the routing rule, the exactness, the failure model and the progress bars."""
 
     def __init__(self, spec: str, dim: int, metric: str = "ip", *, shards: int, engine: str = "local",
                  address: str | None = None, actor_options: dict | None = None, rerank_factor: int | None = None,
-                 **options):
+                 progress: bool | None = None, **options):
         if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
             raise ValueError(f"shards must be a positive int, got {shards!r}")
+        parsed = _index.parse_spec(spec)
+        if "progress" in {o for part in (parsed.base, parsed.rerank) if part for o in _index._accepted(part)}:
+            options["progress"] = progress  # the codec's training bars follow the index's setting
         template = _index.create(spec, dim, metric, rerank_factor=rerank_factor, **options)
         _check_shardable(template)
-        self._setup(template, int(shards), make_engine(engine, address, actor_options))
+        self._setup(template, int(shards), make_engine(engine, address, actor_options), progress)
 
-    def _setup(self, template, shards: int, engine) -> None:
+    def _setup(self, template, shards: int, engine, progress: bool | None = None) -> None:
+        self.progress = progress
         self._template = template
         self.spec, self.dim, self.metric = template.spec, template.dim, template.metric
         self.engine = engine.name  # "local" or "ray"
@@ -218,8 +235,31 @@ class ShardedIndex:
                 f"engine='{self.engine}', ntotal={self.ntotal})")
 
     # -- engine --------------------------------------------------------------------------------
-    def _call(self, method: str, args: dict[int, tuple]) -> dict:
-        return self._engine.call(self._handles, method, args)
+    def _call(self, method: str, args: dict[int, tuple], done=None) -> dict:
+        """Every shard's answer to ``method`` (``args`` per shard); ``done(shard, answer)`` as each answers."""
+        return self._engine.call(self._handles, method, args, done)
+
+    def _each_shard(self, method: str, args: dict[int, tuple], desc: str) -> dict:
+        """_call with a progress bar over the shards (``desc``), stepped as each answers."""
+        bar = progress_bar(self.progress, len(args), desc, "shard")
+        try:
+            return self._call(method, args, lambda shard, answer: bar.update(1))
+        finally:
+            bar.close()
+
+    def _feed(self, method: str, x: np.ndarray, ids: np.ndarray, seq: np.ndarray) -> None:
+        """Sends x (ids, seqs) to their shards' ``method`` (add / upsert), ADD_CHUNK vectors per step, under
+        a progress bar over the vectors."""
+        n = x.shape[0]
+        bar = progress_bar(self.progress, n, f"{method} to {self.shards} shards", "vec")
+        try:
+            for start in range(0, n, ADD_CHUNK):
+                part = slice(start, start + ADD_CHUNK)
+                routed = self._split(ids[part])
+                sent = {s: (x[part][p], ids[part][p], seq[part][p]) for s, p in routed.items()}
+                self._update(self._call(method, sent, lambda shard, stats: bar.update(len(routed[shard]))))
+        finally:
+            bar.close()
 
     def _all(self, method: str, *args, only_filled: bool = False) -> dict:
         return self._call(method, {i: args for i in range(self.shards) if not only_filled or self._stats[i][0]})
@@ -283,19 +323,16 @@ class ShardedIndex:
                              f"use at most {n} shards")
         if ids is None:
             ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-            parts = self._split(ids)
         else:
             ids = as_ids(ids, "ids", n)
             uniq, counts = np.unique(ids, return_counts=True)
             if (counts > 1).any():
                 raise ValueError(f"ids has duplicates (e.g. {int(uniq[counts > 1][0])}); use upsert() to replace "
                                  f"vectors")
-            parts = self._split(ids)
-            self._call("check_new", {s: (ids[p],) for s, p in parts.items()})
+            self._call("check_new", {s: (ids[p],) for s, p in self._split(ids).items()})
         seq = np.arange(self._next_seq, self._next_seq + n, dtype=np.int64)
         self._saved = None
-        stats = self._call("add", {s: (x[p], ids[p], seq[p]) for s, p in parts.items()})
-        self._update(stats)
+        self._feed("add", x, ids, seq)
         self._next_seq += n
         self._next_id = max(self._next_id, int(ids.max()) + 1)
         return self
@@ -308,9 +345,8 @@ class ShardedIndex:
             raise ValueError("ids has duplicates: each id takes one vector")
         self._ready("upsert")
         seq = np.arange(self._next_seq, self._next_seq + len(ids), dtype=np.int64)
-        parts = self._split(ids)
         self._saved = None
-        self._update(self._call("upsert", {s: (x[p], ids[p], seq[p]) for s, p in parts.items()}))
+        self._feed("upsert", x, ids, seq)
         self._next_seq += len(ids)
         self._next_id = max(self._next_id, int(ids.max()) + 1)
         self._auto_compact()
@@ -490,13 +526,15 @@ class ShardedIndex:
                 f.write(self._blob)
             stems = {s: f"shard-{s:04d}-{gen}" for s in range(self.shards)}
             written += [stems[s] + ext for s in stems for ext in (".mqk", ".seq")]
-            files = self._call("save", {s: (path, stems[s], self._codec_id) for s in range(self.shards)})
+            files = self._each_shard("save", {s: (path, stems[s], self._codec_id) for s in range(self.shards)},
+                                     "save shards")
             part = ivf_part(self._template)
             manifest = {"format": FORMAT, "version": FORMAT_VERSION, "spec": str(self.spec), "dim": self.dim,
                         "metric": self.metric, "shards": self.shards, "routing": "id % shards",
                         "next_id": self._next_id, "next_seq": self._next_seq, "codec_id": self._codec_id,
                         "codec_file": codec_file, "nprobe": None if part is None else part.nprobe,
                         "shard_files": [files[s] for s in range(self.shards)]}
+            manifest["checksum"] = _manifest_checksum(manifest)
             with atomic_file(os.path.join(path, MANIFEST)) as f:
                 f.write(json.dumps(manifest, indent=1).encode())
         except BaseException:
@@ -536,6 +574,12 @@ def file_checksum_of_bytes(blob: bytes) -> str:
     return blob[-32:].hex()
 
 
+def _manifest_checksum(manifest: dict) -> str:
+    """SHA-256 (hex) of the manifest's content but its checksum, in a canonical JSON form."""
+    content = {key: value for key, value in manifest.items() if key != "checksum"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _read_manifest(path: str) -> dict:
     name = os.path.join(path, MANIFEST)
     try:
@@ -547,9 +591,11 @@ def _read_manifest(path: str) -> dict:
         raise IndexFileError(f"{name!r} is not a sharded index manifest: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexFileError(f"{name!r} is not a sharded index manifest")
-    if manifest.get("version") != FORMAT_VERSION:
+    if manifest.get("version") not in (1, FORMAT_VERSION):
         raise IndexFileError(f"{name!r} has format version {manifest.get('version')!r}; this release reads "
-                             f"{FORMAT_VERSION}")
+                             f"1 to {FORMAT_VERSION}")
+    if manifest["version"] >= 2 and manifest.get("checksum") != _manifest_checksum(manifest):
+        raise IndexFileError(f"{name!r} is damaged: its content does not match its checksum")
     files = manifest.get("shard_files")
     if not isinstance(files, list) or len(files) != manifest.get("shards") or not files:
         raise IndexFileError(f"{name!r} is corrupt: {manifest.get('shards')!r} shards but shard files {files!r}")
@@ -566,10 +612,12 @@ def _shard_spec(path: str, manifest: dict, shard: int) -> dict:
             "codec_id": manifest["codec_id"]}
 
 
-def load(path, *, engine: str = "local", address: str | None = None, actor_options: dict | None = None
-         ) -> ShardedIndex:
+def load(path, *, engine: str = "local", address: str | None = None, actor_options: dict | None = None,
+         progress: bool | None = None) -> ShardedIndex:
     """A ShardedIndex saved with :meth:`ShardedIndex.save` in the folder ``path``, its shards started on
-    ``engine``; :class:`medqk.index.IndexFileError` for a missing, damaged or mismatched file."""
+    ``engine``; :class:`medqk.index.IndexFileError` for a missing, damaged or mismatched file. ``progress``:
+    a bar over the shards as they have read their files (None: when stderr is a terminal), and the index's
+    setting afterwards."""
     path = os.fspath(path)
     manifest = _read_manifest(path)
     codec_path = os.path.join(path, str(manifest.get("codec_file")))
@@ -582,13 +630,13 @@ def load(path, *, engine: str = "local", address: str | None = None, actor_optio
                              f"manifest says '{manifest['spec']}' dim {manifest['dim']} {manifest['metric']}")
     specs = [_shard_spec(path, manifest, s) for s in range(manifest["shards"])]
     index = ShardedIndex.__new__(ShardedIndex)
-    index._setup(template, int(manifest["shards"]), make_engine(engine, address, actor_options))
+    index._setup(template, int(manifest["shards"]), make_engine(engine, address, actor_options), progress)
     with open(codec_path, "rb") as f:
         index._blob = f.read()
     index._codec_id = manifest["codec_id"]
     index._handles = index._engine.start(specs)
     try:
-        described = index._all("describe")
+        described = index._each_shard("describe", {s: () for s in range(index.shards)}, "load shards")
         for s, d in described.items():
             entry = manifest["shard_files"][s]
             if (d["spec"], d["dim"], d["metric"]) != (manifest["spec"], manifest["dim"], manifest["metric"]):
@@ -598,11 +646,6 @@ def load(path, *, engine: str = "local", address: str | None = None, actor_optio
                 raise IndexFileError(f"shard {s} holds {d['rows']} rows, {d['live']} live; the manifest says "
                                      f"{entry.get('rows')}, {entry.get('live')}")
             index._stats[s] = (d["rows"], d["live"])
-    except ShardUnavailableError as e:
-        index.close()
-        if "IndexFileError" in str(e):  # a Ray actor refused its shard's files
-            raise IndexFileError(str(e)) from e
-        raise
     except BaseException:
         index.close()
         raise

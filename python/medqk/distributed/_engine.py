@@ -1,7 +1,8 @@
 """Where the shards of a ShardedIndex live: in this process ("local") or in Ray actors ("ray").
 
 An engine starts shards (:class:`medqk.distributed._shard.Shard` objects, or actors running that class),
-calls one method on several shards at once and returns every result, or raises: a shard that cannot answer
+calls one method on several shards at once (telling a ``done`` callback of each answer as it comes, for
+progress bars) and returns every result, or raises: a shard that cannot answer
 (a dead actor) raises :class:`ShardUnavailableError` naming it, and nothing of the other shards' answers is
 returned. Ray is imported only when a "ray" engine is made.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 
+from .._errors import IndexFileError
 from ._shard import Shard
 
 
@@ -73,8 +75,13 @@ class LocalEngine:
     def start(self, specs: list[dict]) -> list:
         return [Shard(**spec) for spec in specs]
 
-    def call(self, handles: list, method: str, args: dict[int, tuple]) -> dict:
-        return {i: getattr(handles[i], method)(*a) for i, a in args.items()}
+    def call(self, handles: list, method: str, args: dict[int, tuple], done=None) -> dict:
+        out = {}
+        for i, a in args.items():
+            out[i] = getattr(handles[i], method)(*a)
+            if done is not None:
+                done(i, out[i])
+        return out
 
     def stop(self, handles: list) -> None:
         pass
@@ -97,29 +104,45 @@ class RayEngine:
         refused, say) raises from the first call, naming its shard, as a dead one does."""
         return [self._actor_class.options(**self.actor_options).remote(**spec) for spec in specs]
 
-    def call(self, handles: list, method: str, args: dict[int, tuple]) -> dict:
+    def call(self, handles: list, method: str, args: dict[int, tuple], done=None) -> dict:
         refs = {i: getattr(handles[i], method).remote(*a) for i, a in args.items()}
-        out = {}
-        for i, ref in refs.items():
+        shard_of = {ref: i for i, ref in refs.items()}
+        waiting, out = list(refs.values()), {}
+        while waiting:  # answers taken as they come (the first failure raises at once)
+            ready, waiting = self.ray.wait(waiting, num_returns=1)
+            i = shard_of[ready[0]]
             try:
-                out[i] = self.ray.get(ref)
+                out[i] = self.ray.get(ready[0])
             except self.ray.exceptions.RayTaskError as e:
                 raise e.as_instanceof_cause() from None  # the shard's own exception (ValueError, KeyError, ...)
             except self.ray.exceptions.RayActorError as e:
-                for other in refs.values():  # nothing of this call is used: stop what still runs
-                    try:
-                        self.ray.cancel(other)
-                    except Exception:  # finished, or its actor is gone too
-                        pass
-                what = ("failed to start" if getattr(e, "actor_init_failed", False) else "is not available")
-                detail = " ".join(line.strip() for line in str(e).splitlines()[:3])
+                # nothing of this call is used; the other shards' tasks are left to finish, not cancelled: a
+                # cancelled actor task still queued can block that actor's later tasks for good (Ray <= 2.40,
+                # ray-project/ray#60850), and a running one is not interrupted anyway
+                if getattr(e, "actor_init_failed", False):
+                    cause = _raised_in_init(str(e))
+                    if cause.startswith(IndexFileError.__module__ + ".IndexFileError: "):
+                        # its shard's files refused (damaged, or of another index): said as the local engine does
+                        raise IndexFileError(cause.split(": ", 1)[1]) from None
+                    what, detail = "failed to start", cause
+                else:
+                    what, detail = "is not available", " ".join(line.strip() for line in str(e).splitlines()[:3])
                 raise ShardUnavailableError(i, f"shard {i} (Ray actor {handles[i]._actor_id.hex()}) {what}: "
                                                f"{type(e).__name__}: {detail}; no partial result was returned") from e
-        return out
+            if done is not None:
+                done(i, out[i])
+        return {i: out[i] for i in refs}
 
     def stop(self, handles: list) -> None:
         for h in handles:
             self.ray.kill(h)
+
+
+def _raised_in_init(message: str) -> str:
+    """The exception line ("module.Class: text") that ends the traceback Ray gives for an actor whose
+    ``__init__`` raised."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else message
 
 
 def make_engine(engine: str, address, actor_options):

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import _container
 from .._errors import IndexFileError
+from .._progress import bars
 from ..index import load as load_index
 from ..index._ids import as_ids, pack_bits
 from ..index.flat import RerankIndex
@@ -31,14 +32,6 @@ from ..index.ivf import IVFLUT4Index
 SEQ_MAGIC = b"MEDQKSEQ"
 SEQ_VERSION = 1
 _RESCORE_CHUNK = 512  # queries per FlatLUT4Index._rescore call: its _search's chunk (the tables' BLAS shape)
-
-
-def own_array(a: np.ndarray) -> np.ndarray:
-    """a as the native kernels' bindings take it: Ray hands arguments over as read-only views of its object
-    store, unpickled, and an unpickled array's dtype is an equal copy of numpy's, not numpy's own object, which
-    the bindings' dtype check (``dtype().is``) refuses."""
-    a = np.require(a, requirements=["C", "W"])
-    return a.view(np.dtype(a.dtype.str))
 
 
 def index_to_bytes(index) -> bytes:
@@ -97,8 +90,11 @@ class Shard:
 
     def _read(self, index_path, seq_path, codec_id):
         name = f"shard {self.number}"
-        header, arrays = _container.read(os.fspath(seq_path), SEQ_MAGIC, (SEQ_VERSION,), "a medqk shard file",
-                                         IndexFileError)
+        try:
+            header, arrays = _container.read(os.fspath(seq_path), SEQ_MAGIC, (SEQ_VERSION,), "a medqk shard file",
+                                             IndexFileError)
+        except IndexFileError as e:  # damaged: said with the shard's number
+            raise IndexFileError(f"{name}: {e}") from None
         if header.get("shard") != self.number or header.get("codec_id") != codec_id:
             raise IndexFileError(f"{name}: {os.fspath(seq_path)!r} belongs to another sharded index or shard "
                                  f"(shard {header.get('shard')}, codec {header.get('codec_id')!r}; the manifest "
@@ -106,7 +102,10 @@ class Shard:
         if file_checksum(index_path) != header.get("index_checksum"):
             raise IndexFileError(f"{name}: {os.fspath(index_path)!r} is not the index file saved with "
                                  f"{os.fspath(seq_path)!r} (checksums differ)")
-        index = load_index(index_path)
+        try:
+            index = load_index(index_path)
+        except IndexFileError as e:
+            raise IndexFileError(f"{name}: {e}") from None
         seq = np.array(arrays["seq"], dtype=np.int64)
         if seq.shape != (index._ntotal,) or (seq.size > 1 and (np.diff(seq) <= 0).any()):
             raise IndexFileError(f"{name}: corrupt seq array (shape {seq.shape} for {index._ntotal} rows, or not "
@@ -139,15 +138,17 @@ class Shard:
     # -- changes -------------------------------------------------------------------------------
     def check_new(self, ids: np.ndarray) -> None:
         """Raises the error ``add`` would for ids already here, changing nothing."""
-        self.index._rows.new_ids(len(ids), own_array(ids))
+        self.index._rows.new_ids(len(ids), ids)
 
     def add(self, x: np.ndarray, ids: np.ndarray, seq: np.ndarray) -> tuple[int, int]:
-        self.index.add(own_array(x), ids=own_array(ids))
+        with bars(False):  # the driver's bar counts these vectors: none of the index's own
+            self.index.add(x, ids=ids)
         self._appended(seq)
         return self.stats()
 
     def upsert(self, x: np.ndarray, ids: np.ndarray, seq: np.ndarray) -> tuple[int, int]:
-        self.index.upsert(own_array(x), own_array(ids))
+        with bars(False):
+            self.index.upsert(x, ids)
         self._appended(seq)
         return self.stats()
 
@@ -156,7 +157,7 @@ class Shard:
         self._row_lists = None
 
     def remove(self, ids: np.ndarray) -> tuple[int, tuple[int, int]]:
-        return self.index.remove(own_array(ids)), self.stats()
+        return self.index.remove(ids), self.stats()
 
     def compact(self) -> tuple[int, int]:
         live = self.index._rows.live_mask()
@@ -168,7 +169,7 @@ class Shard:
 
     # -- reading -------------------------------------------------------------------------------
     def vectors(self, ids: np.ndarray) -> np.ndarray:
-        return self.index.vectors(own_array(ids))
+        return self.index.vectors(ids)
 
     def contents(self, with_vectors: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(seq, ids, vectors or None) of the live vectors, storage order."""
@@ -183,7 +184,7 @@ class Shard:
         if callable(filter):
             allowed = self.index._allowed_rows(filter)
         else:
-            allowed = self.index._allowed_rows(own_array(as_ids(filter, "filter")))
+            allowed = self.index._allowed_rows(as_ids(filter, "filter"))
         self._mask = (token, allowed)
         return int(allowed.sum())
 
@@ -217,7 +218,6 @@ class Shard:
     def first_stage(self, q, k: int, threads: int, token, nprobe, scored_candidates: bool):
         """The k best rows by the index's first stage: its whole search (``scored_candidates`` False) or
         the candidates a re-ranking stage would re-score, with the scores that selected them."""
-        q = own_array(q)
         part = self.index.base if isinstance(self.index, RerankIndex) and scored_candidates else self.index
         bits = self._bits(token)
         ivf = ivf_part(self.index)
@@ -235,7 +235,7 @@ class Shard:
     def second_stage(self, q, cand: np.ndarray, k: int, threads: int):
         """The best k of this shard's part of a candidate list (rows, -1: none) by the index's final scores,
         computed as one index computes them."""
-        index, q, cand = self.index, own_array(q), own_array(cand)
+        index = self.index
         if isinstance(index, RerankIndex):
             scores, rows = index._rerank(q, cand, k, threads)
         elif hasattr(index, "rerank_topk"):  # int8: its float re-scoring of the int8 candidates
@@ -252,6 +252,6 @@ class Shard:
     def exact(self, q, k: int, token, query_block: int):
         """The exact scan of a selective filter over this shard's allowed rows."""
         self._bits(token)
-        q, rows = own_array(q), np.flatnonzero(self._mask[1])
+        rows = np.flatnonzero(self._mask[1])
         scores, rows = self.index._exact_topk(q, k, rows, query_block)
         return self._rows_out(scores, rows)

@@ -415,6 +415,17 @@ class _RayTasks:
         self._scheme = self.ray.remote(_scheme_task).options(runtime_env=env)
         self._fold = self.ray.remote(_fold_task).options(runtime_env=env)
         self._refs: dict[int, object] = {}
+        self._submitted: list = []  # every task's result reference, for the progress lines
+
+    def submit(self, task, *args):
+        ref = task.remote(*args)
+        self._submitted.append(ref)
+        return ref
+
+    def finished(self) -> str:
+        """How many of the tasks submitted so far have finished, for a progress line ("3/10 Ray tasks done")."""
+        done, _ = self.ray.wait(self._submitted, num_returns=len(self._submitted), timeout=0)
+        return f"{len(done)}/{len(self._submitted)} Ray tasks done"
 
     def put(self, arr):
         """An object-store copy of a large argument, made once per array."""
@@ -435,10 +446,7 @@ def _scheme_task(spec, docs, queries, k, kmax, ks, ref_scores, float_rel, qrels,
     """One scheme built and measured in a Ray worker: (row, None, SpecDataWarning messages) or (None, the
     reason it failed, messages). The row's ``measured_on`` says where its timings were taken. (Arrays come as
     arguments of their own: Ray resolves object references only there, not inside a tuple.)"""
-    from ..distributed._shard import own_array
-
-    docs, queries, ref_scores = own_array(docs), own_array(queries), own_array(ref_scores)
-    reference = (own_array(ref_docs), own_array(ref_queries))
+    reference = (ref_docs, ref_queries)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecDataWarning)
         try:
@@ -454,9 +462,6 @@ def _scheme_task(spec, docs, queries, k, kmax, ks, ref_scores, float_rel, qrels,
 
 def _fold_task(spec, docs, train, held, queries, k, threads, metric):
     """One cross-validation fold in a Ray worker: (mean recall, None) or (None, the reason it failed)."""
-    from ..distributed._shard import own_array
-
-    docs, queries = own_array(docs), own_array(queries)
     try:
         return float(_subset_recall(spec, docs[train], docs[held], queries, k, threads, metric).mean()), None
     except Exception as exc:  # noqa: BLE001
@@ -523,6 +528,7 @@ def evaluate(
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     metric = _check_metric(metric, data)
+    tasks = _RayTasks(address) if engine == "ray" else None  # an unreachable cluster fails before any work
     docs, queries = data.docs, data.queries
     n, nq, dim = docs.shape[0], queries.shape[0], docs.shape[1]
     if schemes is None:
@@ -563,11 +569,10 @@ def evaluate(
             warn(check["message"])
 
     parts = _PartCache(schemes)
-    tasks = _RayTasks(address) if engine == "ray" else None
     if tasks is not None:  # every scheme at once; their results are taken in order below
-        pending = {spec: tasks._scheme.remote(spec, tasks.put(docs), tasks.put(queries), k, kmax, ks,
-                                              tasks.put(ref_scores), float_rel, data.qrels, threads, seed,
-                                              index_metric, tasks.put(ref_docs), tasks.put(ref_queries))
+        pending = {spec: tasks.submit(tasks._scheme, spec, tasks.put(docs), tasks.put(queries), k, kmax, ks,
+                                      tasks.put(ref_scores), float_rel, data.qrels, threads, seed, index_metric,
+                                      tasks.put(ref_docs), tasks.put(ref_queries))
                    for spec in schemes}
     rows: list[dict] = []
     partial_reason = None
@@ -578,7 +583,7 @@ def evaluate(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", SpecDataWarning)  # ours to record; others keep the caller's filters
                 if tasks is not None:
-                    say(f"{step}: Ray task")
+                    say(f"{step}: Ray task ({tasks.finished()})")
                     row, reason, messages = tasks.ray.get(pending.pop(spec))
                     for message in messages:
                         warnings.warn(message, SpecDataWarning, stacklevel=1)
@@ -749,14 +754,14 @@ def _cross_validate(data: Dataset, schemes, k, folds, seed, threads, say, metric
     splits = [(np.sort(np.concatenate([parts[g] for g in range(folds) if g != f])), np.sort(parts[f]))
               for f in range(folds)]
     if tasks is not None:  # the whole spec x fold grid at once
-        pending = {(spec, f): tasks._fold.remote(spec, tasks.put(data.docs), train, held, tasks.put(data.queries), k,
-                                                 threads, metric)
+        pending = {(spec, f): tasks.submit(tasks._fold, spec, tasks.put(data.docs), train, held,
+                                           tasks.put(data.queries), k, threads, metric)
                    for spec in schemes for f, (train, held) in enumerate(splits)}
     for spec in schemes:
         values = []
         try:
             for f, (train, held) in enumerate(splits):
-                say(f"cv {spec}: fold {f + 1}/{folds}")
+                say(f"cv {spec}: fold {f + 1}/{folds}" + (f" ({tasks.finished()})" if tasks is not None else ""))
                 if tasks is not None:
                     value, reason = tasks.ray.get(pending.pop((spec, f)))
                     if reason is not None:
