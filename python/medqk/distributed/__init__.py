@@ -72,7 +72,7 @@ from .._progress import progress_bar
 from .._validate import threads_arg
 from ..index import flat as _flat
 from ..index import ivf as _ivf
-from ..index._ids import as_ids
+from ..index._ids import as_ids, first_duplicate, unique_ids
 from ..index.flat import FlatFloatIndex, FlatInt8Index, RerankIndex
 from ..index.ivf import IVFLUT4Index
 from ..index.lut4 import FlatLUT4Index
@@ -325,10 +325,9 @@ class ShardedIndex:
             ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         else:
             ids = as_ids(ids, "ids", n)
-            uniq, counts = np.unique(ids, return_counts=True)
-            if (counts > 1).any():
-                raise ValueError(f"ids has duplicates (e.g. {int(uniq[counts > 1][0])}); use upsert() to replace "
-                                 f"vectors")
+            dup = first_duplicate(ids)
+            if dup is not None:
+                raise ValueError(f"ids has duplicates (e.g. {dup}); use upsert() to replace vectors")
             self._call("check_new", {s: (ids[p],) for s, p in self._split(ids).items()})
         seq = np.arange(self._next_seq, self._next_seq + n, dtype=np.int64)
         self._saved = None
@@ -341,7 +340,7 @@ class ShardedIndex:
         """Adds x under ``ids``, replacing the vectors those ids have (as :meth:`medqk.index.Index.upsert`)."""
         x = self._check_x(x)
         ids = as_ids(np.atleast_1d(ids), "ids", x.shape[0])
-        if len(np.unique(ids)) != len(ids):
+        if first_duplicate(ids) is not None:
             raise ValueError("ids has duplicates: each id takes one vector")
         self._ready("upsert")
         seq = np.arange(self._next_seq, self._next_seq + len(ids), dtype=np.int64)
@@ -355,7 +354,7 @@ class ShardedIndex:
     def remove(self, ids) -> int:
         """Removes the vectors of ``ids`` (ids not in the index ignored); returns how many were removed.
         Compacts every shard at the moment one index would (``AUTO_COMPACT_FRACTION`` of all stored rows)."""
-        ids = np.unique(as_ids(np.atleast_1d(ids), "ids"))
+        ids = unique_ids(as_ids(np.atleast_1d(ids), "ids"))
         if not self._handles or ids.size == 0:
             return 0
         self._saved = None
@@ -428,7 +427,7 @@ class ShardedIndex:
                                  f"entries for this index), got shape {f.shape}")
             allowed = np.flatnonzero(f).astype(np.int64)
         elif np.issubdtype(f.dtype, np.integer) or f.size == 0:
-            allowed = np.unique(as_ids(f.reshape(-1), "filter"))
+            allowed = unique_ids(as_ids(f.reshape(-1), "filter"))
         else:
             raise TypeError(f"filter must be an array of ids, a boolean mask over ids or a callable id -> bool, got "
                             f"{type(filter).__name__} of dtype {f.dtype}")
