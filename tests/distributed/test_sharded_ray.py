@@ -180,6 +180,18 @@ def test_actor_killed_mid_search(local_ray, tmp_path):
         many.close()
 
 
+def test_another_address_while_connected_is_refused(local_ray):
+    # a process connected to one Ray instance cannot silently use it for a different --address
+    from medqk.distributed._engine import connect
+
+    here = ray.get_runtime_context().gcs_address
+    assert connect(here) is ray and connect("auto") is ray and connect(None) is ray
+    with pytest.raises(ValueError, match="address='10.0.0.1:6379'.*already connected"):
+        connect("10.0.0.1:6379")
+    with pytest.raises(ValueError, match="already connected"):
+        ShardedIndex("int8", 8, shards=2, engine="ray", address="ray://10.0.0.1:10001")
+
+
 def test_damaged_shard_file_on_ray(local_ray, tmp_path):
     """An actor refusing its shard's damaged file: IndexFileError naming the shard; the folder untouched."""
     x, _ = data()

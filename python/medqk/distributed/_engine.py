@@ -49,14 +49,25 @@ def _check_reachable(address: str | None) -> None:
         raise ConnectionError(f"engine='ray': cannot reach the Ray cluster at {address!r}: {e}") from None
 
 
+def _host_port(address: str) -> str:
+    """host:port of a Ray address ("ray://host:port" for Ray Client, "host:port" for the GCS)."""
+    return address.split("://", 1)[-1].rstrip("/")
+
+
 def connect(address: str | None = None):
     """The ray module, connected: to the Ray instance this process has started or joined, else to the cluster
-    at ``address`` (None: a new local instance); ConnectionError naming the address when that fails."""
+    at ``address`` (None: a new local instance); ConnectionError naming the address when that fails, ValueError
+    when the process is already connected elsewhere than ``address`` (a second cluster would be ignored)."""
     # Ray's tqdm integration replaces builtins.print in the driver with a Python function (at its first progress
     # bar, or at ray.shutdown), and Numba then cannot compile any kernel that reaches numba.get_num_threads
     # ("Untyped global name 'print'"): keep the built-in print unless the user asked for Ray's
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     ray = import_ray()
+    if ray.is_initialized() and address not in (None, "auto"):
+        current = ray.get_runtime_context().gcs_address
+        if _host_port(address) != _host_port(current):
+            raise ValueError(f"address={address!r}: this process is already connected to the Ray instance at "
+                             f"{current!r}; call ray.shutdown() first to use another cluster")
     if not ray.is_initialized():
         _check_reachable(address)
         try:
