@@ -1,5 +1,6 @@
-"""1-bit RaBitQ (Gao & Long, "RaBitQ: Quantizing High-Dimensional Vectors with a Theoretical Error Bound for
-Approximate Nearest Neighbor Search", SIGMOD 2024), implemented from the paper.
+"""RaBitQ (Gao & Long, "RaBitQ: Quantizing High-Dimensional Vectors with a Theoretical Error Bound for
+Approximate Nearest Neighbor Search", SIGMOD 2024) and its multi-bit extension (below), implemented from the
+papers: 1 bit per dimension first, then what b bits change.
 
 Encoding (train: the centroid c of the data and a rotation P; then per vector o_r):
 
@@ -42,7 +43,8 @@ SIGMOD 2025). The same rotation; each vector's code is an integer x in 0..2^b - 
 ``y_hat = (2 x - (2^b - 1)) / sqrt(d)``, the odd integers -(2^b - 1)..2^b - 1 scaled (b = 1: the sign code's
 +-1 / sqrt(d)). Per vector the code is the grid point nearest to ``t o'`` for the rescaling t that maximises
 the cosine ``a = <y_hat, o'> / ||y_hat||`` (:func:`extended_codes`: ``|y_hat_i| ~ 2 min(floor(t |o'_i|),
-2^(b-1) - 1) + 1``, sign of o'_i); the estimator is ``<o, q> ~ <y_hat, q'> / <y_hat, o'>``, exact along o'
+2^(b-1) - 1) + 1``, sign of o'_i; a grid over t, within 4e-4 of the exact optimum's cosine in the tests,
+where the paper enumerates every critical t); the estimator is ``<o, q> ~ <y_hat, q'> / <y_hat, o'>``, exact along o'
 and, as in the paper, unbiased over the rotation, with the error bounds below for this a. Stored: the b bit
 planes of x one after the other, bit k of x_i at bit ``k d + i`` of one ``ceil(b d / 8)``-byte code (b = 1:
 the sign code's layout), so the scan sees a 1-bit code of b d dimensions; ``ceil(b d / 8) + 8`` bytes per
