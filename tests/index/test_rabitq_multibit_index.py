@@ -1,6 +1,6 @@
 """The ``rabitq<b>`` specs (b = 2..8, medqk.index.rabitq): built from the codec table, scored by the 1-bit scan
-over the b bit planes (every backend), recall growing with b, the tie rule, ``+rerank:int8``, save/load, own
-ids, removal, filters, search_range, and the errors for a bad b."""
+over the b bit planes (every backend), recall growing with b, the tie rule, save/load, own ids, removal,
+filters, search_range, and the errors for a bad b (``+rerank:int8``: tests/index/test_rabitq_index.py)."""
 
 from __future__ import annotations
 
@@ -66,16 +66,6 @@ def test_recall_grows_with_bits(backend):
            for spec in ("rabitq", "rabitq2", "rabitq3", "rabitq4", "rabitq5")]
     assert all(a < b for a, b in zip(got, got[1:])), got
     assert got[-1] >= 0.85 > 0.5 > got[0], got
-
-
-def test_rerank_int8(backend):
-    x, q = data(n=600, nq=40, d=64)
-    ref = exact(x, q, 10, "ip")[1]
-    plain = mi.create("rabitq2", 64).train(x).add(x)
-    reranked = mi.create("rabitq2+rerank:int8", 64).train(x).add(x)
-    assert reranked.rerank_factor == 16 and reranked.bytes_per_vector == 16 + 8 + 64
-    r_plain, r_rerank = recall(plain.search(q, 10)[1], ref), recall(reranked.search(q, 10)[1], ref)
-    assert r_rerank >= 0.97 and r_rerank > r_plain
 
 
 def test_save_load_is_bit_exact(tmp_path):
