@@ -91,8 +91,8 @@ def test_public_names_derived_from_the_table():
              "pca4": 0.5, "pca3": 0.375, "pca2": 0.25, "hnsw": 4.0}
     assert {k: BYTES_PER_DIM[k] for k in today} == today
     assert SPEC_GRAMMAR == (
-        "float32, fp16, int8, int4, cb4, cb3, cb2, pca4, pca3, pca2, rabitq, pq<M>x4fs, pq<M>x8, opq,pq<M>x4fs, "
-        "opq,pq<M>x8 (M divides the dimension), hnsw, ivf<nlist>,pq<M>x4fs, ivf<nlist>,opq,pq<M>x4fs, "
+        "float32, fp16, int8, int4, cb4, cb3, cb2, pca4, pca3, pca2, rabitq, rabitq<b>, pq<M>x4fs, pq<M>x8, "
+        "opq,pq<M>x4fs, opq,pq<M>x8 (M divides the dimension), hnsw, ivf<nlist>,pq<M>x4fs, ivf<nlist>,opq,pq<M>x4fs, "
         "and <base>+rerank:<codec> (<base> any of these, <codec> any but hnsw and ivf)")
 
 

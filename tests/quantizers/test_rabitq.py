@@ -29,28 +29,35 @@ def _unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def _estimates_over_rotations(o, q, seeds):
-    """(estimates of <o, q>, factors a) of the unit vectors o, q (d,) under the rotations of ``seeds``; the
-    codec is trained on {o, -o} so that its centroid is exactly 0."""
+def _estimates_over_rotations(o, q, seeds, bits=1):
+    """(estimates of <o, q>, factors a) of the unit vectors o, q (d,) under the rotations of ``seeds`` with
+    ``bits``-bit codes (1: the paper's sign codes); the codec is trained on {o, -o} so that its centroid is
+    exactly 0."""
     est, dots = [], []
     for seed in seeds:
-        codec = RaBitQCodec(o.shape[0], seed=seed, aware_passes=0).train(np.stack([o, -o]))
+        codec = RaBitQCodec(o.shape[0], seed=seed, aware_passes=0, bits=bits).train(np.stack([o, -o]))
         codes = codec.encode(o[None])
         est.append(codec.estimate_float(codes, codec.quantize_queries(q[None]).rotated)[0, 0])
         dots.append(float(codes.dot[0]))
     return np.array(est), np.array(dots)
 
 
-def test_estimator_is_unbiased_over_rotations():
-    """Mean of <o_bar, q'> / a over 3000 rotations equals <o, q> within the Hoeffding bound of the
-    estimator's range (delta 1e-6). Fails when the division by a is dropped (the estimate shrinks by ~0.8)."""
-    d, cos, trials = 32, 0.6, 3000
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("bits,d,trials,seed", [(1, 32, 3000, 5), (2, 24, 1000, 6), (4, 24, 1000, 6)])
+def test_estimator_is_unbiased_over_rotations(bits, d, trials, seed):
+    """Mean of <y_hat, q'> / <y_hat, o'> (1 bit: <o_bar, q'> / a) over the rotations equals <o, q> within the
+    Hoeffding bound of the estimator's range (delta 1e-6), and the estimate of <o, o> is exactly 1 (the
+    estimator is exact along o'), for the sign code and for b-bit codes (medqk.quantizers.rabitq multi-bit).
+    Fails when the division by a is dropped (1 bit: the estimate shrinks by ~0.8, the mean sees it; b bits:
+    by a ~ 0.95, which only the <o, o> check sees: the mean's tolerance is wider)."""
+    cos = 0.6
+    rng = np.random.default_rng(seed)
     o = _unit(rng.standard_normal(d))
     perp = rng.standard_normal(d)
     perp = _unit(perp - (perp @ o) * o)
     q = cos * o + math.sqrt(1 - cos * cos) * perp
-    est, a = _estimates_over_rotations(o.astype(np.float32), q.astype(np.float32), range(trials))
+    self_est, _ = _estimates_over_rotations(o.astype(np.float32), o.astype(np.float32), range(5), bits)
+    np.testing.assert_allclose(self_est, 1.0, atol=1e-5)
+    est, a = _estimates_over_rotations(o.astype(np.float32), q.astype(np.float32), range(trials), bits)
     # each error lies in [-R_t, R_t] (Cauchy-Schwarz), so Hoeffding bounds the mean's deviation
     half_range = np.sqrt(1 - a * a) / a * math.sqrt(1 - cos * cos)
     slack = 1e-5  # float32 rotation and inputs: errors within a few ulp of the exact bound

@@ -72,6 +72,7 @@ def create(spec: str, dim: int, metric: str = "ip", *, rerank_factor: "int | Non
     ``progress``; for opq,pq the same plus ``opq_iter`` (20 rotation updates) and ``opq_kmeans_iter`` (4
     k-means iterations between two updates); for rabitq, ``query_bits`` (4), ``seed`` (1234), ``eps0`` (1.9, the
     error bound's confidence parameter), ``aware_passes`` (2; 0: the paper's sign codes) and ``aware_mix`` (0.3);
+    for rabitq<b>, ``query_bits`` (6 for b = 2, else 8), ``seed`` and ``eps0``;
     for hnsw, ``M`` (16, at least 2), ``ef_construction`` (200),
     ``ef_search`` (64), ``progress``; for ivf<nlist>,<pq> those of the pq codec (its ``progress`` also
     covers the coarse k-means and add()) plus ``nprobe`` (min(16, nlist); settable later), ``coarse_iter``

@@ -1,8 +1,10 @@
-"""``rabitq``: flat search over 1-bit RaBitQ codes (:mod:`medqk.quantizers.rabitq`).
+"""``rabitq`` / ``rabitq<b>``: flat search over RaBitQ codes (:mod:`medqk.quantizers.rabitq`), 1 bit (the sign
+code) or b = 2..8 bits per dimension (Extended RaBitQ).
 
-Per vector: the ceil(d / 8)-byte sign code and two float32 factors (56 B at d = 384). A search quantizes
-each query to ``query_bits`` bit planes and scores every vector by the AND-popcount scan
-(exact integers, then the float32 estimator of the codec's doc);
+Per vector: the ceil(b d / 8)-byte code (its b bit planes one after the other) and two float32 factors (56 B
+at d = 384 for 1 bit, 104 B for 2). A search quantizes each query to bit planes and scores every vector by the
+AND-popcount scan over the b d bits (exact integers, then the float32 estimator of the codec's doc; b > 1:
+the scan's per-vector count is the code sum S, :func:`medqk.quantizers.rabitq.code_sums`);
 results are ranked by that estimate, ties -> lower id, and the estimate is the score returned (q . x,
 l2: the squared distance from it, as every index does). ``+rerank:<codec>`` re-scores ``rerank_factor * k``
 candidates with a finer copy. The scan is medqk.kernels.rabitq_search_topk: the native kernels (csrc/runtime/
@@ -14,16 +16,16 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..quantizers.rabitq import RaBitQCodec, code_bytes, scan_scores
+from ..quantizers.rabitq import RaBitQCodec, code_bytes, code_sums, scan_scores
 from .flat import Index
 
 
 class FlatRaBitQIndex(Index):
-    def __init__(self, spec, dim: int, metric: str, **codec_options):
+    def __init__(self, spec, dim: int, metric: str, bits: int = 1, **codec_options):
         super().__init__(spec, dim, metric)
-        self.codec = RaBitQCodec(dim, metric, **codec_options)
-        # what is stored per vector (the saved arrays): sign codes, then the factors M_v and B_v
-        self._stored = {"codes": np.empty((0, code_bytes(dim)), dtype=np.uint8),
+        self.codec = RaBitQCodec(dim, metric, bits=bits, **codec_options)
+        # what is stored per vector (the saved arrays): codes, then the factors M_v and B_v
+        self._stored = {"codes": np.empty((0, code_bytes(dim, bits)), dtype=np.uint8),
                         "mult": np.empty(0, dtype=np.float32), "add": np.empty(0, dtype=np.float32)}
         self._scan = None  # the codes packed for the scan (medqk.kernels.PackedRaBitQ), rebuilt after add()
 
@@ -36,13 +38,22 @@ class FlatRaBitQIndex(Index):
         self._stored = {name: np.concatenate([old, getattr(enc, name)]) for name, old in self._stored.items()}
         self._scan = None
 
-    def _packed(self):
-        """The codes in the scan's layout (medqk.kernels.pack_rabitq, the active backend's), rebuilt after
-        add() or a backend change."""
+    def _pack(self, codes):
+        """Codes in the scan's layout (medqk.kernels.pack_rabitq, the active backend's): a 1-bit code of b d
+        dimensions whose per-vector count is, for b > 1, the code sum S instead of its popcount (the scan
+        reads ``pop`` only as that count: module doc of medqk.quantizers.rabitq)."""
         from .. import kernels
 
+        bits = self.codec.bits
+        packed = kernels.pack_rabitq(codes, bits * self.dim)
+        if bits > 1:
+            packed.pop = code_sums(codes, self.dim, bits)
+        return packed
+
+    def _packed(self):
+        """The stored codes packed by :meth:`_pack`, rebuilt after add() or a backend change."""
         if self._scan is None or self._scan.backend != _backend.backend:
-            self._scan = kernels.pack_rabitq(self._stored["codes"], self.dim)
+            self._scan = self._pack(self._stored["codes"])
         return self._scan
 
     def _scores_topk(self, q, k, threads, allow=None):
@@ -60,7 +71,7 @@ class FlatRaBitQIndex(Index):
         from .. import kernels
 
         query = self.codec.quantize_queries(q)
-        packed = kernels.pack_rabitq(self._stored["codes"][rows], self.dim)
+        packed = self._pack(self._stored["codes"][rows])
         ip = kernels.rabitq_scan_ints(packed, query.planes)
         return scan_scores(ip, packed.pop, query.a, query.c1, query.c2, query.c3, self._stored["mult"][rows],
                                      self._stored["add"][rows])
@@ -75,7 +86,13 @@ class FlatRaBitQIndex(Index):
         return {"codec": config}, arrays
 
     def _load_state(self, config, arrays):
+        from .._errors import IndexFileError
+
         self.codec.load_state(arrays)
         self._stored = {name: np.asarray(arrays[name]) for name in self._stored}
+        codes = self._stored["codes"]
+        if codes.ndim != 2 or codes.shape[1] != self.codec.code_bytes or codes.dtype != np.uint8:
+            raise IndexFileError(f"corrupt {self.spec} index: codes {codes.shape} {codes.dtype}, expected "
+                                 f"(n, {self.codec.code_bytes}) uint8")
         self._ntotal = self._stored["codes"].shape[0]
         self._scan = None

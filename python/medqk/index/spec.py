@@ -5,7 +5,7 @@ Grammar (whitespace ignored, case-insensitive)::
     spec    := base [ "+rerank:" codec ]
     base    := codec | "hnsw" | "ivf" nlist "," [ "opq," ] "pq" M "x4fs"
     codec   := "float32" | "fp16" | "int8" | "int4" | "cb4" | "cb3" | "cb2" | "pca4" | "pca3" | "pca2"
-             | "rabitq"
+             | "rabitq" | "rabitq" b
              | [ "opq," ] pq
     pq      := "pq" M "x4fs" | "pq" M "x8"
 
@@ -29,7 +29,10 @@ Grammar (whitespace ignored, case-insensitive)::
   rotation of the residual to the data centroid, one sign bit per dimension and two float32 factors
   (ceil(d / 8) + 8 bytes, 56 B at 384-d), scored by AND-popcount over 4-bit query planes
   (:mod:`medqk.index.rabitq`); the sign codes are score-aware by default (option ``aware_passes``, 0: the
-  paper's codes; MedQuAD R@10 0.769 -> 0.802).
+  paper's codes; MedQuAD R@10 0.769 -> 0.802). ``rabitq<b>``, b = 2..8 (e.g. ``rabitq2``, ``rabitq4``):
+  Extended RaBitQ (Gao et al., SIGMOD 2025) on the same rotation, b bits per dimension rescaled per vector
+  to the code of largest cosine, ceil(b d / 8) + 8 bytes (104 / 152 / 200 B at 384-d for b = 2 / 3 / 4), the
+  same scan over the b bit planes.
 - ``pq<M>x4fs``: product quantization, M subspaces of 16 centroids (M / 2 bytes per vector, e.g.
   ``pq96x4fs`` = 48 B at 384-d), scanned with the same 4-bit tables (faiss "fast scan"). M must divide
   the dimension. ``pq<M>x8``: 256 centroids per subspace (M bytes per vector, e.g. ``pq48x8`` = 48 B),
@@ -164,6 +167,11 @@ def _is_codec(codec: str) -> bool:
             f"invalid spec 'opq,{codec}': 'opq,' (a learned rotation) goes only before a pq codec, "
             f"e.g. opq,pq48x8 or opq,pq96x4fs"
         )
+    bits = re.fullmatch(r"rabitq(\d+)", codec)
+    if bits is not None and (not 2 <= int(bits.group(1)) <= 8 or bits.group(1).startswith("0")):
+        hint = ": the 1-bit code is written rabitq" if int(bits.group(1)) == 1 else ""
+        raise ValueError(f"invalid spec '{codec}': rabitq<b> takes b = 2..8 bits per dimension, got "
+                         f"{bits.group(1)}{hint}")
     pq = parse_pq(codec)
     if pq is None:
         return found is not None and not found[0].base_only

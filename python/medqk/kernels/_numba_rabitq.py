@@ -7,6 +7,10 @@ dimensions set, so padding bits of a code are never counted. The integer results
 score ``add[v] + qa[q] + mult[v] * (c1[q] ip_int + c2[q] pop + c3[q])`` is evaluated in float32 in exactly
 that order (no fast-math: numpy gives the same bits, see medqk.quantizers.rabitq.scan_scores; so do the native kernels,
 csrc/runtime/rabitq_search.cpp).
+
+The multi-bit codes (rabitq<b>) go through the same twins unchanged: the index hands them one code of b d
+dimensions (the b bit planes one after the other), query planes that weight plane k by 2^k, and the code
+sums S in place of ``pop`` (medqk.quantizers.rabitq, "Multi-bit scan").
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""1-bit RaBitQ (Gao & Long, "RaBitQ: Quantizing High-Dimensional Vectors with a Theoretical Error Bound for
-Approximate Nearest Neighbor Search", SIGMOD 2024), implemented from the paper.
+"""RaBitQ (Gao & Long, "RaBitQ: Quantizing High-Dimensional Vectors with a Theoretical Error Bound for
+Approximate Nearest Neighbor Search", SIGMOD 2024) and its multi-bit extension (below), implemented from the
+papers: 1 bit per dimension first, then what b bits change.
 
 Encoding (train: the centroid c of the data and a rotation P; then per vector o_r):
 
@@ -36,15 +37,28 @@ part of q' orthogonal to o'. Two bounds follow:
   N(0, 1 / (d - 1)), so the typical failure rate is about ``2 (1 - Phi(eps0))``: 5.7% at the paper's
   eps0 = 1.9 (this module's default), 0.3% at 3.
 
+Multi-bit codes (``bits`` = b in 2..8; Extended RaBitQ, Gao et al., "Practical and Asymptotically Optimal
+Quantization of High-Dimensional Vectors in Euclidean Space for Approximate Nearest Neighbor Search",
+SIGMOD 2025). The same rotation; each vector's code is an integer x in 0..2^b - 1 per dimension standing for
+``y_hat = (2 x - (2^b - 1)) / sqrt(d)``, the odd integers -(2^b - 1)..2^b - 1 scaled (b = 1: the sign code's
++-1 / sqrt(d)). Per vector the code is the grid point nearest to ``t o'`` for the rescaling t that maximises
+the cosine ``a = <y_hat, o'> / ||y_hat||`` (:func:`extended_codes`: ``|y_hat_i| ~ 2 min(floor(t |o'_i|),
+2^(b-1) - 1) + 1``, sign of o'_i; a grid over t, within 4e-4 of the exact optimum's cosine in the tests,
+where the paper enumerates every critical t); the estimator is ``<o, q> ~ <y_hat, q'> / <y_hat, o'>``, exact along o'
+and, as in the paper, unbiased over the rotation, with the error bounds below for this a. Stored: the b bit
+planes of x one after the other, bit k of x_i at bit ``k d + i`` of one ``ceil(b d / 8)``-byte code (b = 1:
+the sign code's layout), so the scan sees a 1-bit code of b d dimensions; ``ceil(b d / 8) + 8`` bytes per
+vector (104 / 152 / 200 / 248 B for b = 2 / 3 / 4 / 5 at d = 384). Score-aware codes are 1-bit only.
+
 Scores. With ``q_r`` the raw query, ``n_q = ||q_r - c||`` and q the unit centered query:
 
 - ip: ``<o_r, q_r> = (<c, q_r> - ||c||^2) + <o_r, c> + n_q * ||r|| * <o, q>``;
 - l2 ("higher is better" score ``2 <q_r, o_r> - ||o_r||^2 = ||q_r||^2 - ||o_r - q_r||^2``):
   ``(||q_r||^2 - n_q^2) - ||r||^2 + 2 n_q * ||r|| * <o, q>``.
 
-So ``score = A_q + B_v + C_q * M_v * <o_bar, q'>``, with the per-vector factors ``M_v = ||r|| / a`` and
-``B_v`` (ip: ``<o_r, c>``; l2: ``-||r||^2``) stored as float32: ceil(d / 8) + 8 bytes per vector (56 B at
-d = 384). A residual of zero (o_r = c) gets M_v = 0: its score is exact.
+So ``score = A_q + B_v + C_q * M_v * <y_hat, q'>``, with the per-vector factors ``M_v = ||r|| / <y_hat, o'>``
+(1 bit: ``||r|| / a``) and ``B_v`` (ip: ``<o_r, c>``; l2: ``-||r||^2``) stored as float32: ceil(b d / 8) + 8
+bytes per vector (56 B at d = 384, b = 1). A residual of zero (o_r = c) gets M_v = 0: its score is exact.
 
 Scan. The rotated query is quantized to ``query_bits`` (B) unsigned bits, ``q'_i ~ lo + delta * u_i`` with
 ``u_i = rint((q'_i - lo) / delta)`` in 0..2^B - 1, lo = min q', delta = (max q' - lo) / (2^B - 1) (nearest
@@ -60,6 +74,16 @@ folds into ``t = c1 ip_int + c2 pop + c3`` (float32 per-query constants, :class:
 ``A_q + B_v + M_v t`` in float32 in that order (:func:`scan_scores`; the scans: medqk.kernels.rabitq_search_topk,
 native and Numba, give the same bits). Quantizing the query adds at most ``sqrt(d) delta / 2 / a`` to the error
 of <o, q> (|q'_i - q_hat'_i| <= delta / 2), which :meth:`RaBitQCodec.error_bound` includes.
+
+Multi-bit scan: the same AND-popcount over the b d-bit code, with the query planes of segment k (the
+dimensions of plane k of x) holding ``u << k``, so that ``ip_int = sum_k 2^k sum_i x_ik u_i = sum_i x_i u_i``;
+``pop`` is then ``S = sum_i x_i`` (:func:`code_sums`; the index passes it to the scan in place of the plain
+popcount) and ``<y_hat, q_hat'> = (2 (delta ip_int + lo S) - (2^b - 1)(delta sum u + d lo)) / sqrt(d)``. The
+scan takes at most 8 query planes (weights up to 2^7), so with ``B + b - 1 > 8`` the shift
+``s = B + b - 1 - 8`` drops the lowest s bits of every segment's query: segment k holds ``u << (k - s)`` for
+k >= s and ``rint(U 2^(k - s))`` (U the unrounded (q' - lo) / delta) for k < s, and c1 carries the factor
+2^s; the error this adds is in :meth:`RaBitQCodec.error_bound`. ``ip_int < b d 2^8``: exact in int32 and in
+float32 for b d < 2^16.
 """
 
 from __future__ import annotations
@@ -74,6 +98,7 @@ from .._errors import IndexFileError
 METRICS = ("ip", "l2")
 DEFAULT_EPS0 = 1.9  # the paper's choice
 _AWARE_CHUNK = 8192  # rows per score-aware encoding step (float64 work arrays of 8192 x d)
+_EXTENDED_CHUNK = 128  # rows per extended_codes step (float64 work arrays of 128 x _GRID x d)
 
 
 def bound_failure_probability(eps0: float) -> float:
@@ -90,9 +115,60 @@ def random_rotation(dim: int, seed: int) -> np.ndarray:
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)[None, :]
 
 
-def code_bytes(dim: int) -> int:
-    """Bytes of one sign code: 8 dimensions per byte."""
-    return (dim + 7) // 8
+MAX_BITS = 8  # bits per dimension of the codes (rabitq<b>: 2..8); the scan takes at most 8 query planes
+_GRID = 48  # rescalings tried per vector by extended_codes, then _GRID // 2 between the best one's neighbours
+
+
+def code_bytes(dim: int, bits: int = 1) -> int:
+    """Bytes of one code: the b bit planes of d dimensions, 8 bits per byte."""
+    return (bits * dim + 7) // 8
+
+
+def query_shift(bits: int, query_bits: int) -> int:
+    """s of the module doc: the query bits the lowest segments lose to the scan's 8-plane limit."""
+    return max(0, query_bits + bits - 1 - MAX_BITS)
+
+
+def extended_codes(rot: np.ndarray, bits: int) -> np.ndarray:
+    """Extended RaBitQ codes (n, d) uint8 in 0..2^bits - 1 of rotated unit residuals (n, d), per row the
+    grid point nearest to t o' for the t (of a geometric grid tau / max|o'_i|, tau in [1, 3 * 2^(bits - 1)],
+    then a finer grid between the best point's neighbours) with the largest cosine to o'. tau < 1 gives the
+    sign code; past 3 * 2^(bits - 1) more than the top third of the range is clipped."""
+    o = np.abs(rot).astype(np.float64)
+    top = (1 << (bits - 1)) - 1  # the largest magnitude level k (|y| = 2 k + 1)
+    peak = np.maximum(o.max(axis=1), 1e-30)[:, None]
+
+    def cosine(tau):  # tau: (n, m) -> cosines (n, m)
+        k = np.minimum(np.floor(tau[:, :, None] / peak[:, :, None] * o[:, None, :]), top)
+        mag = 2 * k + 1
+        return np.einsum("nmd,nd->nm", mag, o) / np.sqrt(np.einsum("nmd,nmd->nm", mag, mag))
+
+    coarse = np.geomspace(1.0, 3.0 * (top + 1), _GRID)
+    best = np.argmax(cosine(np.broadcast_to(coarse, (len(o), _GRID))), axis=1)
+    lo, hi = coarse[np.maximum(best - 1, 0)], coarse[np.minimum(best + 1, _GRID - 1)]
+    fine = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, _GRID // 2)[None, :]
+    tau = np.take_along_axis(fine, np.argmax(cosine(fine), axis=1)[:, None], axis=1)
+    k = np.minimum(np.floor(tau / peak * o), top).astype(np.int64)
+    half = 1 << (bits - 1)
+    return np.where(rot > 0, half + k, half - 1 - k).astype(np.uint8)
+
+
+def pack_code_planes(x: np.ndarray, bits: int) -> np.ndarray:
+    """(n, d) codes in 0..2^bits - 1 -> (n, ceil(bits d / 8)) uint8: bit k of x_i at bit k d + i."""
+    shifts = np.arange(bits, dtype=np.uint8)[None, :, None]
+    return pack_bits(((x[:, None, :] >> shifts) & 1).reshape(len(x), -1))
+
+
+def unpack_code_planes(codes: np.ndarray, dim: int, bits: int) -> np.ndarray:
+    """The inverse of :func:`pack_code_planes`: (n, d) int64 codes."""
+    planes = unpack_bits(codes, bits * dim).reshape(len(codes), bits, dim).astype(np.int64)
+    return np.einsum("nkd,k->nd", planes, 1 << np.arange(bits, dtype=np.int64))
+
+
+def code_sums(codes: np.ndarray, dim: int, bits: int) -> np.ndarray:
+    """S = sum_i x_i per code, (n,) int32: what the multi-bit scan reads in place of the popcount."""
+    planes = unpack_bits(codes, bits * dim).reshape(len(codes), bits, dim).sum(axis=2, dtype=np.int64)
+    return (planes @ (1 << np.arange(bits, dtype=np.int64))).astype(np.int32)
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -122,8 +198,9 @@ def scan_scores(ip, pop, a, c1, c2, c3, mult, add) -> np.ndarray:
 
 @dataclass
 class RaBitQCodes:
-    """Codes of n vectors: ``codes`` (n, ceil(d / 8)) uint8, ``mult`` M_v and ``add`` B_v float32 (n,) (what
-    the scan reads), ``dot`` a = <o_bar, o> and ``norm`` ||o_r - c|| float32 (n,) (for error bounds)."""
+    """Codes of n vectors: ``codes`` (n, ceil(b d / 8)) uint8, ``mult`` M_v and ``add`` B_v float32 (n,) (what
+    the scan reads), ``dot`` the cosine a = <y_hat, o'> / ||y_hat|| and ``norm`` ||o_r - c|| float32 (n,) (for
+    error bounds)."""
 
     codes: np.ndarray
     mult: np.ndarray
@@ -134,7 +211,8 @@ class RaBitQCodes:
 
 @dataclass
 class RaBitQQuery:
-    """Quantized queries: ``planes`` (nq, B, ceil(d / 8)) uint8 bit planes of u in the code's bit order; the
+    """Quantized queries: ``planes`` (nq, P, ceil(b d / 8)) uint8 bit planes of u (b > 1: of every segment's
+    query, module doc; P = min(8, B + b - 1)) in the code's bit order; the
     float32 (nq,) constants of ``A_q + B_v + M_v (c1 ip_int + c2 pop + c3)``; ``norm`` n_q, ``delta`` and the
     unquantized rotated unit query ``rotated`` (nq, d) (for :meth:`RaBitQCodec.estimate_float` and bounds)."""
 
@@ -148,27 +226,39 @@ class RaBitQQuery:
     rotated: np.ndarray
 
 
+def _is_int(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+
 class RaBitQCodec:
-    """The 1-bit RaBitQ codec of the module doc. ``metric``: "ip" or "l2"; ``query_bits``: bits of the
-    quantized query (1-8, default 4); ``seed``: of the rotation; ``eps0``: confidence parameter of
-    :meth:`error_bound` (failure probability <= :func:`bound_failure_probability`); ``aware_passes`` (0: the
-    paper's sign codes) and ``aware_mix`` in [0, 1]: the score-aware codes of the module doc."""
+    """The RaBitQ codec of the module doc. ``metric``: "ip" or "l2"; ``bits``: code bits per dimension (1: the
+    sign code; 2-8: Extended RaBitQ); ``query_bits``: bits of the quantized query (1-8, default 4); ``seed``: of
+    the rotation; ``eps0``: confidence parameter of :meth:`error_bound` (failure probability <=
+    :func:`bound_failure_probability`); ``aware_passes`` (0: the paper's sign codes; None: 2 for 1 bit, 0
+    otherwise) and ``aware_mix`` in [0, 1]: the score-aware codes of the module doc (1 bit only)."""
 
     def __init__(self, dim: int, metric: str = "ip", query_bits: int = 4, seed: int = 1234,
-                 eps0: float = DEFAULT_EPS0, aware_passes: int = 2, aware_mix: float = 0.3):
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 2:
+                 eps0: float = DEFAULT_EPS0, aware_passes: int | None = None, aware_mix: float = 0.3,
+                 bits: int = 1):
+        if not _is_int(dim) or dim < 2:
             raise ValueError(f"dim must be an int >= 2 (the error bound divides by sqrt(dim - 1)), got {dim!r}")
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        if isinstance(query_bits, bool) or not isinstance(query_bits, (int, np.integer)) or not 1 <= query_bits <= 8:
+        if not _is_int(bits) or not 1 <= bits <= MAX_BITS:
+            raise ValueError(f"bits must be an int in 1..{MAX_BITS} (code bits per dimension), got {bits!r}")
+        if not _is_int(query_bits) or not 1 <= query_bits <= 8:
             raise ValueError(f"query_bits must be an int in 1..8, got {query_bits!r}")
         if not (isinstance(eps0, (int, float)) and math.isfinite(eps0) and eps0 > 0):
             raise ValueError(f"eps0 must be a positive finite number, got {eps0!r}")
-        if isinstance(aware_passes, bool) or not isinstance(aware_passes, (int, np.integer)) or aware_passes < 0:
+        if aware_passes is None:
+            aware_passes = 2 if bits == 1 else 0
+        if not _is_int(aware_passes) or aware_passes < 0:
             raise ValueError(f"aware_passes must be an int >= 0, got {aware_passes!r}")
+        if aware_passes and bits > 1:
+            raise ValueError(f"aware_passes must be 0 with bits={bits}: score-aware codes are 1-bit only")
         if not (isinstance(aware_mix, (int, float)) and 0 <= aware_mix <= 1):
             raise ValueError(f"aware_mix must be a number in [0, 1], got {aware_mix!r}")
-        self.aware_passes, self.aware_mix = int(aware_passes), float(aware_mix)
+        self.aware_passes, self.aware_mix, self.bits = int(aware_passes), float(aware_mix), int(bits)
         self.dim, self.metric, self.query_bits = int(dim), metric, int(query_bits)
         self.seed, self.eps0 = int(seed), float(eps0)
         self.rotation: np.ndarray | None = None  # (d, d) float32, orthogonal
@@ -181,14 +271,17 @@ class RaBitQCodec:
 
     @property
     def code_bytes(self) -> int:
-        return code_bytes(self.dim)
+        return code_bytes(self.dim, self.bits)
 
     @property
     def bytes_per_vector(self) -> float:
-        """The code and the two float32 factors the scan reads."""
+        """The code (b bit planes) and the two float32 factors the scan reads."""
         return float(self.code_bytes + 8)
 
     def config(self) -> dict:
+        """The options that rebuild this codec (the index spec carries ``bits``: rabitq<b>)."""
+        if self.bits > 1:
+            return {"query_bits": self.query_bits, "seed": self.seed, "eps0": self.eps0}
         return {"query_bits": self.query_bits, "seed": self.seed, "eps0": self.eps0,
                 "aware_passes": self.aware_passes, "aware_mix": self.aware_mix}
 
@@ -221,15 +314,25 @@ class RaBitQCodec:
         self._require_trained()
         x = _check_vectors(x, "x", self.dim)
         rot, norm = self._rotate_unit(x)
-        if self.aware_passes:
-            signs = np.concatenate([self._aware_signs(rot[i : i + _AWARE_CHUNK])
-                                    for i in range(0, len(rot), _AWARE_CHUNK)])
+        if self.bits > 1:
+            xs = np.concatenate([extended_codes(rot[i : i + _EXTENDED_CHUNK], self.bits)
+                                 for i in range(0, len(rot), _EXTENDED_CHUNK)])
+            codes = pack_code_planes(xs, self.bits)
+            y = 2 * xs.astype(np.float64) - ((1 << self.bits) - 1)  # y_hat * sqrt(d)
+            y_norm = np.sqrt(np.einsum("ij,ij->i", y, y))
+            yo = np.einsum("ij,ij->i", y, rot.astype(np.float64)) / math.sqrt(self.dim)  # <y_hat, o'>
+            dot = np.where(norm > 0, yo / y_norm * math.sqrt(self.dim), 1).astype(np.float32)
+            mult = np.where(norm > 0, norm / np.where(norm > 0, yo, 1), 0).astype(np.float32)
         else:
-            signs = rot > 0
-        codes = pack_bits(signs)
-        dot = (np.where(signs, rot, -rot).sum(axis=1, dtype=np.float64) / math.sqrt(self.dim)).astype(np.float32)
-        dot = np.where(norm > 0, dot, 1).astype(np.float32)
-        mult = np.where(norm > 0, norm / dot, 0).astype(np.float32)
+            if self.aware_passes:
+                signs = np.concatenate([self._aware_signs(rot[i : i + _AWARE_CHUNK])
+                                        for i in range(0, len(rot), _AWARE_CHUNK)])
+            else:
+                signs = rot > 0
+            codes = pack_bits(signs)
+            dot = (np.where(signs, rot, -rot).sum(axis=1, dtype=np.float64) / math.sqrt(self.dim)).astype(np.float32)
+            dot = np.where(norm > 0, dot, 1).astype(np.float32)
+            mult = np.where(norm > 0, norm / dot, 0).astype(np.float32)
         if self.metric == "ip":
             add = (x @ self.centroid).astype(np.float32)
         else:
@@ -274,11 +377,19 @@ class RaBitQCodec:
         lo = rot.min(axis=1)
         delta = (rot.max(axis=1) - lo) / levels
         delta = np.where(delta > 0, delta, 1).astype(np.float32)  # a constant query: every u_i = 0
-        u = np.clip(np.rint((rot - lo[:, None]) / delta[:, None]), 0, levels).astype(np.uint8)
-        # bit j of every u_i, for every j at once: one packbits over (nq, bits, d) (per-call overhead matters
+        scaled = (rot - lo[:, None]) / delta[:, None]  # U of the module doc
+        u = np.clip(np.rint(scaled), 0, levels).astype(np.uint8)
+        shift = query_shift(self.bits, self.query_bits)
+        if self.bits > 1:  # segment k of the b d-dimensional query: u << (k - s), or rint(U 2^(k - s)) for k < s
+            segments = [u << (k - shift) if k >= shift else np.minimum(np.rint(scaled * 2.0 ** (k - shift)), levels)
+                        for k in range(self.bits)]
+            v = np.concatenate(segments, axis=1).astype(np.uint8)
+        else:
+            v = u
+        # bit j of every v_i, for every j at once: one packbits over (nq, planes, b d) (per-call overhead matters
         # for single queries)
-        shifts = np.arange(self.query_bits, dtype=np.uint8)[None, :, None]
-        planes = np.packbits((u[:, None, :] >> shifts) & 1, axis=2, bitorder="little")
+        shifts = np.arange(min(MAX_BITS, self.query_bits + self.bits - 1), dtype=np.uint8)[None, :, None]
+        planes = np.packbits((v[:, None, :] >> shifts) & 1, axis=2, bitorder="little")
         s = 1.0 / math.sqrt(d)
         lo64, delta64, sum_u = lo.astype(np.float64), delta.astype(np.float64), u.sum(axis=1, dtype=np.int64)
         if self.metric == "ip":
@@ -288,26 +399,44 @@ class RaBitQCodec:
             a = np.einsum("ij,ij->i", q, q, dtype=np.float64) - norm.astype(np.float64) ** 2
             c = 2.0 * norm.astype(np.float64)
         f32 = np.float32
-        return RaBitQQuery(planes, a.astype(f32), (c * 2 * s * delta64).astype(f32), (c * 2 * s * lo64).astype(f32),
-                           (-c * s * (delta64 * sum_u + d * lo64)).astype(f32), norm, delta, rot)
+        odd_max = (1 << self.bits) - 1  # y_hat * sqrt(d) = 2 x - odd_max
+        c3 = -c * s * odd_max * (delta64 * sum_u + d * lo64)
+        return RaBitQQuery(planes, a.astype(f32), (c * 2 * s * delta64 * (1 << shift)).astype(f32),
+                           (c * 2 * s * lo64).astype(f32), c3.astype(f32), norm, delta, rot)
+
+    def _odd_codes(self, codes: RaBitQCodes) -> np.ndarray:
+        """y_hat * sqrt(d) = 2 x - (2^b - 1) of every code, (n, d) float64 (odd integers)."""
+        return 2 * unpack_code_planes(codes.codes, self.dim, self.bits).astype(np.float64) - ((1 << self.bits) - 1)
 
     def estimate_float(self, codes: RaBitQCodes, q: np.ndarray) -> np.ndarray:
-        """The paper's estimator with the unquantized query: <o, q> ~ <o_bar, q'> / a for every (query,
-        vector) pair, (nq, n) float64, q'' the rotated unit centered queries (:class:`RaBitQQuery`.rotated or
-        any (nq, d) unit vectors in the rotated space)."""
-        signs = unpack_bits(codes.codes, self.dim).astype(np.float64) * 2 - 1
-        return (np.asarray(q, dtype=np.float64) @ signs.T) / math.sqrt(self.dim) / codes.dot.astype(np.float64)
+        """The paper's estimator with the unquantized query: <o, q> ~ <y_hat, q'> / <y_hat, o'> (1 bit:
+        <o_bar, q'> / a) for every (query, vector) pair, (nq, n) float64, q' the rotated unit centered queries
+        (:class:`RaBitQQuery`.rotated or any (nq, d) unit vectors in the rotated space)."""
+        y = self._odd_codes(codes)
+        y_norm = np.sqrt(np.einsum("ij,ij->i", y, y))  # <y, o'> = a ||y||
+        return (np.asarray(q, dtype=np.float64) @ y.T) / (codes.dot.astype(np.float64) * y_norm)
 
     def error_bound(self, codes: RaBitQCodes, query: RaBitQQuery | None = None) -> np.ndarray:
         """Bound on the error of the estimate of <o, q> (the unit vectors), holding with probability >=
         1 - :func:`bound_failure_probability`(eps0) per pair: ``sqrt(1 - a^2) / a * eps0 / sqrt(d - 1)``,
-        shape (n,); with ``query`` the quantized query's error ``sqrt(d) delta / (2 a)`` is added, shape
-        (nq, n). Multiply by C_q M_v a (= C_q ||r||) for the bound on the score."""
+        shape (n,); with ``query`` the quantized query's error is added, shape (nq, n): 1 bit, ``sqrt(d) delta
+        / (2 a)``; b bits, ``delta / <y, o'> * sum_i e_i`` with e_i the per-dimension bound of the module doc's
+        scan (``|2 x_i^hi - (2^b - 1)| / 2 + 2^s x_i^lo_planes``, x^hi the planes k >= s, x^lo_planes the count
+        of set planes k < s). Multiply by C_q M_v <y_hat, o'> (= C_q ||r||) for the bound on the score."""
         a = codes.dot.astype(np.float64)
         bound = np.sqrt(np.maximum(1 - a * a, 0)) / a * self.eps0 / math.sqrt(self.dim - 1)
         if query is None:
             return bound
-        return bound[None, :] + math.sqrt(self.dim) * query.delta.astype(np.float64)[:, None] / (2 * a[None, :])
+        delta = query.delta.astype(np.float64)[:, None]
+        if self.bits == 1:
+            return bound[None, :] + math.sqrt(self.dim) * delta / (2 * a[None, :])
+        shift = query_shift(self.bits, self.query_bits)
+        planes = unpack_bits(codes.codes, self.bits * self.dim).reshape(len(a), self.bits, self.dim).astype(np.int64)
+        high = np.einsum("nkd,k->nd", planes[:, shift:], 1 << np.arange(shift, self.bits, dtype=np.int64))
+        per_dim = np.abs(2 * high - ((1 << self.bits) - 1)) / 2 + (1 << shift) * planes[:, :shift].sum(axis=1)
+        y = self._odd_codes(codes)
+        yo = a * np.sqrt(np.einsum("ij,ij->i", y, y))  # <y, o'>
+        return bound[None, :] + delta * (per_dim.sum(axis=1) / yo)[None, :]
 
     def state(self) -> tuple[dict, dict]:
         arrays = {} if self.rotation is None else {"rotation": self.rotation, "centroid": self.centroid}
