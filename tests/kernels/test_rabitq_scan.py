@@ -155,3 +155,23 @@ def test_bad_input_names_the_argument(backend):
     empty = kernels.pack_rabitq(codes[:0], 20)
     s, i = kernels.rabitq_search_topk(empty, planes, *consts, mult[:0], add[:0], 2)
     assert (i == -1).all() and np.isneginf(s).all()
+    with pytest.raises(ValueError, match="counts must have one entry per code"):
+        kernels.pack_rabitq(codes, 20, counts=np.zeros(9, np.int32))
+    with pytest.raises(TypeError, match="counts"):
+        kernels.pack_rabitq(codes, 20, counts=np.zeros(10, np.int64))
+
+
+def test_counts_replace_the_popcount_in_the_score_only(backend):
+    # pack_rabitq(counts=) is the term the score reads in place of each popcount (the multi-bit codes' sums):
+    # the integers are the same, the scores those of the popcount formula with the counts put in
+    rng = np.random.default_rng(4)
+    codes, planes, ip, _, consts, mult, add = case(rng, 40, 70, 3, 2)
+    counts = rng.integers(0, 200, 40).astype(np.int32)
+    plain, given = kernels.pack_rabitq(codes, 70), kernels.pack_rabitq(codes, 70, counts=counts)
+    np.testing.assert_array_equal(given.pop, counts)
+    np.testing.assert_array_equal(kernels.rabitq_scan_ints(given, planes), kernels.rabitq_scan_ints(plain, planes))
+    s, i = kernels.rabitq_search_topk(given, planes, *consts, mult, add, 40)
+    want_s, want_i = topk_ref(scan_scores(ip, counts, *consts, mult, add), 40)
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_array_equal(s, want_s)
+    assert not np.array_equal(s, kernels.rabitq_search_topk(plain, planes, *consts, mult, add, 40)[0])

@@ -45,10 +45,8 @@ class FlatRaBitQIndex(Index):
         from .. import kernels
 
         bits = self.codec.bits
-        packed = kernels.pack_rabitq(codes, bits * self.dim)
-        if bits > 1:
-            packed.pop = code_sums(codes, self.dim, bits)
-        return packed
+        return kernels.pack_rabitq(codes, bits * self.dim,
+                                   counts=code_sums(codes, self.dim, bits) if bits > 1 else None)
 
     def _packed(self):
         """The stored codes packed by :meth:`_pack`, rebuilt after add() or a backend change."""

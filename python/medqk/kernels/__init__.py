@@ -471,7 +471,8 @@ def _gelu_f32_checked(x: np.ndarray, nthreads: int, inplace: bool = False) -> np
 class PackedRaBitQ:
     """1-bit RaBitQ sign codes prepared for :func:`rabitq_search_topk` (made by :func:`pack_rabitq`): the
     layout of the backend active at packing time (native: blocks of 8 vectors, medqk.h rabitq_pack; Numba:
-    one row of ceil(dim / 64) words per vector) and ``pop``, each code's number of set bits."""
+    one row of ceil(dim / 64) words per vector) and ``pop``, each code's number of set bits (or the ``counts``
+    pack_rabitq was given)."""
 
     __slots__ = ("backend", "dim", "n", "pop", "words")
 
@@ -495,9 +496,13 @@ def _rabitq_array(x, name: str, dtype, ndim: int) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def pack_rabitq(codes: np.ndarray, dim: int) -> PackedRaBitQ:
+def pack_rabitq(codes: np.ndarray, dim: int, *, counts: np.ndarray | None = None) -> PackedRaBitQ:
     """Sign codes (n, ceil(dim / 8)) uint8 of :mod:`medqk.quantizers.rabitq` (dimension i in bit i % 8 of byte
-    i // 8; bits past dim are ignored) for :func:`rabitq_search_topk`."""
+    i // 8; bits past dim are ignored) for :func:`rabitq_search_topk`.
+
+    ``counts``: optional int32 (n,), the per-code term the search's score reads in place of each code's popcount
+    (``pop`` in :func:`rabitq_search_topk`): the multi-bit codes, scanned as one 1-bit code of b dim bits, pass
+    their code sums. It is used only in that term; the integer scan is the same."""
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"dim must be a positive int, got {dim!r}")
     codes = _rabitq_array(codes, "codes", np.uint8, 2)
@@ -514,6 +519,11 @@ def pack_rabitq(codes: np.ndarray, dim: int) -> PackedRaBitQ:
         words = kern.to_words(codes, int(dim)) & kern.dim_mask(int(dim))[None, :]
         pop = np.empty(n, dtype=np.int32)
         kern.rabitq_popcounts(words, kern.dim_mask(int(dim)), pop)
+    if counts is not None:
+        counts = _rabitq_array(counts, "counts", np.int32, 1)
+        if counts.shape[0] != n:
+            raise ValueError(f"counts must have one entry per code ({n}), got {counts.shape[0]}")
+        pop = counts.copy()
     return PackedRaBitQ._make(_backend.backend, n, int(dim), words, pop)
 
 
