@@ -620,12 +620,26 @@ py::tuple ivf_quantize_tables(const py::array& tables) {
   return py::make_tuple(luts.array, step.array, offsets.array);
 }
 
-py::tuple select_topk_f32(const py::array& scores, std::size_t k, int threads) {
+py::tuple select_topk_f32(const py::array& scores, std::size_t k, int threads, const py::object& allow,
+                          std::size_t allow_first) {
   const float* sp = require<float>(scores, "scores", 2);
   const std::size_t nq = extent(scores, 0), n = extent(scores, 1);
   if (k == 0 || k > n) throw py::value_error("k must be in 1..scores.shape[1]");
+  const uint8_t* allow_p = nullptr;
+  if (!allow.is_none()) {  // a bitmap over at least allow_first + n rows
+    const auto arr = py::reinterpret_borrow<py::array>(allow);
+    if (!py::isinstance<py::array>(allow) || arr.ndim() != 1 || !arr.dtype().equal(py::dtype::of<uint8_t>()) ||
+        !(arr.flags() & py::array::c_style) || static_cast<std::size_t>(arr.shape(0)) * 8 < allow_first + n) {
+      throw py::value_error(
+          "allow must be a C-contiguous uint8 bitmap covering bits allow_first .. allow_first + "
+          "scores.shape[1] - 1 (" +
+          std::to_string((allow_first + n + 7) / 8) + " bytes at least)");
+    }
+    allow_p = static_cast<const uint8_t*>(arr.data());
+  }
   TopkOut best(nq, k);
-  without_gil([&] { medqk::select_topk_f32(sp, nq, n, k, best.scores.data, best.ids.data, threads); });
+  without_gil(
+      [&] { medqk::select_topk_f32(sp, nq, n, k, best.scores.data, best.ids.data, threads, allow_p, allow_first); });
   return best.tuple();
 }
 
@@ -1123,7 +1137,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("packed"), py::arg("list_blocks"), py::arg("list_starts"), py::arg("list_ids"), py::arg("k"),
         py::arg("threads") = 0, py::arg("allow") = py::none());
   m.def("ivf_quantize_tables", &ivf_quantize_tables, py::arg("tables"));
-  m.def("select_topk_f32", &select_topk_f32, py::arg("scores"), py::arg("k"), py::arg("threads") = 0);
+  m.def("select_topk_f32", &select_topk_f32, py::arg("scores"), py::arg("k"), py::arg("threads") = 0,
+        py::arg("allow") = py::none(), py::arg("allow_first") = 0);
   m.def("s8_score_candidates", &s8_score_candidates, py::arg("qs"), py::arg("codes"), py::arg("cand"),
         py::arg("threads") = 0);
   m.def("pq_anisotropic", &pq_anisotropic, py::arg("x"), py::arg("centroids"), py::arg("codes"), py::arg("eta"),

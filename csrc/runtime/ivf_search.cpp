@@ -200,6 +200,11 @@ void ivf_lut4_search(Isa isa, const uint8_t* luts, std::size_t nq, std::size_t d
 
 void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe, float* best,
                      int64_t* lists, int threads) {
+  select_topk_f32(list_scores, nq, nlist, nprobe, best, lists, threads, nullptr, 0);
+}
+
+void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe, float* best,
+                     int64_t* lists, int threads, const uint8_t* allow, std::size_t allow_first) {
   if (threads <= 0) threads = hardware_threads();
   const std::size_t tasks = std::min<std::size_t>(nq, 4 * static_cast<std::size_t>(threads));
   // The nprobe best kept sorted in an array of 64-bit keys (score order in the high half, then the
@@ -230,14 +235,23 @@ void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist
         top[j] = key;
         if (size == nprobe) threshold = s[0xFFFFFFFFu - static_cast<uint32_t>(top[nprobe - 1])];
       };
+      // allowed(l): column l may be returned (bit allow_first + l of allow), tested only for the columns that
+      // would enter: a filter costs no pass over the scores
+      const auto allowed = [&](std::size_t l) {
+        const std::size_t bit = allow_first + l;
+        return allow == nullptr || ((allow[bit >> 3] >> (bit & 7)) & 1) != 0;
+      };
       std::size_t l = 0;
-      for (; l < nlist && size < nprobe; ++l) offer(l);
+      for (; l < nlist && size < nprobe; ++l) {
+        if (allowed(l)) offer(l);
+      }
       for (; l < nlist; l += 16) {
         const std::size_t m = std::min<std::size_t>(16, nlist - l);
         unsigned mask = m == 16 ? greater_mask16_f32(s + l, threshold) : 0;
         if (m < 16) {
           for (std::size_t u = 0; u < m; ++u) mask |= static_cast<unsigned>(s[l + u] > threshold) << u;
         }
+        if (mask != 0 && allow != nullptr) mask &= runtime::allowed_bits(allow, allow_first + l, m);
         while (mask != 0) {
           const int u = __builtin_ctz(mask);
           mask &= mask - 1;
@@ -245,6 +259,11 @@ void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist
         }
       }
       for (std::size_t t = 0; t < nprobe; ++t) {
+        if (t >= size) {  // fewer than nprobe allowed columns: padding
+          lists[q * nprobe + t] = -1;
+          best[q * nprobe + t] = -std::numeric_limits<float>::infinity();
+          continue;
+        }
         const uint32_t id = 0xFFFFFFFFu - static_cast<uint32_t>(top[t]);
         lists[q * nprobe + t] = id;
         best[q * nprobe + t] = s[id];

@@ -31,3 +31,37 @@ def test_native_and_numpy_selection_agree(nb, k, distinct):
         np.testing.assert_array_equal(got[1], want[1])
         np.testing.assert_array_equal(got[0], want[0])
         assert got[0].dtype == np.float32 and got[1].dtype == np.int64
+
+
+def _allowed_topk(scores, k, offset, allowed):
+    """The reference over the allowed columns: their (score desc, id asc) order, padded with (-inf, -1)."""
+    cols = np.flatnonzero(allowed)
+    s, order = _numpy_topk(scores[:, cols], min(k, len(cols)), 0)
+    ids = cols[order] + offset
+    pad = min(k, scores.shape[1]) - ids.shape[1]
+    return (np.pad(s, ((0, 0), (0, pad)), constant_values=-np.inf),
+            np.pad(ids, ((0, 0), (0, pad)), constant_values=-1))
+
+
+@pytest.mark.skipif(medqk._backend._core is None, reason="needs the native module")
+@pytest.mark.parametrize("nb, k, fraction", [(1, 1, 1.0), (17, 10, 0.3), (300, 10, 0.5), (5000, 256, 0.02),
+                                             (40, 30, 0.1), (33, 5, 0.0), (5000, 300, 0.5)])
+def test_allow_bitmap_selection_agrees(nb, k, fraction):
+    # the bitmap covers the whole index; the block starts at row `offset` of it (bits offset .. offset + nb - 1)
+    rng = np.random.default_rng(nb + k)
+    scores = (rng.integers(0, 6, (5, nb)) * 0.5).astype(np.float32)  # ties
+    offset = 13
+    allowed = rng.random(nb) < fraction
+    bits = np.packbits(np.concatenate([rng.random(offset) < 0.5, allowed]), bitorder="little")
+    want = _allowed_topk(scores, k, offset, allowed)
+    for backend in ("native", "numba"):
+        with medqk.use_backend(backend):
+            got = _topk.block_topk(scores, k, offset, threads=2, allow=bits)
+        s, i = got
+        if backend == "numba":  # the numpy path leaves its padding's ids to the caller (flat.py writes -1)
+            i = np.where(np.isneginf(s), -1, i)
+        np.testing.assert_array_equal(i, want[1])
+        np.testing.assert_array_equal(s, want[0])
+    with pytest.raises(ValueError, match="allow must be"):
+        medqk._backend._core.select_topk_f32(scores, 1, 1, bits[: (offset + nb) // 8 - 1] if nb > 8 else bits[:0],
+                                             offset)

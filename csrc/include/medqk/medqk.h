@@ -325,6 +325,11 @@ void ivf_quantize_tables(const float* tables, std::size_t nq, std::size_t nlut, 
 // float flat searches their top-k of each block (csrc/runtime/ivf_search.cpp).
 void select_topk_f32(const float* scores, std::size_t nq, std::size_t n, std::size_t k, float* best, int64_t* ids,
                      int threads);
+// The same over the allowed columns only: column j may be returned when bit allow_first + j of `allow` is set
+// (bit b & 7 of byte b >> 3; the bitmap of a whole index, whose column block starts at row allow_first), tested
+// only for the columns that would enter the top-k. Fewer than k allowed: the rest is score -inf, id -1.
+void select_topk_f32(const float* scores, std::size_t nq, std::size_t n, std::size_t k, float* best, int64_t* ids,
+                     int threads, const uint8_t* allow, std::size_t allow_first);
 // The name select_topk_f32 had before 0.2 (it is a general float top-k); kept for one release.
 [[deprecated("renamed medqk::select_topk_f32")]]
 inline void ivf_select_lists(const float* list_scores, std::size_t nq, std::size_t nlist, std::size_t nprobe,

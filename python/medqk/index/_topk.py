@@ -7,18 +7,25 @@ import numpy as np
 from .. import _backend
 
 
-def block_topk(scores: np.ndarray, k: int, id_offset: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def block_topk(scores: np.ndarray, k: int, id_offset: int, threads: int = 1,
+               allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best ``min(k, nb)`` of each row of ``scores`` (nq, nb), ids offset by ``id_offset``; sorted best first.
+    ``allow``: None, or the allow-bitmap of the whole index (medqk.index._ids): column j is a candidate only when
+    bit ``id_offset + j`` is set; fewer allowed than slots: the rest is score -inf, id -1.
 
     The native backend selects up to 256 with select_topk_f32 (a sorted insertion behind a 16-wide threshold
-    test; the same result): argpartition and the lexsorts below took most of the float32 flat search's time
-    at MedQuAD's size and k = 10. Larger k keep numpy (the insertion is O(k) per entering score)."""
+    test, the bitmap tested for the columns that pass it; the same result): argpartition and the lexsorts below
+    took most of the float32 flat search's time at MedQuAD's size and k = 10. Larger k keep numpy (the
+    insertion is O(k) per entering score), which puts -inf on the columns ``allow`` clears."""
     nq, nb = scores.shape
     kk = min(k, nb)
     if (_backend.backend == "native" and nq and 0 < kk <= 256 and scores.dtype == np.float32
             and scores.flags.c_contiguous):
-        best, ids = _backend._core.select_topk_f32(scores, kk, threads)
-        return best, ids + id_offset
+        best, ids = _backend._core.select_topk_f32(scores, kk, threads, allow, id_offset)
+        return best, np.where(ids >= 0, ids + id_offset, -1)
+    if allow is not None:
+        cleared = ~np.unpackbits(allow, count=id_offset + nb, bitorder="little")[id_offset:].astype(bool)
+        scores = np.where(cleared[None, :], np.float32(-np.inf), scores)
     if kk < nb:
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         kth = np.take_along_axis(scores, part, axis=1).min(axis=1)

@@ -469,14 +469,10 @@ class FlatFloatIndex(Index):
             # conversion over BLAS, which is faster per query there (measured on all MedQuAD dev queries).
             alpha, bias = (2.0, -self._norms) if self.metric == "l2" else (1.0, None)
             return _backend._core.f16_search_topk(q, self._data.view(np.uint16), alpha, bias, k, threads, allow)
-        # BLAS scores: the rows `allow` clears score -inf before the selection (one broadcast add of 0 / -inf per
-        # row, folded into l2's -|x|^2), so they rank below every allowed row (finite scores) and come out only
-        # as padding, written as id -1
+        # BLAS scores; the selection of each block skips the rows `allow` clears (block_topk: tested only for
+        # the scores that would enter the top-k, no pass over the block), so they come out only as padding,
+        # written as id -1
         bias = -self._norms if self.metric == "l2" else None
-        if allow is not None:
-            allowed = np.unpackbits(allow, count=self._ntotal, bitorder="little").astype(bool)
-            penalty = np.where(allowed, np.float32(0), np.float32(-np.inf))
-            bias = penalty if bias is None else bias + penalty
         best_s = best_i = None
         for q0 in range(0, q.shape[0], _QUERY_BLOCK):
             qb = q[q0 : q0 + _QUERY_BLOCK]
@@ -488,7 +484,7 @@ class FlatFloatIndex(Index):
                     s *= 2
                 if bias is not None:
                     s += bias[j0 : j0 + _DB_BLOCK]
-                s_top, i_top = _topk.block_topk(s, k, j0, threads)
+                s_top, i_top = _topk.block_topk(s, k, j0, threads, allow)
                 bs, bi = (s_top, i_top) if bs is None else _topk.merge_topk(bs, bi, s_top, i_top, k)
             best_s = bs if best_s is None else np.concatenate([best_s, bs])
             best_i = bi if best_i is None else np.concatenate([best_i, bi])
