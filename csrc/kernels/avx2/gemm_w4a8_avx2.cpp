@@ -444,6 +444,14 @@ struct PanelFold {
 // The panel's scales (and zero points) of every group, lane c of group g at 16 g + c holding column
 // j0 + 8 (c / 8) + order[c % 8] (0 past n).
 void panel_fold_tables(const W4A8Args& x, std::size_t j0, const int order[8], PanelFold& fold) {
+  // the next panel's scales (16 columns x G floats, contiguous) are asked for while this panel computes: with
+  // few rows the gather below otherwise waits on memory once per line (both paths: the GEMV of a matrix that
+  // is not in cache spent more time here than in its products)
+  if (j0 + kPanelCols < x.n) {
+    const char* next = reinterpret_cast<const char*>(x.scales + (j0 + kPanelCols) * x.groups);
+    const std::size_t bytes = std::min(kPanelCols, x.n - j0 - kPanelCols) * x.groups * sizeof(float);
+    for (std::size_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
+  }
   if (j0 + kPanelCols <= x.n) {  // the scales 8 groups x 8 columns at a time, transposed in registers
     for (std::size_t h = 0; h < 2; ++h) {
       alignas(32) int32_t col_index[8];
@@ -540,13 +548,6 @@ void gemm_int16(const W4A8Args& x, std::size_t m0, std::size_t m1, std::size_t n
     int offset;
     if (affine_panel(panel, &offset)) continue;  // gemm_affine's
     if (x.out != nullptr) {
-      // the next panel's scales (16 columns x G floats, contiguous) are asked for while this panel computes:
-      // with few rows the gather below otherwise waits on memory once per line
-      if (j0 + kPanelCols < n1) {
-        const char* next = reinterpret_cast<const char*>(x.scales + (j0 + kPanelCols) * x.groups);
-        const std::size_t bytes = std::min(kPanelCols, x.n - j0 - kPanelCols) * x.groups * sizeof(float);
-        for (std::size_t off = 0; off < bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T1);
-      }
       panel_fold_tables(x, j0, kColumnOrder, fold);
       std::fill(fold.sums.begin(), fold.sums.end(), 0.0f);
     }
