@@ -235,15 +235,11 @@ void select_topk_f32(const float* list_scores, std::size_t nq, std::size_t nlist
         top[j] = key;
         if (size == nprobe) threshold = s[0xFFFFFFFFu - static_cast<uint32_t>(top[nprobe - 1])];
       };
-      // allowed(l): column l may be returned (bit allow_first + l of allow), tested only for the columns that
+      // column l may be returned when bit allow_first + l of allow is set, tested only for the columns that
       // would enter: a filter costs no pass over the scores
-      const auto allowed = [&](std::size_t l) {
-        const std::size_t bit = allow_first + l;
-        return allow == nullptr || ((allow[bit >> 3] >> (bit & 7)) & 1) != 0;
-      };
       std::size_t l = 0;
       for (; l < nlist && size < nprobe; ++l) {
-        if (allowed(l)) offer(l);
+        if (runtime::row_allowed(allow, allow_first + l)) offer(l);
       }
       for (; l < nlist; l += 16) {
         const std::size_t m = std::min<std::size_t>(16, nlist - l);

@@ -79,7 +79,7 @@ inline uint32_t block_mask(uint32_t mask, std::size_t b, std::size_t n, int64_t 
   for (uint32_t m = mask; m != 0; m &= m - 1) {
     const int u = __builtin_ctz(m);
     const uint64_t r = static_cast<uint64_t>(rows[u]);
-    if (r >= row_limit || ((allow[r >> 3] >> (r & 7)) & 1) == 0) mask &= ~(uint32_t(1) << u);
+    if (r >= row_limit || !row_allowed(allow, static_cast<std::size_t>(r))) mask &= ~(uint32_t(1) << u);
   }
   return mask;
 }
